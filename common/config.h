@@ -1,0 +1,147 @@
+/*
+ * The configuration: one struct for the whole file, filled from a table of
+ * keys (config.c) that holds each key's type, bounds, default and help.
+ *
+ * The struct holds no pointers: a config is copied by assignment, freed
+ * with free(), and a reload builds a new one beside the old and swaps only
+ * when the new one is valid.  Durations are milliseconds, sizes bytes.
+ */
+#ifndef DIGESTD_CONFIG_H
+#define DIGESTD_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_POOLS 8
+#define CONFIG_NAME_MAX 64
+#define CONFIG_STR_MAX 256
+#define CONFIG_URL_MAX 1024
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
+enum queue_backend { QUEUE_BACKEND_REDIS, QUEUE_BACKEND_AMQP };
+enum transport_type { TRANSPORT_SMTP, TRANSPORT_AMQP, TRANSPORT_MAILDIR };
+enum starttls_mode { STARTTLS_OFF, STARTTLS_OPTIONAL, STARTTLS_REQUIRED };
+
+struct redis_config {
+	char host[CONFIG_STR_MAX];
+	int port;
+	char socket[PATH_MAX];		/* absolute after loading; "" if unset */
+	char password[CONFIG_STR_MAX];
+	int db;
+	char key_prefix[CONFIG_STR_MAX]; /* [redis] only; [queue_redis] copies it */
+	int64_t timeout_ms;
+};
+
+struct pool_config {
+	char name[CONFIG_NAME_MAX];	/* NAME of [pool.NAME] */
+	char queue[CONFIG_NAME_MAX];	/* default: NAME */
+	int workers;
+	uint64_t memory_limit;		/* bytes, 0: none */
+	int64_t max_jobs;		/* 0: never recycle */
+	int64_t job_timeout_ms;
+	int line;			/* line of the section header */
+};
+
+struct config {
+	char path[PATH_MAX];		/* the file, as given */
+	char dir[PATH_MAX];		/* its directory, for relative paths */
+
+	struct {
+		char listen[CONFIG_STR_MAX];	/* host:port or [v6]:port */
+		int64_t drain_timeout_ms;
+		int64_t stall_timeout_ms;
+		int64_t restart_backoff_min_ms;
+		int64_t restart_backoff_max_ms;
+		int log_level;			/* enum log_level */
+		int log_format;			/* enum log_format */
+		char log_file[PATH_MAX];	/* "" for stderr */
+		char user[CONFIG_NAME_MAX];
+	} supervisor;
+
+	struct redis_config redis;
+	int has_queue_redis;		/* [queue_redis] present */
+	struct redis_config queue_redis; /* == redis when absent */
+
+	struct {
+		int backend;			/* enum queue_backend */
+		int max_attempts;
+		int64_t visibility_timeout_ms;
+	} queue;
+
+	struct {
+		char url[CONFIG_URL_MAX];
+		int64_t heartbeat_ms;
+		int prefetch;
+	} amqp;
+
+	int npools;
+	struct pool_config pools[CONFIG_MAX_POOLS];
+
+	struct {
+		char from[CONFIG_STR_MAX];		/* "Name <addr>" */
+		char from_addr[CONFIG_STR_MAX];		/* addr, derived */
+		char from_domain[CONFIG_STR_MAX];	/* domain of addr, derived */
+		int max_posts;
+		int64_t inactive_after_ms;
+		int64_t large_group_threshold;
+		int batch_size;
+		char unsubscribe_url[CONFIG_URL_MAX];
+		char unsubscribe_secret[CONFIG_STR_MAX];
+		char template_dir[PATH_MAX];
+	} digest;
+
+	struct {
+		int day_start_s;		/* seconds after 00:00 UTC */
+		double priority_threshold;
+		int64_t shard_size;
+	} schedule;
+
+	struct {
+		int type;			/* enum transport_type */
+	} transport;
+
+	struct {
+		char host[CONFIG_STR_MAX];
+		int port;
+		int starttls;			/* enum starttls_mode */
+		char username[CONFIG_STR_MAX];
+		char password[CONFIG_STR_MAX];
+		int messages_per_session;
+		char envelope_from[CONFIG_STR_MAX]; /* digest.from_addr if unset */
+	} smtp;
+
+	struct {
+		char path[PATH_MAX];
+	} maildir;
+
+	struct {
+		char exchange[CONFIG_STR_MAX];
+		char routing_key[CONFIG_STR_MAX];
+	} amqp_out;
+};
+
+/*
+ * Load and validate FILE into a new config.  On error return NULL and put
+ * "FILE:LINE: message naming the key" (or "FILE: [section] key is required")
+ * in err.  The result is freed with free().
+ */
+struct config *config_load(const char *file, char *err, size_t errlen);
+
+/* Load from a buffer; file names the buffer in messages (fuzzing, tests). */
+struct config *config_load_buffer(const char *file, const char *buf,
+    size_t len, char *err, size_t errlen);
+
+/* The pool named NAME, or NULL. */
+const struct pool_config *config_pool(const struct config *, const char *name);
+
+/* Parsers shared with the command line; 0 on success, -1 on a bad value. */
+int config_parse_duration(const char *s, int64_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+
+/* Print every key with its default and help, as an example file. */
+void config_print_example(FILE *fp);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * The metrics a worker counts, laid out as dense 64-bit cells in its
+ * scoreboard slot.  The pool label is the slot's pool; every other label
+ * combination has a cell index fixed at compile time, so the hot path is
+ * one load and one store: no allocation, hashing or formatting.
+ *
+ * Histograms take HIST_NB finite buckets, one +Inf bucket and a sum, all
+ * non-cumulative; cumulative buckets and _count are derived at scrape, so
+ * +Inf == _count always holds.  Durations are integer nanoseconds.
+ *
+ * Only the slot's worker writes its cells (single writer); the supervisor
+ * reads them while the worker runs and folds them into the pool's retired
+ * totals once the worker is dead (metrics_fold).
+ */
+#ifndef DIGESTD_METRICS_H
+#define DIGESTD_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum job_result { JOB_OK, JOB_FAILED, JOB_RETRIED, JOB_DEAD_LETTERED, JOB_RESULT_N };
+enum email_result { EMAIL_SENT, EMAIL_DEFERRED, EMAIL_REJECTED, EMAIL_RESULT_N };
+enum skip_reason {
+	SKIP_INACTIVE,
+	SKIP_OPTED_OUT,
+	SKIP_NO_EMAIL,
+	SKIP_NOTHING_NEW,
+	SKIP_ALREADY_SENT,
+	SKIP_N
+};
+#define TRANSPORT_N 3	/* enum transport_type in config.h */
+
+#define HIST_NB 12		/* finite buckets per histogram */
+#define HIST_CELLS (HIST_NB + 2) /* + the +Inf bucket + the sum */
+
+enum hist_id { HIST_JOB_DURATION, HIST_QUEUE_WAIT, HIST_EMAIL_DELAY, HIST_N };
+
+/* Cell indexes. */
+enum {
+	MC_JOBS = 0,					/* [job_result] */
+	MC_EMAILS = MC_JOBS + JOB_RESULT_N,		/* [transport][email_result] */
+	MC_SKIPPED = MC_EMAILS + TRANSPORT_N * EMAIL_RESULT_N, /* [skip_reason] */
+	MC_REDIS_ERRORS = MC_SKIPPED + SKIP_N,
+	MC_TRANSPORT_ERRORS = MC_REDIS_ERRORS + 1,	/* [transport] */
+	MC_HIST = MC_TRANSPORT_ERRORS + TRANSPORT_N,	/* [hist_id][HIST_CELLS] */
+	MC_NCELLS = MC_HIST + HIST_N * HIST_CELLS
+};
+
+#define MC_EMAIL(transport, result) (MC_EMAILS + (transport) * EMAIL_RESULT_N + (result))
+#define MC_HIST_BASE(h) (MC_HIST + (h) * HIST_CELLS)
+#define MC_HIST_SUM(h) (MC_HIST_BASE(h) + HIST_NB + 1)
+
+/* Upper bounds of the finite buckets, in nanoseconds, per histogram. */
+extern const int64_t metrics_hist_bounds_ns[HIST_N][HIST_NB];
+
+typedef _Atomic uint64_t metric_cell;
+
+/* Add v to a cell; only the slot's own worker calls this. */
+static inline void
+metric_add(metric_cell *cells, int idx, uint64_t v)
+{
+	uint64_t cur = atomic_load_explicit(&cells[idx], memory_order_relaxed);
+	atomic_store_explicit(&cells[idx], cur + v, memory_order_relaxed);
+}
+
+static inline void
+metric_inc(metric_cell *cells, int idx)
+{
+	metric_add(cells, idx, 1);
+}
+
+/* Record one observation of ns nanoseconds (negative counts as 0). */
+static inline void
+metric_observe(metric_cell *cells, int h, int64_t ns)
+{
+	const int64_t *b = metrics_hist_bounds_ns[h];
+	int i;
+
+	if (ns < 0)
+		ns = 0;
+	for (i = 0; i < HIST_NB && ns > b[i]; i++)
+		;
+	metric_add(cells, MC_HIST_BASE(h) + i, 1);
+	metric_add(cells, MC_HIST_SUM(h), (uint64_t)ns);
+}
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * The shared segment between the supervisor and its workers, mapped once
+ * before the first fork (MAP_SHARED | MAP_ANONYMOUS) and inherited by every
+ * child.  One slot per worker, each with a single writer for each field:
+ *
+ *   supervisor: gen, pid, pool, pool_slot, cmd, spawned_ns, and state only
+ *               to set SB_STARTING before the fork and SB_FREE after a fold;
+ *   worker:     state (idle, busy, draining), heartbeat, the job in hand,
+ *               cursor, jobs_done, rss, and its metric cells.
+ *
+ * The job in hand is written under a sequence lock (job_seq odd while it is
+ * being written) so that readers never see half of it; everything else is
+ * a naturally aligned atomic.
+ */
+#ifndef DIGESTD_SCOREBOARD_H
+#define DIGESTD_SCOREBOARD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "job.h"
+#include "metrics.h"
+
+#define SB_MAX_SLOTS 256	/* worker slots across all pools, with room for a reload's roll */
+#define SB_MAX_POOLS 16		/* pool registry: names ever seen (pools keep their index) */
+#define SB_MAX_QUEUES 8
+#define SB_NAME_MAX 64
+#define SB_ENTRY_MAX 64
+
+enum sb_state {
+	SB_FREE = 0,	/* no process */
+	SB_STARTING,	/* forked, not yet connected to its queue */
+	SB_IDLE,	/* ready, waiting for a job */
+	SB_BUSY,	/* running a job */
+	SB_DRAINING,	/* told to stop; finishing or giving back its job */
+	SB_DEAD,	/* exited; waiting to be folded */
+	SB_NSTATES
+};
+
+enum sb_cmd {
+	SB_CMD_RUN = 0,		/* take jobs */
+	SB_CMD_RETIRE,		/* finish the job in hand, then exit 0 (reload, recycle) */
+	SB_CMD_DRAIN,		/* checkpoint the job in hand, give it back, exit 0 */
+};
+
+struct sb_slot {
+	_Atomic uint32_t state;		/* enum sb_state */
+	_Atomic uint32_t cmd;		/* enum sb_cmd */
+	_Atomic uint64_t gen;		/* bumped at each spawn into this slot */
+	_Atomic int32_t pid;
+	_Atomic int32_t pool;		/* index in sb->pools */
+	_Atomic int32_t pool_slot;	/* the N in "priority#N" */
+	_Atomic int64_t spawned_ns;	/* CLOCK_MONOTONIC at fork */
+	_Atomic int64_t heartbeat_ns;	/* CLOCK_MONOTONIC, refreshed by the worker */
+
+	/* The job in hand, under job_seq. */
+	_Atomic uint32_t job_seq;
+	_Atomic int64_t job_started_ns;	/* CLOCK_REALTIME; 0 when idle */
+	struct job job;
+	char job_entry[SB_ENTRY_MAX];	/* stream entry id (redis backend) */
+
+	_Atomic uint64_t cursor;	/* last member done in the job in hand */
+	_Atomic uint64_t jobs_done;
+	_Atomic uint64_t rss_bytes;
+
+	metric_cell cells[MC_NCELLS];
+} __attribute__((aligned(64)));
+
+struct sb_pool {
+	char name[SB_NAME_MAX];		/* "" for an unused entry */
+	char queue[SB_NAME_MAX];
+};
+
+struct sb_queue_stats {
+	char name[SB_NAME_MAX];		/* "" for an unused entry */
+	int64_t depth;			/* entries not yet delivered */
+	int64_t pending;		/* delivered, not acknowledged */
+	double oldest_enqueued;		/* unix time; 0 if empty */
+};
+
+/*
+ * Gauges sampled by the sampler child (SPEC 7), published under stats_seq.
+ */
+struct sb_stats {
+	_Atomic uint32_t seq;
+	int32_t nqueues;
+	struct sb_queue_stats queues[SB_MAX_QUEUES];
+	int64_t dead_letters;
+	double sched_last_success[2];	/* [0] daily, [1] weekly; 0: never */
+	double sampled_at;		/* unix time of the last good sample */
+	int32_t ok;			/* last sample succeeded */
+};
+
+struct scoreboard {
+	uint32_t magic;
+	uint32_t nslots;
+	_Atomic uint64_t log_gen;	/* bumped on SIGUSR1: workers reopen the log */
+	_Atomic uint32_t draining;	/* the supervisor is draining or stopping */
+	struct sb_pool pools[SB_MAX_POOLS]; /* written by the supervisor only */
+	struct sb_stats stats;
+	struct sb_slot slots[SB_MAX_SLOTS];
+};
+
+/* Map a new zeroed segment; fatal on failure. */
+struct scoreboard *sb_create(void);
+
+/* Worker side. */
+void sb_heartbeat(struct sb_slot *);
+void sb_set_state(struct sb_slot *, enum sb_state);
+/* Publish the job in hand (entry may be NULL); sets job_started_ns. */
+void sb_job_set(struct sb_slot *, const struct job *, const char *entry);
+void sb_job_clear(struct sb_slot *);
+
+/*
+ * Reader side: copy the job in hand.  Returns 1 and fills job/entry/started
+ * when the slot has a job, 0 when idle.  entry must hold SB_ENTRY_MAX bytes.
+ */
+int sb_job_read(struct sb_slot *, struct job *, char *entry, int64_t *started_ns);
+
+/* Sampler side: publish / read stats under the seqlock. */
+void sb_stats_write(struct scoreboard *, const struct sb_stats *);
+void sb_stats_read(struct scoreboard *, struct sb_stats *);
+
+const char *sb_state_name(enum sb_state);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * Small helpers used by every process: allocation that never returns NULL,
+ * clocks, and number parsing.
+ */
+#ifndef DIGESTD_UTIL_H
+#define DIGESTD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Exit status of a worker whose allocation failed under its memory limit;
+ * the supervisor counts it as an `oom` restart.
+ */
+#define EXIT_WORKER_OOM 86
+
+/* Allocators that call fatal on failure: for start-up and the supervisor. */
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t);
+char *xstrdup(const char *);
+int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Allocators for the worker's job path: on failure they exit with
+ * EXIT_WORKER_OOM, so the supervisor can tell an OOM from a crash.
+ */
+void *wmalloc(size_t);
+void *wcalloc(size_t, size_t);
+void *wrealloc(void *, size_t);
+char *wstrdup(const char *);
+/* Called where a library reports it ran out of memory. */
+void worker_oom(void) __attribute__((noreturn));
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
+int64_t now_mono_ns(void);
+int64_t now_real_ns(void);
+/* CLOCK_REALTIME as fractional seconds. */
+double now_real(void);
+
+/* Parse a whole decimal integer within [min, max]; 0 or -1. */
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* Parse a whole finite double; 0 or -1. */
+int parse_double(const char *s, double *out);
+
+/* Resident set size of pid (0: self) in bytes, from /proc; 0 on error. */
+uint64_t proc_rss_bytes(pid_t pid);
+
+/* Set close-on-exec / non-blocking; 0 or -1. */
+int fd_cloexec(int fd);
+int fd_nonblock(int fd);
+
+#endif

@@ -1,0 +1,57 @@
+#!/bin/sh
+# Install every build and test dependency of digestd from Debian, idempotently.
+# Usage: scripts/deps.sh [build|test|all]   (default: all)
+set -eu
+
+BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
+librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
+libssl-dev libcmocka-dev redis-server"
+
+TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
+python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
+procps systemd man-db groff-base nodejs npm clang libclang-rt-14-dev
+nutcracker haproxy"
+
+# Benchmarks only: postfix's smtp-sink/smtp-source, php-fpm to compare the
+# supervisor with, gnuplot for the plot.
+BENCH_PKGS="postfix php-fpm gnuplot-nox prometheus-redis-exporter"
+
+what=${1:-all}
+case "$what" in
+build) pkgs=$BUILD_PKGS ;;
+test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
+bench) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
+all) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
+*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO="sudo"
+fi
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Services installed here must not start on their own: the tests start their
+# own instances on free ports.
+policy_added=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod 755 /usr/sbin/policy-rc.d
+	policy_added=1
+fi
+# postfix is only wanted for its smtp-sink and smtp-source tools.
+echo "postfix postfix/main_mailer_type select No configuration" |
+	$SUDO debconf-set-selections
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends $missing
+if [ "$policy_added" = 1 ]; then
+	$SUDO rm -f /usr/sbin/policy-rc.d
+fi

@@ -1,0 +1,64 @@
+/*
+ * A transport: how a rendered email leaves the worker (SMTP, AMQP or a
+ * maildir), behind struct transport_ops.
+ *
+ * Messages are handed over in batches: send() queues a message (the
+ * transport copies what it keeps), flush() delivers everything queued and
+ * reports each message's own outcome through the result callback, in the
+ * order they were queued, before it returns.  A transport keeps its
+ * connection open across batches and jobs.
+ */
+#ifndef DIGESTD_TRANSPORT_H
+#define DIGESTD_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum tp_result {
+	TP_SENT,	/* accepted by the server, the broker or the disk */
+	TP_DEFERRED,	/* temporary failure (4xx): to be retried, not sent */
+	TP_REJECTED,	/* permanent failure for this recipient (5xx) */
+};
+
+struct email {
+	int64_t uid;
+	const char *rcpt;		/* envelope recipient */
+	const char *message_id;		/* without angle brackets */
+	const char *job_id;
+	const char *data;		/* the RFC 5322 message, CRLF */
+	size_t len;
+};
+
+typedef void (*transport_result_cb)(void *arg, const struct email *,
+    enum tp_result, const char *detail);
+
+struct transport;
+
+struct transport_ops {
+	const char *name;		/* "smtp", "amqp", "maildir" */
+	int type;			/* enum transport_type */
+	/* Allocate; connects lazily.  NULL with err on a bad setting. */
+	struct transport *(*open)(const struct config *, char *err, size_t);
+	/* Queue one message; 0, or -1 if it could not be queued. */
+	int (*send)(struct transport *, const struct email *);
+	/*
+	 * Deliver what is queued; each message's outcome goes to cb.
+	 * Returns 0 when every message got an outcome, -1 when the transport
+	 * itself failed (server unreachable, connection lost): the messages
+	 * without an outcome were not delivered and err says why.
+	 */
+	int (*flush)(struct transport *, transport_result_cb cb, void *arg,
+	    char *err, size_t errlen);
+	void (*close)(struct transport *);
+};
+
+extern const struct transport_ops transport_smtp_ops;
+extern const struct transport_ops transport_amqp_ops;
+extern const struct transport_ops transport_maildir_ops;
+
+/* The ops for cfg->transport.type. */
+const struct transport_ops *transport_ops_for(const struct config *);
+
+#endif
