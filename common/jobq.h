@@ -1,0 +1,72 @@
+/*
+ * Jobs on the Redis Streams backend (SPEC 3 and 4), shared by the worker's
+ * source, the supervisor's requeue child, and digestctl:
+ *
+ *   digest:q:{queue}   a stream per queue, consumer group "digestd"
+ *   digest:dlq         the dead-letter stream (capped)
+ *   digest:enq:{id}    makes enqueueing idempotent (TTL: two periods)
+ *
+ * Every key carries the [redis] key_prefix.  All calls are blocking, on a
+ * connection to the queue Redis ([queue_redis], or [redis] when absent).
+ */
+#ifndef DIGESTD_JOBQ_H
+#define DIGESTD_JOBQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "job.h"
+
+#define JOBQ_GROUP "digestd"
+#define JOBQ_DLQ_MAXLEN 100000		/* dead letters kept */
+#define JOBQ_TRIM_AGE_S (14 * 86400)	/* two weekly periods */
+
+/* Create the stream and its group from id 0 (MKSTREAM) if missing. 0 / -1. */
+int jobq_ensure(redisContext *, const struct config *, const char *queue,
+    char *err, size_t errlen);
+
+/*
+ * Enqueue j on queue unless its digest:enq marker exists (SET NX with the
+ * TTL, then XADD).  Returns 1 if added, 0 if it was there already, -1 on
+ * error.  With force, the marker is ignored (dlq requeue).
+ */
+int jobq_enqueue(redisContext *, const struct config *, const char *queue,
+    const struct job *, int force, char *err, size_t errlen);
+
+/*
+ * Put a delivered job back at the end of its queue: XADD a copy and XACK
+ * the old entry, in one MULTI/EXEC.  0 / -1.
+ */
+int jobq_requeue(redisContext *, const struct config *, const char *queue,
+    const char *entry, const struct job *, char *err, size_t errlen);
+
+/*
+ * Dead-letter: XADD to digest:dlq the job's fields (or the raw fields of
+ * one that did not decode) plus reason, attempts, failed_at, queue; XACK
+ * the entry.  names/values/n are the raw fields; j may be NULL.  0 / -1.
+ */
+int jobq_dead_letter(redisContext *, const struct config *, const char *queue,
+    const char *entry, const struct job *j, const char *const *names,
+    const char *const *values, size_t n, const char *reason, int attempts,
+    char *err, size_t errlen);
+
+/* Trim acknowledged entries older than JOBQ_TRIM_AGE_S (XTRIM MINID). */
+int jobq_trim(redisContext *, const struct config *, const char *queue,
+    char *err, size_t errlen);
+
+struct jobq_stats {
+	int64_t depth;			/* never delivered (lag) */
+	int64_t pending;		/* delivered, not acknowledged */
+	double oldest_enqueued;		/* enqueued_at of the oldest waiting job; 0 */
+};
+
+/* Depth, pending and oldest age of a queue.  0 / -1. */
+int jobq_stats(redisContext *, const struct config *, const char *queue,
+    struct jobq_stats *, char *err, size_t errlen);
+/* Number of dead letters; -1 on error. */
+int64_t jobq_dlq_len(redisContext *, const struct config *);
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * Unsubscribe tokens (SPEC 5): the lowercase hex HMAC-SHA256 of
+ * "{uid}:{gid}" under digest.unsubscribe_secret.
+ */
+#ifndef DIGESTD_UNSUB_H
+#define DIGESTD_UNSUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UNSUB_TOKEN_LEN 64
+
+/* Write the token and a NUL into out (UNSUB_TOKEN_LEN + 1 bytes). 0 / -1. */
+int unsub_token(const char *secret, int64_t uid, int64_t gid, char *out);
+/* 1 if token is right for uid and gid, compared in constant time; else 0. */
+int unsub_verify(const char *secret, int64_t uid, int64_t gid, const char *token);
+
+#endif

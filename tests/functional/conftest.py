@@ -1,0 +1,80 @@
+"""Fixtures for the functional tests: real servers on free ports or unix
+sockets in a temp dir, and the real digestd / digestctl binaries.
+
+Every server started here is stopped by pid when its fixture ends.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from harness import (  # noqa: E402
+    ROOT,
+    Digestd,
+    RedisServer,
+    SmtpSink,
+    free_port,
+    write_config,
+)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A private redis-server on a unix socket in tmp_path."""
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def smtp_sink():
+    """An aiosmtpd sink on 127.0.0.1 that stores every message it accepts."""
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def digestd_factory(tmp_path):
+    """Start digestd processes with a config; all are stopped at the end."""
+    started = []
+
+    def make(config_text=None, config_path=None, **kw):
+        if config_path is None:
+            config_path = write_config(tmp_path, config_text)
+        d = Digestd(config_path, tmp_path, **kw)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.kill()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """One rabbitmq-server for the whole session (it takes ~7 s to boot)."""
+    from harness import RabbitServer
+
+    srv = RabbitServer()
+    try:
+        srv.start()
+    except Exception as e:  # pragma: no cover - environment problem
+        srv.stop()
+        pytest.fail("rabbitmq-server did not start: %s" % e)
+    try:
+        yield srv
+    finally:
+        srv.stop()

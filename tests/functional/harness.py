@@ -1,0 +1,464 @@
+"""Helpers shared by the functional tests: servers, digestd, scraping.
+
+Only loopback addresses and unix sockets are used; every loop is bounded.
+"""
+import email
+import email.policy
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("DIGESTD_BUILD", "build")
+DIGESTD = os.path.join(ROOT, BUILD, "digestd")
+DIGESTCTL = os.path.join(ROOT, BUILD, "digestctl")
+ASAN = BUILD.endswith("asan")
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Poll pred() until it returns a true value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
+    """Send sig to pid and wait (bounded) for it to go; SIGKILL after."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class RedisServer:
+    """redis-server on a unix socket (and optionally a loopback port)."""
+
+    def __init__(self, dirpath, port=0, aof=False):
+        self.dir = str(dirpath)
+        os.makedirs(self.dir, exist_ok=True)
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.port = port
+        self.aof = aof
+        self.proc = None
+
+    def start(self):
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--unixsocket", self.socket, "--unixsocketperm", "700",
+            "--dir", self.dir, "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if self.aof else "no",
+            "--logfile", os.path.join(self.dir, "redis.log"),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._ping(), timeout=10, what="redis-server")
+        return self
+
+    def _ping(self):
+        try:
+            return self.client().ping()
+        except Exception:
+            return False
+
+    def client(self, **kw):
+        import redis
+        return redis.Redis(unix_socket_path=self.socket, decode_responses=True, **kw)
+
+    def stop(self):
+        if self.proc is not None:
+            kill_pid(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def config_section(self, name="redis", prefix=""):
+        s = "[%s]\nsocket = %s\ntimeout = 2s\n" % (name, self.socket)
+        if name == "redis" and prefix:
+            s += "key_prefix = %s\n" % prefix
+        return s
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it accepts.
+
+    reply_for(rcpt) may return an SMTP reply string such as "450 try later"
+    or "550 no such user" to refuse that recipient; None accepts.
+    """
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.messages = []          # (mail_from, rcpt, bytes)
+        self.lock = threading.Lock()
+        self.reply_for = None
+        self.controller = None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if sink.reply_for is not None:
+                    r = sink.reply_for(address)
+                    if r:
+                        return r
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                with sink.lock:
+                    for r in envelope.rcpt_tos:
+                        sink.messages.append((envelope.mail_from, r, envelope.original_content))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     decode_data=False, data_size_limit=64 * 1024 * 1024)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def parsed(self):
+        """The accepted messages as email.message.EmailMessage objects."""
+        with self.lock:
+            msgs = list(self.messages)
+        return [email.message_from_bytes(m[2], policy=email.policy.default) for m in msgs]
+
+    def count(self):
+        with self.lock:
+            return len(self.messages)
+
+    def config_section(self):
+        return "[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n" % self.port
+
+
+BASE_CONFIG = """\
+[supervisor]
+listen = 127.0.0.1:{port}
+drain_timeout = 10s
+stall_timeout = 5s
+restart_backoff_min = 10ms
+restart_backoff_max = 1s
+log_level = info
+
+[digest]
+from = Groups <digest@example.com>
+unsubscribe_secret = test-secret-do-not-log
+unsubscribe_url = https://example.com/unsubscribe
+
+[transport]
+type = maildir
+
+[maildir]
+path = {tmp}/outbox
+"""
+
+
+def write_config(tmp_path, text, name="digestd.conf"):
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def base_config(tmp_path, port=None, extra=""):
+    """A complete config: BASE_CONFIG plus the sections in extra."""
+    port = port or free_port()
+    return BASE_CONFIG.format(port=port, tmp=str(tmp_path)) + extra, port
+
+
+class Digestd:
+    """A digestd process started in the foreground, logging to a file."""
+
+    def __init__(self, config_path, tmp_path, env=None, args=None):
+        self.config_path = config_path
+        self.tmp = str(tmp_path)
+        self.log_path = os.path.join(self.tmp, "digestd.%d.log" % int(time.time() * 1e6))
+        self.env = dict(os.environ, **(env or {}))
+        self.args = args or []
+        self.proc = None
+        self.port = None
+        with open(config_path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("listen") and "=" in line:
+                    self.port = int(line.split("=", 1)[1].split(";")[0].strip().rsplit(":", 1)[1])
+
+    def start(self, wait_ready=True, timeout=15):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([DIGESTD, "-c", self.config_path] + self.args,
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=self.tmp)
+        if wait_ready:
+            wait_for(lambda: self.http_status("/readyz") == 200 or self.exited(),
+                     timeout=timeout, what="digestd /readyz")
+            assert not self.exited(), "digestd exited: %s" % self.log()
+        return self
+
+    def exited(self):
+        return self.proc.poll() is not None
+
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=30):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout=30):
+        """SIGTERM (drain) and wait; returns the exit code."""
+        if self.proc is None or self.exited():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            kids = self.children()
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            for pid in kids:
+                kill_pid(pid, signal.SIGKILL, timeout=2)
+        if getattr(self, "logf", None):
+            self.logf.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def http(self, path, headers=None, timeout=5):
+        req = urllib.request.Request(self.url(path), headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read().decode("utf-8")
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read().decode("utf-8")
+
+    def http_status(self, path):
+        try:
+            return self.http(path, timeout=1)[0]
+        except Exception:
+            return None
+
+    def status(self):
+        import json
+        code, _, body = self.http("/status")
+        assert code == 200, body
+        return json.loads(body)
+
+    def metrics(self):
+        code, _, body = self.http("/metrics")
+        assert code == 200, body
+        return body
+
+    def children(self):
+        """Pids whose parent is this digestd."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            ppid = int(st.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid:
+                out.append(int(d))
+        return out
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} of a text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def metric(text, name, **labels):
+    """The value of one series, or None."""
+    want = {k: str(v) for k, v in labels.items()}
+    for (n, lab), v in parse_metrics(text).items():
+        if n == name and all(dict(lab).get(k) == val for k, val in want.items()):
+            return v
+    return None
+
+
+def metric_sum(text, name, **labels):
+    """The sum of every series of name whose labels include labels."""
+    want = {k: str(v) for k, v in labels.items()}
+    total = 0.0
+    for (n, lab), v in parse_metrics(text).items():
+        if n == name and all(dict(lab).get(k) == val for k, val in want.items()):
+            total += v
+    return total
+
+
+def digestctl(config_path, *args, check=True, timeout=120):
+    """Run digestctl; returns the CompletedProcess (text)."""
+    p = subprocess.run([DIGESTCTL, "-c", config_path] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("digestctl %s: %d\n%s\n%s" % (" ".join(args), p.returncode,
+                                                            p.stdout, p.stderr))
+    return p
+
+
+def maildir_messages(path):
+    """Parsed messages in path/new."""
+    out = []
+    d = os.path.join(path, "new")
+    if not os.path.isdir(d):
+        return out
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), "rb") as f:
+            out.append(email.message_from_bytes(f.read(), policy=email.policy.default))
+    return out
+
+
+def zombies_of(pid):
+    """Children of pid in state Z."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st.rsplit(")", 1)[1].split()
+        if int(rest[1]) == pid and rest[0] == "Z":
+            out.append(int(d))
+    return out
+
+
+class RabbitServer:
+    """rabbitmq-server on 127.0.0.1 with its own data and log dirs."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="digestd-rabbit-")
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.proc = None
+        self.env = None
+
+    def start(self, timeout=60):
+        pw = pwd.getpwnam("rabbitmq")
+        for sub in ("mnesia", "log"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        for root, dirs, files in os.walk(self.dir):
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+        conf = os.path.join(self.dir, "rabbitmq.conf")
+        with open(conf, "w") as f:
+            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
+            f.write("loopback_users.guest = true\n")
+            f.write("management.tcp.port = %d\n" % free_port())
+        os.chown(conf, pw.pw_uid, pw.pw_gid)
+        self.env = dict(
+            os.environ,
+            RABBITMQ_NODENAME="rabbit@localhost",
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
+            RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
+            RABBITMQ_CONFIG_FILE=conf[:-5],
+            RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
+            RABBITMQ_PID_FILE=os.path.join(self.dir, "rabbit.pid"),
+            HOME=self.dir,
+        )
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        os.chown(os.path.join(self.dir, "enabled_plugins"), pw.pw_uid, pw.pw_gid)
+        # The Erlang cookie lives in HOME; the rabbitmq user must own it.
+        self.proc = subprocess.Popen(
+            ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),
+             "--init-groups", "rabbitmq-server"],
+            env=self.env, stdout=open(os.path.join(self.dir, "stdout.log"), "wb"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._up, timeout=timeout, interval=0.2, what="rabbitmq-server")
+        return self
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("rabbitmq-server exited: see %s" % self.dir)
+        try:
+            import pika
+            c = pika.BlockingConnection(pika.ConnectionParameters(
+                host="127.0.0.1", port=self.port, connection_attempts=1,
+                socket_timeout=1, blocked_connection_timeout=1))
+            c.close()
+            return True
+        except Exception:
+            return False
+
+    def url(self):
+        return "amqp://guest:guest@127.0.0.1:%d/%%2F" % self.port
+
+    def ctl(self, *args, timeout=60):
+        pw = pwd.getpwnam("rabbitmq")
+        return subprocess.run(
+            ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),
+             "--init-groups", "rabbitmqctl", "-n", "rabbit@localhost"] + list(args),
+            env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
