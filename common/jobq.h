@@ -66,6 +66,13 @@ struct jobq_stats {
 /* Depth, pending and oldest age of a queue.  0 / -1. */
 int jobq_stats(redisContext *, const struct config *, const char *queue,
     struct jobq_stats *, char *err, size_t errlen);
+/*
+ * Record in digest:job:{job_id} why an attempt ended (last_error), keeping
+ * the 7-day TTL: set by whoever puts a dead worker's job back.  0 / -1.
+ */
+int jobq_note_error(redisContext *, const struct config *, const char *job_id,
+    const char *reason);
+
 /* Number of dead letters; -1 on error. */
 int64_t jobq_dlq_len(redisContext *, const struct config *);
 

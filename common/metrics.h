@@ -86,4 +86,7 @@ metric_observe(metric_cell *cells, int h, int64_t ns)
 	metric_add(cells, MC_HIST_SUM(h), (uint64_t)ns);
 }
 
+/* Add a dead worker's cells to totals and zero them (the supervisor's fold). */
+void metrics_fold(uint64_t totals[MC_NCELLS], metric_cell cells[MC_NCELLS]);
+
 #endif
