@@ -10,7 +10,7 @@ libssl-dev libcmocka-dev redis-server"
 TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
 python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
 procps systemd man-db groff-base nodejs npm clang libclang-rt-14-dev
-nutcracker haproxy"
+nutcracker haproxy prometheus-redis-exporter"
 
 # Benchmarks only: postfix's smtp-sink/smtp-source, php-fpm to compare the
 # supervisor with, gnuplot for the plot.
@@ -25,13 +25,33 @@ all) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
 *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
 esac
 
+# @cdktf/hcl2json parses the Nomad job files in the tests; it goes to a
+# node_modules under build/, never into git.
+HCL2JSON_VERSION=0.21.0
+node_deps() {
+	root=$(cd "$(dirname "$0")/.." && pwd)
+	dir="$root/build/node"
+	if [ -f "$dir/node_modules/@cdktf/hcl2json/package.json" ] &&
+	    grep -q "\"version\": \"$HCL2JSON_VERSION\"" \
+	    "$dir/node_modules/@cdktf/hcl2json/package.json"; then
+		return 0
+	fi
+	mkdir -p "$dir"
+	echo "deps: npm install @cdktf/hcl2json@$HCL2JSON_VERSION" >&2
+	npm install --no-save --no-audit --no-fund --prefix "$dir" \
+	    "@cdktf/hcl2json@$HCL2JSON_VERSION" >&2
+}
+
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	[ "$what" = build ] || node_deps
+	exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -55,3 +75,4 @@ $SUDO apt-get install -y -qq --no-install-recommends $missing
 if [ "$policy_added" = 1 ]; then
 	$SUDO rm -f /usr/sbin/policy-rc.d
 fi
+[ "$what" = build ] || node_deps
