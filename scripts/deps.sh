@@ -9,12 +9,18 @@ libssl-dev libcmocka-dev redis-server"
 
 TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
 python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
-procps systemd man-db groff-base nodejs npm clang libclang-rt-14-dev
+procps systemd man-db groff-base clang libclang-rt-14-dev
 nutcracker haproxy prometheus-redis-exporter"
 
 # Benchmarks only: postfix's smtp-sink/smtp-source, php-fpm to compare the
 # supervisor with, gnuplot for the plot.
 BENCH_PKGS="postfix php-fpm gnuplot-nox prometheus-redis-exporter"
+
+# Node.js runs the HCL2 parser of the deployment tests; a machine that has
+# it from elsewhere keeps its own (Debian's npm conflicts with other builds).
+if ! command -v npm >/dev/null 2>&1; then
+	TEST_PKGS="$TEST_PKGS nodejs npm"
+fi
 
 what=${1:-all}
 case "$what" in
@@ -70,8 +76,8 @@ fi
 # postfix is only wanted for its smtp-sink and smtp-source tools.
 echo "postfix postfix/main_mailer_type select No configuration" |
 	$SUDO debconf-set-selections
-$SUDO apt-get update -qq || true
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq || true
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
 if [ "$policy_added" = 1 ]; then
 	$SUDO rm -f /usr/sbin/policy-rc.d
 fi
