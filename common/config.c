@@ -1,0 +1,1464 @@
+/*
+ * The configuration file: one table of keys (config_keys[] and pool_keys[]
+ * below) holds each key's section, type, place in struct config, bounds,
+ * default and help, in the manner of tmux's options-table.c.  The parser,
+ * the defaults, `digestd -t` and the example file all come from it, so a
+ * key is added in one place.
+ *
+ * The text is split by inih, fed through our own line reader: the reader
+ * counts lines (inih's handler is not told the line number in Debian's
+ * build), refuses lines longer than inih's buffer instead of letting them be
+ * cut in two, strips leading blanks so that an indented key is a key and
+ * not a continuation line, and sees section headers itself, so that an
+ * empty [pool.NAME] or [queue_redis] section still counts.
+ *
+ * Errors read "FILE:LINE: [section] key: what is wrong"; a password, secret
+ * or URL with credentials is never repeated in them.
+ */
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp.h>
+#include <ini.h>
+
+#include "config.h"
+
+/* A config file larger than this is a mistake, not a config. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+/* The total of workers over all pools: a reload roll must fit 256 slots. */
+#define CONFIG_WORKERS_MAX 100
+
+enum config_type {
+	CT_STRING,	/* text without control characters */
+	CT_NAME,	/* [A-Za-z0-9._-]+ */
+	CT_SECRET,	/* text never repeated in a message */
+	CT_PATH,	/* made absolute against the file's directory */
+	CT_INT,		/* int, within min..max */
+	CT_INT64,	/* int64_t, within min..max */
+	CT_DURATION,	/* int64_t milliseconds, within min..max */
+	CT_SIZE,	/* uint64_t bytes, within min..max */
+	CT_DOUBLE,	/* double, within min..max */
+	CT_ENUM,	/* int, the index in choices */
+	CT_TIME,	/* HH:MM, int seconds after midnight */
+	CT_LISTEN,	/* host:port or [v6]:port */
+	CT_AMQP_URL,	/* amqp://user:pass@host:port/vhost, secret */
+	CT_FROM,	/* "Name <addr>" or addr */
+	CT_ADDR,	/* a bare addr, or empty */
+	CT_HTTP_URL	/* http:// or https:// */
+};
+
+#define CF_NONEMPTY	0x01	/* "" is not allowed */
+#define CF_REQUIRED	0x02	/* must be set (implies CF_NONEMPTY) */
+#define CF_SECRET	0x04	/* never repeat the value */
+#define CF_POOLNAME	0x08	/* default is the pool's name */
+
+struct config_key {
+	const char *section;	/* "pool" for [pool.NAME] */
+	const char *key;
+	enum config_type type;
+	size_t offset;		/* in struct config, or struct pool_config */
+	size_t size;		/* of the member, for strings */
+	int64_t min;
+	int64_t max;
+	const char *const *choices; /* CT_ENUM, NULL-terminated */
+	const char *def;
+	int flags;
+	const char *help;
+};
+
+static const char *const log_level_choices[] = {
+	"debug", "info", "warn", "error", NULL
+};
+static const char *const log_format_choices[] = { "logfmt", "json", NULL };
+static const char *const backend_choices[] = { "redis", "amqp", NULL };
+static const char *const transport_choices[] = {
+	"smtp", "amqp", "maildir", NULL
+};
+static const char *const starttls_choices[] = {
+	"off", "optional", "required", NULL
+};
+
+#define C(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define P(f) offsetof(struct pool_config, f), \
+	sizeof(((struct pool_config *)0)->f)
+
+#define SEC	1000LL
+#define MIN	(60 * SEC)
+#define HOUR	(60 * MIN)
+#define DAY	(24 * HOUR)
+#define KB	1024LL
+#define MB	(1024 * KB)
+#define GB	(1024 * MB)
+
+/* The sections, in the order of the example file. */
+struct config_section {
+	const char *name;
+	const char *help;
+};
+
+static const struct config_section config_sections[] = {
+	{ "supervisor", "The supervisor process: HTTP endpoint, timeouts, logs." },
+	{ "redis", "The activity store (read) and digestd's own keys." },
+	{ "queue_redis", "Optional: a dedicated Redis for the queues and the "
+	    "digest:* keys.\n"
+	    "When the section is absent, [redis] serves both; when present it "
+	    "needs\nhost or socket, and uses the key_prefix of [redis]." },
+	{ "queue", "The job queue." },
+	{ "amqp", "RabbitMQ, used when queue.backend or transport.type is amqp." },
+	{ "pool", "One [pool.NAME] section per worker pool (NAME: a-z, 0-9, _ "
+	    "and -);\nat least one is required, at most 8, with 100 workers in "
+	    "all." },
+	{ "digest", "What goes into a digest, and to whom." },
+	{ "schedule", "How `digestctl schedule` computes windows and routes "
+	    "jobs." },
+	{ "transport", "How emails leave." },
+	{ "smtp", "transport.type = smtp" },
+	{ "maildir", "transport.type = maildir" },
+	{ "amqp_out", "transport.type = amqp: where each email is published." },
+};
+#define NSECTIONS (sizeof(config_sections) / sizeof(config_sections[0]))
+
+static const struct config_key config_keys[] = {
+	{ "supervisor", "listen", CT_LISTEN, C(supervisor.listen), 0, 0, NULL,
+	    "127.0.0.1:9187", 0,
+	    "HTTP for /metrics, /healthz, /readyz and /status: host:port or "
+	    "[v6]:port." },
+	{ "supervisor", "drain_timeout", CT_DURATION,
+	    C(supervisor.drain_timeout_ms), 0, 1 * DAY, NULL, "60s", 0,
+	    "On SIGTERM, how long workers may finish their jobs before "
+	    "SIGKILL." },
+	{ "supervisor", "stall_timeout", CT_DURATION,
+	    C(supervisor.stall_timeout_ms), 1 * SEC, 1 * DAY, NULL, "120s", 0,
+	    "A worker without a heartbeat for this long is killed and "
+	    "replaced." },
+	{ "supervisor", "restart_backoff_min", CT_DURATION,
+	    C(supervisor.restart_backoff_min_ms), 1, 1 * HOUR, NULL, "100ms", 0,
+	    "First delay before restarting a slot that died right after "
+	    "start." },
+	{ "supervisor", "restart_backoff_max", CT_DURATION,
+	    C(supervisor.restart_backoff_max_ms), 1, 1 * DAY, NULL, "30s", 0,
+	    "The delay doubles up to this." },
+	{ "supervisor", "log_level", CT_ENUM, C(supervisor.log_level), 0, 0,
+	    log_level_choices, "info", 0, "debug | info | warn | error" },
+	{ "supervisor", "log_format", CT_ENUM, C(supervisor.log_format), 0, 0,
+	    log_format_choices, "logfmt", 0, "logfmt | json" },
+	{ "supervisor", "log_file", CT_PATH, C(supervisor.log_file), 0, 0, NULL,
+	    "", 0, "Empty: stderr.  Reopened on SIGUSR1." },
+	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "", 0,
+	    "Drop privileges to this user after binding; empty: stay." },
+
+	{ "redis", "host", CT_STRING, C(redis.host), 0, 0, NULL, "127.0.0.1", 0,
+	    NULL },
+	{ "redis", "port", CT_INT, C(redis.port), 1, 65535, NULL, "6379", 0,
+	    NULL },
+	{ "redis", "socket", CT_PATH, C(redis.socket), 0, 0, NULL, "", 0,
+	    "Unix socket path, used instead of host and port." },
+	{ "redis", "password", CT_SECRET, C(redis.password), 0, 0, NULL, "",
+	    CF_SECRET, NULL },
+	{ "redis", "db", CT_INT, C(redis.db), 0, 65535, NULL, "0", 0, NULL },
+	{ "redis", "key_prefix", CT_STRING, C(redis.key_prefix), 0, 0, NULL, "",
+	    0, "Prefix of every key read or written, on both Redis servers." },
+	{ "redis", "timeout", CT_DURATION, C(redis.timeout_ms), 1, 1 * HOUR,
+	    NULL, "2s", 0, "Connect and command timeout." },
+
+	{ "queue_redis", "host", CT_STRING, C(queue_redis.host), 0, 0, NULL, "",
+	    0, NULL },
+	{ "queue_redis", "port", CT_INT, C(queue_redis.port), 1, 65535, NULL,
+	    "6379", 0, NULL },
+	{ "queue_redis", "socket", CT_PATH, C(queue_redis.socket), 0, 0, NULL,
+	    "", 0, NULL },
+	{ "queue_redis", "password", CT_SECRET, C(queue_redis.password), 0, 0,
+	    NULL, "", CF_SECRET, NULL },
+	{ "queue_redis", "db", CT_INT, C(queue_redis.db), 0, 65535, NULL, "0", 0,
+	    NULL },
+	{ "queue_redis", "timeout", CT_DURATION, C(queue_redis.timeout_ms), 1,
+	    1 * HOUR, NULL, "2s", 0, NULL },
+
+	{ "queue", "backend", CT_ENUM, C(queue.backend), 0, 0, backend_choices,
+	    "redis", 0, "redis | amqp" },
+	{ "queue", "max_attempts", CT_INT, C(queue.max_attempts), 1, 1000, NULL,
+	    "3", 0, "Deliveries of a job before it goes to the dead letters." },
+	{ "queue", "visibility_timeout", CT_DURATION,
+	    C(queue.visibility_timeout_ms), 1 * SEC, 7 * DAY, NULL, "10m", 0,
+	    "redis: a pending job idle this long (its instance died) is "
+	    "reclaimed." },
+
+	{ "amqp", "url", CT_AMQP_URL, C(amqp.url), 0, 0, NULL,
+	    "amqp://guest:guest@127.0.0.1:5672/%2F", CF_NONEMPTY | CF_SECRET,
+	    "amqp://user:password@host:port/vhost (amqps:// for TLS)." },
+	{ "amqp", "heartbeat", CT_DURATION, C(amqp.heartbeat_ms), 0,
+	    65535 * SEC, NULL, "30s", 0, "0: no heartbeat." },
+	{ "amqp", "prefetch", CT_INT, C(amqp.prefetch), 1, 65535, NULL, "1", 0,
+	    "Unacknowledged jobs a worker may hold." },
+
+	{ "digest", "from", CT_FROM, C(digest.from), 0, 0, NULL,
+	    "Groups <digest@example.com>", CF_NONEMPTY,
+	    "From: header, \"Name <addr>\" or addr; its domain names "
+	    "Message-ID and List-Id." },
+	{ "digest", "max_posts", CT_INT, C(digest.max_posts), 1, 1000, NULL,
+	    "10", 0, "Posts listed per email at most." },
+	{ "digest", "inactive_after", CT_DURATION, C(digest.inactive_after_ms),
+	    1 * SEC, 3650 * DAY, NULL, "90d", 0,
+	    "In large groups, members not seen for this long are skipped." },
+	{ "digest", "large_group_threshold", CT_INT64,
+	    C(digest.large_group_threshold), 0, INT64_MAX, NULL, "10000", 0,
+	    "Inactive members are skipped at or above this size." },
+	{ "digest", "batch_size", CT_INT, C(digest.batch_size), 1, 100000, NULL,
+	    "500", 0, "Members read and sent per batch." },
+	{ "digest", "unsubscribe_url", CT_HTTP_URL, C(digest.unsubscribe_url),
+	    0, 0, NULL, "https://example.com/unsubscribe", CF_NONEMPTY,
+	    "List-Unsubscribe gets ?u=UID&g=GID&t=TOKEN appended." },
+	{ "digest", "unsubscribe_secret", CT_SECRET,
+	    C(digest.unsubscribe_secret), 0, 0, NULL, "",
+	    CF_REQUIRED | CF_NONEMPTY | CF_SECRET,
+	    "Required: HMAC key for unsubscribe tokens." },
+	{ "digest", "template_dir", CT_PATH, C(digest.template_dir), 0, 0, NULL,
+	    "", 0, "Empty: built-in templates." },
+
+	{ "schedule", "day_start", CT_TIME, C(schedule.day_start_s), 0, 0, NULL,
+	    "00:00", 0, "UTC time of day (HH:MM) at which periods end." },
+	{ "schedule", "priority_threshold", CT_DOUBLE,
+	    C(schedule.priority_threshold), 0, INT64_MAX, NULL, "50", 0,
+	    "Engagement score at or above which a job goes to the priority "
+	    "queue." },
+	{ "schedule", "shard_size", CT_INT64, C(schedule.shard_size), 1,
+	    INT64_MAX, NULL, "50000", 0,
+	    "Members per job; larger groups are split." },
+
+	{ "transport", "type", CT_ENUM, C(transport.type), 0, 0,
+	    transport_choices, "smtp", 0, "smtp | amqp | maildir" },
+
+	{ "smtp", "host", CT_STRING, C(smtp.host), 0, 0, NULL, "127.0.0.1", 0,
+	    NULL },
+	{ "smtp", "port", CT_INT, C(smtp.port), 1, 65535, NULL, "25", 0, NULL },
+	{ "smtp", "starttls", CT_ENUM, C(smtp.starttls), 0, 0, starttls_choices,
+	    "optional", 0, "off | optional | required" },
+	{ "smtp", "username", CT_STRING, C(smtp.username), 0, 0, NULL, "", 0,
+	    "AUTH when set." },
+	{ "smtp", "password", CT_SECRET, C(smtp.password), 0, 0, NULL, "",
+	    CF_SECRET, NULL },
+	{ "smtp", "messages_per_session", CT_INT, C(smtp.messages_per_session),
+	    1, 1000000, NULL, "500", 0, "Messages sent on one connection." },
+	{ "smtp", "envelope_from", CT_ADDR, C(smtp.envelope_from), 0, 0, NULL,
+	    "", 0, "MAIL FROM; empty: the address of digest.from." },
+
+	{ "maildir", "path", CT_PATH, C(maildir.path), 0, 0, NULL,
+	    "./var/outbox", CF_NONEMPTY, "Created when missing." },
+
+	{ "amqp_out", "exchange", CT_STRING, C(amqp_out.exchange), 0, 0, NULL,
+	    "digest.email", CF_NONEMPTY, "Declared durable, of type direct." },
+	{ "amqp_out", "routing_key", CT_STRING, C(amqp_out.routing_key), 0, 0,
+	    NULL, "email", 0, NULL },
+};
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static const struct config_key pool_keys[] = {
+	{ "pool", "queue", CT_NAME, P(queue), 0, 0, NULL, "NAME",
+	    CF_NONEMPTY | CF_POOLNAME, "The queue this pool consumes; default: "
+	    "the pool's NAME." },
+	{ "pool", "workers", CT_INT, P(workers), 1, CONFIG_WORKERS_MAX, NULL,
+	    "4", 0, "Worker processes." },
+	{ "pool", "memory_limit", CT_SIZE, P(memory_limit), 0, 1024 * GB, NULL,
+	    "256M", 0, "Per worker (RLIMIT_AS); 0: none." },
+	{ "pool", "max_jobs", CT_INT64, P(max_jobs), 0, INT64_MAX, NULL,
+	    "10000", 0, "Jobs before a worker is recycled; 0: never." },
+	{ "pool", "job_timeout", CT_DURATION, P(job_timeout_ms), 1 * SEC,
+	    7 * DAY, NULL, "15m", 0, "Longest a job may run." },
+};
+#define NPOOLKEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
+
+/* The state of one parse. */
+struct config_parse {
+	struct config *cfg;
+	const char *file;
+
+	const char *buf;		/* the reader's input */
+	size_t len;
+	size_t pos;
+	int lineno;			/* of the line last read */
+
+	int section;			/* index in config_sections, -1: none */
+	int pool;			/* the current [pool.NAME], or -1 */
+	int section_line[NSECTIONS];	/* first header, 0: absent */
+	int key_line[NKEYS];		/* where each key was set, 0: default */
+	int pool_key_line[CONFIG_MAX_POOLS][NPOOLKEYS];
+
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int	config_section_index(const char *);
+static void	config_fail(struct config_parse *, int, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static int	config_set(struct config_parse *, const struct config_key *,
+		    void *, const char *, char *, size_t);
+
+static int
+config_section_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NSECTIONS; i++)
+		if (strcmp(config_sections[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Record the first error only: later ones are often its consequences. */
+static void
+config_fail(struct config_parse *p, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (p->failed)
+		return;
+	p->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(p->err, p->errlen, "%s:%d: %s", p->file, line, msg);
+	else
+		snprintf(p->err, p->errlen, "%s: %s", p->file, msg);
+}
+
+/* Copy text into a message, with anything unprintable replaced. */
+static void
+config_clean(char *dst, size_t len, const char *s)
+{
+	size_t i, n;
+
+	if (len == 0)
+		return;
+	for (i = 0, n = 0; s[i] != '\0' && n + 1 < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		dst[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	dst[n] = '\0';
+}
+
+/* The same, between double quotes. */
+static void
+config_quote(char *dst, size_t len, const char *s)
+{
+	size_t n;
+
+	if (len < 3)
+		return;
+	dst[0] = '"';
+	config_clean(dst + 1, len - 2, s);
+	n = strlen(dst);
+	dst[n++] = '"';
+	dst[n] = '\0';
+}
+
+/* Format a duration in the largest unit that divides it. */
+static const char *
+config_fmt_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms != 0 && ms % DAY == 0)
+		snprintf(buf, len, "%lldd", (long long)(ms / DAY));
+	else if (ms != 0 && ms % HOUR == 0)
+		snprintf(buf, len, "%lldh", (long long)(ms / HOUR));
+	else if (ms != 0 && ms % MIN == 0)
+		snprintf(buf, len, "%lldm", (long long)(ms / MIN));
+	else if (ms != 0 && ms % SEC == 0)
+		snprintf(buf, len, "%llds", (long long)(ms / SEC));
+	else if (ms != 0)
+		snprintf(buf, len, "%lldms", (long long)ms);
+	else
+		snprintf(buf, len, "0");
+	return buf;
+}
+
+static const char *
+config_fmt_size(uint64_t b, char *buf, size_t len)
+{
+	if (b != 0 && b % GB == 0)
+		snprintf(buf, len, "%lluG", (unsigned long long)(b / GB));
+	else if (b != 0 && b % MB == 0)
+		snprintf(buf, len, "%lluM", (unsigned long long)(b / MB));
+	else if (b != 0 && b % KB == 0)
+		snprintf(buf, len, "%lluK", (unsigned long long)(b / KB));
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)b);
+	return buf;
+}
+
+/* A whole decimal integer, digits only (no sign, blank or base prefix). */
+static int
+config_parse_uint(const char *s, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		if (v > (INT64_MAX - (*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * A duration: "0", or one or more number-unit pairs ("90s", "1h30m") with
+ * units ms, s, m, h, d.  A number without a unit is refused, since 100 could
+ * mean milliseconds or seconds depending on whom one asks.
+ */
+int
+config_parse_duration(const char *s, int64_t *ms)
+{
+	int64_t total = 0, v, mult;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (strcmp(s, "0") == 0) {
+		*ms = 0;
+		return 0;
+	}
+	while (*s != '\0') {
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		v = 0;
+		while (isdigit((unsigned char)*s)) {
+			if (v > (INT64_MAX - (*s - '0')) / 10)
+				return -1;
+			v = v * 10 + (*s++ - '0');
+		}
+		if (s[0] == 'm' && s[1] == 's') {
+			mult = 1;
+			s += 2;
+		} else if (*s == 's') {
+			mult = SEC;
+			s++;
+		} else if (*s == 'm') {
+			mult = MIN;
+			s++;
+		} else if (*s == 'h') {
+			mult = HOUR;
+			s++;
+		} else if (*s == 'd') {
+			mult = DAY;
+			s++;
+		} else
+			return -1;
+		if (v > INT64_MAX / mult || total > INT64_MAX - v * mult)
+			return -1;
+		total += v * mult;
+	}
+	*ms = total;
+	return 0;
+}
+
+/* A size: a number of bytes, or a number with K, M or G (powers of 1024). */
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	char num[32];
+	size_t n;
+	int64_t v, mult = 1;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 'K': case 'k':
+		mult = KB;
+		break;
+	case 'M': case 'm':
+		mult = MB;
+		break;
+	case 'G': case 'g':
+		mult = GB;
+		break;
+	}
+	if (mult != 1)
+		num[--n] = '\0';
+	if (config_parse_uint(num, &v) == -1 || v > INT64_MAX / mult)
+		return -1;
+	*bytes = (uint64_t)(v * mult);
+	return 0;
+}
+
+static int
+config_has_ctl(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+/* A DNS name or IPv4 literal: letters, digits, '-' and '.', sensibly. */
+static int
+config_valid_domain(const char *d)
+{
+	size_t i, n = strlen(d);
+
+	if (n == 0 || n > 253 || d[0] == '.' || d[0] == '-' ||
+	    d[n - 1] == '.' || d[n - 1] == '-' || strstr(d, "..") != NULL)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)d[i]) && d[i] != '-' && d[i] != '.')
+			return 0;
+	return 1;
+}
+
+/*
+ * A bare address local@domain; the local part is kept simple (no quotes,
+ * blanks, angle brackets or commas) since it goes into headers and MAIL
+ * FROM as it is.
+ */
+static int
+config_valid_addr(const char *a, char *why, size_t whylen)
+{
+	const char *at = strrchr(a, '@'), *s;
+
+	if (at == NULL || at == a) {
+		snprintf(why, whylen, "is not an address (local@domain)");
+		return -1;
+	}
+	for (s = a; s < at; s++)
+		if (isspace((unsigned char)*s) || strchr("<>,;:\"()[]\\@", *s) ||
+		    (unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e) {
+			snprintf(why, whylen, "has an unusable local part");
+			return -1;
+		}
+	if (!config_valid_domain(at + 1)) {
+		snprintf(why, whylen, "has no usable domain");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * "Name <addr>" or addr.  Fill addr and domain (each of CONFIG_STR_MAX) when
+ * they are not NULL.
+ */
+static int
+config_split_from(const char *v, char *addr, char *domain, char *why,
+    size_t whylen)
+{
+	char a[CONFIG_STR_MAX];
+	const char *lt, *gt;
+	size_t n;
+
+	if ((lt = strchr(v, '<')) != NULL) {
+		gt = strchr(lt, '>');
+		if (gt == NULL || gt[1] != '\0' || strchr(lt + 1, '<') != NULL) {
+			snprintf(why, whylen, "is not \"Name <addr>\" or addr");
+			return -1;
+		}
+		n = (size_t)(gt - lt - 1);
+		if (n >= sizeof(a)) {
+			snprintf(why, whylen, "is too long");
+			return -1;
+		}
+		memcpy(a, lt + 1, n);
+		a[n] = '\0';
+	} else {
+		if (strchr(v, '>') != NULL || strchr(v, ' ') != NULL) {
+			snprintf(why, whylen, "is not \"Name <addr>\" or addr");
+			return -1;
+		}
+		strlcpy(a, v, sizeof(a));
+	}
+	if (config_valid_addr(a, why, whylen) == -1)
+		return -1;
+	if (addr != NULL)
+		strlcpy(addr, a, CONFIG_STR_MAX);
+	if (domain != NULL)
+		strlcpy(domain, strrchr(a, '@') + 1, CONFIG_STR_MAX);
+	return 0;
+}
+
+static int
+config_valid_listen(const char *v, char *why, size_t whylen)
+{
+	char host[CONFIG_STR_MAX];
+	struct in6_addr in6;
+	const char *colon;
+	int64_t port;
+	size_t n;
+
+	if (v[0] == '[') {
+		const char *rb = strchr(v, ']');
+
+		if (rb == NULL || rb[1] != ':') {
+			snprintf(why, whylen, "is not host:port or [v6]:port");
+			return -1;
+		}
+		n = (size_t)(rb - v - 1);
+		if (n == 0 || n >= sizeof(host)) {
+			snprintf(why, whylen, "has no IPv6 address in []");
+			return -1;
+		}
+		memcpy(host, v + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, &in6) != 1) {
+			snprintf(why, whylen, "has a bad IPv6 address");
+			return -1;
+		}
+		colon = rb + 1;
+	} else {
+		if ((colon = strrchr(v, ':')) == NULL || colon == v ||
+		    memchr(v, ':', (size_t)(colon - v)) != NULL) {
+			snprintf(why, whylen,
+			    "is not host:port or [v6]:port");
+			return -1;
+		}
+		n = (size_t)(colon - v);
+		if (n >= sizeof(host)) {
+			snprintf(why, whylen, "is too long");
+			return -1;
+		}
+		memcpy(host, v, n);
+		host[n] = '\0';
+		if (!config_valid_domain(host)) {
+			snprintf(why, whylen, "has a bad host");
+			return -1;
+		}
+	}
+	if (config_parse_uint(colon + 1, &port) == -1 || port < 1 ||
+	    port > 65535) {
+		snprintf(why, whylen, "has a bad port (1 to 65535)");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_valid_amqp_url(const char *v, char *why, size_t whylen)
+{
+	struct amqp_connection_info info;
+	char copy[CONFIG_URL_MAX];
+
+	/* amqp_parse_url writes into its argument, and the value is secret. */
+	if (strlcpy(copy, v, sizeof(copy)) >= sizeof(copy)) {
+		snprintf(why, whylen, "is too long");
+		return -1;
+	}
+	amqp_default_connection_info(&info);
+	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK ||
+	    info.host == NULL || info.host[0] == '\0') {
+		snprintf(why, whylen, "is not an AMQP URL "
+		    "(amqp://user:password@host:port/vhost)");
+		return -1;
+	}
+	if (info.port < 1 || info.port > 65535) {
+		snprintf(why, whylen, "has a bad port");
+		return -1;
+	}
+	explicit_bzero(copy, sizeof(copy));
+	return 0;
+}
+
+static int
+config_valid_http_url(const char *v, char *why, size_t whylen)
+{
+	const char *host, *s;
+
+	if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else {
+		snprintf(why, whylen, "is not an http:// or https:// URL");
+		return -1;
+	}
+	if (*host == '\0' || *host == '/' || *host == ':') {
+		snprintf(why, whylen, "has no host");
+		return -1;
+	}
+	/* It goes between <> in List-Unsubscribe. */
+	for (s = v; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
+		    strchr("<>\"", *s) != NULL) {
+			snprintf(why, whylen,
+			    "has a character that must be %%-encoded");
+			return -1;
+		}
+	return 0;
+}
+
+/* Make a relative path relative to the config file's directory. */
+static int
+config_resolve_path(const struct config *cfg, const char *v, char *dst,
+    size_t size)
+{
+	int n;
+
+	if (*v == '\0' || *v == '/') {
+		if (strlcpy(dst, v, size) >= size)
+			return -1;
+		return 0;
+	}
+	while (v[0] == '.' && v[1] == '/')
+		v += 2;
+	if (*v == '\0' || strcmp(v, ".") == 0)
+		n = snprintf(dst, size, "%s", cfg->dir);
+	else
+		n = snprintf(dst, size, "%s/%s", cfg->dir, v);
+	if (n < 0 || (size_t)n >= size)
+		return -1;
+	return 0;
+}
+
+/*
+ * Parse value v for key k into dst.  On error, put in why what is wrong,
+ * without the value itself (the caller adds it unless it is secret).
+ */
+static int
+config_set(struct config_parse *p, const struct config_key *k, void *dst,
+    const char *v, char *why, size_t whylen)
+{
+	char b1[32], b2[32];
+	int64_t i64;
+	uint64_t u64;
+	double d;
+	size_t i;
+
+	if (*v == '\0' && (k->flags & CF_NONEMPTY)) {
+		snprintf(why, whylen, "must not be empty");
+		return -1;
+	}
+	switch (k->type) {
+	case CT_STRING:
+	case CT_NAME:
+	case CT_SECRET:
+	case CT_FROM:
+	case CT_ADDR:
+	case CT_HTTP_URL:
+	case CT_AMQP_URL:
+	case CT_LISTEN:
+		if (config_has_ctl(v)) {
+			snprintf(why, whylen, "has a control character");
+			return -1;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(why, whylen, "is longer than %zu characters",
+			    k->size - 1);
+			return -1;
+		}
+		if (k->type == CT_NAME)
+			for (i = 0; v[i] != '\0'; i++)
+				if (!isalnum((unsigned char)v[i]) &&
+				    strchr("._-", v[i]) == NULL) {
+					snprintf(why, whylen, "may hold only "
+					    "A-Z, a-z, 0-9, '.', '_' and '-'");
+					return -1;
+				}
+		if (*v != '\0') {
+			if (k->type == CT_FROM &&
+			    config_split_from(v, NULL, NULL, why, whylen) == -1)
+				return -1;
+			if (k->type == CT_ADDR &&
+			    config_valid_addr(v, why, whylen) == -1)
+				return -1;
+			if (k->type == CT_HTTP_URL &&
+			    config_valid_http_url(v, why, whylen) == -1)
+				return -1;
+			if (k->type == CT_AMQP_URL &&
+			    config_valid_amqp_url(v, why, whylen) == -1)
+				return -1;
+			if (k->type == CT_LISTEN &&
+			    config_valid_listen(v, why, whylen) == -1)
+				return -1;
+		} else if (k->type == CT_LISTEN) {
+			snprintf(why, whylen, "must not be empty");
+			return -1;
+		}
+		strlcpy(dst, v, k->size);
+		return 0;
+	case CT_PATH:
+		if (config_has_ctl(v)) {
+			snprintf(why, whylen, "has a control character");
+			return -1;
+		}
+		if (config_resolve_path(p->cfg, v, dst, k->size) == -1) {
+			snprintf(why, whylen, "is too long a path");
+			return -1;
+		}
+		return 0;
+	case CT_INT:
+	case CT_INT64:
+		if (config_parse_uint(v, &i64) == -1) {
+			snprintf(why, whylen, "is not a whole number");
+			return -1;
+		}
+		if (i64 < k->min || i64 > k->max) {
+			if (k->max == INT64_MAX)
+				snprintf(why, whylen, "is less than %lld",
+				    (long long)k->min);
+			else
+				snprintf(why, whylen, "is out of range "
+				    "(%lld to %lld)", (long long)k->min,
+				    (long long)k->max);
+			return -1;
+		}
+		if (k->type == CT_INT)
+			*(int *)dst = (int)i64;
+		else
+			*(int64_t *)dst = i64;
+		return 0;
+	case CT_DURATION:
+		if (config_parse_duration(v, &i64) == -1) {
+			snprintf(why, whylen, "is not a duration "
+			    "(a number with ms, s, m, h or d, e.g. 30s)");
+			return -1;
+		}
+		if (i64 < k->min || i64 > k->max) {
+			snprintf(why, whylen, "is out of range (%s to %s)",
+			    config_fmt_duration(k->min, b1, sizeof(b1)),
+			    config_fmt_duration(k->max, b2, sizeof(b2)));
+			return -1;
+		}
+		*(int64_t *)dst = i64;
+		return 0;
+	case CT_SIZE:
+		if (config_parse_size(v, &u64) == -1) {
+			snprintf(why, whylen, "is not a size "
+			    "(bytes, or a number with K, M or G)");
+			return -1;
+		}
+		if (u64 < (uint64_t)k->min || u64 > (uint64_t)k->max) {
+			snprintf(why, whylen, "is out of range (%s to %s)",
+			    config_fmt_size((uint64_t)k->min, b1, sizeof(b1)),
+			    config_fmt_size((uint64_t)k->max, b2, sizeof(b2)));
+			return -1;
+		}
+		*(uint64_t *)dst = u64;
+		return 0;
+	case CT_DOUBLE:
+		/* strtod alone would take blanks, hex and "inf". */
+		for (i = 0; v[i] != '\0'; i++)
+			if (!isdigit((unsigned char)v[i]) && v[i] != '.')
+				break;
+		if (v[i] != '\0' || *v == '\0' || *v == '.' ||
+		    strchr(v, '.') != strrchr(v, '.') ||
+		    (d = strtod(v, NULL), d > 1e15)) {
+			snprintf(why, whylen, "is not a number (e.g. 50 or "
+			    "12.5)");
+			return -1;
+		}
+		if (d < (double)k->min) {
+			snprintf(why, whylen, "is less than %lld",
+			    (long long)k->min);
+			return -1;
+		}
+		*(double *)dst = d;
+		return 0;
+	case CT_ENUM:
+		for (i = 0; k->choices[i] != NULL; i++)
+			if (strcmp(v, k->choices[i]) == 0) {
+				*(int *)dst = (int)i;
+				return 0;
+			}
+		snprintf(why, whylen, "is not one of");
+		for (i = 0; k->choices[i] != NULL; i++) {
+			strlcat(why, i == 0 ? " " : " | ", whylen);
+			strlcat(why, k->choices[i], whylen);
+		}
+		return -1;
+	case CT_TIME:
+		if (strlen(v) != 5 || !isdigit((unsigned char)v[0]) ||
+		    !isdigit((unsigned char)v[1]) || v[2] != ':' ||
+		    !isdigit((unsigned char)v[3]) ||
+		    !isdigit((unsigned char)v[4]) ||
+		    (v[0] - '0') * 10 + (v[1] - '0') > 23 ||
+		    (v[3] - '0') * 10 + (v[4] - '0') > 59) {
+			snprintf(why, whylen, "is not a time of day (HH:MM, "
+			    "00:00 to 23:59)");
+			return -1;
+		}
+		*(int *)dst = ((v[0] - '0') * 10 + (v[1] - '0')) * 3600 +
+		    ((v[3] - '0') * 10 + (v[4] - '0')) * 60;
+		return 0;
+	}
+	snprintf(why, whylen, "has an unknown type");
+	return -1;
+}
+
+/* Set key k from the text v at line; the error names the key. */
+static int
+config_set_key(struct config_parse *p, const struct config_key *k,
+    const char *section, void *dst, const char *v, int line)
+{
+	char why[256], quoted[CONFIG_STR_MAX + 8];
+
+	why[0] = '\0';
+	if (config_set(p, k, dst, v, why, sizeof(why)) == 0)
+		return 0;
+	if (strcmp(why, "must not be empty") == 0)
+		config_fail(p, line, "[%s] %s: %s", section, k->key, why);
+	else if (k->flags & CF_SECRET)
+		config_fail(p, line, "[%s] %s: value %s", section, k->key, why);
+	else if (*v == '\0')
+		config_fail(p, line, "[%s] %s: empty value %s", section, k->key,
+		    why);
+	else {
+		config_quote(quoted, sizeof(quoted), v);
+		config_fail(p, line, "[%s] %s: %s %s", section, k->key, quoted,
+		    why);
+	}
+	return -1;
+}
+
+/* Open [pool.NAME] at line: a new pool with the defaults, or an old one. */
+static int
+config_open_pool(struct config_parse *p, const char *name, int line)
+{
+	struct config *cfg = p->cfg;
+	struct pool_config *pc;
+	size_t i;
+	int n;
+
+	for (i = 0; name[i] != '\0'; i++)
+		if (!islower((unsigned char)name[i]) &&
+		    !isdigit((unsigned char)name[i]) && name[i] != '_' &&
+		    name[i] != '-')
+			break;
+	if (i == 0 || name[i] != '\0') {
+		config_fail(p, line, "[pool.%s]: a pool name may hold only "
+		    "a-z, 0-9, '_' and '-'", i == 0 && *name == '\0' ? "" :
+		    "NAME");
+		return -1;
+	}
+	if (i >= CONFIG_NAME_MAX) {
+		config_fail(p, line, "[pool.%.*s...]: pool name longer than %d "
+		    "characters", 16, name, CONFIG_NAME_MAX - 1);
+		return -1;
+	}
+	for (n = 0; n < cfg->npools; n++)
+		if (strcmp(cfg->pools[n].name, name) == 0) {
+			p->pool = n;
+			return 0;
+		}
+	if (cfg->npools == CONFIG_MAX_POOLS) {
+		config_fail(p, line, "[pool.%s]: too many pools (at most %d)",
+		    name, CONFIG_MAX_POOLS);
+		return -1;
+	}
+	pc = &cfg->pools[cfg->npools];
+	memset(pc, 0, sizeof(*pc));
+	strlcpy(pc->name, name, sizeof(pc->name));
+	strlcpy(pc->queue, name, sizeof(pc->queue));
+	pc->line = line;
+	for (i = 0; i < NPOOLKEYS; i++) {
+		const struct config_key *k = &pool_keys[i];
+
+		if (k->flags & CF_POOLNAME)
+			continue;
+		if (config_set_key(p, k, "pool", (char *)pc + k->offset,
+		    k->def, 0) == -1)
+			return -1;
+	}
+	p->pool = cfg->npools++;
+	return 0;
+}
+
+/* A header "[name]" read at line. */
+static int
+config_open_section(struct config_parse *p, const char *name, int line)
+{
+	int s;
+
+	p->pool = -1;
+	if (strncmp(name, "pool.", 5) == 0) {
+		s = config_section_index("pool");
+		if (p->section_line[s] == 0)
+			p->section_line[s] = line;
+		p->section = s;
+		return config_open_pool(p, name + 5, line);
+	}
+	if ((s = config_section_index(name)) == -1 ||
+	    strcmp(name, "pool") == 0) {
+		char clean[64];
+
+		config_clean(clean, sizeof(clean), name);
+		config_fail(p, line, "[%s]: unknown section%s", clean,
+		    strcmp(name, "pool") == 0 ? " (pools are [pool.NAME])" : "");
+		return -1;
+	}
+	if (p->section_line[s] == 0)
+		p->section_line[s] = line;
+	p->section = s;
+	return 0;
+}
+
+/*
+ * The reader inih calls for each line: copy the next line into str, without
+ * its leading blanks and its newline, and see section headers on the way.
+ * Returning NULL ends the parse, at the end or on the first error.
+ */
+static char *
+config_reader(char *str, int num, void *stream)
+{
+	struct config_parse *p = stream;
+	const char *line, *nl, *s;
+	size_t n, rest;
+	char name[CONFIG_STR_MAX];
+
+	if (p->failed || p->pos >= p->len)
+		return NULL;
+	line = p->buf + p->pos;
+	rest = p->len - p->pos;
+	nl = memchr(line, '\n', rest);
+	n = nl != NULL ? (size_t)(nl - line) : rest;
+	p->pos += n + (nl != NULL);
+	p->lineno++;
+	if (n >= (size_t)num) {
+		config_fail(p, p->lineno, "line is longer than %d characters",
+		    num - 1);
+		return NULL;
+	}
+	if (memchr(line, '\0', n) != NULL) {
+		config_fail(p, p->lineno, "line holds a NUL byte");
+		return NULL;
+	}
+	/* A UTF-8 byte order mark, which some editors write. */
+	if (p->lineno == 1 && n >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) {
+		line += 3;
+		n -= 3;
+	}
+	while (n > 0 && (*line == ' ' || *line == '\t' || *line == '\r' ||
+	    *line == '\v' || *line == '\f')) {
+		line++;
+		n--;
+	}
+	memcpy(str, line, n);
+	str[n] = '\0';
+
+	/*
+	 * A header as inih reads it: up to ']', unless an inline comment
+	 * (blank then ';') comes first, which makes it inih's syntax error.
+	 */
+	if (str[0] == '[') {
+		for (s = str + 1; *s != '\0' && *s != ']'; s++)
+			if (*s == ';' && isspace((unsigned char)s[-1]))
+				break;
+		if (*s == ']') {
+			n = (size_t)(s - str - 1);
+			if (n >= sizeof(name))
+				n = sizeof(name) - 1;
+			memcpy(name, str + 1, n);
+			name[n] = '\0';
+			if (config_open_section(p, name, p->lineno) == -1)
+				return NULL;
+		}
+	}
+	return str;
+}
+
+static int
+config_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct config_parse *p = user;
+	const struct config_key *k;
+	const char *sname;
+	size_t i;
+	int *seen;
+
+	if (p->failed)
+		return 0;
+	if (p->section == -1) {
+		config_fail(p, p->lineno, "%s: key outside a section", name);
+		return 0;
+	}
+	sname = config_sections[p->section].name;
+	if (p->pool != -1) {
+		for (i = 0; i < NPOOLKEYS; i++)
+			if (strcmp(pool_keys[i].key, name) == 0)
+				break;
+		if (i == NPOOLKEYS) {
+			config_fail(p, p->lineno, "[pool.%s] %s: unknown key",
+			    p->cfg->pools[p->pool].name, name);
+			return 0;
+		}
+		k = &pool_keys[i];
+		seen = &p->pool_key_line[p->pool][i];
+	} else {
+		for (i = 0; i < NKEYS; i++)
+			if (strcmp(config_keys[i].section, sname) == 0 &&
+			    strcmp(config_keys[i].key, name) == 0)
+				break;
+		if (i == NKEYS) {
+			config_fail(p, p->lineno, "[%s] %.64s: unknown key",
+			    sname, name);
+			return 0;
+		}
+		k = &config_keys[i];
+		seen = &p->key_line[i];
+	}
+	if (*seen != 0) {
+		if (p->pool != -1)
+			config_fail(p, p->lineno, "[pool.%s] %s: duplicate key "
+			    "(first set at line %d)",
+			    p->cfg->pools[p->pool].name, name, *seen);
+		else
+			config_fail(p, p->lineno, "[%s] %s: duplicate key "
+			    "(first set at line %d)", sname, name, *seen);
+		return 0;
+	}
+	*seen = p->lineno;
+	if (p->pool != -1) {
+		char sect[CONFIG_NAME_MAX + 8];
+
+		snprintf(sect, sizeof(sect), "pool.%s",
+		    p->cfg->pools[p->pool].name);
+		return config_set_key(p, k, sect,
+		    (char *)&p->cfg->pools[p->pool] + k->offset, value,
+		    p->lineno) == 0;
+	}
+	(void)section;
+	return config_set_key(p, k, sname, (char *)p->cfg + k->offset, value,
+	    p->lineno) == 0;
+}
+
+static int
+config_key_index(const char *section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].key, key) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The line where section.key was set, else its section's, else 0. */
+static int
+config_line_of(struct config_parse *p, const char *section, const char *key)
+{
+	int i = config_key_index(section, key);
+
+	if (i != -1 && p->key_line[i] != 0)
+		return p->key_line[i];
+	return p->section_line[config_section_index(section)];
+}
+
+/* The checks that involve more than one key, once the file is read. */
+static int
+config_finish(struct config_parse *p)
+{
+	struct config *cfg = p->cfg;
+	char b1[32], b2[32], why[128];
+	int i, total, line;
+
+	i = config_key_index("digest", "unsubscribe_secret");
+	if (p->key_line[i] == 0) {
+		config_fail(p, 0, "[digest] unsubscribe_secret is required");
+		return -1;
+	}
+	if (cfg->npools == 0) {
+		config_fail(p, 0, "[pool.NAME] is required: at least one pool");
+		return -1;
+	}
+	if (cfg->supervisor.restart_backoff_min_ms >
+	    cfg->supervisor.restart_backoff_max_ms) {
+		line = config_line_of(p, "supervisor", "restart_backoff_min");
+		config_fail(p, line, "[supervisor] restart_backoff_min: %s is "
+		    "more than restart_backoff_max (%s)",
+		    config_fmt_duration(cfg->supervisor.restart_backoff_min_ms,
+		    b1, sizeof(b1)),
+		    config_fmt_duration(cfg->supervisor.restart_backoff_max_ms,
+		    b2, sizeof(b2)));
+		return -1;
+	}
+	if (cfg->amqp.heartbeat_ms != 0 && cfg->amqp.heartbeat_ms < SEC) {
+		config_fail(p, config_line_of(p, "amqp", "heartbeat"),
+		    "[amqp] heartbeat: must be 0 (none) or at least 1s");
+		return -1;
+	}
+	if (cfg->redis.host[0] == '\0' && cfg->redis.socket[0] == '\0') {
+		config_fail(p, config_line_of(p, "redis", "host"),
+		    "[redis] host: host or socket is required");
+		return -1;
+	}
+	if (cfg->transport.type == TRANSPORT_SMTP && cfg->smtp.host[0] == '\0') {
+		config_fail(p, config_line_of(p, "smtp", "host"),
+		    "[smtp] host: must not be empty with transport.type = smtp");
+		return -1;
+	}
+	if (cfg->smtp.password[0] != '\0' && cfg->smtp.username[0] == '\0') {
+		config_fail(p, config_line_of(p, "smtp", "password"),
+		    "[smtp] password: set without username");
+		return -1;
+	}
+
+	for (i = 0, total = 0; i < cfg->npools; i++) {
+		struct pool_config *pc = &cfg->pools[i];
+
+		if (pc->memory_limit != 0 && pc->memory_limit < 16 * MB) {
+			line = p->pool_key_line[i][2] ? p->pool_key_line[i][2] :
+			    pc->line;
+			config_fail(p, line, "[pool.%s] memory_limit: must be 0 "
+			    "(none) or at least 16M", pc->name);
+			return -1;
+		}
+		total += pc->workers;
+		if (total > CONFIG_WORKERS_MAX) {
+			line = p->pool_key_line[i][1] ? p->pool_key_line[i][1] :
+			    pc->line;
+			config_fail(p, line, "[pool.%s] workers: %d workers in "
+			    "all pools, more than %d", pc->name, total,
+			    CONFIG_WORKERS_MAX);
+			return -1;
+		}
+	}
+
+	/* digest.from was checked when set; derive its parts. */
+	if (config_split_from(cfg->digest.from, cfg->digest.from_addr,
+	    cfg->digest.from_domain, why, sizeof(why)) == -1) {
+		config_fail(p, config_line_of(p, "digest", "from"),
+		    "[digest] from: %s", why);
+		return -1;
+	}
+	if (cfg->smtp.envelope_from[0] == '\0')
+		strlcpy(cfg->smtp.envelope_from, cfg->digest.from_addr,
+		    sizeof(cfg->smtp.envelope_from));
+
+	i = config_section_index("queue_redis");
+	if (p->section_line[i] != 0) {
+		if (cfg->queue_redis.host[0] == '\0' &&
+		    cfg->queue_redis.socket[0] == '\0') {
+			config_fail(p, p->section_line[i],
+			    "[queue_redis] host: host or socket is required "
+			    "when the section is present");
+			return -1;
+		}
+		cfg->has_queue_redis = 1;
+		strlcpy(cfg->queue_redis.key_prefix, cfg->redis.key_prefix,
+		    sizeof(cfg->queue_redis.key_prefix));
+	} else {
+		cfg->has_queue_redis = 0;
+		cfg->queue_redis = cfg->redis;
+	}
+	return 0;
+}
+
+/* The directory of file, made absolute against the current directory. */
+static int
+config_set_dir(struct config *cfg, const char *file)
+{
+	char d[PATH_MAX], cwd[PATH_MAX];
+	char *slash;
+	int n;
+
+	if (strlcpy(d, file, sizeof(d)) >= sizeof(d))
+		return -1;
+	if ((slash = strrchr(d, '/')) == NULL)
+		strlcpy(d, ".", sizeof(d));
+	else if (slash == d)
+		d[1] = '\0';
+	else
+		*slash = '\0';
+	if (d[0] == '/') {
+		strlcpy(cfg->dir, d, sizeof(cfg->dir));
+		return 0;
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return -1;
+	if (strcmp(d, ".") == 0)
+		n = snprintf(cfg->dir, sizeof(cfg->dir), "%s", cwd);
+	else
+		n = snprintf(cfg->dir, sizeof(cfg->dir), "%s/%s",
+		    strcmp(cwd, "/") == 0 ? "" : cwd,
+		    strncmp(d, "./", 2) == 0 ? d + 2 : d);
+	if (n < 0 || (size_t)n >= sizeof(cfg->dir))
+		return -1;
+	return 0;
+}
+
+struct config *
+config_load_buffer(const char *file, const char *buf, size_t len, char *err,
+    size_t errlen)
+{
+	struct config_parse *p;
+	struct config *cfg;
+	size_t i;
+	int ret;
+
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    (p = calloc(1, sizeof(*p))) == NULL) {
+		free(cfg);
+		snprintf(err, errlen, "%s: out of memory", file);
+		return NULL;
+	}
+	p->cfg = cfg;
+	p->file = file;
+	p->buf = buf;
+	p->len = len;
+	p->section = -1;
+	p->pool = -1;
+	p->err = err;
+	p->errlen = errlen;
+	if (strlcpy(cfg->path, file, sizeof(cfg->path)) >= sizeof(cfg->path) ||
+	    config_set_dir(cfg, file) == -1) {
+		config_fail(p, 0, "cannot tell the file's directory");
+		goto fail;
+	}
+	for (i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		/* calloc made the strings empty already. */
+		if (k->def[0] == '\0')
+			continue;
+		if (config_set_key(p, k, k->section, (char *)cfg + k->offset,
+		    k->def, 0) == -1)
+			goto fail;
+	}
+	ret = ini_parse_stream(config_reader, p, config_handler, p);
+	if (p->failed)
+		goto fail;
+	if (ret > 0) {
+		config_fail(p, ret, "syntax error: expected [section], "
+		    "key = value or a comment");
+		goto fail;
+	}
+	if (ret < 0) {
+		config_fail(p, 0, "cannot parse");
+		goto fail;
+	}
+	if (config_finish(p) == -1)
+		goto fail;
+	explicit_bzero(p, sizeof(*p));
+	free(p);
+	return cfg;
+fail:
+	free(p);
+	explicit_bzero(cfg, sizeof(*cfg));
+	free(cfg);
+	return NULL;
+}
+
+struct config *
+config_load(const char *file, char *err, size_t errlen)
+{
+	struct config *cfg;
+	struct stat st;
+	FILE *fp;
+	char *buf;
+	size_t n;
+
+	if ((fp = fopen(file, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(fp), &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s: %s", file, errno != 0 &&
+		    !S_ISREG(st.st_mode) ? "not a regular file" :
+		    "larger than 1M, not a config file");
+		fclose(fp);
+		return NULL;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", file);
+		fclose(fp);
+		return NULL;
+	}
+	n = fread(buf, 1, (size_t)st.st_size, fp);
+	if (ferror(fp)) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		fclose(fp);
+		free(buf);
+		return NULL;
+	}
+	fclose(fp);
+	cfg = config_load_buffer(file, buf, n, err, errlen);
+	explicit_bzero(buf, n);
+	free(buf);
+	return cfg;
+}
+
+const struct pool_config *
+config_pool(const struct config *cfg, const char *name)
+{
+	int i;
+
+	for (i = 0; i < cfg->npools; i++)
+		if (strcmp(cfg->pools[i].name, name) == 0)
+			return &cfg->pools[i];
+	return NULL;
+}
+
+/* Print help as comment lines, one per line of the text. */
+static void
+config_print_help(FILE *fp, const char *help)
+{
+	const char *nl;
+
+	while (help != NULL && *help != '\0') {
+		nl = strchr(help, '\n');
+		fprintf(fp, "# %.*s\n", nl ? (int)(nl - help) : (int)strlen(help),
+		    help);
+		help = nl ? nl + 1 : NULL;
+	}
+}
+
+static void
+config_print_key(FILE *fp, const struct config_key *k)
+{
+	config_print_help(fp, k->help);
+	fprintf(fp, ";%s =%s%s\n", k->key, k->def[0] ? " " : "", k->def);
+}
+
+void
+config_print_example(FILE *fp)
+{
+	size_t s, i;
+
+	fprintf(fp,
+	    "# digestd configuration: every key, commented out, with its "
+	    "default.\n"
+	    "# Generated from the table in common/config.c; do not edit by "
+	    "hand.\n"
+	    "#\n"
+	    "# Durations take ms, s, m, h, d (100ms, 30s, 1h30m); sizes take "
+	    "K, M, G\n"
+	    "# or are bytes.  Relative paths are relative to this file's "
+	    "directory.\n"
+	    "# Only digest.unsubscribe_secret and one [pool.NAME] are "
+	    "required.\n");
+	for (s = 0; s < NSECTIONS; s++) {
+		const char *name = config_sections[s].name;
+		int optional = strcmp(name, "queue_redis") == 0 ||
+		    strcmp(name, "pool") == 0;
+
+		fprintf(fp, "\n");
+		config_print_help(fp, config_sections[s].help);
+		if (strcmp(name, "pool") == 0) {
+			fprintf(fp, ";[pool.NAME]\n");
+			for (i = 0; i < NPOOLKEYS; i++)
+				config_print_key(fp, &pool_keys[i]);
+			continue;
+		}
+		fprintf(fp, "%s[%s]\n", optional ? ";" : "", name);
+		for (i = 0; i < NKEYS; i++)
+			if (strcmp(config_keys[i].section, name) == 0)
+				config_print_key(fp, &config_keys[i]);
+	}
+}
