@@ -1,0 +1,893 @@
+/*
+ * One digest job in a worker (SPEC 3 to 5): read the group and its
+ * window's posts once, walk the members in user-id order from the
+ * checkpoint in batches of digest.batch_size, decide who gets an email,
+ * render it, hand it to the transport and move the checkpoint forward.
+ *
+ * Memory is bounded by the batch and by the capped set of posts, never by
+ * the group: the membership is read with ZRANGEBYSCORE ... LIMIT from the
+ * cursor, and the users of a batch with one pipelined round of HMGET.
+ * Every command names one key, so the activity store may sit behind a
+ * sharding proxy.
+ *
+ * The checkpoint follows a frontier: the cursor may only move past a
+ * member once every member before it is done (skipped, sent or rejected).
+ * A deferred (4xx) or unconfirmed message holds the frontier back, so a
+ * retried job resumes before it and no recipient is ever lost.  The cursor
+ * is saved to Redis each time it moves past a delivered message, so a
+ * killed worker re-sends at most the one message in flight.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "digest.h"
+#include "eligibility.h"
+#include "log.h"
+#include "metrics.h"
+#include "rconn.h"
+#include "render.h"
+#include "transport.h"
+#include "util.h"
+
+/* Only the newest posts of a window are read: a hostile group cannot exhaust memory. */
+#define DIGEST_MAX_POSTS	1000
+/* Longest field kept from Redis; longer values are cut at a UTF-8 boundary. */
+#define CAP_TITLE		512
+#define CAP_URL			2048
+#define CAP_AUTHOR		256
+#define CAP_EXCERPT		1024
+#define CAP_GROUP_NAME		256
+#define CAP_NAME		256
+/* An address longer than this cannot be right: it is not cut, it is skipped. */
+#define CAP_EMAIL		320
+/* Deferred recipients are retried this many times within a job. */
+#define DEFER_RETRIES		3
+#define DEFER_BACKOFF_MS	500
+#define TICK_NS			250000000LL
+
+enum member_state {
+	M_PENDING,		/* not handled yet */
+	M_QUEUED,		/* handed to the transport, no outcome yet */
+	M_DONE,			/* skipped, sent or rejected */
+	M_DEFERRED,		/* 4xx: to be sent again */
+	M_UNCONFIRMED,		/* the transport failed before an outcome */
+};
+
+struct member {
+	int64_t uid;
+	int64_t cursor;		/* the cursor once this member is done */
+	char *email;
+	char *name;
+	int state;
+};
+
+/* What digest.c keeps across jobs, in ctx->priv. */
+struct digest_priv {
+	struct render *render;
+	struct post *posts;	/* the current job's posts, owned */
+	size_t nposts;
+	char *gname;
+	char *gurl;
+	struct rbuf msg;
+};
+
+/* One job's running state. */
+struct run {
+	struct digest_ctx *ctx;
+	const struct job *job;
+	struct checkpoint *cp;
+	struct digest_priv *dp;
+	metric_cell *cells;
+	int tp_type;
+	size_t flush_n;		/* messages per flush */
+	struct elig_job ej;
+
+	struct member *m;	/* the batch */
+	size_t n;
+	size_t front;		/* m[0 .. front) are done */
+	size_t hint;		/* where the next result is likely to be */
+	size_t nqueued;		/* sent to the transport, not flushed */
+	size_t ndeferred;
+	int64_t saved_cursor;
+	int save_failed;
+	int tick_failed;
+	int64_t last_tick_ns;
+
+	char *reason;
+	size_t reasonlen;
+};
+
+static void
+digest_post_free(struct post *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free((char *)p[i].title);
+		free((char *)p[i].url);
+		free((char *)p[i].author_name);
+		free((char *)p[i].excerpt);
+	}
+	free(p);
+}
+
+/* Copy at most cap bytes of s, cutting on a UTF-8 character boundary. */
+static char *
+digest_capdup(const char *s, size_t len, size_t cap)
+{
+	char *p;
+
+	if (len > cap) {
+		len = cap;
+		/* Back off continuation bytes so no character is split. */
+		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+			len--;
+	}
+	p = wmalloc(len + 1);
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+/* A string element of an HMGET reply, or NULL when nil or not a string. */
+static const redisReply *
+digest_field(const redisReply *r, size_t i)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+		return NULL;
+	if (r->element[i]->type != REDIS_REPLY_STRING)
+		return NULL;
+	return r->element[i];
+}
+
+static char *
+digest_field_dup(const redisReply *r, size_t i, size_t cap)
+{
+	const redisReply *f;
+
+	if ((f = digest_field(r, i)) == NULL)
+		return NULL;
+	return digest_capdup(f->str, f->len, cap);
+}
+
+static int64_t
+digest_field_i64(const redisReply *r, size_t i, int64_t dflt)
+{
+	const redisReply *f;
+	int64_t v;
+
+	if ((f = digest_field(r, i)) == NULL ||
+	    parse_i64(f->str, INT64_MIN, INT64_MAX, &v) == -1)
+		return dflt;
+	return v;
+}
+
+static void
+digest_redis_error(struct run *rn, redisContext *c, const char *what,
+    const redisReply *r)
+{
+	metric_inc(rn->cells, MC_REDIS_ERRORS);
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what, r->str);
+	else if (c->err)
+		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
+		    c->errstr);
+	else
+		snprintf(rn->reason, rn->reasonlen, "redis %s: unexpected reply",
+		    what);
+}
+
+/*
+ * Read one pipelined reply.  Returns it (the caller frees it), or NULL
+ * when the connection failed: the context is then unusable.
+ */
+static redisReply *
+digest_reply(struct run *rn, redisContext *c, const char *what)
+{
+	void *v = NULL;
+
+	if (redisGetReply(c, &v) != REDIS_OK || v == NULL) {
+		if (c->err == REDIS_ERR_OOM)
+			worker_oom();
+		digest_redis_error(rn, c, what, NULL);
+		return NULL;
+	}
+	return v;
+}
+
+/* Append a command, checking hiredis ran out of nothing. */
+static int
+digest_append(struct run *rn, redisContext *c, const char *what,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = redisvAppendCommand(c, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK) {
+		if (c->err == REDIS_ERR_OOM)
+			worker_oom();
+		digest_redis_error(rn, c, what, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read the group, its size and the window's posts (the newest
+ * DIGEST_MAX_POSTS), then the posts' fields in one pipelined round.
+ */
+static int
+digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
+    size_t *npostsp, char **gname, char **gurl)
+{
+	redisContext *c = rn->ctx->data;
+	const char *pfx = rn->ctx->cfg->redis.key_prefix;
+	const struct job *j = rn->job;
+	redisReply *rg = NULL, *rz = NULL, *rp = NULL, *r;
+	struct post *posts = NULL;
+	char key[512];
+	size_t i, n = 0, want;
+	int failed = 0;
+	double score;
+
+	*postsp = NULL;
+	*npostsp = 0;
+	*gname = *gurl = NULL;
+	if (rkey(key, sizeof(key), pfx, "group:%lld", (long long)j->group_id)
+	    == NULL) {
+		snprintf(rn->reason, rn->reasonlen, "key_prefix too long");
+		return -1;
+	}
+	if (digest_append(rn, c, "HMGET group", "HMGET %s name url", key) == -1)
+		return -1;
+	rkey(key, sizeof(key), pfx, "group:%lld:members",
+	    (long long)j->group_id);
+	if (digest_append(rn, c, "ZCARD", "ZCARD %s", key) == -1)
+		return -1;
+	rkey(key, sizeof(key), pfx, "group:%lld:posts", (long long)j->group_id);
+	if (digest_append(rn, c, "ZREVRANGEBYSCORE posts",
+	    "ZREVRANGEBYSCORE %s %lld (%lld WITHSCORES LIMIT 0 %d", key,
+	    (long long)j->window_end, (long long)j->window_start,
+	    DIGEST_MAX_POSTS) == -1)
+		return -1;
+	if ((rg = digest_reply(rn, c, "HMGET group")) == NULL ||
+	    (rz = digest_reply(rn, c, "ZCARD")) == NULL ||
+	    (rp = digest_reply(rn, c, "ZREVRANGEBYSCORE posts")) == NULL)
+		goto fail;
+	if (rg->type != REDIS_REPLY_ARRAY) {
+		digest_redis_error(rn, c, "HMGET group", rg);
+		goto fail;
+	}
+	if (rz->type != REDIS_REPLY_INTEGER) {
+		digest_redis_error(rn, c, "ZCARD", rz);
+		goto fail;
+	}
+	if (rp->type != REDIS_REPLY_ARRAY || rp->elements % 2 != 0) {
+		digest_redis_error(rn, c, "ZREVRANGEBYSCORE posts", rp);
+		goto fail;
+	}
+	gi->id = j->group_id;
+	gi->members = rz->integer;
+	*gname = digest_field_dup(rg, 0, CAP_GROUP_NAME);
+	*gurl = digest_field_dup(rg, 1, CAP_URL);
+	gi->name = *gname;
+	gi->url = *gurl;
+
+	want = rp->elements / 2;
+	posts = wcalloc(want == 0 ? 1 : want, sizeof(*posts));
+	for (i = 0; i < want; i++) {
+		const redisReply *e = rp->element[2 * i];
+
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		rkey(key, sizeof(key), pfx, "post:%s", e->str);
+		if (digest_append(rn, c, "HMGET post", "HMGET %s title url "
+		    "author_id author_name excerpt likes comments", key) == -1)
+			goto fail;
+	}
+	for (i = 0; i < want; i++) {
+		const redisReply *e = rp->element[2 * i];
+		const redisReply *s = rp->element[2 * i + 1];
+		struct post *p;
+		int64_t id;
+
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		if ((r = digest_reply(rn, c, "HMGET post")) == NULL)
+			goto fail;
+		/* Read every reply even after an error, to stay in step. */
+		if (r->type != REDIS_REPLY_ARRAY) {
+			if (!failed)
+				digest_redis_error(rn, c, "HMGET post", r);
+			failed = 1;
+			freeReplyObject(r);
+			continue;
+		}
+		/* A post id that is not a number, or a deleted post, is left out. */
+		if (failed || parse_i64(e->str, INT64_MIN, INT64_MAX, &id) == -1 ||
+		    (digest_field(r, 0) == NULL && digest_field(r, 1) == NULL &&
+		    digest_field(r, 4) == NULL)) {
+			freeReplyObject(r);
+			continue;
+		}
+		p = &posts[n++];
+		p->id = id;
+		p->posted_at = (s->type == REDIS_REPLY_STRING &&
+		    parse_double(s->str, &score) == 0) ? (int64_t)score : 0;
+		p->title = digest_field_dup(r, 0, CAP_TITLE);
+		p->url = digest_field_dup(r, 1, CAP_URL);
+		p->author_id = digest_field_i64(r, 2, -1);
+		p->author_name = digest_field_dup(r, 3, CAP_AUTHOR);
+		p->excerpt = digest_field_dup(r, 4, CAP_EXCERPT);
+		p->likes = digest_field_i64(r, 5, 0);
+		p->comments = digest_field_i64(r, 6, 0);
+		freeReplyObject(r);
+	}
+	if (failed)
+		goto fail;
+	freeReplyObject(rg);
+	freeReplyObject(rz);
+	freeReplyObject(rp);
+	*postsp = posts;
+	*npostsp = n;
+	return 0;
+fail:
+	if (rg)
+		freeReplyObject(rg);
+	if (rz)
+		freeReplyObject(rz);
+	if (rp)
+		freeReplyObject(rp);
+	digest_post_free(posts, n);
+	free(*gname);
+	free(*gurl);
+	*gname = *gurl = NULL;
+	return -1;
+}
+
+static void
+digest_batch_free(struct run *rn)
+{
+	size_t i;
+
+	for (i = 0; i < rn->n; i++) {
+		free(rn->m[i].email);
+		free(rn->m[i].name);
+	}
+	free(rn->m);
+	rn->m = NULL;
+	rn->n = rn->front = rn->hint = rn->nqueued = rn->ndeferred = 0;
+}
+
+/*
+ * Read the next batch after cursor: the members, then their user hashes
+ * in one pipelined round.  *last is set when the range is exhausted.
+ */
+static int
+digest_load_batch(struct run *rn, int64_t cursor, int *last)
+{
+	redisContext *c = rn->ctx->data;
+	const char *pfx = rn->ctx->cfg->redis.key_prefix;
+	const struct job *j = rn->job;
+	int batch = rn->ctx->cfg->digest.batch_size;
+	redisReply *rm, *r;
+	char key[512];
+	size_t i, n;
+	int failed = 0;
+
+	rkey(key, sizeof(key), pfx, "group:%lld:members",
+	    (long long)j->group_id);
+	if (digest_append(rn, c, "ZRANGEBYSCORE members",
+	    "ZRANGEBYSCORE %s (%lld %lld WITHSCORES LIMIT 0 %d", key,
+	    (long long)cursor, (long long)j->member_max, batch) == -1)
+		return -1;
+	if ((rm = digest_reply(rn, c, "ZRANGEBYSCORE members")) == NULL)
+		return -1;
+	if (rm->type != REDIS_REPLY_ARRAY || rm->elements % 2 != 0) {
+		digest_redis_error(rn, c, "ZRANGEBYSCORE members", rm);
+		freeReplyObject(rm);
+		return -1;
+	}
+	n = rm->elements / 2;
+	*last = n < (size_t)batch;
+	rn->m = wcalloc(n == 0 ? 1 : n, sizeof(*rn->m));
+	rn->n = n;
+	for (i = 0; i < n; i++) {
+		const redisReply *e = rm->element[2 * i];
+		const redisReply *s = rm->element[2 * i + 1];
+		struct member *m = &rn->m[i];
+		double score = 0;
+
+		if (s->type == REDIS_REPLY_STRING)
+			(void)parse_double(s->str, &score);
+		/*
+		 * The score is the user id; ceil() keeps a stray fractional
+		 * score from being read again forever.
+		 */
+		m->cursor = (int64_t)ceil(score);
+		if (m->cursor <= cursor)
+			m->cursor = cursor + 1;
+		cursor = m->cursor;
+		if (e->type != REDIS_REPLY_STRING ||
+		    parse_i64(e->str, 0, INT64_MAX, &m->uid) == -1) {
+			/* Not a user id: nobody to write to. */
+			m->uid = -1;
+			m->state = M_DONE;
+			continue;
+		}
+		m->state = M_PENDING;
+		rkey(key, sizeof(key), pfx, "user:%lld", (long long)m->uid);
+		if (digest_append(rn, c, "HMGET user",
+		    "HMGET %s email name last_seen digest", key) == -1) {
+			freeReplyObject(rm);
+			return -1;
+		}
+	}
+	freeReplyObject(rm);
+
+	for (i = 0; i < n; i++) {
+		struct member *m = &rn->m[i];
+		struct elig_member em;
+		const redisReply *f;
+		enum skip_reason why;
+
+		if (m->uid == -1)
+			continue;
+		if ((r = digest_reply(rn, c, "HMGET user")) == NULL)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || failed) {
+			if (!failed)
+				digest_redis_error(rn, c, "HMGET user", r);
+			failed = 1;
+			freeReplyObject(r);
+			continue;
+		}
+		em.uid = m->uid;
+		em.email = (f = digest_field(r, 0)) ? f->str : NULL;
+		em.digest = (f = digest_field(r, 3)) ? f->str : NULL;
+		em.last_seen = (f = digest_field(r, 2)) ? f->str : NULL;
+		/* An address with a NUL inside or absurdly long is no address. */
+		if (em.email != NULL && ((f = digest_field(r, 0))->len >
+		    CAP_EMAIL || strlen(f->str) != f->len))
+			em.email = NULL;
+		if (!eligibility_check(&rn->ej, &em, &why)) {
+			metric_inc(rn->cells, MC_SKIPPED + why);
+			rn->cp->skipped++;
+			m->state = M_DONE;
+		} else {
+			m->email = wstrdup(em.email);
+			m->name = digest_field_dup(r, 1, CAP_NAME);
+		}
+		freeReplyObject(r);
+	}
+	return failed ? -1 : 0;
+}
+
+/* Heartbeat and the source's keepalive, at most every TICK_NS. */
+static void
+digest_tick(struct run *rn, int force)
+{
+	int64_t now = now_mono_ns();
+
+	if (!force && now - rn->last_tick_ns < TICK_NS)
+		return;
+	rn->last_tick_ns = now;
+	if (rn->ctx->tick != NULL && rn->ctx->tick(rn->ctx->tick_arg) == -1)
+		rn->tick_failed = 1;
+}
+
+static int
+digest_draining(struct run *rn)
+{
+	return atomic_load(&rn->ctx->slot->cmd) == SB_CMD_DRAIN;
+}
+
+static int
+digest_save(struct run *rn)
+{
+	if (rn->cp->cursor == rn->saved_cursor && !rn->save_failed)
+		return 0;
+	if (checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
+	    == -1) {
+		if (rn->ctx->queue->err == REDIS_ERR_OOM)
+			worker_oom();
+		if (!rn->save_failed) {
+			metric_inc(rn->cells, MC_REDIS_ERRORS);
+			snprintf(rn->reason, rn->reasonlen,
+			    "cannot save the checkpoint");
+		}
+		rn->save_failed = 1;
+		return -1;
+	}
+	rn->saved_cursor = rn->cp->cursor;
+	return 0;
+}
+
+/*
+ * Move the frontier over the members that are done.  Returns 1 if it
+ * passed a delivered message (worth saving at once).
+ */
+static void
+digest_advance(struct run *rn)
+{
+	size_t f = rn->front;
+
+	while (f < rn->n && rn->m[f].state == M_DONE)
+		f++;
+	if (f == rn->front)
+		return;
+	rn->front = f;
+	rn->cp->cursor = rn->m[f - 1].cursor;
+	atomic_store(&rn->ctx->slot->cursor, (uint64_t)rn->cp->cursor);
+}
+
+static struct member *
+digest_find(struct run *rn, int64_t uid)
+{
+	size_t i, k;
+
+	/* Results come in queue order: the hint is nearly always right. */
+	for (k = 0; k < rn->n; k++) {
+		i = (rn->hint + k) % rn->n;
+		if (rn->m[i].uid == uid && rn->m[i].state == M_QUEUED) {
+			rn->hint = i + 1;
+			return &rn->m[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+digest_result_cb(void *arg, const struct email *e, enum tp_result res,
+    const char *detail)
+{
+	struct run *rn = arg;
+	struct member *m;
+	int64_t delay;
+
+	if ((m = digest_find(rn, e->uid)) == NULL) {
+		log_warnx("transport reported uid %lld, not in the batch",
+		    (long long)e->uid);
+		return;
+	}
+	rn->nqueued--;
+	switch (res) {
+	case TP_SENT:
+		m->state = M_DONE;
+		rn->cp->sent++;
+		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_SENT));
+		delay = now_real_ns() - rn->job->window_end * 1000000000LL;
+		metric_observe(rn->cells, HIST_EMAIL_DELAY, delay);
+		break;
+	case TP_REJECTED:
+		m->state = M_DONE;
+		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
+		log_info("rejected uid=%lld: %s", (long long)m->uid,
+		    detail ? detail : "");
+		break;
+	case TP_DEFERRED:
+		m->state = M_DEFERRED;
+		rn->ndeferred++;
+		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_DEFERRED));
+		log_debug("deferred uid=%lld: %s", (long long)m->uid,
+		    detail ? detail : "");
+		break;
+	}
+	if (res != TP_DEFERRED) {
+		/*
+		 * Save as soon as the frontier passes a delivered message: a
+		 * kill then re-sends at most the message in flight.
+		 */
+		digest_advance(rn);
+		(void)digest_save(rn);
+	}
+	digest_tick(rn, 0);
+}
+
+/*
+ * Deliver what is queued.  0, or -1 when the transport failed (members
+ * without an outcome are left unconfirmed) or a checkpoint save failed.
+ */
+static int
+digest_flush(struct run *rn)
+{
+	char err[256] = "";
+	size_t i;
+	int rc;
+
+	if (rn->nqueued == 0)
+		return rn->save_failed ? -1 : 0;
+	rc = rn->ctx->tp_ops->flush(rn->ctx->tp, digest_result_cb, rn, err,
+	    sizeof(err));
+	if (rc == -1 || rn->nqueued > 0) {
+		for (i = 0; i < rn->n; i++)
+			if (rn->m[i].state == M_QUEUED)
+				rn->m[i].state = M_UNCONFIRMED;
+		rn->nqueued = 0;
+		metric_inc(rn->cells, MC_TRANSPORT_ERRORS + rn->tp_type);
+		snprintf(rn->reason, rn->reasonlen, "transport %s: %s",
+		    rn->ctx->tp_ops->name, err[0] ? err : "no outcome");
+		digest_advance(rn);
+		(void)digest_save(rn);
+		return -1;
+	}
+	digest_advance(rn);
+	digest_tick(rn, 0);
+	return rn->save_failed ? -1 : 0;
+}
+
+/* Render m's email and queue it; flushes every flush_n messages. */
+static int
+digest_send(struct run *rn, struct member *m)
+{
+	struct digest_priv *dp = rn->dp;
+	struct recipient rc;
+	struct email e;
+	char mid[512];
+	int np;
+
+	rc.uid = m->uid;
+	rc.email = m->email;
+	rc.name = m->name;
+	rbuf_reset(&dp->msg);
+	np = render_message(dp->render, &rc, &dp->msg, mid, sizeof(mid));
+	if (np <= 0) {
+		enum skip_reason why = np == 0 ? SKIP_NOTHING_NEW :
+		    SKIP_NO_EMAIL;
+
+		metric_inc(rn->cells, MC_SKIPPED + why);
+		rn->cp->skipped++;
+		m->state = M_DONE;
+		return 0;
+	}
+	e.uid = m->uid;
+	e.rcpt = m->email;
+	e.message_id = mid;
+	e.job_id = rn->job->job_id;
+	e.data = dp->msg.p;
+	e.len = dp->msg.len;
+	if (rn->ctx->tp_ops->send(rn->ctx->tp, &e) == -1) {
+		m->state = M_UNCONFIRMED;
+		metric_inc(rn->cells, MC_TRANSPORT_ERRORS + rn->tp_type);
+		snprintf(rn->reason, rn->reasonlen, "transport %s: cannot "
+		    "queue a message", rn->ctx->tp_ops->name);
+		(void)digest_flush(rn);
+		return -1;
+	}
+	m->state = M_QUEUED;
+	rn->nqueued++;
+	if (rn->nqueued >= rn->flush_n)
+		return digest_flush(rn);
+	return 0;
+}
+
+/* Sleep ms, ticking; 1 if told to drain meanwhile or the tick failed. */
+static int
+digest_sleep(struct run *rn, int64_t ms)
+{
+	int64_t end = now_mono_ns() + ms * 1000000LL;
+	struct timespec ts = { 0, 100000000L };
+
+	while (now_mono_ns() < end) {
+		digest_tick(rn, 0);
+		if (rn->tick_failed || digest_draining(rn))
+			return 1;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+enum batch_outcome { B_OK, B_RETRY, B_STOPPED };
+
+/* Send the batch's eligible members, then retry the deferred ones. */
+static enum batch_outcome
+digest_batch(struct run *rn)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; i < rn->n; i++) {
+		if (rn->m[i].state != M_PENDING)
+			continue;
+		digest_tick(rn, 0);
+		if (rn->tick_failed || digest_draining(rn))
+			break;
+		if (digest_send(rn, &rn->m[i]) == -1)
+			return B_RETRY;
+	}
+	if (digest_flush(rn) == -1)
+		return B_RETRY;
+	digest_advance(rn);
+	if (rn->tick_failed) {
+		snprintf(rn->reason, rn->reasonlen, "lost the queue connection");
+		return B_RETRY;
+	}
+	if (i < rn->n)
+		return B_STOPPED;
+
+	for (k = 0; k < DEFER_RETRIES && rn->ndeferred > 0; k++) {
+		if (digest_sleep(rn, (int64_t)DEFER_BACKOFF_MS << k))
+			return rn->tick_failed ? B_RETRY : B_STOPPED;
+		for (i = 0; i < rn->n; i++) {
+			if (rn->m[i].state != M_DEFERRED)
+				continue;
+			rn->ndeferred--;
+			rn->m[i].state = M_PENDING;
+			if (digest_send(rn, &rn->m[i]) == -1)
+				return B_RETRY;
+		}
+		if (digest_flush(rn) == -1)
+			return B_RETRY;
+	}
+	if (rn->ndeferred > 0) {
+		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
+		    "by the server", rn->ndeferred, rn->ndeferred == 1 ? "" : "s");
+		return B_RETRY;
+	}
+	return B_OK;
+}
+
+/* Load the group and hand its posts to the renderer. */
+static int
+digest_prepare(struct run *rn)
+{
+	struct digest_priv *dp = rn->dp;
+	struct group_info gi;
+	struct post *posts;
+	char *gname, *gurl, err[256];
+	size_t n, i;
+
+	if (dp->render == NULL &&
+	    (dp->render = render_new(rn->ctx->cfg, err, sizeof(err))) == NULL) {
+		snprintf(rn->reason, rn->reasonlen, "templates: %s", err);
+		return -1;
+	}
+	memset(&gi, 0, sizeof(gi));
+	if (digest_load_group(rn, &gi, &posts, &n, &gname, &gurl) == -1)
+		return -1;
+	if (render_job(dp->render, rn->job, &gi, posts, n) == -1)
+		worker_oom();
+	/* The renderer now points into the new posts: the old ones can go. */
+	digest_post_free(dp->posts, dp->nposts);
+	free(dp->gname);
+	free(dp->gurl);
+	dp->posts = posts;
+	dp->nposts = n;
+	dp->gname = gname;
+	dp->gurl = gurl;
+
+	rn->ej.period = rn->job->period;
+	rn->ej.window_end = rn->job->window_end;
+	rn->ej.group_size = gi.members;
+	rn->ej.large_group_threshold = rn->ctx->cfg->digest.large_group_threshold;
+	rn->ej.inactive_after_s = rn->ctx->cfg->digest.inactive_after_ms / 1000;
+	rn->ej.nposts = n;
+	rn->ej.sole_author = n > 0 ? posts[0].author_id : -1;
+	for (i = 1; i < n && rn->ej.sole_author >= 0; i++)
+		if (posts[i].author_id != rn->ej.sole_author)
+			rn->ej.sole_author = -1;
+	return 0;
+}
+
+enum digest_result
+digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
+    char *reason, size_t reasonlen)
+{
+	const struct config *cfg = ctx->cfg;
+	struct run rn;
+	enum batch_outcome bo = B_OK;
+	int64_t cursor;
+	int last = 0;
+
+	if (ctx->priv == NULL)
+		ctx->priv = wcalloc(1, sizeof(struct digest_priv));
+	memset(&rn, 0, sizeof(rn));
+	rn.ctx = ctx;
+	rn.job = job;
+	rn.cp = cp;
+	rn.dp = ctx->priv;
+	rn.cells = ctx->slot->cells;
+	rn.tp_type = ctx->tp_ops->type;
+	rn.reason = reason;
+	rn.reasonlen = reasonlen;
+	rn.last_tick_ns = now_mono_ns();
+	reason[0] = '\0';
+	rn.flush_n = cfg->digest.batch_size;
+	if (rn.tp_type == TRANSPORT_SMTP &&
+	    (size_t)cfg->smtp.messages_per_session < rn.flush_n)
+		rn.flush_n = cfg->smtp.messages_per_session;
+	if (rn.flush_n == 0)
+		rn.flush_n = 1;
+
+	cursor = cp->cursor;
+	if (cursor < job->member_min - 1)
+		cursor = job->member_min - 1;
+	else if (cursor >= job->member_min && cp->sent > 0)
+		/* A resumed job: those already sent are not sent again. */
+		metric_add(rn.cells, MC_SKIPPED + SKIP_ALREADY_SENT,
+		    (uint64_t)cp->sent);
+	cp->cursor = cursor;
+	rn.saved_cursor = cursor;
+	atomic_store(&ctx->slot->cursor, (uint64_t)cursor);
+
+	if (digest_prepare(&rn) == -1)
+		return DIGEST_RETRY;
+
+	while (!last && cp->cursor < job->member_max) {
+		digest_tick(&rn, 0);
+		if (rn.tick_failed) {
+			snprintf(reason, reasonlen, "lost the queue connection");
+			bo = B_RETRY;
+			break;
+		}
+		if (digest_draining(&rn)) {
+			bo = B_STOPPED;
+			break;
+		}
+		if (digest_load_batch(&rn, cp->cursor, &last) == -1) {
+			digest_batch_free(&rn);
+			bo = B_RETRY;
+			break;
+		}
+		if (rn.n == 0) {
+			digest_batch_free(&rn);
+			break;
+		}
+		bo = digest_batch(&rn);
+		digest_batch_free(&rn);
+		if (bo != B_OK)
+			break;
+		if (digest_save(&rn) == -1) {
+			bo = B_RETRY;
+			break;
+		}
+	}
+	rn.save_failed = 0;
+	if (digest_save(&rn) == -1)
+		bo = B_RETRY;
+	if (bo == B_OK) {
+		if (checkpoint_finish(ctx->queue, cfg, job, "done", NULL) == -1) {
+			if (ctx->queue->err == REDIS_ERR_OOM)
+				worker_oom();
+			metric_inc(rn.cells, MC_REDIS_ERRORS);
+			snprintf(reason, reasonlen, "cannot finish the checkpoint");
+			return DIGEST_RETRY;
+		}
+		log_debug("job %s done: sent %lld skipped %lld", job->job_id,
+		    (long long)cp->sent, (long long)cp->skipped);
+		return DIGEST_DONE;
+	}
+	if (bo == B_STOPPED) {
+		snprintf(reason, reasonlen, "draining");
+		return DIGEST_STOPPED;
+	}
+	if (reason[0] == '\0')
+		snprintf(reason, reasonlen, "retry");
+	return DIGEST_RETRY;
+}
+
+void
+digest_ctx_clear(struct digest_ctx *ctx)
+{
+	struct digest_priv *dp = ctx->priv;
+
+	if (dp == NULL)
+		return;
+	render_free(dp->render);
+	digest_post_free(dp->posts, dp->nposts);
+	free(dp->gname);
+	free(dp->gurl);
+	rbuf_free(&dp->msg);
+	free(dp);
+	ctx->priv = NULL;
+}

@@ -1,0 +1,48 @@
+/*
+ * Who gets a digest (SPEC 5), as a pure function of a member's user hash
+ * and the job, so that the rules can be tested without Redis.
+ *
+ * The rules are checked in the SPEC's order and the first that fails is
+ * the reason counted: no_email, opted_out, inactive, nothing_new.
+ */
+#ifndef DIGESTD_ELIGIBILITY_H
+#define DIGESTD_ELIGIBILITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+/* What a job knows once it has read the group and its window's posts. */
+struct elig_job {
+	const char *period;		/* "daily" or "weekly" */
+	int64_t window_end;		/* unix time */
+	int64_t group_size;		/* ZCARD of the whole membership */
+	int64_t large_group_threshold;
+	int64_t inactive_after_s;
+	size_t nposts;			/* posts of the window considered */
+	int64_t sole_author;		/* the author of every post, or -1 */
+};
+
+/* A member's fields from HMGET user:{uid}; NULL where missing. */
+struct elig_member {
+	int64_t uid;
+	const char *email;
+	const char *digest;
+	const char *last_seen;
+};
+
+/*
+ * 1 when the member gets an email, else 0 with the first failing rule in
+ * *why.
+ */
+int eligibility_check(const struct elig_job *, const struct elig_member *,
+    enum skip_reason *why);
+
+/* 1 when the digest preference pref (NULL: missing) takes period's digest. */
+int eligibility_wants(const char *pref, const char *period);
+
+/* The skip reason's label, as /metrics names it. */
+const char *eligibility_reason_name(enum skip_reason);
+
+#endif
