@@ -1,0 +1,734 @@
+/*
+ * MIME and RFC 5322 encoders for the digest email, and the checks that keep
+ * untrusted text from Redis harmless: UTF-8 repair, control-character
+ * removal, HTML escaping, the http/https link check, the address check.
+ *
+ * The encoders are written for render.c's split of work: the per-job
+ * pre-encoding goes through the same functions as the small per-recipient
+ * pieces, so they avoid per-byte calls into the buffer and reserve their
+ * worst case once.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime.h"
+#include "util.h"
+
+static const char hexdig[] = "0123456789ABCDEF";
+static const char b64dig[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void
+rbuf_reset(struct rbuf *b)
+{
+	b->len = 0;
+	if (b->p != NULL)
+		b->p[0] = '\0';
+}
+
+void
+rbuf_free(struct rbuf *b)
+{
+	if (b == NULL)
+		return;
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+rbuf_reserve(struct rbuf *b, size_t more)
+{
+	size_t need, cap;
+
+	need = b->len + more + 1;
+	if (need <= b->cap)
+		return;
+	cap = b->cap < 256 ? 256 : b->cap;
+	while (cap < need)
+		cap *= 2;
+	/* The job path: running out here must end in the OOM exit code. */
+	b->p = wrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+void
+rbuf_addi64(struct rbuf *b, long long v)
+{
+	char tmp[24], *e = tmp + sizeof(tmp), *q = e;
+	unsigned long long u;
+
+	u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--q = '-';
+	rbuf_add(b, q, (size_t)(e - q));
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at s (at most n bytes), with
+ * its code point in *cp, or 0 when the first byte does not start one
+ * (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
+ */
+static size_t
+utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	unsigned char c = s[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 2)
+		*cp = ((uint32_t)(c & 0x1f) << 6) | (s[1] & 0x3f);
+	else if (len == 3)
+		*cp = ((uint32_t)(c & 0x0f) << 12) |
+		    ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+	else
+		*cp = ((uint32_t)(c & 0x07) << 18) |
+		    ((uint32_t)(s[1] & 0x3f) << 12) |
+		    ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+	return len;
+}
+
+int
+mime_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	while (i < len) {
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_seq(u + i, len - i, &cp)) == 0)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+static int
+is_control(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) ||
+	    cp == 0x2028 || cp == 0x2029;
+}
+
+size_t
+mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
+{
+	static const char repl[] = "\xef\xbf\xbd";	/* U+FFFD */
+	const unsigned char *s = (const unsigned char *)src;
+	size_t start, n, len, i, nchars = 0;
+	int pending = 0, cut = 0, oneline = flags & MIME_CLEAN_ONELINE;
+	uint32_t cp;
+
+	start = out->len;
+	if (src == NULL)
+		return 0;
+	len = strlen(src);
+	/* Worst case: every byte becomes U+FFFD, plus the ellipsis. */
+	rbuf_reserve(out, (len < maxchars ? len : maxchars) * 4 + 8);
+	for (i = 0; i < len; i += n) {
+		const char *put;
+		size_t putlen;
+
+		if ((n = utf8_seq(s + i, len - i, &cp)) == 0) {
+			n = 1;
+			put = repl;
+			putlen = 3;
+		} else {
+			put = (const char *)s + i;
+			putlen = n;
+		}
+		if (oneline && put != repl && (cp == ' ' || is_control(cp))) {
+			if (out->len > start)
+				pending = 1;
+			continue;
+		}
+		if (!oneline && put != repl && is_control(cp)) {
+			if (cp == '\r' && i + 1 < len && s[i + 1] == '\n')
+				continue;
+			if (cp == '\r')
+				cp = '\n';
+			else if (cp != '\n' && cp != '\t')
+				cp = ' ';
+			put = cp == '\n' ? "\n" : cp == '\t' ? "\t" : " ";
+			putlen = 1;
+		}
+		if (nchars + pending + 1 > maxchars) {
+			cut = 1;
+			break;
+		}
+		if (pending) {
+			out->p[out->len++] = ' ';
+			nchars++;
+			pending = 0;
+		}
+		if (out->cap - out->len < putlen + 8)
+			rbuf_reserve(out, putlen + 8);
+		memcpy(out->p + out->len, put, putlen);
+		out->len += putlen;
+		nchars++;
+	}
+	if (cut && (flags & MIME_CLEAN_ELLIPSIS)) {
+		/* Make room for the ellipsis within maxchars when we can. */
+		if (nchars >= maxchars && out->len > start) {
+			do
+				out->len--;
+			while (out->len > start &&
+			    ((unsigned char)out->p[out->len] & 0xc0) == 0x80);
+		}
+		while (out->len > start && out->p[out->len - 1] == ' ')
+			out->len--;
+		rbuf_reserve(out, 4);
+		memcpy(out->p + out->len, "\xe2\x80\xa6", 3);
+		out->len += 3;
+	}
+	out->p[out->len] = '\0';
+	return out->len - start;
+}
+
+void
+mime_html_escape(struct rbuf *out, const char *s, size_t len)
+{
+	size_t i, run = 0;
+	const char *ent;
+
+	rbuf_reserve(out, len + 16);
+	for (i = 0; i < len; i++) {
+		switch (s[i]) {
+		case '&':
+			ent = "&amp;";
+			break;
+		case '<':
+			ent = "&lt;";
+			break;
+		case '>':
+			ent = "&gt;";
+			break;
+		case '"':
+			ent = "&quot;";
+			break;
+		case '\'':
+			ent = "&#39;";
+			break;
+		default:
+			continue;
+		}
+		rbuf_add(out, s + run, i - run);
+		rbuf_adds(out, ent);
+		run = i + 1;
+	}
+	rbuf_add(out, s + run, len - run);
+}
+
+int
+mime_url_safe(struct rbuf *out, const char *url, size_t maxlen)
+{
+	const unsigned char *s;
+	size_t len, i, skip;
+
+	if (url == NULL)
+		return -1;
+	while (*url == ' ' || *url == '\t')
+		url++;
+	len = strlen(url);
+	while (len > 0 && (url[len - 1] == ' ' || url[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len > maxlen)
+		return -1;
+	if (len > 7 && strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	else if (len > 8 && strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else
+		return -1;
+	s = (const unsigned char *)url;
+	/* An authority must follow: "http:///x" and "http://?" are not links. */
+	if (s[skip] == '/' || s[skip] == '?' || s[skip] == '#')
+		return -1;
+	for (i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] == 0x7f)
+			return -1;
+	rbuf_reserve(out, len * 3 + 1);
+	for (i = 0; i < len; i++) {
+		unsigned char c = s[i];
+
+		if (c <= ' ' || c >= 0x7f || strchr("\"<>\\`{}|^", c) != NULL) {
+			out->p[out->len++] = '%';
+			out->p[out->len++] = hexdig[c >> 4];
+			out->p[out->len++] = hexdig[c & 15];
+		} else
+			out->p[out->len++] = (char)c;
+	}
+	out->p[out->len] = '\0';
+	return 0;
+}
+
+static int
+qp_trailing(const char *s, size_t len, size_t i)
+{
+	/* Is the blank at s[i] the last thing on its line? */
+	return i + 1 == len || s[i + 1] == '\n' ||
+	    (s[i + 1] == '\r' && i + 2 < len && s[i + 2] == '\n');
+}
+
+void
+mime_qp_encode(struct rbuf *out, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i, col = 0, w;
+	char *p;
+	int lit;
+
+	/*
+	 * Worst case: every byte as =XX, a soft break per 25 of them, and
+	 * CRLF for each LF; reserving it once lets the loop write directly.
+	 */
+	rbuf_reserve(out, len * 3 + len / 4 + 16);
+	p = out->p + out->len;
+	for (i = 0; i < len; i++) {
+		unsigned char c = u[i];
+
+		if (c == '\n' || (c == '\r' && i + 1 < len && u[i + 1] == '\n')) {
+			if (c == '\r')
+				i++;
+			*p++ = '\r';
+			*p++ = '\n';
+			col = 0;
+			continue;
+		}
+		if (c == ' ' || c == '\t')
+			lit = !qp_trailing(s, len, i);
+		else
+			lit = c >= 33 && c <= 126 && c != '=';
+		w = lit ? 1 : 3;
+		if (col + w > 75) {
+			*p++ = '=';
+			*p++ = '\r';
+			*p++ = '\n';
+			col = 0;
+		}
+		if (col == 0 && lit && (c == '.' || (c == 'F' &&
+		    len - i >= 5 && memcmp(s + i, "From ", 5) == 0))) {
+			lit = 0;
+			w = 3;
+		}
+		if (lit)
+			*p++ = (char)c;
+		else {
+			*p++ = '=';
+			*p++ = hexdig[c >> 4];
+			*p++ = hexdig[c & 15];
+		}
+		col += w;
+	}
+	out->len = (size_t)(p - out->p);
+	out->p[out->len] = '\0';
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
+mime_qp_decode(struct rbuf *out, const char *s, size_t len)
+{
+	size_t i;
+	int h, l;
+
+	rbuf_reserve(out, len + 1);
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\r' && i + 1 < len && s[i + 1] == '\n')
+			continue;
+		if (s[i] != '=') {
+			out->p[out->len++] = s[i];
+			continue;
+		}
+		if (i + 1 < len && s[i + 1] == '\n') {
+			i++;
+			continue;
+		}
+		if (i + 2 < len && s[i + 1] == '\r' && s[i + 2] == '\n') {
+			i += 2;
+			continue;
+		}
+		if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 ||
+		    (l = hexval(s[i + 2])) < 0)
+			return -1;
+		out->p[out->len++] = (char)(h << 4 | l);
+		i += 2;
+	}
+	out->p[out->len] = '\0';
+	return 0;
+}
+
+void
+mime_b64_encode(struct rbuf *out, const void *data, size_t len, size_t wrap)
+{
+	const unsigned char *u = data;
+	size_t i, col = 0, olen;
+	char *p;
+
+	olen = (len + 2) / 3 * 4;
+	rbuf_reserve(out, olen + (wrap ? olen / wrap * 2 + 2 : 0) + 1);
+	p = out->p + out->len;
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 |
+		    u[i + 2];
+
+		if (wrap && col + 4 > wrap) {
+			*p++ = '\r';
+			*p++ = '\n';
+			col = 0;
+		}
+		*p++ = b64dig[v >> 18];
+		*p++ = b64dig[(v >> 12) & 63];
+		*p++ = b64dig[(v >> 6) & 63];
+		*p++ = b64dig[v & 63];
+		col += 4;
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)u[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)u[i + 1] << 8;
+		if (wrap && col + 4 > wrap) {
+			*p++ = '\r';
+			*p++ = '\n';
+		}
+		*p++ = b64dig[v >> 18];
+		*p++ = b64dig[(v >> 12) & 63];
+		*p++ = i + 1 < len ? b64dig[(v >> 6) & 63] : '=';
+		*p++ = '=';
+	}
+	out->len = (size_t)(p - out->p);
+	out->p[out->len] = '\0';
+}
+
+static int
+b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int
+mime_b64_decode(struct rbuf *out, const char *s, size_t len)
+{
+	uint32_t acc = 0;
+	size_t i;
+	int bits = 0, v, pad = 0;
+
+	rbuf_reserve(out, len / 4 * 3 + 4);
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == ' ' || s[i] == '\t')
+			continue;
+		if (s[i] == '=') {
+			pad++;
+			continue;
+		}
+		if (pad || (v = b64val((unsigned char)s[i])) < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out->p[out->len++] = (char)(acc >> bits);
+		}
+	}
+	out->p[out->len] = '\0';
+	return pad > 2 ? -1 : 0;
+}
+
+/* Printable ASCII with no "=?" that could be taken for an encoded-word. */
+static int
+plain_ascii(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return 0;
+		if (s[i] == '=' && i + 1 < len && s[i + 1] == '?')
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Write s as UTF-8 B encoded-words, each at most 75 octets and the lines at
+ * most 76, split on character boundaries, folded with CRLF SP.  Returns
+ * the column after the last one.
+ */
+static size_t
+encoded_words(struct rbuf *out, size_t col, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, n, maxbytes;
+	int first = 1;
+
+	while (i < len) {
+		if (!first) {
+			rbuf_add(out, "\r\n ", 3);
+			col = 1;
+		}
+		maxbytes = col + 12 < 76 ? (76 - col - 12) / 4 * 3 : 0;
+		if (maxbytes < 6) {
+			rbuf_add(out, "\r\n ", 3);
+			col = 1;
+			maxbytes = (76 - col - 12) / 4 * 3;
+		}
+		first = 0;
+		n = len - i < maxbytes ? len - i : maxbytes;
+		/* Back off to a character boundary. */
+		while (n > 0 && i + n < len && (u[i + n] & 0xc0) == 0x80)
+			n--;
+		if (n == 0)
+			n = len - i < maxbytes ? len - i : maxbytes;
+		rbuf_add(out, "=?UTF-8?B?", 10);
+		mime_b64_encode(out, s + i, n, 0);
+		rbuf_add(out, "?=", 2);
+		col += 12 + (n + 2) / 3 * 4;
+		i += n;
+	}
+	return col;
+}
+
+void
+mime_header_text(struct rbuf *out, size_t col, const char *s, size_t len)
+{
+	size_t start = 0, lim, p;
+
+	if (!plain_ascii(s, len)) {
+		encoded_words(out, col, s, len);
+		return;
+	}
+	/* Fold at spaces so lines stay within 78 octets where they can. */
+	while (col + (len - start) > 78) {
+		lim = start + (78 > col ? 78 - col : 0);
+		for (p = lim; p > start && s[p] != ' '; p--)
+			;
+		if (p == start) {
+			for (p = lim; p < len && s[p] != ' '; p++)
+				;
+			if (p >= len)
+				break;
+		}
+		rbuf_add(out, s + start, p - start);
+		rbuf_add(out, "\r\n", 2);
+		col = 0;
+		start = p;
+	}
+	rbuf_add(out, s + start, len - start);
+}
+
+size_t
+mime_header_phrase(struct rbuf *out, size_t col, const char *s, size_t len)
+{
+	size_t i;
+
+	if (!plain_ascii(s, len))
+		return encoded_words(out, col, s, len);
+	rbuf_addc(out, '"');
+	col++;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\') {
+			rbuf_addc(out, '\\');
+			col++;
+		}
+		rbuf_addc(out, s[i]);
+		col++;
+	}
+	rbuf_addc(out, '"');
+	return col + 1;
+}
+
+/* Decode one encoded-word at s; its length, or 0 if it is not one. */
+static size_t
+decode_word(struct rbuf *out, const char *s, size_t len)
+{
+	size_t i, cs, enc, text, end;
+
+	if (len < 8 || s[0] != '=' || s[1] != '?')
+		return 0;
+	for (i = 2; i < len && s[i] != '?'; i++)
+		if (s[i] == ' ' || s[i] == '\r' || s[i] == '\n')
+			return 0;
+	cs = i;
+	if (cs + 3 >= len || s[cs + 2] != '?')
+		return 0;
+	enc = cs + 1;
+	text = cs + 3;
+	for (end = text; end + 1 < len; end++) {
+		if (s[end] == '?' && s[end + 1] == '=')
+			break;
+		if (s[end] == ' ' || s[end] == '\r' || s[end] == '\n')
+			return 0;
+	}
+	if (end + 1 >= len)
+		return 0;
+	if (s[enc] == 'B' || s[enc] == 'b') {
+		if (mime_b64_decode(out, s + text, end - text) == -1)
+			return 0;
+	} else if (s[enc] == 'Q' || s[enc] == 'q') {
+		rbuf_reserve(out, end - text + 1);
+		for (i = text; i < end; i++) {
+			int h, l;
+
+			if (s[i] == '_')
+				out->p[out->len++] = ' ';
+			else if (s[i] == '=' && i + 2 < end &&
+			    (h = hexval(s[i + 1])) >= 0 &&
+			    (l = hexval(s[i + 2])) >= 0) {
+				out->p[out->len++] = (char)(h << 4 | l);
+				i += 2;
+			} else
+				out->p[out->len++] = s[i];
+		}
+		out->p[out->len] = '\0';
+	} else
+		return 0;
+	return end + 2;
+}
+
+int
+mime_header_decode(struct rbuf *out, const char *s, size_t len)
+{
+	size_t i = 0, n, after_word = 0;
+	int prev_word = 0;
+
+	while (i < len) {
+		/* Unfold: CRLF (or LF) before a blank disappears. */
+		if (s[i] == '\r' && i + 2 < len && s[i + 1] == '\n' &&
+		    (s[i + 2] == ' ' || s[i + 2] == '\t')) {
+			i += 2;
+			continue;
+		}
+		if (s[i] == '\n' && i + 1 < len &&
+		    (s[i + 1] == ' ' || s[i + 1] == '\t')) {
+			i++;
+			continue;
+		}
+		if (s[i] == '=' && i + 1 < len && s[i + 1] == '?') {
+			size_t mark = out->len;
+
+			if (prev_word)
+				out->len = after_word;
+			if ((n = decode_word(out, s + i, len - i)) > 0) {
+				i += n;
+				prev_word = 1;
+				after_word = out->len;
+				continue;
+			}
+			out->len = mark;
+		}
+		if (s[i] == ' ' || s[i] == '\t') {
+			rbuf_addc(out, s[i++]);
+			continue;
+		}
+		prev_word = 0;
+		if (s[i] == '"') {
+			for (i++; i < len && s[i] != '"'; i++) {
+				if (s[i] == '\\' && i + 1 < len)
+					i++;
+				rbuf_addc(out, s[i]);
+			}
+			if (i >= len)
+				return -1;
+			i++;
+			continue;
+		}
+		rbuf_addc(out, s[i++]);
+	}
+	rbuf_reserve(out, 1);
+	out->p[out->len] = '\0';
+	return 0;
+}
+
+int
+mime_addr_check(const char *addr)
+{
+	const char *at, *p;
+	size_t len, label = 0;
+
+	if (addr == NULL || (len = strlen(addr)) == 0 || len > 254)
+		return -1;
+	if ((at = strrchr(addr, '@')) == NULL || at == addr ||
+	    at - addr > 64 || at[1] == '\0')
+		return -1;
+	if (addr[0] == '.' || at[-1] == '.')
+		return -1;
+	for (p = addr; p < at; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c <= 0x20 || c >= 0x7f || strchr("()<>[]\\,;:\"@", c))
+			return -1;
+		if (c == '.' && p[1] == '.')
+			return -1;
+	}
+	for (p = at + 1; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '.') {
+			if (label == 0)
+				return -1;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return -1;
+		if (++label > 63)
+			return -1;
+	}
+	return label == 0 ? -1 : 0;
+}
