@@ -1,0 +1,67 @@
+/*
+ * SIGHUP: read the configuration file again.  The new file is parsed into
+ * a struct of its own and checked; only a valid one replaces the running
+ * configuration, so a broken edit never touches a worker.  Settings bound
+ * at start-up (the HTTP listener, the user) keep their old values until a
+ * restart, with a warning.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pool.h"
+#include "sdnotify.h"
+#include "util.h"
+
+void
+reload_config(struct supervisor *s)
+{
+	struct config *ncfg, *old;
+	char err[1024];
+
+	if (s->draining) {
+		log_info("SIGHUP ignored while stopping");
+		return;
+	}
+	sdnotifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)(now_mono_ns() / 1000));
+	log_info("reloading %s", s->cfg->path);
+	ncfg = config_load(s->cfg->path, err, sizeof(err));
+	if (ncfg != NULL && !pool_registry_fits(ncfg, err, sizeof(err))) {
+		free(ncfg);
+		ncfg = NULL;
+	}
+	if (ncfg == NULL) {
+		s->reloads_failed++;
+		log_kv(LOG_LEVEL_ERROR, "reload failed; keeping the running "
+		    "configuration", "error", err, NULL);
+		sdnotify("READY=1\nSTATUS=reload failed");
+		return;
+	}
+	if (strcmp(ncfg->supervisor.listen, s->cfg->supervisor.listen) != 0) {
+		log_warnx("supervisor.listen changed: takes effect at restart");
+		strlcpy(ncfg->supervisor.listen, s->cfg->supervisor.listen,
+		    sizeof(ncfg->supervisor.listen));
+	}
+	if (strcmp(ncfg->supervisor.user, s->cfg->supervisor.user) != 0) {
+		log_warnx("supervisor.user changed: takes effect at restart");
+		strlcpy(ncfg->supervisor.user, s->cfg->supervisor.user,
+		    sizeof(ncfg->supervisor.user));
+	}
+
+	old = s->cfg;
+	s->cfg = ncfg;
+	log_configure(ncfg->supervisor.log_level, ncfg->supervisor.log_format);
+	if (strcmp(ncfg->supervisor.log_file, old->supervisor.log_file) != 0) {
+		if (log_open_file(ncfg->supervisor.log_file) == -1)
+			log_warn("open log_file %s", ncfg->supervisor.log_file);
+		/* Workers pick the new file up at their next loop. */
+		atomic_fetch_add(&s->sb->log_gen, 1);
+	}
+	pool_reconfigure();
+	free(old);
+	s->reloads_ok++;
+	s->last_reload_ok = now_real();
+	log_info("configuration reloaded: %d pool(s)", ncfg->npools);
+	sdnotify("READY=1\nSTATUS=reloaded");
+}

@@ -1,0 +1,237 @@
+/*
+ * Putting a dead worker's job back in its queue at once.  The supervisor
+ * knows the job from the worker's slot, but must never block on Redis, so
+ * the jobs are handed to a short-lived child that connects to the queue
+ * Redis, requeues each one (jobq_requeue) and records why its attempt
+ * ended (jobq_note_error), retrying with backoff while Redis is down.
+ *
+ * Jobs of workers that die in the same loop iteration share one child.
+ * The child skips an entry that is no longer pending for the group: its
+ * worker had acknowledged it or given it back just before dying, and
+ * requeueing it again would run the job twice.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "jobq.h"
+#include "log.h"
+#include "pool.h"
+#include "rconn.h"
+#include "util.h"
+
+/* How long a child keeps trying while the queue Redis is unreachable. */
+#define REQUEUE_GIVE_UP_MS 60000
+#define REQUEUE_MAX_CHILDREN 16
+
+struct requeue_item {
+	char queue[SB_NAME_MAX];
+	struct job job;
+	char entry[SB_ENTRY_MAX];
+	char reason[32];
+};
+
+static struct supervisor *rsup;
+static struct requeue_item pending[SB_MAX_SLOTS];
+static int npending;
+static pid_t children[REQUEUE_MAX_CHILDREN];
+static struct event *flush_ev;
+
+static void
+flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	requeue_flush();
+}
+
+void
+requeue_init(struct supervisor *s)
+{
+	rsup = s;
+	flush_ev = evtimer_new(s->base, flush_cb, NULL);
+	if (flush_ev == NULL)
+		fatalx("requeue: evtimer_new");
+}
+
+void
+requeue_add(const char *queue, const struct job *j, const char *entry,
+    const char *reason)
+{
+	struct requeue_item *it;
+	struct timeval tv;
+
+	if (entry == NULL || entry[0] == '\0') {
+		log_warnx("job %s: no stream entry to requeue", j->job_id);
+		return;
+	}
+	if (npending == SB_MAX_SLOTS)
+		requeue_flush();
+	if (npending == SB_MAX_SLOTS) {
+		log_warnx("job %s: requeue backlog full; left to the "
+		    "visibility timeout", j->job_id);
+		return;
+	}
+	it = &pending[npending++];
+	strlcpy(it->queue, queue, sizeof(it->queue));
+	it->job = *j;
+	strlcpy(it->entry, entry, sizeof(it->entry));
+	strlcpy(it->reason, reason, sizeof(it->reason));
+	/* Batch the deaths of this loop iteration into one child. */
+	evtimer_add(flush_ev, tv_ms(&tv, 0));
+}
+
+/* 1 if entry is still pending in the group, 0 if not, -1 on error. */
+static int
+entry_pending(redisContext *c, const struct config *cfg, const char *queue,
+    const char *entry)
+{
+	redisReply *r;
+	char key[512];
+	int rc;
+
+	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:q:%s",
+	    queue) == NULL)
+		return -1;
+	r = redisCommand(c, "XPENDING %s %s %s %s 1", key, JOBQ_GROUP, entry,
+	    entry);
+	if (r == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_ARRAY)
+		rc = r->elements > 0;
+	else
+		rc = -1;
+	freeReplyObject(r);	/* the reply is ours to free */
+	return rc;
+}
+
+/* The child: requeue every item, retrying while Redis is down. */
+static void __attribute__((noreturn))
+requeue_child(const struct config *cfg, struct requeue_item *items, int n)
+{
+	redisContext *c = NULL;
+	char err[512];
+	int64_t start = now_mono_ns(), delay_ms = 100;
+	int i = 0, p;
+
+	setproctitle("-digestd: requeue");
+	log_set_proc("requeue", NULL, -1);
+	while (i < n) {
+		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
+		    sizeof(err))) == NULL)
+			goto retry;
+		p = entry_pending(c, cfg, items[i].queue, items[i].entry);
+		if (p == -1) {
+			snprintf(err, sizeof(err), "XPENDING: %s",
+			    c->err ? c->errstr : "unexpected reply");
+			goto retry;
+		}
+		if (p == 0) {
+			log_info("job %s: already acknowledged or given back",
+			    items[i].job.job_id);
+			i++;
+			continue;
+		}
+		if (jobq_requeue(c, cfg, items[i].queue, items[i].entry,
+		    &items[i].job, err, sizeof(err)) == -1)
+			goto retry;
+		if (jobq_note_error(c, cfg, items[i].job.job_id,
+		    items[i].reason) == -1)
+			log_warnx("job %s: could not record last_error",
+			    items[i].job.job_id);
+		log_info("job %s requeued on %s (%s)", items[i].job.job_id,
+		    items[i].queue, items[i].reason);
+		i++;
+		delay_ms = 100;
+		continue;
+retry:
+		if (c != NULL) {
+			redisFree(c);
+			c = NULL;
+		}
+		if ((now_mono_ns() - start) / 1000000 > REQUEUE_GIVE_UP_MS) {
+			log_error("requeue gave up after %d s: %s; %d job(s) "
+			    "left to the visibility timeout",
+			    REQUEUE_GIVE_UP_MS / 1000, err, n - i);
+			_exit(1);
+		}
+		log_warnx("requeue: %s; retrying in %lld ms", err,
+		    (long long)delay_ms);
+		nanosleep(&(struct timespec){ delay_ms / 1000,
+		    (delay_ms % 1000) * 1000000 }, NULL);
+		if ((delay_ms *= 2) > 2000)
+			delay_ms = 2000;
+	}
+	if (c != NULL)
+		redisFree(c);
+	_exit(0);
+}
+
+void
+requeue_flush(void)
+{
+	struct timeval tv;
+	pid_t pid;
+	int k;
+
+	if (npending == 0)
+		return;
+	for (k = 0; k < REQUEUE_MAX_CHILDREN; k++)
+		if (children[k] == 0)
+			break;
+	if (k == REQUEUE_MAX_CHILDREN) {
+		/* Try again once a child is gone (requeue_reaped). */
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("fork requeue child");
+		evtimer_add(flush_ev, tv_ms(&tv, 200));
+		return;
+	}
+	if (pid == 0) {
+		pool_child_reset(-1);
+		requeue_child(rsup->cfg, pending, npending);
+	}
+	children[k] = pid;
+	log_debug("requeue child %d for %d job(s)", (int)pid, npending);
+	npending = 0;
+}
+
+int
+requeue_reaped(pid_t pid, int status)
+{
+	int k;
+
+	for (k = 0; k < REQUEUE_MAX_CHILDREN; k++) {
+		if (children[k] != pid)
+			continue;
+		children[k] = 0;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			log_warnx("requeue child %d failed", (int)pid);
+		if (npending > 0)
+			requeue_flush();
+		return 1;
+	}
+	return 0;
+}
+
+int
+requeue_busy(void)
+{
+	int k;
+
+	if (npending > 0)
+		return 1;
+	for (k = 0; k < REQUEUE_MAX_CHILDREN; k++)
+		if (children[k] != 0)
+			return 1;
+	return 0;
+}
