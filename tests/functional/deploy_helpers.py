@@ -1,0 +1,132 @@
+"""Helpers for the deployment tests (test_deploy_*.py): reading digestd
+configs the way an operator writes them, durations and sizes in the
+config's units, and the tools those tests drive (promtool, amtool, node).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from harness import ROOT
+
+EXAMPLE = os.environ.get("DIGESTD_EXAMPLE_CONF",
+                         os.path.join(ROOT, "docs", "digestd.conf.example"))
+NODE_MODULES = os.path.join(ROOT, "build", "node", "node_modules")
+
+# Memory the supervisor and its queue sampler may take beside the workers,
+# as the job files and units reserve it.
+SUPERVISOR_RESERVE = 128 * 1024 * 1024
+
+_DUR = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "min": 60}
+_SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def duration_s(text):
+    """Seconds of "60s", "10m", "1500ms", "90" (systemd: plain seconds)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|min|m|h|d)?\s*", text)
+    assert m, "not a duration: %r" % text
+    return float(m.group(1)) * _DUR[m.group(2) or "s"]
+
+
+def size_bytes(text):
+    """Bytes of "256M", "3200M", "1G", "1024"."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([KMGT]?)B?\s*", text)
+    assert m, "not a size: %r" % text
+    return int(m.group(1)) * _SIZE[m.group(2)]
+
+
+class Config:
+    """A digestd config as INI sections, read with the file's own rules:
+    whole-line ; or # comments and inline comments after whitespace.
+
+    With commented=True, lines like "; key = value" and "#key = value"
+    count too: the example file shows every default commented out.
+    """
+
+    def __init__(self, text, commented=False, defaults=None):
+        self.sections = {}
+        self.defaults = defaults
+        section = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if commented:
+                line = re.sub(r"^[;#]+\s*", "", line)
+            if not line or line[0] in ";#":
+                continue
+            line = re.split(r"\s[;#]", line, maxsplit=1)[0].strip()
+            m = re.fullmatch(r"\[([A-Za-z0-9_.\-]+)\]", line)
+            if m:
+                section = m.group(1)
+                self.sections.setdefault(section, {})
+                continue
+            m = re.fullmatch(r"([a-z_]+)\s*=\s*(.*)", line)
+            if m and section is not None:
+                self.sections[section].setdefault(m.group(1), m.group(2).strip())
+
+    def get(self, section, key):
+        v = self.sections.get(section, {}).get(key)
+        if v is None and self.defaults is not None:
+            sec = section
+            if section.startswith("pool.") and section not in self.defaults.sections:
+                sec = "pool.standard"
+            v = self.defaults.get(sec, key)
+        return v
+
+    def duration_s(self, section, key):
+        v = self.get(section, key)
+        assert v is not None, "[%s] %s: no value and no default" % (section, key)
+        return duration_s(v)
+
+    def pools(self):
+        return sorted(s[5:] for s in self.sections if s.startswith("pool."))
+
+    def memory_sum(self):
+        """workers x memory_limit over every pool, plus the supervisor."""
+        total = SUPERVISOR_RESERVE
+        for p in self.pools():
+            total += int(self.get("pool." + p, "workers")) * \
+                size_bytes(self.get("pool." + p, "memory_limit"))
+        return total
+
+    def listen_port(self):
+        return int(self.get("supervisor", "listen").rsplit(":", 1)[1])
+
+
+_example = None
+
+
+def example_config():
+    """docs/digestd.conf.example: every key with its default."""
+    global _example
+    if _example is None:
+        assert os.path.exists(EXAMPLE), "%s is missing" % EXAMPLE
+        with open(EXAMPLE) as f:
+            _example = Config(f.read(), commented=True)
+    return _example
+
+
+def hcl2json(path):
+    """An HCL2 file as JSON, parsed by @cdktf/hcl2json under node."""
+    node = shutil.which("node")
+    assert node, "node is not installed (scripts/deps.sh test)"
+    assert os.path.isdir(os.path.join(NODE_MODULES, "@cdktf", "hcl2json")), \
+        "@cdktf/hcl2json is not installed (scripts/deps.sh test)"
+    script = (
+        "const {parse} = require('@cdktf/hcl2json');"
+        "const fs = require('fs');"
+        "const f = process.argv[1];"
+        "parse(f, fs.readFileSync(f, 'utf8'))"
+        ".then(j => process.stdout.write(JSON.stringify(j)))"
+        ".catch(e => { console.error(String(e)); process.exit(1); });"
+    )
+    p = subprocess.run([node, "-e", script, path], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, NODE_PATH=NODE_MODULES))
+    assert p.returncode == 0, "%s: %s" % (path, p.stderr)
+    return json.loads(p.stdout)
+
+
+def tool(name):
+    path = shutil.which(name)
+    assert path, "%s is not installed (scripts/deps.sh test)" % name
+    return path
