@@ -1,0 +1,415 @@
+/*
+ * The SMTP transport, with libESMTP: up to smtp.messages_per_session
+ * messages per SMTP session (libESMTP pipelines MAIL, RCPT and DATA when
+ * the server offers PIPELINING), STARTTLS and AUTH as configured.
+ *
+ * Each message is judged by the server's own replies to it (MAIL FROM,
+ * RCPT TO, then the end of DATA), never by how the session went: 2xx is
+ * sent, 4xx deferred, 5xx rejected.  Outcomes are reported as the replies
+ * arrive, from libESMTP's event callback, so that the caller can move its
+ * checkpoint message by message.  A message the session never reached
+ * (the server is unreachable, the connection dropped) has no outcome, and
+ * flush returns -1 for it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "log.h"
+#include "transport.h"
+#include "util.h"
+
+/* Replies slower than this end the session: the worker must keep ticking. */
+#define SMTP_TIMEOUT_MS		30000
+
+enum { OUT_NONE = -1 };
+
+/* A queued message: the transport's own copy. */
+struct smsg {
+	struct email e;
+	int outcome;		/* enum tp_result, or OUT_NONE */
+	int given;		/* the message callback handed the data out */
+	char detail[160];
+	smtp_message_t m;	/* owned by the session */
+	smtp_recipient_t r;
+};
+
+struct transport {
+	const struct config *cfg;
+	char server[CONFIG_STR_MAX + 16];
+	auth_context_t auth;
+	struct smsg *q;
+	size_t nq;
+	size_t capq;
+	/* During a flush. */
+	size_t next;		/* first message not yet reported */
+	transport_result_cb cb;
+	void *cb_arg;
+};
+
+static int smtp_auth_inited;
+
+static void
+smtp_msg_clear(struct smsg *s)
+{
+	free((char *)s->e.rcpt);
+	free((char *)s->e.message_id);
+	free((char *)s->e.job_id);
+	free((char *)s->e.data);
+	memset(s, 0, sizeof(*s));
+}
+
+/* libESMTP asks for the user and password here when AUTH is used. */
+static int
+smtp_auth_interact(auth_client_request_t req, char **result, int fields,
+    void *arg)
+{
+	struct transport *t = arg;
+	int i;
+
+	for (i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = (char *)t->cfg->smtp.username;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = (char *)t->cfg->smtp.password;
+		else
+			result[i] = (char *)"";
+	}
+	return 1;
+}
+
+static struct transport *
+smtp_open(const struct config *cfg, char *err, size_t errlen)
+{
+	struct transport *t;
+
+	if (cfg->smtp.host[0] == '\0') {
+		snprintf(err, errlen, "[smtp] host is empty");
+		return NULL;
+	}
+	t = xcalloc(1, sizeof(*t));
+	t->cfg = cfg;
+	/* An IPv6 literal needs brackets before the port. */
+	if (strchr(cfg->smtp.host, ':') != NULL)
+		snprintf(t->server, sizeof(t->server), "[%s]:%d",
+		    cfg->smtp.host, cfg->smtp.port);
+	else
+		snprintf(t->server, sizeof(t->server), "%s:%d",
+		    cfg->smtp.host, cfg->smtp.port);
+	if (cfg->smtp.username[0] != '\0') {
+		if (!smtp_auth_inited) {
+			auth_client_init();
+			smtp_auth_inited = 1;
+		}
+		if ((t->auth = auth_create_context()) == NULL) {
+			free(t);
+			snprintf(err, errlen, "smtp: cannot create the AUTH "
+			    "context");
+			return NULL;
+		}
+		/*
+		 * PLAIN and LOGIN are allowed without TLS only when the
+		 * operator chose starttls = off: the choice is theirs.
+		 */
+		auth_set_mechanism_flags(t->auth, AUTH_PLUGIN_PLAIN, 0);
+		auth_set_interact_cb(t->auth, smtp_auth_interact, t);
+	}
+	return t;
+}
+
+static int
+smtp_send(struct transport *t, const struct email *e)
+{
+	struct smsg *s;
+	char *data;
+
+	if (t->nq == t->capq) {
+		t->capq = t->capq ? t->capq * 2 : 64;
+		t->q = wrealloc(t->q, t->capq * sizeof(*t->q));
+	}
+	s = &t->q[t->nq];
+	memset(s, 0, sizeof(*s));
+	s->e.uid = e->uid;
+	s->e.rcpt = wstrdup(e->rcpt);
+	s->e.message_id = wstrdup(e->message_id);
+	s->e.job_id = wstrdup(e->job_id);
+	data = wmalloc(e->len == 0 ? 1 : e->len);
+	memcpy(data, e->data, e->len);
+	s->e.data = data;
+	s->e.len = e->len;
+	s->outcome = OUT_NONE;
+	t->nq++;
+	return 0;
+}
+
+/*
+ * Hand the message out of memory in one piece.  libESMTP rewinds with
+ * len == NULL.  *ctx is left NULL: libESMTP frees it.
+ */
+static const char *
+smtp_message_cb(void **ctx, int *len, void *arg)
+{
+	struct smsg *s = arg;
+
+	if (len == NULL) {
+		s->given = 0;
+		return NULL;
+	}
+	if (s->given || s->e.len == 0) {
+		*len = 0;
+		return NULL;
+	}
+	s->given = 1;
+	*len = (int)s->e.len;
+	return s->e.data;
+}
+
+/* The class of an SMTP reply code, or OUT_NONE without a reply. */
+static int
+smtp_classify(const smtp_status_t *st)
+{
+	if (st == NULL || st->code < 200)
+		return OUT_NONE;
+	if (st->code < 400)
+		return TP_SENT;
+	if (st->code < 500)
+		return TP_DEFERRED;
+	return TP_REJECTED;
+}
+
+static void
+smtp_set_outcome(struct smsg *s, int outcome, const smtp_status_t *st)
+{
+	if (s->outcome != OUT_NONE || outcome == OUT_NONE)
+		return;
+	s->outcome = outcome;
+	if (st != NULL)
+		snprintf(s->detail, sizeof(s->detail), "%d %s", st->code,
+		    st->text ? st->text : "");
+	/* A reply text ends with CRLF; the logs want one line. */
+	s->detail[strcspn(s->detail, "\r\n")] = '\0';
+}
+
+/*
+ * What the replies so far say about s: a failed MAIL FROM or RCPT TO
+ * decides, then the reply to the end of DATA.
+ */
+static void
+smtp_judge(struct smsg *s)
+{
+	const smtp_status_t *st;
+	int o;
+
+	st = smtp_reverse_path_status(s->m);
+	if ((o = smtp_classify(st)) != OUT_NONE && o != TP_SENT) {
+		smtp_set_outcome(s, o, st);
+		return;
+	}
+	st = smtp_recipient_status(s->r);
+	if ((o = smtp_classify(st)) != OUT_NONE && o != TP_SENT) {
+		smtp_set_outcome(s, o, st);
+		return;
+	}
+	st = smtp_message_transfer_status(s->m);
+	smtp_set_outcome(s, smtp_classify(st), st);
+}
+
+/* Report, in queue order, every message whose outcome is known. */
+static void
+smtp_report(struct transport *t)
+{
+	struct smsg *s;
+
+	while (t->next < t->nq && (s = &t->q[t->next])->outcome != OUT_NONE) {
+		t->cb(t->cb_arg, &s->e, s->outcome,
+		    s->detail[0] ? s->detail : NULL);
+		t->next++;
+	}
+}
+
+static void
+smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
+{
+	struct transport *t = arg;
+	struct smsg *s = NULL;
+	smtp_message_t m;
+	smtp_recipient_t r;
+	va_list ap;
+	int *ok;
+
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_MAILSTATUS:
+		(void)va_arg(ap, const char *);
+		m = va_arg(ap, smtp_message_t);
+		s = smtp_message_get_application_data(m);
+		break;
+	case SMTP_EV_RCPTSTATUS:
+		r = va_arg(ap, smtp_recipient_t);
+		s = smtp_recipient_get_application_data(r);
+		break;
+	case SMTP_EV_MESSAGESENT:
+		m = va_arg(ap, smtp_message_t);
+		s = smtp_message_get_application_data(m);
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		(void)va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = 1;
+		break;
+	case SMTP_EV_INVALID_PEER_CERTIFICATE:
+		(void)va_arg(ap, long);
+		ok = va_arg(ap, int *);
+		/*
+		 * No CA is configured: with starttls = optional the channel
+		 * is encrypted but unverified, as opportunistic TLS is;
+		 * required insists on a certificate that verifies.
+		 */
+		*ok = t->cfg->smtp.starttls != STARTTLS_REQUIRED;
+		break;
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		ok = va_arg(ap, int *);
+		*ok = t->cfg->smtp.starttls != STARTTLS_REQUIRED;
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+	if (s != NULL) {
+		smtp_judge(s);
+		smtp_report(t);
+	}
+}
+
+/*
+ * One SMTP session for q[from .. to).  Returns 0, or -1 with err when the
+ * session could not start or ended early (messages left without replies).
+ */
+static int
+smtp_session(struct transport *t, size_t from, size_t to, char *err,
+    size_t errlen)
+{
+	const struct config *cfg = t->cfg;
+	smtp_session_t ss;
+	enum starttls_option tls;
+	char ebuf[128];
+	size_t i;
+	int ok;
+
+	if ((ss = smtp_create_session()) == NULL)
+		worker_oom();
+	smtp_set_server(ss, t->server);
+	smtp_set_eventcb(ss, smtp_event_cb, t);
+	smtp_set_timeout(ss, Timeout_GREETING | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    SMTP_TIMEOUT_MS);
+	smtp_set_timeout(ss, Timeout_ENVELOPE | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    SMTP_TIMEOUT_MS);
+	smtp_set_timeout(ss, Timeout_DATA | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    SMTP_TIMEOUT_MS);
+	smtp_set_timeout(ss, Timeout_TRANSFER | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    SMTP_TIMEOUT_MS);
+	smtp_set_timeout(ss, Timeout_DATA2 | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    SMTP_TIMEOUT_MS);
+	switch (cfg->smtp.starttls) {
+	case STARTTLS_REQUIRED:
+		tls = Starttls_REQUIRED;
+		break;
+	case STARTTLS_OPTIONAL:
+		tls = Starttls_ENABLED;
+		break;
+	default:
+		tls = Starttls_DISABLED;
+		break;
+	}
+	smtp_starttls_enable(ss, tls);
+	if (t->auth != NULL)
+		smtp_auth_set_context(ss, t->auth);
+	for (i = from; i < to; i++) {
+		struct smsg *s = &t->q[i];
+
+		if ((s->m = smtp_add_message(ss)) == NULL)
+			worker_oom();
+		smtp_message_set_application_data_release(s->m, s, NULL);
+		smtp_set_reverse_path(s->m, cfg->smtp.envelope_from);
+		if ((s->r = smtp_add_recipient(s->m, s->e.rcpt)) == NULL)
+			worker_oom();
+		smtp_recipient_set_application_data_release(s->r, s, NULL);
+		smtp_set_messagecb(s->m, smtp_message_cb, s);
+	}
+	ok = smtp_start_session(ss);
+	/* Whatever the events missed, the statuses still tell. */
+	for (i = from; i < to; i++)
+		smtp_judge(&t->q[i]);
+	smtp_report(t);
+	if (t->next < to) {
+		if (!ok)
+			snprintf(err, errlen, "smtp %s: %s", t->server,
+			    smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf)));
+		else
+			snprintf(err, errlen, "smtp %s: session ended before "
+			    "every message got a reply", t->server);
+	}
+	for (i = from; i < to; i++)
+		t->q[i].m = NULL, t->q[i].r = NULL;
+	/* The session owns its messages and recipients. */
+	smtp_destroy_session(ss);
+	return t->next < to ? -1 : 0;
+}
+
+static int
+smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
+    size_t errlen)
+{
+	size_t from, to, per, i;
+	int rc = 0;
+
+	t->cb = cb;
+	t->cb_arg = arg;
+	t->next = 0;
+	per = t->cfg->smtp.messages_per_session > 0 ?
+	    (size_t)t->cfg->smtp.messages_per_session : 1;
+	for (from = 0; from < t->nq; from = to) {
+		to = from + per < t->nq ? from + per : t->nq;
+		if (smtp_session(t, from, to, err, errlen) == -1) {
+			/* The rest would fail alike; leave them unreported. */
+			rc = -1;
+			break;
+		}
+	}
+	for (i = 0; i < t->nq; i++)
+		smtp_msg_clear(&t->q[i]);
+	t->nq = 0;
+	t->cb = NULL;
+	t->cb_arg = NULL;
+	return rc;
+}
+
+static void
+smtp_close(struct transport *t)
+{
+	size_t i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->nq; i++)
+		smtp_msg_clear(&t->q[i]);
+	free(t->q);
+	if (t->auth != NULL)
+		auth_destroy_context(t->auth);
+	free(t);
+}
+
+const struct transport_ops transport_smtp_ops = {
+	.name = "smtp",
+	.type = TRANSPORT_SMTP,
+	.open = smtp_open,
+	.send = smtp_send,
+	.flush = smtp_flush,
+	.close = smtp_close,
+};
