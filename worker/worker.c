@@ -1,0 +1,496 @@
+/*
+ * The worker process: after fork, the supervisor calls worker_main, which
+ * connects to the queue, the activity store and the transport, reports
+ * ready through the notify pipe, and then takes one job at a time until
+ * told to stop through its scoreboard slot.
+ *
+ * The supervisor talks to a worker only through the slot's cmd (RUN,
+ * RETIRE: finish the job in hand and exit, DRAIN: checkpoint it and give
+ * it back), never by signals, so that no Redis or SMTP exchange is cut
+ * half-way by EINTR.  The worker heartbeats in the slot on every loop,
+ * idle or busy: its queue reads time out after about a second, and a
+ * running job calls back at least once a second.  Exit status tells the
+ * supervisor why it left: 0 when told or after max_jobs, EXIT_WORKER_OOM
+ * when an allocation failed under memory_limit.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "digest.h"
+#include "log.h"
+#include "metrics.h"
+#include "rconn.h"
+#include "source.h"
+#include "transport.h"
+#include "util.h"
+#include "worker_main.h"
+
+#define FETCH_TIMEOUT_MS 1000
+#define CONNECT_BACKOFF_MIN_MS 100
+#define CONNECT_BACKOFF_MAX_MS 5000
+#define RETRY_BACKOFF_MIN_MS 250
+#define RETRY_BACKOFF_MAX_MS 5000
+#define KEEPALIVE_EVERY_NS 1000000000LL
+
+struct worker {
+	const struct config *cfg;
+	struct scoreboard *sb;
+	struct sb_slot *slot;
+	int slotno;
+	int notify_fd;
+	const struct pool_config *pc;
+	const char *pool;
+	int pos;
+	uint64_t log_gen;
+	struct source src;
+	int src_open;
+	redisContext *data;
+	redisContext *queue;	/* == data unless [queue_redis] is set */
+	struct digest_ctx dctx;
+	struct source_msg *cur;	/* the job in hand, for keepalive */
+	int64_t last_keepalive_ns;
+	int64_t last_rss_ns;
+	int keepalive_failed;
+	int retries;		/* jobs given back in a row */
+};
+
+static volatile sig_atomic_t got_term;
+
+static void
+term_handler(int sig)
+{
+	got_term = 1;
+}
+
+static void
+worker_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	/* SIGTERM asks for a drain: a flag, and no EINTR in a read. */
+	sa.sa_handler = term_handler;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void
+worker_title(struct worker *w, const char *job_id)
+{
+	if (job_id != NULL)
+		setproctitle("-digestd: worker %s#%d job=%s", w->pool, w->pos,
+		    job_id);
+	else
+		setproctitle("-digestd: worker %s#%d idle", w->pool, w->pos);
+}
+
+static int
+worker_cmd(struct worker *w)
+{
+	int cmd = atomic_load(&w->slot->cmd);
+
+	if (got_term || atomic_load(&w->sb->draining))
+		return SB_CMD_DRAIN;
+	return cmd;
+}
+
+/* Heartbeat, RSS and the log file: done on every loop, idle or busy. */
+static void
+worker_housekeeping(struct worker *w)
+{
+	int64_t now = now_mono_ns();
+	uint64_t g;
+
+	sb_heartbeat(w->slot);
+	/* /proc costs a few syscalls: four times a second is plenty. */
+	if (now - w->last_rss_ns >= 250000000) {
+		w->last_rss_ns = now;
+		atomic_store_explicit(&w->slot->rss_bytes, proc_rss_bytes(0),
+		    memory_order_relaxed);
+	}
+	g = atomic_load(&w->sb->log_gen);
+	if (g != w->log_gen) {
+		w->log_gen = g;
+		if (log_open_file(w->cfg->supervisor.log_file) == -1)
+			log_warn("reopen %s", w->cfg->supervisor.log_file);
+	}
+}
+
+/* Sleep ms in short steps, heartbeating; 1 if told to stop meanwhile. */
+static int
+worker_sleep(struct worker *w, int64_t ms)
+{
+	int64_t end = now_mono_ns() + ms * 1000000, left;
+	struct timespec ts;
+
+	for (;;) {
+		worker_housekeeping(w);
+		if (worker_cmd(w) != SB_CMD_RUN)
+			return 1;
+		left = (end - now_mono_ns()) / 1000000;
+		if (left <= 0)
+			return 0;
+		if (left > 100)
+			left = 100;
+		ts.tv_sec = 0;
+		ts.tv_nsec = left * 1000000;
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void __attribute__((noreturn))
+worker_exit(struct worker *w, int code)
+{
+	if (w->src_open)
+		w->src.ops->close(&w->src);
+	if (w->queue != NULL && w->queue != w->data)
+		redisFree(w->queue);
+	if (w->data != NULL)
+		redisFree(w->data);
+	if (w->dctx.tp != NULL)
+		w->dctx.tp_ops->close(w->dctx.tp);
+	digest_ctx_clear(&w->dctx);
+	exit(code);
+}
+
+static void
+worker_disconnect(struct worker *w)
+{
+	if (w->src_open) {
+		w->src.ops->close(&w->src);
+		w->src_open = 0;
+	}
+	if (w->queue != NULL && w->queue != w->data)
+		redisFree(w->queue);
+	if (w->data != NULL)
+		redisFree(w->data);
+	w->queue = w->data = NULL;
+	w->dctx.data = w->dctx.queue = NULL;
+}
+
+static int
+worker_try_connect(struct worker *w, char *err, size_t errlen)
+{
+	if (!w->src_open) {
+		if (w->src.ops->open(&w->src, err, errlen) == -1)
+			return -1;
+		w->src_open = 1;
+	}
+	if (w->data == NULL &&
+	    (w->data = rconn_connect(&w->cfg->redis, err, errlen)) == NULL)
+		return -1;
+	if (w->queue == NULL) {
+		if (!w->cfg->has_queue_redis)
+			w->queue = w->data;
+		else if ((w->queue = rconn_connect(&w->cfg->queue_redis, err,
+		    errlen)) == NULL)
+			return -1;
+	}
+	w->dctx.data = w->data;
+	w->dctx.queue = w->queue;
+	return 0;
+}
+
+/*
+ * Connect everything, retrying with backoff while heartbeating; exits
+ * when told to stop meanwhile (there is no job in hand).  Tells the
+ * supervisor it is ready when done.
+ */
+static void
+worker_connect(struct worker *w)
+{
+	char err[512];
+	int64_t delay = CONNECT_BACKOFF_MIN_MS;
+	int failures = 0;
+	unsigned char b = (unsigned char)(w->slotno % 256);
+
+	sb_set_state(w->slot, SB_STARTING);
+	while (worker_try_connect(w, err, sizeof(err)) == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		/* Every failure at first, then one line in ten. */
+		if (failures++ < 3 || failures % 10 == 0)
+			log_warnx("connect: %s; retrying in %lld ms", err,
+			    (long long)delay);
+		if (worker_sleep(w, delay))
+			worker_exit(w, 0);
+		if ((delay *= 2) > CONNECT_BACKOFF_MAX_MS)
+			delay = CONNECT_BACKOFF_MAX_MS;
+	}
+	if (failures > 0)
+		log_info("connected after %d attempt(s)", failures + 1);
+	sb_set_state(w->slot, SB_IDLE);
+	if (write(w->notify_fd, &b, 1) == -1 && errno != EAGAIN)
+		log_warn("notify supervisor");
+}
+
+/* digest_run's callback: heartbeat, keep the lease, say whether to stop. */
+static int
+worker_tick(void *arg)
+{
+	struct worker *w = arg;
+	int64_t now;
+
+	worker_housekeeping(w);
+	now = now_mono_ns();
+	if (w->cur != NULL && now - w->last_keepalive_ns >= KEEPALIVE_EVERY_NS) {
+		w->last_keepalive_ns = now;
+		if (w->src.ops->keepalive(&w->src, w->cur) == -1) {
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			w->keepalive_failed = 1;
+			return -1;
+		}
+	}
+	return worker_cmd(w) == SB_CMD_DRAIN ? -1 : 0;
+}
+
+static void
+worker_dead_letter(struct worker *w, struct source_msg *m,
+    const char *reason, int attempts)
+{
+	log_kv(LOG_LEVEL_WARN, "job dead-lettered", "entry", m->entry,
+	    "reason", reason, NULL);
+	if (w->src.ops->dead_letter(&w->src, m, reason, attempts) == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		return;
+	}
+	if (m->decoded && checkpoint_finish(w->queue, w->cfg, &m->job, "dead",
+	    reason) == -1)
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	metric_inc(w->slot->cells, MC_JOBS + JOB_DEAD_LETTERED);
+}
+
+/* Give a job back to its queue; 0 or -1. */
+static int
+worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
+{
+	if (w->src.ops->retry(&w->src, m, reason) == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		log_warnx("job %s could not be given back (%s); left pending",
+		    m->job.job_id, reason);
+		return -1;
+	}
+	return 0;
+}
+
+/* Run one delivered job, from decoding to ack, retry or dead letter. */
+static void
+worker_run(struct worker *w, struct source_msg *m)
+{
+	struct checkpoint cp;
+	enum digest_result res;
+	char reason[256];
+	int64_t t0, ran;
+	double wait;
+	int rc;
+
+	if (!m->decoded) {
+		worker_dead_letter(w, m, m->err, 0);
+		return;
+	}
+	log_set_job(m->job.job_id);
+	rc = checkpoint_start(w->queue, w->cfg, &m->job, &cp);
+	if (rc == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		log_warnx("checkpoint: %s", w->queue->err ? w->queue->errstr :
+		    "unexpected reply");
+		worker_give_back(w, m, "redis");
+		goto out;
+	}
+	if (rc == 1) {
+		log_info("job already done; acknowledged");
+		if (w->src.ops->ack(&w->src, m) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		goto out;
+	}
+	if (cp.attempts > w->cfg->queue.max_attempts) {
+		snprintf(reason, sizeof(reason), "%s", cp.last_error[0] ?
+		    cp.last_error : "max_attempts");
+		worker_dead_letter(w, m, reason, cp.attempts);
+		goto out;
+	}
+
+	sb_job_set(w->slot, &m->job, m->entry);
+	sb_set_state(w->slot, SB_BUSY);
+	worker_title(w, m->job.job_id);
+	wait = now_real() - m->job.enqueued_at;
+	metric_observe(w->slot->cells, HIST_QUEUE_WAIT,
+	    (int64_t)(wait * 1e9));
+	log_debug("job started: attempt %d from cursor %lld", cp.attempts,
+	    (long long)cp.cursor);
+
+	w->cur = m;
+	w->keepalive_failed = 0;
+	w->last_keepalive_ns = now_mono_ns();
+	reason[0] = '\0';
+	t0 = now_mono_ns();
+	res = digest_run(&w->dctx, &m->job, &cp, reason, sizeof(reason));
+	ran = now_mono_ns() - t0;
+	w->cur = NULL;
+	metric_observe(w->slot->cells, HIST_JOB_DURATION, ran);
+	if (res == DIGEST_RETRY && worker_cmd(w) == SB_CMD_DRAIN &&
+	    !w->keepalive_failed)
+		res = DIGEST_STOPPED;
+
+	switch (res) {
+	case DIGEST_DONE:
+		if (checkpoint_finish(w->queue, w->cfg, &m->job, "done",
+		    NULL) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (w->src.ops->ack(&w->src, m) == -1) {
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			log_warnx("ack failed; the job stays pending");
+		}
+		metric_inc(w->slot->cells, MC_JOBS + JOB_OK);
+		w->retries = 0;
+		log_info("job done in %.3f s: %lld sent, %lld skipped",
+		    ran / 1e9, (long long)cp.sent, (long long)cp.skipped);
+		break;
+	case DIGEST_RETRY:
+		if (reason[0] == '\0')
+			strlcpy(reason, "retry", sizeof(reason));
+		if (checkpoint_note_error(w->queue, w->cfg, m->job.job_id,
+		    reason) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (cp.attempts >= w->cfg->queue.max_attempts) {
+			worker_dead_letter(w, m, reason, cp.attempts);
+			metric_inc(w->slot->cells, MC_JOBS + JOB_FAILED);
+			break;
+		}
+		log_kv(LOG_LEVEL_WARN, "job given back to retry", "reason",
+		    reason, NULL);
+		if (worker_give_back(w, m, reason) == 0)
+			metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
+		w->retries++;
+		break;
+	case DIGEST_STOPPED:
+		log_info("job checkpointed at %lld and given back",
+		    (long long)cp.cursor);
+		worker_give_back(w, m, "drain");
+		break;
+	}
+out:
+	sb_job_clear(w->slot);
+	sb_set_state(w->slot, SB_IDLE);
+	log_set_job(NULL);
+	worker_title(w, NULL);
+}
+
+void
+worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
+    int notify_fd)
+{
+	struct worker w;
+	struct source_msg m;
+	char err[512], host[64];
+	int64_t delay;
+	int rc, reg;
+
+	memset(&w, 0, sizeof(w));
+	w.cfg = cfg;
+	w.sb = sb;
+	w.slot = &sb->slots[slot];
+	w.slotno = slot;
+	w.notify_fd = notify_fd;
+	reg = atomic_load(&w.slot->pool);
+	w.pool = sb->pools[reg].name;
+	w.pos = atomic_load(&w.slot->pool_slot);
+	w.log_gen = atomic_load(&sb->log_gen);
+	worker_signals();
+	log_set_proc("worker", w.pool, w.pos);
+	worker_title(&w, NULL);
+	sb_set_state(w.slot, SB_STARTING);
+
+	if ((w.pc = config_pool(cfg, w.pool)) == NULL) {
+		log_error("pool %s is not in the configuration", w.pool);
+		exit(1);
+	}
+	w.src.cfg = cfg;
+	w.src.queue = w.pc->queue;
+	if (cfg->queue.backend == QUEUE_BACKEND_AMQP)
+		w.src.ops = &source_amqp_ops;
+	else
+		w.src.ops = &source_redis_ops;
+	if (gethostname(host, sizeof(host)) == -1)
+		strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(w.src.consumer, sizeof(w.src.consumer), "%s:%d:%s#%d", host,
+	    (int)getppid(), w.pool, w.pos);
+
+	w.dctx.cfg = cfg;
+	w.dctx.slot = w.slot;
+	w.dctx.tick = worker_tick;
+	w.dctx.tick_arg = &w;
+	w.dctx.tp_ops = transport_ops_for(cfg);
+	if (w.dctx.tp_ops == NULL) {
+		log_error("no transport for transport.type");
+		exit(1);
+	}
+	/* The transport connects lazily: opening it checks settings only. */
+	if ((w.dctx.tp = w.dctx.tp_ops->open(cfg, err, sizeof(err))) == NULL) {
+		log_error("transport %s: %s", w.dctx.tp_ops->name, err);
+		exit(1);
+	}
+
+	worker_connect(&w);
+	for (;;) {
+		worker_housekeeping(&w);
+		if (worker_cmd(&w) != SB_CMD_RUN) {
+			log_debug("told to stop; exiting");
+			worker_exit(&w, 0);
+		}
+		memset(&m, 0, sizeof(m));
+		rc = w.src.ops->fetch(&w.src, &m, FETCH_TIMEOUT_MS, err,
+		    sizeof(err));
+		if (rc == -1) {
+			metric_inc(w.slot->cells, MC_REDIS_ERRORS);
+			log_warnx("queue: %s; reconnecting", err);
+			w.src.ops->msg_clear(&w.src, &m);
+			worker_disconnect(&w);
+			worker_connect(&w);
+			continue;
+		}
+		if (rc == 0)
+			continue;
+		worker_run(&w, &m);
+		w.src.ops->msg_clear(&w.src, &m);
+		atomic_fetch_add(&w.slot->jobs_done, 1);
+
+		/* A connection lost during the job is replaced now. */
+		if ((w.data != NULL && w.data->err) ||
+		    (w.queue != NULL && w.queue->err) || w.keepalive_failed) {
+			log_warnx("connection lost during the job; "
+			    "reconnecting");
+			worker_disconnect(&w);
+			worker_connect(&w);
+		}
+		if (w.pc->max_jobs > 0 &&
+		    (int64_t)atomic_load(&w.slot->jobs_done) >= w.pc->max_jobs) {
+			log_info("max_jobs reached (%lld): recycling",
+			    (long long)w.pc->max_jobs);
+			worker_exit(&w, 0);
+		}
+		if (w.retries > 0) {
+			delay = RETRY_BACKOFF_MIN_MS << (w.retries > 5 ? 5 :
+			    w.retries - 1);
+			if (delay > RETRY_BACKOFF_MAX_MS)
+				delay = RETRY_BACKOFF_MAX_MS;
+			worker_sleep(&w, delay);
+		}
+	}
+}
