@@ -1,0 +1,506 @@
+/*
+ * Digest templates (see template.h for the language): the built-in plain
+ * and HTML templates, the parser that turns a template into a flat array
+ * of nodes and refuses anything it does not know, and the expander.
+ *
+ * A template is checked whole at load time, at start and on reload, so a
+ * typo in an operator's template is a configuration error with a file and
+ * a line, never a broken email in the middle of a job.  The parser also
+ * marks the nodes that depend on the recipient: render.c renders all the
+ * others once per job.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mime.h"
+#include "template.h"
+
+#define TEMPLATE_MAX_SIZE	(256 * 1024)
+#define TEMPLATE_MAX_DEPTH	16
+
+const char template_builtin_text[] =
+"{{#recipient_name}}\n"
+"Hello {{recipient_name}},\n"
+"{{/recipient_name}}\n"
+"{{^recipient_name}}\n"
+"Hello,\n"
+"{{/recipient_name}}\n"
+"\n"
+"Your {{period}} digest of {{group_name}}: {{post_count}} new posts.\n"
+"{{#group_url}}\n"
+"{{group_url}}\n"
+"{{/group_url}}\n"
+"\n"
+"{{#posts}}\n"
+"{{title}}\n"
+"by {{author}} - {{likes}} likes, {{comments}} comments\n"
+"{{#url}}\n"
+"{{url}}\n"
+"{{/url}}\n"
+"{{#excerpt}}\n"
+"{{excerpt}}\n"
+"{{/excerpt}}\n"
+"\n"
+"{{/posts}}\n"
+"-- \n"
+"You receive this email because you are a member of {{group_name}}.\n"
+"Unsubscribe: {{unsubscribe_url}}\n";
+
+const char template_builtin_html[] =
+"<!DOCTYPE html>\n"
+"<html>\n"
+"<head>\n"
+"<meta charset=\"utf-8\">\n"
+"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+"<title>{{group_name}}</title>\n"
+"</head>\n"
+"<body style=\"margin:0;padding:0;background:#f4f5f7;\">\n"
+"<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" "
+"cellspacing=\"0\" style=\"background:#f4f5f7;\">\n"
+"<tr><td align=\"center\" style=\"padding:24px 12px;\">\n"
+"<table role=\"presentation\" width=\"600\" cellpadding=\"0\" "
+"cellspacing=\"0\" style=\"max-width:600px;width:100%;background:#ffffff;"
+"border-radius:6px;font-family:Helvetica,Arial,sans-serif;color:#1f2328;\">\n"
+"<tr><td style=\"padding:24px 24px 8px 24px;\">\n"
+"<p style=\"margin:0 0 8px 0;font-size:15px;\">"
+"{{#recipient_name}}Hello {{recipient_name}},{{/recipient_name}}"
+"{{^recipient_name}}Hello,{{/recipient_name}}</p>\n"
+"<h1 style=\"margin:0;font-size:20px;\">"
+"{{#group_url}}<a href=\"{{group_url}}\" style=\"color:#1f2328;"
+"text-decoration:none;\">{{group_name}}</a>{{/group_url}}"
+"{{^group_url}}{{group_name}}{{/group_url}}</h1>\n"
+"<p style=\"margin:4px 0 0 0;font-size:13px;color:#656d76;\">"
+"Your {{period}} digest: {{post_count}} new posts</p>\n"
+"</td></tr>\n"
+"{{#posts}}\n"
+"<tr><td style=\"padding:16px 24px;border-top:1px solid #d8dee4;\">\n"
+"<h2 style=\"margin:0 0 4px 0;font-size:17px;\">"
+"{{#url}}<a href=\"{{url}}\" style=\"color:#0969da;text-decoration:none;\">"
+"{{title}}</a>{{/url}}{{^url}}{{title}}{{/url}}</h2>\n"
+"<p style=\"margin:0 0 8px 0;font-size:13px;color:#656d76;\">"
+"by {{author}} &middot; {{likes}} likes &middot; {{comments}} comments</p>\n"
+"{{#excerpt}}\n"
+"<p style=\"margin:0;font-size:15px;line-height:1.5;\">{{excerpt}}</p>\n"
+"{{/excerpt}}\n"
+"</td></tr>\n"
+"{{/posts}}\n"
+"<tr><td style=\"padding:16px 24px 24px 24px;border-top:1px solid #d8dee4;"
+"font-size:12px;color:#656d76;\">\n"
+"You receive this email because you are a member of {{group_name}}.\n"
+"<a href=\"{{unsubscribe_url}}\" style=\"color:#656d76;\">Unsubscribe</a>\n"
+"</td></tr>\n"
+"</table>\n"
+"</td></tr>\n"
+"</table>\n"
+"</body>\n"
+"</html>\n";
+
+static const struct {
+	const char *name;
+	int scope;
+} template_vars[TV_COUNT] = {
+	[TV_GROUP_NAME] = { "group_name", TSCOPE_JOB },
+	[TV_GROUP_URL] = { "group_url", TSCOPE_JOB },
+	[TV_GROUP_ID] = { "group_id", TSCOPE_JOB },
+	[TV_PERIOD] = { "period", TSCOPE_JOB },
+	[TV_RECIPIENT_NAME] = { "recipient_name", TSCOPE_RECIPIENT },
+	[TV_RECIPIENT_EMAIL] = { "recipient_email", TSCOPE_RECIPIENT },
+	[TV_UNSUBSCRIBE_URL] = { "unsubscribe_url", TSCOPE_RECIPIENT },
+	[TV_POST_COUNT] = { "post_count", TSCOPE_RECIPIENT },
+	[TV_TITLE] = { "title", TSCOPE_POST },
+	[TV_URL] = { "url", TSCOPE_POST },
+	[TV_AUTHOR] = { "author", TSCOPE_POST },
+	[TV_EXCERPT] = { "excerpt", TSCOPE_POST },
+	[TV_LIKES] = { "likes", TSCOPE_POST },
+	[TV_COMMENTS] = { "comments", TSCOPE_POST },
+	[TV_POSTS] = { "posts", TSCOPE_SECTION },
+};
+
+const char *
+template_var_name(int var)
+{
+	return var >= 0 && var < TV_COUNT ? template_vars[var].name : "?";
+}
+
+int
+template_var_scope(int var)
+{
+	return template_vars[var].scope;
+}
+
+static int
+template_var_find(const char *s, size_t len)
+{
+	int i;
+
+	/* The post's author is author_name in Redis; accept both. */
+	if (len == 11 && memcmp(s, "author_name", 11) == 0)
+		return TV_AUTHOR;
+	for (i = 0; i < TV_COUNT; i++)
+		if (strlen(template_vars[i].name) == len &&
+		    memcmp(template_vars[i].name, s, len) == 0)
+			return i;
+	return -1;
+}
+
+void
+template_free(struct template *t)
+{
+	if (t == NULL)
+		return;
+	free(t->name);
+	free(t->src);
+	free(t->nodes);
+	free(t);
+}
+
+static int
+template_add(struct template *t, size_t *cap, const struct tnode *n)
+{
+	struct tnode *nn;
+
+	if (t->nnodes == *cap) {
+		*cap = *cap ? *cap * 2 : 32;
+		if ((nn = realloc(t->nodes, *cap * sizeof(*nn))) == NULL)
+			return -1;
+		t->nodes = nn;
+	}
+	t->nodes[t->nnodes++] = *n;
+	return 0;
+}
+
+static size_t
+count_lines(const char *s, size_t from, size_t to)
+{
+	size_t n = 0;
+
+	for (; from < to; from++)
+		if (s[from] == '\n')
+			n++;
+	return n;
+}
+
+/* A printable copy of a tag's name for messages. */
+static void
+tag_name(char *buf, size_t buflen, const char *s, size_t len)
+{
+	size_t i;
+
+	if (len > 40)
+		len = 40;
+	for (i = 0; i < len && i + 1 < buflen; i++)
+		buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	buf[i] = '\0';
+}
+
+struct template *
+template_parse(const char *name, const char *buf, size_t len, int html,
+    char *err, size_t errlen)
+{
+	struct template *t;
+	struct tnode n;
+	size_t stack[TEMPLATE_MAX_DEPTH];
+	size_t cap = 0, i, j, pos, text_start, tag, close, ls, after, depth = 0;
+	size_t nlen, in_posts = 0;
+	const char *inner;
+	char shown[48];
+	int line = 1, tagline, var, have_posts = 0;
+	char sigil;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->name = strdup(name)) == NULL ||
+	    (t->src = malloc(len + 1)) == NULL)
+		goto oom;
+	t->html = html;
+	/* Line endings become LF; render.c writes CRLF when encoding. */
+	for (i = j = 0; i < len; i++) {
+		if (buf[i] == '\0') {
+			snprintf(err, errlen, "%s:%d: NUL byte in template",
+			    name, 1 + (int)count_lines(buf, 0, i));
+			goto fail;
+		}
+		if (buf[i] == '\r') {
+			t->src[j++] = '\n';
+			if (i + 1 < len && buf[i + 1] == '\n')
+				i++;
+		} else
+			t->src[j++] = buf[i];
+	}
+	t->src[j] = '\0';
+	len = j;
+
+	pos = text_start = 0;
+	for (;;) {
+		char *p = strstr(t->src + pos, "{{");
+
+		if (p == NULL)
+			break;
+		tag = (size_t)(p - t->src);
+		tagline = line + (int)count_lines(t->src, pos, tag);
+		p = strstr(t->src + tag + 2, "}}");
+		if (p == NULL || memchr(t->src + tag, '\n',
+		    (size_t)(p - t->src) - tag) != NULL) {
+			snprintf(err, errlen, "%s:%d: unclosed tag \"{{\"",
+			    name, tagline);
+			goto fail;
+		}
+		close = (size_t)(p - t->src);
+		inner = t->src + tag + 2;
+		nlen = close - tag - 2;
+		while (nlen > 0 && (*inner == ' ' || *inner == '\t')) {
+			inner++;
+			nlen--;
+		}
+		sigil = nlen > 0 && strchr("#^/!{&", *inner) ? *inner : 0;
+		if (sigil) {
+			inner++;
+			nlen--;
+		}
+		while (nlen > 0 && (*inner == ' ' || *inner == '\t')) {
+			inner++;
+			nlen--;
+		}
+		while (nlen > 0 && (inner[nlen - 1] == ' ' ||
+		    inner[nlen - 1] == '\t'))
+			nlen--;
+		tag_name(shown, sizeof(shown), inner, nlen);
+		if (sigil == '{' || sigil == '&') {
+			snprintf(err, errlen, "%s:%d: unescaped {{%c%s}} is not "
+			    "supported", name, tagline, sigil, shown);
+			goto fail;
+		}
+
+		/* A section or comment tag alone on its line takes the line. */
+		after = close + 2;
+		ls = tag;
+		while (ls > 0 && t->src[ls - 1] != '\n')
+			ls--;
+		if (sigil != 0 && ls >= text_start) {
+			size_t k;
+			int alone = 1;
+
+			for (k = ls; k < tag; k++)
+				if (t->src[k] != ' ' && t->src[k] != '\t')
+					alone = 0;
+			for (k = after; alone && k < len && t->src[k] != '\n';
+			    k++)
+				if (t->src[k] != ' ' && t->src[k] != '\t')
+					alone = 0;
+			if (alone) {
+				tag = ls;
+				after = k < len ? k + 1 : k;
+			}
+		}
+		if (tag > text_start) {
+			memset(&n, 0, sizeof(n));
+			n.kind = TN_TEXT;
+			n.line = line;
+			n.off = text_start;
+			n.len = tag - text_start;
+			if (template_add(t, &cap, &n) == -1)
+				goto oom;
+		}
+		line += (int)count_lines(t->src, pos, after);
+		pos = text_start = after;
+
+		if (sigil == '!')
+			continue;
+		if ((var = template_var_find(inner, nlen)) == -1) {
+			snprintf(err, errlen, "%s:%d: unknown placeholder "
+			    "{{%s%s}}", name, tagline, sigil == 0 ? "" :
+			    sigil == '#' ? "#" : sigil == '^' ? "^" : "/", shown);
+			goto fail;
+		}
+		if (sigil == '/') {
+			struct tnode *open;
+
+			if (depth == 0) {
+				snprintf(err, errlen, "%s:%d: {{/%s}} closes no "
+				    "section", name, tagline, shown);
+				goto fail;
+			}
+			open = &t->nodes[stack[depth - 1]];
+			if (open->var != var) {
+				snprintf(err, errlen, "%s:%d: {{/%s}} closes "
+				    "{{#%s}} opened at line %d", name, tagline,
+				    shown, template_var_name(open->var),
+				    open->line);
+				goto fail;
+			}
+			if (var == TV_POSTS)
+				in_posts = 0;
+			open->end = t->nnodes;
+			depth--;
+			continue;
+		}
+		if (var == TV_POSTS && (sigil != '#' || depth != 0 ||
+		    have_posts)) {
+			snprintf(err, errlen, "%s:%d: {{%s%s}}: the posts are one "
+			    "{{#posts}} section at the top level", name,
+			    tagline, sigil == '^' ? "^" : sigil == '#' ? "#" : "",
+			    shown);
+			goto fail;
+		}
+		if (template_vars[var].scope == TSCOPE_POST && !in_posts) {
+			snprintf(err, errlen, "%s:%d: {{%s}} is only known inside "
+			    "{{#posts}}", name, tagline, shown);
+			goto fail;
+		}
+		if (template_vars[var].scope == TSCOPE_RECIPIENT && in_posts) {
+			snprintf(err, errlen, "%s:%d: {{%s}} cannot be used "
+			    "inside {{#posts}}", name, tagline, shown);
+			goto fail;
+		}
+		memset(&n, 0, sizeof(n));
+		n.var = var;
+		n.line = tagline;
+		if (sigil == 0) {
+			n.kind = TN_VAR;
+			if (template_add(t, &cap, &n) == -1)
+				goto oom;
+			continue;
+		}
+		if (depth == TEMPLATE_MAX_DEPTH) {
+			snprintf(err, errlen, "%s:%d: sections nested too deep",
+			    name, tagline);
+			goto fail;
+		}
+		n.kind = sigil == '#' ? TN_SECTION : TN_INVERTED;
+		if (var == TV_POSTS) {
+			have_posts = 1;
+			in_posts = 1;
+			t->posts = t->nnodes;
+		}
+		stack[depth++] = t->nnodes;
+		if (template_add(t, &cap, &n) == -1)
+			goto oom;
+	}
+	if (len > text_start) {
+		memset(&n, 0, sizeof(n));
+		n.kind = TN_TEXT;
+		n.line = line;
+		n.off = text_start;
+		n.len = len - text_start;
+		if (template_add(t, &cap, &n) == -1)
+			goto oom;
+	}
+	if (depth > 0) {
+		struct tnode *open = &t->nodes[stack[depth - 1]];
+
+		snprintf(err, errlen, "%s:%d: unclosed section {{%s%s}}", name,
+		    open->line, open->kind == TN_SECTION ? "#" : "^",
+		    template_var_name(open->var));
+		goto fail;
+	}
+	if (!have_posts) {
+		snprintf(err, errlen, "%s:%d: no {{#posts}} section", name,
+		    line);
+		goto fail;
+	}
+	/* Children come after their section: walk backwards to mark. */
+	for (i = t->nnodes; i-- > 0;) {
+		struct tnode *nd = &t->nodes[i];
+
+		if (nd->kind == TN_TEXT)
+			continue;
+		nd->dyn = template_vars[nd->var].scope == TSCOPE_RECIPIENT;
+		if (nd->kind != TN_VAR)
+			for (j = i + 1; j < nd->end && !nd->dyn; j++)
+				nd->dyn = t->nodes[j].dyn;
+	}
+	return t;
+
+oom:
+	snprintf(err, errlen, "%s: out of memory", name);
+fail:
+	template_free(t);
+	return NULL;
+}
+
+struct template *
+template_load(const char *path, int html, char *err, size_t errlen)
+{
+	struct template *t = NULL;
+	struct stat st;
+	char *buf = NULL;
+	ssize_t r;
+	size_t got = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > TEMPLATE_MAX_SIZE) {
+		snprintf(err, errlen, "%s: not a regular file of at most %d "
+		    "bytes", path, TEMPLATE_MAX_SIZE);
+		goto out;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		r = read(fd, buf + got, (size_t)st.st_size - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(err, errlen, "%s: %s", path,
+			    r == 0 ? "short read" : strerror(errno));
+			goto out;
+		}
+		got += (size_t)r;
+	}
+	t = template_parse(path, buf, got, html, err, errlen);
+out:
+	free(buf);
+	close(fd);
+	return t;
+}
+
+size_t
+template_next(const struct template *t, size_t i)
+{
+	return t->nodes[i].kind == TN_SECTION ||
+	    t->nodes[i].kind == TN_INVERTED ? t->nodes[i].end : i + 1;
+}
+
+void
+template_expand(const struct template *t, size_t from, size_t to,
+    template_lookup_fn lookup, void *arg, struct rbuf *out)
+{
+	const struct tnode *n;
+	const char *v;
+	size_t i, vlen;
+
+	for (i = from; i < to; i = template_next(t, i)) {
+		n = &t->nodes[i];
+		if (n->kind == TN_TEXT) {
+			rbuf_add(out, t->src + n->off, n->len);
+			continue;
+		}
+		if (n->var == TV_POSTS)
+			continue;
+		vlen = 0;
+		if ((v = lookup(arg, n->var, &vlen)) == NULL)
+			vlen = 0;
+		if (n->kind == TN_VAR) {
+			if (vlen == 0)
+				;
+			else if (t->html)
+				mime_html_escape(out, v, vlen);
+			else
+				rbuf_add(out, v, vlen);
+		} else if ((n->kind == TN_SECTION) == (vlen > 0))
+			template_expand(t, i + 1, n->end, lookup, arg, out);
+	}
+}
