@@ -1,0 +1,75 @@
+/*
+ * digestctl's commands and what they share: the loaded configuration, the
+ * two Redis connections (the activity store and the queue Redis, the same
+ * server unless [queue_redis] is set), and the queue backend.
+ */
+#ifndef DIGESTCTL_CTL_H
+#define DIGESTCTL_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "job.h"
+
+#define CTL_ERR_MAX 1024
+#define CTL_MAX_QUEUES (CONFIG_MAX_POOLS + 2)
+
+struct amqp_link;
+
+struct ctl {
+	struct config *cfg;
+	redisContext *data;		/* [redis]: groups, posts, users */
+	redisContext *qr;		/* [queue_redis] or the same as data */
+	struct amqp_link *amqp;		/* queue.backend = amqp, opened lazily */
+	char err[CTL_ERR_MAX];
+};
+
+/* Connect to both Redis servers as needed.  0, or -1 with c->err. */
+int ctl_connect(struct ctl *);
+/* Close what ctl_connect and the backend opened. */
+void ctl_close(struct ctl *);
+
+/* The queues digestctl knows: priority, standard and every pool's. */
+int ctl_queues(const struct config *, const char *names[CTL_MAX_QUEUES]);
+
+/*
+ * Enqueue j on queue with the configured backend; the digest:enq marker
+ * lives in the queue Redis for both.  1 added, 0 already there, -1 error
+ * (in c->err).
+ */
+int ctl_enqueue(struct ctl *, const char *queue, const struct job *, int force);
+
+struct ctl_qstats {
+	int64_t depth;
+	int64_t pending;	/* -1: unknown (amqp) */
+	double oldest_enqueued;	/* 0: none or unknown */
+};
+int ctl_queue_stats(struct ctl *, const char *queue, struct ctl_qstats *);
+int64_t ctl_dlq_len(struct ctl *);
+
+/* Parse "--name value" style options; argv[*i] is the option. */
+const char *ctl_optarg(int argc, char **argv, int *i);
+
+/* The commands: argc/argv start after the command name. Exit status. */
+int ctl_cmd_schedule(struct ctl *, int argc, char **argv);
+int ctl_cmd_enqueue(struct ctl *, int argc, char **argv);
+int ctl_cmd_stats(struct ctl *, int argc, char **argv);
+int ctl_cmd_watch(struct ctl *, int argc, char **argv);
+int ctl_cmd_dlq(struct ctl *, int argc, char **argv);
+int ctl_cmd_seed(struct ctl *, int argc, char **argv);
+int ctl_cmd_verify_unsubscribe(struct ctl *, int argc, char **argv);
+
+/*
+ * An HTTP GET of path on supervisor.listen with a plain blocking socket;
+ * the body is malloc'd into *body.  0, or -1 with err.
+ */
+int ctl_http_get(const char *listen, const char *path, int timeout_ms,
+    char **body, char *err, size_t errlen);
+/* Sum of the samples of a metric whose labels contain every "k=\"v\"" given. */
+double ctl_metric_sum(const char *text, const char *name, const char *match1,
+    const char *match2);
+
+#endif

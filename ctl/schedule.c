@@ -1,0 +1,523 @@
+/*
+ * digestctl schedule and enqueue (SPEC 4 and 8): turn the groups with
+ * posts in the period's window into jobs, route them by engagement, split
+ * big groups into shards by rank, and enqueue them idempotently.
+ *
+ * The activity store is read with single-key commands only, pipelined per
+ * page of groups, so thousands of groups cost a handful of round trips and
+ * the store may sit behind a sharding proxy.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "period.h"
+#include "rconn.h"
+#include "util.h"
+
+#define SCHED_PAGE 1000			/* groups read per pipeline */
+#define SCHED_RECORD_TTL_S (14 * 86400)	/* two weekly periods */
+
+struct sched_group {
+	int64_t gid;
+	int64_t posts;			/* in the window */
+	int64_t members;		/* ZCARD */
+	const char *queue;
+};
+
+struct sched_counts {
+	int64_t groups;			/* active after window_start */
+	int64_t with_posts;		/* ... with a post in the window */
+	int64_t empty;			/* ... but no member */
+	int64_t jobs[2];		/* added: priority, standard */
+	int64_t jobs_other;		/* added to a queue named by --queue */
+	int64_t existing;		/* already enqueued */
+};
+
+struct sched_run {
+	struct ctl *c;
+	int period;
+	int64_t window_start;
+	int64_t window_end;
+	int force;
+	struct sched_counts n;
+};
+
+static const char *
+sched_route(const struct config *cfg, int64_t posts, int64_t members)
+{
+	double score = (double)posts * sqrt((double)members);
+
+	return score >= cfg->schedule.priority_threshold ? "priority" :
+	    "standard";
+}
+
+/* Read one reply of a pipeline; -1 with err on an I/O or Redis error. */
+static int
+sched_reply(struct ctl *c, redisContext *rc, redisReply **r)
+{
+	if (redisGetReply(rc, (void **)r) != REDIS_OK || *r == NULL) {
+		snprintf(c->err, sizeof(c->err), "redis: %s",
+		    rc->err ? rc->errstr : "no reply");
+		return -1;
+	}
+	if ((*r)->type == REDIS_REPLY_ERROR) {
+		snprintf(c->err, sizeof(c->err), "redis: %s", (*r)->str);
+		freeReplyObject(*r);
+		*r = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Drain n pending replies after an error, so the connection stays usable. */
+static void
+sched_drain(redisContext *rc, size_t n)
+{
+	redisReply *r;
+
+	while (n-- > 0 && rc->err == 0)
+		if (redisGetReply(rc, (void **)&r) == REDIS_OK && r != NULL)
+			freeReplyObject(r);
+}
+
+/* The score (the user id) of a ZRANGE ... WITHSCORES reply of one member. */
+static int
+sched_member_id(redisReply *r, int64_t *id)
+{
+	double d;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[1]->type != REDIS_REPLY_STRING ||
+	    parse_double(r->element[1]->str, &d) == -1)
+		return -1;
+	*id = (int64_t)d;
+	return 0;
+}
+
+/*
+ * Make and enqueue the jobs of groups g[0..n): one pipelined round of
+ * ZRANGEs for the first and last member of every shard, then the jobs.
+ */
+static int
+sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
+{
+	struct ctl *c = s->c;
+	const struct config *cfg = c->cfg;
+	int64_t ss = cfg->schedule.shard_size, k, nsh, first, last, total = 0;
+	int64_t *bounds;
+	redisReply *r;
+	char key[512];
+	struct job j;
+	size_t i, sent = 0, got = 0, b;
+	int rv;
+
+	for (i = 0; i < n; i++)
+		total += g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
+	bounds = xcalloc((size_t)total * 2, sizeof(*bounds));
+	for (i = 0; i < n; i++) {
+		if (rkey(key, sizeof(key), cfg->redis.key_prefix,
+		    "group:%" PRId64 ":members", g[i].gid) == NULL)
+			goto toolong;
+		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
+		for (k = 0; k < nsh; k++) {
+			first = k * ss;
+			last = (k + 1) * ss - 1;
+			if (last > g[i].members - 1)
+				last = g[i].members - 1;
+			redisAppendCommand(c->data, "ZRANGE %s %lld %lld WITHSCORES",
+			    key, (long long)first, (long long)first);
+			redisAppendCommand(c->data, "ZRANGE %s %lld %lld WITHSCORES",
+			    key, (long long)last, (long long)last);
+			sent += 2;
+		}
+	}
+	for (b = 0; b < sent; b++, got++) {
+		if (sched_reply(c, c->data, &r) == -1) {
+			sched_drain(c->data, sent - got - 1);
+			free(bounds);
+			return -1;
+		}
+		/*
+		 * A membership that shrank since ZCARD leaves a range empty:
+		 * -1 marks it, and the shard (or its end) is taken as open.
+		 */
+		if (sched_member_id(r, &bounds[b]) == -1)
+			bounds[b] = -1;
+		freeReplyObject(r);
+	}
+
+	b = 0;
+	for (i = 0; i < n; i++) {
+		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
+		for (k = 0; k < nsh; k++, b += 2) {
+			if (bounds[b] == -1)
+				continue;
+			memset(&j, 0, sizeof(j));
+			strlcpy(j.period, period_name(s->period),
+			    sizeof(j.period));
+			j.group_id = g[i].gid;
+			j.window_start = s->window_start;
+			j.window_end = s->window_end;
+			j.member_min = bounds[b];
+			j.member_max = bounds[b + 1] == -1 ? INT64_MAX :
+			    bounds[b + 1];
+			j.enqueued_at = now_real();
+			job_make_id(&j, (int)k);
+			if ((rv = ctl_enqueue(c, g[i].queue, &j, s->force)) == -1) {
+				free(bounds);
+				return -1;
+			}
+			if (rv == 0)
+				s->n.existing++;
+			else if (strcmp(g[i].queue, "priority") == 0)
+				s->n.jobs[0]++;
+			else if (strcmp(g[i].queue, "standard") == 0)
+				s->n.jobs[1]++;
+			else
+				s->n.jobs_other++;
+		}
+	}
+	free(bounds);
+	return 0;
+toolong:
+	snprintf(c->err, sizeof(c->err), "key too long");
+	free(bounds);
+	return -1;
+}
+
+/*
+ * For the group ids in ids[0..n): posts in the window and members, in one
+ * pipeline; groups with both go into g, routed.  Returns how many, or -1.
+ */
+static int
+sched_read_groups(struct sched_run *s, const int64_t *ids, size_t n,
+    struct sched_group *g, const char *queue)
+{
+	struct ctl *c = s->c;
+	redisReply *r;
+	char key[512];
+	size_t i, m = 0;
+	int64_t posts, members;
+
+	for (i = 0; i < n; i++) {
+		if (rkey(key, sizeof(key), c->cfg->redis.key_prefix,
+		    "group:%" PRId64 ":posts", ids[i]) == NULL) {
+			snprintf(c->err, sizeof(c->err), "key too long");
+			sched_drain(c->data, 2 * i);
+			return -1;
+		}
+		redisAppendCommand(c->data, "ZCOUNT %s (%lld %lld", key,
+		    (long long)s->window_start, (long long)s->window_end);
+		rkey(key, sizeof(key), c->cfg->redis.key_prefix,
+		    "group:%" PRId64 ":members", ids[i]);
+		redisAppendCommand(c->data, "ZCARD %s", key);
+	}
+	for (i = 0; i < n; i++) {
+		if (sched_reply(c, c->data, &r) == -1) {
+			sched_drain(c->data, 2 * (n - i) - 1);
+			return -1;
+		}
+		posts = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+		freeReplyObject(r);
+		if (sched_reply(c, c->data, &r) == -1) {
+			sched_drain(c->data, 2 * (n - i) - 2);
+			return -1;
+		}
+		members = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+		freeReplyObject(r);
+		if (posts < 1 && queue == NULL)
+			continue;
+		s->n.with_posts++;
+		if (members < 1) {
+			s->n.empty++;
+			continue;
+		}
+		g[m].gid = ids[i];
+		g[m].posts = posts;
+		g[m].members = members;
+		g[m].queue = queue != NULL ? queue :
+		    sched_route(c->cfg, posts, members);
+		m++;
+	}
+	return (int)m;
+}
+
+/* Walk groups:active after window_start, a page at a time. */
+static int
+sched_all(struct sched_run *s)
+{
+	struct ctl *c = s->c;
+	struct sched_group *g;
+	int64_t *ids, offset = 0;
+	redisReply *r;
+	char key[512];
+	size_t i, n;
+	int m;
+
+	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "groups:active") ==
+	    NULL) {
+		snprintf(c->err, sizeof(c->err), "key too long");
+		return -1;
+	}
+	ids = xcalloc(SCHED_PAGE, sizeof(*ids));
+	g = xcalloc(SCHED_PAGE, sizeof(*g));
+	for (;;) {
+		r = redisCommand(c->data, "ZRANGEBYSCORE %s (%lld +inf LIMIT %lld %d",
+		    key, (long long)s->window_start, (long long)offset,
+		    SCHED_PAGE);
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+			snprintf(c->err, sizeof(c->err), "redis ZRANGEBYSCORE %s: %s",
+			    key, r == NULL ? c->data->errstr :
+			    r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+			if (r)
+				freeReplyObject(r);
+			goto fail;
+		}
+		n = 0;
+		for (i = 0; i < r->elements; i++)
+			if (r->element[i]->type == REDIS_REPLY_STRING &&
+			    parse_i64(r->element[i]->str, 0, INT64_MAX,
+			    &ids[n]) == 0)
+				n++;
+		offset += (int64_t)r->elements;
+		s->n.groups += (int64_t)r->elements;
+		i = r->elements;
+		freeReplyObject(r);
+		if (i == 0)
+			break;
+		if ((m = sched_read_groups(s, ids, n, g, NULL)) == -1)
+			goto fail;
+		if (sched_enqueue_groups(s, g, (size_t)m) == -1)
+			goto fail;
+		if (i < SCHED_PAGE)
+			break;
+	}
+	free(ids);
+	free(g);
+	return 0;
+fail:
+	free(ids);
+	free(g);
+	return -1;
+}
+
+static void
+sched_iso(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Record the run in digest:sched:{period}; failures to record are errors. */
+static int
+sched_record(struct sched_run *s, double start, double end, int ok,
+    const char *error)
+{
+	struct ctl *c = s->c;
+	redisReply *r;
+	char key[512], v[10][64];
+	int rv = 0, i;
+
+	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "digest:sched:%s",
+	    period_name(s->period)) == NULL)
+		return -1;
+	snprintf(v[0], sizeof(v[0]), "%.6f", start);
+	snprintf(v[1], sizeof(v[1]), "%.6f", end);
+	snprintf(v[2], sizeof(v[2]), "%" PRId64, s->window_start);
+	snprintf(v[3], sizeof(v[3]), "%" PRId64, s->window_end);
+	snprintf(v[4], sizeof(v[4]), "%" PRId64, s->n.jobs[0]);
+	snprintf(v[5], sizeof(v[5]), "%" PRId64, s->n.jobs[1]);
+	snprintf(v[6], sizeof(v[6]), "%" PRId64, s->n.existing);
+	snprintf(v[7], sizeof(v[7]), "%" PRId64, s->n.with_posts);
+	redisAppendCommand(c->qr, "HSET %s start %s end %s status %s "
+	    "window_start %s window_end %s jobs_priority %s jobs_standard %s "
+	    "skipped_existing %s groups %s error %s", key, v[0], v[1],
+	    ok ? "ok" : "failed", v[2], v[3], v[4], v[5], v[6], v[7],
+	    error != NULL ? error : "");
+	/*
+	 * last_success survives a failed run, so the time of the last good
+	 * one is never lost to a later failure.
+	 */
+	if (ok)
+		redisAppendCommand(c->qr, "HSET %s last_success %s", key, v[1]);
+	redisAppendCommand(c->qr, "EXPIRE %s %d", key, SCHED_RECORD_TTL_S);
+	for (i = 0; i < (ok ? 3 : 2); i++) {
+		if (redisGetReply(c->qr, (void **)&r) != REDIS_OK || r == NULL)
+			return -1;
+		if (r->type == REDIS_REPLY_ERROR) {
+			snprintf(c->err, sizeof(c->err), "redis HSET %s: %s",
+			    key, r->str);
+			rv = -1;
+		}
+		freeReplyObject(r);
+	}
+	return rv;
+}
+
+/* "--now UNIX": whole or fractional seconds. */
+static int
+sched_parse_now(const char *s, int64_t *now)
+{
+	double d;
+
+	if (parse_i64(s, INT64_MIN / 2, INT64_MAX / 2, now) == 0)
+		return 0;
+	if (parse_double(s, &d) == -1 || d < -1e15 || d > 1e15)
+		return -1;
+	*now = (int64_t)floor(d);
+	return 0;
+}
+
+int
+ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
+{
+	struct sched_run s;
+	const char *p = NULL, *v;
+	char ws[32], we[32], saved[CTL_ERR_MAX];
+	double start, end;
+	int64_t now = (int64_t)time(NULL);
+	int i;
+
+	memset(&s, 0, sizeof(s));
+	s.c = c;
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--period") == 0) {
+			if ((p = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+		} else if (strcmp(argv[i], "--now") == 0) {
+			if ((v = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+			if (sched_parse_now(v, &now) == -1) {
+				fprintf(stderr, "digestctl: bad --now: %s\n", v);
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "digestctl schedule: unknown argument %s\n",
+			    argv[i]);
+			return 2;
+		}
+	}
+	if ((s.period = period_parse(p)) == -1) {
+		fprintf(stderr, "digestctl schedule: --period daily|weekly is "
+		    "required\n");
+		return 2;
+	}
+	period_window(s.period, c->cfg->schedule.day_start_s, now,
+	    &s.window_start, &s.window_end);
+	sched_iso(s.window_start, ws, sizeof(ws));
+	sched_iso(s.window_end, we, sizeof(we));
+
+	start = now_real();
+	if (sched_all(&s) == -1) {
+		strlcpy(saved, c->err, sizeof(saved));
+		end = now_real();
+		if (sched_record(&s, start, end, 0, saved) == -1)
+			fprintf(stderr, "digestctl schedule: could not record "
+			    "the failed run\n");
+		fprintf(stderr, "digestctl schedule %s: failed: %s (window %s .. "
+		    "%s, %" PRId64 " jobs enqueued before the failure)\n",
+		    period_name(s.period), saved, ws, we,
+		    s.n.jobs[0] + s.n.jobs[1]);
+		return 1;
+	}
+	end = now_real();
+	if (sched_record(&s, start, end, 1, NULL) == -1) {
+		fprintf(stderr, "digestctl schedule %s: jobs enqueued but the "
+		    "run could not be recorded: %s\n", period_name(s.period),
+		    c->err);
+		return 1;
+	}
+	printf("schedule %s: window %s .. %s (%" PRId64 " .. %" PRId64 ")\n",
+	    period_name(s.period), ws, we, s.window_start, s.window_end);
+	printf("groups: %" PRId64 " active, %" PRId64 " with posts in the window"
+	    ", %" PRId64 " without members\n", s.n.groups, s.n.with_posts,
+	    s.n.empty);
+	printf("jobs enqueued: %" PRId64 " (priority %" PRId64 ", standard %"
+	    PRId64 "), already enqueued: %" PRId64 ", in %.3fs\n",
+	    s.n.jobs[0] + s.n.jobs[1], s.n.jobs[0], s.n.jobs[1], s.n.existing,
+	    end - start);
+	return 0;
+}
+
+int
+ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
+{
+	struct sched_run s;
+	struct sched_group g;
+	const char *p = NULL, *q = NULL, *v;
+	int64_t now = (int64_t)time(NULL), gid = -1;
+	int i, m;
+
+	memset(&s, 0, sizeof(s));
+	s.c = c;
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--period") == 0) {
+			if ((p = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+		} else if (strcmp(argv[i], "--queue") == 0) {
+			if ((q = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+		} else if (strcmp(argv[i], "--group") == 0) {
+			if ((v = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+			if (parse_i64(v, 0, INT64_MAX, &gid) == -1) {
+				fprintf(stderr, "digestctl: bad --group: %s\n", v);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--now") == 0) {
+			if ((v = ctl_optarg(argc, argv, &i)) == NULL)
+				return 2;
+			if (sched_parse_now(v, &now) == -1) {
+				fprintf(stderr, "digestctl: bad --now: %s\n", v);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--force") == 0) {
+			s.force = 1;
+		} else {
+			fprintf(stderr, "digestctl enqueue: unknown argument %s\n",
+			    argv[i]);
+			return 2;
+		}
+	}
+	if ((s.period = period_parse(p)) == -1 || gid < 0) {
+		fprintf(stderr, "digestctl enqueue: --group GID and --period "
+		    "daily|weekly are required\n");
+		return 2;
+	}
+	if (q != NULL && (q[0] == '\0' || strlen(q) >= CONFIG_NAME_MAX)) {
+		fprintf(stderr, "digestctl enqueue: bad --queue\n");
+		return 2;
+	}
+	period_window(s.period, c->cfg->schedule.day_start_s, now,
+	    &s.window_start, &s.window_end);
+	/* An explicit request: the group's posts are not required. */
+	if ((m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "")) == -1) {
+		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		return 1;
+	}
+	if (m == 0) {
+		fprintf(stderr, "digestctl enqueue: group %" PRId64 " has no "
+		    "members\n", gid);
+		return 1;
+	}
+	if (q == NULL)
+		g.queue = sched_route(c->cfg, g.posts, g.members);
+	if (sched_enqueue_groups(&s, &g, 1) == -1) {
+		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		return 1;
+	}
+	printf("group %" PRId64 " %s: %" PRId64 " posts in the window, %" PRId64
+	    " members, queue %s: %" PRId64 " job(s) enqueued, %" PRId64
+	    " already enqueued\n", gid, period_name(s.period), g.posts,
+	    g.members, g.queue, s.n.jobs[0] + s.n.jobs[1] + s.n.jobs_other,
+	    s.n.existing);
+	return 0;
+}
