@@ -47,9 +47,14 @@
 #define CAP_NAME		256
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
-/* Deferred recipients are retried this many times within a job. */
-#define DEFER_RETRIES		3
+/*
+ * Deferred recipients are retried within the job, with backoff (0.5 s
+ * doubling, at most 15 s apart, about 45 s in all), so that a burst of
+ * 4xx rides out in place instead of costing the job its attempts.
+ */
+#define DEFER_RETRIES		7
 #define DEFER_BACKOFF_MS	500
+#define DEFER_BACKOFF_MAX_MS	15000
 #define TICK_NS			250000000LL
 
 enum member_state {
@@ -708,16 +713,24 @@ digest_batch(struct run *rn)
 	if (digest_flush(rn) == -1)
 		return B_RETRY;
 	digest_advance(rn);
+	if (digest_draining(rn))
+		return B_STOPPED;
 	if (rn->tick_failed) {
 		snprintf(rn->reason, rn->reasonlen, "lost the queue connection");
 		return B_RETRY;
 	}
-	if (i < rn->n)
-		return B_STOPPED;
 
 	for (k = 0; k < DEFER_RETRIES && rn->ndeferred > 0; k++) {
-		if (digest_sleep(rn, (int64_t)DEFER_BACKOFF_MS << k))
-			return rn->tick_failed ? B_RETRY : B_STOPPED;
+		int64_t ms = (int64_t)DEFER_BACKOFF_MS << k;
+
+		if (digest_sleep(rn, ms < DEFER_BACKOFF_MAX_MS ? ms :
+		    DEFER_BACKOFF_MAX_MS)) {
+			if (digest_draining(rn))
+				return B_STOPPED;
+			snprintf(rn->reason, rn->reasonlen,
+			    "lost the queue connection");
+			return B_RETRY;
+		}
 		for (i = 0; i < rn->n; i++) {
 			if (rn->m[i].state != M_DEFERRED)
 				continue;
@@ -825,13 +838,13 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 
 	while (!last && cp->cursor < job->member_max) {
 		digest_tick(&rn, 0);
+		if (digest_draining(&rn)) {
+			bo = B_STOPPED;
+			break;
+		}
 		if (rn.tick_failed) {
 			snprintf(reason, reasonlen, "lost the queue connection");
 			bo = B_RETRY;
-			break;
-		}
-		if (digest_draining(&rn)) {
-			bo = B_STOPPED;
 			break;
 		}
 		if (digest_load_batch(&rn, cp->cursor, &last) == -1) {

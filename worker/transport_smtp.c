@@ -250,6 +250,7 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		s = smtp_message_get_application_data(m);
 		break;
 	case SMTP_EV_RCPTSTATUS:
+		(void)va_arg(ap, const char *);
 		r = va_arg(ap, smtp_recipient_t);
 		s = smtp_recipient_get_application_data(r);
 		break;
