@@ -268,11 +268,11 @@ static const struct config_key config_keys[] = {
 static const struct config_key pool_keys[] = {
 	{ "pool", "queue", CT_NAME, P(queue), 0, 0, NULL, "NAME",
 	    CF_NONEMPTY | CF_POOLNAME, "The queue this pool consumes; default: "
-	    "the pool's NAME." },
+	    "the pool's NAME.\nThe scheduler fills priority and standard." },
 	{ "pool", "workers", CT_INT, P(workers), 1, CONFIG_WORKERS_MAX, NULL,
 	    "4", 0, "Worker processes." },
 	{ "pool", "memory_limit", CT_SIZE, P(memory_limit), 0, 1024 * GB, NULL,
-	    "256M", 0, "Per worker (RLIMIT_AS); 0: none." },
+	    "256M", 0, "Memory limit of each worker; 0: none." },
 	{ "pool", "max_jobs", CT_INT64, P(max_jobs), 0, INT64_MAX, NULL,
 	    "10000", 0, "Jobs before a worker is recycled; 0: never." },
 	{ "pool", "job_timeout", CT_DURATION, P(job_timeout_ms), 1 * SEC,
@@ -299,6 +299,7 @@ struct config_parse {
 	char *err;
 	size_t errlen;
 	int failed;
+	int fail_line;			/* of the error, 0: none or no line */
 };
 
 static int	config_section_index(const char *);
@@ -328,6 +329,7 @@ config_fail(struct config_parse *p, int line, const char *fmt, ...)
 	if (p->failed)
 		return;
 	p->failed = 1;
+	p->fail_line = line;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -652,6 +654,7 @@ config_valid_amqp_url(const char *v, char *why, size_t whylen)
 {
 	struct amqp_connection_info info;
 	char copy[CONFIG_URL_MAX];
+	const char *host;
 
 	/* amqp_parse_url writes into its argument, and the value is secret. */
 	if (strlcpy(copy, v, sizeof(copy)) >= sizeof(copy)) {
@@ -659,7 +662,11 @@ config_valid_amqp_url(const char *v, char *why, size_t whylen)
 		return -1;
 	}
 	amqp_default_connection_info(&info);
-	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK ||
+	/* librabbitmq takes "amqp://" alone for localhost; an operator means
+	 * something else. */
+	host = strstr(v, "://");
+	if (host == NULL || host[3] == '\0' || host[3] == '/' ||
+	    amqp_parse_url(copy, &info) != AMQP_STATUS_OK ||
 	    info.host == NULL || info.host[0] == '\0') {
 		snprintf(why, whylen, "is not an AMQP URL "
 		    "(amqp://user:password@host:port/vhost)");
@@ -939,9 +946,11 @@ config_open_pool(struct config_parse *p, const char *name, int line)
 		    name[i] != '-')
 			break;
 	if (i == 0 || name[i] != '\0') {
+		char clean[CONFIG_NAME_MAX];
+
+		config_clean(clean, sizeof(clean), name);
 		config_fail(p, line, "[pool.%s]: a pool name may hold only "
-		    "a-z, 0-9, '_' and '-'", i == 0 && *name == '\0' ? "" :
-		    "NAME");
+		    "a-z, 0-9, '_' and '-'", clean);
 		return -1;
 	}
 	if (i >= CONFIG_NAME_MAX) {
@@ -1077,13 +1086,15 @@ config_handler(void *user, const char *section, const char *name,
 	struct config_parse *p = user;
 	const struct config_key *k;
 	const char *sname;
+	char kname[64];
 	size_t i;
 	int *seen;
 
 	if (p->failed)
 		return 0;
+	config_clean(kname, sizeof(kname), name);
 	if (p->section == -1) {
-		config_fail(p, p->lineno, "%s: key outside a section", name);
+		config_fail(p, p->lineno, "%s: key outside a section", kname);
 		return 0;
 	}
 	sname = config_sections[p->section].name;
@@ -1093,7 +1104,7 @@ config_handler(void *user, const char *section, const char *name,
 				break;
 		if (i == NPOOLKEYS) {
 			config_fail(p, p->lineno, "[pool.%s] %s: unknown key",
-			    p->cfg->pools[p->pool].name, name);
+			    p->cfg->pools[p->pool].name, kname);
 			return 0;
 		}
 		k = &pool_keys[i];
@@ -1104,8 +1115,8 @@ config_handler(void *user, const char *section, const char *name,
 			    strcmp(config_keys[i].key, name) == 0)
 				break;
 		if (i == NKEYS) {
-			config_fail(p, p->lineno, "[%s] %.64s: unknown key",
-			    sname, name);
+			config_fail(p, p->lineno, "[%s] %s: unknown key",
+			    sname, kname);
 			return 0;
 		}
 		k = &config_keys[i];
@@ -1331,6 +1342,9 @@ config_load_buffer(const char *file, const char *buf, size_t len, char *err,
 			goto fail;
 	}
 	ret = ini_parse_stream(config_reader, p, config_handler, p);
+	/* inih goes on after a syntax error; report whichever came first. */
+	if (ret > 0 && p->failed && p->fail_line > ret)
+		p->failed = 0;
 	if (p->failed)
 		goto fail;
 	if (ret > 0) {
@@ -1367,11 +1381,14 @@ config_load(const char *file, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", file, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fileno(fp), &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CONFIG_FILE_MAX) {
-		snprintf(err, errlen, "%s: %s", file, errno != 0 &&
-		    !S_ISREG(st.st_mode) ? "not a regular file" :
-		    "larger than 1M, not a config file");
+	if (fstat(fileno(fp), &st) == -1) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		fclose(fp);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s: %s", file, !S_ISREG(st.st_mode) ?
+		    "not a regular file" : "larger than 1M, not a config file");
 		fclose(fp);
 		return NULL;
 	}
