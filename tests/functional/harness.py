@@ -378,29 +378,45 @@ def zombies_of(pid):
     return out
 
 
+# The scripts themselves: Debian's /usr/sbin wrappers cd to
+# /var/lib/rabbitmq, use its cookie and log to /var/log/rabbitmq.
+RABBIT_BIN = "/usr/lib/rabbitmq/bin"
+
+
 class RabbitServer:
-    """rabbitmq-server on 127.0.0.1 with its own data and log dirs."""
+    """rabbitmq-server on 127.0.0.1 with its own data and log dirs.
+
+    Everything it opens is on loopback: AMQP, the Erlang distribution port
+    and its own epmd (on a port of its own, so that stopping it touches no
+    other broker's).  restart() stops and starts the same node on the same
+    port and data, as a broker restart in production does.  vhost() gives
+    each test its own virtual host, so queues and dead letters never mix.
+    """
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="digestd-rabbit-")
         self.port = free_port()
         self.dist_port = free_port()
+        self.epmd_port = free_port()
         self.proc = None
         self.env = None
+        self.vhosts = 0
 
     def start(self, timeout=60):
         pw = pwd.getpwnam("rabbitmq")
         for sub in ("mnesia", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         os.chmod(self.dir, 0o755)
-        for root, dirs, files in os.walk(self.dir):
-            os.chown(root, pw.pw_uid, pw.pw_gid)
         conf = os.path.join(self.dir, "rabbitmq.conf")
         with open(conf, "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
             f.write("loopback_users.guest = true\n")
-            f.write("management.tcp.port = %d\n" % free_port())
-        os.chown(conf, pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        for root, dirs, files in os.walk(self.dir):
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+            for name in files:
+                os.chown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
         self.env = dict(
             os.environ,
             RABBITMQ_NODENAME="rabbit@localhost",
@@ -412,16 +428,16 @@ class RabbitServer:
             RABBITMQ_CONFIG_FILE=conf[:-5],
             RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
             RABBITMQ_PID_FILE=os.path.join(self.dir, "rabbit.pid"),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_EPMD_PORT=str(self.epmd_port),
             HOME=self.dir,
         )
-        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
-            f.write("[].\n")
-        os.chown(os.path.join(self.dir, "enabled_plugins"), pw.pw_uid, pw.pw_gid)
         # The Erlang cookie lives in HOME; the rabbitmq user must own it.
         self.proc = subprocess.Popen(
             ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),
-             "--init-groups", "rabbitmq-server"],
-            env=self.env, stdout=open(os.path.join(self.dir, "stdout.log"), "wb"),
+             "--init-groups", RABBIT_BIN + "/rabbitmq-server"],
+            env=self.env, stdout=open(os.path.join(self.dir, "stdout.log"), "ab"),
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self._up, timeout=timeout, interval=0.2, what="rabbitmq-server")
         return self
@@ -439,26 +455,98 @@ class RabbitServer:
         except Exception:
             return False
 
-    def url(self):
-        return "amqp://guest:guest@127.0.0.1:%d/%%2F" % self.port
+    def url(self, vhost="/"):
+        from urllib.parse import quote
+        return "amqp://guest:guest@127.0.0.1:%d/%s" % (self.port, quote(vhost, safe=""))
+
+    def vhost(self, prefix="t"):
+        """A fresh virtual host that guest may use; returns its name."""
+        self.vhosts += 1
+        name = "%s%d_%d" % (prefix, os.getpid(), self.vhosts)
+        for args in (("add_vhost", name),
+                     ("set_permissions", "-p", name, "guest", ".*", ".*", ".*")):
+            p = self.ctl(*args)
+            assert p.returncode == 0, "rabbitmqctl %s: %s%s" % (args, p.stdout, p.stderr)
+        return name
+
+    def connection(self, vhost="/"):
+        """A pika BlockingConnection to vhost (the caller closes it)."""
+        import pika
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            host="127.0.0.1", port=self.port, virtual_host=vhost,
+            credentials=pika.PlainCredentials("guest", "guest"),
+            connection_attempts=3, retry_delay=0.2))
+
+    def connections(self, vhost=None):
+        """[{name, vhost, connection_name, ...}] from rabbitmqctl list_connections."""
+        import json
+        p = self.ctl("list_connections", "-q", "--formatter", "json",
+                     "name", "vhost", "client_properties", "pid")
+        assert p.returncode == 0, p.stderr
+        out = []
+        for c in json.loads(p.stdout or "[]"):
+            props = c.get("client_properties") or []
+            cname = ""
+            if isinstance(props, dict):
+                cname = props.get("connection_name", "")
+            else:
+                for entry in props:
+                    if entry and entry[0] == "connection_name":
+                        cname = entry[-1]
+            c["connection_name"] = cname
+            if vhost is None or c.get("vhost") == vhost:
+                out.append(c)
+        return out
 
     def ctl(self, *args, timeout=60):
         pw = pwd.getpwnam("rabbitmq")
         return subprocess.run(
             ["setpriv", "--reuid", str(pw.pw_uid), "--regid", str(pw.pw_gid),
-             "--init-groups", "rabbitmqctl", "-n", "rabbit@localhost"] + list(args),
+             "--init-groups", RABBIT_BIN + "/rabbitmqctl", "-n", "rabbit@localhost"]
+            + list(args),
             env=self.env, capture_output=True, text=True, timeout=timeout)
 
+    def _epmd_pids(self):
+        """Our own epmd (started by the node, detached): found by its port."""
+        want = ("ERL_EPMD_PORT=%d" % self.epmd_port).encode()
+        pids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+                if b"epmd" not in cmd.split(b"\0")[0]:
+                    continue
+                with open("/proc/%s/environ" % d, "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        pids.append(int(d))
+            except OSError:
+                continue
+        return pids
+
+    def _stop_node(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, down_for=0.0, timeout=60):
+        """Stop the node, stay down for down_for seconds, start it again."""
+        self._stop_node()
+        time.sleep(down_for)
+        return self.start(timeout=timeout)
+
     def stop(self):
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            self.proc = None
+        self._stop_node()
+        for pid in self._epmd_pids():
+            kill_pid(pid, signal.SIGTERM, timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
