@@ -1,0 +1,89 @@
+"""digestctl dlq list / requeue against a real redis-server."""
+import time
+
+from ctl_util import SAT, DAY, ctl_config, entries, rsrv  # noqa: F401
+from harness import digestctl
+
+
+def dead(r, gid, queue="standard", reason="crash", attempts=3):
+    job = {"job_id": "daily.%d.%d.0" % (SAT, gid), "group_id": str(gid), "period": "daily",
+           "window_start": str(SAT - DAY), "window_end": str(SAT), "member_min": "1",
+           "member_max": "99", "enqueued_at": "1764370000.5"}
+    r.xadd("digest:dlq", dict(job, reason=reason, attempts=str(attempts),
+                              failed_at="%.3f" % time.time(), queue=queue))
+    r.hset("digest:job:" + job["job_id"], mapping={"state": "dead", "attempts": attempts,
+                                                   "cursor": "42"})
+    r.expire("digest:job:" + job["job_id"], 7 * DAY)
+    return job
+
+
+def test_dlq_list(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    p = digestctl(cfg, "dlq", "list")
+    assert "0 dead letter(s)" in p.stdout
+    dead(r, 1, reason="oom")
+    dead(r, 2, queue="priority", reason="stall", attempts=4)
+    r.xadd("digest:dlq", {"junk": "x", "reason": "decode: missing job_id", "queue": "standard"})
+    p = digestctl(cfg, "dlq", "list")
+    lines = p.stdout.splitlines()
+    assert "job_id" in lines[0] and "reason" in lines[0]
+    row1 = [l for l in lines if "daily.%d.1.0" % SAT in l][0]
+    assert "standard" in row1 and "oom" in row1 and " 3 " in row1
+    row2 = [l for l in lines if "daily.%d.2.0" % SAT in l][0]
+    assert "priority" in row2 and "stall" in row2 and " 4 " in row2
+    assert any("decode: missing job_id" in l for l in lines)
+    assert "3 dead letter(s)" in p.stdout
+
+
+def test_dlq_requeue_one_and_all(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    j1 = dead(r, 1)
+    j2 = dead(r, 2, queue="priority")
+    j3 = dead(r, 3)
+    # The marker exists (the job was enqueued once): requeue ignores it.
+    r.set("digest:enq:" + j1["job_id"], "standard", ex=DAY)
+
+    p = digestctl(cfg, "dlq", "requeue", j1["job_id"])
+    assert "requeued %s on standard" % j1["job_id"] in p.stdout
+    (e,) = entries(r, "standard")
+    for k in ("job_id", "group_id", "period", "window_start", "window_end",
+              "member_min", "member_max"):
+        assert e[k] == j1[k]
+    assert float(e["enqueued_at"]) > time.time() - 30
+    assert r.xlen("digest:dlq") == 2
+    h = r.hgetall("digest:job:" + j1["job_id"])
+    assert h["attempts"] == "0" and "state" not in h and h["cursor"] == "42"
+    assert r.ttl("digest:job:" + j1["job_id"]) > 0
+    assert [g["name"] for g in r.xinfo_groups("digest:q:standard")] == ["digestd"]
+
+    p = digestctl(cfg, "dlq", "requeue", "daily.1.404.0", check=False)
+    assert p.returncode == 1 and "no dead letter" in p.stderr
+
+    p = digestctl(cfg, "dlq", "requeue", "--all")
+    assert "2 job(s) requeued" in p.stdout
+    assert [e["job_id"] for e in entries(r, "priority")] == [j2["job_id"]]
+    assert sorted(e["job_id"] for e in entries(r, "standard")) == sorted(
+        [j1["job_id"], j3["job_id"]])
+    assert r.xlen("digest:dlq") == 0
+
+
+def test_dlq_requeue_keeps_undecodable(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    dead(r, 1)
+    r.xadd("digest:dlq", {"job_id": "x", "group_id": "nope", "reason": "decode",
+                          "queue": "standard"})
+    p = digestctl(cfg, "dlq", "requeue", "--all", check=False)
+    assert p.returncode == 1 and "cannot be requeued" in p.stderr
+    assert len(entries(r, "standard")) == 1
+    # The bad one stays for a human to look at.
+    assert r.xlen("digest:dlq") == 1
+
+
+def test_dlq_usage(tmp_path, rsrv):
+    cfg = ctl_config(tmp_path, rsrv)
+    for args in (["dlq"], ["dlq", "requeue"], ["dlq", "requeue", "a", "--all"],
+                 ["dlq", "purge"]):
+        assert digestctl(cfg, *args, check=False).returncode == 2, args

@@ -1,0 +1,71 @@
+"""digestctl stats against a real redis-server: the JSON shape of SPEC 8,
+depth and pending as a consumer takes jobs, dead letters, schedule runs."""
+import json
+import time
+
+from ctl_util import SAT, add_group, ctl_config, rsrv  # noqa: F401
+from harness import digestctl
+
+
+def stats(cfg):
+    return json.loads(digestctl(cfg, "stats", "--json").stdout)
+
+
+def test_stats_empty_shape(tmp_path, rsrv):
+    cfg = ctl_config(tmp_path, rsrv, extra="[pool.bulk]\nqueue = bulk\nworkers = 1\n")
+    s = stats(cfg)
+    assert set(s) == {"queues", "dead_letters", "schedule"}
+    assert set(s["queues"]) == {"priority", "standard", "bulk"}
+    for q in s["queues"].values():
+        assert q == {"depth": 0, "pending": 0, "oldest_enqueued_at": 0}
+    assert s["dead_letters"] == 0
+    assert s["schedule"] == {"daily": None, "weekly": None}
+    # stats only reads: it creates no stream.
+    assert rsrv.client().keys("digest:*") == []
+
+
+def test_stats_depth_pending_oldest(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    for gid in range(1, 6):
+        add_group(r, gid, [1, 2], [(gid, SAT - gid)])
+    before = time.time()
+    digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
+    s = stats(cfg)
+    q = s["queues"]["standard"]
+    assert (q["depth"], q["pending"]) == (5, 0)
+    first = r.xrange("digest:q:standard", count=1)[0][1]
+    assert q["oldest_enqueued_at"] == float(first["enqueued_at"])
+    assert before - 1 < q["oldest_enqueued_at"] < time.time() + 1
+    assert s["queues"]["priority"]["depth"] == 0
+    d = s["schedule"]["daily"]
+    assert d["status"] == "ok" and d["jobs_standard"] == 5 and d["window_end"] == SAT
+    assert isinstance(d["end"], float) and d["end"] >= d["start"]
+
+    # A consumer takes two: they are pending, three wait.
+    got = r.xreadgroup("digestd", "w1", {"digest:q:standard": ">"}, count=2)
+    ids = [i for i, _ in got[0][1]]
+    q = stats(cfg)["queues"]["standard"]
+    assert (q["depth"], q["pending"]) == (3, 2)
+    # The oldest is still the first, now pending.
+    assert q["oldest_enqueued_at"] == float(first["enqueued_at"])
+    r.xack("digest:q:standard", "digestd", *ids)
+    q = stats(cfg)["queues"]["standard"]
+    assert (q["depth"], q["pending"]) == (3, 0)
+    third = r.xrange("digest:q:standard")[2][1]
+    assert q["oldest_enqueued_at"] == float(third["enqueued_at"])
+
+
+def test_stats_dead_letters_and_table(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    for i in range(3):
+        r.xadd("digest:dlq", {"job_id": "daily.1.%d.0" % i, "reason": "crash",
+                              "attempts": "3", "failed_at": "1", "queue": "standard"})
+    assert stats(cfg)["dead_letters"] == 3
+    p = digestctl(cfg, "stats")
+    assert "priority" in p.stdout and "standard" in p.stdout
+    assert "dead letters: 3" in p.stdout
+    assert "never run" in p.stdout
+    p = digestctl(cfg, "stats", "--bogus", check=False)
+    assert p.returncode == 2
