@@ -244,6 +244,10 @@ struct seed_counts {
 	int64_t posts_in_window;
 };
 
+/*
+ * Users; "now" is the end of the daily window, so that the data stays the
+ * same all day long.
+ */
 static void
 seed_users(struct seed_pipe *p, const char *prefix, uint64_t seed,
     uint64_t users, int64_t now, struct seed_counts *n)
@@ -567,7 +571,7 @@ ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 	memset(&n, 0, sizeof(n));
 	p = xcalloc(1, sizeof(*p));
 	p->rc = c->data;
-	seed_users(p, prefix, seed, users, now, &n);
+	seed_users(p, prefix, seed, users, wend, &n);
 	seed_memberships(p, prefix, g, ngroups, users);
 	seed_posts(p, prefix, seed, g, ngroups, cum, memberships, users, nposts,
 	    wend, &n);
