@@ -279,6 +279,9 @@ static const struct config_key pool_keys[] = {
 	    7 * DAY, NULL, "15m", 0, "Longest a job may run." },
 };
 #define NPOOLKEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
+/* Indexes in pool_keys, for the checks across keys. */
+#define POOL_KEY_WORKERS 1
+#define POOL_KEY_MEMORY_LIMIT 2
 
 /* The state of one parse. */
 struct config_parse {
@@ -1067,6 +1070,17 @@ config_reader(char *str, int num, void *stream)
 			if (*s == ';' && isspace((unsigned char)s[-1]))
 				break;
 		if (*s == ']') {
+			const char *t = s + 1;
+
+			/* inih would ignore what follows; an operator means
+			 * something by it. */
+			while (isspace((unsigned char)*t))
+				t++;
+			if (*t != '\0' && *t != ';' && *t != '#') {
+				config_fail(p, p->lineno, "text after the "
+				    "section header");
+				return NULL;
+			}
 			n = (size_t)(s - str - 1);
 			if (n >= sizeof(name))
 				n = sizeof(name) - 1;
@@ -1223,16 +1237,18 @@ config_finish(struct config_parse *p)
 		struct pool_config *pc = &cfg->pools[i];
 
 		if (pc->memory_limit != 0 && pc->memory_limit < 16 * MB) {
-			line = p->pool_key_line[i][2] ? p->pool_key_line[i][2] :
-			    pc->line;
+			line = p->pool_key_line[i][POOL_KEY_MEMORY_LIMIT];
+			if (line == 0)
+				line = pc->line;
 			config_fail(p, line, "[pool.%s] memory_limit: must be 0 "
 			    "(none) or at least 16M", pc->name);
 			return -1;
 		}
 		total += pc->workers;
 		if (total > CONFIG_WORKERS_MAX) {
-			line = p->pool_key_line[i][1] ? p->pool_key_line[i][1] :
-			    pc->line;
+			line = p->pool_key_line[i][POOL_KEY_WORKERS];
+			if (line == 0)
+				line = pc->line;
 			config_fail(p, line, "[pool.%s] workers: %d workers in "
 			    "all pools, more than %d", pc->name, total,
 			    CONFIG_WORKERS_MAX);
@@ -1452,7 +1468,9 @@ config_print_example(FILE *fp)
 	    "# digestd configuration: every key, commented out, with its "
 	    "default.\n"
 	    "# Generated from the table in common/config.c; do not edit by "
-	    "hand.\n"
+	    "hand, but run\n"
+	    "# build/tests/test_config --print-example > "
+	    "docs/digestd.conf.example\n"
 	    "#\n"
 	    "# Durations take ms, s, m, h, d (100ms, 30s, 1h30m); sizes take "
 	    "K, M, G\n"

@@ -454,6 +454,8 @@ test_structure_errors(void **state)
 	    "key = value or a comment");
 	fails_with("[redis]\nhots = 1\njust words\n",
 	    "/etc/digestd/t.conf:5: [redis] hots: unknown key");
+	fails_with("[redis] host = x\n",
+	    "/etc/digestd/t.conf:4: text after the section header");
 	/* Control characters are not echoed as they are. */
 	fails_with("[re\x1b[2Jdis]\n",
 	    "/etc/digestd/t.conf:4: [re?[2Jdis]: unknown section");
