@@ -83,11 +83,17 @@ int
 amqp_link_rpc_ok(struct amqp_link *l, const char *what, char *err,
     size_t errlen)
 {
-	amqp_rpc_reply_t r;
+	return amqp_link_rpc_check(l, amqp_get_rpc_reply(l->conn), what, err,
+	    errlen);
+}
+
+int
+amqp_link_rpc_check(struct amqp_link *l, amqp_rpc_reply_t r, const char *what,
+    char *err, size_t errlen)
+{
 	char text[160], why[256];
 
 	l->last_code = 0;
-	r = amqp_get_rpc_reply(l->conn);
 	switch (r.reply_type) {
 	case AMQP_RESPONSE_NORMAL:
 		return 0;
@@ -155,6 +161,7 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 	amqp_socket_t *sock;
 	amqp_table_entry_t prop;
 	amqp_table_t props;
+	amqp_rpc_reply_t r;
 	struct timeval tv;
 	char buf[CONFIG_URL_MAX];
 	int rc;
@@ -201,9 +208,10 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 	prop.value.value.bytes = amqp_cstring_bytes(name);
 	props.num_entries = 1;
 	props.entries = &prop;
-	amqp_login_with_properties(l->conn, ci.vhost, 0, AMQP_LINK_FRAME_MAX,
+	/* login returns its reply; amqp_get_rpc_reply does not hold it. */
+	r = amqp_login_with_properties(l->conn, ci.vhost, 0, AMQP_LINK_FRAME_MAX,
 	    l->heartbeat_s, &props, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-	if (amqp_link_rpc_ok(l, "login", err, errlen) == -1)
+	if (amqp_link_rpc_check(l, r, "login", err, errlen) == -1)
 		goto fail;
 	l->heartbeat_s = amqp_get_heartbeat(l->conn);
 	amqp_channel_open(l->conn, AMQP_LINK_CHANNEL);

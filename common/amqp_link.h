@@ -98,6 +98,9 @@ int amqp_link_confirm_select(struct amqp_link *, char *err, size_t errlen);
  */
 int amqp_link_rpc_ok(struct amqp_link *, const char *what, char *err,
     size_t errlen);
+/* The same for a reply in hand (login, basic.get). */
+int amqp_link_rpc_check(struct amqp_link *, amqp_rpc_reply_t, const char *what,
+    char *err, size_t errlen);
 
 /*
  * Read every frame that arrives within timeout_ms (0: only what is already

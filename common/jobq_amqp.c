@@ -243,8 +243,8 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 		r = amqp_basic_get(l->conn, AMQP_LINK_CHANNEL,
 		    amqp_cstring_bytes(JOBQ_AMQP_DLQ), 0);
 		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-			amqp_link_rpc_ok(l, "basic.get " JOBQ_AMQP_DLQ, err,
-			    errlen);
+			amqp_link_rpc_check(l, r, "basic.get " JOBQ_AMQP_DLQ,
+			    err, errlen);
 			if (l->last_code == AMQP_NOT_FOUND && !l->dead)
 				return 0;	/* no dead letters yet */
 			return -1;
@@ -269,8 +269,10 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 		match = job_id == NULL || strcmp(job_id, id) == 0;
 
 		if (requeue && match && queue[0] != '\0') {
+			/* The queue may be gone since; declaring is idempotent. */
 			if (jobq_amqp_qname(qname, sizeof(qname), queue, err,
-			    errlen) == -1)
+			    errlen) == -1 ||
+			    jobq_amqp_declare(l, queue, err, errlen) == -1)
 				goto fail;
 			jobq_amqp_props(&p, id, now_real());
 			if (amqp_link_publish_confirmed(l, "", qname, 1, &p,
