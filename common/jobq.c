@@ -492,10 +492,14 @@ jobq_trim(redisContext *c, const struct config *cfg, const char *queue,
 			cut = other;
 	}
 	snprintf(minid, sizeof(minid), "%" PRIu64 "-%" PRIu64, cut.ms, cut.seq);
+	/*
+	 * Exact, not "~": an approximate trim only drops whole radix nodes
+	 * (100 entries), so a small stream would keep its old entries for
+	 * ever.  Called once per schedule run, the cost is the entries removed.
+	 */
 	jobq_arg(&a, "XTRIM");
 	jobq_arg(&a, key);
 	jobq_arg(&a, "MINID");
-	jobq_arg(&a, "~");
 	jobq_arg(&a, minid);
 	if ((r = jobq_run(c, &a, err, errlen)) == NULL)
 		return -1;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "jobq.h"
 #include "period.h"
 #include "rconn.h"
 #include "util.h"
@@ -362,6 +363,27 @@ sched_record(struct sched_run *s, double start, double end, int ok,
 	return rv;
 }
 
+/*
+ * Trim the queue streams of acknowledged entries older than two weekly
+ * periods.  The scheduler runs every period, which makes it the natural
+ * owner of this chore; a failure is worth a warning, not a failed run.
+ */
+static void
+sched_trim(struct ctl *c)
+{
+	const char *names[CTL_MAX_QUEUES];
+	char err[256];
+	int i, n;
+
+	if (c->cfg->queue.backend != QUEUE_BACKEND_REDIS)
+		return;
+	n = ctl_queues(c->cfg, names);
+	for (i = 0; i < n; i++)
+		if (jobq_trim(c->qr, c->cfg, names[i], err, sizeof(err)) == -1)
+			fprintf(stderr, "digestctl schedule: trimming queue %s: "
+			    "%s\n", names[i], err);
+}
+
 /* "--now UNIX": whole or fractional seconds. */
 static int
 sched_parse_now(const char *s, int64_t *now)
@@ -429,6 +451,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 		return 1;
 	}
 	end = now_real();
+	sched_trim(c);
 	if (sched_record(&s, start, end, 1, NULL) == -1) {
 		fprintf(stderr, "digestctl schedule %s: jobs enqueued but the "
 		    "run could not be recorded: %s\n", period_name(s.period),

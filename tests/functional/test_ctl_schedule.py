@@ -223,3 +223,38 @@ def test_schedule_many_groups_quickly(tmp_path, rsrv):
     got = len(entries(r, "standard")) + len(entries(r, "priority"))
     assert got == want, p.stdout
     assert took < 10, took
+
+
+def test_schedule_trims_acknowledged_old_entries(tmp_path, rsrv):
+    import time
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    now_ms = int(time.time() * 1000)
+    old = now_ms - 20 * DAY * 1000
+    job = {"job_id": "x", "group_id": "1"}
+
+    def stream(key, ids, deliver, ack):
+        r.xgroup_create(key, "digestd", id="0", mkstream=True)
+        for i in ids:
+            r.xadd(key, job, id=i)
+        got = r.xreadgroup("digestd", "w", {key: ">"}, count=deliver)
+        delivered = [i for _, es in got for i, _ in es]
+        for i in ack:
+            r.xack(key, "digestd", i)
+        return delivered
+
+    # standard: old acked, old pending, old acked after it, a recent acked.
+    ids = ["%d-0" % old, "%d-0" % (old + 1), "%d-0" % (old + 2), "%d-0" % now_ms]
+    stream("digest:q:standard", ids, 4, [ids[0], ids[2], ids[3]])
+    # priority: old acked, then old never delivered.
+    pids = ["%d-0" % old, "%d-0" % (old + 1), "%d-0" % (old + 2)]
+    stream("digest:q:priority", pids, 1, [pids[0]])
+
+    digestctl(cfg, "schedule", "--period", "daily")
+    assert [i for i, _ in r.xrange("digest:q:standard")] == ids[1:]
+    assert [i for i, _ in r.xrange("digest:q:priority")] == pids[1:]
+
+    # Once the pending one is acknowledged, the old ones go.
+    r.xack("digest:q:standard", "digestd", ids[1])
+    digestctl(cfg, "schedule", "--period", "daily")
+    assert [i for i, _ in r.xrange("digest:q:standard")] == [ids[3]]
