@@ -6,8 +6,6 @@
  * digestctl and the tests; the renderer keeps an unsub_key, which holds
  * the keyed HMAC context and only re-initialises it per token.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,13 +35,36 @@ unsub_hex(const unsigned char *md, char *out)
 	out[UNSUB_TOKEN_LEN] = '\0';
 }
 
+static char *
+unsub_i64(char *p, int64_t v)
+{
+	char tmp[24], *e = tmp + sizeof(tmp), *q = e;
+	uint64_t u;
+
+	u = v < 0 ? 0ULL - (uint64_t)v : (uint64_t)v;
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--q = '-';
+	memcpy(p, q, (size_t)(e - q));
+	return p + (e - q);
+}
+
+/* "{uid}:{gid}" into buf (48 bytes); by hand, as it runs once per mail. */
 static int
 unsub_message(char *buf, size_t len, int64_t uid, int64_t gid)
 {
-	int n;
+	char *p;
 
-	n = snprintf(buf, len, "%" PRId64 ":%" PRId64, uid, gid);
-	return n < 0 || (size_t)n >= len ? -1 : n;
+	if (len < 48)
+		return -1;
+	p = unsub_i64(buf, uid);
+	*p++ = ':';
+	p = unsub_i64(p, gid);
+	*p = '\0';
+	return (int)(p - buf);
 }
 
 int

@@ -222,35 +222,49 @@ mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 void
 mime_html_escape(struct rbuf *out, const char *s, size_t len)
 {
-	size_t i, run = 0;
-	const char *ent;
+	static const unsigned char special[256] = {
+		['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1,
+	};
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i, run;
+	char *p;
 
-	rbuf_reserve(out, len + 16);
-	for (i = 0; i < len; i++) {
-		switch (s[i]) {
+	/* Six bytes per input byte at most ("&quot;"): reserve once. */
+	rbuf_reserve(out, len * 6 + 1);
+	p = out->p + out->len;
+	for (i = 0; i < len;) {
+		for (run = i; run < len && !special[u[run]]; run++)
+			;
+		memcpy(p, s + i, run - i);
+		p += run - i;
+		if (run == len)
+			break;
+		switch (u[run]) {
 		case '&':
-			ent = "&amp;";
+			memcpy(p, "&amp;", 5);
+			p += 5;
 			break;
 		case '<':
-			ent = "&lt;";
+			memcpy(p, "&lt;", 4);
+			p += 4;
 			break;
 		case '>':
-			ent = "&gt;";
+			memcpy(p, "&gt;", 4);
+			p += 4;
 			break;
 		case '"':
-			ent = "&quot;";
-			break;
-		case '\'':
-			ent = "&#39;";
+			memcpy(p, "&quot;", 6);
+			p += 6;
 			break;
 		default:
-			continue;
+			memcpy(p, "&#39;", 5);
+			p += 5;
+			break;
 		}
-		rbuf_add(out, s + run, i - run);
-		rbuf_adds(out, ent);
-		run = i + 1;
+		i = run + 1;
 	}
-	rbuf_add(out, s + run, len - run);
+	out->len = (size_t)(p - out->p);
+	out->p[out->len] = '\0';
 }
 
 int
@@ -296,6 +310,30 @@ mime_url_safe(struct rbuf *out, const char *url, size_t maxlen)
 	return 0;
 }
 
+/*
+ * Bytes that quoted-printable writes as they are: 1 always, 2 (blanks) when
+ * not at the end of a line.  Everything else is encoded.
+ */
+static const unsigned char qp_class[256] = {
+	['\t'] = 2, [' '] = 2,
+	['!'] = 1, ['"'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1,
+	['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1,
+	['-'] = 1, ['.'] = 1, ['/'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1,
+	['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+	['9'] = 1, [':'] = 1, [';'] = 1, ['<'] = 1, ['>'] = 1, ['?'] = 1,
+	['@'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+	['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+	['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
+	['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
+	['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['['] = 1, ['\\'] = 1, [']'] = 1,
+	['^'] = 1, ['_'] = 1, ['`'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+	['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+	['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,
+	['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+	['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['{'] = 1,
+	['|'] = 1, ['}'] = 1, ['~'] = 1,
+};
+
 static int
 qp_trailing(const char *s, size_t len, size_t i)
 {
@@ -308,7 +346,7 @@ void
 mime_qp_encode(struct rbuf *out, const char *s, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i, col = 0, w;
+	size_t i, col = 0, w, k, lim;
 	char *p;
 	int lit;
 
@@ -321,6 +359,29 @@ mime_qp_encode(struct rbuf *out, const char *s, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = u[i];
 
+		/*
+		 * The common case, a run of plain bytes inside a line, goes
+		 * in one copy.  A blank joins the run unless a line end or
+		 * the end of the input follows it.
+		 */
+		if (col > 0 && col < 75 && qp_class[c] != 0) {
+			lim = len - i < 75 - col ? len - i : 75 - col;
+			for (k = 0; k < lim; k++) {
+				unsigned char d = u[i + k];
+
+				if (qp_class[d] == 1 || (qp_class[d] == 2 &&
+				    !qp_trailing(s, len, i + k)))
+					p[k] = (char)d;
+				else
+					break;
+			}
+			if (k > 0) {
+				p += k;
+				col += k;
+				i += k - 1;
+				continue;
+			}
+		}
 		if (c == '\n' || (c == '\r' && i + 1 < len && u[i + 1] == '\n')) {
 			if (c == '\r')
 				i++;
@@ -332,7 +393,7 @@ mime_qp_encode(struct rbuf *out, const char *s, size_t len)
 		if (c == ' ' || c == '\t')
 			lit = !qp_trailing(s, len, i);
 		else
-			lit = c >= 33 && c <= 126 && c != '=';
+			lit = qp_class[c] == 1;
 		w = lit ? 1 : 3;
 		if (col + w > 75) {
 			*p++ = '=';

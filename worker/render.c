@@ -122,6 +122,27 @@ struct render {
 
 static const char *render_lookup(void *, int, size_t *);
 
+/* Decimal form of v into buf (24 bytes); its length.  No printf per mail. */
+static size_t
+render_i64(char *buf, long long v)
+{
+	char tmp[24], *e = tmp + sizeof(tmp), *q = e;
+	unsigned long long u;
+	size_t n;
+
+	u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--q = '-';
+	n = (size_t)(e - q);
+	memcpy(buf, q, n);
+	buf[n] = '\0';
+	return n;
+}
+
 static int
 render_fail(char *err, size_t errlen, const char *fmt, const char *a)
 {
@@ -823,9 +844,8 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 		return -1;
 
 	r->rc = rc;
-	snprintf(uid, sizeof(uid), "%lld", (long long)rc->uid);
-	ulen = strlen(uid);
-	snprintf(r->count_str, sizeof(r->count_str), "%zu", nsel);
+	ulen = render_i64(uid, (long long)rc->uid);
+	render_i64(r->count_str, (long long)nsel);
 	rbuf_reset(&r->rname);
 	mime_clean(&r->rname, rc->name, RENDER_NAME_MAX,
 	    MIME_CLEAN_ONELINE | MIME_CLEAN_ELLIPSIS);
