@@ -261,3 +261,39 @@ def worker_pids(d):
 
 def json_body(body):
     return json.loads(body.decode("utf-8"))
+
+
+def write_groups(r, groups, window_end, prefix=""):
+    """Groups as the host application writes them: {gid: [uid, ...]}.
+
+    Every member has an email and no digest preference, and each group has
+    two posts inside the window by user 1 (never a member), so that every
+    member is due exactly one email: the expected set is all members.
+    """
+    p = prefix
+    pipe = r.pipeline(transaction=False)
+    for gid, uids in groups.items():
+        pipe.hset(p + "group:%d" % gid, mapping={"name": "Group %d" % gid,
+                                                "url": "https://example.com/g/%d" % gid})
+        for k in range(0, len(uids), 1000):
+            pipe.zadd(p + "group:%d:members" % gid, {str(u): u for u in uids[k:k + 1000]})
+        for i in (1, 2):
+            pid = gid * 10 + i
+            pipe.zadd(p + "group:%d:posts" % gid, {str(pid): window_end - 100 * i})
+            pipe.hset(p + "post:%d" % pid, mapping={
+                "title": "Post %d" % pid, "url": "https://example.com/p/%d" % pid,
+                "author_id": "1", "author_name": "Ann", "excerpt": "x",
+                "likes": str(i), "comments": "0"})
+        pipe.zadd(p + "groups:active", {str(gid): window_end - 100})
+        for u in uids:
+            pipe.hset(p + "user:%d" % u, mapping={"email": "u%d@example.org" % u,
+                                                 "name": "User %d" % u,
+                                                 "last_seen": str(window_end)})
+    pipe.execute()
+
+
+def expected_pairs(groups, window_end, period="daily", domain="example.com"):
+    """{(message-id, rcpt)} that write_groups' data must produce."""
+    return {("<%s.%d.%d.0.%d@%s>" % (period, window_end, gid, u, domain),
+             "u%d@example.org" % u)
+            for gid, uids in groups.items() for u in uids}

@@ -1,0 +1,74 @@
+"""One AMQP connection per worker for its whole life: 1,000 jobs through
+two workers, with `rabbitmqctl list_connections` sampled during the run."""
+import collections
+import os
+import re
+import threading
+
+from amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
+from amqp_util import (
+    config,
+    drain_queue,
+    maildir_ids,
+    now_for_tests,
+    scheduled,
+    start_digestd,
+    wait_all_done,
+    worker_pids,
+    write_groups,
+)
+from harness import digestctl
+
+NJOBS = 1000
+
+
+def test_one_connection_per_worker_over_1000_jobs(tmp_path, redis_tcp, rabbitmq, vhost,
+                                                  digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    now = now_for_tests()
+    end = now - now % 86400
+    groups = {g: [100000 + g] for g in range(1, NJOBS + 1)}
+    write_groups(r, groups, end)
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, workers=2)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now), timeout=300).stdout) == NJOBS
+    d = start_digestd(digestd_factory, cfg)
+    pids = set(worker_pids(d))
+    assert len(pids) == 2
+
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(rabbitmq.connections(vhost))
+            stop.wait(0.5)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        wait_all_done(r, NJOBS, timeout=300, d=d)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    samples.append(rabbitmq.connections(vhost))
+    assert len(samples) >= 3
+
+    names = set()
+    for conns in samples:
+        per_pid = collections.Counter()
+        for c in conns:
+            m = re.match(r"digestd worker .* pid=(\d+)$", c["connection_name"])
+            if not m:
+                continue     # the supervisor's queue sampler, say
+            per_pid[int(m.group(1))] += 1
+            names.add(c["name"])
+        assert set(per_pid) <= pids, (per_pid, pids)
+        assert all(n == 1 for n in per_pid.values()), per_pid
+    # The same two connections from first sample to last.
+    assert len(names) == 2, names
+    assert set(worker_pids(d)) == pids
+
+    assert len(maildir_ids(os.path.join(str(tmp_path), "outbox"))) == NJOBS
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert d.stop() == 0

@@ -1,0 +1,144 @@
+"""AMQP backend under failure, against the session's rabbitmq-server: a
+worker killed with SIGKILL mid-job, a broker restart during a run, and a
+job longer than three heartbeat intervals (which must not be
+redelivered while it runs)."""
+import os
+import signal
+import time
+
+from amqp_fixtures import redis_tcp, slow_sink, vhost  # noqa: F401 (fixtures)
+from amqp_util import (
+    config,
+    drain_queue,
+    expected_pairs,
+    job_checkpoints,
+    now_for_tests,
+    scheduled,
+    start_digestd,
+    wait_all_done,
+    worker_pids,
+    write_groups,
+)
+from harness import digestctl, wait_for
+
+
+def setup_groups(r, groups):
+    now = now_for_tests()
+    end = now - now % 86400
+    write_groups(r, groups, end)
+    return now, end
+
+
+def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vhost,
+                                               slow_sink, digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    groups = {7: list(range(100, 160))}
+    now, end = setup_groups(r, groups)
+    slow_sink.delay = 0.1
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+                 batch=5, per_session=5)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    d = start_digestd(digestd_factory, cfg)
+    wait_for(lambda: slow_sink.count() >= 20, timeout=60, what="20 emails")
+    (victim,) = worker_pids(d)
+    os.kill(victim, signal.SIGKILL)
+    at_kill = slow_sink.count()
+    assert at_kill < 60, "the job ended before the kill"
+
+    cps = wait_all_done(r, 1, timeout=90, d=d)
+    cp = cps["daily.%d.7.0" % end]
+    got = slow_sink.ids()
+    want = expected_pairs(groups, end)
+    assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
+    dups = len(got) - len(set(got))
+    assert dups <= 1, "duplicates: %d" % dups
+    # The broker redelivered the job to the replacement, which resumed:
+    # two deliveries, and the second did not start from the beginning.
+    assert int(cp["attempts"]) == 2, cp
+    assert len(got) < 60 + at_kill
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
+    assert victim not in worker_pids(d)
+    assert d.stop() == 0
+
+
+def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+                                     digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    groups = {g: list(range(1000 * g, 1000 * g + 30)) for g in range(1, 7)}
+    now, end = setup_groups(r, groups)
+    slow_sink.delay = 0.05
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+                 workers=2, batch=5, per_session=5, heartbeat="5s")
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 6
+    d = start_digestd(digestd_factory, cfg)
+    wait_for(lambda: slow_sink.count() >= 15, timeout=60, what="15 emails")
+
+    rabbitmq._stop_node()
+    # While the broker is down, the workers stay "starting": not ready.
+    wait_for(lambda: d.http_status("/readyz") == 503, timeout=20,
+             what="/readyz 503 while the broker is down")
+    time.sleep(1.0)
+    assert not d.exited()
+    rabbitmq.start()
+    wait_for(lambda: d.http_status("/readyz") == 200, timeout=30,
+             what="/readyz 200 after the broker is back")
+
+    wait_all_done(r, 6, timeout=120, d=d)
+    got = slow_sink.ids()
+    want = expected_pairs(groups, end)
+    assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
+    # At most the message in flight per worker and job cut off.
+    assert len(got) - len(set(got)) <= 4
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
+    log = d.log()
+    assert "reconnecting" in log or "connection lost" in log
+    assert d.stop() == 0
+
+
+def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+                                  digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    groups = {9: list(range(100, 112))}
+    now, end = setup_groups(r, groups)
+    # 12 emails at 0.7 s each: about 8.4 s, more than 3 x 2 s heartbeats,
+    # with the worker inside SMTP nearly all of the time.
+    slow_sink.delay = 0.7
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+                 heartbeat="2s")
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    log_at = len(rabbit_log(rabbitmq))
+    d = start_digestd(digestd_factory, cfg)
+    wait_for(lambda: slow_sink.count() >= 1, timeout=30, what="the first email")
+    before = {c["name"] for c in rabbitmq.connections(vhost)
+              if c["connection_name"].startswith("digestd worker")}
+    assert len(before) == 1
+    t0 = time.monotonic()
+    cps = wait_all_done(r, 1, timeout=60, d=d)
+    took = time.monotonic() - t0
+    assert took > 6.0, "the job should outlast three heartbeat intervals (%.1fs)" % took
+    cp = cps["daily.%d.9.0" % end]
+    assert int(cp["attempts"]) == 1, cp
+    got = slow_sink.ids()
+    assert sorted(got) == sorted(expected_pairs(groups, end)), "duplicates or losses"
+    # The same connection, still open: the broker never dropped it.
+    after = {c["name"] for c in rabbitmq.connections(vhost)
+             if c["connection_name"].startswith("digestd worker")}
+    assert after == before
+    assert "missed heartbeats" not in rabbit_log(rabbitmq)[log_at:]
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert d.stop() == 0
+
+
+def rabbit_log(rabbit):
+    out = []
+    logdir = os.path.join(rabbit.dir, "log")
+    for name in os.listdir(logdir):
+        if name.endswith(".log"):
+            with open(os.path.join(logdir, name), errors="replace") as f:
+                out.append(f.read())
+    return "\n".join(out)

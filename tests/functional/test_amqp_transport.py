@@ -1,0 +1,108 @@
+"""transport.type = amqp against the session's rabbitmq-server: each email
+is a persistent message/rfc822 on amqp_out.exchange with publisher
+confirms; with no queue bound to the routing key the broker returns the
+messages (basic.return), none is counted as sent, and the job retries and
+then dead-letters."""
+import email
+import email.policy
+import os
+
+import pika
+
+from amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
+from amqp_util import (
+    config,
+    drain_queue,
+    expected_pairs,
+    job_checkpoints,
+    now_for_tests,
+    scheduled,
+    start_digestd,
+    wait_all_done,
+    write_groups,
+)
+from harness import digestctl, metric_sum, wait_for
+
+
+def bind_outbox(rabbit, vhost, exchange, key, queue):
+    conn = rabbit.connection(vhost)
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+        ch.queue_declare(queue, durable=True)
+        ch.queue_bind(queue, exchange, routing_key=key)
+    finally:
+        conn.close()
+
+
+def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
+                                        digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    now = now_for_tests()
+    end = now - now % 86400
+    groups = {3: list(range(100, 125)), 4: list(range(200, 210))}
+    write_groups(r, groups, end)
+    bind_outbox(rabbitmq, vhost, "mail.out", "digest", "outbox")
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="amqp",
+                 exchange="mail.out", routing_key="digest", batch=10)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 2
+    d = start_digestd(digestd_factory, cfg)
+    wait_all_done(r, 2, timeout=60, d=d)
+
+    msgs = drain_queue(rabbitmq, vhost, "outbox")
+    got = set()
+    for props, body in msgs:
+        m = email.message_from_bytes(body, policy=email.policy.default)
+        assert props.message_id == m["Message-ID"].strip("<>")
+        assert props.content_type == "message/rfc822"
+        assert props.delivery_mode == 2
+        rcpt = props.headers["x-digest-rcpt"]
+        assert rcpt == m["To"].addresses[0].addr_spec
+        assert props.headers["x-digest-job"] == m["X-Digest-Job"]
+        assert b"\r\n" in body and m["List-Unsubscribe"]
+        got.add((m["Message-ID"], rcpt))
+    assert len(msgs) == 35 and got == expected_pairs(groups, end)
+    met = d.metrics()
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="sent") == 35
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="deferred") == 0
+    # The exchange was declared durable and direct by digestd itself.
+    p = rabbitmq.ctl("list_exchanges", "-q", "-p", vhost, "name", "type", "durable")
+    assert any(l.split() == ["mail.out", "direct", "true"] for l in p.stdout.splitlines())
+    assert d.stop() == 0
+
+
+def test_unroutable_messages_are_not_sent(tmp_path, redis_tcp, rabbitmq, vhost,
+                                          digestd_factory):
+    r = redis_tcp.client(decode_responses=True)
+    now = now_for_tests()
+    end = now - now % 86400
+    write_groups(r, {6: list(range(100, 108))}, end)
+    # digestd declares the exchange; nothing is bound to it.
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="amqp",
+                 exchange="nowhere", routing_key="email", max_attempts=2)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    d = start_digestd(digestd_factory, cfg)
+    job = "daily.%d.6.0" % end
+
+    def dead():
+        if d.exited():
+            raise AssertionError(d.log()[-3000:])
+        return job_checkpoints(r).get(job, {}).get("state") == "dead"
+    wait_for(dead, timeout=60, what="the job dead-lettered")
+    cp = job_checkpoints(r)[job]
+    assert int(cp["sent"]) == 0, cp
+    assert int(cp["attempts"]) == 2, cp
+
+    met = d.metrics()
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="sent") == 0
+    assert metric_sum(met, "digest_emails_total", transport="amqp",
+                      result="deferred") >= 8
+    assert metric_sum(met, "digest_jobs_total", result="retried") >= 1
+    (props, body), = wait_for(lambda: drain_queue(rabbitmq, vhost, "digest.dlq"),
+                              timeout=10, what="the dead letter")
+    assert "unroutable" in props.headers["x-digest-reason"], props.headers
+    assert props.headers["x-digest-queue"] == "standard"
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert d.stop() == 0
