@@ -18,6 +18,9 @@
 /* AMQP queues declared by this process, so each is declared once. */
 static char ctl_declared[CTL_MAX_QUEUES][CONFIG_NAME_MAX];
 static int ctl_ndeclared;
+/* Redis streams whose group this process has made sure of. */
+static char ctl_ensured[CTL_MAX_QUEUES][CONFIG_NAME_MAX];
+static int ctl_nensured;
 
 int
 ctl_connect(struct ctl *c)
@@ -136,10 +139,22 @@ ctl_enqueue_amqp(struct ctl *c, const char *queue, const struct job *j,
 int
 ctl_enqueue(struct ctl *c, const char *queue, const struct job *j, int force)
 {
+	int i;
+
 	if (c->cfg->queue.backend == QUEUE_BACKEND_AMQP)
 		return ctl_enqueue_amqp(c, queue, j, force);
-	if (jobq_ensure(c->qr, c->cfg, queue, c->err, sizeof(c->err)) == -1)
-		return -1;
+	/* The stream and its group, once per queue and process. */
+	for (i = 0; i < ctl_nensured; i++)
+		if (strcmp(ctl_ensured[i], queue) == 0)
+			break;
+	if (i == ctl_nensured) {
+		if (jobq_ensure(c->qr, c->cfg, queue, c->err,
+		    sizeof(c->err)) == -1)
+			return -1;
+		if (ctl_nensured < CTL_MAX_QUEUES)
+			strlcpy(ctl_ensured[ctl_nensured++], queue,
+			    CONFIG_NAME_MAX);
+	}
 	return jobq_enqueue(c->qr, c->cfg, queue, j, force, c->err,
 	    sizeof(c->err));
 }
