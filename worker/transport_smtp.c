@@ -11,11 +11,19 @@
  * (the server is unreachable, the connection dropped) has no outcome, and
  * flush returns -1 for it.
  */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <auth-client.h>
 #include <libesmtp.h>
@@ -46,6 +54,7 @@ struct transport {
 	struct smsg *q;
 	size_t nq;
 	size_t capq;
+	int fd_hint;		/* the fd the session's socket should get */
 	/* During a flush. */
 	size_t next;		/* first message not yet reported */
 	transport_result_cb cb;
@@ -232,6 +241,43 @@ smtp_report(struct transport *t)
 	}
 }
 
+/*
+ * libESMTP neither sets TCP_NODELAY nor exposes its socket.  Under Nagle
+ * the last, partial buffer of each message then waits for the server's
+ * delayed ACK (40 ms on Linux): about 20 emails a second instead of
+ * thousands.  The socket is found at SMTP_EV_CONNECT as the lowest free
+ * descriptor before the session began (POSIX hands out the lowest), and
+ * checked to be a TCP socket connected to the configured port.
+ */
+static void
+smtp_nodelay(struct transport *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, type, one = 1, port;
+
+	for (fd = t->fd_hint; fd >= 0 && fd < t->fd_hint + 16; fd++) {
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+		    type != SOCK_STREAM)
+			continue;
+		len = sizeof(ss);
+		if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
+			continue;
+		if (ss.ss_family == AF_INET)
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else
+			continue;
+		if (port != t->cfg->smtp.port)
+			continue;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		return;
+	}
+}
+
 static void
 smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 {
@@ -244,6 +290,9 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 
 	va_start(ap, arg);
 	switch (event) {
+	case SMTP_EV_CONNECT:
+		smtp_nodelay(t);
+		break;
 	case SMTP_EV_MAILSTATUS:
 		(void)va_arg(ap, const char *);
 		m = va_arg(ap, smtp_message_t);
@@ -343,6 +392,8 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 		smtp_recipient_set_application_data_release(s->r, s, NULL);
 		smtp_set_messagecb(s->m, smtp_message_cb, s);
 	}
+	if ((t->fd_hint = fcntl(0, F_DUPFD_CLOEXEC, 0)) != -1)
+		close(t->fd_hint);
 	ok = smtp_start_session(ss);
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)

@@ -1,0 +1,156 @@
+"""Data and jobs for the pipeline tests: the SPEC's data model written with
+redis-py, jobs enqueued with XADD on digest:q:{queue}, a config for the
+smtp or maildir transport, and waits on a job's checkpoint.
+
+Only loopback servers and unix sockets are used; every wait is bounded.
+"""
+import hashlib
+import hmac
+import os
+import time
+
+from harness import free_port, wait_for
+
+SECRET = "test-secret-do-not-log"
+UNSUB_URL = "https://example.com/unsubscribe"
+DAY = 86400
+
+
+def window(period="daily"):
+    """(start, end) of the last complete period: ends at today's 00:00 UTC."""
+    now = int(time.time())
+    end = now - now % DAY
+    return end - (DAY if period == "daily" else 7 * DAY), end
+
+
+def token(uid, gid, secret=SECRET):
+    return hmac.new(secret.encode(), ("%s:%s" % (uid, gid)).encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
+           large=10000, memory_limit="256M", per_session=500, extra="",
+           prefix="", max_attempts=3):
+    """A digestd config with one pool, `standard`, and the chosen transport."""
+    port = free_port()
+    if sink is not None:
+        transport = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\n"
+                     "port = %d\nstarttls = off\nmessages_per_session = %d\n"
+                     % (sink.port, per_session))
+    else:
+        transport = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
+            maildir or os.path.join(str(tmp_path), "outbox"))
+    text = """\
+[supervisor]
+listen = 127.0.0.1:{port}
+drain_timeout = 20s
+stall_timeout = 20s
+restart_backoff_min = 10ms
+restart_backoff_max = 500ms
+log_level = info
+
+{redis}
+[queue]
+max_attempts = {max_attempts}
+
+[pool.standard]
+queue = standard
+workers = {workers}
+memory_limit = {memory_limit}
+
+[digest]
+from = Groups <digest@example.com>
+unsubscribe_secret = {secret}
+unsubscribe_url = {url}
+batch_size = {batch}
+large_group_threshold = {large}
+max_posts = 10
+
+{transport}
+{extra}
+""".format(port=port, redis=redis.config_section(prefix=prefix),
+           workers=workers, memory_limit=memory_limit, secret=SECRET,
+           url=UNSUB_URL, batch=batch, large=large, transport=transport,
+           extra=extra, max_attempts=max_attempts)
+    path = os.path.join(str(tmp_path), "digestd.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Data:
+    """Writes groups, members, posts and users in the SPEC 3 model."""
+
+    def __init__(self, client, prefix=""):
+        self.r = client
+        self.p = prefix
+
+    def group(self, gid, name="Group", url="https://example.com/g", latest=None):
+        fields = {}
+        if name is not None:
+            fields["name"] = name
+        if url is not None:
+            fields["url"] = url
+        if fields:
+            self.r.hset(self.p + "group:%s" % gid, mapping=fields)
+        self.r.zadd(self.p + "groups:active", {str(gid): latest or time.time()})
+
+    def members(self, gid, uids):
+        pipe = self.r.pipeline(transaction=False)
+        uids = list(uids)
+        for i in range(0, len(uids), 10000):
+            pipe.zadd(self.p + "group:%s:members" % gid,
+                      {str(u): u for u in uids[i:i + 10000]})
+        pipe.execute()
+
+    def post(self, gid, pid, at, **fields):
+        self.r.zadd(self.p + "group:%s:posts" % gid, {str(pid): at})
+        if fields:
+            self.r.hset(self.p + "post:%s" % pid,
+                        mapping={k: str(v) for k, v in fields.items()})
+
+    def user(self, uid, **fields):
+        if fields:
+            self.r.hset(self.p + "user:%s" % uid,
+                        mapping={k: str(v) for k, v in fields.items()})
+
+
+def job_id(period, wend, gid, shard=0):
+    return "%s.%d.%s.%d" % (period, wend, gid, shard)
+
+
+def enqueue(client, gid, period, wstart, wend, mmin=0, mmax=2 ** 53,
+            queue="standard", prefix="", shard=0):
+    """XADD one job; creates the stream's consumer group if needed."""
+    key = prefix + "digest:q:" + queue
+    try:
+        client.xgroup_create(key, "digestd", id="0", mkstream=True)
+    except Exception as e:  # BUSYGROUP: it exists already
+        if "BUSYGROUP" not in str(e):
+            raise
+    jid = job_id(period, wend, gid, shard)
+    client.xadd(key, {
+        "job_id": jid, "group_id": str(gid), "period": period,
+        "window_start": str(wstart), "window_end": str(wend),
+        "member_min": str(mmin), "member_max": str(mmax),
+        "enqueued_at": "%.6f" % time.time(),
+    })
+    return jid
+
+
+def job_state(client, jid, prefix=""):
+    return client.hgetall(prefix + "digest:job:" + jid)
+
+
+def wait_done(client, jid, timeout=60, prefix="", d=None):
+    def done():
+        if d is not None and d.exited():
+            raise AssertionError("digestd exited:\n" + d.log()[-3000:])
+        return job_state(client, jid, prefix).get("state") == "done"
+    wait_for(done, timeout=timeout, interval=0.05, what="job %s done" % jid)
+    return job_state(client, jid, prefix)
+
+
+def rcpts(sink):
+    with sink.lock:
+        return [m[1] for m in sink.messages]

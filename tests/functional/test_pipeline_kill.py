@@ -1,0 +1,61 @@
+"""A worker killed with SIGKILL in the middle of a job (SPEC 4): the job is
+resumed from its checkpoint, no recipient is lost, and at most one email
+is sent twice.  The SMTP sink is slowed down so the kill lands mid-job.
+"""
+import collections
+import os
+import signal
+import time
+
+from harness import Digestd, wait_for
+from pipeline_data import Data, config, enqueue, job_state, rcpts, wait_done, window
+
+N = 300
+
+
+def busy_worker(d):
+    for w in d.status()["workers"]:
+        if w.get("job") and w.get("pid"):
+            return w["pid"]
+    return None
+
+
+def test_pipeline_kill9_mid_job(tmp_path, redis_server, smtp_sink):
+    r = redis_server.client()
+    ws, we = window()
+    data = Data(r)
+    data.group(5, name="Big enough")
+    uids = list(range(1000, 1000 + N))
+    data.members(5, uids)
+    for u in uids:
+        data.user(u, email="u%d@example.org" % u)
+    data.post(5, 5001, we - 60, title="Hello", author_id=1)
+
+    def slow(addr):
+        time.sleep(0.01)      # blocks the sink's loop: about 100 emails/s
+        return None
+
+    smtp_sink.reply_for = slow
+    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=50, per_session=50)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        jid = enqueue(r, 5, "daily", ws, we)
+        wait_for(lambda: smtp_sink.count() >= N // 3, timeout=60,
+                 what="a third of the job sent")
+        pid = busy_worker(d)
+        assert pid, d.status()
+        os.kill(pid, signal.SIGKILL)
+        at_kill = smtp_sink.count()
+        assert at_kill < N, "the job finished before the kill"
+        st = wait_done(r, jid, timeout=120, d=d)
+        assert int(st["attempts"]) >= 2, st
+        got = collections.Counter(rcpts(smtp_sink))
+        want = {"u%d@example.org" % u for u in uids}
+        missing = want - set(got)
+        assert not missing, "lost: %s" % sorted(missing)[:10]
+        dups = {a: c for a, c in got.items() if c > 1}
+        assert sum(c - 1 for c in dups.values()) <= 1, dups
+        assert set(got) == want
+    finally:
+        d.kill()

@@ -1,0 +1,116 @@
+"""The SMTP transport against a real SMTP server (aiosmtpd), through the
+real digestd (SPEC 6): each message judged by its own reply.
+
+- a burst of 4xx delays the digest but loses nobody and sends nobody twice;
+- a 5xx recipient is counted rejected in /metrics and not retried;
+- an unreachable server makes the job retry, and it completes once the
+  server is back.
+"""
+import time
+
+from harness import Digestd, SmtpSink, metric_sum, wait_for
+from pipeline_data import Data, config, enqueue, job_state, rcpts, wait_done, window
+
+
+def group(r, gid, n, we, base=100):
+    d = Data(r)
+    d.group(gid, name="Group %d" % gid)
+    uids = list(range(base, base + n))
+    d.members(gid, uids)
+    for u in uids:
+        d.user(u, email="u%d@example.org" % u)
+    d.post(gid, gid * 1000, we - 60, title="News", author_id=1)
+    return ["u%d@example.org" % u for u in uids]
+
+
+def test_pipeline_4xx_burst_loses_nothing(tmp_path, redis_server, smtp_sink):
+    r = redis_server.client()
+    ws, we = window()
+    want = group(r, 1, 30, we)
+    burst_until = [None]
+    refused = []
+
+    def reply(addr):
+        # Every recipient is deferred for the first 2 s of the job.
+        if burst_until[0] is None:
+            burst_until[0] = time.monotonic() + 2.0
+        if time.monotonic() < burst_until[0]:
+            refused.append(addr)
+            return "451 4.3.0 try again later"
+        return None
+
+    smtp_sink.reply_for = reply
+    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=10, per_session=5)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        t0 = time.monotonic()
+        st = wait_done(r, enqueue(r, 1, "daily", ws, we), timeout=90, d=d)
+        assert time.monotonic() - t0 >= 1.5, "the burst did not delay anything"
+        got = rcpts(smtp_sink)
+        assert sorted(got) == sorted(want), got
+        assert len(refused) > 0
+        assert int(st["sent"]) == 30
+        text = d.metrics()
+        assert metric_sum(text, "digest_emails_total", result="sent") == 30
+        assert metric_sum(text, "digest_emails_total", result="deferred") == len(refused)
+        assert metric_sum(text, "digest_emails_total", result="rejected") == 0
+    finally:
+        d.kill()
+
+
+def test_pipeline_5xx_counted_rejected(tmp_path, redis_server, smtp_sink):
+    r = redis_server.client()
+    ws, we = window()
+    want = group(r, 2, 12, we)
+    bad = {"u103@example.org", "u108@example.org"}
+    asked = []
+
+    def reply(addr):
+        asked.append(addr)
+        return "550 5.1.1 no such user" if addr in bad else None
+
+    smtp_sink.reply_for = reply
+    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=5, per_session=4)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        wait_done(r, enqueue(r, 2, "daily", ws, we), timeout=60, d=d)
+        got = rcpts(smtp_sink)
+        assert sorted(got) == sorted(set(want) - bad), got
+        # Rejected once, never retried.
+        assert sorted(a for a in asked if a in bad) == sorted(bad)
+        text = d.metrics()
+        assert metric_sum(text, "digest_emails_total", result="rejected") == 2
+        assert metric_sum(text, "digest_emails_total", transport="smtp",
+                          result="rejected") == 2
+        assert metric_sum(text, "digest_emails_total", result="sent") == 10
+    finally:
+        d.kill()
+
+
+def test_pipeline_unreachable_server_retries(tmp_path, redis_server):
+    r = redis_server.client()
+    ws, we = window()
+    want = group(r, 3, 8, we)
+    sink = SmtpSink()          # its port is chosen, nothing listens yet
+    cfg = config(tmp_path, redis_server, sink=sink, max_attempts=20)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        jid = enqueue(r, 3, "daily", ws, we)
+        wait_for(lambda: metric_sum(d.metrics(), "digest_transport_errors_total",
+                                    transport="smtp") >= 1,
+                 timeout=30, what="a transport error")
+        st = job_state(r, jid)
+        assert st.get("state") != "done"
+        assert "smtp" in st.get("last_error", ""), st
+        assert sink.count() == 0
+        sink.start()
+        try:
+            wait_done(r, jid, timeout=60, d=d)
+            assert sorted(rcpts(sink)) == sorted(want)
+        finally:
+            sink.stop()
+    finally:
+        d.kill()
