@@ -134,11 +134,16 @@ def test_metric_names_exist_in_real_scrapes(tmp_path):
     want = wanted_names()
     assert {"digest_queue_depth", "digest_job_duration_seconds_bucket",
             "redis_memory_used_bytes"} <= want
-    srv = RedisServer(tmp_path / "redis").start()
+    rport = free_port()
+    srv = RedisServer(tmp_path / "redis", port=rport).start()
     exporter = None
     d = None
     try:
-        cfg, port = base_config(tmp_path, extra=srv.config_section() + """
+        cfg, port = base_config(tmp_path, extra="""
+[redis]
+host = 127.0.0.1
+port = %d
+""" % rport + """
 [pool.priority]
 queue = priority
 workers = 1
@@ -165,7 +170,7 @@ workers = 1
         r.xadd("digest:dlq", {"job_id": "x", "reason": "test"})
         eport = free_port()
         exporter = subprocess.Popen(
-            [dh.tool("prometheus-redis-exporter"), "-redis.addr", "unix://" + srv.socket,
+            [dh.tool("prometheus-redis-exporter"), "-redis.addr", "redis://127.0.0.1:%d" % rport,
              "-web.listen-address", "127.0.0.1:%d" % eport,
              "-check-single-streams", STREAMS, "-redis-only-metrics"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
