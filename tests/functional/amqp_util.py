@@ -48,7 +48,8 @@ class TcpRedis:
 def config(tmp_path, redis, rabbit, vhost, backend="amqp", transport="maildir",
            sink=None, maildir=None, workers=1, pools=("standard",), heartbeat="30s",
            prefetch=1, batch=500, max_attempts=3, exchange="digest.email",
-           routing_key="email", per_session=500, name="digestd.conf", extra=""):
+           routing_key="email", per_session=500, name="digestd.conf", extra="",
+           log_level="info"):
     """A digestd config; the queue backend and transport are chosen here."""
     port = free_port()
     if transport == "smtp":
@@ -69,7 +70,7 @@ drain_timeout = 20s
 stall_timeout = 30s
 restart_backoff_min = 10ms
 restart_backoff_max = 500ms
-log_level = info
+log_level = {log_level}
 
 {redis}
 [queue]
@@ -93,7 +94,7 @@ batch_size = {batch}
 """.format(port=port, redis=redis.config_section(), backend=backend,
            max_attempts=max_attempts, url=rabbit.url(vhost), heartbeat=heartbeat,
            prefetch=prefetch, pools=pool_text, secret=SECRET, batch=batch, tp=tp,
-           extra=extra)
+           extra=extra, log_level=log_level)
     path = os.path.join(str(tmp_path), name)
     with open(path, "w") as f:
         f.write(text)
