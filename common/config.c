@@ -13,16 +13,15 @@
  * empty [pool.NAME] or [queue_redis] section still counts.
  *
  * Errors read "FILE:LINE: [section] key: what is wrong"; a password, secret
- * or URL with credentials is never repeated in them.
+ * or URL with credentials is never repeated in them.  The values themselves
+ * (durations, addresses, URLs...) are parsed in config_value.c.
  */
 #include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,10 +29,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <amqp.h>
 #include <ini.h>
 
 #include "config.h"
+#include "config_value.h"
 
 /* A config file larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -69,7 +68,7 @@ struct config_key {
 	const char *section;	/* "pool" for [pool.NAME] */
 	const char *key;
 	enum config_type type;
-	size_t offset;		/* in struct config, or struct pool_config */
+	size_t offset;		/* in struct config or pool_config */
 	size_t size;		/* of the member, for strings */
 	int64_t min;
 	int64_t max;
@@ -95,13 +94,6 @@ static const char *const starttls_choices[] = {
 #define P(f) offsetof(struct pool_config, f), \
 	sizeof(((struct pool_config *)0)->f)
 
-#define SEC	1000LL
-#define MIN	(60 * SEC)
-#define HOUR	(60 * MIN)
-#define DAY	(24 * HOUR)
-#define KB	1024LL
-#define MB	(1024 * KB)
-#define GB	(1024 * MB)
 
 /* The sections, in the order of the example file. */
 struct config_section {
@@ -110,14 +102,16 @@ struct config_section {
 };
 
 static const struct config_section config_sections[] = {
-	{ "supervisor", "The supervisor process: HTTP endpoint, timeouts, logs." },
+	{ "supervisor",
+	    "The supervisor process: HTTP endpoint, timeouts, logs." },
 	{ "redis", "The activity store (read) and digestd's own keys." },
 	{ "queue_redis", "Optional: a dedicated Redis for the queues and the "
 	    "digest:* keys.\n"
 	    "When the section is absent, [redis] serves both; when present it "
 	    "needs\nhost or socket, and uses the key_prefix of [redis]." },
 	{ "queue", "The job queue." },
-	{ "amqp", "RabbitMQ, used when queue.backend or transport.type is amqp." },
+	{ "amqp",
+	    "RabbitMQ, used when queue.backend or transport.type is amqp." },
 	{ "pool", "One [pool.NAME] section per worker pool (NAME: a-z, 0-9, _ "
 	    "and -);\nat least one is required, at most 8, with 100 workers in "
 	    "all." },
@@ -137,19 +131,21 @@ static const struct config_key config_keys[] = {
 	    "HTTP for /metrics, /healthz, /readyz and /status: host:port or "
 	    "[v6]:port." },
 	{ "supervisor", "drain_timeout", CT_DURATION,
-	    C(supervisor.drain_timeout_ms), 0, 1 * DAY, NULL, "60s", 0,
+	    C(supervisor.drain_timeout_ms), 0, 1 * DAY_MS, NULL, "60s", 0,
 	    "On SIGTERM, how long workers may finish their jobs before "
 	    "SIGKILL." },
 	{ "supervisor", "stall_timeout", CT_DURATION,
-	    C(supervisor.stall_timeout_ms), 1 * SEC, 1 * DAY, NULL, "120s", 0,
+	    C(supervisor.stall_timeout_ms), 1 * SEC_MS, 1 * DAY_MS, NULL,
+	    "120s", 0,
 	    "A worker without a heartbeat for this long is killed and "
 	    "replaced." },
 	{ "supervisor", "restart_backoff_min", CT_DURATION,
-	    C(supervisor.restart_backoff_min_ms), 1, 1 * HOUR, NULL, "100ms", 0,
+	    C(supervisor.restart_backoff_min_ms), 1, 1 * HOUR_MS, NULL, "100ms",
+	    0,
 	    "First delay before restarting a slot that died right after "
 	    "start." },
 	{ "supervisor", "restart_backoff_max", CT_DURATION,
-	    C(supervisor.restart_backoff_max_ms), 1, 1 * DAY, NULL, "30s", 0,
+	    C(supervisor.restart_backoff_max_ms), 1, 1 * DAY_MS, NULL, "30s", 0,
 	    "The delay doubles up to this." },
 	{ "supervisor", "log_level", CT_ENUM, C(supervisor.log_level), 0, 0,
 	    log_level_choices, "info", 0, "debug | info | warn | error" },
@@ -157,7 +153,8 @@ static const struct config_key config_keys[] = {
 	    log_format_choices, "logfmt", 0, "logfmt | json" },
 	{ "supervisor", "log_file", CT_PATH, C(supervisor.log_file), 0, 0, NULL,
 	    "", 0, "Empty: stderr.  Reopened on SIGUSR1." },
-	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "", 0,
+	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "",
+	    0,
 	    "Drop privileges to this user after binding; empty: stay." },
 
 	{ "redis", "host", CT_STRING, C(redis.host), 0, 0, NULL, "127.0.0.1", 0,
@@ -171,7 +168,7 @@ static const struct config_key config_keys[] = {
 	{ "redis", "db", CT_INT, C(redis.db), 0, 65535, NULL, "0", 0, NULL },
 	{ "redis", "key_prefix", CT_STRING, C(redis.key_prefix), 0, 0, NULL, "",
 	    0, "Prefix of every key read or written, on both Redis servers." },
-	{ "redis", "timeout", CT_DURATION, C(redis.timeout_ms), 1, 1 * HOUR,
+	{ "redis", "timeout", CT_DURATION, C(redis.timeout_ms), 1, 1 * HOUR_MS,
 	    NULL, "2s", 0, "Connect and command timeout." },
 
 	{ "queue_redis", "host", CT_STRING, C(queue_redis.host), 0, 0, NULL, "",
@@ -182,17 +179,18 @@ static const struct config_key config_keys[] = {
 	    "", 0, NULL },
 	{ "queue_redis", "password", CT_SECRET, C(queue_redis.password), 0, 0,
 	    NULL, "", CF_SECRET, NULL },
-	{ "queue_redis", "db", CT_INT, C(queue_redis.db), 0, 65535, NULL, "0", 0,
-	    NULL },
+	{ "queue_redis", "db", CT_INT, C(queue_redis.db), 0, 65535, NULL, "0",
+	    0, NULL },
 	{ "queue_redis", "timeout", CT_DURATION, C(queue_redis.timeout_ms), 1,
-	    1 * HOUR, NULL, "2s", 0, NULL },
+	    1 * HOUR_MS, NULL, "2s", 0, NULL },
 
 	{ "queue", "backend", CT_ENUM, C(queue.backend), 0, 0, backend_choices,
 	    "redis", 0, "redis | amqp" },
 	{ "queue", "max_attempts", CT_INT, C(queue.max_attempts), 1, 1000, NULL,
 	    "3", 0, "Deliveries of a job before it goes to the dead letters." },
 	{ "queue", "visibility_timeout", CT_DURATION,
-	    C(queue.visibility_timeout_ms), 1 * SEC, 7 * DAY, NULL, "10m", 0,
+	    C(queue.visibility_timeout_ms), 1 * SEC_MS, 7 * DAY_MS, NULL, "10m",
+	    0,
 	    "redis: a pending job idle this long (its instance died) is "
 	    "reclaimed." },
 
@@ -200,7 +198,7 @@ static const struct config_key config_keys[] = {
 	    "amqp://guest:guest@127.0.0.1:5672/%2F", CF_NONEMPTY | CF_SECRET,
 	    "amqp://user:password@host:port/vhost (amqps:// for TLS)." },
 	{ "amqp", "heartbeat", CT_DURATION, C(amqp.heartbeat_ms), 0,
-	    65535 * SEC, NULL, "30s", 0, "0: no heartbeat." },
+	    65535 * SEC_MS, NULL, "30s", 0, "0: no heartbeat." },
 	{ "amqp", "prefetch", CT_INT, C(amqp.prefetch), 1, 65535, NULL, "1", 0,
 	    "Unacknowledged jobs a worker may hold." },
 
@@ -211,7 +209,7 @@ static const struct config_key config_keys[] = {
 	{ "digest", "max_posts", CT_INT, C(digest.max_posts), 1, 1000, NULL,
 	    "10", 0, "Posts listed per email at most." },
 	{ "digest", "inactive_after", CT_DURATION, C(digest.inactive_after_ms),
-	    1 * SEC, 3650 * DAY, NULL, "90d", 0,
+	    1 * SEC_MS, 3650 * DAY_MS, NULL, "90d", 0,
 	    "In large groups, members not seen for this long are skipped." },
 	{ "digest", "large_group_threshold", CT_INT64,
 	    C(digest.large_group_threshold), 0, INT64_MAX, NULL, "10000", 0,
@@ -271,12 +269,12 @@ static const struct config_key pool_keys[] = {
 	    "the pool's NAME.\nThe scheduler fills priority and standard." },
 	{ "pool", "workers", CT_INT, P(workers), 1, CONFIG_WORKERS_MAX, NULL,
 	    "4", 0, "Worker processes." },
-	{ "pool", "memory_limit", CT_SIZE, P(memory_limit), 0, 1024 * GB, NULL,
+	{ "pool", "memory_limit", CT_SIZE, P(memory_limit), 0, 1024 * GIB, NULL,
 	    "256M", 0, "Memory limit of each worker; 0: none." },
 	{ "pool", "max_jobs", CT_INT64, P(max_jobs), 0, INT64_MAX, NULL,
 	    "10000", 0, "Jobs before a worker is recycled; 0: never." },
-	{ "pool", "job_timeout", CT_DURATION, P(job_timeout_ms), 1 * SEC,
-	    7 * DAY, NULL, "15m", 0, "Longest a job may run." },
+	{ "pool", "job_timeout", CT_DURATION, P(job_timeout_ms), 1 * SEC_MS,
+	    7 * DAY_MS, NULL, "15m", 0, "Longest a job may run." },
 };
 #define NPOOLKEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
 /* Indexes in pool_keys, for the checks across keys. */
@@ -293,16 +291,16 @@ struct config_parse {
 	size_t pos;
 	int lineno;			/* of the line last read */
 
-	int section;			/* index in config_sections, -1: none */
+	int section;			/* in config_sections, -1: none */
 	int pool;			/* the current [pool.NAME], or -1 */
 	int section_line[NSECTIONS];	/* first header, 0: absent */
-	int key_line[NKEYS];		/* where each key was set, 0: default */
+	int key_line[NKEYS];		/* where each key was set, or 0 */
 	int pool_key_line[CONFIG_MAX_POOLS][NPOOLKEYS];
 
 	char *err;
 	size_t errlen;
 	int failed;
-	int fail_line;			/* of the error, 0: none or no line */
+	int fail_line;			/* of the error, or 0 */
 };
 
 static int	config_section_index(const char *);
@@ -340,375 +338,6 @@ config_fail(struct config_parse *p, int line, const char *fmt, ...)
 		snprintf(p->err, p->errlen, "%s:%d: %s", p->file, line, msg);
 	else
 		snprintf(p->err, p->errlen, "%s: %s", p->file, msg);
-}
-
-/* Copy text into a message, with anything unprintable replaced. */
-static void
-config_clean(char *dst, size_t len, const char *s)
-{
-	size_t i, n;
-
-	if (len == 0)
-		return;
-	for (i = 0, n = 0; s[i] != '\0' && n + 1 < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		dst[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	dst[n] = '\0';
-}
-
-/* The same, between double quotes. */
-static void
-config_quote(char *dst, size_t len, const char *s)
-{
-	size_t n;
-
-	if (len < 3)
-		return;
-	dst[0] = '"';
-	config_clean(dst + 1, len - 2, s);
-	n = strlen(dst);
-	dst[n++] = '"';
-	dst[n] = '\0';
-}
-
-/* Format a duration in the largest unit that divides it. */
-static const char *
-config_fmt_duration(int64_t ms, char *buf, size_t len)
-{
-	if (ms != 0 && ms % DAY == 0)
-		snprintf(buf, len, "%lldd", (long long)(ms / DAY));
-	else if (ms != 0 && ms % HOUR == 0)
-		snprintf(buf, len, "%lldh", (long long)(ms / HOUR));
-	else if (ms != 0 && ms % MIN == 0)
-		snprintf(buf, len, "%lldm", (long long)(ms / MIN));
-	else if (ms != 0 && ms % SEC == 0)
-		snprintf(buf, len, "%llds", (long long)(ms / SEC));
-	else if (ms != 0)
-		snprintf(buf, len, "%lldms", (long long)ms);
-	else
-		snprintf(buf, len, "0");
-	return buf;
-}
-
-static const char *
-config_fmt_size(uint64_t b, char *buf, size_t len)
-{
-	if (b != 0 && b % GB == 0)
-		snprintf(buf, len, "%lluG", (unsigned long long)(b / GB));
-	else if (b != 0 && b % MB == 0)
-		snprintf(buf, len, "%lluM", (unsigned long long)(b / MB));
-	else if (b != 0 && b % KB == 0)
-		snprintf(buf, len, "%lluK", (unsigned long long)(b / KB));
-	else
-		snprintf(buf, len, "%llu", (unsigned long long)b);
-	return buf;
-}
-
-/* A whole decimal integer, digits only (no sign, blank or base prefix). */
-static int
-config_parse_uint(const char *s, int64_t *out)
-{
-	int64_t v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (!isdigit((unsigned char)*s))
-			return -1;
-		if (v > (INT64_MAX - (*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/*
- * A duration: "0", or one or more number-unit pairs ("90s", "1h30m") with
- * units ms, s, m, h, d.  A number without a unit is refused, since 100 could
- * mean milliseconds or seconds depending on whom one asks.
- */
-int
-config_parse_duration(const char *s, int64_t *ms)
-{
-	int64_t total = 0, v, mult;
-
-	if (s == NULL || *s == '\0')
-		return -1;
-	if (strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	while (*s != '\0') {
-		if (!isdigit((unsigned char)*s))
-			return -1;
-		v = 0;
-		while (isdigit((unsigned char)*s)) {
-			if (v > (INT64_MAX - (*s - '0')) / 10)
-				return -1;
-			v = v * 10 + (*s++ - '0');
-		}
-		if (s[0] == 'm' && s[1] == 's') {
-			mult = 1;
-			s += 2;
-		} else if (*s == 's') {
-			mult = SEC;
-			s++;
-		} else if (*s == 'm') {
-			mult = MIN;
-			s++;
-		} else if (*s == 'h') {
-			mult = HOUR;
-			s++;
-		} else if (*s == 'd') {
-			mult = DAY;
-			s++;
-		} else
-			return -1;
-		if (v > INT64_MAX / mult || total > INT64_MAX - v * mult)
-			return -1;
-		total += v * mult;
-	}
-	*ms = total;
-	return 0;
-}
-
-/* A size: a number of bytes, or a number with K, M or G (powers of 1024). */
-int
-config_parse_size(const char *s, uint64_t *bytes)
-{
-	char num[32];
-	size_t n;
-	int64_t v, mult = 1;
-
-	if (s == NULL || (n = strlen(s)) == 0 || n >= sizeof(num))
-		return -1;
-	memcpy(num, s, n + 1);
-	switch (num[n - 1]) {
-	case 'K': case 'k':
-		mult = KB;
-		break;
-	case 'M': case 'm':
-		mult = MB;
-		break;
-	case 'G': case 'g':
-		mult = GB;
-		break;
-	}
-	if (mult != 1)
-		num[--n] = '\0';
-	if (config_parse_uint(num, &v) == -1 || v > INT64_MAX / mult)
-		return -1;
-	*bytes = (uint64_t)(v * mult);
-	return 0;
-}
-
-static int
-config_has_ctl(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
-	return 0;
-}
-
-/* A DNS name or IPv4 literal: letters, digits, '-' and '.', sensibly. */
-static int
-config_valid_domain(const char *d)
-{
-	size_t i, n = strlen(d);
-
-	if (n == 0 || n > 253 || d[0] == '.' || d[0] == '-' ||
-	    d[n - 1] == '.' || d[n - 1] == '-' || strstr(d, "..") != NULL)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)d[i]) && d[i] != '-' && d[i] != '.')
-			return 0;
-	return 1;
-}
-
-/*
- * A bare address local@domain; the local part is kept simple (no quotes,
- * blanks, angle brackets or commas) since it goes into headers and MAIL
- * FROM as it is.
- */
-static int
-config_valid_addr(const char *a, char *why, size_t whylen)
-{
-	const char *at = strrchr(a, '@'), *s;
-
-	if (at == NULL || at == a) {
-		snprintf(why, whylen, "is not an address (local@domain)");
-		return -1;
-	}
-	for (s = a; s < at; s++)
-		if (isspace((unsigned char)*s) || strchr("<>,;:\"()[]\\@", *s) ||
-		    (unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e) {
-			snprintf(why, whylen, "has an unusable local part");
-			return -1;
-		}
-	if (!config_valid_domain(at + 1)) {
-		snprintf(why, whylen, "has no usable domain");
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * "Name <addr>" or addr.  Fill addr and domain (each of CONFIG_STR_MAX) when
- * they are not NULL.
- */
-static int
-config_split_from(const char *v, char *addr, char *domain, char *why,
-    size_t whylen)
-{
-	char a[CONFIG_STR_MAX];
-	const char *lt, *gt;
-	size_t n;
-
-	if ((lt = strchr(v, '<')) != NULL) {
-		gt = strchr(lt, '>');
-		if (gt == NULL || gt[1] != '\0' || strchr(lt + 1, '<') != NULL) {
-			snprintf(why, whylen, "is not \"Name <addr>\" or addr");
-			return -1;
-		}
-		n = (size_t)(gt - lt - 1);
-		if (n >= sizeof(a)) {
-			snprintf(why, whylen, "is too long");
-			return -1;
-		}
-		memcpy(a, lt + 1, n);
-		a[n] = '\0';
-	} else {
-		if (strchr(v, '>') != NULL || strchr(v, ' ') != NULL) {
-			snprintf(why, whylen, "is not \"Name <addr>\" or addr");
-			return -1;
-		}
-		strlcpy(a, v, sizeof(a));
-	}
-	if (config_valid_addr(a, why, whylen) == -1)
-		return -1;
-	if (addr != NULL)
-		strlcpy(addr, a, CONFIG_STR_MAX);
-	if (domain != NULL)
-		strlcpy(domain, strrchr(a, '@') + 1, CONFIG_STR_MAX);
-	return 0;
-}
-
-static int
-config_valid_listen(const char *v, char *why, size_t whylen)
-{
-	char host[CONFIG_STR_MAX];
-	struct in6_addr in6;
-	const char *colon;
-	int64_t port;
-	size_t n;
-
-	if (v[0] == '[') {
-		const char *rb = strchr(v, ']');
-
-		if (rb == NULL || rb[1] != ':') {
-			snprintf(why, whylen, "is not host:port or [v6]:port");
-			return -1;
-		}
-		n = (size_t)(rb - v - 1);
-		if (n == 0 || n >= sizeof(host)) {
-			snprintf(why, whylen, "has no IPv6 address in []");
-			return -1;
-		}
-		memcpy(host, v + 1, n);
-		host[n] = '\0';
-		if (inet_pton(AF_INET6, host, &in6) != 1) {
-			snprintf(why, whylen, "has a bad IPv6 address");
-			return -1;
-		}
-		colon = rb + 1;
-	} else {
-		if ((colon = strrchr(v, ':')) == NULL || colon == v ||
-		    memchr(v, ':', (size_t)(colon - v)) != NULL) {
-			snprintf(why, whylen,
-			    "is not host:port or [v6]:port");
-			return -1;
-		}
-		n = (size_t)(colon - v);
-		if (n >= sizeof(host)) {
-			snprintf(why, whylen, "is too long");
-			return -1;
-		}
-		memcpy(host, v, n);
-		host[n] = '\0';
-		if (!config_valid_domain(host)) {
-			snprintf(why, whylen, "has a bad host");
-			return -1;
-		}
-	}
-	if (config_parse_uint(colon + 1, &port) == -1 || port < 1 ||
-	    port > 65535) {
-		snprintf(why, whylen, "has a bad port (1 to 65535)");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-config_valid_amqp_url(const char *v, char *why, size_t whylen)
-{
-	struct amqp_connection_info info;
-	char copy[CONFIG_URL_MAX];
-	const char *host;
-
-	/* amqp_parse_url writes into its argument, and the value is secret. */
-	if (strlcpy(copy, v, sizeof(copy)) >= sizeof(copy)) {
-		snprintf(why, whylen, "is too long");
-		return -1;
-	}
-	amqp_default_connection_info(&info);
-	/* librabbitmq takes "amqp://" alone for localhost; an operator means
-	 * something else. */
-	host = strstr(v, "://");
-	if (host == NULL || host[3] == '\0' || host[3] == '/' ||
-	    amqp_parse_url(copy, &info) != AMQP_STATUS_OK ||
-	    info.host == NULL || info.host[0] == '\0') {
-		snprintf(why, whylen, "is not an AMQP URL "
-		    "(amqp://user:password@host:port/vhost)");
-		return -1;
-	}
-	if (info.port < 1 || info.port > 65535) {
-		snprintf(why, whylen, "has a bad port");
-		return -1;
-	}
-	explicit_bzero(copy, sizeof(copy));
-	return 0;
-}
-
-static int
-config_valid_http_url(const char *v, char *why, size_t whylen)
-{
-	const char *host, *s;
-
-	if (strncmp(v, "https://", 8) == 0)
-		host = v + 8;
-	else if (strncmp(v, "http://", 7) == 0)
-		host = v + 7;
-	else {
-		snprintf(why, whylen, "is not an http:// or https:// URL");
-		return -1;
-	}
-	if (*host == '\0' || *host == '/' || *host == ':') {
-		snprintf(why, whylen, "has no host");
-		return -1;
-	}
-	/* It goes between <> in List-Unsubscribe. */
-	for (s = v; *s != '\0'; s++)
-		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
-		    strchr("<>\"", *s) != NULL) {
-			snprintf(why, whylen,
-			    "has a character that must be %%-encoded");
-			return -1;
-		}
-	return 0;
 }
 
 /* Make a relative path relative to the config file's directory. */
@@ -1009,7 +638,8 @@ config_open_section(struct config_parse *p, const char *name, int line)
 
 		config_clean(clean, sizeof(clean), name);
 		config_fail(p, line, "[%s]: unknown section%s", clean,
-		    strcmp(name, "pool") == 0 ? " (pools are [pool.NAME])" : "");
+		    strcmp(name, "pool") == 0 ? " (pools are [pool.NAME])" :
+		    "");
 		return -1;
 	}
 	if (p->section_line[s] == 0)
@@ -1212,7 +842,7 @@ config_finish(struct config_parse *p)
 		    b2, sizeof(b2)));
 		return -1;
 	}
-	if (cfg->amqp.heartbeat_ms != 0 && cfg->amqp.heartbeat_ms < SEC) {
+	if (cfg->amqp.heartbeat_ms != 0 && cfg->amqp.heartbeat_ms < SEC_MS) {
 		config_fail(p, config_line_of(p, "amqp", "heartbeat"),
 		    "[amqp] heartbeat: must be 0 (none) or at least 1s");
 		return -1;
@@ -1222,7 +852,8 @@ config_finish(struct config_parse *p)
 		    "[redis] host: host or socket is required");
 		return -1;
 	}
-	if (cfg->transport.type == TRANSPORT_SMTP && cfg->smtp.host[0] == '\0') {
+	if (cfg->transport.type == TRANSPORT_SMTP &&
+	    cfg->smtp.host[0] == '\0') {
 		config_fail(p, config_line_of(p, "smtp", "host"),
 		    "[smtp] host: must not be empty with transport.type = smtp");
 		return -1;
@@ -1236,12 +867,12 @@ config_finish(struct config_parse *p)
 	for (i = 0, total = 0; i < cfg->npools; i++) {
 		struct pool_config *pc = &cfg->pools[i];
 
-		if (pc->memory_limit != 0 && pc->memory_limit < 16 * MB) {
+		if (pc->memory_limit != 0 && pc->memory_limit < 16 * MIB) {
 			line = p->pool_key_line[i][POOL_KEY_MEMORY_LIMIT];
 			if (line == 0)
 				line = pc->line;
-			config_fail(p, line, "[pool.%s] memory_limit: must be 0 "
-			    "(none) or at least 16M", pc->name);
+			config_fail(p, line, "[pool.%s] memory_limit: must be "
+			    "0 (none) or at least 16M", pc->name);
 			return -1;
 		}
 		total += pc->workers;
@@ -1446,8 +1077,8 @@ config_print_help(FILE *fp, const char *help)
 
 	while (help != NULL && *help != '\0') {
 		nl = strchr(help, '\n');
-		fprintf(fp, "# %.*s\n", nl ? (int)(nl - help) : (int)strlen(help),
-		    help);
+		fprintf(fp, "# %.*s\n",
+		    nl != NULL ? (int)(nl - help) : (int)strlen(help), help);
 		help = nl ? nl + 1 : NULL;
 	}
 }

@@ -295,7 +295,8 @@ job_validate(const struct job *j, char *err, size_t errlen)
 			    "0-9, '.', '_' and '-'");
 			return -1;
 		}
-	if (strcmp(j->period, "daily") != 0 && strcmp(j->period, "weekly") != 0) {
+	if (strcmp(j->period, "daily") != 0 &&
+	    strcmp(j->period, "weekly") != 0) {
 		snprintf(err, errlen, "period: not daily or weekly");
 		return -1;
 	}
