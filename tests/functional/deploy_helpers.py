@@ -40,8 +40,9 @@ class Config:
     """A digestd config as INI sections, read with the file's own rules:
     whole-line ; or # comments and inline comments after whitespace.
 
-    With commented=True, lines like "; key = value" and "#key = value"
-    count too: the example file shows every default commented out.
+    With commented=True, lines like ";key = value" and ";[section]" count
+    too: the example file shows every default commented out with ";" (its
+    "#" lines are prose).
     """
 
     def __init__(self, text, commented=False, defaults=None):
@@ -51,7 +52,7 @@ class Config:
         for raw in text.splitlines():
             line = raw.strip()
             if commented:
-                line = re.sub(r"^[;#]+\s*", "", line)
+                line = re.sub(r"^;+\s*", "", line)
             if not line or line[0] in ";#":
                 continue
             line = re.split(r"\s[;#]", line, maxsplit=1)[0].strip()
@@ -67,10 +68,13 @@ class Config:
     def get(self, section, key):
         v = self.sections.get(section, {}).get(key)
         if v is None and self.defaults is not None:
-            sec = section
-            if section.startswith("pool.") and section not in self.defaults.sections:
-                sec = "pool.standard"
-            v = self.defaults.get(sec, key)
+            secs = [section]
+            if section.startswith("pool."):
+                secs += ["pool.NAME", "pool.standard"]
+            for sec in secs:
+                if sec in self.defaults.sections:
+                    v = self.defaults.get(sec, key)
+                    break
         return v
 
     def duration_s(self, section, key):

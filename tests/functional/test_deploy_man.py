@@ -98,8 +98,13 @@ def test_conf_page_has_every_key_and_default():
         for key, default in keys.items():
             m = re.search(r"^\.It Cm %s No =(?: Ar (.*))?$" % key, secs[man_sec], re.M)
             assert m, "[%s] %s undocumented" % (sec, key)
-            if not sec.startswith("pool."):
-                assert (m.group(1) or "") == default, (sec, key, m.group(1), default)
+            assert (m.group(1) or "") == default, (sec, key, m.group(1), default)
+    # And the page documents no key that the example does not have.
+    for man_sec, body in secs.items():
+        ex_sec = man_sec if man_sec != "pool.NAME" else \
+            [s for s in ex.sections if s.startswith("pool.")][0]
+        for key in re.findall(r"^\.It Cm ([a-z_]+) No =", body, re.M):
+            assert key in ex.sections[ex_sec], "[%s] %s is not a key" % (man_sec, key)
 
 
 def test_make_install_puts_pages_where_man_finds_them(tmp_path):
