@@ -949,6 +949,30 @@ test_example_file(void **state)
 	free(want);
 }
 
+/* Every key in the example comes with its help, and no key is missing. */
+static void
+test_example_help(void **state)
+{
+	char *ex, *line, *next, *prev = NULL;
+	size_t len;
+	int keys = 0;
+
+	(void)state;
+	ex = example_text(&len);
+	for (line = ex; *line != '\0'; prev = line, line = next) {
+		next = strchr(line, '\n') + 1;
+		if (line[0] != ';' || line[1] == '[')
+			continue;
+		keys++;
+		if (prev == NULL || prev[0] != '#')
+			fail_msg("no help for %.*s", (int)(next - line - 1),
+			    line);
+	}
+	/* The keys of SPEC section 2, the pool's counted once. */
+	assert_int_equal(keys, 55);
+	free(ex);
+}
+
 /*
  * The example loads, as it is and with every key of an uncommented section
  * uncommented, to exactly the defaults.
@@ -1020,6 +1044,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_durations_sizes),
 		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_example_help),
 		cmocka_unit_test(test_example_loads),
 	};
 
