@@ -285,7 +285,7 @@ pool_spawn(int i)
 	struct sb_slot *s = &psup->sb->slots[i];
 	const struct pool_config *pc;
 	struct timeval tv;
-	char num[32], pidbuf[16], fork_us[32];
+	char num[32], pidbuf[16], fork_us[32], mono[32];
 	int64_t now;
 	pid_t pid, self = getpid();
 
@@ -327,8 +327,11 @@ pool_spawn(int i)
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	snprintf(fork_us, sizeof(fork_us), "%lld", ps->death_ns ?
 	    (long long)((now - ps->death_ns) / 1000) : -1LL);
+	snprintf(mono, sizeof(mono), "%lld", (long long)now);
+	/* mono_ns lets a test relate the fork to its own clock. */
 	log_kv(LOG_LEVEL_DEBUG, "worker started", "pool", reg_name(ps->reg),
-	    "slot", num, "worker", pidbuf, "death_to_fork_us", fork_us, NULL);
+	    "slot", num, "worker", pidbuf, "death_to_fork_us", fork_us,
+	    "mono_ns", mono, NULL);
 }
 
 /* A worker said it is ready (notify pipe, or seen idle at a tick). */
@@ -604,6 +607,7 @@ pool_worker_died(int i, int status)
 	struct timeval tv;
 	struct job job;
 	char entry[SB_ENTRY_MAX], how[32], num[16], pidbuf[16], ran[32];
+	char mono[32];
 	const char *reason_name, *why;
 	int64_t now = now_mono_ns(), delay;
 	int reason, has_job;
@@ -623,11 +627,13 @@ pool_worker_died(int i, int status)
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	snprintf(ran, sizeof(ran), "%lld", (long long)ms_since(ps->spawned_ns,
 	    now));
+	snprintf(mono, sizeof(mono), "%lld", (long long)now);
 	log_kv(reason == RESTART_CRASH || reason == RESTART_OOM ||
 	    reason == RESTART_STALL ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
 	    "worker exited", "pool", reg_name(ps->reg), "slot", num,
 	    "worker", pidbuf, "reason", reason_name, "status", how,
-	    "ran_ms", ran, "job", has_job ? job.job_id : "", NULL);
+	    "ran_ms", ran, "job", has_job ? job.job_id : "", "mono_ns", mono,
+	    NULL);
 
 	/*
 	 * The job in hand goes back to its queue now rather than after the
