@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from harness import Digestd, free_port, wait_for
+from harness import free_port, wait_for
 
 SECRET = "test-secret-do-not-log"
 DAY = 86400

@@ -20,7 +20,7 @@ from amqp_util import (
 from harness import digestctl, metric_sum, wait_for
 
 
-def run_backend(tmp_path, rabbit, vhost, backend, now):
+def run_backend(factory, tmp_path, rabbit, vhost, backend, now):
     """Seed, schedule and run one backend to the end; its maildir's ids."""
     d = tmp_path / backend
     d.mkdir()
@@ -33,7 +33,7 @@ def run_backend(tmp_path, rabbit, vhost, backend, now):
         n = scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                 str(now)).stdout)
         assert n > 0
-        proc = start_digestd(DFACTORY[0], cfg)
+        proc = start_digestd(factory, cfg)
         wait_all_done(srv.client(decode_responses=True), n, timeout=120, d=proc)
         assert proc.stop() == 0, proc.log()[-3000:]
         return maildir_ids(str(d / "outbox")), n
@@ -41,14 +41,12 @@ def run_backend(tmp_path, rabbit, vhost, backend, now):
         srv.stop()
 
 
-DFACTORY = [None]
-
-
 def test_same_emails_as_redis_backend(tmp_path, rabbitmq, vhost, digestd_factory):
-    DFACTORY[0] = digestd_factory
     now = now_for_tests()
-    redis_ids, n_redis = run_backend(tmp_path, rabbitmq, vhost, "redis", now)
-    amqp_ids, n_amqp = run_backend(tmp_path, rabbitmq, vhost, "amqp", now)
+    redis_ids, n_redis = run_backend(digestd_factory, tmp_path, rabbitmq, vhost,
+                                     "redis", now)
+    amqp_ids, n_amqp = run_backend(digestd_factory, tmp_path, rabbitmq, vhost,
+                                   "amqp", now)
     assert n_redis == n_amqp
     assert len(redis_ids) > 100, "the dataset should produce real mail"
     # Same messages (Message-ID and recipient), none twice on either side.

@@ -11,7 +11,6 @@ from amqp_util import (
     config,
     drain_queue,
     expected_pairs,
-    job_checkpoints,
     now_for_tests,
     scheduled,
     start_digestd,

@@ -5,9 +5,7 @@ messages (basic.return), none is counted as sent, and the job retries and
 then dead-letters."""
 import email
 import email.policy
-import os
 
-import pika
 
 from amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from amqp_util import (
