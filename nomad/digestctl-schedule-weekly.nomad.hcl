@@ -46,6 +46,7 @@ job "digestctl-schedule-weekly" {
 
     task "schedule" {
       driver = "exec"
+      user   = "digestd"
 
       config {
         command = "/usr/local/bin/digestctl"
@@ -57,7 +58,7 @@ job "digestctl-schedule-weekly" {
       template {
         destination          = "secrets/digestd.conf"
         change_mode          = "noop"
-        perms                = "0600"
+        perms                = "0644"   # in the task's private secrets dir
         error_on_missing_key = true
         data                 = <<-EOT
         [supervisor]

@@ -105,6 +105,9 @@ job "digestd" {
 
     task "digestd" {
       driver = "exec"
+      # The user from systemd/digestd.sysusers must exist on the client
+      # (the exec driver would run the task as nobody otherwise).
+      user = "digestd"
 
       config {
         command = "/usr/local/sbin/digestd"
@@ -125,18 +128,20 @@ job "digestd" {
       shutdown_delay = "5s"
 
       # The config, with secrets from Nomad Variables, rendered into the
-      # task's secrets dir (not readable from outside the allocation).  A
-      # change to the template or the variables sends SIGHUP: digestd
-      # validates the new file and, if valid, replaces its workers
-      # gracefully; if not, it keeps running on the old one and counts a
-      # failed reload (alert DigestdConfigReloadFailed).
+      # task's secrets dir: a private tmpfs that no other task and no
+      # `nomad alloc fs` can read.  The file belongs to the Nomad agent's
+      # user, so it must be readable by the task's.  A change to the
+      # template or the variables sends SIGHUP: digestd validates the new
+      # file and, if valid, replaces its workers gracefully; if not, it
+      # keeps running on the old one and counts a failed reload (alert
+      # DigestConfigReloadFailed).
       template {
-        destination     = "secrets/digestd.conf"
-        change_mode     = "signal"
-        change_signal   = "SIGHUP"
-        perms           = "0600"
+        destination          = "secrets/digestd.conf"
+        change_mode          = "signal"
+        change_signal        = "SIGHUP"
+        perms                = "0644"
         error_on_missing_key = true
-        data            = <<-EOT
+        data                 = <<-EOT
         [supervisor]
         listen = {{ env "NOMAD_IP_http" }}:9187
         drain_timeout = 60s

@@ -103,6 +103,7 @@ def test_signals_and_timeouts(service):
 
 def test_config_path_is_the_one_rendered(service):
     g, t, tpl, cfg = service
+    assert t["user"] == "digestd"
     args = one(t["config"])["args"]
     assert args[0] == "-c"
     assert task_path(args[1]) == tpl["destination"]
@@ -168,6 +169,7 @@ def test_schedule_job(period, service):
     assert p["prohibit_overlap"] is True
     g, t = task_of(body, "schedule", "schedule")
     c = one(t["config"])
+    assert t["user"] == "digestd"
     assert c["command"] == "/usr/local/bin/digestctl"
     assert c["args"][2:] == ["schedule", "--period", period]
     tpl = one(t["template"])
