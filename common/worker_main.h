@@ -19,4 +19,13 @@
 void worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
     int notify_fd) __attribute__((noreturn));
 
+/*
+ * The worker's own checks of a configuration, for the supervisor's start,
+ * `-t` and reload: loads the digest templates (built in or from
+ * digest.template_dir) and checks digest.from and digest.unsubscribe_url
+ * as the renderer will use them.  0, or -1 with err naming the file and
+ * line of a broken template, or the key.  Defined in worker/render.c.
+ */
+int render_check_config(const struct config *cfg, char *err, size_t errlen);
+
 #endif

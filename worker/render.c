@@ -35,6 +35,7 @@
 #include "template.h"
 #include "unsub.h"
 #include "util.h"
+#include "worker_main.h"
 
 /* Caps on untrusted fields, in characters, so no post can bloat a mail. */
 #define RENDER_TITLE_MAX	300
@@ -319,6 +320,17 @@ render_new(const struct config *cfg, char *err, size_t errlen)
 fail:
 	render_free(r);
 	return NULL;
+}
+
+int
+render_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	struct render *r;
+
+	if ((r = render_new(cfg, err, errlen)) == NULL)
+		return -1;
+	render_free(r);
+	return 0;
 }
 
 static void

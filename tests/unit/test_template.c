@@ -18,6 +18,7 @@
 #include "mime.h"
 #include "render.h"
 #include "template.h"
+#include "worker_main.h"
 
 struct vals {
 	const char *v[TV_COUNT];
@@ -226,6 +227,7 @@ test_template_dir(void **state)
 	r = render_new(cfg, err, sizeof(err));
 	assert_non_null(r);
 	render_free(r);
+	assert_int_equal(render_check_config(cfg, err, sizeof(err)), 0);
 
 	/* A broken one is an error naming the file and the line. */
 	write_file(dir, "digest.txt", "Hello\n{{#posts}}\n{{titel}}\n"
@@ -234,6 +236,10 @@ test_template_dir(void **state)
 	assert_null(r);
 	snprintf(want, sizeof(want), "%s/digest.txt:3: unknown placeholder "
 	    "{{titel}}", dir);
+	assert_string_equal(err, want);
+	/* The same check the supervisor runs at start, -t and reload. */
+	err[0] = '\0';
+	assert_int_equal(render_check_config(cfg, err, sizeof(err)), -1);
 	assert_string_equal(err, want);
 
 	write_file(dir, "digest.txt", "{{#posts}}\n{{title}}\n{{/posts}}\n");
