@@ -619,7 +619,9 @@ mime_header_text(struct rbuf *out, size_t col, const char *s, size_t len)
 		for (p = lim; p > start && s[p] != ' '; p--)
 			;
 		if (p == start) {
-			for (p = lim; p < len && s[p] != ' '; p++)
+			/* No blank early enough: fold at the next one. */
+			for (p = lim > start ? lim : start + 1;
+			    p < len && s[p] != ' '; p++)
 				;
 			if (p >= len)
 				break;

@@ -253,6 +253,20 @@ test_header_text(void **state)
 	mime_header_text(&b, 9, big, strlen(big));
 	assert_lines(b.p, b.len, 78);
 	assert_header_decodes(&b, 9, big);
+
+	/* A long word cannot fold: it stays whole, and the rest folds. */
+	memset(big, 'x', 150);
+	strcpy(big + 150, " tail end");
+	memcpy(big + 20, " ", 1);
+	rbuf_reset(&b);
+	rbuf_adds(&b, "Subject: ");
+	mime_header_text(&b, 9, big, strlen(big));
+	assert_lines(b.p, b.len, 200);
+	assert_header_decodes(&b, 9, big);
+	/* Even from a column already past the limit. */
+	rbuf_reset(&b);
+	mime_header_text(&b, 90, " a b", 4);
+	assert_header_decodes(&b, 0, " a b");
 	rbuf_free(&b);
 }
 
