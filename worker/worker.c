@@ -467,6 +467,8 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		}
 		if (rc == 0)
 			continue;
+		/* The fetch may have waited across a SIGUSR1: log to the new file. */
+		worker_housekeeping(&w);
 		worker_run(&w, &m);
 		w.src.ops->msg_clear(&w.src, &m);
 		atomic_fetch_add(&w.slot->jobs_done, 1);
