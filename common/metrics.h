@@ -89,4 +89,38 @@ metric_observe(metric_cell *cells, int h, int64_t ns)
 /* Add a dead worker's cells to totals and zero them (the supervisor's fold). */
 void metrics_fold(uint64_t totals[MC_NCELLS], metric_cell cells[MC_NCELLS]);
 
+/*
+ * The descriptors of the metrics kept in cells, in exposition order: the
+ * formatter walks this table, so a new cell metric needs one entry here
+ * and nothing else.  Every series also carries the pool label, first.
+ */
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+
+#define METRIC_MAX_DIMS 2
+
+struct metric_dim {
+	const char *label;
+	const char *const *values;	/* indexed as the enum of the cells */
+	int n;
+};
+
+struct metric_desc {
+	const char *name;	/* the family: a counter's without _total */
+	const char *help;
+	enum metric_type type;
+	int ndims;		/* labels after pool, row-major in the cells */
+	struct metric_dim dims[METRIC_MAX_DIMS];
+	int base;		/* first cell */
+	int hist;		/* enum hist_id, for histograms */
+};
+
+extern const struct metric_desc metrics_desc[];
+extern const int metrics_ndesc;
+
+/* Label values of the cell dimensions, in enum order. */
+extern const char *const metrics_job_result_names[JOB_RESULT_N];
+extern const char *const metrics_email_result_names[EMAIL_RESULT_N];
+extern const char *const metrics_skip_reason_names[SKIP_N];
+extern const char *const metrics_transport_names[TRANSPORT_N];
+
 #endif

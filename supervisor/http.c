@@ -23,6 +23,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "exposition.h"
 #include "log.h"
 #include "supervisor.h"
 #include "util.h"
@@ -79,8 +80,8 @@ http_bind(const char *addr, char *err, size_t errlen)
 	if (http_split_listen(addr, host, sizeof(host), port,
 	    sizeof(port)) == -1 ||
 	    parse_i64(port, 1, 65535, &portnum) == -1) {
-		snprintf(err, errlen, "supervisor.listen: bad address \"%s\" "
-		    "(want host:port or [v6]:port)", addr);
+		snprintf(err, errlen, "bad address \"%s\" (want host:port "
+		    "or [v6]:port)", addr);
 		return -1;
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -92,8 +93,7 @@ http_bind(const char *addr, char *err, size_t errlen)
 	} else
 		rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, errlen, "supervisor.listen %s: %s", addr,
-		    gai_strerror(rc));
+		snprintf(err, errlen, "%s", gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -123,8 +123,8 @@ http_bind(const char *addr, char *err, size_t errlen)
 	}
 	freeaddrinfo(res);
 	if (bound == 0) {
-		snprintf(err, errlen, "supervisor.listen %s: %s", addr,
-		    strerror(saved ? saved : EADDRNOTAVAIL));
+		snprintf(err, errlen, "%s", strerror(saved ? saved :
+		    EADDRNOTAVAIL));
 		return -1;
 	}
 	return 0;
@@ -156,12 +156,54 @@ http_text(struct evhttp_request *req, int code, const char *reason,
 	evbuffer_free(b);
 }
 
+static void
+http_metrics(struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evbuffer *b;
+	enum expo_format fmt;
+
+	fmt = expo_negotiate(evhttp_find_header(in, "Accept"));
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	expo_render(b, sup, fmt);
+	http_reply(req, HTTP_OK, "OK", expo_content_type(fmt), b);
+	evbuffer_free(b);
+}
+
+/* /status?html (or ?html&..., ?...&html) asks for the page for people. */
+static void
+http_status(struct evhttp_request *req, const char *query)
+{
+	struct evbuffer *b;
+	int html;
+
+	html = query != NULL && (strcmp(query, "html") == 0 ||
+	    strncmp(query, "html&", 5) == 0 || strncmp(query, "html=", 5) == 0 ||
+	    strstr(query, "&html") != NULL);
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	if (html) {
+		status_render_html(b, sup);
+		http_reply(req, HTTP_OK, "OK", "text/html; charset=utf-8", b);
+	} else {
+		status_render_json(b, sup);
+		http_reply(req, HTTP_OK, "OK", "application/json", b);
+	}
+	evbuffer_free(b);
+}
+
 /* Every request lands here: route on the path, refuse all but GET/HEAD. */
 static void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
@@ -173,7 +215,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	}
 	if (path == NULL || *path == '\0')
 		path = "/";
-	if (strcmp(path, "/healthz") == 0)
+	if (strcmp(path, "/metrics") == 0)
+		http_metrics(req);
+	else if (strcmp(path, "/healthz") == 0)
 		http_text(req, HTTP_OK, "OK", "ok\n");
 	else if (strcmp(path, "/readyz") == 0) {
 		if (supervisor_ready(sup))
@@ -181,7 +225,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		else
 			http_text(req, 503, "Service Unavailable",
 			    "not ready\n");
-	} else
+	} else if (strcmp(path, "/status") == 0)
+		http_status(req, query);
+	else
 		http_text(req, HTTP_NOTFOUND, "Not Found", "not found\n");
 }
 

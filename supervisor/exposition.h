@@ -1,0 +1,91 @@
+/*
+ * The /metrics body (SPEC 7): a snapshot of the shared segment and the
+ * supervisor's totals, then the text formats of Prometheus (0.0.4) and
+ * OpenMetrics (1.0.0) from that snapshot.  Taking the snapshot first keeps
+ * each scrape self-consistent however long the client takes to read it.
+ */
+#ifndef DIGESTD_EXPOSITION_H
+#define DIGESTD_EXPOSITION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "procstat.h"
+#include "scoreboard.h"
+#include "supervisor.h"
+
+struct evbuffer;
+
+enum expo_format { EXPO_TEXT, EXPO_OPENMETRICS };
+
+/* Worker states exported in digest_workers{state}. */
+#define EXPO_NSTATES 4
+
+#define EXPO_MAX_POOLS (SB_MAX_POOLS + CONFIG_MAX_POOLS)
+#define EXPO_MAX_QUEUES (SB_MAX_QUEUES + CONFIG_MAX_POOLS)
+
+struct expo_pool {
+	char name[SB_NAME_MAX];
+	uint64_t cells[MC_NCELLS];	/* totals plus every slot's cells */
+	uint64_t restarts[RESTART_N];
+	uint64_t workers[EXPO_NSTATES];	/* starting, idle, busy, draining */
+	uint64_t max_rss;		/* of the live workers */
+};
+
+struct expo_queue {
+	char name[SB_NAME_MAX];
+	double depth;
+	double pending;
+	double oldest_enqueued;
+};
+
+struct expo_snapshot {
+	const char *version;
+	int npools;
+	struct expo_pool pools[EXPO_MAX_POOLS];
+	int nqueues;
+	struct expo_queue queues[EXPO_MAX_QUEUES];
+	double dead_letters;
+	double sched_last_success[2];	/* daily, weekly */
+	double sampled_at;
+	uint64_t reloads_ok;
+	uint64_t reloads_failed;
+	double last_reload_ok;
+	struct procstat proc;
+};
+
+/* Pick the format from an Accept header (NULL: the text format). */
+enum expo_format expo_negotiate(const char *accept);
+const char *expo_content_type(enum expo_format);
+
+/* Copy everything a scrape shows out of s into snap. */
+void expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap);
+/* Append the body for snap to b. */
+void expo_format(struct evbuffer *b, const struct expo_snapshot *snap,
+    enum expo_format);
+/* Snapshot and format in one go, for the HTTP handler. */
+void expo_render(struct evbuffer *b, const struct supervisor *s,
+    enum expo_format);
+
+/*
+ * Number formatting, exported for the tests.  Each writes a NUL-terminated
+ * string into buf (at least EXPO_NUM_MAX bytes) and returns its length.
+ */
+#define EXPO_NUM_MAX 48
+/* A float as Prometheus expects it, with NaN, +Inf and -Inf. */
+size_t expo_fmt_double(char *buf, double v);
+/* Integer nanoseconds as exact decimal seconds. */
+size_t expo_fmt_ns(char *buf, uint64_t ns);
+/* A bucket bound in the canonical form of client libraries: 0.1, 1.0, 1e+06. */
+size_t expo_fmt_le(char *buf, double v);
+
+/* Append s escaped as a label value (\\, \", \n) or as HELP text. */
+void expo_escape_label(struct evbuffer *b, const char *s);
+void expo_escape_help(struct evbuffer *b, const char *s, enum expo_format);
+
+/* /status as JSON (php-fpm's status page) and as HTML for a person. */
+void status_render_json(struct evbuffer *b, const struct supervisor *s);
+void status_render_html(struct evbuffer *b, const struct supervisor *s);
+
+#endif

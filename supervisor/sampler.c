@@ -1,0 +1,356 @@
+/*
+ * The queue sampler (SPEC 1 and 7): a child of the supervisor that every
+ * SAMPLER_INTERVAL_MS reads each configured queue's depth, pending count
+ * and oldest enqueue time, the dead letters, and the scheduler's last
+ * successful runs, and publishes them in the shared segment
+ * (sb_stats_write) for /metrics and /status.
+ *
+ * It exists so that the supervisor's loop never waits on Redis or the
+ * broker: those calls block, for up to the configured timeout, here.
+ *
+ * digest:sched:{period} is written by `digestctl schedule`: a HASH with
+ * start, end, status (ok | failed), window_start, window_end,
+ * jobs_priority, jobs_standard, ... and last_success, the end of the last
+ * run whose status was ok (kept across failed runs).  The gauge takes
+ * last_success, or end when status is ok for a record written before
+ * last_success existed.
+ *
+ * The sampler runs with the configuration it was forked with; after a
+ * reload the supervisor replaces it (a SIGTERM makes sampler_reaped start
+ * a new one at once).
+ */
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "jobq.h"
+#include "jobq_amqp.h"
+#include "log.h"
+#include "rconn.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define SAMPLER_INTERVAL_MS 5000
+#define SAMPLER_RESPAWN_MIN_MS 1000	/* after a crash */
+#define SAMPLER_RESPAWN_MAX_MS 30000
+#define SAMPLER_HEALTHY_MS 60000	/* a run this long resets the delay */
+
+static const char *const sampler_periods[2] = { "daily", "weekly" };
+
+static struct event *sampler_timer;
+static int64_t sampler_spawned_ns;
+static int64_t sampler_delay_ms;
+
+/* The child's state, kept across rounds. */
+struct sampler {
+	const struct config *cfg;
+	struct scoreboard *sb;
+	redisContext *rc;
+	struct amqp_link *amqp;
+	struct sb_stats st;	/* the last values published */
+	int failing;		/* the previous round failed: log recovery */
+};
+
+static void
+sampler_fail(struct sampler *sm, const char *what, const char *err)
+{
+	/* One line per outage, not one per round. */
+	if (!sm->failing)
+		log_warnx("sampler: %s: %s", what, err);
+	sm->failing = 1;
+	sm->st.ok = 0;
+}
+
+static redisContext *
+sampler_redis(struct sampler *sm)
+{
+	char err[256];
+
+	if (sm->rc != NULL && sm->rc->err == 0)
+		return sm->rc;
+	if (sm->rc != NULL)
+		redisFree(sm->rc);
+	sm->rc = rconn_connect(&sm->cfg->queue_redis, err, sizeof(err));
+	if (sm->rc == NULL)
+		sampler_fail(sm, "queue redis", err);
+	return sm->rc;
+}
+
+static struct amqp_link *
+sampler_amqp(struct sampler *sm)
+{
+	char err[256];
+
+	if (sm->amqp != NULL)
+		return sm->amqp;
+	sm->amqp = amqp_link_open(sm->cfg, err, sizeof(err));
+	if (sm->amqp == NULL)
+		sampler_fail(sm, "amqp", err);
+	return sm->amqp;
+}
+
+/* digest:sched:{period}'s last success, or -1 on error (0: never). */
+static double
+sampler_sched(struct sampler *sm, redisContext *rc, const char *period)
+{
+	redisReply *r;
+	char key[512];
+	double v = 0, t;
+
+	if (rkey(key, sizeof(key), sm->cfg->redis.key_prefix,
+	    "digest:sched:%s", period) == NULL)
+		return -1;
+	r = redisCommand(rc, "HMGET %s last_success status end", key);
+	if (r == NULL) {
+		sampler_fail(sm, "HMGET digest:sched", rc->errstr);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+		if (r->element[0]->type == REDIS_REPLY_STRING &&
+		    parse_double(r->element[0]->str, &t) == 0)
+			v = t;
+		else if (r->element[1]->type == REDIS_REPLY_STRING &&
+		    strcmp(r->element[1]->str, "ok") == 0 &&
+		    r->element[2]->type == REDIS_REPLY_STRING &&
+		    parse_double(r->element[2]->str, &t) == 0)
+			v = t;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		sampler_fail(sm, "HMGET digest:sched", r->str);
+		v = -1;
+	}
+	freeReplyObject(r);
+	return v;
+}
+
+static int
+sampler_queue_index(struct sb_stats *st, const char *name)
+{
+	int i;
+
+	for (i = 0; i < st->nqueues; i++)
+		if (strcmp(st->queues[i].name, name) == 0)
+			return i;
+	if (st->nqueues == SB_MAX_QUEUES)
+		return -1;
+	i = st->nqueues++;
+	memset(&st->queues[i], 0, sizeof(st->queues[i]));
+	strlcpy(st->queues[i].name, name, sizeof(st->queues[i].name));
+	return i;
+}
+
+/*
+ * One round.  Values that could not be read keep their last good reading
+ * (a gauge that drops to 0 when Redis hiccups would page someone), and
+ * sampled_at only moves when the whole round succeeded.
+ */
+static void
+sampler_round(struct sampler *sm)
+{
+	const struct config *cfg = sm->cfg;
+	struct jobq_stats js;
+	struct jobq_amqp_stats as;
+	redisContext *rc;
+	struct amqp_link *al;
+	char err[256];
+	int64_t n;
+	double t;
+	int i, q, ok = 1;
+
+	sm->st.ok = 1;
+	for (i = 0; i < cfg->npools; i++)
+		sampler_queue_index(&sm->st, cfg->pools[i].queue);
+
+	rc = sampler_redis(sm);
+	if (cfg->queue.backend == QUEUE_BACKEND_AMQP) {
+		al = sampler_amqp(sm);
+		for (i = 0; al != NULL && i < sm->st.nqueues; i++) {
+			if (jobq_amqp_stats(al, sm->st.queues[i].name, &as, err,
+			    sizeof(err)) == -1) {
+				sampler_fail(sm, "amqp queue stats", err);
+				/* The channel is likely closed: start over. */
+				amqp_link_close(sm->amqp);
+				sm->amqp = al = NULL;
+				break;
+			}
+			sm->st.queues[i].depth = as.depth;
+			sm->st.queues[i].pending = as.pending;
+			sm->st.queues[i].oldest_enqueued = 0;
+		}
+		if (al != NULL) {
+			if ((n = jobq_amqp_dlq_len(al, err, sizeof(err))) < 0) {
+				sampler_fail(sm, "amqp dead letters", err);
+				amqp_link_close(sm->amqp);
+				sm->amqp = NULL;
+			} else
+				sm->st.dead_letters = n;
+		}
+	} else if (rc != NULL) {
+		for (i = 0; i < sm->st.nqueues; i++) {
+			if (jobq_stats(rc, cfg, sm->st.queues[i].name, &js, err,
+			    sizeof(err)) == -1) {
+				sampler_fail(sm, "queue stats", err);
+				break;
+			}
+			sm->st.queues[i].depth = js.depth;
+			sm->st.queues[i].pending = js.pending;
+			sm->st.queues[i].oldest_enqueued = js.oldest_enqueued;
+		}
+		if (rc->err == 0) {
+			if ((n = jobq_dlq_len(rc, cfg)) < 0)
+				sampler_fail(sm, "dead letters",
+				    rc->err ? rc->errstr : "XLEN failed");
+			else
+				sm->st.dead_letters = n;
+		}
+	}
+	/* The scheduler's record lives in the queue Redis, whatever the backend. */
+	for (q = 0; rc != NULL && rc->err == 0 && q < 2; q++) {
+		if ((t = sampler_sched(sm, rc, sampler_periods[q])) >= 0)
+			sm->st.sched_last_success[q] = t;
+	}
+	if (rc != NULL && rc->err != 0)
+		sampler_fail(sm, "queue redis", rc->errstr);
+
+	ok = sm->st.ok;
+	if (ok) {
+		sm->st.sampled_at = now_real();
+		if (sm->failing)
+			log_info("sampler: sampling again");
+		sm->failing = 0;
+	}
+	sb_stats_write(sm->sb, &sm->st);
+}
+
+/* The child: sample until the supervisor goes.  Never returns. */
+static void __attribute__((noreturn))
+sampler_child(struct supervisor *s, pid_t parent)
+{
+	struct sampler sm;
+	struct sigaction sa;
+	struct timespec next;
+	sigset_t none;
+	int sig;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+		_exit(1);
+	/*
+	 * libevent's handlers would write to the supervisor's socketpair;
+	 * this process wants the default dispositions, and no SIGPIPE
+	 * from a server that closed on us.
+	 */
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	for (sig = 1; sig < NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		sa.sa_handler = sig == SIGPIPE ? SIG_IGN : SIG_DFL;
+		(void)sigaction(sig, &sa, NULL);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Drop the listener and every other descriptor of the supervisor. */
+	log_open_file(NULL);
+	close_range(3, ~0U, 0);
+	if (log_open_file(s->cfg->supervisor.log_file) == -1)
+		log_warn("open %s", s->cfg->supervisor.log_file);
+	log_set_proc("sampler", NULL, -1);
+	setproctitle("-digestd: sampler");
+
+	memset(&sm, 0, sizeof(sm));
+	sm.cfg = s->cfg;
+	sm.sb = s->sb;
+	/* Start from what is published, so a respawn never resets gauges. */
+	sb_stats_read(sm.sb, &sm.st);
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (;;) {
+		if (getppid() != parent)
+			_exit(0);
+		sampler_round(&sm);
+		next.tv_sec += SAMPLER_INTERVAL_MS / 1000;
+		next.tv_nsec += (SAMPLER_INTERVAL_MS % 1000) * 1000000L;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next,
+		    NULL) == EINTR)
+			;
+	}
+}
+
+pid_t
+sampler_spawn(struct supervisor *s)
+{
+	pid_t pid, self = getpid();
+
+	if ((pid = fork()) == -1) {
+		log_warn("fork sampler");
+		return -1;
+	}
+	if (pid == 0)
+		sampler_child(s, self);
+	s->sampler_pid = pid;
+	sampler_spawned_ns = now_mono_ns();
+	log_debug("sampler started: pid %d", (int)pid);
+	return pid;
+}
+
+static void
+sampler_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *s = arg;
+
+	if (s->draining || s->sampler_pid > 0)
+		return;
+	sampler_spawn(s);
+}
+
+void
+sampler_reaped(struct supervisor *s, pid_t pid, int status)
+{
+	struct timeval tv;
+	int64_t ran_ms, delay;
+
+	if (pid != s->sampler_pid)
+		return;
+	s->sampler_pid = 0;
+	if (s->draining)
+		return;
+	ran_ms = (now_mono_ns() - sampler_spawned_ns) / 1000000;
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
+		/* Replaced on purpose (a reload): no reason to wait. */
+		delay = 0;
+	} else {
+		log_warnx("sampler %d exited (%s %d); restarting", (int)pid,
+		    WIFSIGNALED(status) ? "signal" : "status",
+		    WIFSIGNALED(status) ? WTERMSIG(status) :
+		    WEXITSTATUS(status));
+		/* Back off when it keeps dying, so a crash cannot spin. */
+		if (ran_ms >= SAMPLER_HEALTHY_MS || sampler_delay_ms == 0)
+			sampler_delay_ms = SAMPLER_RESPAWN_MIN_MS;
+		else if ((sampler_delay_ms *= 2) > SAMPLER_RESPAWN_MAX_MS)
+			sampler_delay_ms = SAMPLER_RESPAWN_MAX_MS;
+		delay = sampler_delay_ms;
+	}
+	if (sampler_timer == NULL &&
+	    (sampler_timer = evtimer_new(s->base, sampler_timer_cb, s)) ==
+	    NULL) {
+		log_warnx("sampler: no timer; not restarted");
+		return;
+	}
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(sampler_timer, &tv);
+}
