@@ -110,8 +110,20 @@ def example_config():
     return _example
 
 
+_hcl_cache = {}
+
+
 def hcl2json(path):
-    """An HCL2 file as JSON, parsed by @cdktf/hcl2json under node."""
+    """An HCL2 file as JSON, parsed by @cdktf/hcl2json under node (once
+    per file and content: node takes a second or two to start)."""
+    with open(path) as f:
+        key = (path, f.read())
+    if key not in _hcl_cache:
+        _hcl_cache[key] = json.dumps(_hcl2json(path))
+    return json.loads(_hcl_cache[key])
+
+
+def _hcl2json(path):
     node = shutil.which("node")
     assert node, "node is not installed (scripts/deps.sh test)"
     assert os.path.isdir(os.path.join(NODE_MODULES, "@cdktf", "hcl2json")), \
@@ -134,3 +146,23 @@ def tool(name):
     path = shutil.which(name)
     assert path, "%s is not installed (scripts/deps.sh test)" % name
     return path
+
+
+def stop_proc(proc, timeout=10):
+    """SIGTERM a Popen child and reap it (SIGKILL past timeout).  Reaping
+    at once matters: a child not yet waited for lingers as a zombie, which
+    a poll on os.kill(pid, 0) would take for a live process."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def stop_redis(srv):
+    """Stop a harness RedisServer without waiting on its zombie."""
+    stop_proc(srv.proc)
+    srv.proc = None

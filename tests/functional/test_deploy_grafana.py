@@ -8,13 +8,12 @@ same Redis.
 import json
 import os
 import re
-import signal
 import subprocess
 
 import yaml
 
-from harness import ROOT, Digestd, RedisServer, base_config, free_port, kill_pid, \
-    wait_for, write_config
+from harness import ROOT, Digestd, RedisServer, base_config, free_port, wait_for, \
+    write_config
 import deploy_helpers as dh
 
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "digestd.json")
@@ -189,9 +188,7 @@ workers = 1
         missing = sorted(want_redis - scraped_names(text))
         assert not missing, "not in redis_exporter's scrape: %s" % missing
     finally:
-        if exporter is not None:
-            kill_pid(exporter.pid, signal.SIGTERM)
-            exporter.wait(timeout=10)
+        dh.stop_proc(exporter)
         if d is not None:
             d.kill()
-        srv.stop()
+        dh.stop_redis(srv)

@@ -240,4 +240,4 @@ def test_schedule_command_line_runs(tmp_path):
         assert r.exists("digest:sched:daily")
         assert r.ttl("digest:sched:daily") > 0
     finally:
-        srv.stop()
+        dh.stop_redis(srv)

@@ -7,7 +7,6 @@ rate digestd.service at an exposure of 2.5 or less; and the values that
 must agree with the configuration (stop timeout above drain_timeout, the
 config path) are read from the unit itself.
 """
-import configparser
 import os
 import re
 import shutil
