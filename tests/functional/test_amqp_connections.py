@@ -24,7 +24,7 @@ NJOBS = 1000
 
 def test_one_connection_per_worker_over_1000_jobs(tmp_path, redis_tcp, rabbitmq, vhost,
                                                   digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     now = now_for_tests()
     end = now - now % 86400
     groups = {g: [100000 + g] for g in range(1, NJOBS + 1)}

@@ -34,7 +34,7 @@ def run_backend(factory, tmp_path, rabbit, vhost, backend, now):
                                 str(now)).stdout)
         assert n > 0
         proc = start_digestd(factory, cfg)
-        wait_all_done(srv.client(decode_responses=True), n, timeout=120, d=proc)
+        wait_all_done(srv.client(), n, timeout=120, d=proc)
         assert proc.stop() == 0, proc.log()[-3000:]
         return maildir_ids(str(d / "outbox")), n
     finally:
@@ -64,7 +64,7 @@ def test_bad_bodies_are_dead_lettered(tmp_path, redis_tcp, rabbitmq, vhost,
     from amqp_util import expected_pairs, write_groups
     now = now_for_tests()
     end = now - now % 86400
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     groups = {5: list(range(100, 110))}
     write_groups(r, groups, end)
     cfg = config(tmp_path, redis_tcp, rabbitmq, vhost)

@@ -30,7 +30,7 @@ def setup_groups(r, groups):
 
 def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vhost,
                                                slow_sink, digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     groups = {7: list(range(100, 160))}
     now, end = setup_groups(r, groups)
     slow_sink.delay = 0.1
@@ -64,7 +64,7 @@ def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vh
 
 def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
                                      digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     groups = {g: list(range(1000 * g, 1000 * g + 30)) for g in range(1, 7)}
     now, end = setup_groups(r, groups)
     slow_sink.delay = 0.05
@@ -100,7 +100,7 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
 
 def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
                                   digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     groups = {9: list(range(100, 112))}
     now, end = setup_groups(r, groups)
     # 12 emails at 0.7 s each: about 8.4 s, more than 3 x 2 s heartbeats,
@@ -129,6 +129,7 @@ def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
              if c["connection_name"].startswith("digestd worker")}
     assert after == before
     assert "missed heartbeats" not in rabbit_log(rabbitmq)[log_at:]
+    assert "connection lost" not in d.log() and "already done" not in d.log()
     assert drain_queue(rabbitmq, vhost, "digest.standard") == []
     assert d.stop() == 0
 

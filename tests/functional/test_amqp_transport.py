@@ -35,7 +35,7 @@ def bind_outbox(rabbit, vhost, exchange, key, queue):
 
 def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
                                         digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     now = now_for_tests()
     end = now - now % 86400
     groups = {3: list(range(100, 125)), 4: list(range(200, 210))}
@@ -72,7 +72,7 @@ def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
 
 def test_unroutable_messages_are_not_sent(tmp_path, redis_tcp, rabbitmq, vhost,
                                           digestd_factory):
-    r = redis_tcp.client(decode_responses=True)
+    r = redis_tcp.client()
     now = now_for_tests()
     end = now - now % 86400
     write_groups(r, {6: list(range(100, 108))}, end)
