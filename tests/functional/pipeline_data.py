@@ -9,7 +9,9 @@ import hmac
 import os
 import time
 
-from harness import free_port, wait_for
+import pytest
+
+from harness import RedisServer, free_port, wait_for
 
 SECRET = "test-secret-do-not-log"
 UNSUB_URL = "https://example.com/unsubscribe"
@@ -26,6 +28,27 @@ def window(period="daily"):
 def token(uid, gid, secret=SECRET):
     return hmac.new(secret.encode(), ("%s:%s" % (uid, gid)).encode(),
                     hashlib.sha256).hexdigest()
+
+
+@pytest.fixture
+def redis_tcp(tmp_path):
+    """A private redis-server on a loopback port (and a unix socket)."""
+    srv = RedisServer(tmp_path / "redis-tcp", port=free_port())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def redis_section(redis, prefix=""):
+    """[redis] for srv: over loopback TCP when it has a port, else its socket."""
+    if not redis.port:
+        return redis.config_section(prefix=prefix)
+    s = "[redis]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % redis.port
+    if prefix:
+        s += "key_prefix = %s\n" % prefix
+    return s
 
 
 def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
@@ -68,7 +91,7 @@ max_posts = 10
 
 {transport}
 {extra}
-""".format(port=port, redis=redis.config_section(prefix=prefix),
+""".format(port=port, redis=redis_section(redis, prefix),
            workers=workers, memory_limit=memory_limit, secret=SECRET,
            url=UNSUB_URL, batch=batch, large=large, transport=transport,
            extra=extra, max_attempts=max_attempts)

@@ -12,7 +12,7 @@ import re
 import stat
 
 from harness import Digestd
-from pipeline_data import (SECRET, UNSUB_URL, Data, config, enqueue, token,
+from pipeline_data import (redis_tcp, SECRET, UNSUB_URL, Data, config, enqueue, token,
                            wait_done, window)
 
 
@@ -29,8 +29,8 @@ def header_block(raw):
     return raw.split(b"\r\n\r\n", 1)[0]
 
 
-def test_pipeline_headers(tmp_path, redis_server):
-    r = redis_server.client()
+def test_pipeline_headers(tmp_path, redis_tcp):
+    r = redis_tcp.client()
     ws, we = window()
     d = Data(r)
     d.group(42, name="Evil\r\nBcc: victim@evil.example\r\n", url="https://example.com/g/42")
@@ -48,7 +48,7 @@ def test_pipeline_headers(tmp_path, redis_server):
     d.post(43, 3, we - 10, title="Crème brûlée", author_id=8)
 
     outbox = os.path.join(str(tmp_path), "outbox", "mail")
-    cfg = config(tmp_path, redis_server, maildir=outbox)
+    cfg = config(tmp_path, redis_tcp, maildir=outbox)
     proc = Digestd(cfg, tmp_path)
     proc.start()
     try:

@@ -8,7 +8,7 @@ import signal
 import time
 
 from harness import Digestd, wait_for
-from pipeline_data import Data, config, enqueue, job_state, rcpts, wait_done, window
+from pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wait_done, window
 
 N = 300
 
@@ -20,8 +20,8 @@ def busy_worker(d):
     return None
 
 
-def test_pipeline_kill9_mid_job(tmp_path, redis_server, smtp_sink):
-    r = redis_server.client()
+def test_pipeline_kill9_mid_job(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
     ws, we = window()
     data = Data(r)
     data.group(5, name="Big enough")
@@ -36,7 +36,7 @@ def test_pipeline_kill9_mid_job(tmp_path, redis_server, smtp_sink):
         return None
 
     smtp_sink.reply_for = slow
-    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=50, per_session=50)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, batch=50, per_session=50)
     d = Digestd(cfg, tmp_path)
     d.start()
     try:

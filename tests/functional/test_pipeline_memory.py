@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness import Digestd, metric_sum
-from pipeline_data import Data, config, enqueue, rcpts, wait_done, window
+from pipeline_data import redis_tcp, Data, config, enqueue, rcpts, wait_done, window
 
 N = int(os.environ.get("DIGESTD_BIG_GROUP", "200000"))
 
@@ -27,8 +27,8 @@ def vm_hwm(pid):
 
 
 @pytest.mark.slow
-def test_pipeline_big_group_under_32m(tmp_path, redis_server, smtp_sink):
-    r = redis_server.client()
+def test_pipeline_big_group_under_32m(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
     ws, we = window()
     data = Data(r)
     data.group(7, name="Huge group")
@@ -44,7 +44,7 @@ def test_pipeline_big_group_under_32m(tmp_path, redis_server, smtp_sink):
         data.post(7, 70000 + i, we - 100 - i, title="Post %d" % i,
                   excerpt="x" * 500, author_id=1, likes=i)
 
-    cfg = config(tmp_path, redis_server, sink=smtp_sink, memory_limit="32M",
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, memory_limit="32M",
                  large=10000)
     d = Digestd(cfg, tmp_path)
     d.start()

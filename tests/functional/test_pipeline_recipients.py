@@ -10,7 +10,7 @@ import email.policy
 import time
 
 from harness import Digestd, metric_sum, wait_for
-from pipeline_data import Data, config, enqueue, rcpts, wait_done, window
+from pipeline_data import redis_tcp, Data, config, enqueue, rcpts, wait_done, window
 
 OLD = 200 * 86400
 
@@ -72,11 +72,11 @@ def plain_part(msg):
     raise AssertionError("no text/plain part")
 
 
-def test_pipeline_recipients(tmp_path, redis_server, smtp_sink):
-    r = redis_server.client()
+def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
     ws, we = window()
     craft(r, ws, we)
-    cfg = config(tmp_path, redis_server, sink=smtp_sink, large=10, batch=4,
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, large=10, batch=4,
                  per_session=3)
     d = Digestd(cfg, tmp_path)
     d.start()

@@ -9,7 +9,7 @@ real digestd (SPEC 6): each message judged by its own reply.
 import time
 
 from harness import Digestd, SmtpSink, metric_sum, wait_for
-from pipeline_data import Data, config, enqueue, job_state, rcpts, wait_done, window
+from pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wait_done, window
 
 
 def group(r, gid, n, we, base=100):
@@ -23,8 +23,8 @@ def group(r, gid, n, we, base=100):
     return ["u%d@example.org" % u for u in uids]
 
 
-def test_pipeline_4xx_burst_loses_nothing(tmp_path, redis_server, smtp_sink):
-    r = redis_server.client()
+def test_pipeline_4xx_burst_loses_nothing(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
     ws, we = window()
     want = group(r, 1, 30, we)
     burst_until = [None]
@@ -40,7 +40,7 @@ def test_pipeline_4xx_burst_loses_nothing(tmp_path, redis_server, smtp_sink):
         return None
 
     smtp_sink.reply_for = reply
-    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=10, per_session=5)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, batch=10, per_session=5)
     d = Digestd(cfg, tmp_path)
     d.start()
     try:
@@ -59,8 +59,8 @@ def test_pipeline_4xx_burst_loses_nothing(tmp_path, redis_server, smtp_sink):
         d.kill()
 
 
-def test_pipeline_5xx_counted_rejected(tmp_path, redis_server, smtp_sink):
-    r = redis_server.client()
+def test_pipeline_5xx_counted_rejected(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
     ws, we = window()
     want = group(r, 2, 12, we)
     bad = {"u103@example.org", "u108@example.org"}
@@ -71,7 +71,7 @@ def test_pipeline_5xx_counted_rejected(tmp_path, redis_server, smtp_sink):
         return "550 5.1.1 no such user" if addr in bad else None
 
     smtp_sink.reply_for = reply
-    cfg = config(tmp_path, redis_server, sink=smtp_sink, batch=5, per_session=4)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, batch=5, per_session=4)
     d = Digestd(cfg, tmp_path)
     d.start()
     try:
@@ -89,12 +89,12 @@ def test_pipeline_5xx_counted_rejected(tmp_path, redis_server, smtp_sink):
         d.kill()
 
 
-def test_pipeline_unreachable_server_retries(tmp_path, redis_server):
-    r = redis_server.client()
+def test_pipeline_unreachable_server_retries(tmp_path, redis_tcp):
+    r = redis_tcp.client()
     ws, we = window()
     want = group(r, 3, 8, we)
     sink = SmtpSink()          # its port is chosen, nothing listens yet
-    cfg = config(tmp_path, redis_server, sink=sink, max_attempts=20)
+    cfg = config(tmp_path, redis_tcp, sink=sink, max_attempts=20)
     d = Digestd(cfg, tmp_path)
     d.start()
     try:
