@@ -111,6 +111,7 @@ struct render {
 	size_t nposts, capposts;
 	size_t *sel;
 	struct tjob tj[NPARTS];
+	size_t fixed_len;		/* encoded bytes besides the posts */
 
 	/* The recipient in hand, and the post being expanded. */
 	const struct recipient *rc;
@@ -404,6 +405,43 @@ render_sort_posts(struct post *posts, size_t n)
 		qsort(posts, n, sizeof(*posts), render_post_cmp);
 }
 
+/*
+ * How many of the sorted posts any recipient can need.  A recipient gets
+ * the first max_posts not written by them, so a prefix in which even the
+ * most prolific author leaves max_posts posts by others serves everyone;
+ * a busy group's hundreds of posts are not cleaned and encoded for
+ * nothing.  When one author wrote nearly everything, that is every post.
+ */
+static size_t
+render_needed(struct render *r, const struct post *posts, size_t n)
+{
+	struct {
+		int64_t author;
+		size_t count;
+	} *seen;
+	size_t i, j, nseen = 0, most = 0;
+
+	if (n <= (size_t)r->max_posts)
+		return n;
+	seen = wcalloc(n, sizeof(*seen));
+	for (i = 0; i < n; i++) {
+		if (i - most >= (size_t)r->max_posts)
+			break;
+		/* Few distinct authors whenever this runs long. */
+		for (j = 0; j < nseen && seen[j].author != posts[i].author_id;
+		    j++)
+			;
+		if (j == nseen) {
+			seen[nseen].author = posts[i].author_id;
+			seen[nseen++].count = 0;
+		}
+		if (++seen[j].count > most)
+			most = seen[j].count;
+	}
+	free(seen);
+	return i;
+}
+
 static struct rstr
 render_field(struct rbuf *arena, const char *s, size_t maxchars,
     const char *dflt)
@@ -611,6 +649,7 @@ render_job(struct render *r, const struct job *job,
 	r->group_url = render_url(&r->arena, g->url);
 
 	render_sort_posts(posts, nposts);
+	nposts = render_needed(r, posts, nposts);
 	if (nposts > r->capposts) {
 		r->capposts = nposts;
 		r->posts = wrealloc(r->posts, nposts * sizeof(*r->posts));
@@ -687,8 +726,13 @@ render_job(struct render *r, const struct job *job,
 	rbuf_adds(&r->close, boundary);
 	rbuf_adds(&r->close, "--\r\n");
 
-	for (k = 0; k < NPARTS; k++)
+	r->fixed_len = 0;
+	for (k = 0; k < NPARTS; k++) {
 		tjob_prepare(r, &r->tj[k], k);
+		r->fixed_len += r->tj[k].enc.len;
+		for (i = 0; i < r->nposts; i++)
+			r->fixed_len -= r->posts[i].enc_len[k];
+	}
 	r->have_job = 1;
 	return 0;
 }
@@ -842,7 +886,7 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
     char *message_id, size_t midlen)
 {
 	char token[UNSUB_TOKEN_LEN + 1], uid[24];
-	size_t i, nsel = 0, ulen;
+	size_t i, nsel = 0, ulen, ulen2;
 
 	if (r == NULL || !r->have_job || rc == NULL ||
 	    mime_addr_check(rc->email) == -1)
@@ -869,7 +913,12 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 	rbuf_add(&r->unsub_url, "&t=", 3);
 	rbuf_add(&r->unsub_url, token, UNSUB_TOKEN_LEN);
 
-	rbuf_reserve(out, 4096 + r->tj[0].enc.len + r->tj[1].enc.len);
+	/* One growth at most: the headers, the fixed lines, the posts. */
+	ulen2 = 4096 + r->fixed_len;
+	for (i = 0; i < nsel; i++)
+		ulen2 += r->posts[r->sel[i]].enc_len[PART_TEXT] +
+		    r->posts[r->sel[i]].enc_len[PART_HTML];
+	rbuf_reserve(out, ulen2);
 	rbuf_add(out, r->from_hdr.p, r->from_hdr.len);
 	rbuf_add(out, "To: ", 4);
 	if (r->rname.len > 0) {

@@ -607,6 +607,59 @@ test_selection_and_order(void **state)
 	free(cfg);
 }
 
+/*
+ * A prolific author: recipients other than them get the top posts; they
+ * get the few posts by others, however far down the list those are.
+ */
+static void
+test_prolific_author(void **state)
+{
+	struct config *cfg = test_config();
+	struct job j = test_job();
+	struct group_info g = { 42, "G", NULL, 10 };
+	struct post posts[300];
+	char titles[300][32];
+	struct recipient rc = { 5, "user@example.com", NULL };
+	struct render *r;
+	struct rbuf raw = { 0 };
+	struct msg m;
+	char err[256], mid[128];
+	int i;
+
+	(void)state;
+	cfg->digest.max_posts = 3;
+	for (i = 0; i < 300; i++) {
+		snprintf(titles[i], sizeof(titles[i]), "Post %03d", i);
+		/* Engagement falls with i; author 5 wrote all but 3. */
+		posts[i] = mkpost(i + 1, 1764300000, 5, 1000 - i, 0, titles[i],
+		    NULL);
+	}
+	posts[150].author_id = 6;
+	posts[250].author_id = 7;
+	posts[299].author_id = 8;
+	r = render_new(cfg, err, sizeof(err));
+	assert_non_null(r);
+	assert_int_equal(render_job(r, &j, &g, posts, 300), 0);
+	assert_int_equal(render_message(r, &rc, &raw, mid, sizeof(mid)), 3);
+	parse_msg(raw.p, raw.len, &m);
+	assert_non_null(strstr(m.part[0].p, "\nPost 150\n"));
+	assert_non_null(strstr(m.part[0].p, "\nPost 250\n"));
+	assert_non_null(strstr(m.part[0].p, "\nPost 299\n"));
+	assert_null(strstr(m.part[0].p, "Post 000"));
+	msg_free(&m);
+	rc.uid = 6;
+	rbuf_reset(&raw);
+	assert_int_equal(render_message(r, &rc, &raw, mid, sizeof(mid)), 3);
+	parse_msg(raw.p, raw.len, &m);
+	assert_non_null(strstr(m.part[0].p, "\nPost 000\n"));
+	assert_non_null(strstr(m.part[0].p, "\nPost 002\n"));
+	assert_null(strstr(m.part[0].p, "Post 150"));
+	msg_free(&m);
+	render_free(r);
+	rbuf_free(&raw);
+	free(cfg);
+}
+
 static void
 test_sort_posts(void **state)
 {
@@ -939,6 +992,7 @@ main(void)
 		cmocka_unit_test(test_unsafe_urls),
 		cmocka_unit_test(test_selection_and_order),
 		cmocka_unit_test(test_sort_posts),
+		cmocka_unit_test(test_prolific_author),
 		cmocka_unit_test(test_bad_recipient),
 		cmocka_unit_test(test_non_ascii),
 		cmocka_unit_test(test_invalid_utf8_and_caps),
