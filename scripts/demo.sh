@@ -7,15 +7,20 @@
 # whatever this script starts it stops, by pid, on success, error or Ctrl-C.
 #
 # Usage: scripts/demo.sh        (make demo builds first)
-# Knobs: DEMO_GROUPS, DEMO_MEMBERS, DEMO_POSTS, DEMO_SEED, DEMO_WORKERS, BUILD
+# Knobs: DEMO_GROUPS, DEMO_MEMBERS, DEMO_POSTS, DEMO_SEED, DEMO_WORKERS,
+# DEMO_VAR (instead of ./var), BUILD, DIGESTD, DIGESTCTL (binaries)
 set -eu
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD:-build}
-DIGESTD=$ROOT/$BUILD/digestd
-DIGESTCTL=$ROOT/$BUILD/digestctl
-VAR=$ROOT/var
+case "$BUILD" in
+/*) ;;
+*) BUILD=$ROOT/$BUILD ;;
+esac
+DIGESTD=${DIGESTD:-$BUILD/digestd}
+DIGESTCTL=${DIGESTCTL:-$BUILD/digestctl}
+VAR=${DEMO_VAR:-$ROOT/var}
 GROUPS_N=${DEMO_GROUPS:-60}
 MEMBERS=${DEMO_MEMBERS:-9000}
 POSTS=${DEMO_POSTS:-1500}
