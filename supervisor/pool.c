@@ -61,6 +61,7 @@ struct pslot {
 	int told;		/* RETIRE or DRAIN sent */
 	int told_reload;	/* ... because of a reload */
 	int killed_stall;	/* we sent SIGKILL after a stall */
+	int killed_timeout;	/* ... after job_timeout */
 	int killed_by_us;	/* we sent SIGKILL to stop */
 	struct backoff bo;
 	struct event *timer;	/* pending restart */
@@ -74,6 +75,7 @@ static struct event *notify_ev;
 static int stopping;
 static int64_t drain_deadline_ns;
 static int64_t oom_kills_seen = -1;
+static int64_t slot_warned_ns;
 static char oom_events_path[PATH_MAX + 64];
 
 static void pool_spawn(int);
@@ -307,7 +309,7 @@ pool_spawn(int i)
 	atomic_store(&s->spawned_ns, now);
 	atomic_store(&s->state, SB_STARTING);
 	ps->ready = ps->told = ps->told_reload = 0;
-	ps->killed_stall = ps->killed_by_us = 0;
+	ps->killed_stall = ps->killed_by_us = ps->killed_timeout = 0;
 	ps->spawned_ns = now;
 
 	if ((pid = fork()) == -1) {
@@ -498,8 +500,13 @@ pool_converge(void)
 			if (covered[r][k])
 				continue;
 			if ((i = slot_alloc(r, k)) == -1) {
-				log_warnx("no free worker slot for %s#%d; "
-				    "retrying", pc->name, k);
+				/* Once per 10 s: this runs at every tick. */
+				if (now_mono_ns() - slot_warned_ns >
+				    10000000000LL) {
+					slot_warned_ns = now_mono_ns();
+					log_warnx("no free worker slot for "
+					    "%s#%d; retrying", pc->name, k);
+				}
 				return;
 			}
 			pool_spawn(i);
@@ -573,7 +580,7 @@ classify(int i, int status)
 		return RESTART_CRASH;
 	}
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-		if (ps->killed_stall)
+		if (ps->killed_stall || ps->killed_timeout)
 			return RESTART_STALL;
 		if (ps->killed_by_us)
 			return -1;
@@ -643,6 +650,8 @@ pool_worker_died(int i, int status)
 	if (has_job && psup->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
 		why = reason >= 0 ? reason_name :
 		    (stopping ? "drain_timeout" : "stopped");
+		if (ps->killed_timeout)
+			why = "job_timeout";
 		requeue_add(ps->queue, &job, entry, why);
 	}
 	metrics_fold_slot(psup, i);
@@ -702,6 +711,26 @@ pool_reap(void)
 	}
 }
 
+/*
+ * 1 when the job in hand has run longer than its pool's job_timeout: a
+ * job that heartbeats but never ends holds its queue entry forever.
+ */
+static int
+slot_job_timed_out(int i)
+{
+	const struct pool_config *pc;
+	int64_t started;
+
+	if (atomic_load(&psup->sb->slots[i].state) != SB_BUSY)
+		return 0;
+	pc = config_pool(psup->cfg, reg_name(slots[i].reg));
+	if (pc == NULL || pc->job_timeout_ms <= 0)
+		return 0;
+	if (!sb_job_read(&psup->sb->slots[i], NULL, NULL, &started))
+		return 0;
+	return (now_real_ns() - started) / 1000000 > pc->job_timeout_ms;
+}
+
 void
 pool_tick(void)
 {
@@ -719,11 +748,23 @@ pool_tick(void)
 		if (!slots[i].ready && atomic_load(&s->state) >= SB_IDLE &&
 		    atomic_load(&s->state) <= SB_BUSY)
 			pool_ready(i);
-		if (slots[i].killed_stall || slots[i].killed_by_us)
+		if (slots[i].killed_stall || slots[i].killed_by_us ||
+		    slots[i].killed_timeout)
 			continue;
 		hb = atomic_load(&s->heartbeat_ns);
 		if (hb < slots[i].spawned_ns)
 			hb = slots[i].spawned_ns;
+		if (slot_job_timed_out(i)) {
+			snprintf(num, sizeof(num), "%d", i);
+			snprintf(pidbuf, sizeof(pidbuf), "%d",
+			    (int)slots[i].pid);
+			log_kv(LOG_LEVEL_WARN, "job over job_timeout: SIGKILL",
+			    "pool", reg_name(slots[i].reg), "slot", num,
+			    "worker", pidbuf, NULL);
+			slots[i].killed_timeout = 1;
+			kill(slots[i].pid, SIGKILL);
+			continue;
+		}
 		if (now - hb > stall_ns) {
 			snprintf(num, sizeof(num), "%d", i);
 			snprintf(pidbuf, sizeof(pidbuf), "%d",
