@@ -103,3 +103,29 @@ def test_port_in_use_and_unknown_user_exit_2(tmp_path, redis_tcp):
                        timeout=20, cwd=str(tmp_path))
     assert p.returncode == 2, p.stderr
     assert "no-such-user-digestd" in p.stderr
+
+
+def test_user_drops_privileges_after_binding(tmp_path, redis_tcp, digestd_factory):
+    import pwd
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change user")
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(str(tmp_path), 0o755)
+    text, _ = sup_config(tmp_path, redis_tcp, {"priority": {"workers": 2}},
+                         supervisor="user = nobody")
+    d = digestd_factory(text).start()
+    ws = wait_workers(d, 2, "priority")
+
+    def uids(pid):
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return set(int(x) for x in line.split()[1:])
+    assert uids(d.pid()) == {nobody.pw_uid}
+    for p in ws:
+        assert uids(p) == {nobody.pw_uid}
+    assert d.http_status("/healthz") == 200
+    assert d.stop() == 0
