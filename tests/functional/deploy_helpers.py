@@ -166,3 +166,75 @@ def stop_redis(srv):
     """Stop a harness RedisServer without waiting on its zombie."""
     stop_proc(srv.proc)
     srv.proc = None
+
+
+class PrometheusServer:
+    """prometheus on 127.0.0.1 with its own storage in a temp dir, scraping
+    the given targets every second and evaluating rule_files every second.
+
+    jobs: {job_name: ["127.0.0.1:PORT", ...]}.
+    """
+
+    def __init__(self, dirpath, jobs, rule_files=()):
+        import yaml
+
+        self.dir = str(dirpath)
+        os.makedirs(self.dir, exist_ok=True)
+        from harness import free_port
+
+        self.port = free_port()
+        conf = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "1s"},
+            "rule_files": list(rule_files),
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(t)}]}
+                for job, t in jobs.items()],
+        }
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            yaml.safe_dump(conf, f)
+        self.proc = None
+
+    def start(self):
+        from harness import wait_for
+
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            [tool("prometheus"), "--config.file=" + self.config,
+             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.port,
+             "--web.enable-lifecycle"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout=30,
+                 interval=0.2, what="prometheus")
+        assert self.proc.poll() is None, "prometheus exited: see %s" % self.dir
+        return self
+
+    def _ready(self):
+        try:
+            import urllib.request
+            with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % self.port,
+                                        timeout=1) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def api(self, path, **params):
+        import urllib.parse
+        import urllib.request
+
+        url = "http://127.0.0.1:%d/api/v1/%s" % (self.port, path)
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
+
+    def stop(self):
+        stop_proc(self.proc, timeout=20)
+        self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
