@@ -155,53 +155,170 @@ int
 jobq_enqueue(redisContext *c, const struct config *cfg, const char *queue,
     const struct job *j, int force, char *err, size_t errlen)
 {
-	struct jobq_argv a = { 0 };
-	redisReply *r;
-	char key[JOBQ_KEY_MAX], mkey[JOBQ_KEY_MAX], ttl[32];
-	char buf[JOB_ENCODE_MAX];
 	int added;
 
-	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1 ||
-	    rkey(mkey, sizeof(mkey), cfg->redis.key_prefix, "digest:enq:%s",
-	    j->job_id) == NULL) {
-		snprintf(err, errlen, "key too long");
+	if (jobq_enqueue_many(c, cfg, queue, j, 1, force, &added, err,
+	    errlen) == -1)
+		return -1;
+	return added;
+}
+
+/* Read n pipelined replies; fn sees each (NULL after an I/O error). */
+static int
+jobq_read_replies(redisContext *c, size_t n, char *err, size_t errlen,
+    void (*fn)(void *, size_t, redisReply *), void *arg)
+{
+	redisReply *r;
+	size_t i;
+	int rv = 0;
+
+	for (i = 0; i < n; i++) {
+		if (c->err != 0 || redisGetReply(c, (void **)&r) != REDIS_OK ||
+		    r == NULL) {
+			if (rv == 0)
+				snprintf(err, errlen, "redis: %s",
+				    c->err ? c->errstr : "no reply");
+			fn(arg, i, NULL);
+			rv = -1;
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR && rv == 0) {
+			snprintf(err, errlen, "redis: %s", r->str);
+			rv = -1;
+		}
+		fn(arg, i, r);
+		freeReplyObject(r);
+	}
+	return rv;
+}
+
+struct jobq_many {
+	int *added;
+	const size_t *idx;	/* reply i is about job idx[i] */
+};
+
+static void
+jobq_marker_cb(void *arg, size_t i, redisReply *r)
+{
+	struct jobq_many *m = arg;
+
+	/* SET ... NX answers OK when it set the marker, nil when it was there. */
+	m->added[i] = r != NULL && r->type == REDIS_REPLY_STATUS;
+}
+
+static void
+jobq_xadd_cb(void *arg, size_t i, redisReply *r)
+{
+	struct jobq_many *m = arg;
+
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		m->added[m->idx[i]] = -1;
+}
+
+static void
+jobq_ignore_cb(void *arg, size_t i, redisReply *r)
+{
+}
+
+static int
+jobq_append(redisContext *c, struct jobq_argv *a)
+{
+	return redisAppendCommandArgv(c, a->argc, a->argv, a->argvlen) ==
+	    REDIS_OK ? 0 : -1;
+}
+
+int
+jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
+    const struct job *jobs, size_t n, int force, int *added, char *err,
+    size_t errlen)
+{
+	struct jobq_argv a;
+	struct jobq_many m;
+	char key[JOBQ_KEY_MAX], mkey[JOBQ_KEY_MAX], ttl[32];
+	char buf[JOB_ENCODE_MAX];
+	size_t i, nx = 0, ndel = 0, *idx;
+	int rv = 0, count = 0;
+
+	memset(added, 0, n * sizeof(*added));
+	if (n == 0)
+		return 0;
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
 		return -1;
 	}
-	snprintf(ttl, sizeof(ttl), "%" PRId64, 2 * jobq_period_s(j->period));
-	jobq_arg(&a, "SET");
-	jobq_arg(&a, mkey);
-	jobq_arg(&a, queue);
-	if (!force)
-		jobq_arg(&a, "NX");
-	jobq_arg(&a, "EX");
-	jobq_arg(&a, ttl);
-	if ((r = jobq_run(c, &a, err, errlen)) == NULL)
-		return -1;
-	added = r->type == REDIS_REPLY_STATUS;
-	freeReplyObject(r);
-	if (!added)
-		return 0;
+	/* The markers first: only the jobs whose marker we set are added. */
+	for (i = 0; i < n; i++) {
+		if (rkey(mkey, sizeof(mkey), cfg->redis.key_prefix,
+		    "digest:enq:%s", jobs[i].job_id) == NULL) {
+			snprintf(err, errlen, "job id too long");
+			jobq_read_replies(c, i, err, errlen, jobq_ignore_cb, NULL);
+			return -1;
+		}
+		snprintf(ttl, sizeof(ttl), "%" PRId64,
+		    2 * jobq_period_s(jobs[i].period));
+		memset(&a, 0, sizeof(a));
+		jobq_arg(&a, "SET");
+		jobq_arg(&a, mkey);
+		jobq_arg(&a, queue);
+		if (!force)
+			jobq_arg(&a, "NX");
+		jobq_arg(&a, "EX");
+		jobq_arg(&a, ttl);
+		if (jobq_append(c, &a) == -1) {
+			snprintf(err, errlen, "redis: out of memory");
+			return -1;
+		}
+	}
+	m.added = added;
+	m.idx = NULL;
+	if (jobq_read_replies(c, n, err, errlen, jobq_marker_cb, &m) == -1)
+		rv = -1;
 
-	memset(&a, 0, sizeof(a));
-	jobq_arg(&a, "XADD");
-	jobq_arg(&a, key);
-	jobq_arg(&a, "*");
-	jobq_args_job(&a, j, buf);
-	if ((r = jobq_run(c, &a, err, errlen)) == NULL) {
-		/*
-		 * The marker without the entry would hide the job from every
-		 * later run of the schedule: take it back (best effort; the
-		 * connection may be gone, and then so is our chance).
-		 */
+	idx = xcalloc(n, sizeof(*idx));
+	for (i = 0; i < n; i++) {
+		if (!added[i])
+			continue;
+		memset(&a, 0, sizeof(a));
+		jobq_arg(&a, "XADD");
+		jobq_arg(&a, key);
+		jobq_arg(&a, "*");
+		jobq_args_job(&a, &jobs[i], buf);
+		if (jobq_append(c, &a) == -1) {
+			snprintf(err, errlen, "redis: out of memory");
+			added[i] = -1;
+			rv = -1;
+			continue;
+		}
+		idx[nx++] = i;
+	}
+	m.idx = idx;
+	if (jobq_read_replies(c, nx, err, errlen, jobq_xadd_cb, &m) == -1)
+		rv = -1;
+
+	/*
+	 * A marker without its entry would hide the job from every later
+	 * run of the schedule: take those back (best effort; if the
+	 * connection is gone, so is our chance).
+	 */
+	for (i = 0; i < n; i++) {
+		if (added[i] != -1)
+			continue;
+		added[i] = 0;
+		if (rkey(mkey, sizeof(mkey), cfg->redis.key_prefix,
+		    "digest:enq:%s", jobs[i].job_id) == NULL)
+			continue;
 		memset(&a, 0, sizeof(a));
 		jobq_arg(&a, "DEL");
 		jobq_arg(&a, mkey);
-		if ((r = redisCommandArgv(c, a.argc, a.argv, a.argvlen)) != NULL)
-			freeReplyObject(r);
-		return -1;
+		if (c->err == 0 && jobq_append(c, &a) == 0)
+			ndel++;
 	}
-	freeReplyObject(r);
-	return 1;
+	if (ndel > 0)
+		jobq_read_replies(c, ndel, err, errlen, jobq_ignore_cb, NULL);
+	free(idx);
+	for (i = 0; i < n; i++)
+		count += added[i];
+	return rv == -1 ? -1 : count;
 }
 
 /*

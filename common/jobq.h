@@ -37,6 +37,16 @@ int jobq_enqueue(redisContext *, const struct config *, const char *queue,
     const struct job *, int force, char *err, size_t errlen);
 
 /*
+ * Enqueue jobs[0..n) on queue as jobq_enqueue does, pipelined: one round
+ * trip for the markers, one for the entries.  added[i] is set to 1 if
+ * jobs[i] was added, else 0.  Returns how many were added, or -1 with err
+ * (added[] then still tells which ones were).
+ */
+int jobq_enqueue_many(redisContext *, const struct config *, const char *queue,
+    const struct job *jobs, size_t n, int force, int *added, char *err,
+    size_t errlen);
+
+/*
  * Put a delivered job back at the end of its queue: XADD a copy and XACK
  * the old entry, in one MULTI/EXEC.  0 / -1.
  */

@@ -136,27 +136,55 @@ ctl_enqueue_amqp(struct ctl *c, const char *queue, const struct job *j,
 	return 1;
 }
 
-int
-ctl_enqueue(struct ctl *c, const char *queue, const struct job *j, int force)
+/* The stream and its group, once per queue and process. */
+static int
+ctl_ensure(struct ctl *c, const char *queue)
 {
 	int i;
 
-	if (c->cfg->queue.backend == QUEUE_BACKEND_AMQP)
-		return ctl_enqueue_amqp(c, queue, j, force);
-	/* The stream and its group, once per queue and process. */
 	for (i = 0; i < ctl_nensured; i++)
 		if (strcmp(ctl_ensured[i], queue) == 0)
-			break;
-	if (i == ctl_nensured) {
-		if (jobq_ensure(c->qr, c->cfg, queue, c->err,
-		    sizeof(c->err)) == -1)
-			return -1;
-		if (ctl_nensured < CTL_MAX_QUEUES)
-			strlcpy(ctl_ensured[ctl_nensured++], queue,
-			    CONFIG_NAME_MAX);
-	}
+			return 0;
+	if (jobq_ensure(c->qr, c->cfg, queue, c->err, sizeof(c->err)) == -1)
+		return -1;
+	if (ctl_nensured < CTL_MAX_QUEUES)
+		strlcpy(ctl_ensured[ctl_nensured++], queue, CONFIG_NAME_MAX);
+	return 0;
+}
+
+int
+ctl_enqueue(struct ctl *c, const char *queue, const struct job *j, int force)
+{
+	if (c->cfg->queue.backend == QUEUE_BACKEND_AMQP)
+		return ctl_enqueue_amqp(c, queue, j, force);
+	if (ctl_ensure(c, queue) == -1)
+		return -1;
 	return jobq_enqueue(c->qr, c->cfg, queue, j, force, c->err,
 	    sizeof(c->err));
+}
+
+int
+ctl_enqueue_many(struct ctl *c, const char *queue, const struct job *jobs,
+    size_t n, int force, int *added)
+{
+	size_t i;
+	int rv, count = 0;
+
+	if (c->cfg->queue.backend == QUEUE_BACKEND_AMQP) {
+		/* Each publish waits for its confirm anyway. */
+		for (i = 0; i < n; i++) {
+			if ((rv = ctl_enqueue_amqp(c, queue, &jobs[i],
+			    force)) == -1)
+				return -1;
+			added[i] = rv;
+			count += rv;
+		}
+		return count;
+	}
+	if (ctl_ensure(c, queue) == -1)
+		return -1;
+	return jobq_enqueue_many(c->qr, c->cfg, queue, jobs, n, force, added,
+	    c->err, sizeof(c->err));
 }
 
 int

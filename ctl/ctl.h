@@ -42,6 +42,13 @@ int ctl_queues(const struct config *, const char *names[CTL_MAX_QUEUES]);
  */
 int ctl_enqueue(struct ctl *, const char *queue, const struct job *, int force);
 
+/*
+ * Enqueue jobs[0..n) on queue, pipelined where the backend allows;
+ * added[i] tells whether jobs[i] was added.  The number added, or -1.
+ */
+int ctl_enqueue_many(struct ctl *, const char *queue, const struct job *jobs,
+    size_t n, int force, int *added);
+
 struct ctl_qstats {
 	int64_t depth;
 	int64_t pending;	/* -1: unknown (amqp) */

@@ -113,9 +113,10 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 	int64_t *bounds;
 	redisReply *r;
 	char key[512];
-	struct job j;
-	size_t i, sent = 0, got = 0, b;
-	int rv;
+	struct job *jobs, *j;
+	const char **queues;
+	size_t i, sent = 0, got = 0, b, nj = 0, first_i, last_i;
+	int rv, *added;
 
 	for (i = 0; i < n; i++)
 		total += g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
@@ -152,39 +153,69 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 		freeReplyObject(r);
 	}
 
+	jobs = xcalloc((size_t)total, sizeof(*jobs));
+	queues = xcalloc((size_t)total, sizeof(*queues));
+	added = xcalloc((size_t)total, sizeof(*added));
 	b = 0;
 	for (i = 0; i < n; i++) {
 		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
 		for (k = 0; k < nsh; k++, b += 2) {
 			if (bounds[b] == -1)
 				continue;
-			memset(&j, 0, sizeof(j));
-			strlcpy(j.period, period_name(s->period),
-			    sizeof(j.period));
-			j.group_id = g[i].gid;
-			j.window_start = s->window_start;
-			j.window_end = s->window_end;
-			j.member_min = bounds[b];
-			j.member_max = bounds[b + 1] == -1 ? INT64_MAX :
+			j = &jobs[nj];
+			strlcpy(j->period, period_name(s->period),
+			    sizeof(j->period));
+			j->group_id = g[i].gid;
+			j->window_start = s->window_start;
+			j->window_end = s->window_end;
+			j->member_min = bounds[b];
+			j->member_max = bounds[b + 1] == -1 ? INT64_MAX :
 			    bounds[b + 1];
-			j.enqueued_at = now_real();
-			job_make_id(&j, (int)k);
-			if ((rv = ctl_enqueue(c, g[i].queue, &j, s->force)) == -1) {
-				free(bounds);
-				return -1;
+			j->enqueued_at = now_real();
+			job_make_id(j, (int)k);
+			queues[nj++] = g[i].queue;
+		}
+	}
+	/* One pipeline per queue: jobs of a queue are contiguous once sorted. */
+	rv = 0;
+	for (first_i = 0; first_i < nj && rv == 0; first_i = last_i) {
+		size_t q0 = first_i, m = 0;
+
+		/* Gather this queue's jobs at the front of the rest. */
+		for (last_i = first_i; last_i < nj; last_i++) {
+			if (strcmp(queues[last_i], queues[q0]) != 0)
+				continue;
+			if (last_i != first_i + m) {
+				struct job tj = jobs[first_i + m];
+				const char *tq = queues[first_i + m];
+
+				jobs[first_i + m] = jobs[last_i];
+				queues[first_i + m] = queues[last_i];
+				jobs[last_i] = tj;
+				queues[last_i] = tq;
 			}
-			if (rv == 0)
-				s->n.existing++;
-			else if (strcmp(g[i].queue, "priority") == 0)
+			m++;
+		}
+		last_i = first_i + m;
+		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], m,
+		    s->force, &added[first_i]) == -1)
+			rv = -1;
+		for (b = first_i; b < first_i + m; b++) {
+			if (!added[b])
+				s->n.existing += rv == 0;
+			else if (strcmp(queues[b], "priority") == 0)
 				s->n.jobs[0]++;
-			else if (strcmp(g[i].queue, "standard") == 0)
+			else if (strcmp(queues[b], "standard") == 0)
 				s->n.jobs[1]++;
 			else
 				s->n.jobs_other++;
 		}
 	}
+	free(jobs);
+	free(queues);
+	free(added);
 	free(bounds);
-	return 0;
+	return rv;
 toolong:
 	snprintf(c->err, sizeof(c->err), "key too long");
 	free(bounds);
