@@ -131,3 +131,110 @@ def test_unit_agrees_with_config():
     t = unit_values(os.path.join(UNITS, "digestctl-schedule@.timer"))
     assert t["Unit"] == ["digestctl-schedule@%i.service"]
     assert t["Persistent"] == ["yes"]
+
+
+def syscall_sets():
+    """{"@name": [member, ...]} of systemd-analyze syscall-filter."""
+    p = subprocess.run(["systemd-analyze", "syscall-filter", "--no-pager"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    sets, cur = {}, None
+    for line in p.stdout.splitlines():
+        if line.startswith("@"):
+            cur = sets.setdefault(line.strip(), [])
+        elif cur is not None and line.strip() and not line.strip().startswith("#"):
+            cur.append(line.strip())
+    return sets
+
+
+def expand(name, sets, seen=None):
+    seen = set() if seen is None else seen
+    if not name.startswith("@"):
+        return {name}
+    if name in seen:
+        return set()
+    seen.add(name)
+    out = set()
+    for m in sets[name]:
+        out |= expand(m, sets, seen)
+    return out
+
+
+def test_digestd_stays_inside_the_units_sandbox(tmp_path):
+    """digestd, traced through start-up, scrapes, jobs, a reload and a
+    drain, makes only the system calls that the unit's SystemCallFilter=
+    allows and opens only the socket families RestrictAddressFamilies=
+    allows (EPERM or a dead service otherwise)."""
+    import signal
+    import time
+    import urllib.request
+
+    from harness import RedisServer, base_config, digestctl, free_port, \
+        maildir_messages, wait_for, write_config
+
+    v = unit_values(os.path.join(UNITS, "digestd.service"))
+    sets = syscall_sets()
+    allow, deny = set(), set()
+    for f in v["SystemCallFilter"]:
+        for item in f.lstrip("~").split():
+            (deny if f.startswith("~") else allow).update(expand(item, sets))
+    allowed = allow - deny
+    assert "setuid" not in allowed and "openat" in allowed
+    families = set(v["RestrictAddressFamilies"][0].split())
+
+    rport = free_port()
+    srv = RedisServer(tmp_path / "redis", port=rport).start()
+    trace = tmp_path / "trace.txt"
+    proc = None
+    try:
+        cfg, port = base_config(tmp_path, extra="""
+[redis]
+host = 127.0.0.1
+port = %d
+
+[pool.priority]
+queue = priority
+workers = 1
+
+[pool.standard]
+queue = standard
+workers = 1
+""" % rport)
+        conf = write_config(tmp_path, cfg)
+        digestctl(conf, "seed", "--groups", "5", "--members", "20", "--posts", "30")
+        digestctl(conf, "schedule", "--period", "daily")
+        proc = subprocess.Popen(["strace", "-f", "-qq", "-o", str(trace), DIGESTD,
+                                 "-c", conf], cwd=str(tmp_path),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def get(path):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                            timeout=2) as r:
+                    return r.status
+            except Exception:
+                return None
+        wait_for(lambda: get("/readyz") == 200, timeout=30, what="/readyz")
+        outbox = os.path.join(str(tmp_path), "outbox")
+        wait_for(lambda: len(maildir_messages(outbox)) > 0 and
+                 get("/metrics") == 200 and get("/status") == 200,
+                 timeout=30, what="mail delivered")
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+            dpid = int(f.read().split()[0])
+        os.kill(dpid, signal.SIGHUP)
+        time.sleep(1)
+        wait_for(lambda: get("/readyz") == 200, timeout=30, what="ready after reload")
+        os.kill(dpid, signal.SIGUSR1)
+        os.kill(dpid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        proc = None
+    finally:
+        if proc is not None:
+            dh.stop_proc(proc)
+        dh.stop_redis(srv)
+    text = trace.read_text()
+    used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", text, re.M))
+    assert {"execve", "clone", "socket", "connect", "bind", "listen", "prctl"} <= used, used
+    assert not used - allowed, "outside SystemCallFilter=: %s" % sorted(used - allowed)
+    fams = set(re.findall(r"socket\((AF_[A-Z0-9]+)", text))
+    assert fams and fams <= families, fams
