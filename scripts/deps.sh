@@ -10,7 +10,7 @@ libssl-dev libcmocka-dev redis-server"
 TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
 python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
 procps systemd man-db groff-base clang libclang-rt-14-dev
-nutcracker haproxy prometheus-redis-exporter python3-yaml"
+nutcracker haproxy prometheus-redis-exporter python3-yaml strace"
 
 # Benchmarks only: postfix's smtp-sink/smtp-source, php-fpm to compare the
 # supervisor with, gnuplot for the plot.

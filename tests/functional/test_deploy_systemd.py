@@ -172,15 +172,7 @@ def test_digestd_stays_inside_the_units_sandbox(tmp_path):
     from harness import RedisServer, base_config, digestctl, free_port, \
         maildir_messages, wait_for, write_config
 
-    v = unit_values(os.path.join(UNITS, "digestd.service"))
-    sets = syscall_sets()
-    allow, deny = set(), set()
-    for f in v["SystemCallFilter"]:
-        for item in f.lstrip("~").split():
-            (deny if f.startswith("~") else allow).update(expand(item, sets))
-    allowed = allow - deny
-    assert "setuid" not in allowed and "openat" in allowed
-    families = set(v["RestrictAddressFamilies"][0].split())
+    allowed, families = unit_sandbox("digestd.service")
 
     rport = free_port()
     srv = RedisServer(tmp_path / "redis", port=rport).start()
@@ -232,9 +224,56 @@ workers = 1
         if proc is not None:
             dh.stop_proc(proc)
         dh.stop_redis(srv)
-    text = trace.read_text()
-    used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", text, re.M))
+    used = check_trace(trace.read_text(), allowed, families)
     assert {"execve", "clone", "socket", "connect", "bind", "listen", "prctl"} <= used, used
+
+
+def unit_sandbox(unit):
+    """The system calls and socket families a unit allows."""
+    v = unit_values(os.path.join(UNITS, unit))
+    sets = syscall_sets()
+    allow, deny = set(), set()
+    for f in v["SystemCallFilter"]:
+        for item in f.lstrip("~").split():
+            (deny if f.startswith("~") else allow).update(expand(item, sets))
+    allowed = allow - deny
+    assert "setuid" not in allowed and "openat" in allowed
+    return allowed, set(v["RestrictAddressFamilies"][0].split())
+
+
+def check_trace(text, allowed, families):
+    """The system calls of an strace -f log, checked against the unit's."""
+    used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", text, re.M))
     assert not used - allowed, "outside SystemCallFilter=: %s" % sorted(used - allowed)
     fams = set(re.findall(r"socket\((AF_[A-Z0-9]+)", text))
     assert fams and fams <= families, fams
+    return used
+
+
+def test_digestctl_schedule_stays_inside_its_units_sandbox(tmp_path):
+    from harness import RedisServer, base_config, digestctl, free_port, write_config
+
+    allowed, families = unit_sandbox("digestctl-schedule@.service")
+    rport = free_port()
+    srv = RedisServer(tmp_path / "redis", port=rport).start()
+    try:
+        cfg, _ = base_config(tmp_path, extra="""
+[redis]
+host = 127.0.0.1
+port = %d
+
+[pool.standard]
+queue = standard
+""" % rport)
+        conf = write_config(tmp_path, cfg)
+        digestctl(conf, "seed", "--groups", "20", "--members", "50", "--posts", "80")
+        trace = tmp_path / "trace.txt"
+        p = subprocess.run(["strace", "-f", "-qq", "-o", str(trace), DIGESTCTL, "-c", conf,
+                            "schedule", "--period", "daily"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert srv.client().xlen("digest:q:standard") > 0
+    finally:
+        dh.stop_redis(srv)
+    used = check_trace(trace.read_text(), allowed, families)
+    assert {"execve", "socket", "connect"} <= used
