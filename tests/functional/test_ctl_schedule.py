@@ -258,3 +258,12 @@ def test_schedule_trims_acknowledged_old_entries(tmp_path, rsrv):
     r.xack("digest:q:standard", "digestd", ids[1])
     digestctl(cfg, "schedule", "--period", "daily")
     assert [i for i, _ in r.xrange("digest:q:standard")] == [ids[3]]
+
+
+def test_schedule_over_unix_socket(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv, unix=True)
+    add_group(r, 1, [1, 2], [(1, SAT - 1)])
+    p = digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
+    assert "jobs enqueued: 1" in p.stdout
+    assert len(entries(r, "standard")) == 1
