@@ -76,14 +76,19 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
     wait_for(lambda: slow_sink.count() >= 15, timeout=60, what="15 emails")
 
     rabbitmq._stop_node()
-    # While the broker is down, the workers stay "starting": not ready.
-    wait_for(lambda: d.http_status("/readyz") == 503, timeout=20,
-             what="/readyz 503 while the broker is down")
-    time.sleep(1.0)
-    assert not d.exited()
-    rabbitmq.start()
-    wait_for(lambda: d.http_status("/readyz") == 200, timeout=30,
-             what="/readyz 200 after the broker is back")
+    try:
+        # While the broker is down, every worker is back to "starting",
+        # retrying with backoff, and none has crashed.
+        wait_for(lambda: workers_states(d) == {"starting"}, timeout=20,
+                 what="workers starting while the broker is down")
+        pids = set(worker_pids(d))
+        time.sleep(2.0)
+        assert set(worker_pids(d)) == pids and not d.exited()
+    finally:
+        if rabbitmq.proc is None:
+            rabbitmq.start()
+    wait_for(lambda: workers_states(d) <= {"idle", "busy"}, timeout=30,
+             what="workers back after the broker restart")
 
     wait_all_done(r, 6, timeout=120, d=d)
     got = slow_sink.ids()
@@ -131,6 +136,29 @@ def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
     assert "missed heartbeats" not in rabbit_log(rabbitmq)[log_at:]
     assert "connection lost" not in d.log() and "already done" not in d.log()
     assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert d.stop() == 0
+
+
+def workers_states(d):
+    return {w["state"] for w in d.status()["workers"]}
+
+
+def test_readyz_not_ready_while_broker_down(tmp_path, redis_tcp, rabbitmq, vhost,
+                                            digestd_factory):
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, workers=2)
+    d = start_digestd(digestd_factory, cfg)
+    assert d.http_status("/readyz") == 200
+    rabbitmq._stop_node()
+    try:
+        wait_for(lambda: workers_states(d) == {"starting"}, timeout=20,
+                 what="workers starting while the broker is down")
+        wait_for(lambda: d.http_status("/readyz") == 503, timeout=10,
+                 what="/readyz 503 while no worker is connected")
+    finally:
+        if rabbitmq.proc is None:
+            rabbitmq.start()
+    wait_for(lambda: d.http_status("/readyz") == 200, timeout=30,
+             what="/readyz 200 once the workers are back")
     assert d.stop() == 0
 
 
