@@ -21,6 +21,7 @@
 #define JOBQ_KEY_MAX 512
 #define JOBQ_ARGV_MAX 64
 #define JOBQ_JOB_TTL_S (7 * 86400)
+#define JOBQ_CLAIM_TTL_S 300		/* an enqueue marker before its entry */
 
 /* A command line for redisCommandArgv; strings are borrowed, not owned. */
 struct jobq_argv {
@@ -234,8 +235,8 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 {
 	struct jobq_argv a;
 	struct jobq_many m;
-	char key[JOBQ_KEY_MAX], mkey[JOBQ_KEY_MAX], ttl[32];
-	char buf[JOB_ENCODE_MAX];
+	char key[JOBQ_KEY_MAX], mkey[JOBQ_KEY_MAX], ttl[32], claim[32];
+	char buf[JOB_ENCODE_MAX], scratch[128];
 	size_t i, nx = 0, ndel = 0, *idx;
 	int rv = 0, count = 0;
 
@@ -246,7 +247,14 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 		snprintf(err, errlen, "queue name too long");
 		return -1;
 	}
-	/* The markers first: only the jobs whose marker we set are added. */
+	/*
+	 * The markers first, as short claims: only the jobs whose marker we
+	 * set are added, and a claim whose entry never made it (the
+	 * connection died in between) lapses soon, so the next run adds the
+	 * job instead of taking it for done.  The claim gets its full TTL in
+	 * the same round trip as the entry.
+	 */
+	snprintf(claim, sizeof(claim), "%d", JOBQ_CLAIM_TTL_S);
 	for (i = 0; i < n; i++) {
 		if (rkey(mkey, sizeof(mkey), cfg->redis.key_prefix,
 		    "digest:enq:%s", jobs[i].job_id) == NULL) {
@@ -254,8 +262,6 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 			jobq_read_replies(c, i, err, errlen, jobq_ignore_cb, NULL);
 			return -1;
 		}
-		snprintf(ttl, sizeof(ttl), "%" PRId64,
-		    2 * jobq_period_s(jobs[i].period));
 		memset(&a, 0, sizeof(a));
 		jobq_arg(&a, "SET");
 		jobq_arg(&a, mkey);
@@ -263,7 +269,7 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 		if (!force)
 			jobq_arg(&a, "NX");
 		jobq_arg(&a, "EX");
-		jobq_arg(&a, ttl);
+		jobq_arg(&a, claim);
 		if (jobq_append(c, &a) == -1) {
 			snprintf(err, errlen, "redis: out of memory");
 			return -1;
@@ -291,8 +297,25 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 		}
 		idx[nx++] = i;
 	}
+	for (i = 0; i < nx; i++) {
+		rkey(mkey, sizeof(mkey), cfg->redis.key_prefix, "digest:enq:%s",
+		    jobs[idx[i]].job_id);
+		snprintf(ttl, sizeof(ttl), "%" PRId64,
+		    2 * jobq_period_s(jobs[idx[i]].period));
+		memset(&a, 0, sizeof(a));
+		jobq_arg(&a, "EXPIRE");
+		jobq_arg(&a, mkey);
+		jobq_arg(&a, ttl);
+		if (jobq_append(c, &a) == -1) {
+			snprintf(err, errlen, "redis: out of memory");
+			free(idx);
+			return -1;
+		}
+	}
 	m.idx = idx;
 	if (jobq_read_replies(c, nx, err, errlen, jobq_xadd_cb, &m) == -1)
+		rv = -1;
+	if (jobq_read_replies(c, nx, err, errlen, jobq_ignore_cb, NULL) == -1)
 		rv = -1;
 
 	/*
@@ -314,7 +337,8 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 			ndel++;
 	}
 	if (ndel > 0)
-		jobq_read_replies(c, ndel, err, errlen, jobq_ignore_cb, NULL);
+		jobq_read_replies(c, ndel, scratch, sizeof(scratch),
+		    jobq_ignore_cb, NULL);
 	free(idx);
 	for (i = 0; i < n; i++)
 		count += added[i];

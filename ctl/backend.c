@@ -15,6 +15,8 @@
 #include "rconn.h"
 #include "util.h"
 
+#define CTL_CLAIM_TTL_S 300	/* an enqueue marker before its message */
+
 /* AMQP queues declared by this process, so each is declared once. */
 static char ctl_declared[CTL_MAX_QUEUES][CONFIG_NAME_MAX];
 static int ctl_ndeclared;
@@ -114,8 +116,9 @@ ctl_enqueue_amqp(struct ctl *c, const char *queue, const struct job *j,
 		return -1;
 	}
 	ttl = 2LL * (strcmp(j->period, "weekly") == 0 ? 7 * 86400 : 86400);
-	r = redisCommand(c->qr, force ? "SET %s %s EX %lld" :
-	    "SET %s %s NX EX %lld", key, queue, ttl);
+	/* A short claim first, as jobq does: it lapses if the publish fails. */
+	r = redisCommand(c->qr, force ? "SET %s %s EX %d" :
+	    "SET %s %s NX EX %d", key, queue, CTL_CLAIM_TTL_S);
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		snprintf(c->err, sizeof(c->err), "redis SET %s: %s", key,
 		    r ? r->str : c->qr->errstr);
@@ -133,6 +136,15 @@ ctl_enqueue_amqp(struct ctl *c, const char *queue, const struct job *j,
 			freeReplyObject(r);
 		return -1;
 	}
+	r = redisCommand(c->qr, "EXPIRE %s %lld", key, ttl);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		snprintf(c->err, sizeof(c->err), "redis EXPIRE %s: %s", key,
+		    r ? r->str : c->qr->errstr);
+		if (r)
+			freeReplyObject(r);
+		return -1;
+	}
+	freeReplyObject(r);
 	return 1;
 }
 
