@@ -46,7 +46,8 @@ rconn_connect(const struct redis_config *rc, char *err, size_t errlen)
 		redisFree(c);
 		return NULL;
 	}
-	redisEnableKeepAlive(c);
+	if (rc->socket[0] == '\0')
+		redisEnableKeepAlive(c);
 	if (rc->password[0] != '\0') {
 		/* The password goes in the command only, never in a message. */
 		r = redisCommand(c, "AUTH %s", rc->password);

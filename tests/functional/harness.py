@@ -41,6 +41,27 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def _gone(pid):
+    """True once pid has exited (a zombie counts as gone: its parent reaps)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def stop_popen(proc, sig=signal.SIGTERM, timeout=10.0):
+    """Send sig to a child we started and reap it; SIGKILL after timeout."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)
+
+
 def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
     """Send sig to pid and wait (bounded) for it to go; SIGKILL after."""
     try:
@@ -49,9 +70,7 @@ def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return
         time.sleep(0.02)
     try:
@@ -96,8 +115,7 @@ class RedisServer:
 
     def stop(self):
         if self.proc is not None:
-            kill_pid(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
+            stop_popen(self.proc, signal.SIGTERM)
             self.proc = None
 
     def config_section(self, name="redis", prefix=""):
