@@ -1,6 +1,7 @@
 """digestctl watch: runs until the queues are empty, bounded by --timeout,
 plain lines when stdout is not a terminal, counters from /metrics."""
 import http.server
+import json
 import re
 import subprocess
 import threading
@@ -135,3 +136,32 @@ def test_watch_tty_redraws(tmp_path, rsrv):
     assert os.WEXITSTATUS(status) == 0
     text = out.decode()
     assert "\033[2K" in text and "[" in text and "priority" in text
+
+
+def test_watch_with_digestd(tmp_path, rsrv, digestd_factory):
+    """The whole loop: seed, schedule, digestd works the queues, watch
+    follows it from /metrics until they are empty."""
+    import os
+    from harness import maildir_messages, metric_sum
+    cfg = ctl_config(tmp_path, rsrv)
+    now = int(time.time())
+    digestctl(cfg, "seed", "--groups", "15", "--members", "1500", "--posts", "200",
+              "--now", str(now))
+    d = digestd_factory(config_path=cfg).start()
+    digestctl(cfg, "schedule", "--period", "daily", "--now", str(now))
+    p = digestctl(cfg, "watch", "--interval", "0.2", "--timeout", "120s", timeout=180)
+    assert "queues empty" in p.stdout
+    lines = [l for l in p.stdout.splitlines() if l.startswith("t=")]
+    assert all("metrics=unavailable" not in l for l in lines)
+    s = json.loads(digestctl(cfg, "stats", "--json").stdout)
+    assert all(q["depth"] == 0 and q["pending"] == 0 for q in s["queues"].values())
+    assert s["dead_letters"] == 0
+    sent = None
+    for _ in range(50):
+        sent = metric_sum(d.metrics(), "digest_emails_total", result="sent")
+        if sent == len(os.listdir(os.path.join(str(tmp_path), "outbox", "new"))):
+            break
+        time.sleep(0.1)
+    msgs = maildir_messages(os.path.join(str(tmp_path), "outbox"))
+    assert len(msgs) > 100 and sent == len(msgs)
+    assert d.stop() == 0
