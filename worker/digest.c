@@ -174,6 +174,18 @@ digest_field_i64(const redisReply *r, size_t i, int64_t dflt)
 	return v;
 }
 
+/*
+ * A key of the wrong type is bad data from the host application, not a
+ * failing server: it is read as missing, so that one bad key cannot hold
+ * a whole group's digest back.
+ */
+static int
+digest_wrongtype(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "WRONGTYPE", 9) == 0;
+}
+
 static void
 digest_redis_error(struct run *rn, redisContext *c, const char *what,
     const redisReply *r)
@@ -269,7 +281,7 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 	    (rz = digest_reply(rn, c, "ZCARD")) == NULL ||
 	    (rp = digest_reply(rn, c, "ZREVRANGEBYSCORE posts")) == NULL)
 		goto fail;
-	if (rg->type != REDIS_REPLY_ARRAY) {
+	if (rg->type != REDIS_REPLY_ARRAY && !digest_wrongtype(rg)) {
 		digest_redis_error(rn, c, "HMGET group", rg);
 		goto fail;
 	}
@@ -311,7 +323,7 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 		if ((r = digest_reply(rn, c, "HMGET post")) == NULL)
 			goto fail;
 		/* Read every reply even after an error, to stay in step. */
-		if (r->type != REDIS_REPLY_ARRAY) {
+		if (r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) {
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET post", r);
 			failed = 1;
@@ -450,7 +462,8 @@ digest_load_batch(struct run *rn, int64_t cursor, int *last)
 			continue;
 		if ((r = digest_reply(rn, c, "HMGET user")) == NULL)
 			return -1;
-		if (r->type != REDIS_REPLY_ARRAY || failed) {
+		if ((r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) ||
+		    failed) {
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET user", r);
 			failed = 1;
