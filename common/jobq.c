@@ -21,7 +21,7 @@
 #define JOBQ_KEY_MAX 512
 #define JOBQ_ARGV_MAX 64
 #define JOBQ_JOB_TTL_S (7 * 86400)
-#define JOBQ_CLAIM_TTL_S 300		/* an enqueue marker before its entry */
+#define JOBQ_CLAIM_TTL_S 300		/* a marker before its entry */
 
 /* A command line for redisCommandArgv; strings are borrowed, not owned. */
 struct jobq_argv {
@@ -57,7 +57,8 @@ jobq_run(redisContext *c, struct jobq_argv *a, char *err, size_t errlen)
 	}
 	r = redisCommandArgv(c, a->argc, a->argv, a->argvlen);
 	if (r == NULL) {
-		snprintf(err, errlen, "redis: %s", c->err ? c->errstr : "no reply");
+		snprintf(err, errlen, "redis: %s",
+		    c->err ? c->errstr : "no reply");
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -125,12 +126,15 @@ jobq_ensure(redisContext *c, const struct config *cfg, const char *queue,
 	jobq_arg(&a, "MKSTREAM");
 	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
 	if (r == NULL) {
-		snprintf(err, errlen, "redis: %s", c->err ? c->errstr : "no reply");
+		snprintf(err, errlen, "redis: %s",
+		    c->err ? c->errstr : "no reply");
 		return -1;
 	}
 	/* Whoever touched the stream first created the group: that is fine. */
-	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-		snprintf(err, errlen, "redis XGROUP CREATE %s: %s", key, r->str);
+	if (r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "BUSYGROUP", 9) != 0) {
+		snprintf(err, errlen, "redis XGROUP CREATE %s: %s", key,
+		    r->str);
 		freeReplyObject(r);
 		return -1;
 	}
@@ -203,7 +207,7 @@ jobq_marker_cb(void *arg, size_t i, redisReply *r)
 {
 	struct jobq_many *m = arg;
 
-	/* SET ... NX answers OK when it set the marker, nil when it was there. */
+	/* SET ... NX answers OK when it set the marker, else nil. */
 	m->added[i] = r != NULL && r->type == REDIS_REPLY_STATUS;
 }
 
@@ -259,7 +263,8 @@ jobq_enqueue_many(redisContext *c, const struct config *cfg, const char *queue,
 		if (rkey(mkey, sizeof(mkey), cfg->redis.key_prefix,
 		    "digest:enq:%s", jobs[i].job_id) == NULL) {
 			snprintf(err, errlen, "job id too long");
-			jobq_read_replies(c, i, err, errlen, jobq_ignore_cb, NULL);
+			jobq_read_replies(c, i, err, errlen, jobq_ignore_cb,
+			    NULL);
 			return -1;
 		}
 		memset(&a, 0, sizeof(a));
@@ -532,7 +537,8 @@ jobq_group_info(redisContext *c, const char *key, struct jobq_group_info *gi,
 	jobq_arg(&a, key);
 	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
 	if (r == NULL) {
-		snprintf(err, errlen, "redis: %s", c->err ? c->errstr : "no reply");
+		snprintf(err, errlen, "redis: %s",
+		    c->err ? c->errstr : "no reply");
 		return -1;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -622,7 +628,8 @@ jobq_trim(redisContext *c, const struct config *cfg, const char *queue,
 	 * Only acknowledged entries may go: nothing at or after the oldest
 	 * pending entry, nor after the last one delivered to the group.
 	 */
-	if ((n = jobq_oldest_pending(c, key, id, sizeof(id), err, errlen)) == -1)
+	n = jobq_oldest_pending(c, key, id, sizeof(id), err, errlen);
+	if (n == -1)
 		return -1;
 	if (n == 1 && jobq_parse_id(id, &other) == 0 &&
 	    jobq_id_cmp(&other, &cut) < 0)

@@ -130,7 +130,8 @@ ctl_enqueue_amqp(struct ctl *c, const char *queue, const struct job *j,
 	freeReplyObject(r);
 	if (!added)
 		return 0;
-	if (jobq_amqp_enqueue(c->amqp, queue, j, c->err, sizeof(c->err)) == -1) {
+	if (jobq_amqp_enqueue(c->amqp, queue, j, c->err,
+	    sizeof(c->err)) == -1) {
 		/* Without the message, the marker would hide the job. */
 		if ((r = redisCommand(c->qr, "DEL %s", key)) != NULL)
 			freeReplyObject(r);

@@ -23,7 +23,7 @@ struct ctl {
 	struct config *cfg;
 	redisContext *data;		/* [redis]: groups, posts, users */
 	redisContext *qr;		/* [queue_redis] or the same as data */
-	struct amqp_link *amqp;		/* queue.backend = amqp, opened lazily */
+	struct amqp_link *amqp;		/* queue.backend amqp: opened lazily */
 	char err[CTL_ERR_MAX];
 };
 

@@ -202,7 +202,8 @@ dlq_walk_redis(struct ctl *c, int requeue, const char *job_id)
 				    dlq_get(&e, "reason") : "-");
 				continue;
 			}
-			if (job_id != NULL && (v == NULL || strcmp(v, job_id) != 0))
+			if (job_id != NULL &&
+			    (v == NULL || strcmp(v, job_id) != 0))
 				continue;
 			matched++;
 			if ((rv = dlq_requeue_one(c, key, &e)) == -1) {
@@ -310,7 +311,8 @@ ctl_cmd_dlq(struct ctl *c, int argc, char **argv)
 		}
 	}
 	if (requeue && (all == (job_id != NULL))) {
-		fprintf(stderr, "digestctl dlq requeue: give a JOB_ID or --all\n");
+		fprintf(stderr, "digestctl dlq requeue: give a JOB_ID or "
+		    "--all\n");
 		return 2;
 	}
 	if (c->cfg->queue.backend == QUEUE_BACKEND_AMQP)

@@ -60,7 +60,7 @@ main(int argc, char **argv)
 	size_t i;
 	int ch, rv;
 
-	/* A closed pipe (digestctl stats | head) is not worth a signal death. */
+	/* A closed pipe (digestctl stats | head) is no reason to die. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init("digestctl", LOG_LEVEL_WARN, LOG_FORMAT_LOGFMT);
 	/* '+': options after the command belong to the command. */

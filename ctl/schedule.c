@@ -35,7 +35,7 @@ struct sched_counts {
 	int64_t with_posts;		/* ... with a post in the window */
 	int64_t empty;			/* ... but no member */
 	int64_t jobs[2];		/* added: priority, standard */
-	int64_t jobs_other;		/* added to a queue named by --queue */
+	int64_t jobs_other;		/* added to a --queue of its own */
 	int64_t existing;		/* already enqueued */
 };
 
@@ -131,10 +131,12 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 			last = (k + 1) * ss - 1;
 			if (last > g[i].members - 1)
 				last = g[i].members - 1;
-			redisAppendCommand(c->data, "ZRANGE %s %lld %lld WITHSCORES",
-			    key, (long long)first, (long long)first);
-			redisAppendCommand(c->data, "ZRANGE %s %lld %lld WITHSCORES",
-			    key, (long long)last, (long long)last);
+			redisAppendCommand(c->data,
+			    "ZRANGE %s %lld %lld WITHSCORES", key,
+			    (long long)first, (long long)first);
+			redisAppendCommand(c->data,
+			    "ZRANGE %s %lld %lld WITHSCORES", key,
+			    (long long)last, (long long)last);
 			sent += 2;
 		}
 	}
@@ -176,7 +178,7 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 			queues[nj++] = g[i].queue;
 		}
 	}
-	/* One pipeline per queue: jobs of a queue are contiguous once sorted. */
+	/* One pipeline per queue, its jobs gathered together. */
 	rv = 0;
 	for (first_i = 0; first_i < nj && rv == 0; first_i = last_i) {
 		size_t q0 = first_i, m = 0;
@@ -299,13 +301,15 @@ sched_all(struct sched_run *s)
 	ids = xcalloc(SCHED_PAGE, sizeof(*ids));
 	g = xcalloc(SCHED_PAGE, sizeof(*g));
 	for (;;) {
-		r = redisCommand(c->data, "ZRANGEBYSCORE %s (%lld +inf LIMIT %lld %d",
-		    key, (long long)s->window_start, (long long)offset,
-		    SCHED_PAGE);
+		r = redisCommand(c->data,
+		    "ZRANGEBYSCORE %s (%lld +inf LIMIT %lld %d", key,
+		    (long long)s->window_start, (long long)offset, SCHED_PAGE);
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-			snprintf(c->err, sizeof(c->err), "redis ZRANGEBYSCORE %s: %s",
-			    key, r == NULL ? c->data->errstr :
-			    r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+			snprintf(c->err, sizeof(c->err),
+			    "redis ZRANGEBYSCORE %s: %s", key,
+			    r == NULL ? c->data->errstr :
+			    r->type == REDIS_REPLY_ERROR ? r->str :
+			    "bad reply");
 			if (r)
 				freeReplyObject(r);
 			goto fail;
@@ -553,7 +557,8 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	period_window(s.period, c->cfg->schedule.day_start_s, now,
 	    &s.window_start, &s.window_end);
 	/* An explicit request: the group's posts are not required. */
-	if ((m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "")) == -1) {
+	m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "");
+	if (m == -1) {
 		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
 		return 1;
 	}

@@ -321,7 +321,8 @@ seed_memberships(struct seed_pipe *p, const char *prefix, struct seed_group *g,
 				chunk = SEED_ZADD_CHUNK;
 			seed_cmd(p);
 			seed_arg(p, "ZADD");
-			seed_argf(p, "%sgroup:%" PRId64 ":members", prefix, i + 1);
+			seed_argf(p, "%sgroup:%" PRId64 ":members", prefix,
+			    i + 1);
 			for (int64_t m = 0; m < chunk; m++) {
 				uid = seed_member(&g[i], users, k + m);
 				/* Score and member are both the user id. */

@@ -240,7 +240,8 @@ ctl_http_get(const char *listen, const char *path, int timeout_ms,
 		    listen);
 	strlcpy(port, colon + 1, sizeof(port));
 	/* A wildcard listener is reached on loopback. */
-	if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+	if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
+	    strcmp(host, "*") == 0)
 		strlcpy(host, "127.0.0.1", sizeof(host));
 	else if (strcmp(host, "::") == 0)
 		strlcpy(host, "::1", sizeof(host));
@@ -266,7 +267,8 @@ ctl_http_get(const char *listen, const char *path, int timeout_ms,
 	}
 	freeaddrinfo(res);
 	if (fd == -1) {
-		snprintf(err, errlen, "connect %s: %s", listen, strerror(errno));
+		snprintf(err, errlen, "connect %s: %s", listen,
+		    strerror(errno));
 		return -1;
 	}
 	n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n"

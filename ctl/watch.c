@@ -22,7 +22,7 @@ struct watch_queue {
 	const char *name;
 	int64_t outstanding;		/* depth + pending */
 	int64_t initial;
-	double done_base;		/* jobs finished per /metrics at start */
+	double done_base;		/* jobs finished at start, per /metrics */
 	double done;			/* ... since start */
 };
 
