@@ -76,6 +76,7 @@ static int stopping;
 static int64_t drain_deadline_ns;
 static int64_t oom_kills_seen = -1;
 static int64_t slot_warned_ns;
+static int sanitizer_warned;
 static char oom_events_path[PATH_MAX + 64];
 
 static void pool_spawn(int);
@@ -189,7 +190,6 @@ static void __attribute__((noreturn))
 pool_child(int i, pid_t parent)
 {
 	const struct pool_config *pc;
-	static int warned;
 	struct rlimit rl;
 
 	/*
@@ -205,15 +205,12 @@ pool_child(int i, pid_t parent)
 
 	pc = config_pool(psup->cfg, reg_name(slots[i].reg));
 	if (pc != NULL && pc->memory_limit > 0) {
-		if (POOL_SANITIZER) {
-			/*
-			 * The sanitizer's shadow memory is reserved as data:
-			 * any data limit would fail the first allocation.
-			 */
-			if (!warned++)
-				log_info("sanitizer build: memory_limit not "
-				    "applied");
-		} else {
+		/*
+		 * Not under a sanitizer: its shadow memory is reserved as
+		 * data, and any data limit fails the first allocation
+		 * (pool_spawn says so once).
+		 */
+		if (!POOL_SANITIZER) {
 			rl.rlim_cur = rl.rlim_max = pc->memory_limit;
 			if (setrlimit(RLIMIT_DATA, &rl) == -1)
 				log_warn("setrlimit RLIMIT_DATA");
@@ -297,6 +294,10 @@ pool_spawn(int i)
 		return;
 	}
 	strlcpy(ps->queue, pc->queue, sizeof(ps->queue));
+	if (POOL_SANITIZER && pc->memory_limit > 0 && !sanitizer_warned) {
+		sanitizer_warned = 1;
+		log_info("sanitizer build: memory_limit not applied");
+	}
 	atomic_fetch_add(&s->gen, 1);
 	atomic_store(&s->cmd, SB_CMD_RUN);
 	atomic_store(&s->pool, ps->reg);
