@@ -90,13 +90,28 @@ check_html(const char *h)
 {
 	const char *p;
 
+	const char *e, *a;
+	static char tag[32768];
+
 	check(strcasestr(h, "<script") == NULL, "<script in the HTML part");
-	for (p = h; (p = strcasestr(p, "href=")) != NULL;) {
-		p += 5;
-		if (*p == '"' || *p == '\'')
-			p++;
-		check(strncasecmp(p, "http://", 7) == 0 ||
-		    strncasecmp(p, "https://", 8) == 0, "href not http(s)");
+	/*
+	 * Attributes live inside tags, and escaped text holds no '<': look
+	 * at every tag (the text between tags may say "href=" harmlessly).
+	 */
+	for (p = h; (p = strchr(p, '<')) != NULL; p = e) {
+		e = strchr(p, '>');
+		check(e != NULL, "unclosed tag");
+		check((size_t)(e - p) < sizeof(tag), "tag too long");
+		memcpy(tag, p, (size_t)(e - p));
+		tag[e - p] = '\0';
+		for (a = tag; (a = strcasestr(a, "href=")) != NULL;) {
+			a += 5;
+			if (*a == '"' || *a == '\'')
+				a++;
+			check(strncasecmp(a, "http://", 7) == 0 ||
+			    strncasecmp(a, "https://", 8) == 0,
+			    "href not http(s)");
+		}
 	}
 }
 
@@ -146,9 +161,10 @@ check_message(const char *s, size_t len, const char *mid)
 	for (i = 0; known_headers[i] != NULL; i++)
 		check(seen[i], "header missing");
 
-	q = strstr(s, "boundary=\"");
+	/* The boundary of our Content-Type, not text in another header. */
+	q = strstr(s, "\r\nContent-Type: multipart/alternative;\r\n boundary=\"");
 	check(q != NULL && q < hend, "boundary");
-	q += 10;
+	q += 51;
 	b = strchr(q, '"');
 	check(b != NULL && (size_t)(b - q) < 100, "boundary ends");
 	snprintf(boundary, sizeof(boundary), "%.*s", (int)(b - q), q);
