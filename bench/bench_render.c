@@ -5,7 +5,7 @@
  * render_job per group and render_message for many recipients, as a
  * worker does.  Prints emails/s and microseconds of CPU per email.
  *
- *   build/bench/bench_render [-p] [-s seconds] [-g groups]
+ *   build/bench/bench_render [-p] [-s seconds] [-g groups] [-t template_dir]
  *
  * -p prints the first email and exits, to look at what is measured.
  *
@@ -83,8 +83,9 @@ main(int argc, char *argv[])
 	double seconds = 2.0, t0, c0, wall, cpu, job_cpu = 0, c1;
 	long long emails = 0, bytes = 0, jobs = 0, uid = 1;
 	int ngroups = 50, ch, i, n, print = 0;
+	const char *tdir = NULL;
 
-	while ((ch = getopt(argc, argv, "ps:g:")) != -1) {
+	while ((ch = getopt(argc, argv, "ps:g:t:")) != -1) {
 		switch (ch) {
 		case 'p':
 			print = 1;
@@ -95,9 +96,12 @@ main(int argc, char *argv[])
 		case 'g':
 			ngroups = atoi(optarg);
 			break;
+		case 't':
+			tdir = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: bench_render [-p] [-s seconds] "
-			    "[-g groups]\n");
+			    "[-g groups] [-t template_dir]\n");
 			return 2;
 		}
 	}
@@ -109,6 +113,9 @@ main(int argc, char *argv[])
 	strcpy(cfg->digest.unsubscribe_url, "https://example.com/unsubscribe");
 	strcpy(cfg->digest.unsubscribe_secret, "bench-secret-0123456789");
 	cfg->digest.max_posts = 10;
+	if (tdir != NULL)
+		snprintf(cfg->digest.template_dir,
+		    sizeof(cfg->digest.template_dir), "%s", tdir);
 	if ((r = render_new(cfg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "render_new: %s\n", err);
 		return 1;
