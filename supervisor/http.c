@@ -31,6 +31,7 @@
 #define HTTP_TIMEOUT_S 10		/* a client has this long per request */
 #define HTTP_MAX_HEADERS 16384
 #define HTTP_BACKLOG 128
+#define HTTP_MAX_BODY 4096		/* we read no bodies; enough to answer 405 */
 
 static struct evhttp *http_server;
 
@@ -242,7 +243,7 @@ http_listen(struct supervisor *s, const char *addr, char *err, size_t errlen)
 		}
 		evhttp_set_timeout(http_server, HTTP_TIMEOUT_S);
 		evhttp_set_max_headers_size(http_server, HTTP_MAX_HEADERS);
-		evhttp_set_max_body_size(http_server, 0);
+		evhttp_set_max_body_size(http_server, HTTP_MAX_BODY);
 		/*
 		 * Let every method through to the callback, which answers
 		 * 405 with an Allow header rather than evhttp's bare 501.
