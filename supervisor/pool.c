@@ -73,6 +73,7 @@ static struct pslot slots[SB_MAX_SLOTS];
 static int notify_r = -1, notify_w = -1;
 static struct event *notify_ev;
 static int stopping;
+static int stop_fast;		/* SIGQUIT rather than a drain */
 static int64_t drain_deadline_ns;
 static int64_t oom_kills_seen = -1;
 static int64_t slot_warned_ns;
@@ -650,7 +651,7 @@ pool_worker_died(int i, int status)
 	 */
 	if (has_job && psup->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
 		why = reason >= 0 ? reason_name :
-		    (stopping ? "drain_timeout" : "stopped");
+		    (stopping && !stop_fast ? "drain_timeout" : "stopped");
 		if (ps->killed_timeout)
 			why = "job_timeout";
 		requeue_add(ps->queue, &job, entry, why);
@@ -837,6 +838,7 @@ pool_stop(int fast)
 	int i;
 
 	stopping = 1;
+	stop_fast |= fast;
 	for (i = 0; i < SB_MAX_SLOTS; i++) {
 		if (slots[i].role == ROLE_NONE)
 			continue;

@@ -7,8 +7,9 @@
  * The supervisor talks to a worker only through the slot's cmd (RUN,
  * RETIRE: finish the job in hand and exit, DRAIN: checkpoint it and give
  * it back), never by signals, so that no Redis or SMTP exchange is cut
- * half-way by EINTR.  The worker heartbeats in the slot on every loop,
- * idle or busy: its queue reads time out after about a second, and a
+ * half-way by EINTR: SIGINT, SIGHUP, SIGQUIT and SIGUSR1 are ignored and
+ * SIGTERM only raises a drain flag.  The worker heartbeats in the slot on
+ * every loop, idle or busy: its queue reads time out after about a second, and a
  * running job calls back at least once a second.  Exit status tells the
  * supervisor why it left: 0 when told or after max_jobs, EXIT_WORKER_OOM
  * when an allocation failed under memory_limit.
@@ -82,6 +83,8 @@ worker_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	/* A terminal's ^\ reaches the whole group: the supervisor decides. */
+	sigaction(SIGQUIT, &sa, NULL);
 	/* SIGTERM asks for a drain: a flag, and no EINTR in a read. */
 	sa.sa_handler = term_handler;
 	sa.sa_flags = SA_RESTART;
