@@ -22,62 +22,75 @@
 #include "rconn.h"
 #include "util.h"
 
-static const char *const stats_sched_ints[] = {
-	"window_start", "window_end", "jobs_priority", "jobs_standard",
-	"skipped_existing", "groups",
+/* The fields of digest:sched:{period} (see schedule.c), and their types. */
+static const struct {
+	const char *name;
+	char type;			/* i: integer, r: real, s: string */
+} stats_sched_fields[] = {
+	{ "status", 's' }, { "start", 'r' }, { "end", 'r' },
+	{ "window_start", 'i' }, { "window_end", 'i' },
+	{ "jobs_priority", 'i' }, { "jobs_standard", 'i' },
+	{ "skipped_existing", 'i' }, { "groups", 'i' }, { "error", 's' },
+	{ "last_success", 'r' },
 };
-static const char *const stats_sched_reals[] = {
-	"start", "end", "last_success",
-};
+#define STATS_NSCHED (sizeof(stats_sched_fields) / sizeof(stats_sched_fields[0]))
 
-/* digest:sched:{period} as a JSON object, or JSON null when never run. */
+/*
+ * digest:sched:{period} as a JSON object, JSON null when never run, or
+ * NULL with c->err on a Redis error.
+ */
 static json_t *
 stats_sched(struct ctl *c, const char *period)
 {
-	redisReply *r;
+	const char *argv[2 + STATS_NSCHED];
+	redisReply *r, *v;
 	json_t *o;
 	char key[512];
-	const char *name, *val;
-	size_t i, k;
+	const char *name;
+	size_t i, any = 0;
 	int64_t n;
 	double d;
-	int done;
 
 	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "digest:sched:%s",
-	    period) == NULL)
-		return json_null();
-	/* Our own small hash, whose every field we want. */
-	r = redisCommand(c->qr, "HGETALL %s", key);
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+	    period) == NULL) {
+		snprintf(c->err, sizeof(c->err), "key too long");
+		return NULL;
+	}
+	argv[0] = "HMGET";
+	argv[1] = key;
+	for (i = 0; i < STATS_NSCHED; i++)
+		argv[2 + i] = stats_sched_fields[i].name;
+	r = redisCommandArgv(c->qr, 2 + STATS_NSCHED, argv, NULL);
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != STATS_NSCHED) {
+		snprintf(c->err, sizeof(c->err), "redis HMGET %s: %s", key,
+		    r == NULL ? c->qr->errstr : r->type == REDIS_REPLY_ERROR ?
+		    r->str : "bad reply");
 		if (r)
 			freeReplyObject(r);
-		return json_null();
+		return NULL;
 	}
 	o = json_object();
-	for (i = 0; i + 1 < r->elements; i += 2) {
-		name = r->element[i]->str;
-		val = r->element[i + 1]->str;
-		if (name == NULL || val == NULL)
+	for (i = 0; i < STATS_NSCHED; i++) {
+		v = r->element[i];
+		name = stats_sched_fields[i].name;
+		if (v->type != REDIS_REPLY_STRING)
 			continue;
-		done = 0;
-		for (k = 0; k < sizeof(stats_sched_ints) /
-		    sizeof(stats_sched_ints[0]) && !done; k++)
-			if (strcmp(name, stats_sched_ints[k]) == 0 &&
-			    parse_i64(val, INT64_MIN, INT64_MAX, &n) == 0) {
-				json_object_set_new(o, name, json_integer(n));
-				done = 1;
-			}
-		for (k = 0; k < sizeof(stats_sched_reals) /
-		    sizeof(stats_sched_reals[0]) && !done; k++)
-			if (strcmp(name, stats_sched_reals[k]) == 0 &&
-			    parse_double(val, &d) == 0) {
-				json_object_set_new(o, name, json_real(d));
-				done = 1;
-			}
-		if (!done)
-			json_object_set_new(o, name, json_string(val));
+		any++;
+		if (stats_sched_fields[i].type == 'i' &&
+		    parse_i64(v->str, INT64_MIN, INT64_MAX, &n) == 0)
+			json_object_set_new(o, name, json_integer(n));
+		else if (stats_sched_fields[i].type == 'r' &&
+		    parse_double(v->str, &d) == 0)
+			json_object_set_new(o, name, json_real(d));
+		else
+			json_object_set_new(o, name, json_string(v->str));
 	}
 	freeReplyObject(r);
+	if (any == 0) {
+		json_decref(o);
+		return json_null();
+	}
 	return o;
 }
 
@@ -174,11 +187,16 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	}
 	json_object_set_new(root, "dead_letters", json_integer(dlq));
 	sched = json_object();
-	sd = stats_sched(c, "daily");
-	sw = stats_sched(c, "weekly");
+	json_object_set_new(root, "schedule", sched);
+	if ((sd = stats_sched(c, "daily")) == NULL ||
+	    (sw = stats_sched(c, "weekly")) == NULL) {
+		fprintf(stderr, "digestctl stats: schedule: %s\n", c->err);
+		json_decref(sd);
+		json_decref(root);
+		return 1;
+	}
 	json_object_set_new(sched, "daily", sd);
 	json_object_set_new(sched, "weekly", sw);
-	json_object_set_new(root, "schedule", sched);
 
 	if (json) {
 		s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
