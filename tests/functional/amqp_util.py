@@ -298,3 +298,14 @@ def expected_pairs(groups, window_end, period="daily", domain="example.com"):
     return {("<%s.%d.%d.0.%d@%s>" % (period, window_end, gid, u, domain),
              "u%d@example.org" % u)
             for gid, uids in groups.items() for u in uids}
+
+
+def rabbit_log(rabbit):
+    """The broker's own log (one node, one file per run of the node)."""
+    out = []
+    logdir = os.path.join(rabbit.dir, "log")
+    for name in sorted(os.listdir(logdir)):
+        if name.endswith(".log"):
+            with open(os.path.join(logdir, name), errors="replace") as f:
+                out.append(f.read())
+    return "\n".join(out)

@@ -12,6 +12,7 @@ from amqp_util import (
     drain_queue,
     expected_pairs,
     now_for_tests,
+    rabbit_log,
     scheduled,
     start_digestd,
     wait_all_done,
@@ -160,13 +161,3 @@ def test_readyz_not_ready_while_broker_down(tmp_path, redis_tcp, rabbitmq, vhost
     wait_for(lambda: d.http_status("/readyz") == 200, timeout=30,
              what="/readyz 200 once the workers are back")
     assert d.stop() == 0
-
-
-def rabbit_log(rabbit):
-    out = []
-    logdir = os.path.join(rabbit.dir, "log")
-    for name in os.listdir(logdir):
-        if name.endswith(".log"):
-            with open(os.path.join(logdir, name), errors="replace") as f:
-                out.append(f.read())
-    return "\n".join(out)
