@@ -285,7 +285,7 @@ pool_spawn(int i)
 	struct sb_slot *s = &psup->sb->slots[i];
 	const struct pool_config *pc;
 	struct timeval tv;
-	char num[32], pidbuf[16], fork_us[32], mono[32];
+	char num[32], sbn[16], pidbuf[16], fork_us[32], mono[32];
 	int64_t now;
 	pid_t pid, self = getpid();
 
@@ -327,14 +327,16 @@ pool_spawn(int i)
 		pool_child(i, self);
 	ps->pid = pid;
 	atomic_store(&s->pid, pid);
-	snprintf(num, sizeof(num), "%d", i);
+	snprintf(num, sizeof(num), "%d", ps->pos);
+	snprintf(sbn, sizeof(sbn), "%d", i);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	snprintf(fork_us, sizeof(fork_us), "%lld", ps->death_ns ?
 	    (long long)((now - ps->death_ns) / 1000) : -1LL);
 	snprintf(mono, sizeof(mono), "%lld", (long long)now);
 	/* mono_ns lets a test relate the fork to its own clock. */
 	log_kv(LOG_LEVEL_DEBUG, "worker started", "pool", reg_name(ps->reg),
-	    "slot", num, "worker", pidbuf, "death_to_fork_us", fork_us,
+	    "slot", num, "sb_slot", sbn, "worker", pidbuf,
+	    "death_to_fork_us", fork_us,
 	    "mono_ns", mono, NULL);
 }
 
@@ -343,20 +345,22 @@ static void
 pool_ready(int i)
 {
 	struct pslot *ps = &slots[i];
-	char num[32], pidbuf[16], us[32], mono[32];
+	char num[32], sbn[16], pidbuf[16], us[32], mono[32];
 	int64_t now = now_mono_ns();
 	int j;
 
 	if (ps->pid == 0 || ps->ready)
 		return;
 	ps->ready = 1;
-	snprintf(num, sizeof(num), "%d", i);
+	snprintf(num, sizeof(num), "%d", ps->pos);
+	snprintf(sbn, sizeof(sbn), "%d", i);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)ps->pid);
 	snprintf(us, sizeof(us), "%lld", ps->death_ns ?
 	    (long long)((now - ps->death_ns) / 1000) : -1LL);
 	snprintf(mono, sizeof(mono), "%lld", (long long)now);
 	log_kv(LOG_LEVEL_DEBUG, "worker ready", "pool", reg_name(ps->reg),
-	    "slot", num, "worker", pidbuf, "death_to_ready_us", us,
+	    "slot", num, "sb_slot", sbn, "worker", pidbuf,
+	    "death_to_ready_us", us,
 	    "mono_ns", mono, NULL);
 	ps->death_ns = 0;
 	if (ps->role != ROLE_ACTIVE)
@@ -615,7 +619,8 @@ pool_worker_died(int i, int status)
 	struct sb_slot *s = &psup->sb->slots[i];
 	struct timeval tv;
 	struct job job;
-	char entry[SB_ENTRY_MAX], how[32], num[16], pidbuf[16], ran[32];
+	char entry[SB_ENTRY_MAX], how[32], num[16], sbn[16], pidbuf[16];
+	char ran[32];
 	char mono[32];
 	const char *reason_name, *why;
 	int64_t now = now_mono_ns(), delay;
@@ -632,7 +637,8 @@ pool_worker_died(int i, int status)
 
 	reason_name = reason >= 0 ? restart_reason_names[reason] : "stopped";
 	describe_status(status, how, sizeof(how));
-	snprintf(num, sizeof(num), "%d", i);
+	snprintf(num, sizeof(num), "%d", ps->pos);
+	snprintf(sbn, sizeof(sbn), "%d", i);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	snprintf(ran, sizeof(ran), "%lld", (long long)ms_since(ps->spawned_ns,
 	    now));
@@ -640,6 +646,7 @@ pool_worker_died(int i, int status)
 	log_kv(reason == RESTART_CRASH || reason == RESTART_OOM ||
 	    reason == RESTART_STALL ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
 	    "worker exited", "pool", reg_name(ps->reg), "slot", num,
+	    "sb_slot", sbn,
 	    "worker", pidbuf, "reason", reason_name, "status", how,
 	    "ran_ms", ran, "job", has_job ? job.job_id : "", "mono_ns", mono,
 	    NULL);
@@ -738,7 +745,7 @@ pool_tick(void)
 {
 	struct sb_slot *s;
 	int64_t now = now_mono_ns(), hb, stall_ns;
-	char num[16], pidbuf[16];
+	char num[16], sbn[16], pidbuf[16];
 	int i;
 
 	stall_ns = psup->cfg->supervisor.stall_timeout_ms * 1000000;
@@ -757,22 +764,26 @@ pool_tick(void)
 		if (hb < slots[i].spawned_ns)
 			hb = slots[i].spawned_ns;
 		if (slot_job_timed_out(i)) {
-			snprintf(num, sizeof(num), "%d", i);
+			snprintf(num, sizeof(num), "%d", slots[i].pos);
+			snprintf(sbn, sizeof(sbn), "%d", i);
 			snprintf(pidbuf, sizeof(pidbuf), "%d",
 			    (int)slots[i].pid);
 			log_kv(LOG_LEVEL_WARN, "job over job_timeout: SIGKILL",
 			    "pool", reg_name(slots[i].reg), "slot", num,
+			    "sb_slot", sbn,
 			    "worker", pidbuf, NULL);
 			slots[i].killed_timeout = 1;
 			kill(slots[i].pid, SIGKILL);
 			continue;
 		}
 		if (now - hb > stall_ns) {
-			snprintf(num, sizeof(num), "%d", i);
+			snprintf(num, sizeof(num), "%d", slots[i].pos);
+			snprintf(sbn, sizeof(sbn), "%d", i);
 			snprintf(pidbuf, sizeof(pidbuf), "%d",
 			    (int)slots[i].pid);
 			log_kv(LOG_LEVEL_WARN, "worker stalled: SIGKILL",
 			    "pool", reg_name(slots[i].reg), "slot", num,
+			    "sb_slot", sbn,
 			    "worker", pidbuf, NULL);
 			slots[i].killed_stall = 1;
 			kill(slots[i].pid, SIGKILL);

@@ -9,10 +9,10 @@
  * it back), never by signals, so that no Redis or SMTP exchange is cut
  * half-way by EINTR: SIGINT, SIGHUP, SIGQUIT and SIGUSR1 are ignored and
  * SIGTERM only raises a drain flag.  The worker heartbeats in the slot on
- * every loop, idle or busy: its queue reads time out after about a second, and a
- * running job calls back at least once a second.  Exit status tells the
- * supervisor why it left: 0 when told or after max_jobs, EXIT_WORKER_OOM
- * when an allocation failed under memory_limit.
+ * every loop, idle or busy: its queue reads time out after about a second,
+ * and a running job calls back at least once a second.  Exit status tells
+ * the supervisor why it left: 0 when told or after max_jobs,
+ * EXIT_WORKER_OOM when an allocation failed under memory_limit.
  */
 #include <errno.h>
 #include <signal.h>

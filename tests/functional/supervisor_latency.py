@@ -38,7 +38,7 @@ def parse(log):
             continue
         kv = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
         ev.setdefault(m.group(1), []).append(
-            (int(kv["slot"]), int(kv["worker"]), int(kv["mono_ns"])))
+            (int(kv["sb_slot"]), int(kv["worker"]), int(kv["mono_ns"])))
     return ev
 
 
