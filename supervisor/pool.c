@@ -730,7 +730,8 @@ slot_job_timed_out(int i)
 	const struct pool_config *pc;
 	int64_t started;
 
-	if (atomic_load(&psup->sb->slots[i].state) != SB_BUSY)
+	if (atomic_load(&psup->sb->slots[i].state) != SB_BUSY &&
+	    atomic_load(&psup->sb->slots[i].state) != SB_DRAINING)
 		return 0;
 	pc = config_pool(psup->cfg, reg_name(slots[i].reg));
 	if (pc == NULL || pc->job_timeout_ms <= 0)

@@ -259,7 +259,14 @@ worker_tick(void *arg)
 			return -1;
 		}
 	}
-	return worker_cmd(w) == SB_CMD_DRAIN ? -1 : 0;
+	if (worker_cmd(w) != SB_CMD_RUN) {
+		/* Told to go: the job in hand is the last (shown as draining). */
+		if (atomic_load(&w->slot->state) == SB_BUSY)
+			sb_set_state(w->slot, SB_DRAINING);
+		if (worker_cmd(w) == SB_CMD_DRAIN)
+			return -1;
+	}
+	return 0;
 }
 
 static void
