@@ -15,6 +15,7 @@
  * group g's members are users (off + k * stride) mod U + 1, k < size,
  * with stride prime to U, which are distinct and cost nothing to keep.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -74,6 +75,10 @@ static const char *const seed_topic[] = {
 	"chess", "cycling", "photography", "knitting", "birding", "typography",
 	"woodworking", "cinema", "running", "vinyl", "urban sketching",
 	"home lab", "beekeeping", "café culture",
+};
+static const char *const seed_kind[] = {
+	"club", "circle", "collective", "society", "corner", "friends",
+	"exchange", "guild",
 };
 static const char *const seed_title[] = {
 	"Weekly thread: what are you working on?",
@@ -427,6 +432,7 @@ seed_groups(struct seed_pipe *p, const char *prefix, uint64_t seed,
     struct seed_group *g, int64_t ngroups, int64_t window_end)
 {
 	struct seed_rng r;
+	const char *topic;
 	int64_t i, latest;
 
 	for (i = 0; i < ngroups && !p->failed; i++) {
@@ -435,10 +441,11 @@ seed_groups(struct seed_pipe *p, const char *prefix, uint64_t seed,
 		seed_arg(p, "HSET");
 		seed_argf(p, "%sgroup:%" PRId64, prefix, i + 1);
 		seed_arg(p, "name");
-		seed_argf(p, "%s %s #%" PRId64,
-		    seed_first[seed_below(&r, sizeof(seed_first) /
-		    sizeof(char *))], seed_topic[seed_below(&r,
-		    sizeof(seed_topic) / sizeof(char *))], i + 1);
+		topic = seed_topic[seed_below(&r, sizeof(seed_topic) /
+		    sizeof(char *))];
+		seed_argf(p, "%c%s %s #%" PRId64, toupper((unsigned char)topic[0]),
+		    topic + 1, seed_kind[seed_below(&r, sizeof(seed_kind) /
+		    sizeof(char *))], i + 1);
 		seed_arg(p, "url");
 		seed_argf(p, "https://example.com/g/%" PRId64, i + 1);
 		seed_send(p);
