@@ -69,3 +69,17 @@ def test_stats_dead_letters_and_table(tmp_path, rsrv):
     assert "never run" in p.stdout
     p = digestctl(cfg, "stats", "--bogus", check=False)
     assert p.returncode == 2
+
+
+def test_bad_config_and_usage(tmp_path, rsrv):
+    cfg = ctl_config(tmp_path, rsrv, extra="[schedule]\nshard_sise = 10\n")
+    p = digestctl(cfg, "stats", check=False)
+    assert p.returncode == 1 and "shard_sise" in p.stderr and cfg in p.stderr
+    p = digestctl(str(tmp_path / "missing.conf"), "stats", check=False)
+    assert p.returncode == 1 and "missing.conf" in p.stderr
+    import subprocess
+    from harness import DIGESTCTL
+    p = subprocess.run([DIGESTCTL, "stats"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "usage" in p.stderr
+    p = subprocess.run([DIGESTCTL, "-h"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and "schedule --period" in p.stdout
