@@ -267,3 +267,26 @@ def test_schedule_over_unix_socket(tmp_path, rsrv):
     p = digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
     assert "jobs enqueued: 1" in p.stdout
     assert len(entries(r, "standard")) == 1
+
+
+def test_concurrent_schedulers_enqueue_each_job_once(tmp_path, rsrv):
+    import subprocess
+    from harness import DIGESTCTL
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 3\n")
+    pipe = r.pipeline(transaction=False)
+    for gid in range(1, 801):
+        pipe.zadd("group:%d:members" % gid, {str(u): u for u in range(1, 2 + gid % 9)})
+        pipe.zadd("group:%d:posts" % gid, {str(gid): SAT - gid})
+        pipe.zadd("groups:active", {str(gid): SAT - gid})
+    pipe.execute()
+    procs = [subprocess.Popen([DIGESTCTL, "-c", cfg, "schedule", "--period", "daily",
+                               "--now", str(SAT + 60 * i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    ids = [e["job_id"] for q in ("standard", "priority") for e in entries(r, q)]
+    want = sum(math.ceil((1 + gid % 9) / 3) for gid in range(1, 801))
+    assert len(ids) == want and len(set(ids)) == want
+    added = sum(int(o.split("jobs enqueued: ")[1].split()[0]) for o, _ in outs)
+    assert added == want

@@ -83,3 +83,19 @@ def test_bad_config_and_usage(tmp_path, rsrv):
     assert p.returncode == 2 and "usage" in p.stderr
     p = subprocess.run([DIGESTCTL, "-h"], capture_output=True, text=True, timeout=10)
     assert p.returncode == 0 and "schedule --period" in p.stdout
+
+
+def test_stats_depth_when_redis_cannot_tell_lag(tmp_path, rsrv):
+    # Deleting an entry nobody has read leaves Redis unable to compute the
+    # group's lag (XINFO says nil): depth is then counted.
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    for gid in range(1, 6):
+        add_group(r, gid, [1, 2], [(gid, SAT - gid)])
+    digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
+    r.xreadgroup("digestd", "w1", {"digest:q:standard": ">"}, count=1)
+    ids = [i for i, _ in r.xrange("digest:q:standard")]
+    r.xdel("digest:q:standard", ids[3])
+    assert r.xinfo_groups("digest:q:standard")[0]["lag"] is None
+    q = stats(cfg)["queues"]["standard"]
+    assert (q["depth"], q["pending"]) == (3, 1)
