@@ -10,6 +10,10 @@
  * negotiated interval has passed since our last frame and reads whatever
  * the broker sent without blocking.
  */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -152,6 +156,23 @@ amqp_link_rpc_check(struct amqp_link *l, amqp_rpc_reply_t r, const char *what,
 	return -1;
 }
 
+/*
+ * Without AMQP heartbeats, TCP keepalive finds a peer gone silently within
+ * about a minute.
+ */
+static void
+amqp_link_tcp_keepalive(int fd)
+{
+	int on = 1, idle = 30, intvl = 10, cnt = 3;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+	    sizeof(intvl)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) == -1)
+		log_warn("amqp: TCP keepalive");
+}
+
 struct amqp_link *
 amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
     char *err, size_t errlen)
@@ -200,6 +221,8 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 		goto fail;
 	}
 	fd_cloexec(amqp_get_sockfd(l->conn));
+	if (l->heartbeat_s == 0)
+		amqp_link_tcp_keepalive(amqp_get_sockfd(l->conn));
 	tv.tv_sec = AMQP_LINK_RPC_TIMEOUT_S;
 	amqp_set_rpc_timeout(l->conn, &tv);
 
@@ -257,8 +280,12 @@ amqp_link_open(const struct config *cfg, char *err, size_t errlen)
 	char name[128];
 
 	snprintf(name, sizeof(name), "digestd pid=%d", (int)getpid());
-	return amqp_link_connect(cfg->amqp.url, cfg->amqp.heartbeat_ms, name,
-	    err, errlen);
+	/*
+	 * digestctl and the queue sampler use their link now and then and
+	 * never pump it in between: with heartbeats the broker would close
+	 * it after two intervals.  Heartbeats are for the worker's consumer.
+	 */
+	return amqp_link_connect(cfg->amqp.url, 0, name, err, errlen);
 }
 
 int

@@ -81,9 +81,10 @@ struct amqp_link {
 };
 
 /*
- * Connect to url with heartbeat (ms, rounded up to seconds), log in, open
- * the channel; name appears as connection_name in rabbitmqctl.  NULL with
- * err.
+ * Connect to url with heartbeat (ms, rounded up to seconds; 0: none, and
+ * TCP keepalive instead), log in, open the channel; name appears as
+ * connection_name in rabbitmqctl.  NULL with err.  Only an owner that
+ * pumps the link at least every half interval should ask for heartbeats.
  */
 struct amqp_link *amqp_link_connect(const char *url, int64_t heartbeat_ms,
     const char *name, char *err, size_t errlen);

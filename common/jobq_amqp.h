@@ -19,7 +19,11 @@
 
 struct amqp_link;
 
-/* Connect to cfg->amqp.url with its heartbeat; NULL with err. */
+/*
+ * Connect to cfg->amqp.url; NULL with err.  For occasional callers
+ * (digestctl, the queue sampler) that never pump the connection between
+ * calls: it negotiates no AMQP heartbeat and uses TCP keepalive instead.
+ */
 struct amqp_link *amqp_link_open(const struct config *, char *err, size_t errlen);
 void amqp_link_close(struct amqp_link *);
 

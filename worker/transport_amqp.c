@@ -14,10 +14,6 @@
  * broker throttles publishers by blocking their connection, which must
  * never hold up the consumer's acknowledgements and heartbeats.
  */
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,20 +90,6 @@ transport_amqp_clear(struct transport *t)
 	t->n = 0;
 }
 
-/* TCP keepalive: a peer gone silently is found within about a minute. */
-static void
-transport_amqp_keepalive(int fd)
-{
-	int on = 1, idle = 30, intvl = 10, cnt = 3;
-
-	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == -1 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) == -1 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
-	    sizeof(intvl)) == -1 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) == -1)
-		log_warn("amqp transport: TCP keepalive");
-}
-
 /* A live connection with the exchange declared and confirms on. */
 static int
 transport_amqp_connect(struct transport *t, char *err, size_t errlen)
@@ -134,7 +116,6 @@ transport_amqp_connect(struct transport *t, char *err, size_t errlen)
 	t->link = amqp_link_connect(t->cfg->amqp.url, 0, name, err, errlen);
 	if (t->link == NULL)
 		return -1;
-	transport_amqp_keepalive(amqp_get_sockfd(t->link->conn));
 	amqp_exchange_declare(t->link->conn, AMQP_LINK_CHANNEL,
 	    amqp_cstring_bytes(t->cfg->amqp_out.exchange),
 	    amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);

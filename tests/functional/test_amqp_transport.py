@@ -5,6 +5,7 @@ messages (basic.return), none is counted as sent, and the job retries and
 then dead-letters."""
 import email
 import email.policy
+import time
 
 
 from amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
@@ -14,6 +15,7 @@ from amqp_util import (
     expected_pairs,
     job_checkpoints,
     now_for_tests,
+    rabbit_log,
     scheduled,
     start_digestd,
     wait_all_done,
@@ -41,11 +43,16 @@ def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
     groups = {3: list(range(100, 125)), 4: list(range(200, 210))}
     write_groups(r, groups, end)
     bind_outbox(rabbitmq, vhost, "mail.out", "digest", "outbox")
+    # A short heartbeat, and an idle spell of several intervals between
+    # the two jobs: both connections must live through it.
     cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="amqp",
-                 exchange="mail.out", routing_key="digest", batch=10)
-    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
-                               str(now)).stdout) == 2
+                 exchange="mail.out", routing_key="digest", batch=10, heartbeat="1s")
+    log_at = len(rabbit_log(rabbitmq))
     d = start_digestd(digestd_factory, cfg)
+    digestctl(cfg, "enqueue", "--group", "3", "--period", "daily")
+    wait_all_done(r, 1, timeout=60, d=d)
+    time.sleep(4.0)
+    digestctl(cfg, "enqueue", "--group", "4", "--period", "daily")
     wait_all_done(r, 2, timeout=60, d=d)
 
     msgs = drain_queue(rabbitmq, vhost, "outbox")
@@ -67,6 +74,13 @@ def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
     # The exchange was declared durable and direct by digestd itself.
     p = rabbitmq.ctl("list_exchanges", "-q", "-p", vhost, "name", "type", "durable")
     assert any(l.split() == ["mail.out", "direct", "true"] for l in p.stdout.splitlines())
+    # One publishing connection and one consuming connection, each opened
+    # once and kept across both jobs and the idle spell.
+    log = rabbit_log(rabbitmq)[log_at:]
+    opened = [l for l in log.splitlines() if "granted access to vhost '%s'" % vhost in l]
+    assert len([l for l in opened if "digestd transport" in l]) == 1, opened
+    assert len([l for l in opened if "digestd worker" in l]) == 1, opened
+    assert "missed heartbeats" not in log, log
     assert d.stop() == 0
 
 
