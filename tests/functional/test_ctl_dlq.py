@@ -87,3 +87,47 @@ def test_dlq_usage(tmp_path, rsrv):
     for args in (["dlq"], ["dlq", "requeue"], ["dlq", "requeue", "a", "--all"],
                  ["dlq", "purge"]):
         assert digestctl(cfg, *args, check=False).returncode == 2, args
+
+
+def test_dlq_of_a_real_worker(tmp_path, rsrv, digestd_factory):
+    """A job that does not decode goes straight to the dead letters through
+    jobq; dlq list shows it and stats counts it; a good job requeued from
+    the dead letters is then done by the workers."""
+    import json
+    from harness import wait_for
+    from ctl_util import add_group
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    d = digestd_factory(config_path=cfg).start()
+    r.xadd("digest:q:standard", {"job_id": "bogus.1", "group_id": "x"})
+    wait_for(lambda: r.exists("digest:dlq") and r.xlen("digest:dlq") == 1, timeout=20,
+             what="dead letter")
+    wait_for(lambda: r.xinfo_groups("digest:q:standard")[0]["pending"] == 0, timeout=10,
+             what="ack")
+    p = digestctl(cfg, "dlq", "list")
+    row = [l for l in p.stdout.splitlines() if "bogus.1" in l]
+    assert row and "standard" in row[0], p.stdout
+    assert json.loads(digestctl(cfg, "stats", "--json").stdout)["dead_letters"] == 1
+
+    # A good job, dead-lettered as the worker would after max_attempts.
+    now = int(time.time())
+    start = now - now % DAY
+    add_group(r, 5, [1, 2], [(1, start - 10)])
+    for u in (1, 2):
+        r.hset("user:%d" % u, mapping={"email": "u%d@example.com" % u, "name": "U%d" % u})
+    job = {"job_id": "daily.%d.5.0" % start, "group_id": "5", "period": "daily",
+           "window_start": str(start - DAY), "window_end": str(start), "member_min": "1",
+           "member_max": "2", "enqueued_at": str(now)}
+    r.xadd("digest:dlq", dict(job, reason="crash", attempts="3", failed_at=str(now),
+                              queue="standard"))
+    r.hset("digest:job:" + job["job_id"], mapping={"state": "dead", "attempts": "3"})
+    digestctl(cfg, "dlq", "requeue", job["job_id"])
+    wait_for(lambda: r.hget("digest:job:" + job["job_id"], "state") == "done", timeout=30,
+             what="requeued job done")
+    assert r.xlen("digest:dlq") == 1     # the bogus one stays
+    import os
+    from harness import maildir_messages
+    msgs = maildir_messages(os.path.join(str(tmp_path), "outbox"))
+    # User 1 wrote the only post: only user 2 hears of it.
+    assert [m["To"].addresses[0].addr_spec for m in msgs] == ["u2@example.com"]
+    assert d.stop() == 0
