@@ -800,6 +800,15 @@ pool_tick(void)
 	pool_converge();
 }
 
+/* Ready now: a worker reconnecting to its queue is back to starting. */
+static int
+slot_connected(int i)
+{
+	uint32_t st = atomic_load(&psup->sb->slots[i].state);
+
+	return st >= SB_IDLE && st <= SB_DRAINING;
+}
+
 int
 pool_all_ready(void)
 {
@@ -811,7 +820,7 @@ pool_all_ready(void)
 		ok = 0;
 		for (r = 0; r < SB_MAX_SLOTS && !ok; r++)
 			if (slots[r].role != ROLE_NONE && slots[r].pid != 0 &&
-			    slots[r].ready &&
+			    slots[r].ready && slot_connected(r) &&
 			    strcmp(reg_name(slots[r].reg), pc->name) == 0)
 				ok = 1;
 		if (!ok)
