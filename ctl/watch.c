@@ -192,6 +192,13 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 		}
 		fflush(stdout);
 		first = 0;
+		/*
+		 * AMQP tells only the ready messages: a job in a worker's
+		 * hands is not counted, so wait for the workers too.
+		 */
+		if (left == 0 && c->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
+		    have_metrics && busy > 0)
+			left = (int64_t)busy;
 		if (left == 0) {
 			rv = 0;
 			printf("queues empty after %.1fs\n", t - t0);

@@ -72,3 +72,24 @@ def test_dlq_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
     (props, body2), = drain_queue(rabbitmq, vhost, "digest.standard")
     assert json.loads(body2)["job_id"] == job["job_id"]
     assert r.hget("digest:job:" + job["job_id"], "attempts") == "0"
+
+
+def test_watch_on_amqp_waits_for_busy_workers(tmp_path, rsrv, rabbitmq, vhost,
+                                              digestd_factory):
+    import time
+    r = rsrv.client()
+    cfg = amqp_config(tmp_path, rsrv, rabbitmq, vhost)
+    now = int(time.time())
+    digestctl(cfg, "seed", "--groups", "10", "--members", "1200", "--posts", "150",
+              "--now", str(now))
+    d = digestd_factory(config_path=cfg).start()
+    p = digestctl(cfg, "schedule", "--period", "daily", "--now", str(now))
+    n = int(p.stdout.split("jobs enqueued: ")[1].split()[0])
+    assert n > 0
+    p = digestctl(cfg, "watch", "--interval", "0.2", "--timeout", "120s", timeout=180)
+    assert "queues empty" in p.stdout
+    # When watch says so, every job is finished, not just taken.
+    done = [k for k in r.scan_iter(match="digest:job:*")
+            if r.hget(k, "state") == "done"]
+    assert len(done) == n, (len(done), n, p.stdout)
+    assert d.stop() == 0
