@@ -239,30 +239,31 @@ sched_read_groups(struct sched_run *s, const int64_t *ids, size_t n,
 	int64_t posts, members;
 
 	for (i = 0; i < n; i++) {
+		/* The longer of the two keys first: then both fit. */
 		if (rkey(key, sizeof(key), c->cfg->redis.key_prefix,
-		    "group:%" PRId64 ":posts", ids[i]) == NULL) {
+		    "group:%" PRId64 ":members", ids[i]) == NULL) {
 			snprintf(c->err, sizeof(c->err), "key too long");
 			sched_drain(c->data, 2 * i);
 			return -1;
 		}
+		redisAppendCommand(c->data, "ZCARD %s", key);
+		rkey(key, sizeof(key), c->cfg->redis.key_prefix,
+		    "group:%" PRId64 ":posts", ids[i]);
 		redisAppendCommand(c->data, "ZCOUNT %s (%lld %lld", key,
 		    (long long)s->window_start, (long long)s->window_end);
-		rkey(key, sizeof(key), c->cfg->redis.key_prefix,
-		    "group:%" PRId64 ":members", ids[i]);
-		redisAppendCommand(c->data, "ZCARD %s", key);
 	}
 	for (i = 0; i < n; i++) {
 		if (sched_reply(c, c->data, &r) == -1) {
 			sched_drain(c->data, 2 * (n - i) - 1);
 			return -1;
 		}
-		posts = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+		members = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
 		freeReplyObject(r);
 		if (sched_reply(c, c->data, &r) == -1) {
 			sched_drain(c->data, 2 * (n - i) - 2);
 			return -1;
 		}
-		members = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+		posts = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
 		freeReplyObject(r);
 		if (posts < 1 && queue == NULL)
 			continue;
