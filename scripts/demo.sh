@@ -67,8 +67,13 @@ free_port() {
 	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# python3 comes with make deps; curl may not be there on a fresh machine.
 http_get() {
-	curl -fsS --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+	/usr/bin/python3 -c 'import sys, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())
+except Exception:
+    sys.exit(1)' "http://127.0.0.1:$PORT$1" 2>/dev/null
 }
 
 mkdir -p "$VAR"
