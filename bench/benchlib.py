@@ -1,0 +1,209 @@
+"""What the benchmarks share: the functional tests' servers and digestd
+runner (tests/functional/harness.py), postfix's smtp-sink on a loopback
+port, readers of /proc (CPU, peak RSS, bytes read), Redis counters,
+percentiles and the JSON each benchmark leaves for bench/run.py.
+
+Every process started here is stopped by pid; every wait is bounded.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
+
+from harness import (  # noqa: E402,F401
+    DIGESTCTL, DIGESTD, Digestd, RedisServer, base_config, digestctl,
+    free_port, kill_pid, metric_sum, stop_popen, wait_for, write_config)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+
+class PostfixSink:
+    """postfix's smtp-sink on 127.0.0.1: accepts everything, keeps nothing.
+
+    It is one event-driven process, so /proc/<pid>/io's rchar is every byte
+    it read from its clients: divided by the messages, the size on the wire.
+    """
+
+    def __init__(self, backlog=256):
+        self.port = free_port()
+        self.backlog = backlog
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SMTP_SINK, "-u", "nobody", "-m", "1024",
+             "127.0.0.1:%d" % self.port, str(self.backlog)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._up, timeout=10, what="smtp-sink")
+        return self
+
+    def _up(self):
+        import socket
+        if self.proc.poll() is not None:
+            raise RuntimeError("smtp-sink exited %d" % self.proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                return s.recv(64).startswith(b"220")
+        except OSError:
+            return False
+
+    def rchar(self):
+        return proc_io(self.proc.pid)["rchar"]
+
+    def cpu(self):
+        return proc_cpu(self.proc.pid)
+
+    def section(self, sessions=500):
+        return ("[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n"
+                "messages_per_session = %d\n" % (self.port, sessions))
+
+    def stop(self):
+        if self.proc is not None:
+            stop_popen(self.proc, signal.SIGTERM, timeout=5)
+            self.proc = None
+
+
+def proc_stat(pid):
+    """The fields of /proc/pid/stat after the command name, as strings
+    (index 0 is the state, field 3 of stat(5))."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def proc_cpu(pid):
+    """{utime, stime, cutime, cstime} of pid, in seconds."""
+    st = proc_stat(pid)
+    # stat(5) fields 14-17; st[0] is field 3.
+    vals = [int(x) / CLK_TCK for x in st[11:15]]
+    return dict(zip(("utime", "stime", "cutime", "cstime"), vals))
+
+
+def proc_io(pid):
+    out = {}
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            k, v = line.split(":")
+            out[k] = int(v)
+    return out
+
+
+def vm_kb(pid, field="VmHWM"):
+    """A Vm* line of /proc/pid/status, in KiB (None when gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def children(pid):
+    """Child pids of pid, from /proc/pid/task/pid/children."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def redis_counters(client):
+    """Total commands, client reads and per-command calls of a Redis."""
+    st = client.info("stats")
+    cmds = {}
+    for k, v in client.info("commandstats").items():
+        cmds[k.split("_", 1)[1].lower()] = int(v["calls"])
+    return {"commands": int(st["total_commands_processed"]),
+            "reads": int(st["total_reads_processed"]),
+            "calls": cmds}
+
+
+def pct(xs, p):
+    """The p-th percentile of xs, nearest rank."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = max(0, min(len(xs) - 1, int(-(-p * len(xs) // 100)) - 1))
+    return xs[k]
+
+
+def summary(xs):
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "p50": pct(xs, 50), "p90": pct(xs, 90),
+            "p99": pct(xs, 99), "max": max(xs), "mean": sum(xs) / len(xs)}
+
+
+def digestd_config(tmp, redis, pools, extra="", supervisor="", digest=""):
+    """A full digestd config: the harness's base, the redis on its unix
+    socket, pools {name: {"workers": N, ...}} and extra sections."""
+    text, port = base_config(tmp)
+    text = override(text, "supervisor", supervisor)
+    text = override(text, "digest", digest)
+    text += redis.config_section()
+    for name, keys in pools.items():
+        text += "[pool.%s]\nqueue = %s\n" % (name, keys.get("queue", name))
+        for k, v in keys.items():
+            if k != "queue":
+                text += "%s = %s\n" % (k, v)
+    text += extra
+    return write_config(tmp, text)
+
+
+def override(text, section, lines):
+    """text with the keys of lines set in [section]: a key already there is
+    replaced in place, a new one added at the top of the section."""
+    keys = {}
+    for line in lines.splitlines():
+        if "=" in line:
+            keys[line.split("=", 1)[0].strip()] = line
+    out, cur = [], None
+    for line in text.splitlines():
+        if line.startswith("["):
+            cur = line.strip("[] ")
+            out.append(line)
+            if cur == section:
+                out.extend(v for k, v in keys.items()
+                           if not re.search(r"(?m)^%s\s*=" % re.escape(k), text))
+            continue
+        k = line.split("=", 1)[0].strip() if "=" in line else None
+        if cur == section and k in keys:
+            out.append(keys[k])
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def out_path(default):
+    """The JSON path from --out PATH, or default."""
+    if "--out" in sys.argv:
+        return sys.argv[sys.argv.index("--out") + 1]
+    return default
+
+
+def now():
+    return time.monotonic()
