@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <auth-client.h>
 #include <libesmtp.h>
 
@@ -42,6 +44,7 @@ struct smsg {
 	struct email e;
 	int outcome;		/* enum tp_result, or OUT_NONE */
 	int given;		/* the message callback handed the data out */
+	int refused;		/* MAIL FROM got a 5xx: no verdict on the rcpt */
 	char detail[160];
 	smtp_message_t m;	/* owned by the session */
 	smtp_recipient_t r;
@@ -51,6 +54,7 @@ struct transport {
 	const struct config *cfg;
 	char server[CONFIG_STR_MAX + 16];
 	auth_context_t auth;
+	SSL_CTX *tls;		/* for STARTTLS; NULL when off */
 	struct smsg *q;
 	size_t nq;
 	size_t capq;
@@ -110,12 +114,29 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	else
 		snprintf(t->server, sizeof(t->server), "%s:%d",
 		    cfg->smtp.host, cfg->smtp.port);
+	if (cfg->smtp.starttls != STARTTLS_OFF) {
+		/*
+		 * TLS 1.2 at most: with 1.3 the server's session tickets
+		 * arrive after the handshake, and libESMTP takes them for
+		 * the reply to a command it has not sent yet, then waits
+		 * for that reply forever.
+		 */
+		if ((t->tls = SSL_CTX_new(TLS_client_method())) == NULL ||
+		    SSL_CTX_set_max_proto_version(t->tls, TLS1_2_VERSION) != 1) {
+			SSL_CTX_free(t->tls);
+			free(t);
+			snprintf(err, errlen, "smtp: cannot set up TLS");
+			return NULL;
+		}
+		(void)SSL_CTX_set_default_verify_paths(t->tls);
+	}
 	if (cfg->smtp.username[0] != '\0') {
 		if (!smtp_auth_inited) {
 			auth_client_init();
 			smtp_auth_inited = 1;
 		}
 		if ((t->auth = auth_create_context()) == NULL) {
+			SSL_CTX_free(t->tls);
 			free(t);
 			snprintf(err, errlen, "smtp: cannot create the AUTH "
 			    "context");
@@ -215,7 +236,21 @@ smtp_judge(struct smsg *s)
 	int o;
 
 	st = smtp_reverse_path_status(s->m);
-	if ((o = smtp_classify(st)) != OUT_NONE && o != TP_SENT) {
+	if ((o = smtp_classify(st)) == TP_REJECTED) {
+		/*
+		 * A 5xx to MAIL FROM speaks of the sender or the session
+		 * (530 authentication required, 550 sender refused), not of
+		 * this recipient: the message gets no outcome and the job is
+		 * retried, rather than its recipients counted rejected.
+		 */
+		if (!s->refused && st != NULL)
+			snprintf(s->detail, sizeof(s->detail), "MAIL FROM "
+			    "refused: %d %s", st->code, st->text ? st->text : "");
+		s->detail[strcspn(s->detail, "\r\n")] = '\0';
+		s->refused = 1;
+		return;
+	}
+	if (o == TP_DEFERRED) {
 		smtp_set_outcome(s, o, st);
 		return;
 	}
@@ -316,16 +351,16 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		(void)va_arg(ap, long);
 		ok = va_arg(ap, int *);
 		/*
-		 * No CA is configured: with starttls = optional the channel
-		 * is encrypted but unverified, as opportunistic TLS is;
-		 * required insists on a certificate that verifies.
+		 * The configuration names no CA, so a certificate cannot be
+		 * verified: starttls = required means the channel must be
+		 * encrypted (Postfix's "encrypt" level), not authenticated.
 		 */
-		*ok = t->cfg->smtp.starttls != STARTTLS_REQUIRED;
+		*ok = 1;
 		break;
 	case SMTP_EV_NO_PEER_CERTIFICATE:
 	case SMTP_EV_WRONG_PEER_CERTIFICATE:
 		ok = va_arg(ap, int *);
-		*ok = t->cfg->smtp.starttls != STARTTLS_REQUIRED;
+		*ok = 1;
 		break;
 	default:
 		break;
@@ -378,6 +413,11 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 		break;
 	}
 	smtp_starttls_enable(ss, tls);
+	if (t->tls != NULL) {
+		/* A reference for the session, whether or not it frees it. */
+		SSL_CTX_up_ref(t->tls);
+		smtp_starttls_set_ctx(ss, t->tls);
+	}
 	if (t->auth != NULL)
 		smtp_auth_set_context(ss, t->auth);
 	for (i = from; i < to; i++) {
@@ -400,7 +440,10 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 		smtp_judge(&t->q[i]);
 	smtp_report(t);
 	if (t->next < to) {
-		if (!ok)
+		if (t->q[t->next].refused)
+			snprintf(err, errlen, "smtp %s: %s", t->server,
+			    t->q[t->next].detail);
+		else if (!ok)
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf)));
 		else
@@ -454,6 +497,7 @@ smtp_close(struct transport *t)
 	free(t->q);
 	if (t->auth != NULL)
 		auth_destroy_context(t->auth);
+	SSL_CTX_free(t->tls);
 	free(t);
 }
 
