@@ -48,3 +48,29 @@ def test_pipeline_hostile_data(tmp_path, redis_tcp, smtp_sink):
         assert metric_sum(text, "digest_redis_errors_total") == 0
     finally:
         proc.kill()
+
+
+def test_pipeline_redis_error_retries_then_dead_letters(tmp_path, redis_tcp, smtp_sink):
+    """A group whose posts are not a sorted set cannot be read: a Redis error,
+    counted; the job is retried, then dead-lettered with the reason."""
+    r = redis_tcp.client()
+    ws, we = window()
+    d = Data(r)
+    d.group(12, name="Broken")
+    d.members(12, [1])
+    d.user(1, email="u1@example.org")
+    r.set("group:12:posts", "not a sorted set")
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, max_attempts=2)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        jid = enqueue(r, 12, "daily", ws, we)
+        from harness import wait_for
+        wait_for(lambda: r.xlen("digest:dlq") >= 1, timeout=30, what="a dead letter")
+        entry = r.xrange("digest:dlq")[0][1]
+        assert entry["job_id"] == jid
+        assert "WRONGTYPE" in entry["reason"] or "redis" in entry["reason"], entry
+        assert smtp_sink.count() == 0
+        assert metric_sum(proc.metrics(), "digest_redis_errors_total") >= 2
+    finally:
+        proc.kill()
