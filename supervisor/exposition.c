@@ -105,7 +105,7 @@ expo_content_type(enum expo_format fmt)
 static size_t
 expo_shortest(char *buf, double v, char conv)
 {
-	char fmt[8];
+	char fmt[16];
 	int prec, n = 0;
 
 	for (prec = 1; prec <= 17; prec++) {
