@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 
-from harness import ROOT, RedisServer, free_port, stop_popen, wait_for
+from harness import ROOT, RedisServer, SmtpSink, free_port, stop_popen, wait_for
 from pipeline_data import SECRET, UNSUB_URL
 
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
@@ -275,3 +275,47 @@ def checkpoints(q):
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+class SlowSink(SmtpSink):
+    """An SMTP sink that takes `delay` seconds over each message, so that
+    jobs are still in hand when the test kills their instance."""
+
+    def __init__(self, delay=0.05):
+        super().__init__()
+        self.delay = delay
+
+    def start(self):
+        import asyncio
+
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                await asyncio.sleep(sink.delay)
+                with sink.lock:
+                    for r in envelope.rcpt_tos:
+                        sink.messages.append((envelope.mail_from, r,
+                                              envelope.original_content))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     decode_data=False)
+        self.controller.start()
+        return self
+
+
+def sink_pairs(*sinks):
+    """(Message-ID, recipient) of every message the sinks accepted."""
+    import email
+    import email.policy
+    out = []
+    for s in sinks:
+        with s.lock:
+            msgs = list(s.messages)
+        for _, rcpt, raw in msgs:
+            m = email.message_from_bytes(raw, policy=email.policy.default)
+            out.append((m["Message-ID"], rcpt))
+    return out
