@@ -97,6 +97,8 @@ def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
                            "nothing_new": 3, "already_sent": 0}, skipped
         assert metric_sum(text, "digest_emails_total", result="sent") == 10
         assert metric_sum(text, "digest_emails_total", result="rejected") == 0
+        # Each email accepted is one observation of the window-end delay.
+        assert metric_sum(text, "digest_email_delay_seconds_count") == 10
 
         msgs = {m[1]: email.message_from_bytes(m[2], policy=email.policy.default)
                 for m in smtp_sink.messages}
@@ -128,3 +130,35 @@ def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
         assert sorted(got) == sorted(EXPECTED | {"marker@example.org"}), got
     finally:
         d.kill()
+
+
+def test_pipeline_shards(tmp_path, redis_tcp, smtp_sink):
+    """Shards of one group (member_min..member_max, inclusive) cover each
+    member once; inactivity is judged on the whole group's size."""
+    r = redis_tcp.client()
+    ws, we = window()
+    d = Data(r)
+    d.group(8, name="Sharded")
+    uids = list(range(10, 40))
+    d.members(8, uids)
+    for u in uids:
+        # Members 10..14 are inactive; the group (30) is large (>= 20).
+        seen = we - 300 * 86400 if u < 15 else we - 60
+        d.user(u, email="u%d@example.org" % u, last_seen=seen)
+    d.post(8, 801, we - 60, title="Sharded news", author_id=1)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, large=20, batch=7)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        bounds = [(10, 19), (20, 29), (30, 39)]
+        jids = [enqueue(r, 8, "daily", ws, we, mmin=a, mmax=b, shard=k)
+                for k, (a, b) in enumerate(bounds)]
+        sent = [int(wait_done(r, j, timeout=60, d=proc)["sent"]) for j in jids]
+        assert sent == [5, 10, 10]
+        got = rcpts(smtp_sink)
+        assert sorted(got) == sorted("u%d@example.org" % u for u in uids if u >= 15)
+        assert len(got) == len(set(got))
+        assert metric_sum(proc.metrics(), "digest_recipients_skipped_total",
+                          reason="inactive") == 5
+    finally:
+        proc.kill()
