@@ -175,3 +175,16 @@ checkpoint_note_error(redisContext *q, const struct config *cfg,
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	return cp_replies(q, 2, NULL);
 }
+
+int
+checkpoint_refund(redisContext *q, const struct config *cfg,
+    const struct job *j)
+{
+	char key[512];
+
+	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	redisAppendCommand(q, "HINCRBY %s attempts -1", key);
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	return cp_replies(q, 2, NULL);
+}

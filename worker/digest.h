@@ -77,6 +77,13 @@ int checkpoint_save(redisContext *q, const struct config *, const struct job *,
 /* Set state (done, dead) and last_error; 0 or -1. */
 int checkpoint_finish(redisContext *q, const struct config *,
     const struct job *, const char *state, const char *reason);
+/*
+ * Take back the attempt counted by checkpoint_start: the delivery ended in
+ * a clean give-back that says nothing about the job (a drain, or an outage
+ * during which the job made no progress).  0 / -1.
+ */
+int checkpoint_refund(redisContext *q, const struct config *,
+    const struct job *);
 /* Record why an attempt ended (set by whoever requeues a dead worker's job). */
 int checkpoint_note_error(redisContext *q, const struct config *,
     const char *job_id, const char *reason);

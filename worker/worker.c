@@ -37,7 +37,7 @@
 #define CONNECT_BACKOFF_MIN_MS 100
 #define CONNECT_BACKOFF_MAX_MS 5000
 #define RETRY_BACKOFF_MIN_MS 250
-#define RETRY_BACKOFF_MAX_MS 5000
+#define RETRY_BACKOFF_MAX_MS 30000
 #define KEEPALIVE_EVERY_NS 1000000000LL
 
 struct worker {
@@ -305,7 +305,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	struct checkpoint cp;
 	enum digest_result res;
 	char reason[256];
-	int64_t t0, ran;
+	int64_t t0, ran, start_cursor;
 	double wait;
 	int rc;
 
@@ -348,6 +348,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	w->keepalive_failed = 0;
 	w->last_keepalive_ns = now_mono_ns();
 	reason[0] = '\0';
+	start_cursor = cp.cursor;
 	t0 = now_mono_ns();
 	res = digest_run(&w->dctx, &m->job, &cp, reason, sizeof(reason));
 	ran = now_mono_ns() - t0;
@@ -377,7 +378,18 @@ worker_run(struct worker *w, struct source_msg *m)
 		if (checkpoint_note_error(w->queue, w->cfg, m->job.job_id,
 		    reason) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		if (cp.attempts >= w->cfg->queue.max_attempts) {
+		/*
+		 * An attempt that moved nothing (the server or Redis was away
+		 * throughout) says nothing about the job: it is taken back, so
+		 * an outage of any length never dead-letters good jobs; the
+		 * backoff below keeps the retries cheap.  An attempt that made
+		 * progress and still failed counts, which bounds the
+		 * duplicates a job that keeps failing half-way can cause.
+		 */
+		if (cp.cursor == start_cursor) {
+			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+				metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		} else if (cp.attempts >= w->cfg->queue.max_attempts) {
 			worker_dead_letter(w, m, reason, cp.attempts);
 			metric_inc(w->slot->cells, MC_JOBS + JOB_FAILED);
 			break;
@@ -391,6 +403,9 @@ worker_run(struct worker *w, struct source_msg *m)
 	case DIGEST_STOPPED:
 		log_info("job checkpointed at %lld and given back",
 		    (long long)cp.cursor);
+		/* A drain is ours, not the job's fault: no attempt used. */
+		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		worker_give_back(w, m, "drain");
 		break;
 	}
