@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "sdnotify.h"
 #include "supervisor.h"
+#include "worker_main.h"
 #include "util.h"
 
 /* Bounds on the wait for requeue children and the sampler at exit. */
@@ -216,6 +217,25 @@ reap_stragglers(void)
 	log_warnx("children still running at exit");
 }
 
+/*
+ * Load and check a configuration as a whole: the file itself, and the
+ * templates it names, so that a broken template is a configuration error
+ * at start, for -t and on reload, never a failing job.
+ */
+struct config *
+supervisor_load_config(const char *file, char *err, size_t errlen)
+{
+	struct config *cfg;
+
+	if ((cfg = config_load(file, err, errlen)) == NULL)
+		return NULL;
+	if (render_check_config(cfg, err, errlen) == -1) {
+		free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -258,7 +278,8 @@ main(int argc, char **argv)
 
 	log_init("supervisor", LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
 	if (test) {
-		if ((sup->cfg = config_load(file, err, sizeof(err))) == NULL) {
+		if ((sup->cfg = supervisor_load_config(file, err,
+		    sizeof(err))) == NULL) {
 			fprintf(stderr, "digestd: %s\n", err);
 			fprintf(stderr, "digestd: configuration file %s test "
 			    "failed\n", file);
@@ -281,7 +302,8 @@ main(int argc, char **argv)
 	/* From here on a signal is an event: it waits for the loop. */
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 
-	if ((sup->cfg = config_load(file, err, sizeof(err))) == NULL) {
+	if ((sup->cfg = supervisor_load_config(file, err, sizeof(err))) ==
+	    NULL) {
 		log_error("%s", err);
 		return 1;
 	}

@@ -26,7 +26,7 @@ reload_config(struct supervisor *s)
 	sdnotifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)(now_mono_ns() / 1000));
 	log_info("reloading %s", s->cfg->path);
-	ncfg = config_load(s->cfg->path, err, sizeof(err));
+	ncfg = supervisor_load_config(s->cfg->path, err, sizeof(err));
 	if (ncfg != NULL && !pool_registry_fits(ncfg, err, sizeof(err))) {
 		free(ncfg);
 		ncfg = NULL;

@@ -54,6 +54,10 @@ struct supervisor {
 
 extern struct supervisor *sup;
 
+/* config_load plus the checks of what it names (templates). */
+struct config *supervisor_load_config(const char *file, char *err,
+    size_t errlen);
+
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);
 
