@@ -1,0 +1,615 @@
+#!/usr/bin/python3
+"""The chaos run: digestd delivers a whole day's digests while everything
+around it fails, and not one recipient may be lost.
+
+From a fixed seed it writes groups, members, users and posts (SPEC 3) into
+a private redis-server (AOF on, appendfsync always, so that a restart keeps
+every acknowledged write), works out in Python which member of which job is
+due an email (SPEC 5), schedules the day with digestctl and starts digestd
+sending over SMTP to an aiosmtpd sink.  While it runs, at points drawn from
+the seed (fractions of the expected mail), it:
+
+- SIGKILLs a busy worker (`kills` times);
+- kills redis-server with SIGKILL and starts it again on its AOF;
+- has the sink answer 4xx to every recipient for a burst, and stop
+  listening altogether for `outage` seconds;
+- sends SIGHUP (`hups` times): one with a broken file (the reload must be
+  refused and counted), one that resizes the pools;
+- on the amqp backend, restarts the RabbitMQ broker;
+
+then waits for every job to be done and sends SIGTERM.  Counted from the
+sink's store, by Message-ID: recipients lost (must be 0), duplicates (at
+most the number of kills), messages nobody was due (0); and digestd's exit
+code (0), zombies (none lingers), dead letters (0), and every counter and
+histogram series of /metrics, scraped twice a second throughout, never
+going down.
+
+    tests/chaos/run.py [--backend redis|amqp] [--short] [--seed N] [--json]
+
+The full form is `make chaos`; the functional suite runs the short form
+(tests/functional/test_chaos_*.py) through run_chaos().  Exit status 0
+when every check holds.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "functional"))
+
+from harness import (  # noqa: E402
+    DIGESTCTL,
+    Digestd,
+    RedisServer,
+    SmtpSink,
+    free_port,
+    wait_for,
+    zombies_of,
+)
+
+DAY = 86400
+DOMAIN = "example.com"
+SECRET = "chaos-unsubscribe-secret"
+LARGE = 1000            # digest.large_group_threshold
+SHARD = 500             # schedule.shard_size
+BATCH = 20              # digest.batch_size: also the messages of one flush
+WORKERS_MAX = 6         # both pools after the resize
+
+FULL = dict(recipients=10000, kills=20, redis_restarts=2, hups=10, outage=10.0,
+            bursts=4, burst_len=1.5, broker_restarts=1, timeout=900.0)
+SHORT = dict(recipients=800, kills=3, redis_restarts=1, hups=3, outage=2.0,
+             bursts=1, burst_len=1.0, broker_restarts=1, timeout=150.0)
+
+MSGID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.I | re.M)
+
+
+class AofRedis(RedisServer):
+    """redis-server with AOF and appendfsync always; crash() kills it."""
+
+    def __init__(self, dirpath):
+        super().__init__(dirpath, port=0, aof=True)
+
+    def start(self):
+        args = [
+            "redis-server", "--port", "0", "--unixsocket", self.socket,
+            "--unixsocketperm", "700", "--dir", self.dir, "--save", "",
+            "--daemonize", "no", "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--logfile", os.path.join(self.dir, "redis.log"),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._ping(), timeout=30, what="redis-server")
+        return self
+
+    def crash(self, down_for):
+        """SIGKILL, stay down for down_for seconds, start on the same AOF."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        time.sleep(down_for)
+        return self.start()
+
+
+class Sink(SmtpSink):
+    """The SMTP sink, with 4xx bursts and outages, indexed by Message-ID."""
+
+    def __init__(self):
+        super().__init__()
+        self.burst_until = 0.0
+        self.reply_for = self._reply
+        self.seen = {}          # message-id -> times accepted
+        self.indexed = 0
+        self.deferred = 0
+
+    def _reply(self, rcpt):
+        if time.monotonic() < self.burst_until:
+            self.deferred += 1
+            return "451 4.3.0 try again later"
+        return None
+
+    def index(self):
+        """Fold newly accepted messages into seen; returns len(seen)."""
+        with self.lock:
+            new = self.messages[self.indexed:]
+            self.indexed = len(self.messages)
+        for _, _, raw in new:
+            head = raw.split(b"\r\n\r\n", 1)[0]
+            m = MSGID.search(head)
+            key = m.group(1).decode("ascii", "replace") if m else "<none>"
+            self.seen[key] = self.seen.get(key, 0) + 1
+        return len(self.seen)
+
+
+def seed_data(r, rng, target, wend):
+    """Write groups until target recipients are due; returns (expected
+    Message-IDs, job ids, skipped counts by reason)."""
+    expected = set()
+    jobs = []
+    skipped = {}
+    users = {}          # uid -> fields (None: no hash)
+    gid = 0
+    next_uid = 1000
+    pipe = r.pipeline(transaction=False)
+
+    def new_user():
+        nonlocal next_uid
+        uid = next_uid
+        next_uid += rng.randint(1, 3)
+        k = rng.random()
+        f = {"email": "u%d@example.org" % uid, "name": "User %d" % uid,
+             "last_seen": str(wend - rng.randint(0, 30 * DAY))}
+        if k < 0.03:
+            f = None                                  # no hash: no_email
+        elif k < 0.05:
+            f["email"] = ""                           # no_email
+        elif k < 0.08:
+            f["digest"] = rng.choice(["weekly", "off"])   # opted_out
+        elif k < 0.10:
+            f["last_seen"] = str(wend - 200 * DAY)    # inactive when large
+        elif k < 0.11:
+            del f["last_seen"]                        # inactive when large
+        elif k < 0.20:
+            f["digest"] = "daily"
+        users[uid] = f
+        if f is not None:
+            pipe.hset("user:%d" % uid, mapping=f)
+        return uid
+
+    while len(expected) < target:
+        gid += 1
+        size = LARGE + 200 if gid % 12 == 0 else rng.randint(30, 250)
+        members = set()
+        # A few members shared with earlier groups, the rest new.
+        pool = list(users)
+        while len(members) < size:
+            if pool and rng.random() < 0.1:
+                members.add(rng.choice(pool))
+            else:
+                members.add(new_user())
+        members = sorted(members)
+        pipe.hset("group:%d" % gid, mapping={
+            "name": "Group %d" % gid, "url": "https://example.com/g/%d" % gid})
+        for k in range(0, len(members), 1000):
+            pipe.zadd("group:%d:members" % gid,
+                      {str(u): u for u in members[k:k + 1000]})
+        authors = []
+        nposts = rng.choice([1, 1, 2, 3])
+        latest = 0
+        for i in range(nposts):
+            pid = gid * 100 + i
+            at = wend - rng.randint(60, DAY - 60)
+            latest = max(latest, at)
+            author = rng.choice(members)
+            authors.append(author)
+            pipe.zadd("group:%d:posts" % gid, {str(pid): at})
+            pipe.hset("post:%d" % pid, mapping={
+                "title": "Post %d of group %d" % (i, gid),
+                "url": "https://example.com/p/%d" % pid,
+                "author_id": str(author), "author_name": "User %d" % author,
+                "excerpt": "Something worth reading, number %d." % pid,
+                "likes": str(rng.randint(0, 50)), "comments": str(rng.randint(0, 9))})
+        # One old post, outside the window: it must not count.
+        pipe.zadd("group:%d:posts" % gid, {str(gid * 100 + 99): wend - 3 * DAY})
+        pipe.zadd("groups:active", {str(gid): latest})
+
+        shards = [members[k:k + SHARD] for k in range(0, len(members), SHARD)]
+        for s, shard in enumerate(shards):
+            jid = "daily.%d.%d.%d" % (wend, gid, s)
+            jobs.append(jid)
+            for u in shard:
+                why = eligibility(users[u], len(members), authors, u, wend)
+                if why is None:
+                    expected.add("%s.%d@%s" % (jid, u, DOMAIN))
+                else:
+                    skipped[why] = skipped.get(why, 0) + 1
+    pipe.execute()
+    return expected, jobs, skipped
+
+
+def eligibility(f, group_size, authors, uid, wend):
+    """SPEC 5 for a daily job: None when due an email, else the reason."""
+    if f is None or not f.get("email"):
+        return "no_email"
+    if f.get("digest", "daily") != "daily":
+        return "opted_out"
+    if group_size >= LARGE:
+        ls = f.get("last_seen")
+        if ls is None or int(ls) < wend - 90 * DAY:
+            return "inactive"
+    if not any(a != uid for a in authors):
+        return "nothing_new"
+    return None
+
+
+def config_text(port, redis, sink, standard=3, broken=False, amqp_url=None):
+    if broken:
+        return "[supervisor]\nlisten = 127.0.0.1:%d\n[pool.standard]\nworkers = many\n" % port
+    backend = "redis"
+    amqp = ""
+    if amqp_url:
+        backend = "amqp"
+        amqp = "[amqp]\nurl = %s\nheartbeat = 5s\nprefetch = 1\n" % amqp_url
+    return """\
+[supervisor]
+listen = 127.0.0.1:{port}
+drain_timeout = 30s
+stall_timeout = 60s
+restart_backoff_min = 10ms
+restart_backoff_max = 1s
+log_level = info
+
+{redis}
+[queue]
+backend = {backend}
+; A job may be cut short by a kill, a restart of Redis or of the broker,
+; a reload and the sink's outage, each an attempt: room for all of them.
+max_attempts = 25
+; A job whose give-back failed while Redis was down stays pending until an
+; idle worker reclaims it: keep that wait short.
+visibility_timeout = 20s
+
+{amqp}
+[schedule]
+shard_size = {shard}
+
+[pool.priority]
+queue = priority
+workers = 2
+memory_limit = 256M
+
+[pool.standard]
+queue = standard
+workers = {standard}
+memory_limit = 256M
+
+[digest]
+from = Groups <digest@{domain}>
+unsubscribe_secret = {secret}
+unsubscribe_url = https://{domain}/unsubscribe
+batch_size = {batch}
+large_group_threshold = {large}
+
+[transport]
+type = smtp
+
+[smtp]
+host = 127.0.0.1
+port = {smtp}
+starttls = off
+messages_per_session = 100
+""".format(port=port, redis=redis.config_section(), backend=backend, amqp=amqp,
+           shard=SHARD, standard=standard, domain=DOMAIN, secret=SECRET,
+           large=LARGE, smtp=sink.port, batch=BATCH)
+
+
+class Scraper(threading.Thread):
+    """Scrapes /metrics twice a second: counters must never go down, and no
+    child of digestd may stay a zombie from one look to the next."""
+
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.d = d
+        self.stop_ev = threading.Event()
+        self.last = {}
+        self.decreases = []
+        self.scrapes = 0
+        self.failures = 0
+        self.lingering = set()
+        self.text = ""
+
+    def scrape(self):
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(self.d.url("/metrics"), timeout=3) as resp:
+            text = resp.read().decode("utf-8")
+        self.text = text
+        for fam in text_string_to_metric_families(text):
+            if fam.type not in ("counter", "histogram"):
+                continue
+            for s in fam.samples:
+                if fam.type == "counter" and not s.name.endswith("_total"):
+                    continue
+                key = (s.name, tuple(sorted(s.labels.items())))
+                prev = self.last.get(key)
+                if prev is not None and s.value < prev:
+                    self.decreases.append((key, prev, s.value))
+                self.last[key] = s.value
+        self.scrapes += 1
+
+    def run(self):
+        zprev = set()
+        while not self.stop_ev.wait(0.5):
+            try:
+                self.scrape()
+            except Exception:
+                self.failures += 1
+            z = set(zombies_of(self.d.pid()))
+            self.lingering |= z & zprev
+            zprev = z
+
+    def metric(self, name, **labels):
+        total = 0.0
+        for (n, lab), v in self.last.items():
+            d = dict(lab)
+            if n == name and all(d.get(k) == v2 for k, v2 in labels.items()):
+                total += v
+        return total
+
+    def finish(self):
+        self.stop_ev.set()
+        self.join(timeout=10)
+
+
+def status_workers(d):
+    try:
+        with urllib.request.urlopen(d.url("/status"), timeout=3) as resp:
+            return json.loads(resp.read().decode("utf-8"))["workers"]
+    except Exception:
+        return []
+
+
+def jobs_done(r, jobs):
+    pipe = r.pipeline(transaction=False)
+    for j in jobs:
+        pipe.hget("digest:job:" + j, "state")
+    try:
+        states = pipe.execute()
+    except Exception:
+        return -1
+    return sum(1 for s in states if s == "done")
+
+
+def log(msg, quiet):
+    if not quiet:
+        print("chaos: %s" % msg, flush=True)
+
+
+def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
+              quiet=False):
+    """Run the chaos scenario in workdir; returns the figures (a dict).
+
+    rabbit: a started harness.RabbitServer for the amqp backend (the
+    functional suite passes its session broker); when None and the backend
+    is amqp, one is started here and stopped at the end.
+    """
+    p = dict(SHORT if short else FULL)
+    if backend != "amqp":
+        p["broker_restarts"] = 0
+    rng = random.Random(seed)
+    os.makedirs(workdir, exist_ok=True)
+    now = int(time.time())
+    wend = now - now % DAY
+    now = wend + 3600
+
+    redis = AofRedis(os.path.join(workdir, "redis")).start()
+    sink = Sink().start()
+    own_rabbit = False
+    d = None
+    scraper = None
+    res = {"backend": backend, "seed": seed, "short": short}
+    try:
+        amqp_url = None
+        if backend == "amqp":
+            if rabbit is None:
+                from harness import RabbitServer
+                rabbit = RabbitServer()
+                rabbit.start()
+                own_rabbit = True
+            vhost = rabbit.vhost("chaos")
+            amqp_url = rabbit.url(vhost)
+        r = redis.client()
+        t0 = time.monotonic()
+        expected, jobs, skipped = seed_data(r, rng, p["recipients"], wend)
+        log("seeded %d jobs, %d recipients due, skipped %s in %.1fs"
+            % (len(jobs), len(expected), skipped, time.monotonic() - t0), quiet)
+        port = free_port()
+        cfg = os.path.join(workdir, "digestd.conf")
+        good = config_text(port, redis, sink, amqp_url=amqp_url)
+        with open(cfg, "w") as f:
+            f.write(good)
+        out = subprocess.run([DIGESTCTL, "-c", cfg, "schedule", "--period", "daily",
+                              "--now", str(now)], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        d = Digestd(cfg, workdir)
+        d.start(timeout=60)
+        scraper = Scraper(d)
+        scraper.start()
+
+        # The events, at fractions of the expected mail drawn from the seed.
+        events = [(rng.uniform(0.03, 0.9), "kill") for _ in range(p["kills"])]
+        events += [(rng.uniform(0.15, 0.8), "redis") for _ in range(p["redis_restarts"])]
+        events += [(rng.uniform(0.2, 0.7), "broker") for _ in range(p["broker_restarts"])]
+        events += [(rng.uniform(0.05, 0.85), "burst") for _ in range(p["bursts"])]
+        events.append((rng.uniform(0.3, 0.6), "outage"))
+        hups = ["hup"] * p["hups"]
+        hups[0] = "hup-broken"
+        if len(hups) > 1:
+            hups[1] = "hup-resize"
+        events += [(rng.uniform(0.05, 0.9), h) for h in hups]
+        events.sort()
+
+        counts = dict(kills=0, redis_restarts=0, broker_restarts=0, hups=0,
+                      bursts=0, outages=0, idle_kills=0)
+        reloads = lambda: (scraper.metric("digest_config_reloads_total", result="success"),
+                           scraper.metric("digest_config_reloads_total", result="failure"))
+        deadline = time.monotonic() + p["timeout"]
+        for frac, kind in events:
+            want = int(frac * len(expected))
+            while sink.index() < want and time.monotonic() < deadline:
+                if d.exited():
+                    raise AssertionError("digestd exited:\n" + d.log()[-3000:])
+                time.sleep(0.05)
+            log("%5.1f%% %s" % (100.0 * sink.index() / len(expected), kind), quiet)
+            if kind == "kill":
+                busy = []
+                for _ in range(50):
+                    busy = [w for w in status_workers(d) if w.get("state") == "busy"]
+                    if busy:
+                        break
+                    time.sleep(0.1)
+                if not busy:
+                    busy = [w for w in status_workers(d) if w.get("pid")]
+                    counts["idle_kills"] += 1
+                if busy:
+                    os.kill(rng.choice(busy)["pid"], signal.SIGKILL)
+                    counts["kills"] += 1
+                time.sleep(rng.uniform(0.1, 0.6))
+            elif kind == "redis":
+                redis.crash(down_for=2.0)
+                counts["redis_restarts"] += 1
+            elif kind == "broker":
+                rabbit.restart(down_for=2.0)
+                counts["broker_restarts"] += 1
+            elif kind == "burst":
+                sink.burst_until = time.monotonic() + p["burst_len"]
+                counts["bursts"] += 1
+            elif kind == "outage":
+                sink.stop()
+                time.sleep(p["outage"])
+                sink.start()
+                counts["outages"] += 1
+            else:
+                scraper.scrape()
+                before = reloads()
+                if kind == "hup-broken":
+                    with open(cfg, "w") as f:
+                        f.write(config_text(port, redis, sink, broken=True))
+                elif kind == "hup-resize":
+                    good = config_text(port, redis, sink, standard=4, amqp_url=amqp_url)
+                    with open(cfg, "w") as f:
+                        f.write(good)
+                d.signal(signal.SIGHUP)
+
+                def reloaded():
+                    scraper.scrape()
+                    return reloads() != before
+                wait_for(reloaded, timeout=30, interval=0.1, what="reload counted")
+                if kind == "hup-broken":
+                    assert reloads()[1] == before[1] + 1, "broken file not refused"
+                    with open(cfg, "w") as f:
+                        f.write(good)
+                counts["hups"] += 1
+
+        def finished():
+            if d.exited():
+                raise AssertionError("digestd exited:\n" + d.log()[-3000:])
+            return sink.index() >= len(expected) and jobs_done(r, jobs) == len(jobs)
+        try:
+            wait_for(finished, timeout=max(30.0, deadline - time.monotonic()),
+                     interval=0.2, what="every job done")
+        except AssertionError as e:
+            res["wait_error"] = str(e)[:500]
+        time.sleep(1.0)
+        scraper.scrape()
+        scraper.finish()
+        pid = d.pid()
+        d.signal(signal.SIGTERM)
+        try:
+            code = d.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        sink.index()
+        got = sink.seen
+        lost = expected - set(got)
+        res.update(counts)
+        res.update(
+            elapsed_s=round(time.monotonic() - t0, 1),
+            jobs=len(jobs),
+            jobs_done=jobs_done(r, jobs),
+            expected=len(expected),
+            delivered=sum(got.values()),
+            lost=len(lost),
+            lost_sample=sorted(lost)[:5],
+            duplicates=sum(n - 1 for n in got.values()),
+            duplicate_sample=sorted(k for k, n in got.items() if n > 1)[:5],
+            unexpected=len(set(got) - expected),
+            deferred_replies=sink.deferred,
+            dead_letters=r.xlen("digest:dlq") if r.exists("digest:dlq") else 0,
+            exit_code=code,
+            zombies_lingering=len(scraper.lingering),
+            zombies_after=len(zombies_of(pid)) if code is None else 0,
+            children_after=len(d.children()) if code is None else 0,
+            scrapes=scraper.scrapes,
+            scrape_failures=scraper.failures,
+            counter_decreases=len(scraper.decreases),
+            counter_decrease_sample=[str(x) for x in scraper.decreases[:5]],
+            worker_restarts={k: scraper.metric("digest_worker_restarts_total", reason=k)
+                             for k in ("crash", "oom", "stall", "recycle", "reload")},
+            reloads={"success": reloads()[0], "failure": reloads()[1]},
+            emails_sent=scraper.metric("digest_emails_total", result="sent"),
+            emails_deferred=scraper.metric("digest_emails_total", result="deferred"),
+        )
+        # One duplicate per kill; and a restart of the Redis that holds the
+        # checkpoints, while jobs are in hand, re-sends what their workers
+        # delivered but could not record: at most one flush each.
+        res["duplicate_bound"] = res["kills"] + res["redis_restarts"] * WORKERS_MAX * BATCH
+        res["duplicates_over_kills"] = max(0, res["duplicates"] - res["kills"])
+        res["ok"] = check(res)[0]
+        return res
+    finally:
+        if scraper is not None:
+            scraper.finish()
+        if d is not None:
+            d.kill()
+        sink.stop()
+        redis.stop()
+        if own_rabbit:
+            rabbit.stop()
+
+
+def check(res):
+    """(ok, [failed checks]) of a run's figures."""
+    bad = []
+    if res["lost"] != 0:
+        bad.append("lost %d recipients, e.g. %s" % (res["lost"], res["lost_sample"]))
+    if res["duplicates"] > res["duplicate_bound"]:
+        bad.append("%d duplicates, more than %d" % (res["duplicates"],
+                                                     res["duplicate_bound"]))
+    if res["unexpected"]:
+        bad.append("%d messages nobody was due" % res["unexpected"])
+    if res["exit_code"] != 0:
+        bad.append("exit code %s" % res["exit_code"])
+    if res["zombies_lingering"] or res["zombies_after"] or res["children_after"]:
+        bad.append("zombies or children left")
+    if res["counter_decreases"]:
+        bad.append("counters went down: %s" % res["counter_decrease_sample"])
+    if res["dead_letters"]:
+        bad.append("%d dead letters" % res["dead_letters"])
+    if res["jobs_done"] != res["jobs"]:
+        bad.append("%d of %d jobs done" % (res["jobs_done"], res["jobs"]))
+    if res["reloads"]["failure"] < 1:
+        bad.append("the broken reload was not counted")
+    return not bad, bad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", choices=("redis", "amqp"), default="redis")
+    ap.add_argument("--short", action="store_true", help="the functional suite's numbers")
+    ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    a = ap.parse_args()
+    import tempfile
+    workdir = a.workdir or tempfile.mkdtemp(prefix="digestd-chaos-")
+    res = run_chaos(workdir, backend=a.backend, short=a.short, seed=a.seed, quiet=a.json)
+    ok, bad = check(res)
+    if a.json:
+        print(json.dumps(res, sort_keys=True))
+    else:
+        for k in sorted(res):
+            print("%-22s %s" % (k, res[k]))
+        print("chaos %s: %s" % (a.backend, "PASS" if ok else "FAIL: " + "; ".join(bad)))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
