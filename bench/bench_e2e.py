@@ -5,8 +5,9 @@ the last email accepted; then, in the same run, the SMTP ceiling: postfix's
 smtp-source sending as many messages of the same size on the wire to the
 same sink with as many sessions.  The same run gives the Redis cost
 (INFO stats and commandstats before and after) and the workers' CPU per
-email (/proc/<worker>/stat sampled once the queues are empty, before the
-drain; cross-checked with the supervisor's cutime + cstime after it).
+email (each worker's /proc/<pid>/stat sampled once the queues are empty,
+before the drain: no worker was replaced in the run, which the report
+checks through digest_worker_restarts_total).
 
     bench/bench_e2e.py [--groups N] [--members M] [--posts P]
                        [--workers W] [--out FILE]
@@ -21,7 +22,7 @@ import time
 
 from benchlib import (PostfixSink, RedisServer, SMTP_SOURCE, Digestd,
                       digestctl, digestd_config, metric_sum, override,
-                      out_path, proc_cpu, proc_io, redis_counters, wait_for,
+                      out_path, proc_cpu, redis_counters, wait_for,
                       write_json, children, cmdline)
 
 
@@ -152,20 +153,19 @@ def run_digestd(args, tmp, res):
                     "digestctl schedule and the queue sampler",
         }
 
-        # Drain and the supervisor's cutime + cstime: its reaped children.
         d.stop(timeout=60)
         res["digestd"]["drain_exit"] = d.proc.returncode
-        try:
-            c = proc_cpu(sup)
-        except OSError:
-            c = None
         res["digestd"]["note"] = ("worker CPU from each worker's "
                                   "/proc/<pid>/stat before the drain")
-        del c
 
         # The ceiling: same sink, same sessions, same bytes on the wire.
-        res["ceiling"] = ceiling(sink, sent, 2 * args.workers,
-                                 sink_bytes / sent)
+        # Twice, the best kept: the ratio is then never flattered by a
+        # ceiling run that other work on the machine slowed down.
+        runs = [ceiling(sink, sent, 2 * args.workers, sink_bytes / sent)
+                for _ in range(2)]
+        res["ceiling"] = max(runs, key=lambda c: c["emails_per_sec"])
+        res["ceiling"]["runs_emails_per_sec"] = [c["emails_per_sec"]
+                                                 for c in runs]
         res["ratio"] = (res["digestd"]["emails_per_sec"]
                         / res["ceiling"]["emails_per_sec"])
     finally:

@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""make bench: run every benchmark of bench/ in one go on this machine and
+write the report to bench/results/: REPORT.md (the figures against their
+targets), results.json (everything measured, raw), bench.png (gnuplot,
+from bench/plot.gp) and, for each target missed, the profile that explains
+it.
+
+    /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
+
+--quick runs smaller sizes (a smoke test of the runner, minutes less);
+--only runs some of: render, e2e, memory, supervisor, scrape, profile.
+Each benchmark runs in its own process with a time limit, so one that
+fails is reported as failed and the others still run.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("DIGESTD_BUILD", "build")
+OUT = os.path.join(HERE, "results")
+PY = sys.executable or "/usr/bin/python3"
+
+TARGETS = {
+    "e2e_ratio": (">=", 0.7, "digestd / SMTP ceiling"),
+    "worker_cpu_us": ("<=", 15.0, "worker CPU per email (us)"),
+    "render_per_core": (">=", 20000, "render, emails/s per core"),
+    "redis_rtt_per_email": ("<=", 1.05, "Redis round trips per email"),
+    "worker_hwm_mb": ("<=", 16.0, "worker peak RSS, 1M-member group (MB)"),
+    "supervisor_hwm_mb": ("<=", 8.0, "supervisor peak RSS, 64 workers (MB)"),
+    "fork_p99_ms": ("<=", 2.0, "death to fork p99 (ms)"),
+    "ready_p99_ms": ("<=", 100.0, "death to ready p99 (ms)"),
+    "scrape_p99_ms": ("<=", 5.0, "/metrics p99 at 64 workers (ms)"),
+    "scrape_speedup": (">=", 10.0, "/metrics vs prometheus_client multiprocess"),
+}
+
+
+def log(msg):
+    print("bench: " + msg, flush=True)
+
+
+def run_json(name, argv, timeout):
+    """Run one benchmark that writes JSON to --out; {} plus the error on
+    failure."""
+    path = os.path.join(OUT, name + ".json")
+    t = time.monotonic()
+    log("%s: %s" % (name, " ".join(os.path.relpath(a, ROOT)
+                                    if a.startswith(ROOT) else a for a in argv)))
+    try:
+        p = subprocess.run(argv + ["--out", path], cwd=ROOT, timeout=timeout,
+                           capture_output=True, text=True)
+        sys.stdout.write(p.stdout)
+        if p.returncode != 0:
+            sys.stdout.write(p.stderr[-4000:])
+            return {"error": "exit %d: %s" % (p.returncode,
+                                               p.stderr.strip()[-1500:])}
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after %ds" % timeout}
+    with open(path) as f:
+        res = json.load(f)
+    res["wall_seconds"] = time.monotonic() - t
+    return res
+
+
+def bench_render(secs):
+    exe = os.path.join(ROOT, BUILD, "bench", "bench_render")
+    log("render: %s -s %d" % (os.path.relpath(exe, ROOT), secs))
+    try:
+        p = subprocess.run([exe, "-s", str(secs)], capture_output=True,
+                           text=True, timeout=secs * 4 + 30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    if p.returncode != 0:
+        return {"error": "exit %d: %s" % (p.returncode, p.stderr[-1000:])}
+    sys.stdout.write(p.stdout)
+    last = p.stdout.strip().splitlines()[-1]
+    res = {}
+    for kv in last.split():
+        k, v = kv.split("=", 1)
+        try:
+            res[k] = float(v)
+        except ValueError:
+            res[k] = v
+    res["output"] = p.stdout.strip().splitlines()
+    with open(os.path.join(OUT, "render.json"), "w") as f:
+        json.dump(res, f, indent=1, sort_keys=True)
+    return res
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
+def machine():
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split(":", 1)[1].strip()
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=10).stdout.strip().splitlines()[0]
+        except Exception:
+            return "?"
+    commit = ver(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem,
+            "kernel": platform.release(), "commit": commit,
+            "redis": ver(["redis-server", "--version"]),
+            "php_fpm": ver(["/usr/sbin/php-fpm8.2", "-v"]),
+            "date": datetime.datetime.now(datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def perf_works():
+    try:
+        p = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-o",
+                            "/dev/null", "true"], capture_output=True,
+                           timeout=20)
+        return p.returncode == 0
+    except Exception:
+        return False
+
+
+def perf_report(data, lines=25):
+    """The top of a perf profile by shared object and by symbol."""
+    out = {}
+    for key, sort in (("by_dso", "dso"), ("by_symbol", "dso,sym")):
+        p = subprocess.run(["perf", "report", "-i", data, "--stdio",
+                            "--no-children", "-g", "none", "--sort", sort],
+                           capture_output=True, text=True, timeout=120)
+        rows = [l.rstrip() for l in p.stdout.splitlines()
+                if l.strip() and not l.startswith("#")]
+        out[key] = rows[:lines]
+    return out
+
+
+def figures(r):
+    """{target: value} from the results (None when not measured)."""
+    f = {k: None for k in TARGETS}
+    e = r.get("e2e", {})
+    if "ratio" in e:
+        f["e2e_ratio"] = e["ratio"]
+        f["worker_cpu_us"] = e["digestd"]["worker_cpu_us_per_email"]
+        f["redis_rtt_per_email"] = e["redis"]["round_trips_per_email"]
+    if "emails_per_sec" in r.get("render", {}):
+        # One process on one core: emails per CPU second is per core.
+        rr = r["render"]
+        f["render_per_core"] = rr["emails"] / rr["cpu_seconds"]
+    m = r.get("memory", {})
+    if "worker" in m:
+        f["worker_hwm_mb"] = m["worker"]["vm_hwm_kb"] / 1024
+    if "supervisor" in m:
+        f["supervisor_hwm_mb"] = m["supervisor"]["vm_hwm_kb"] / 1024
+    s = r.get("supervisor", {})
+    if "digestd" in s:
+        f["fork_p99_ms"] = s["digestd"]["log_kill_to_fork_us"]["p99"] / 1000
+        f["ready_p99_ms"] = s["digestd"]["death_to_ready_us"]["p99"] / 1000
+    sc = r.get("scrape", {})
+    p99, speed = scrape_figures(sc)
+    f["scrape_p99_ms"], f["scrape_speedup"] = p99, speed
+    return f
+
+
+def scrape_figures(sc):
+    """digestd's /metrics p99 (ms) and its speed-up over the Python
+    multiprocess collector, from scrape_bench.py's JSON, whatever nesting
+    it chose."""
+    def find(d, *names):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if k in names and isinstance(v, (int, float)):
+                    return v
+            for v in d.values():
+                x = find(v, *names)
+                if x is not None:
+                    return x
+        return None
+    dd = sc.get("digestd") if isinstance(sc.get("digestd"), dict) else None
+    py = sc.get("python") if isinstance(sc.get("python"), dict) else None
+    p99 = find(dd, "p99_ms") if dd else find(sc, "digestd_p99_ms")
+    speed = find(sc, "speedup_p99", "speedup", "ratio_p99")
+    if speed is None and dd and py:
+        a, b = find(dd, "p99_ms"), find(py, "p99_ms")
+        if a and b:
+            speed = b / a
+    return p99, speed
+
+
+def met(key, v):
+    if v is None:
+        return None
+    op, t, _ = TARGETS[key]
+    return v >= t if op == ">=" else v <= t
+
+
+def fmt(v, nd=2):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return "{:,.0f}".format(v)
+        return ("%%.%df" % nd) % v
+    return str(v)
+
+
+def plot(r):
+    """Data files for bench/plot.gp, then gnuplot to bench.png."""
+    e, s = r.get("e2e", {}), r.get("supervisor", {})
+    with open(os.path.join(OUT, "throughput.dat"), "w") as f:
+        f.write("# what emails_per_sec\n")
+        if "ceiling" in e:
+            f.write('"digestd (2 pools)" %.1f\n' % e["digestd"]["emails_per_sec"])
+            f.write('"smtp-source ceiling" %.1f\n' % e["ceiling"]["emails_per_sec"])
+    for name, key, col in (("digestd", "raw_fork_us", "fork"),
+                           ("php_fpm", "raw_fork_us", "fork"),
+                           ("digestd", "raw_ready_us", "ready")):
+        xs = sorted(s.get(name, {}).get(key, []))
+        with open(os.path.join(OUT, "cdf_%s_%s.dat" % (name, col)), "w") as f:
+            f.write("# latency_ms fraction\n")
+            for i, x in enumerate(xs):
+                f.write("%.4f %.5f\n" % (x / 1000, (i + 1) / len(xs)))
+    try:
+        p = subprocess.run(["gnuplot", "-e", "outdir='%s'" % OUT,
+                            os.path.join(HERE, "plot.gp")],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            return "gnuplot: " + p.stderr
+    except OSError as ex:
+        return "gnuplot: %s" % ex
+    return None
+
+
+def report(r, f, profiles, started, took):
+    m = r["machine"]
+    L = []
+    L.append("# digestd benchmarks\n")
+    L.append("`make bench` on %s, %d cores (%s), %s, Linux %s, commit %s, "
+             "%s; whole run %.0f s. Load average before: %s, after: %s "
+             "(other work shared the machine)." % (
+                 m["cpu"], m["cores"], m["memory"], m["redis"], m["kernel"],
+                 m["commit"], m["date"], took, " ".join(r["load_before"]),
+                 " ".join(r["load_after"])))
+    L.append("\nEvery figure below comes from this one run; the raw data is "
+             "in `results.json` (and one JSON per benchmark), the plot in "
+             "`bench.png`.\n")
+    L.append("## Targets\n")
+    L.append("| # | what | measured | target | met |")
+    L.append("| --- | --- | --- | --- | --- |")
+    num = {"e2e_ratio": 1, "worker_cpu_us": 1, "render_per_core": 2,
+           "redis_rtt_per_email": 3, "worker_hwm_mb": 4,
+           "supervisor_hwm_mb": 4, "fork_p99_ms": 5, "ready_p99_ms": 5,
+           "scrape_p99_ms": 6, "scrape_speedup": 6}
+    for k, (op, t, what) in TARGETS.items():
+        ok = met(k, f[k])
+        L.append("| %d | %s | %s | %s %s | %s |" % (
+            num[k], what, fmt(f[k]), op, fmt(float(t)),
+            "n/a" if ok is None else ("yes" if ok else "**no**")))
+
+    e = r.get("e2e", {})
+    L.append("\n## 1. End to end\n")
+    if "ratio" in e:
+        dd, c, sd = e["digestd"], e["ceiling"], e.get("seed", {})
+        L.append("Data: `digestctl seed --groups %d --members %d --posts %d` "
+                 "(%s). digestd: pools priority and standard, %d workers "
+                 "in all, SMTP to postfix's `smtp-sink` on 127.0.0.1, %d "
+                 "messages per session; Redis on a unix socket.\n" % (
+                     e["params"]["groups"], e["params"]["members"],
+                     e["params"]["posts"],
+                     "; ".join(sd.get("output", [])[:3]), dd["workers"],
+                     e["params"]["session"]))
+        L.append("| | emails | seconds | emails/s | bytes/email on the wire |")
+        L.append("| --- | --- | --- | --- | --- |")
+        L.append("| digestd, schedule to last accepted | %d | %.2f | %s | %.0f |"
+                 % (dd["emails"], dd["seconds"], fmt(dd["emails_per_sec"]),
+                    dd["wire_bytes_per_email"]))
+        L.append("| smtp-source ceiling (%d sessions, -d, -l %d) | %d | %.2f | "
+                 "%s | %.0f |" % (c["sessions"], c["body_bytes"], c["emails"],
+                                  c["seconds"], fmt(c["emails_per_sec"]),
+                                  c["wire_bytes_per_email"]))
+        L.append("\nRatio %.2f. Workers' CPU (utime + stime of each worker "
+                 "from /proc before the drain): %.2f s, %.1f us per email. "
+                 "Supervisor: %.2f s CPU over the run; smtp-sink: %.2f s. "
+                 "Skipped recipients %d, deferred %d, rejected %d, worker "
+                 "restarts %d, jobs %d.\n" % (
+                     e["ratio"], dd["worker_cpu_seconds"],
+                     dd["worker_cpu_us_per_email"],
+                     dd["supervisor_cpu_seconds"], dd["sink_cpu_seconds"],
+                     dd["skipped"], dd["deferred"], dd["rejected"],
+                     dd["restarts"], dd["jobs_ok"]))
+    else:
+        L.append("Not measured: %s\n" % e.get("error", "skipped"))
+
+    rr = r.get("render", {})
+    L.append("## 2. Render\n")
+    if "emails" in rr:
+        L.append("`%s/bench/bench_render -s %d`: %s\n" % (
+            BUILD, round(rr.get("seconds", 0)), "; ".join(
+            x.strip() for x in rr["output"][:2])))
+    else:
+        L.append("Not measured: %s\n" % rr.get("error", "skipped"))
+
+    L.append("## 3. Redis cost\n")
+    if "redis" in e:
+        rd = e["redis"]
+        L.append("INFO stats before and after the end-to-end run (our own "
+                 "INFO and XINFO calls taken out): %d commands, %d client "
+                 "reads (total_reads_processed, a stand-in for round trips) "
+                 "for %d emails: **%.3f commands and %.3f round trips per "
+                 "email**, %.1f reads per job beyond one per email. It "
+                 "includes `digestctl schedule` and the queue sampler.\n" % (
+                     rd["commands"], rd["reads"], dd["emails"],
+                     rd["commands_per_email"], rd["round_trips_per_email"],
+                     (rd["reads"] - dd["emails"]) / max(1, dd["jobs_ok"])))
+        L.append("| command | calls | per email | per job |")
+        L.append("| --- | --- | --- | --- |")
+        for k, v in sorted(rd["calls"].items(), key=lambda kv: -kv[1]):
+            L.append("| %s | %d | %.3f | %.2f |" % (
+                k, v, v / dd["emails"], v / max(1, dd["jobs_ok"])))
+        L.append("")
+    else:
+        L.append("Not measured.\n")
+
+    mm = r.get("memory", {})
+    L.append("## 4. Memory\n")
+    if "worker" in mm:
+        w = mm["worker"]
+        L.append("Worker: one job walks a %d-member group (every member "
+                 "with a user hash; one in %d takes the daily digest) under "
+                 "memory_limit = 32M: %d emails sent, %d skipped, %d "
+                 "restarts (%d OOM), in %.1f s; **VmHWM %.1f MB**.\n" % (
+                     w["members"], mm["params"]["every"], w["emails_sent"],
+                     w["skipped"], w["restarts"], w["oom_restarts"],
+                     w["seconds"], w["vm_hwm_kb"] / 1024))
+    if "supervisor" in mm:
+        s = mm["supervisor"]
+        L.append("Supervisor with %d workers after 60 scrapes of /metrics "
+                 "and /status and 16 workers killed and replaced: **VmHWM "
+                 "%.1f MB** (anonymous %.1f MB, file %.1f MB, shared %.1f "
+                 "MB).\n" % (s["workers"], s["vm_hwm_kb"] / 1024,
+                             s["rss_anon_kb"] / 1024, s["rss_file_kb"] / 1024,
+                             s["rss_shmem_kb"] / 1024))
+    if "error" in mm:
+        L.append("Failed: %s\n" % mm["error"])
+
+    s = r.get("supervisor", {})
+    L.append("## 5. Supervisor\n")
+    if "digestd" in s:
+        d, p = s["digestd"], s.get("php_fpm", {})
+        L.append("%d SIGKILLs of the oldest of %d workers (each older than "
+                 "the backoff's healthy threshold), same harness for both: "
+                 "the new pid is seen in /proc/<master>/task/<master>/"
+                 "children (polled every 0.1 ms), digestd's readiness in "
+                 "GET /status. digestd's debug log gives the same events on "
+                 "CLOCK_MONOTONIC with no polling in them.\n" % (
+                     d["kills"], d["workers"]))
+        L.append("| latency (ms) | p50 | p90 | p99 | max | n |")
+        L.append("| --- | --- | --- | --- | --- | --- |")
+
+        def row(name, sm):
+            if not sm or not sm.get("n"):
+                L.append("| %s | n/a | | | | |" % name)
+                return
+            L.append("| %s | %.3f | %.3f | %.3f | %.3f | %d |" % (
+                name, sm["p50"] / 1000, sm["p90"] / 1000, sm["p99"] / 1000,
+                sm["max"] / 1000, sm["n"]))
+        row("digestd: kill to new pid seen (polled)", d["death_to_fork_us"])
+        row("php-fpm: kill to new pid seen (polled)", p.get("death_to_fork_us"))
+        row("digestd: kill to fork (log)", d["log_kill_to_fork_us"])
+        row("digestd: reap to fork (log)", d["log_reap_to_fork_us"])
+        row("digestd: kill to ready (/status idle, polled)", d["death_to_ready_us"])
+        row("digestd: kill to ready (log)", d["log_kill_to_ready_us"])
+        st = s.get("stall", {})
+        if st.get("detect_ms", {}).get("n"):
+            L.append("\nStall: SIGSTOP of a worker to its replacement's fork, "
+                     "stall_timeout = %d ms: p50 %.0f ms, max %.0f ms over "
+                     "%d trials (the last heartbeat precedes the SIGSTOP by "
+                     "up to the heartbeat period, hence below the timeout).\n"
+                     % (st["stall_timeout_ms"], st["detect_ms"]["p50"],
+                        st["detect_ms"]["max"], st["detect_ms"]["n"]))
+        L.append("php-fpm: %s, pm = static, pm.max_children = %d, on a "
+                 "unix socket in a temp dir.\n" % (
+                     p.get("version", "?"), p.get("workers", 0)))
+    else:
+        L.append("Not measured: %s\n" % s.get("error", "skipped"))
+
+    sc = r.get("scrape", {})
+    L.append("## 6. Scrape\n")
+    if sc and "error" not in sc:
+        L.append("From `bench/scrape_bench.py`:\n")
+        L.append("```")
+        L.append(json.dumps({k: v for k, v in sc.items()
+                             if not k.startswith("raw")}, indent=1,
+                            sort_keys=True)[:4000])
+        L.append("```\n")
+    else:
+        L.append("Not measured: %s\n" % sc.get("error", "skipped"))
+
+    L.append("## 7. Targets missed, and why\n")
+    missed = [k for k in TARGETS if met(k, f[k]) is False]
+    if not missed:
+        L.append("None.\n")
+    for k in missed:
+        L.append("### %s: %s (target %s %s)\n" % (
+            TARGETS[k][2], fmt(f[k]), TARGETS[k][0], fmt(float(TARGETS[k][1]))))
+        L.append(r.get("why", {}).get(k, "No analysis recorded.") + "\n")
+        if k in profiles:
+            L.append("```")
+            L.extend(profiles[k])
+            L.append("```\n")
+
+    L.append("## Reproduce\n")
+    L.append("```sh\nmake bench                      # everything, about "
+             "%d minutes here\n/usr/bin/python3 bench/run.py --only e2e   # one part\n"
+             "/usr/bin/python3 bench/bench_e2e.py --help\n```\n" % max(1, round(took / 60)))
+    with open(os.path.join(OUT, "REPORT.md"), "w") as fp:
+        fp.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="render,e2e,memory,supervisor,scrape,profile")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    os.makedirs(OUT, exist_ok=True)
+    started = time.monotonic()
+    r = {"machine": machine(), "load_before": loadavg(), "quick": args.quick}
+    q = args.quick
+
+    if "render" in only:
+        r["render"] = bench_render(1 if q else 3)
+    if "e2e" in only:
+        a = ["--groups", "500", "--members", "50000", "--posts", "5000"] if q \
+            else ["--groups", "2000", "--members", "200000", "--posts", "20000"]
+        r["e2e"] = run_json("e2e", [PY, os.path.join(HERE, "bench_e2e.py")] + a, 420)
+    if "memory" in only:
+        a = ["--members", "100000"] if q else []
+        r["memory"] = run_json("memory", [PY, os.path.join(HERE, "bench_memory.py")] + a, 420)
+    if "supervisor" in only:
+        a = ["--kills", "100", "--stalls", "2"] if q else []
+        r["supervisor"] = run_json("supervisor",
+                                   [PY, os.path.join(HERE, "bench_supervisor.py")] + a, 420)
+    if "scrape" in only:
+        sb = os.path.join(HERE, "scrape_bench.py")
+        if os.path.exists(sb):
+            a = ["--quick"] if q else []
+            r["scrape"] = run_json("scrape", [PY, sb] + a, 300)
+        else:
+            r["scrape"] = {"error": "bench/scrape_bench.py is missing"}
+
+    f = figures(r)
+    r["figures"] = f
+    r["why"] = {}
+    profiles = {}
+    missed = [k for k in TARGETS if met(k, f[k]) is False]
+    if "profile" in only and missed:
+        from profiles import explain
+        explain(r, f, missed, profiles, quick=q, perf=perf_works(), log=log)
+
+    r["load_after"] = loadavg()
+    took = time.monotonic() - started
+    r["seconds"] = took
+    err = plot(r)
+    if err:
+        log(err)
+    report(r, f, profiles, started, took)
+    r["profiles"] = profiles
+    with open(os.path.join(OUT, "results.json"), "w") as fp:
+        json.dump(r, fp, indent=1, sort_keys=True)
+        fp.write("\n")
+    log("report: %s (%.0f s)" % (os.path.relpath(os.path.join(OUT, "REPORT.md"),
+                                                 ROOT), took))
+    for k in TARGETS:
+        ok = met(k, f[k])
+        log("%-45s %12s  %s" % (TARGETS[k][2], fmt(f[k]),
+                                "n/a" if ok is None else ("ok" if ok else "MISSED")))
+
+
+if __name__ == "__main__":
+    main()
