@@ -240,25 +240,82 @@ digest_append(struct run *rn, redisContext *c, const char *what,
 }
 
 /*
+ * How many of the ranked posts the job needs: the shortest prefix in which
+ * every member, author or not, finds max_posts posts not their own (or
+ * all there are).  Only those are read in full and rendered, so a window
+ * of many posts costs memory for max_posts of them, give or take the
+ * most prolific authors'.
+ */
+static size_t
+digest_needed(const struct post *p, size_t n, size_t maxp)
+{
+	int64_t *authors, *total, *have;
+	size_t i, k, a, na = 0, *idx, need;
+	int ok;
+
+	if (n <= maxp)
+		return n;
+	authors = wcalloc(n, sizeof(*authors));
+	idx = wcalloc(n, sizeof(*idx));
+	total = wcalloc(n, sizeof(*total));
+	have = wcalloc(n, sizeof(*have));
+	/* The distinct authors, by a linear scan: n is at most 1,000. */
+	for (i = 0; i < n; i++) {
+		idx[i] = SIZE_MAX;
+		if (p[i].author_id < 0)
+			continue;
+		for (a = 0; a < na && authors[a] != p[i].author_id; a++)
+			;
+		if (a == na)
+			authors[na++] = p[i].author_id;
+		idx[i] = a;
+		total[a]++;
+	}
+	for (k = 0; k < n; k++) {
+		if (idx[k] != SIZE_MAX)
+			have[idx[k]]++;
+		if (k + 1 < maxp)
+			continue;
+		ok = 1;
+		for (a = 0; a < na && ok; a++) {
+			need = n - (size_t)total[a] < maxp ?
+			    n - (size_t)total[a] : maxp;
+			if (k + 1 - (size_t)have[a] < need)
+				ok = 0;
+		}
+		if (ok)
+			break;
+	}
+	free(authors);
+	free(idx);
+	free(total);
+	free(have);
+	return k < n ? k + 1 : n;
+}
+
+/*
  * Read the group, its size and the window's posts (the newest
- * DIGEST_MAX_POSTS), then the posts' fields in one pipelined round.
+ * DIGEST_MAX_POSTS).  The posts are read in two pipelined rounds: first
+ * what ranks them (author, likes, comments), then the text of only those
+ * the job can list (digest_needed).
  */
 static int
 digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
-    size_t *npostsp, char **gname, char **gurl)
+    size_t *npostsp, size_t *nallp, int64_t *sole, char **gname, char **gurl)
 {
 	redisContext *c = rn->ctx->data;
 	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	const struct job *j = rn->job;
-	redisReply *rg = NULL, *rz = NULL, *rp = NULL, *r;
+	redisReply *rg = NULL, *rz = NULL, *rp = NULL, *r, *rl;
 	struct post *posts = NULL;
 	char key[512];
-	size_t i, n = 0, want;
+	size_t i, n = 0, want, k;
 	int failed = 0;
 	double score;
 
 	*postsp = NULL;
-	*npostsp = 0;
+	*npostsp = *nallp = 0;
+	*sole = -1;
 	*gname = *gurl = NULL;
 	if (rkey(key, sizeof(key), pfx, "group:%lld", (long long)j->group_id)
 	    == NULL) {
@@ -300,6 +357,7 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 	gi->name = *gname;
 	gi->url = *gurl;
 
+	/* Round one: what ranks each post, and whether it exists at all. */
 	want = rp->elements / 2;
 	posts = wcalloc(want == 0 ? 1 : want, sizeof(*posts));
 	for (i = 0; i < want; i++) {
@@ -308,13 +366,14 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 		if (e->type != REDIS_REPLY_STRING)
 			continue;
 		rkey(key, sizeof(key), pfx, "post:%s", e->str);
-		if (digest_append(rn, c, "HMGET post", "HMGET %s title url "
-		    "author_id author_name excerpt likes comments", key) == -1)
+		if (digest_append(rn, c, "HMGET post", "HMGET %s author_id "
+		    "likes comments", key) == -1 ||
+		    digest_append(rn, c, "HLEN post", "HLEN %s", key) == -1)
 			goto fail;
 	}
 	for (i = 0; i < want; i++) {
 		const redisReply *e = rp->element[2 * i];
-		const redisReply *s = rp->element[2 * i + 1];
+		const redisReply *sc = rp->element[2 * i + 1];
 		struct post *p;
 		int64_t id;
 
@@ -322,32 +381,66 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 			continue;
 		if ((r = digest_reply(rn, c, "HMGET post")) == NULL)
 			goto fail;
+		if ((rl = digest_reply(rn, c, "HLEN post")) == NULL) {
+			freeReplyObject(r);
+			goto fail;
+		}
 		/* Read every reply even after an error, to stay in step. */
+		if ((r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) ||
+		    (rl->type != REDIS_REPLY_INTEGER && !digest_wrongtype(rl))) {
+			if (!failed)
+				digest_redis_error(rn, c, "HMGET post",
+				    r->type == REDIS_REPLY_ERROR ? r : rl);
+			failed = 1;
+		}
+		/* A post id that is not a number, or a deleted post, is left out. */
+		if (!failed && parse_i64(e->str, INT64_MIN, INT64_MAX, &id) == 0 &&
+		    rl->type == REDIS_REPLY_INTEGER && rl->integer > 0) {
+			p = &posts[n++];
+			p->id = id;
+			p->posted_at = (sc->type == REDIS_REPLY_STRING &&
+			    parse_double(sc->str, &score) == 0) ? (int64_t)score : 0;
+			p->author_id = digest_field_i64(r, 0, -1);
+			p->likes = digest_field_i64(r, 1, 0);
+			p->comments = digest_field_i64(r, 2, 0);
+		}
+		freeReplyObject(r);
+		freeReplyObject(rl);
+	}
+	if (failed)
+		goto fail;
+
+	/* Who has nothing new is judged on every post of the window. */
+	*nallp = n;
+	*sole = n > 0 ? posts[0].author_id : -1;
+	for (i = 1; i < n && *sole >= 0; i++)
+		if (posts[i].author_id != *sole)
+			*sole = -1;
+
+	/* Round two: the text of the posts the job can list. */
+	render_sort_posts(posts, n);
+	k = digest_needed(posts, n, (size_t)rn->ctx->cfg->digest.max_posts);
+	for (i = 0; i < k; i++) {
+		rkey(key, sizeof(key), pfx, "post:%lld", (long long)posts[i].id);
+		if (digest_append(rn, c, "HMGET post", "HMGET %s title url "
+		    "author_name excerpt", key) == -1)
+			goto fail;
+	}
+	for (i = 0; i < k; i++) {
+		struct post *p = &posts[i];
+
+		if ((r = digest_reply(rn, c, "HMGET post")) == NULL)
+			goto fail;
 		if (r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) {
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET post", r);
 			failed = 1;
-			freeReplyObject(r);
-			continue;
+		} else if (!failed) {
+			p->title = digest_field_dup(r, 0, CAP_TITLE);
+			p->url = digest_field_dup(r, 1, CAP_URL);
+			p->author_name = digest_field_dup(r, 2, CAP_AUTHOR);
+			p->excerpt = digest_field_dup(r, 3, CAP_EXCERPT);
 		}
-		/* A post id that is not a number, or a deleted post, is left out. */
-		if (failed || parse_i64(e->str, INT64_MIN, INT64_MAX, &id) == -1 ||
-		    (digest_field(r, 0) == NULL && digest_field(r, 1) == NULL &&
-		    digest_field(r, 4) == NULL)) {
-			freeReplyObject(r);
-			continue;
-		}
-		p = &posts[n++];
-		p->id = id;
-		p->posted_at = (s->type == REDIS_REPLY_STRING &&
-		    parse_double(s->str, &score) == 0) ? (int64_t)score : 0;
-		p->title = digest_field_dup(r, 0, CAP_TITLE);
-		p->url = digest_field_dup(r, 1, CAP_URL);
-		p->author_id = digest_field_i64(r, 2, -1);
-		p->author_name = digest_field_dup(r, 3, CAP_AUTHOR);
-		p->excerpt = digest_field_dup(r, 4, CAP_EXCERPT);
-		p->likes = digest_field_i64(r, 5, 0);
-		p->comments = digest_field_i64(r, 6, 0);
 		freeReplyObject(r);
 	}
 	if (failed)
@@ -355,8 +448,9 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 	freeReplyObject(rg);
 	freeReplyObject(rz);
 	freeReplyObject(rp);
-	*postsp = posts;
-	*npostsp = n;
+	/* The rest were only needed for ranking; keep the array small. */
+	*postsp = wrealloc(posts, (k == 0 ? 1 : k) * sizeof(*posts));
+	*npostsp = k;
 	return 0;
 fail:
 	if (rg)
@@ -771,7 +865,8 @@ digest_prepare(struct run *rn)
 	struct group_info gi;
 	struct post *posts;
 	char *gname, *gurl, err[256];
-	size_t n, i;
+	size_t n, nall;
+	int64_t sole;
 
 	if (dp->render == NULL &&
 	    (dp->render = render_new(rn->ctx->cfg, err, sizeof(err))) == NULL) {
@@ -779,7 +874,8 @@ digest_prepare(struct run *rn)
 		return -1;
 	}
 	memset(&gi, 0, sizeof(gi));
-	if (digest_load_group(rn, &gi, &posts, &n, &gname, &gurl) == -1)
+	if (digest_load_group(rn, &gi, &posts, &n, &nall, &sole, &gname,
+	    &gurl) == -1)
 		return -1;
 	if (render_job(dp->render, rn->job, &gi, posts, n) == -1)
 		worker_oom();
@@ -797,11 +893,8 @@ digest_prepare(struct run *rn)
 	rn->ej.group_size = gi.members;
 	rn->ej.large_group_threshold = rn->ctx->cfg->digest.large_group_threshold;
 	rn->ej.inactive_after_s = rn->ctx->cfg->digest.inactive_after_ms / 1000;
-	rn->ej.nposts = n;
-	rn->ej.sole_author = n > 0 ? posts[0].author_id : -1;
-	for (i = 1; i < n && rn->ej.sole_author >= 0; i++)
-		if (posts[i].author_id != rn->ej.sole_author)
-			rn->ej.sole_author = -1;
+	rn->ej.nposts = nall;
+	rn->ej.sole_author = sole;
 	return 0;
 }
 
