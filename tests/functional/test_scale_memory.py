@@ -182,3 +182,28 @@ def test_two_weeks_unconsumed_keys_bounded(tmp_path, two_redis):
         assert d.stop() == 0
     check_bounds(q)
     assert os.listdir(os.path.join(str(tmp_path), "outbox", "new"))
+
+
+def test_queue_redis_bytes_per_job(tmp_path, two_redis):
+    """What docs/scaling.md sizes the queue Redis with: a scheduled and
+    processed job (stream entry, enqueue marker, checkpoint) costs well
+    under 1 KB of used_memory."""
+    data, queue = two_redis
+    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+                 pools=("priority", "standard"), workers=2)
+    digestctl(cfg, "seed", "--groups", "3000", "--members", "60000", "--posts",
+              "12000", "--seed", "3")
+    q = queue.client()
+    before = q.info("memory")["used_memory"]
+    digestctl(cfg, "schedule", "--period", "daily")
+    jobs = sum(q.xlen("digest:q:" + n) for n in ("priority", "standard"))
+    assert jobs > 500
+    d = Digestd(cfg, tmp_path).start()
+    try:
+        wait_settled(q, [d], timeout=180)
+    finally:
+        assert d.stop() == 0
+    per_job = (q.info("memory")["used_memory"] - before) / jobs
+    print("queue Redis: %d jobs, %.0f bytes per job" % (jobs, per_job))
+    assert per_job < 1024, per_job
+    assert len([k for k in q.scan_iter(match="digest:job:*")]) == jobs
