@@ -52,6 +52,8 @@ def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vh
     want = expected_pairs(groups, end)
     assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
     dups = len(got) - len(set(got))
+    print("measured: killed after %d of 60 emails; %d delivered, %d duplicate(s)"
+          % (at_kill, len(got), dups))
     assert dups <= 1, "duplicates: %d" % dups
     # The broker redelivered the job to the replacement, which resumed:
     # two deliveries, and the second did not start from the beginning.
@@ -96,6 +98,8 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
     want = expected_pairs(groups, end)
     assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
     # At most the message in flight per worker and job cut off.
+    print("measured: %d emails for %d members, %d duplicate(s) across the restart"
+          % (len(got), len(want), len(got) - len(set(got))))
     assert len(got) - len(set(got)) <= 4
     assert drain_queue(rabbitmq, vhost, "digest.standard") == []
     assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
@@ -107,9 +111,9 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
 def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
                                   digestd_factory):
     r = redis_tcp.client()
-    groups = {9: list(range(100, 112))}
+    groups = {9: list(range(100, 115))}
     now, end = setup_groups(r, groups)
-    # 12 emails at 0.7 s each: about 8.4 s, more than 3 x 2 s heartbeats,
+    # 15 emails at 0.7 s each: over 10 s, more than 3 x 2 s heartbeats,
     # with the worker inside SMTP nearly all of the time.
     slow_sink.delay = 0.7
     cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
@@ -125,7 +129,8 @@ def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
     t0 = time.monotonic()
     cps = wait_all_done(r, 1, timeout=60, d=d)
     took = time.monotonic() - t0
-    assert took > 6.0, "the job should outlast three heartbeat intervals (%.1fs)" % took
+    print("measured: the job ran %.1f s with 2 s heartbeats" % took)
+    assert took > 7.0, "the job should outlast three heartbeat intervals (%.1fs)" % took
     cp = cps["daily.%d.9.0" % end]
     assert int(cp["attempts"]) == 1, cp
     got = slow_sink.ids()
