@@ -162,3 +162,36 @@ def test_pipeline_shards(tmp_path, redis_tcp, smtp_sink):
                           reason="inactive") == 5
     finally:
         proc.kill()
+
+
+def titles(msg):
+    body = plain_part(msg)
+    return [line.strip() for line in body.splitlines() if line.strip().startswith("Post ")]
+
+
+def test_pipeline_prolific_author_still_gets_ten(tmp_path, redis_tcp, smtp_sink):
+    """max_posts = 10 of 40 posts: a member who wrote the 15 most engaging
+    posts gets the 10 best of the others', everyone else the top 10."""
+    r = redis_tcp.client()
+    ws, we = window()
+    d = Data(r)
+    d.group(4, name="Busy group")
+    d.members(4, [5, 6])
+    d.user(5, email="prolific@example.org")
+    d.user(6, email="reader@example.org")
+    for i in range(40):
+        # Rank i: likes 100 - i; posts 0..14 by member 5.
+        d.post(4, 400 + i, we - 1000 + i, title="Post %02d" % i,
+               author_id=5 if i < 15 else 7, likes=100 - i)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        wait_done(r, enqueue(r, 4, "daily", ws, we), timeout=60, d=proc)
+        msgs = {m[1]: email.message_from_bytes(m[2], policy=email.policy.default)
+                for m in smtp_sink.messages}
+        assert titles(msgs["reader@example.org"]) == ["Post %02d" % i for i in range(10)]
+        assert titles(msgs["prolific@example.org"]) == ["Post %02d" % i
+                                                        for i in range(15, 25)]
+    finally:
+        proc.kill()
