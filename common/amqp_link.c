@@ -116,8 +116,9 @@ amqp_link_rpc_check(struct amqp_link *l, amqp_rpc_reply_t r, const char *what,
 			amqp_connection_close_ok_t ok;
 
 			amqp_bytes_str(m->reply_text, text, sizeof(text));
-			snprintf(why, sizeof(why), "%s: connection closed: %u %s",
-			    what, m->reply_code, text);
+			snprintf(why, sizeof(why),
+			    "%s: connection closed: %u %s", what, m->reply_code,
+			    text);
 			amqp_send_method(l->conn, 0,
 			    AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
 			amqp_link_fail(l, why);
@@ -166,7 +167,8 @@ amqp_link_tcp_keepalive(int fd)
 	int on = 1, idle = 30, intvl = 10, cnt = 3;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == -1 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+	    sizeof(idle)) == -1 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
 	    sizeof(intvl)) == -1 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) == -1)
@@ -202,11 +204,13 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 	TAILQ_INIT(&l->deliveries);
 	l->gen = amqp_link_next_gen++;
 	l->next_seq = 1;
-	l->heartbeat_s = heartbeat_ms <= 0 ? 0 : (int)((heartbeat_ms + 999) / 1000);
+	l->heartbeat_s = heartbeat_ms <= 0 ? 0 :
+	    (int)((heartbeat_ms + 999) / 1000);
 	if ((l->conn = amqp_new_connection()) == NULL)
 		worker_oom();
 
-	sock = ci.ssl ? amqp_ssl_socket_new(l->conn) : amqp_tcp_socket_new(l->conn);
+	sock = ci.ssl ? amqp_ssl_socket_new(l->conn) :
+	    amqp_tcp_socket_new(l->conn);
 	if (sock == NULL) {
 		snprintf(err, errlen, "amqp: cannot create socket");
 		goto fail;
@@ -216,8 +220,8 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 	amqp_set_handshake_timeout(l->conn, &tv);
 	if ((rc = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv)) !=
 	    AMQP_STATUS_OK) {
-		snprintf(err, errlen, "amqp connect %s:%d: %s", ci.host, ci.port,
-		    amqp_error_string2(rc));
+		snprintf(err, errlen, "amqp connect %s:%d: %s", ci.host,
+		    ci.port, amqp_error_string2(rc));
 		goto fail;
 	}
 	fd_cloexec(amqp_get_sockfd(l->conn));
@@ -232,8 +236,9 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 	props.num_entries = 1;
 	props.entries = &prop;
 	/* login returns its reply; amqp_get_rpc_reply does not hold it. */
-	r = amqp_login_with_properties(l->conn, ci.vhost, 0, AMQP_LINK_FRAME_MAX,
-	    l->heartbeat_s, &props, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
+	r = amqp_login_with_properties(l->conn, ci.vhost, 0,
+	    AMQP_LINK_FRAME_MAX, l->heartbeat_s, &props, AMQP_SASL_METHOD_PLAIN,
+	    ci.user, ci.password);
 	if (amqp_link_rpc_check(l, r, "login", err, errlen) == -1)
 		goto fail;
 	l->heartbeat_s = amqp_get_heartbeat(l->conn);
@@ -353,7 +358,8 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 	rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 	if (rc != AMQP_STATUS_OK)
 		return amqp_link_status(l, rc, "content header", err, errlen);
-	if (f.frame_type != AMQP_FRAME_HEADER || f.channel != AMQP_LINK_CHANNEL) {
+	if (f.frame_type != AMQP_FRAME_HEADER ||
+	    f.channel != AMQP_LINK_CHANNEL) {
 		amqp_link_fail(l, "content header expected");
 		return amqp_link_dead_err(l, err, errlen);
 	}
@@ -376,7 +382,8 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 		amqp_ms_tv(AMQP_LINK_CONTENT_TIMEOUT_MS, &tv);
 		rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 		if (rc != AMQP_STATUS_OK)
-			return amqp_link_status(l, rc, "content body", err, errlen);
+			return amqp_link_status(l, rc, "content body", err,
+			    errlen);
 		if (f.frame_type != AMQP_FRAME_BODY ||
 		    f.channel != AMQP_LINK_CHANNEL ||
 		    f.payload.body_fragment.len > size - got) {
@@ -534,8 +541,8 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
 		amqp_channel_close_ok_t ok;
 
 		amqp_bytes_str(m->reply_text, text, sizeof(text));
-		snprintf(why, sizeof(why), "channel closed by the broker: %u %s",
-		    m->reply_code, text);
+		snprintf(why, sizeof(why),
+		    "channel closed by the broker: %u %s", m->reply_code, text);
 		amqp_send_method(l->conn, AMQP_LINK_CHANNEL,
 		    AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 		amqp_link_fail(l, why);
@@ -555,7 +562,8 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
 		return amqp_link_dead_err(l, err, errlen);
 	}
 	case AMQP_CONNECTION_BLOCKED_METHOD:
-		log_warnx("amqp broker blocked the connection (resource alarm)");
+		log_warnx("amqp broker blocked the connection "
+		    "(resource alarm)");
 		return 0;
 	case AMQP_CONNECTION_UNBLOCKED_METHOD:
 		log_info("amqp broker unblocked the connection");
@@ -643,8 +651,8 @@ amqp_link_wait_confirms(struct amqp_link *l, struct amqp_confirm_set *s,
 	while (s->pending > 0) {
 		left = (deadline - now_mono_ns()) / 1000000;
 		if (left <= 0) {
-			snprintf(err, errlen,
-			    "amqp: no publisher confirm within %d ms", timeout_ms);
+			snprintf(err, errlen, "amqp: no publisher confirm "
+			    "within %d ms", timeout_ms);
 			rc = -1;
 			break;
 		}
@@ -681,7 +689,8 @@ amqp_link_publish_confirmed(struct amqp_link *l, const char *exchange,
 	    errlen) == -1)
 		return -1;
 	if (state == AMQP_CONFIRM_NACK) {
-		snprintf(err, errlen, "amqp: broker refused the message (nack)");
+		snprintf(err, errlen,
+		    "amqp: broker refused the message (nack)");
 		return -1;
 	}
 	if (returned) {

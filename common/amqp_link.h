@@ -37,7 +37,7 @@ struct amqp_delivery {
 	char routing_key[256];
 	char *body;			/* NUL-terminated copy */
 	size_t len;
-	amqp_table_t headers;		/* cloned into pool; may be empty */
+	amqp_table_t headers;		/* in pool; may be empty */
 	amqp_pool_t pool;
 	TAILQ_ENTRY(amqp_delivery) entry;
 };
@@ -59,7 +59,7 @@ enum amqp_confirm {
 struct amqp_confirm_set {
 	uint64_t first;
 	size_t n;
-	uint8_t *state;			/* enum amqp_confirm, n of them */
+	uint8_t *state;			/* n enum amqp_confirm */
 	uint8_t *returned;		/* n of them */
 	const char *const *ids;		/* message ids, n of them */
 	size_t pending;			/* still PENDING */
@@ -67,16 +67,16 @@ struct amqp_confirm_set {
 
 struct amqp_link {
 	amqp_connection_state_t conn;
-	uint64_t gen;			/* distinct for every link of the process */
+	uint64_t gen;			/* distinct per link */
 	int dead;			/* failed: close and open again */
 	int heartbeat_s;
-	int64_t last_send_ns;		/* CLOCK_MONOTONIC of our last frame */
+	int64_t last_send_ns;		/* monotonic: our last frame */
 	int confirm;			/* confirm.select done */
 	uint64_t next_seq;		/* seq of the next publish */
 	struct amqp_confirm_set *waiting; /* the batch being confirmed */
 	struct amqp_delivery_q deliveries;
 	size_t ndeliveries;
-	int last_code;			/* reply code of the last channel error */
+	int last_code;			/* last channel error code */
 	char why[256];			/* why it died */
 };
 

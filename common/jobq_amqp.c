@@ -59,8 +59,8 @@ jobq_amqp_declare(struct amqp_link *l, const char *queue, char *err,
 	if (amqp_link_rpc_ok(l, "declare " JOBQ_AMQP_DLQ, err, errlen) == -1)
 		return -1;
 	amqp_queue_bind(l->conn, AMQP_LINK_CHANNEL,
-	    amqp_cstring_bytes(JOBQ_AMQP_DLQ), amqp_cstring_bytes(JOBQ_AMQP_DLX),
-	    amqp_cstring_bytes(""), none);
+	    amqp_cstring_bytes(JOBQ_AMQP_DLQ),
+	    amqp_cstring_bytes(JOBQ_AMQP_DLX), amqp_cstring_bytes(""), none);
 	if (amqp_link_rpc_ok(l, "bind " JOBQ_AMQP_DLQ, err, errlen) == -1)
 		return -1;
 
@@ -69,8 +69,8 @@ jobq_amqp_declare(struct amqp_link *l, const char *queue, char *err,
 	arg.value.value.bytes = amqp_cstring_bytes(JOBQ_AMQP_DLX);
 	args.num_entries = 1;
 	args.entries = &arg;
-	amqp_queue_declare(l->conn, AMQP_LINK_CHANNEL, amqp_cstring_bytes(qname),
-	    0, 1, 0, 0, args);
+	amqp_queue_declare(l->conn, AMQP_LINK_CHANNEL,
+	    amqp_cstring_bytes(qname), 0, 1, 0, 0, args);
 	return amqp_link_rpc_ok(l, "declare queue", err, errlen);
 }
 
@@ -80,7 +80,8 @@ jobq_amqp_props(amqp_basic_properties_t *p, const char *job_id,
     double enqueued_at)
 {
 	memset(p, 0, sizeof(*p));
-	p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+	p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+	    AMQP_BASIC_DELIVERY_MODE_FLAG;
 	p->content_type = amqp_cstring_bytes("application/json");
 	p->delivery_mode = AMQP_DELIVERY_PERSISTENT;
 	if (job_id != NULL && *job_id != '\0') {
@@ -188,7 +189,8 @@ jobq_amqp_dl_origin(const amqp_table_t *h, char *reason, size_t rlen,
 		    memcmp(h->entries[i].key.bytes, "x-death", 7) != 0)
 			continue;
 		v = &h->entries[i].value;
-		if (v->kind != AMQP_FIELD_KIND_ARRAY || v->value.array.num_entries < 1 ||
+		if (v->kind != AMQP_FIELD_KIND_ARRAY ||
+		    v->value.array.num_entries < 1 ||
 		    v->value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
 			return;
 		t = &v->value.array.entries[0].value.table;
@@ -269,7 +271,7 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 		match = job_id == NULL || strcmp(job_id, id) == 0;
 
 		if (requeue && match && queue[0] != '\0') {
-			/* The queue may be gone since; declaring is idempotent. */
+			/* The queue may be gone: declaring is idempotent. */
 			if (jobq_amqp_qname(qname, sizeof(qname), queue, err,
 			    errlen) == -1 ||
 			    jobq_amqp_declare(l, queue, err, errlen) == -1)

@@ -56,8 +56,8 @@ source_amqp_open(struct source *s, char *err, size_t errlen)
 	snprintf(sa->qname, sizeof(sa->qname), "digest.%s", s->queue);
 	snprintf(name, sizeof(name), "digestd worker %s pid=%d", s->consumer,
 	    (int)getpid());
-	sa->link = amqp_link_connect(s->cfg->amqp.url, s->cfg->amqp.heartbeat_ms,
-	    name, err, errlen);
+	sa->link = amqp_link_connect(s->cfg->amqp.url,
+	    s->cfg->amqp.heartbeat_ms, name, err, errlen);
 	if (sa->link == NULL)
 		return -1;
 	if (jobq_amqp_declare(sa->link, s->queue, err, errlen) == -1)
@@ -65,7 +65,8 @@ source_amqp_open(struct source *s, char *err, size_t errlen)
 	if (amqp_link_confirm_select(sa->link, err, errlen) == -1)
 		goto fail;
 	amqp_basic_qos(sa->link->conn, AMQP_LINK_CHANNEL, 0,
-	    (uint16_t)(s->cfg->amqp.prefetch > 0 ? s->cfg->amqp.prefetch : 1), 0);
+	    (uint16_t)(s->cfg->amqp.prefetch > 0 ? s->cfg->amqp.prefetch : 1),
+	    0);
 	if (amqp_link_rpc_ok(sa->link, "basic.qos", err, errlen) == -1)
 		goto fail;
 	amqp_basic_consume(sa->link->conn, AMQP_LINK_CHANNEL,
@@ -109,7 +110,8 @@ source_amqp_fetch(struct source *s, struct source_msg *m, int timeout_ms,
 	memset(m, 0, sizeof(*m));
 	m->tag = d->tag;
 	m->redelivered = d->redelivered;
-	snprintf(m->entry, sizeof(m->entry), "%llu", (unsigned long long)d->tag);
+	snprintf(m->entry, sizeof(m->entry), "%llu",
+	    (unsigned long long)d->tag);
 	raw = wmalloc(sizeof(*raw) + d->len + 1);
 	raw->gen = sa->link->gen;
 	raw->len = d->len;
@@ -206,8 +208,9 @@ source_amqp_dead_letter(struct source *s, struct source_msg *m,
 		return -1;
 	}
 	memset(&p, 0, sizeof(p));
-	p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-	    AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+	p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+	    AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG |
+	    AMQP_BASIC_TIMESTAMP_FLAG;
 	p.content_type = amqp_cstring_bytes("application/json");
 	p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
 	p.timestamp = (uint64_t)now_real();
@@ -225,8 +228,8 @@ source_amqp_dead_letter(struct source *s, struct source_msg *m,
 	h[3].value.value.i64 = (int64_t)now_real();
 	p.headers.num_entries = 4;
 	p.headers.entries = h;
-	if (amqp_link_publish_confirmed(sa->link, "digest.dlx", sa->qname, 1, &p,
-	    raw->body, raw->len, err, sizeof(err)) == -1) {
+	if (amqp_link_publish_confirmed(sa->link, "digest.dlx", sa->qname, 1,
+	    &p, raw->body, raw->len, err, sizeof(err)) == -1) {
 		log_warnx("amqp dead letter of %s: %s", m->entry, err);
 		return -1;
 	}

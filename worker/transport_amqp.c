@@ -194,13 +194,14 @@ transport_amqp_flush(struct transport *t, transport_result_cb cb, void *arg,
 	for (i = 0; i < published; i++) {
 		m = &t->q[i];
 		if (state[i] == AMQP_CONFIRM_PENDING)
-			continue;	/* no answer: not delivered, no outcome */
+			continue;	/* no answer: no outcome */
 		outcomes++;
 		if (returned[i])
-			cb(arg, &m->e, TP_DEFERRED, "unroutable: no queue bound "
-			    "to the exchange for the routing key");
+			cb(arg, &m->e, TP_DEFERRED, "unroutable: no queue "
+			    "bound to the exchange for the routing key");
 		else if (state[i] == AMQP_CONFIRM_NACK)
-			cb(arg, &m->e, TP_DEFERRED, "refused by the broker (nack)");
+			cb(arg, &m->e, TP_DEFERRED,
+			    "refused by the broker (nack)");
 		else
 			cb(arg, &m->e, TP_SENT, NULL);
 	}

@@ -45,7 +45,8 @@ test_table_values(void **state)
 	assert_int_equal(amqp_table_get_str(&t, "x-big", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "-1234567890123");
 	/* A kind we do not print, a missing key: -1 and an empty string. */
-	assert_int_equal(amqp_table_get_str(&t, "x-flag", buf, sizeof(buf)), -1);
+	assert_int_equal(amqp_table_get_str(&t, "x-flag", buf, sizeof(buf)),
+	    -1);
 	assert_string_equal(buf, "");
 	assert_int_equal(amqp_table_get_str(&t, "x-digest", buf, sizeof(buf)),
 	    -1);
