@@ -75,6 +75,7 @@ def run_digestd(args, tmp, res):
         t0 = time.monotonic()
         p = digestctl(cfg, "schedule", "--period", "daily")
         t_sched = time.monotonic() - t0
+        mid = redis_counters(r)
         res["schedule_output"] = p.stdout.strip().splitlines()
 
         # Poll the counter: the end is the first poll that sees the final
@@ -141,7 +142,10 @@ def run_digestd(args, tmp, res):
         own_x = calls.get("xinfo", 0)
         cmds = after["commands"] - before["commands"] - own_info - own_x
         reads = after["reads"] - before["reads"] - own_info - own_x
+        sched_info = mid["calls"].get("info", 0) - before["calls"].get("info", 0)
         res["redis"] = {
+            "schedule_commands": mid["commands"] - before["commands"] - sched_info,
+            "schedule_reads": mid["reads"] - before["reads"] - sched_info,
             "commands": cmds,
             "reads": reads,
             "commands_per_email": cmds / sent,

@@ -3,6 +3,7 @@
 # (digestd and php-fpm, same harness).  bench/run.py writes the .dat files
 # and calls:  gnuplot -e "outdir='bench/results'" bench/plot.gp
 if (!exists("outdir")) outdir = "bench/results"
+if (!exists("have_cdf")) have_cdf = 1
 
 set terminal pngcairo size 1200,500 font "sans,10"
 set output outdir."/bench.png"
@@ -26,7 +27,12 @@ set xlabel "ms after SIGKILL (log scale)"
 set ylabel "fraction of kills"
 set yrange [0:1]
 set key bottom right
-plot outdir."/cdf_digestd_fork.dat" using 1:2 lw 2 title "digestd: new worker forked", \
-     outdir."/cdf_php_fpm_fork.dat" using 1:2 lw 2 title "php-fpm: new child forked", \
-     outdir."/cdf_digestd_ready.dat" using 1:2 lw 2 title "digestd: new worker ready"
+if (!have_cdf) {
+	set label 1 "not measured in this run" at graph 0.5, graph 0.5 center
+	plot 2 notitle lc rgb "white"
+} else {
+	plot outdir."/cdf_digestd_fork.dat" using 1:2 lw 2 title "digestd: new worker forked", \
+	     outdir."/cdf_php_fpm_fork.dat" using 1:2 lw 2 title "php-fpm: new child forked", \
+	     outdir."/cdf_digestd_ready.dat" using 1:2 lw 2 title "digestd: new worker ready"
+}
 unset multiplot

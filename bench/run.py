@@ -223,6 +223,8 @@ def plot(r):
         if "ceiling" in e:
             f.write('"digestd (2 pools)" %.1f\n' % e["digestd"]["emails_per_sec"])
             f.write('"smtp-source ceiling" %.1f\n' % e["ceiling"]["emails_per_sec"])
+    have_cdf = 1 if s.get("digestd", {}).get("raw_fork_us") and \
+        s.get("php_fpm", {}).get("raw_fork_us") else 0
     for name, key, col in (("digestd", "raw_fork_us", "fork"),
                            ("php_fpm", "raw_fork_us", "fork"),
                            ("digestd", "raw_ready_us", "ready")):
@@ -232,7 +234,8 @@ def plot(r):
             for i, x in enumerate(xs):
                 f.write("%.4f %.5f\n" % (x / 1000, (i + 1) / len(xs)))
     try:
-        p = subprocess.run(["gnuplot", "-e", "outdir='%s'" % OUT,
+        p = subprocess.run(["gnuplot", "-e", "outdir='%s'; have_cdf=%d" % (
+                            OUT, have_cdf),
                             os.path.join(HERE, "plot.gp")],
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
