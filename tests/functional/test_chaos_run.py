@@ -1,0 +1,47 @@
+"""The chaos run's short form (tests/chaos/run.py; `make chaos` is the full
+one): worker SIGKILLs, a Redis crash and restart on its AOF, a 4xx burst
+and an outage of the SMTP sink, SIGHUPs (one broken, one resizing), then
+SIGTERM.  Nothing may be lost, duplicates stay bounded, counters never go
+down, digestd exits 0 and leaves no zombie.  The same on the amqp
+backend with a broker restart."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "chaos"))
+
+import run as chaos  # noqa: E402
+
+
+def assert_figures(res):
+    figures = {k: v for k, v in res.items() if k not in ("lost_sample",)}
+    assert res["lost"] == 0, figures
+    assert res["unexpected"] == 0, figures
+    assert res["jobs_done"] == res["jobs"], figures
+    assert res["dead_letters"] == 0, figures
+    assert res["duplicates"] <= res["duplicate_bound"], figures
+    assert res["exit_code"] == 0, figures
+    assert res["zombies_lingering"] == 0 and res["children_after"] == 0, figures
+    assert res["counter_decreases"] == 0, figures
+    assert res["scrapes"] > 10 and res["scrape_failures"] == 0, figures
+    # Every fault really happened and was seen by digestd.
+    assert res["kills"] == chaos.SHORT["kills"], figures
+    assert res["worker_restarts"]["crash"] >= res["kills"], figures
+    assert res["hups"] == chaos.SHORT["hups"], figures
+    assert res["reloads"]["failure"] == 1, figures
+    assert res["reloads"]["success"] == res["hups"] - 1, figures
+    assert res["redis_restarts"] == chaos.SHORT["redis_restarts"], figures
+    assert res["deferred_replies"] > 0 and res["emails_deferred"] > 0, figures
+    assert res["emails_sent"] >= res["expected"], figures
+    assert chaos.check(res)[0], chaos.check(res)[1]
+
+
+def test_chaos_redis_short(tmp_path):
+    res = chaos.run_chaos(str(tmp_path), backend="redis", short=True, quiet=True)
+    assert_figures(res)
+
+
+def test_chaos_amqp_short(tmp_path, rabbitmq):
+    res = chaos.run_chaos(str(tmp_path), backend="amqp", short=True, rabbit=rabbitmq,
+                          quiet=True)
+    assert_figures(res)
+    assert res["broker_restarts"] == 1, res
