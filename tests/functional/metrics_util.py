@@ -127,7 +127,8 @@ def fetch(port, path="/metrics", headers=None, timeout=5):
 
 
 def two_pool_config(tmp_path, redis, port=None, sink=None, workers=(1, 2),
-                    extra="", stall="20s", max_attempts=3):
+                    extra="", stall="20s", max_attempts=3,
+                    visibility="10m"):
     """Pools `priority` and `standard` on their queues, maildir or SMTP."""
     port = port or free_port()
     if sink is not None:
@@ -148,6 +149,7 @@ restart_backoff_max = 500ms
 {redis}
 [queue]
 max_attempts = {max_attempts}
+visibility_timeout = {visibility}
 
 [pool.priority]
 queue = priority
@@ -167,7 +169,7 @@ batch_size = 100
 {extra}
 """.format(port=port, redis=redis_section(redis), w0=workers[0], w1=workers[1],
            secret=SECRET, url=UNSUB_URL, transport=transport, extra=extra,
-           stall=stall, max_attempts=max_attempts)
+           stall=stall, max_attempts=max_attempts, visibility=visibility)
     path = os.path.join(str(tmp_path), "digestd.conf")
     with open(path, "w") as f:
         f.write(text)
