@@ -36,7 +36,7 @@
 #include "transport.h"
 #include "util.h"
 
-/* Only the newest posts of a window are read: a hostile group cannot exhaust memory. */
+/* Only the newest posts of a window are read: no group can exhaust memory. */
 #define DIGEST_MAX_POSTS	1000
 /* Longest field kept from Redis; longer values are cut at a UTF-8 boundary. */
 #define CAP_TITLE		512
@@ -62,7 +62,7 @@ enum member_state {
 	M_QUEUED,		/* handed to the transport, no outcome yet */
 	M_DONE,			/* skipped, sent or rejected */
 	M_DEFERRED,		/* 4xx: to be sent again */
-	M_UNCONFIRMED,		/* the transport failed before an outcome */
+	M_UNCONFIRMED,		/* the transport failed, no outcome */
 };
 
 struct member {
@@ -192,13 +192,14 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
 {
 	metric_inc(rn->cells, MC_REDIS_ERRORS);
 	if (r != NULL && r->type == REDIS_REPLY_ERROR)
-		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what, r->str);
+		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
+		    r->str);
 	else if (c->err)
 		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
 		    c->errstr);
 	else
-		snprintf(rn->reason, rn->reasonlen, "redis %s: unexpected reply",
-		    what);
+		snprintf(rn->reason, rn->reasonlen,
+		    "redis %s: unexpected reply", what);
 }
 
 /*
@@ -387,19 +388,23 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 		}
 		/* Read every reply even after an error, to stay in step. */
 		if ((r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) ||
-		    (rl->type != REDIS_REPLY_INTEGER && !digest_wrongtype(rl))) {
+		    (rl->type != REDIS_REPLY_INTEGER &&
+		    !digest_wrongtype(rl))) {
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET post",
 				    r->type == REDIS_REPLY_ERROR ? r : rl);
 			failed = 1;
 		}
-		/* A post id that is not a number, or a deleted post, is left out. */
-		if (!failed && parse_i64(e->str, INT64_MIN, INT64_MAX, &id) == 0 &&
+		/* A post id that is not a number, or a deleted post: out. */
+		if (!failed &&
+		    parse_i64(e->str, INT64_MIN, INT64_MAX, &id) == 0 &&
 		    rl->type == REDIS_REPLY_INTEGER && rl->integer > 0) {
 			p = &posts[n++];
 			p->id = id;
-			p->posted_at = (sc->type == REDIS_REPLY_STRING &&
-			    parse_double(sc->str, &score) == 0) ? (int64_t)score : 0;
+			p->posted_at = 0;
+			if (sc->type == REDIS_REPLY_STRING &&
+			    parse_double(sc->str, &score) == 0)
+				p->posted_at = (int64_t)score;
 			p->author_id = digest_field_i64(r, 0, -1);
 			p->likes = digest_field_i64(r, 1, 0);
 			p->comments = digest_field_i64(r, 2, 0);
@@ -421,7 +426,8 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 	render_sort_posts(posts, n);
 	k = digest_needed(posts, n, (size_t)rn->ctx->cfg->digest.max_posts);
 	for (i = 0; i < k; i++) {
-		rkey(key, sizeof(key), pfx, "post:%lld", (long long)posts[i].id);
+		rkey(key, sizeof(key), pfx, "post:%lld",
+		    (long long)posts[i].id);
 		if (digest_append(rn, c, "HMGET post", "HMGET %s title url "
 		    "author_name excerpt", key) == -1)
 			goto fail;
@@ -568,7 +574,7 @@ digest_load_batch(struct run *rn, int64_t cursor, int *last)
 		em.email = (f = digest_field(r, 0)) ? f->str : NULL;
 		em.digest = (f = digest_field(r, 3)) ? f->str : NULL;
 		em.last_seen = (f = digest_field(r, 2)) ? f->str : NULL;
-		/* An address with a NUL inside or absurdly long is no address. */
+		/* An address with a NUL inside, or absurdly long, is none. */
 		if (em.email != NULL && ((f = digest_field(r, 0))->len >
 		    CAP_EMAIL || strlen(f->str) != f->len))
 			em.email = NULL;
@@ -823,7 +829,8 @@ digest_batch(struct run *rn)
 	if (digest_draining(rn))
 		return B_STOPPED;
 	if (rn->tick_failed) {
-		snprintf(rn->reason, rn->reasonlen, "lost the queue connection");
+		snprintf(rn->reason, rn->reasonlen,
+		    "lost the queue connection");
 		return B_RETRY;
 	}
 
@@ -851,7 +858,8 @@ digest_batch(struct run *rn)
 	}
 	if (rn->ndeferred > 0) {
 		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
-		    "by the server", rn->ndeferred, rn->ndeferred == 1 ? "" : "s");
+		    "by the server", rn->ndeferred,
+		    rn->ndeferred == 1 ? "" : "s");
 		return B_RETRY;
 	}
 	return B_OK;
@@ -891,7 +899,8 @@ digest_prepare(struct run *rn)
 	rn->ej.period = rn->job->period;
 	rn->ej.window_end = rn->job->window_end;
 	rn->ej.group_size = gi.members;
-	rn->ej.large_group_threshold = rn->ctx->cfg->digest.large_group_threshold;
+	rn->ej.large_group_threshold =
+	    rn->ctx->cfg->digest.large_group_threshold;
 	rn->ej.inactive_after_s = rn->ctx->cfg->digest.inactive_after_ms / 1000;
 	rn->ej.nposts = nall;
 	rn->ej.sole_author = sole;
@@ -949,7 +958,8 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 			break;
 		}
 		if (rn.tick_failed) {
-			snprintf(reason, reasonlen, "lost the queue connection");
+			snprintf(reason, reasonlen,
+			    "lost the queue connection");
 			bo = B_RETRY;
 			break;
 		}
@@ -975,11 +985,13 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	if (digest_save(&rn) == -1)
 		bo = B_RETRY;
 	if (bo == B_OK) {
-		if (checkpoint_finish(ctx->queue, cfg, job, "done", NULL) == -1) {
+		if (checkpoint_finish(ctx->queue, cfg, job, "done", NULL)
+		    == -1) {
 			if (ctx->queue->err == REDIS_ERR_OOM)
 				worker_oom();
 			metric_inc(rn.cells, MC_REDIS_ERRORS);
-			snprintf(reason, reasonlen, "cannot finish the checkpoint");
+			snprintf(reason, reasonlen,
+			    "cannot finish the checkpoint");
 			return DIGEST_RETRY;
 		}
 		log_debug("job %s done: sent %lld skipped %lld", job->job_id,

@@ -20,8 +20,8 @@ struct elig_job {
 	int64_t group_size;		/* ZCARD of the whole membership */
 	int64_t large_group_threshold;
 	int64_t inactive_after_s;
-	size_t nposts;			/* posts of the window considered */
-	int64_t sole_author;		/* the author of every post, or -1 */
+	size_t nposts;			/* posts of the window */
+	int64_t sole_author;		/* author of every post, or -1 */
 };
 
 /* A member's fields from HMGET user:{uid}; NULL where missing. */

@@ -44,7 +44,7 @@ struct smsg {
 	struct email e;
 	int outcome;		/* enum tp_result, or OUT_NONE */
 	int given;		/* the message callback handed the data out */
-	int refused;		/* MAIL FROM got a 5xx: no verdict on the rcpt */
+	int refused;		/* 5xx to MAIL FROM: no verdict on rcpt */
 	char detail[160];
 	smtp_message_t m;	/* owned by the session */
 	smtp_recipient_t r;
@@ -122,7 +122,8 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 		 * for that reply forever.
 		 */
 		if ((t->tls = SSL_CTX_new(TLS_client_method())) == NULL ||
-		    SSL_CTX_set_max_proto_version(t->tls, TLS1_2_VERSION) != 1) {
+		    SSL_CTX_set_max_proto_version(t->tls, TLS1_2_VERSION)
+		    != 1) {
 			SSL_CTX_free(t->tls);
 			free(t);
 			snprintf(err, errlen, "smtp: cannot set up TLS");
@@ -245,7 +246,8 @@ smtp_judge(struct smsg *s)
 		 */
 		if (!s->refused && st != NULL)
 			snprintf(s->detail, sizeof(s->detail), "MAIL FROM "
-			    "refused: %d %s", st->code, st->text ? st->text : "");
+			    "refused: %d %s", st->code,
+			    st->text ? st->text : "");
 		s->detail[strcspn(s->detail, "\r\n")] = '\0';
 		s->refused = 1;
 		return;
@@ -380,6 +382,8 @@ static int
 smtp_session(struct transport *t, size_t from, size_t to, char *err,
     size_t errlen)
 {
+	static const int timeouts[] = { Timeout_GREETING, Timeout_ENVELOPE,
+	    Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
 	const struct config *cfg = t->cfg;
 	smtp_session_t ss;
 	enum starttls_option tls;
@@ -391,16 +395,9 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 		worker_oom();
 	smtp_set_server(ss, t->server);
 	smtp_set_eventcb(ss, smtp_event_cb, t);
-	smtp_set_timeout(ss, Timeout_GREETING | Timeout_OVERRIDE_RFC2822_MINIMUM,
-	    SMTP_TIMEOUT_MS);
-	smtp_set_timeout(ss, Timeout_ENVELOPE | Timeout_OVERRIDE_RFC2822_MINIMUM,
-	    SMTP_TIMEOUT_MS);
-	smtp_set_timeout(ss, Timeout_DATA | Timeout_OVERRIDE_RFC2822_MINIMUM,
-	    SMTP_TIMEOUT_MS);
-	smtp_set_timeout(ss, Timeout_TRANSFER | Timeout_OVERRIDE_RFC2822_MINIMUM,
-	    SMTP_TIMEOUT_MS);
-	smtp_set_timeout(ss, Timeout_DATA2 | Timeout_OVERRIDE_RFC2822_MINIMUM,
-	    SMTP_TIMEOUT_MS);
+	for (i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+		smtp_set_timeout(ss, timeouts[i] |
+		    Timeout_OVERRIDE_RFC2822_MINIMUM, SMTP_TIMEOUT_MS);
 	switch (cfg->smtp.starttls) {
 	case STARTTLS_REQUIRED:
 		tls = Starttls_REQUIRED;
