@@ -70,6 +70,11 @@ def run_digestd(args, tmp, res):
                 ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
                  "-o", args.perf, "-p", ",".join(wp)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # And what the workers ask of the kernel, counted.
+            pstat = subprocess.Popen(
+                ["perf", "stat", "-x", ",", "-o", args.perf + ".stat", "-e",
+                 ",".join(PERF_STAT_EVENTS), "-p", ",".join(wp)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
 
         t0 = time.monotonic()
@@ -98,8 +103,10 @@ def run_digestd(args, tmp, res):
             raise RuntimeError("digestd did not finish in %ds" % args.timeout)
         elapsed = last_change - t0
         if perf is not None:
-            perf.send_signal(signal.SIGINT)
-            perf.wait(timeout=60)
+            for pp in (perf, pstat):
+                pp.send_signal(signal.SIGINT)
+                pp.wait(timeout=60)
+            res["perf_stat"] = read_perf_stat(args.perf + ".stat")
         sent = int(last - base)
 
         # Every worker's own CPU, before the drain (they are idle now).
@@ -177,6 +184,34 @@ def run_digestd(args, tmp, res):
             d.kill()
         sink.stop()
         redis.stop()
+
+
+PERF_STAT_EVENTS = [
+    "cpu-clock", "context-switches", "raw_syscalls:sys_enter",
+    "syscalls:sys_enter_write", "syscalls:sys_enter_writev",
+    "syscalls:sys_enter_sendto", "syscalls:sys_enter_read",
+    "syscalls:sys_enter_readv", "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_enter_poll", "syscalls:sys_enter_ppoll",
+    "syscalls:sys_enter_select", "syscalls:sys_enter_pselect6",
+    "syscalls:sys_enter_connect", "syscalls:sys_enter_close",
+]
+
+
+def read_perf_stat(path):
+    """{event: count} of perf stat -x , output."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and not line.startswith("#"):
+                    try:
+                        out[parts[2]] = float(parts[0])
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return out
 
 
 def redis_counters_free_depth(r):

@@ -77,10 +77,11 @@ def _perf_e2e(r, profiles, quick, log):
                 if os.path.exists(cand):
                     libs[m.group(1)] = cand
     rep["by_symbol"] = _name_addresses(rep["by_symbol"], libs)
-    try:
-        os.unlink(data)
-    except OSError:
-        pass
+    for junk in (data, data + ".stat", data + ".old"):
+        try:
+            os.unlink(junk)
+        except OSError:
+            pass
     with open(path) as f:
         run = json.load(f)
     return (rep, run), None
@@ -159,7 +160,30 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                     run["digestd"]["worker_cpu_us_per_email"], k, libc,
                     esmtp, hired, ours, strcb,
                     " ".join(r.get("load_before", []))))
+            ps = run.get("perf_stat", {})
+            n = float(run["digestd"]["emails"])
+            jobs = max(1.0, run["digestd"]["jobs_ok"])
+
+            def per(ev):
+                return ps.get(ev, 0) / n
+            if ps:
+                txt += (
+                    "\n\nCounted over the same run (perf stat on the "
+                    "workers): %.1f syscalls per email, of which %.1f "
+                    "write, %.1f read and %.1f poll, and %.1f context "
+                    "switches per email; %.2f connect per job (one SMTP "
+                    "session per job: a job's messages are one flush)." % (
+                        per("raw_syscalls:sys_enter"),
+                        per("syscalls:sys_enter_write"),
+                        per("syscalls:sys_enter_read"),
+                        per("syscalls:sys_enter_poll"),
+                        per("context-switches"),
+                        ps.get("syscalls:sys_enter_connect", 0) / jobs))
+            stat_rows = ["perf stat (workers), per email:"] + [
+                "  %-34s %10.0f  %8.3f" % (k, v, v / n)
+                for k, v in sorted(ps.items()) if k != "cpu-clock"]
             profiles["worker_cpu_us"] = (
+                stat_rows + [""] +
                 ["perf report --sort dso (workers, cpu-clock)"] + dso[:12] +
                 ["", "perf report --sort dso,sym"] + rep["by_symbol"][:30])
         why["worker_cpu_us"] = txt
