@@ -19,7 +19,7 @@ from amqp_util import (
     worker_pids,
     write_groups,
 )
-from harness import digestctl, wait_for
+from harness import digestctl, metric_sum, wait_for
 
 
 def setup_groups(r, groups):
@@ -105,6 +105,8 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
     assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
     log = d.log()
     assert "reconnecting" in log or "connection lost" in log
+    # Reconnected in place: no worker was replaced.
+    assert metric_sum(d.metrics(), "digest_worker_restarts_total") == 0
     assert d.stop() == 0
 
 
@@ -123,10 +125,10 @@ def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
     log_at = len(rabbit_log(rabbitmq))
     d = start_digestd(digestd_factory, cfg)
     wait_for(lambda: slow_sink.count() >= 1, timeout=30, what="the first email")
+    t0 = time.monotonic()
     before = {c["name"] for c in rabbitmq.connections(vhost)
               if c["connection_name"].startswith("digestd worker")}
     assert len(before) == 1
-    t0 = time.monotonic()
     cps = wait_all_done(r, 1, timeout=60, d=d)
     took = time.monotonic() - t0
     print("measured: the job ran %.1f s with 2 s heartbeats" % took)
@@ -165,4 +167,5 @@ def test_readyz_not_ready_while_broker_down(tmp_path, redis_tcp, rabbitmq, vhost
             rabbitmq.start()
     wait_for(lambda: d.http_status("/readyz") == 200, timeout=30,
              what="/readyz 200 once the workers are back")
+    assert metric_sum(d.metrics(), "digest_worker_restarts_total") == 0
     assert d.stop() == 0
