@@ -241,64 +241,10 @@ digest_append(struct run *rn, redisContext *c, const char *what,
 }
 
 /*
- * How many of the ranked posts the job needs: the shortest prefix in which
- * every member, author or not, finds max_posts posts not their own (or
- * all there are).  Only those are read in full and rendered, so a window
- * of many posts costs memory for max_posts of them, give or take the
- * most prolific authors'.
- */
-static size_t
-digest_needed(const struct post *p, size_t n, size_t maxp)
-{
-	int64_t *authors, *total, *have;
-	size_t i, k, a, na = 0, *idx, need;
-	int ok;
-
-	if (n <= maxp)
-		return n;
-	authors = wcalloc(n, sizeof(*authors));
-	idx = wcalloc(n, sizeof(*idx));
-	total = wcalloc(n, sizeof(*total));
-	have = wcalloc(n, sizeof(*have));
-	/* The distinct authors, by a linear scan: n is at most 1,000. */
-	for (i = 0; i < n; i++) {
-		idx[i] = SIZE_MAX;
-		if (p[i].author_id < 0)
-			continue;
-		for (a = 0; a < na && authors[a] != p[i].author_id; a++)
-			;
-		if (a == na)
-			authors[na++] = p[i].author_id;
-		idx[i] = a;
-		total[a]++;
-	}
-	for (k = 0; k < n; k++) {
-		if (idx[k] != SIZE_MAX)
-			have[idx[k]]++;
-		if (k + 1 < maxp)
-			continue;
-		ok = 1;
-		for (a = 0; a < na && ok; a++) {
-			need = n - (size_t)total[a] < maxp ?
-			    n - (size_t)total[a] : maxp;
-			if (k + 1 - (size_t)have[a] < need)
-				ok = 0;
-		}
-		if (ok)
-			break;
-	}
-	free(authors);
-	free(idx);
-	free(total);
-	free(have);
-	return k < n ? k + 1 : n;
-}
-
-/*
  * Read the group, its size and the window's posts (the newest
  * DIGEST_MAX_POSTS).  The posts are read in two pipelined rounds: first
  * what ranks them (author, likes, comments), then the text of only those
- * the job can list (digest_needed).
+ * the job can list (eligibility_posts_needed).
  */
 static int
 digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
@@ -424,7 +370,16 @@ digest_load_group(struct run *rn, struct group_info *gi, struct post **postsp,
 
 	/* Round two: the text of the posts the job can list. */
 	render_sort_posts(posts, n);
-	k = digest_needed(posts, n, (size_t)rn->ctx->cfg->digest.max_posts);
+	if (n > 0) {
+		int64_t *authors = wcalloc(n, sizeof(*authors));
+
+		for (i = 0; i < n; i++)
+			authors[i] = posts[i].author_id;
+		k = eligibility_posts_needed(authors, n,
+		    (size_t)rn->ctx->cfg->digest.max_posts);
+		free(authors);
+	} else
+		k = 0;
 	for (i = 0; i < k; i++) {
 		rkey(key, sizeof(key), pfx, "post:%lld",
 		    (long long)posts[i].id);

@@ -2,6 +2,7 @@
  * The eligibility rules of SPEC 5, kept free of I/O: digest.c reads the
  * user hashes, this file decides.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,6 +54,56 @@ eligibility_check(const struct elig_job *j, const struct elig_member *m,
 		return 0;
 	}
 	return 1;
+}
+
+size_t
+eligibility_posts_needed(const int64_t *authors, size_t n, size_t maxp)
+{
+	int64_t *who;
+	size_t *idx, *total, *have, i, k, a, na = 0, need;
+	int ok;
+
+	if (n <= maxp)
+		return n;
+	who = wcalloc(n, sizeof(*who));
+	idx = wcalloc(n, sizeof(*idx));
+	total = wcalloc(n, sizeof(*total));
+	have = wcalloc(n, sizeof(*have));
+	/* The distinct authors, by a linear scan: n is at most 1,000. */
+	for (i = 0; i < n; i++) {
+		idx[i] = SIZE_MAX;
+		if (authors[i] < 0)
+			continue;
+		for (a = 0; a < na && who[a] != authors[i]; a++)
+			;
+		if (a == na)
+			who[na++] = authors[i];
+		idx[i] = a;
+		total[a]++;
+	}
+	/*
+	 * A member who wrote nothing needs the first max_posts; an author
+	 * needs max_posts (or all there are) not their own.
+	 */
+	for (k = 0; k < n; k++) {
+		if (idx[k] != SIZE_MAX)
+			have[idx[k]]++;
+		if (k + 1 < maxp)
+			continue;
+		ok = 1;
+		for (a = 0; a < na && ok; a++) {
+			need = n - total[a] < maxp ? n - total[a] : maxp;
+			if (k + 1 - have[a] < need)
+				ok = 0;
+		}
+		if (ok)
+			break;
+	}
+	free(who);
+	free(idx);
+	free(total);
+	free(have);
+	return k < n ? k + 1 : n;
 }
 
 const char *

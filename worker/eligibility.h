@@ -42,6 +42,15 @@ int eligibility_check(const struct elig_job *, const struct elig_member *,
 /* 1 when the digest preference pref (NULL: missing) takes period's digest. */
 int eligibility_wants(const char *pref, const char *period);
 
+/*
+ * How many of a window's posts, ranked most engaging first, the job needs
+ * (authors[i]: the author of the i-th, -1 when unknown): the shortest
+ * prefix in which every member, author or not, finds max_posts posts not
+ * their own, or all there are.  Only those are read in full and rendered.
+ */
+size_t eligibility_posts_needed(const int64_t *authors, size_t n,
+    size_t max_posts);
+
 /* The skip reason's label, as /metrics names it. */
 const char *eligibility_reason_name(enum skip_reason);
 

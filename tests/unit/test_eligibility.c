@@ -1,7 +1,9 @@
 /*
  * The eligibility rules of SPEC 5: each rule on its own, their order (the
  * first failing rule is the reason), and the edges (missing preference,
- * threshold reached exactly, last_seen at the boundary, own posts).
+ * threshold reached exactly, last_seen at the boundary, own posts); and
+ * how many ranked posts a job must read so that every member, author or
+ * not, finds max_posts posts not their own.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +155,42 @@ test_nothing_new(void **state)
 }
 
 static void
+test_posts_needed(void **state)
+{
+	int64_t a[40];
+	size_t i;
+
+	(void)state;
+	/* Few posts: all of them. */
+	for (i = 0; i < 40; i++)
+		a[i] = -1;
+	assert_int_equal(eligibility_posts_needed(a, 7, 10), 7);
+	assert_int_equal(eligibility_posts_needed(a, 10, 10), 10);
+	/* Unknown authors: nobody's own, the first ten serve everyone. */
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 10);
+	/* One post each: an author in the top ten needs the eleventh. */
+	for (i = 0; i < 40; i++)
+		a[i] = (int64_t)i;
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 11);
+	/* A wrote the top 15: A needs ten more after them. */
+	for (i = 0; i < 40; i++)
+		a[i] = i < 15 ? 5 : 7;
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 25);
+	/* A sole author has nothing new; the others need ten. */
+	for (i = 0; i < 40; i++)
+		a[i] = 5;
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 10);
+	/* Alternating A, B: each needs ten of the other's, twenty in all. */
+	for (i = 0; i < 40; i++)
+		a[i] = i % 2 ? 6 : 5;
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 20);
+	/* A's posts fill all but five: A can have only those five. */
+	for (i = 0; i < 40; i++)
+		a[i] = i < 35 ? 5 : 8;
+	assert_int_equal(eligibility_posts_needed(a, 40, 10), 40);
+}
+
+static void
 test_reason_names(void **state)
 {
 	(void)state;
@@ -175,6 +213,7 @@ main(void)
 		cmocka_unit_test(test_preferences),
 		cmocka_unit_test(test_inactive_only_in_large_groups),
 		cmocka_unit_test(test_nothing_new),
+		cmocka_unit_test(test_posts_needed),
 		cmocka_unit_test(test_reason_names),
 	};
 
