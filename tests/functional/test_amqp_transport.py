@@ -1,8 +1,9 @@
 """transport.type = amqp against the session's rabbitmq-server: each email
 is a persistent message/rfc822 on amqp_out.exchange with publisher
-confirms; with no queue bound to the routing key the broker returns the
-messages (basic.return), none is counted as sent, and the job retries and
-then dead-letters."""
+confirms; a message the broker refuses (basic.nack, a full queue) is
+deferred and sent again, never one it took; with no queue bound to the
+routing key the broker returns the messages (basic.return), none is
+counted as sent, and the job dead-letters."""
 import email
 import email.policy
 import time
@@ -24,12 +25,12 @@ from amqp_util import (
 from harness import digestctl, metric_sum, wait_for
 
 
-def bind_outbox(rabbit, vhost, exchange, key, queue):
+def bind_outbox(rabbit, vhost, exchange, key, queue, arguments=None):
     conn = rabbit.connection(vhost)
     try:
         ch = conn.channel()
         ch.exchange_declare(exchange, exchange_type="direct", durable=True)
-        ch.queue_declare(queue, durable=True)
+        ch.queue_declare(queue, durable=True, arguments=arguments)
         ch.queue_bind(queue, exchange, routing_key=key)
     finally:
         conn.close()
@@ -123,4 +124,41 @@ def test_unroutable_messages_are_not_sent(tmp_path, redis_tcp, rabbitmq, vhost,
     assert "unroutable" in d.log()
     assert props.headers["x-digest-queue"] == "standard"
     assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert d.stop() == 0
+
+
+def test_nacked_messages_are_deferred_and_sent_again(tmp_path, redis_tcp, rabbitmq,
+                                                     vhost, digestd_factory):
+    r = redis_tcp.client()
+    now = now_for_tests()
+    end = now - now % 86400
+    groups = {8: list(range(100, 112))}
+    write_groups(r, groups, end)
+    # A full outbox refuses publishes with basic.nack: of each batch, the
+    # broker takes four and nacks the rest.
+    bind_outbox(rabbitmq, vhost, "mail.out", "digest", "outbox",
+                arguments={"x-max-length": 4, "x-overflow": "reject-publish"})
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="amqp",
+                 exchange="mail.out", routing_key="digest", batch=12)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    d = start_digestd(digestd_factory, cfg)
+    job = "daily.%d.8.0" % end
+    taken = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done = job_checkpoints(r).get(job, {}).get("state") == "done"
+        taken += drain_queue(rabbitmq, vhost, "outbox")
+        if done:
+            break
+        assert not d.exited(), d.log()[-3000:]
+        time.sleep(0.3)
+    assert done, "the job did not finish"
+    ids = [p.message_id for p, _ in taken]
+    # Every member once: the nacked ones were sent again, the acked ones
+    # never twice.
+    assert sorted(ids) == sorted(m.strip("<>") for m, _ in expected_pairs(groups, end))
+    met = d.metrics()
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="sent") == 12
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="deferred") >= 8
     assert d.stop() == 0
