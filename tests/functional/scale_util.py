@@ -319,3 +319,16 @@ def sink_pairs(*sinks):
             m = email.message_from_bytes(raw, policy=email.policy.default)
             out.append((m["Message-ID"], rcpt))
     return out
+
+
+def unbounded_keys(client):
+    """digest:* keys with neither a TTL nor a trim rule (only the queue
+    streams and the dead-letter stream may go without a TTL)."""
+    out = []
+    for k, typ in digest_keys(client).items():
+        kind = k.split("digest:", 1)[1].split(":", 1)[0]
+        if typ == "stream" and kind in ("q", "dlq"):
+            continue
+        if client.ttl(k) < 0:
+            out.append((k, typ))
+    return out

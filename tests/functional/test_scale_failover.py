@@ -15,7 +15,7 @@ import pytest
 
 from harness import Digestd, SmtpSink, digestctl, wait_for
 from scale_util import (HAPROXY_CFG, Haproxy, SlowSink, TcpRedis, config,
-                        sink_pairs, tcp_section, wait_settled)
+                        sink_pairs, tcp_section, unbounded_keys, wait_settled)
 
 SEED = ("seed", "--groups", "12", "--members", "900", "--posts", "80",
         "--seed", "31")
@@ -159,4 +159,5 @@ def test_replica_promoted_during_a_run(tmp_path, servers):
     from harness import metric_sum
     assert metric_sum(text, "digest_redis_errors_total") > 0
     assert replica.client().xlen("digest:dlq") == 0
+    assert unbounded_keys(replica.client()) == []
     assert "Server redis-a is DOWN" in proxy.text() or "redis-a" in proxy.text()

@@ -14,7 +14,7 @@ import pytest
 
 from harness import Digestd, SmtpSink, _gone, digestctl, metric_sum, wait_for
 from scale_util import (SlowSink, TcpRedis, checkpoints, config, sink_pairs,
-                        wait_settled)
+                        unbounded_keys, wait_settled)
 
 SEED = ("seed", "--groups", "20", "--members", "1200", "--posts", "100",
         "--seed", "21")
@@ -172,3 +172,4 @@ def test_killed_instance_jobs_reclaimed_by_another(tmp_path, redis2):
             tzinfo=datetime.timezone.utc).timestamp()
         assert at >= killed_at + 1.9, (l, killed_at)
     assert q.xlen("digest:dlq") == 0
+    assert unbounded_keys(q) == []
