@@ -1,7 +1,7 @@
 """AMQP backend under failure, against the session's rabbitmq-server: a
-worker killed with SIGKILL mid-job, a broker restart during a run, and a
-job longer than three heartbeat intervals (which must not be
-redelivered while it runs)."""
+worker killed with SIGKILL mid-job, a broker restart during a run, a job
+longer than three heartbeat intervals (which must not be redelivered
+while it runs), and a drain that gives the job in hand back."""
 import os
 import signal
 import time
@@ -12,6 +12,7 @@ from amqp_util import (
     drain_queue,
     expected_pairs,
     now_for_tests,
+    queue_counts,
     rabbit_log,
     scheduled,
     start_digestd,
@@ -169,3 +170,34 @@ def test_readyz_not_ready_while_broker_down(tmp_path, redis_tcp, rabbitmq, vhost
              what="/readyz 200 once the workers are back")
     assert metric_sum(d.metrics(), "digest_worker_restarts_total") == 0
     assert d.stop() == 0
+
+
+def test_drain_gives_the_job_back(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+                                  digestd_factory):
+    r = redis_tcp.client()
+    groups = {4: list(range(100, 140))}
+    now, end = setup_groups(r, groups)
+    slow_sink.delay = 0.1
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+                 batch=5, per_session=5)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    d = start_digestd(digestd_factory, cfg)
+    wait_for(lambda: slow_sink.count() >= 10, timeout=60, what="10 emails")
+    assert d.stop() == 0
+    at_stop = slow_sink.count()
+    assert at_stop < 40
+    # Checkpointed and given back: the job waits on its queue again.
+    job = "daily.%d.4.0" % end
+    assert r.hget("digest:job:" + job, "state") != "done"
+    wait_for(lambda: (queue_counts(rabbitmq, vhost, "digest.standard") or (0,))[0] == 1,
+             timeout=10, what="the job back on digest.standard")
+
+    d2 = start_digestd(digestd_factory, cfg)
+    wait_all_done(r, 1, timeout=60, d=d2)
+    got = slow_sink.ids()
+    assert set(got) == expected_pairs(groups, end)
+    assert len(got) - len(set(got)) <= 1
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
+    assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
+    assert d2.stop() == 0
