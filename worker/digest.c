@@ -56,6 +56,14 @@
 #define DEFER_BACKOFF_MS	500
 #define DEFER_BACKOFF_MAX_MS	15000
 #define TICK_NS			250000000LL
+/*
+ * A maildir flush makes its messages durable with one directory fsync,
+ * then reports them: a worker killed mid-flush re-sends what the flush
+ * had written.  16 bounds that to 16 duplicates for a directory fsync per
+ * 16 messages, about 1% over the one fsync each message costs anyway
+ * (ext4: 5 ms a file, 0.9 ms the directory).
+ */
+#define MAILDIR_FLUSH		16
 
 enum member_state {
 	M_PENDING,		/* not handled yet */
@@ -889,6 +897,8 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	if (rn.tp_type == TRANSPORT_SMTP &&
 	    (size_t)cfg->smtp.messages_per_session < rn.flush_n)
 		rn.flush_n = cfg->smtp.messages_per_session;
+	if (rn.tp_type == TRANSPORT_MAILDIR && rn.flush_n > MAILDIR_FLUSH)
+		rn.flush_n = MAILDIR_FLUSH;
 	if (rn.flush_n == 0)
 		rn.flush_n = 1;
 
