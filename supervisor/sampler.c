@@ -16,8 +16,7 @@
  * last_success existed.
  *
  * The sampler runs with the configuration it was forked with; after a
- * reload the supervisor replaces it (a SIGTERM makes sampler_reaped start
- * a new one at once).
+ * successful reload it is replaced by a new one (sampler_check_cb).
  */
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -48,9 +47,13 @@
 
 static const char *const sampler_periods[2] = { "daily", "weekly" };
 
-static struct event *sampler_timer;
+#define SAMPLER_CHECK_MS 1000	/* how soon a reload reaches the sampler */
+
+static struct event *sampler_timer;	/* respawn */
+static struct event *sampler_check;	/* notices reloads */
 static int64_t sampler_spawned_ns;
 static int64_t sampler_delay_ms;
+static uint64_t sampler_reloads;	/* s->reloads_ok its config is from */
 
 /* The child's state, kept across rounds. */
 struct sampler {
@@ -160,16 +163,30 @@ sampler_round(struct sampler *sm)
 	const struct config *cfg = sm->cfg;
 	struct jobq_stats js;
 	struct jobq_amqp_stats as;
+	struct sb_stats prev;
 	redisContext *rc;
 	struct amqp_link *al;
 	char err[256];
 	int64_t n;
 	double t;
-	int i, q, ok = 1;
+	int i, j, q, ok = 1;
 
 	sm->st.ok = 1;
-	for (i = 0; i < cfg->npools; i++)
-		sampler_queue_index(&sm->st, cfg->pools[i].queue);
+	/*
+	 * The configured queues, in order, each with its last reading (a
+	 * respawned sampler starts from what was published); a queue that is
+	 * no longer configured is dropped.
+	 */
+	prev = sm->st;
+	sm->st.nqueues = 0;
+	for (i = 0; i < cfg->npools; i++) {
+		if ((q = sampler_queue_index(&sm->st, cfg->pools[i].queue)) < 0)
+			continue;
+		for (j = 0; j < prev.nqueues && j < SB_MAX_QUEUES; j++)
+			if (strcmp(prev.queues[j].name,
+			    sm->st.queues[q].name) == 0)
+				sm->st.queues[q] = prev.queues[j];
+	}
 
 	rc = sampler_redis(sm);
 	if (cfg->queue.backend == QUEUE_BACKEND_AMQP) {
@@ -290,10 +307,41 @@ sampler_child(struct supervisor *s, pid_t parent)
 	}
 }
 
+/*
+ * The sampler works from the configuration it was forked with: after a
+ * successful reload, replace it (SIGTERM; sampler_reaped starts the new
+ * one at once) so that it reads the queues and servers now configured.
+ */
+static void
+sampler_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *s = arg;
+
+	if (s->draining || s->sampler_pid <= 0 ||
+	    s->reloads_ok == sampler_reloads)
+		return;
+	sampler_reloads = s->reloads_ok;
+	log_debug("configuration reloaded: replacing sampler %d",
+	    (int)s->sampler_pid);
+	kill(s->sampler_pid, SIGTERM);
+}
+
 pid_t
 sampler_spawn(struct supervisor *s)
 {
+	struct timeval tv;
 	pid_t pid, self = getpid();
+
+	if (sampler_check == NULL && s->base != NULL) {
+		sampler_check = event_new(s->base, -1, EV_PERSIST,
+		    sampler_check_cb, s);
+		tv.tv_sec = SAMPLER_CHECK_MS / 1000;
+		tv.tv_usec = (SAMPLER_CHECK_MS % 1000) * 1000;
+		if (sampler_check == NULL || evtimer_add(sampler_check, &tv) ==
+		    -1)
+			log_warnx("sampler: no reload check timer");
+	}
+	sampler_reloads = s->reloads_ok;
 
 	if ((pid = fork()) == -1) {
 		log_warn("fork sampler");
