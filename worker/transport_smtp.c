@@ -375,11 +375,12 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 }
 
 /*
- * One SMTP session for q[from .. to).  Returns 0, or -1 with err when the
- * session could not start or ended early (messages left without replies).
+ * One SMTP session for up to per messages without an outcome, from q[from]
+ * on.  Returns 0, or -1 with err when the session could not start or ended
+ * early (messages left without replies).
  */
 static int
-smtp_session(struct transport *t, size_t from, size_t to, char *err,
+smtp_session(struct transport *t, size_t from, size_t per, char *err,
     size_t errlen)
 {
 	static const int timeouts[] = { Timeout_GREETING, Timeout_ENVELOPE,
@@ -388,7 +389,7 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 	smtp_session_t ss;
 	enum starttls_option tls;
 	char ebuf[128];
-	size_t i;
+	size_t i, to, n;
 	int ok;
 
 	if ((ss = smtp_create_session()) == NULL)
@@ -417,9 +418,15 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 	}
 	if (t->auth != NULL)
 		smtp_auth_set_context(ss, t->auth);
-	for (i = from; i < to; i++) {
+	for (i = from, n = 0; i < t->nq && n < per; i++) {
 		struct smsg *s = &t->q[i];
 
+		/* Judged by an earlier session, waiting to be reported. */
+		if (s->outcome != OUT_NONE)
+			continue;
+		n++;
+		s->given = s->refused = 0;
+		s->detail[0] = '\0';
 		if ((s->m = smtp_add_message(ss)) == NULL)
 			worker_oom();
 		smtp_message_set_application_data_release(s->m, s, NULL);
@@ -429,12 +436,14 @@ smtp_session(struct transport *t, size_t from, size_t to, char *err,
 		smtp_recipient_set_application_data_release(s->r, s, NULL);
 		smtp_set_messagecb(s->m, smtp_message_cb, s);
 	}
+	to = i;
 	if ((t->fd_hint = fcntl(0, F_DUPFD_CLOEXEC, 0)) != -1)
 		close(t->fd_hint);
 	ok = smtp_start_session(ss);
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)
-		smtp_judge(&t->q[i]);
+		if (t->q[i].m != NULL)
+			smtp_judge(&t->q[i]);
 	smtp_report(t);
 	if (t->next < to) {
 		if (t->q[t->next].refused)
@@ -458,7 +467,7 @@ static int
 smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
     size_t errlen)
 {
-	size_t from, to, per, i;
+	size_t from, per, i;
 	int rc = 0;
 
 	t->cb = cb;
@@ -466,10 +475,16 @@ smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
 	t->next = 0;
 	per = t->cfg->smtp.messages_per_session > 0 ?
 	    (size_t)t->cfg->smtp.messages_per_session : 1;
-	for (from = 0; from < t->nq; from = to) {
-		to = from + per < t->nq ? from + per : t->nq;
-		if (smtp_session(t, from, to, err, errlen) == -1) {
-			/* The rest would fail alike; leave them unreported. */
+	while (t->next < t->nq) {
+		from = t->next;
+		/*
+		 * A server may close a session early (a limit of messages per
+		 * connection): go on in a new one while sessions make
+		 * progress.  One that makes none means the server is gone
+		 * or refuses us; the rest are left without an outcome.
+		 */
+		if (smtp_session(t, from, per, err, errlen) == -1 &&
+		    t->next == from) {
 			rc = -1;
 			break;
 		}

@@ -114,3 +114,69 @@ def test_pipeline_unreachable_server_retries(tmp_path, redis_tcp):
             sink.stop()
     finally:
         d.kill()
+
+
+class ClosingSink:
+    """Takes 3 messages per connection, then answers 421 and hangs up, as
+    servers with a per-connection message limit do."""
+
+    def __init__(self):
+        from harness import free_port
+        self.port = free_port()
+        self.messages = []
+        self.sessions = 0
+        self.controller = None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_MAIL(self, server, session, envelope, address, options):
+                n = getattr(session, "taken", 0)
+                if n == 0:
+                    sink.sessions += 1
+                if n >= 3:
+                    await server.push("421 4.7.0 too many messages, closing")
+                    server.transport.close()
+                    return "421 4.7.0 closing"
+                session.taken = n + 1
+                envelope.mail_from = address
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                for r in envelope.rcpt_tos:
+                    sink.messages.append(r)
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+def test_pipeline_server_closing_sessions_early(tmp_path, redis_tcp):
+    """A server that closes each connection after 3 messages: the transport
+    goes on in new sessions; everyone gets exactly one email."""
+    r = redis_tcp.client()
+    ws, we = window()
+    want = group(r, 4, 20, we)
+    sink = ClosingSink().start()
+    try:
+        cfg = config(tmp_path, redis_tcp, sink=sink, batch=20, per_session=10)
+        d = Digestd(cfg, tmp_path)
+        d.start()
+        try:
+            st = wait_done(r, enqueue(r, 4, "daily", ws, we), timeout=60, d=d)
+            assert sorted(sink.messages) == sorted(want), sink.messages
+            assert int(st["attempts"]) == 1, st
+            assert sink.sessions >= 7
+        finally:
+            d.kill()
+    finally:
+        sink.stop()
