@@ -450,6 +450,68 @@ digest_batch_free(struct run *rn)
 }
 
 /*
+ * Read the user hashes of the batch's members (those with a uid) in one
+ * pipelined round and decide who is eligible; the others are done.
+ */
+static int
+digest_load_users(struct run *rn)
+{
+	redisContext *c = rn->ctx->data;
+	const char *pfx = rn->ctx->cfg->redis.key_prefix;
+	redisReply *r;
+	char key[512];
+	size_t i;
+	int failed = 0;
+
+	for (i = 0; i < rn->n; i++) {
+		if (rn->m[i].state != M_PENDING)
+			continue;
+		rkey(key, sizeof(key), pfx, "user:%lld",
+		    (long long)rn->m[i].uid);
+		if (digest_append(rn, c, "HMGET user",
+		    "HMGET %s email name last_seen digest", key) == -1)
+			return -1;
+	}
+	for (i = 0; i < rn->n; i++) {
+		struct member *m = &rn->m[i];
+		struct elig_member em;
+		const redisReply *f;
+		enum skip_reason why;
+
+		if (m->state != M_PENDING)
+			continue;
+		if ((r = digest_reply(rn, c, "HMGET user")) == NULL)
+			return -1;
+		if ((r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) ||
+		    failed) {
+			if (!failed)
+				digest_redis_error(rn, c, "HMGET user", r);
+			failed = 1;
+			freeReplyObject(r);
+			continue;
+		}
+		em.uid = m->uid;
+		em.email = (f = digest_field(r, 0)) ? f->str : NULL;
+		em.digest = (f = digest_field(r, 3)) ? f->str : NULL;
+		em.last_seen = (f = digest_field(r, 2)) ? f->str : NULL;
+		/* An address with a NUL inside, or absurdly long, is none. */
+		if (em.email != NULL && ((f = digest_field(r, 0))->len >
+		    CAP_EMAIL || strlen(f->str) != f->len))
+			em.email = NULL;
+		if (!eligibility_check(&rn->ej, &em, &why)) {
+			metric_inc(rn->cells, MC_SKIPPED + why);
+			rn->cp->skipped++;
+			m->state = M_DONE;
+		} else {
+			m->email = wstrdup(em.email);
+			m->name = digest_field_dup(r, 1, CAP_NAME);
+		}
+		freeReplyObject(r);
+	}
+	return failed ? -1 : 0;
+}
+
+/*
  * Read the next batch after cursor: the members, then their user hashes
  * in one pipelined round.  *last is set when the range is exhausted.
  */
@@ -460,10 +522,9 @@ digest_load_batch(struct run *rn, int64_t cursor, int *last)
 	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	const struct job *j = rn->job;
 	int batch = rn->ctx->cfg->digest.batch_size;
-	redisReply *rm, *r;
+	redisReply *rm;
 	char key[512];
 	size_t i, n;
-	int failed = 0;
 
 	rkey(key, sizeof(key), pfx, "group:%lld:members",
 	    (long long)j->group_id);
@@ -506,52 +567,9 @@ digest_load_batch(struct run *rn, int64_t cursor, int *last)
 			continue;
 		}
 		m->state = M_PENDING;
-		rkey(key, sizeof(key), pfx, "user:%lld", (long long)m->uid);
-		if (digest_append(rn, c, "HMGET user",
-		    "HMGET %s email name last_seen digest", key) == -1) {
-			freeReplyObject(rm);
-			return -1;
-		}
 	}
 	freeReplyObject(rm);
-
-	for (i = 0; i < n; i++) {
-		struct member *m = &rn->m[i];
-		struct elig_member em;
-		const redisReply *f;
-		enum skip_reason why;
-
-		if (m->uid == -1)
-			continue;
-		if ((r = digest_reply(rn, c, "HMGET user")) == NULL)
-			return -1;
-		if ((r->type != REDIS_REPLY_ARRAY && !digest_wrongtype(r)) ||
-		    failed) {
-			if (!failed)
-				digest_redis_error(rn, c, "HMGET user", r);
-			failed = 1;
-			freeReplyObject(r);
-			continue;
-		}
-		em.uid = m->uid;
-		em.email = (f = digest_field(r, 0)) ? f->str : NULL;
-		em.digest = (f = digest_field(r, 3)) ? f->str : NULL;
-		em.last_seen = (f = digest_field(r, 2)) ? f->str : NULL;
-		/* An address with a NUL inside, or absurdly long, is none. */
-		if (em.email != NULL && ((f = digest_field(r, 0))->len >
-		    CAP_EMAIL || strlen(f->str) != f->len))
-			em.email = NULL;
-		if (!eligibility_check(&rn->ej, &em, &why)) {
-			metric_inc(rn->cells, MC_SKIPPED + why);
-			rn->cp->skipped++;
-			m->state = M_DONE;
-		} else {
-			m->email = wstrdup(em.email);
-			m->name = digest_field_dup(r, 1, CAP_NAME);
-		}
-		freeReplyObject(r);
-	}
-	return failed ? -1 : 0;
+	return digest_load_users(rn);
 }
 
 /* Heartbeat and the source's keepalive, at most every TICK_NS. */
