@@ -256,9 +256,9 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "code: SIGCHLD in the event loop, waitpid, requeue, fork) is "
             "p50 %.3f ms, p99 %.3f ms; kill to fork is p50 %.3f ms, p99 "
             "%.3f ms. The difference is the kernel delivering SIGCHLD and "
-            "the scheduler giving the supervisor a core on 2 cores shared "
-            "with %d busy workers' neighbours, the benchmark's poller and "
-            "other work (load average %s). php-fpm, measured by the same "
+            "the scheduler giving the supervisor a core, on 2 cores shared "
+            "by the %d workers, the benchmark's poller and other work "
+            "(load average %s). php-fpm, measured by the same "
             "code in the same run, shows the same tail (table above). "
             "Nothing in digestd to fix; on an idle machine the tail is the "
             "reap-to-fork figure." % (
@@ -270,6 +270,26 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "Ready includes the new worker's connection to Redis and its "
             "first XREADGROUP; see the kill to ready (log) row for the "
             "figure without polling.")
+    sc = r.get("scrape", {})
+    if "scrape_p99_ms" in missed and isinstance(sc.get("digestd"), dict):
+        dd = sc["digestd"]
+        mi = sc.get("micro", {})
+        why["scrape_p99_ms"] = (
+            "The supervisor spends %.2f ms of CPU per scrape on average "
+            "(its utime + stime over the scrapes), and the formatting "
+            "itself measures %s us for the text body and %s us for the "
+            "snapshot of %s workers' cells in bench_metrics; p50 is %.3f "
+            "ms. A p99 of %.3f ms is therefore time spent waiting for a "
+            "core, not work: the supervisor, its 64 workers, the scraping "
+            "client and the rest of the machine "
+            "(load average %s before the run, %s after) share 2 cores. "
+            "Nothing to fix in the exposition; the figure should be read "
+            "on a machine that is not running other work." % (
+                dd.get("supervisor_cpu_ms_per_scrape", 0),
+                mi.get("format_text_us", "?"), mi.get("snapshot_us", "?"),
+                mi.get("workers", "?"), dd.get("p50_ms", 0),
+                dd.get("p99_ms", 0), " ".join(r.get("load_before", [])),
+                " ".join(r.get("load_after", []))))
     for k in missed:
         why.setdefault(k, "No profile was taken for this target: see the "
                           "raw figures in results.json.")

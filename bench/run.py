@@ -400,7 +400,38 @@ def report(r, f, profiles, started, took):
 
     sc = r.get("scrape", {})
     L.append("## 6. Scrape\n")
-    if sc and "error" not in sc:
+    if sc and "error" not in sc and isinstance(sc.get("digestd"), dict):
+        dd, py = sc["digestd"], sc.get("python", {})
+        L.append("`bench/scrape_bench.py` (its own summary: `scrape.md`): "
+                 "GET /metrics from digestd with %s workers and every "
+                 "metric populated, against prometheus_client's "
+                 "multiprocess collector over %s processes with the same "
+                 "series shape, by the same client code.\n" % (
+                     dd.get("workers", "?"), py.get("processes", "?")))
+        L.append("| /metrics | p50 ms | p90 ms | p99 ms | max ms | scrapes "
+                 "| series | bytes | server CPU ms/scrape |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, x, cpu in (("digestd", dd, "supervisor_cpu_ms_per_scrape"),
+                             ("prometheus_client multiprocess", py,
+                              "server_cpu_ms_per_scrape")):
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                name, fmt(x.get("p50_ms"), 3), fmt(x.get("p90_ms"), 3),
+                fmt(x.get("p99_ms"), 3), fmt(x.get("max_ms"), 3),
+                x.get("scrapes", "?"), x.get("series", "?"),
+                x.get("body_bytes", "?"), fmt(x.get(cpu), 3)))
+        L.append("\nSpeed-up: %s at p50, %s at p99." % (
+            fmt(sc.get("speedup_p50"), 1), fmt(sc.get("speedup_p99"), 1)))
+        mi, pm = sc.get("micro", {}), sc.get("python_micro", {})
+        if mi and pm:
+            L.append(" Per update in a worker: metric_inc %s ns and "
+                     "metric_observe %s ns, against %s ns and %s ns for "
+                     "prometheus_client's multiprocess Counter.inc and "
+                     "Histogram.observe." % (
+                         fmt(mi.get("metric_inc_ns"), 2),
+                         fmt(mi.get("metric_observe_ns"), 2),
+                         fmt(pm.get("inc_ns"), 0), fmt(pm.get("observe_ns"), 0)))
+        L.append("")
+    elif sc and "error" not in sc:
         L.append("From `bench/scrape_bench.py`:\n")
         L.append("```")
         L.append(json.dumps({k: v for k, v in sc.items()
@@ -463,6 +494,7 @@ def main():
         else:
             r["scrape"] = {"error": "bench/scrape_bench.py is missing"}
 
+    r["load_after"] = loadavg()
     f = figures(r)
     r["figures"] = f
     r["why"] = {}
@@ -472,7 +504,6 @@ def main():
         from profiles import explain
         explain(r, f, missed, profiles, quick=q, perf=perf_works(), log=log)
 
-    r["load_after"] = loadavg()
     took = time.monotonic() - started
     r["seconds"] = took
     err = plot(r)
