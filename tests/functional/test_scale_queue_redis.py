@@ -162,3 +162,21 @@ def test_same_emails_with_and_without_queue_redis(tmp_path, two_redis):
         _, msgs = run_pipeline(tmp_path, cfg, q, outbox)
         seen.append(sorted((m["Message-ID"], m["To"]) for m in msgs))
     assert seen[0] and seen[0] == seen[1]
+
+
+def test_digestctl_enqueue_on_queue_redis(tmp_path, two_redis):
+    data, queue = two_redis
+    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+                 pools=("priority", "standard"))
+    seed(cfg)
+    dc, qc = data.client(), queue.client()
+    dc.config_resetstat()
+    digestctl(cfg, "enqueue", "--group", "1", "--period", "daily", "--queue",
+              "standard")
+    entries = qc.xrange("digest:q:standard")
+    assert len(entries) >= 1 and entries[0][1]["group_id"] == "1"
+    marker = "digest:enq:" + entries[0][1]["job_id"]
+    assert qc.exists(marker) and 0 < qc.ttl(marker) <= 2 * 86400
+    assert not [k for k in dc.keys("*") if "digest:" in k]
+    cmds = {c: n for c, n in data.commands().items() if c in WRITES}
+    assert cmds == {}, cmds
