@@ -104,13 +104,22 @@ class Sink(SmtpSink):
     def __init__(self):
         super().__init__()
         self.burst_until = 0.0
+        self.burst_min = 0
         self.reply_for = self._reply
         self.seen = {}          # message-id -> times accepted
         self.indexed = 0
         self.deferred = 0
 
+    def burst(self, seconds, at_least=20):
+        """Answer 4xx for seconds, and on until at_least recipients have
+        had one (20 s at most), so that a burst always meets traffic."""
+        self.burst_until = time.monotonic() + seconds
+        self.burst_min = self.deferred + at_least
+
     def _reply(self, rcpt):
-        if time.monotonic() < self.burst_until:
+        now = time.monotonic()
+        if now < self.burst_until or (self.deferred < self.burst_min
+                                      and now < self.burst_until + 20.0):
             self.deferred += 1
             return "451 4.3.0 try again later"
         return None
@@ -485,7 +494,7 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
                 rabbit.restart(down_for=2.0)
                 counts["broker_restarts"] += 1
             elif kind == "burst":
-                sink.burst_until = time.monotonic() + p["burst_len"]
+                sink.burst(p["burst_len"])
                 counts["bursts"] += 1
             elif kind == "outage":
                 sink.stop()
