@@ -205,25 +205,64 @@ expo_fmt_le(char *buf, double v)
 	return n;
 }
 
-void
-expo_escape_label(struct evbuffer *b, const char *s)
+/*
+ * The body is assembled in a buffer of our own and handed to the evbuffer
+ * in large pieces: a sample line is a dozen small appends, and evbuffer's
+ * per-call cost would be most of a scrape's CPU.
+ */
+struct expo_out {
+	struct evbuffer *b;
+	size_t n;
+	char buf[16384];
+};
+
+static void
+out_flush(struct expo_out *o)
+{
+	if (o->n > 0)
+		evbuffer_add(o->b, o->buf, o->n);
+	o->n = 0;
+}
+
+static void
+out_add(struct expo_out *o, const char *p, size_t len)
+{
+	if (o->n + len > sizeof(o->buf)) {
+		out_flush(o);
+		if (len > sizeof(o->buf)) {
+			evbuffer_add(o->b, p, len);
+			return;
+		}
+	}
+	memcpy(o->buf + o->n, p, len);
+	o->n += len;
+}
+
+static void
+out_str(struct expo_out *o, const char *s)
+{
+	out_add(o, s, strlen(s));
+}
+
+static void
+out_escape_label(struct expo_out *o, const char *s)
 {
 	const char *run = s;
 
 	for (; *s != '\0'; s++) {
 		if (*s != '\\' && *s != '"' && *s != '\n')
 			continue;
-		evbuffer_add(b, run, s - run);
-		evbuffer_add(b, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" :
+		out_add(o, run, s - run);
+		out_add(o, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" :
 		    "\\n", 2);
 		run = s + 1;
 	}
-	evbuffer_add(b, run, s - run);
+	out_add(o, run, s - run);
 }
 
 /* The text format escapes \ and newline in HELP; OpenMetrics also ". */
-void
-expo_escape_help(struct evbuffer *b, const char *s, enum expo_format fmt)
+static void
+out_escape_help(struct expo_out *o, const char *s, enum expo_format fmt)
 {
 	const char *run = s;
 
@@ -231,12 +270,34 @@ expo_escape_help(struct evbuffer *b, const char *s, enum expo_format fmt)
 		if (*s != '\\' && *s != '\n' &&
 		    (*s != '"' || fmt != EXPO_OPENMETRICS))
 			continue;
-		evbuffer_add(b, run, s - run);
-		evbuffer_add(b, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" :
+		out_add(o, run, s - run);
+		out_add(o, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" :
 		    "\\n", 2);
 		run = s + 1;
 	}
-	evbuffer_add(b, run, s - run);
+	out_add(o, run, s - run);
+}
+
+void
+expo_escape_label(struct evbuffer *b, const char *s)
+{
+	static struct expo_out o;
+
+	o.b = b;
+	o.n = 0;
+	out_escape_label(&o, s);
+	out_flush(&o);
+}
+
+void
+expo_escape_help(struct evbuffer *b, const char *s, enum expo_format fmt)
+{
+	static struct expo_out o;
+
+	o.b = b;
+	o.n = 0;
+	out_escape_help(&o, s, fmt);
+	out_flush(&o);
 }
 
 static const char *const expo_type_names[] = {
@@ -250,105 +311,125 @@ static const char *const expo_type_names[] = {
  * text format names the family with its _total, OpenMetrics without.
  */
 static void
-expo_header(struct evbuffer *b, enum expo_format fmt, const char *name,
+expo_header(struct expo_out *o, enum expo_format fmt, const char *name,
     const char *help, enum metric_type type)
 {
 	const char *suffix = "";
 
 	if (type == METRIC_COUNTER && fmt == EXPO_TEXT)
 		suffix = "_total";
-	evbuffer_add_printf(b, "# HELP %s%s ", name, suffix);
-	expo_escape_help(b, help, fmt);
-	evbuffer_add_printf(b, "\n# TYPE %s%s %s\n", name, suffix,
-	    expo_type_names[type]);
+	out_str(o, "# HELP ");
+	out_str(o, name);
+	out_str(o, suffix);
+	out_add(o, " ", 1);
+	out_escape_help(o, help, fmt);
+	out_str(o, "\n# TYPE ");
+	out_str(o, name);
+	out_str(o, suffix);
+	out_add(o, " ", 1);
+	out_str(o, expo_type_names[type]);
+	out_add(o, "\n", 1);
 }
 
 static void
-expo_sample(struct evbuffer *b, const char *name, const char *suffix,
+expo_sample(struct expo_out *o, const char *name, const char *suffix,
     const struct expo_label *l, int nl, const char *value)
 {
 	int i;
 
-	evbuffer_add(b, name, strlen(name));
-	evbuffer_add(b, suffix, strlen(suffix));
+	out_str(o, name);
+	out_str(o, suffix);
 	if (nl > 0) {
-		evbuffer_add(b, "{", 1);
+		out_add(o, "{", 1);
 		for (i = 0; i < nl; i++) {
 			if (i > 0)
-				evbuffer_add(b, ",", 1);
-			evbuffer_add(b, l[i].name, strlen(l[i].name));
-			evbuffer_add(b, "=\"", 2);
-			expo_escape_label(b, l[i].value);
-			evbuffer_add(b, "\"", 1);
+				out_add(o, ",", 1);
+			out_str(o, l[i].name);
+			out_add(o, "=\"", 2);
+			out_escape_label(o, l[i].value);
+			out_add(o, "\"", 1);
 		}
-		evbuffer_add(b, "}", 1);
+		out_add(o, "}", 1);
 	}
-	evbuffer_add(b, " ", 1);
-	evbuffer_add(b, value, strlen(value));
-	evbuffer_add(b, "\n", 1);
+	out_add(o, " ", 1);
+	out_str(o, value);
+	out_add(o, "\n", 1);
 }
 
 static void
-expo_sample_u64(struct evbuffer *b, const char *name, const char *suffix,
+expo_sample_u64(struct expo_out *o, const char *name, const char *suffix,
     const struct expo_label *l, int nl, uint64_t v)
 {
-	char num[EXPO_NUM_MAX];
+	char num[EXPO_NUM_MAX], *p = num + sizeof(num);
 
-	snprintf(num, sizeof(num), "%" PRIu64, v);
-	expo_sample(b, name, suffix, l, nl, num);
+	/* Counters are most of the body: no printf for them. */
+	*--p = '\0';
+	do {
+		*--p = '0' + v % 10;
+		v /= 10;
+	} while (v != 0);
+	expo_sample(o, name, suffix, l, nl, p);
 }
 
 static void
-expo_sample_double(struct evbuffer *b, const char *name, const char *suffix,
+expo_sample_double(struct expo_out *o, const char *name, const char *suffix,
     const struct expo_label *l, int nl, double v)
 {
 	char num[EXPO_NUM_MAX];
 
 	expo_fmt_double(num, v);
-	expo_sample(b, name, suffix, l, nl, num);
+	expo_sample(o, name, suffix, l, nl, num);
 }
 
 /* _bucket (cumulative), _sum and _count of one histogram's cells. */
 static void
-expo_histogram(struct evbuffer *b, const char *name, struct expo_label *l,
+expo_histogram(struct expo_out *o, const char *name, struct expo_label *l,
     int nl, const uint64_t *cells, int hist)
 {
-	char le[EXPO_NUM_MAX], sum[EXPO_NUM_MAX];
+	/* The bounds never change: format them once. */
+	static char le[HIST_N][HIST_NB + 1][EXPO_NUM_MAX];
+	static int le_ready;
+	char sum[EXPO_NUM_MAX];
 	uint64_t cum = 0;
-	int i;
+	int h, i;
 
+	if (!le_ready) {
+		for (h = 0; h < HIST_N; h++) {
+			for (i = 0; i < HIST_NB; i++)
+				expo_fmt_le(le[h][i],
+				    metrics_hist_bounds_ns[h][i] / 1e9);
+			strlcpy(le[h][HIST_NB], "+Inf", EXPO_NUM_MAX);
+		}
+		le_ready = 1;
+	}
 	l[nl].name = "le";
 	for (i = 0; i <= HIST_NB; i++) {
 		cum += cells[i];
-		if (i < HIST_NB)
-			expo_fmt_le(le, metrics_hist_bounds_ns[hist][i] / 1e9);
-		else
-			strlcpy(le, "+Inf", sizeof(le));
-		l[nl].value = le;
-		expo_sample_u64(b, name, "_bucket", l, nl + 1, cum);
+		l[nl].value = le[hist][i];
+		expo_sample_u64(o, name, "_bucket", l, nl + 1, cum);
 	}
 	expo_fmt_ns(sum, cells[HIST_NB + 1]);
-	expo_sample(b, name, "_sum", l, nl, sum);
-	expo_sample_u64(b, name, "_count", l, nl, cum);
+	expo_sample(o, name, "_sum", l, nl, sum);
+	expo_sample_u64(o, name, "_count", l, nl, cum);
 }
 
 /* One family of the cell table, for every pool and label combination. */
 static void
-expo_cell_family(struct evbuffer *b, enum expo_format fmt,
+expo_cell_family(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap, const struct metric_desc *d)
 {
 	struct expo_label l[1 + METRIC_MAX_DIMS + 1];
 	const char *suffix = d->type == METRIC_COUNTER ? "_total" : "";
 	int p, i0, i1, n0, n1;
 
-	expo_header(b, fmt, d->name, d->help, d->type);
+	expo_header(o, fmt, d->name, d->help, d->type);
 	n0 = d->ndims > 0 ? d->dims[0].n : 1;
 	n1 = d->ndims > 1 ? d->dims[1].n : 1;
 	for (p = 0; p < snap->npools; p++) {
 		l[0].name = "pool";
 		l[0].value = snap->pools[p].name;
 		if (d->type == METRIC_HISTOGRAM) {
-			expo_histogram(b, d->name, l, 1,
+			expo_histogram(o, d->name, l, 1,
 			    &snap->pools[p].cells[d->base], d->hist);
 			continue;
 		}
@@ -362,7 +443,7 @@ expo_cell_family(struct evbuffer *b, enum expo_format fmt,
 					l[2].name = d->dims[1].label;
 					l[2].value = d->dims[1].values[i1];
 				}
-				expo_sample_u64(b, d->name, suffix, l,
+				expo_sample_u64(o, d->name, suffix, l,
 				    1 + d->ndims,
 				    snap->pools[p].cells[d->base + i0 * n1 + i1]);
 			}
@@ -371,28 +452,28 @@ expo_cell_family(struct evbuffer *b, enum expo_format fmt,
 }
 
 static void
-expo_gauge1(struct evbuffer *b, enum expo_format fmt, const char *name,
+expo_gauge1(struct expo_out *o, enum expo_format fmt, const char *name,
     const char *help, double v)
 {
-	expo_header(b, fmt, name, help, METRIC_GAUGE);
-	expo_sample_double(b, name, "", NULL, 0, v);
+	expo_header(o, fmt, name, help, METRIC_GAUGE);
+	expo_sample_double(o, name, "", NULL, 0, v);
 }
 
 static void
-expo_supervisor_families(struct evbuffer *b, enum expo_format fmt,
+expo_supervisor_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
 {
 	struct expo_label l[2];
 	int p, i;
 
-	expo_header(b, fmt, "digest_build_info",
+	expo_header(o, fmt, "digest_build_info",
 	    "The version of digestd running, as a label; the value is 1.",
 	    METRIC_GAUGE);
 	l[0].name = "version";
 	l[0].value = snap->version;
-	expo_sample(b, "digest_build_info", "", l, 1, "1");
+	expo_sample(o, "digest_build_info", "", l, 1, "1");
 
-	expo_header(b, fmt, "digest_workers",
+	expo_header(o, fmt, "digest_workers",
 	    "Live workers of the pool, by state.", METRIC_GAUGE);
 	for (p = 0; p < snap->npools; p++) {
 		l[0].name = "pool";
@@ -400,12 +481,12 @@ expo_supervisor_families(struct evbuffer *b, enum expo_format fmt,
 		l[1].name = "state";
 		for (i = 0; i < EXPO_NSTATES; i++) {
 			l[1].value = expo_state_names[i];
-			expo_sample_u64(b, "digest_workers", "", l, 2,
+			expo_sample_u64(o, "digest_workers", "", l, 2,
 			    snap->pools[p].workers[i]);
 		}
 	}
 
-	expo_header(b, fmt, "digest_worker_restarts",
+	expo_header(o, fmt, "digest_worker_restarts",
 	    "Workers replaced, by reason.", METRIC_COUNTER);
 	for (p = 0; p < snap->npools; p++) {
 		l[0].name = "pool";
@@ -413,24 +494,24 @@ expo_supervisor_families(struct evbuffer *b, enum expo_format fmt,
 		l[1].name = "reason";
 		for (i = 0; i < RESTART_N; i++) {
 			l[1].value = restart_reason_names[i];
-			expo_sample_u64(b, "digest_worker_restarts", "_total",
+			expo_sample_u64(o, "digest_worker_restarts", "_total",
 			    l, 2, snap->pools[p].restarts[i]);
 		}
 	}
 
-	expo_header(b, fmt, "digest_worker_memory_bytes",
+	expo_header(o, fmt, "digest_worker_memory_bytes",
 	    "Largest resident set size among the pool's live workers.",
 	    METRIC_GAUGE);
 	for (p = 0; p < snap->npools; p++) {
 		l[0].name = "pool";
 		l[0].value = snap->pools[p].name;
-		expo_sample_u64(b, "digest_worker_memory_bytes", "", l, 1,
+		expo_sample_u64(o, "digest_worker_memory_bytes", "", l, 1,
 		    snap->pools[p].max_rss);
 	}
 }
 
 static void
-expo_queue_families(struct evbuffer *b, enum expo_format fmt,
+expo_queue_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
 {
 	static const struct {
@@ -451,75 +532,75 @@ expo_queue_families(struct evbuffer *b, enum expo_format fmt,
 	int q;
 
 	for (f = 0; f < sizeof(qf) / sizeof(qf[0]); f++) {
-		expo_header(b, fmt, qf[f].name, qf[f].help, METRIC_GAUGE);
+		expo_header(o, fmt, qf[f].name, qf[f].help, METRIC_GAUGE);
 		for (q = 0; q < snap->nqueues; q++) {
 			l[0].name = "queue";
 			l[0].value = snap->queues[q].name;
-			expo_sample_double(b, qf[f].name, "", l, 1,
+			expo_sample_double(o, qf[f].name, "", l, 1,
 			    *(const double *)((const char *)&snap->queues[q] +
 			    qf[f].off));
 		}
 	}
-	expo_gauge1(b, fmt, "digest_dead_letters",
+	expo_gauge1(o, fmt, "digest_dead_letters",
 	    "Jobs in the dead-letter queue.", snap->dead_letters);
 
-	expo_header(b, fmt, "digest_schedule_last_success_timestamp_seconds",
+	expo_header(o, fmt, "digest_schedule_last_success_timestamp_seconds",
 	    "End of the scheduler's last successful run, by period; 0 if "
 	    "never.", METRIC_GAUGE);
 	for (q = 0; q < 2; q++) {
 		l[0].name = "period";
 		l[0].value = expo_period_names[q];
-		expo_sample_double(b,
+		expo_sample_double(o,
 		    "digest_schedule_last_success_timestamp_seconds", "", l, 1,
 		    snap->sched_last_success[q]);
 	}
-	expo_gauge1(b, fmt, "digest_queue_sampled_timestamp_seconds",
+	expo_gauge1(o, fmt, "digest_queue_sampled_timestamp_seconds",
 	    "When the queue figures above were last sampled; 0 if never.",
 	    snap->sampled_at);
 }
 
 static void
-expo_config_families(struct evbuffer *b, enum expo_format fmt,
+expo_config_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
 {
 	struct expo_label l[1];
 
-	expo_header(b, fmt, "digest_config_reloads",
+	expo_header(o, fmt, "digest_config_reloads",
 	    "Configuration reloads (SIGHUP), by result.", METRIC_COUNTER);
 	l[0].name = "result";
 	l[0].value = "success";
-	expo_sample_u64(b, "digest_config_reloads", "_total", l, 1,
+	expo_sample_u64(o, "digest_config_reloads", "_total", l, 1,
 	    snap->reloads_ok);
 	l[0].value = "failure";
-	expo_sample_u64(b, "digest_config_reloads", "_total", l, 1,
+	expo_sample_u64(o, "digest_config_reloads", "_total", l, 1,
 	    snap->reloads_failed);
-	expo_gauge1(b, fmt,
+	expo_gauge1(o, fmt,
 	    "digest_config_last_reload_success_timestamp_seconds",
 	    "When the configuration in force was loaded (start-up counts).",
 	    snap->last_reload_ok);
 }
 
 static void
-expo_process_families(struct evbuffer *b, enum expo_format fmt,
+expo_process_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
 {
 	const struct procstat *ps = &snap->proc;
 
-	expo_header(b, fmt, "process_cpu_seconds",
+	expo_header(o, fmt, "process_cpu_seconds",
 	    "Total user and system CPU time spent in seconds.",
 	    METRIC_COUNTER);
-	expo_sample_double(b, "process_cpu_seconds", "_total", NULL, 0,
+	expo_sample_double(o, "process_cpu_seconds", "_total", NULL, 0,
 	    ps->cpu_seconds);
-	expo_gauge1(b, fmt, "process_resident_memory_bytes",
+	expo_gauge1(o, fmt, "process_resident_memory_bytes",
 	    "Resident memory size in bytes.", (double)ps->resident_bytes);
-	expo_gauge1(b, fmt, "process_virtual_memory_bytes",
+	expo_gauge1(o, fmt, "process_virtual_memory_bytes",
 	    "Virtual memory size in bytes.", (double)ps->virtual_bytes);
-	expo_gauge1(b, fmt, "process_open_fds",
+	expo_gauge1(o, fmt, "process_open_fds",
 	    "Number of open file descriptors.", (double)ps->open_fds);
-	expo_gauge1(b, fmt, "process_max_fds",
+	expo_gauge1(o, fmt, "process_max_fds",
 	    "Maximum number of open file descriptors.",
 	    ps->max_fds < 0 ? INFINITY : (double)ps->max_fds);
-	expo_gauge1(b, fmt, "process_start_time_seconds",
+	expo_gauge1(o, fmt, "process_start_time_seconds",
 	    "Start time of the process since unix epoch in seconds.",
 	    ps->start_time);
 }
@@ -528,16 +609,22 @@ void
 expo_format(struct evbuffer *b, const struct expo_snapshot *snap,
     enum expo_format fmt)
 {
+	/* The loop is single-threaded: one output buffer serves all. */
+	static struct expo_out out;
+	struct expo_out *o = &out;
 	int i;
 
-	expo_supervisor_families(b, fmt, snap);
+	o->b = b;
+	o->n = 0;
+	expo_supervisor_families(o, fmt, snap);
 	for (i = 0; i < metrics_ndesc; i++)
-		expo_cell_family(b, fmt, snap, &metrics_desc[i]);
-	expo_queue_families(b, fmt, snap);
-	expo_config_families(b, fmt, snap);
-	expo_process_families(b, fmt, snap);
+		expo_cell_family(o, fmt, snap, &metrics_desc[i]);
+	expo_queue_families(o, fmt, snap);
+	expo_config_families(o, fmt, snap);
+	expo_process_families(o, fmt, snap);
 	if (fmt == EXPO_OPENMETRICS)
-		evbuffer_add(b, "# EOF\n", 6);
+		out_add(o, "# EOF\n", 6);
+	out_flush(o);
 }
 
 /* The snapshot's pool named name, added if missing; NULL when full. */
