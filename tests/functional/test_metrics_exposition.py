@@ -268,3 +268,24 @@ def test_ipv6_listen(tmp_path, redis_tcp):
             assert b"digest_build_info" in r.read()
     finally:
         stop_digestd(d)
+
+
+def test_stalled_client_is_dropped(digestd):
+    # evhttp's timeout (10 s) frees the connection of a client that never
+    # finishes its request.
+    s = socket.create_connection(("127.0.0.1", digestd.port))
+    try:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        s.settimeout(20)
+        t0 = time.monotonic()
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        took = time.monotonic() - t0
+        assert 8 <= took <= 15, took
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:100]
+    finally:
+        s.close()
