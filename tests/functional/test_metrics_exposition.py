@@ -289,3 +289,22 @@ def test_stalled_client_is_dropped(digestd):
         assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:100]
     finally:
         s.close()
+
+
+def test_process_metrics_are_the_supervisors(digestd):
+    m = {n: v for n, l, v in samples(fetch(digestd.port)[2]) if n.startswith("process_")}
+    pid = digestd.pid()
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/stat") as f:
+        btime = [int(l.split()[1]) for l in f if l.startswith("btime ")][0]
+    start = btime + int(st[19]) / os.sysconf("SC_CLK_TCK")
+    assert abs(m["process_start_time_seconds"] - start) < 0.05
+    assert abs(m["process_start_time_seconds"] - time.time()) < 120
+    nfds = len(os.listdir("/proc/%d/fd" % pid))
+    assert abs(m["process_open_fds"] - nfds) <= 2, (m["process_open_fds"], nfds)
+    rss = int(st[21]) * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < m["process_resident_memory_bytes"] < 10 * rss + 1
+    assert m["process_virtual_memory_bytes"] >= m["process_resident_memory_bytes"]
+    assert m["process_max_fds"] > 0
+    assert m["process_cpu_seconds_total"] >= 0
