@@ -55,6 +55,18 @@
 #define DEFER_RETRIES		7
 #define DEFER_BACKOFF_MS	500
 #define DEFER_BACKOFF_MAX_MS	15000
+/*
+ * A few deferred recipients (a full mailbox, a greylisting) are parked in
+ * the checkpoint instead, so that the walk goes on without sending
+ * anything twice: they are retried at the end of the job (PARKED_ROUNDS
+ * times, 0.5 s doubling) and at the start of each later attempt, and
+ * given up after PARKED_GIVE_UP attempts, as an MTA bounces a message
+ * after its queue lifetime.  More than PARKED_MAX at once is the server
+ * deferring everyone: the job waits in place (DEFER_RETRIES) instead.
+ */
+#define PARKED_MAX		100
+#define PARKED_ROUNDS		3
+#define PARKED_GIVE_UP		5
 #define TICK_NS			250000000LL
 /*
  * A maildir flush makes its messages durable with one directory fsync,
@@ -71,6 +83,12 @@ enum member_state {
 	M_DONE,			/* skipped, sent or rejected */
 	M_DEFERRED,		/* 4xx: to be sent again */
 	M_UNCONFIRMED,		/* the transport failed, no outcome */
+};
+
+/* A parked recipient: deferred, to be retried later in the job or after. */
+struct parked {
+	int64_t uid;
+	int tries;		/* attempts of the job that ended deferred */
 };
 
 struct member {
@@ -108,6 +126,10 @@ struct run {
 	size_t hint;		/* where the next result is likely to be */
 	size_t nqueued;		/* sent to the transport, not flushed */
 	size_t ndeferred;
+	struct parked *pk;	/* parked recipients, in the checkpoint */
+	size_t npk;
+	int pk_dirty;		/* pk changed since the last save */
+	int parked_pass;	/* the batch is the parked recipients */
 	int64_t saved_cursor;
 	int save_failed;
 	int tick_failed;
@@ -591,12 +613,131 @@ digest_draining(struct run *rn)
 	return atomic_load(&rn->ctx->slot->cmd) == SB_CMD_DRAIN;
 }
 
+/* The checkpoint's key, digest:job:{job_id}, where parked uids are kept. */
+static char *
+digest_cp_key(struct run *rn, char *buf, size_t len)
+{
+	return rkey(buf, len, rn->ctx->cfg->redis.key_prefix, "digest:job:%s",
+	    rn->job->job_id);
+}
+
+/* Write the parked list to the checkpoint's `deferred` field; 0 or -1. */
+static int
+digest_parked_save(struct run *rn)
+{
+	redisContext *q = rn->ctx->queue;
+	redisReply *r;
+	char key[512], *buf;
+	size_t i, off = 0, cap;
+
+	if (digest_cp_key(rn, key, sizeof(key)) == NULL)
+		return -1;
+	if (rn->npk == 0)
+		r = redisCommand(q, "HDEL %s deferred", key);
+	else {
+		cap = rn->npk * 48 + 1;
+		buf = wmalloc(cap);
+		buf[0] = '\0';
+		for (i = 0; i < rn->npk; i++)
+			off += (size_t)snprintf(buf + off, cap - off, "%s%lld:%d",
+			    i ? "," : "", (long long)rn->pk[i].uid,
+			    rn->pk[i].tries);
+		r = redisCommand(q, "HSET %s deferred %s", key, buf);
+		free(buf);
+	}
+	if (r == NULL) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	i = r->type == REDIS_REPLY_ERROR;
+	freeReplyObject(r);
+	if (i)
+		return -1;
+	rn->pk_dirty = 0;
+	return 0;
+}
+
+/* Read the parked list a previous attempt left; 0 or -1. */
+static int
+digest_parked_load(struct run *rn)
+{
+	redisContext *q = rn->ctx->queue;
+	redisReply *r;
+	char key[512], *p, *next, *colon;
+	int64_t uid, tries;
+
+	if (digest_cp_key(rn, key, sizeof(key)) == NULL)
+		return -1;
+	if ((r = redisCommand(q, "HGET %s deferred", key)) == NULL) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		digest_redis_error(rn, q, "HGET deferred", NULL);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_STRING) {
+		rn->pk = wcalloc(PARKED_MAX, sizeof(*rn->pk));
+		for (p = r->str; p != NULL && rn->npk < PARKED_MAX; p = next) {
+			if ((next = strchr(p, ',')) != NULL)
+				*next++ = '\0';
+			if ((colon = strchr(p, ':')) == NULL)
+				continue;
+			*colon++ = '\0';
+			if (parse_i64(p, 0, INT64_MAX, &uid) == -1 ||
+			    parse_i64(colon, 0, PARKED_GIVE_UP, &tries) == -1)
+				continue;
+			rn->pk[rn->npk].uid = uid;
+			rn->pk[rn->npk].tries = (int)tries;
+			rn->npk++;
+		}
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		digest_redis_error(rn, q, "HGET deferred", r);
+		freeReplyObject(r);
+		return -1;
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+static void
+digest_park(struct run *rn, int64_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < rn->npk; i++)
+		if (rn->pk[i].uid == uid)
+			return;
+	if (rn->pk == NULL)
+		rn->pk = wcalloc(PARKED_MAX, sizeof(*rn->pk));
+	rn->pk[rn->npk].uid = uid;
+	rn->pk[rn->npk].tries = 0;
+	rn->npk++;
+	rn->pk_dirty = 1;
+}
+
+static void
+digest_unpark(struct run *rn, int64_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < rn->npk; i++) {
+		if (rn->pk[i].uid != uid)
+			continue;
+		rn->pk[i] = rn->pk[--rn->npk];
+		rn->pk_dirty = 1;
+		return;
+	}
+}
+
 static int
 digest_save(struct run *rn)
 {
-	if (rn->cp->cursor == rn->saved_cursor && !rn->save_failed)
+	if (rn->cp->cursor == rn->saved_cursor && !rn->save_failed &&
+	    !rn->pk_dirty)
 		return 0;
-	if (checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
+	/* Parked first: a cursor saved past them must find them kept. */
+	if ((rn->pk_dirty && digest_parked_save(rn) == -1) ||
+	    checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1) {
 		if (rn->ctx->queue->err == REDIS_ERR_OOM)
 			worker_oom();
@@ -688,6 +829,8 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		 * kill then re-sends at most the message in flight.
 		 */
 		digest_advance(rn);
+		if (rn->parked_pass)
+			digest_unpark(rn, m->uid);
 		(void)digest_save(rn);
 	}
 	digest_tick(rn, 0);
@@ -814,6 +957,21 @@ digest_batch(struct run *rn)
 		    "lost the queue connection");
 		return B_RETRY;
 	}
+	/* The parked pass leaves its deferred to digest_parked_rounds. */
+	if (rn->parked_pass)
+		return B_OK;
+	if (rn->ndeferred > 0 && rn->npk + rn->ndeferred <= PARKED_MAX) {
+		for (i = 0; i < rn->n; i++) {
+			if (rn->m[i].state != M_DEFERRED)
+				continue;
+			digest_park(rn, rn->m[i].uid);
+			rn->m[i].state = M_DONE;
+		}
+		rn->ndeferred = 0;
+		digest_advance(rn);
+		if (digest_save(rn) == -1)
+			return B_RETRY;
+	}
 
 	for (k = 0; k < DEFER_RETRIES && rn->ndeferred > 0; k++) {
 		int64_t ms = (int64_t)DEFER_BACKOFF_MS << k;
@@ -841,6 +999,86 @@ digest_batch(struct run *rn)
 		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
 		    "by the server", rn->ndeferred,
 		    rn->ndeferred == 1 ? "" : "s");
+		return B_RETRY;
+	}
+	return B_OK;
+}
+
+/*
+ * Send the parked recipients again, as one batch whose frontier stays
+ * where the cursor is.  Those done (sent, rejected, no longer eligible)
+ * leave the list.
+ */
+static enum batch_outcome
+digest_parked_pass(struct run *rn)
+{
+	enum batch_outcome bo;
+	size_t i;
+
+	if (rn->npk == 0)
+		return B_OK;
+	rn->m = wcalloc(rn->npk, sizeof(*rn->m));
+	rn->n = rn->npk;
+	for (i = 0; i < rn->n; i++) {
+		rn->m[i].uid = rn->pk[i].uid;
+		rn->m[i].cursor = rn->cp->cursor;
+		rn->m[i].state = M_PENDING;
+	}
+	if (digest_load_users(rn) == -1) {
+		digest_batch_free(rn);
+		return B_RETRY;
+	}
+	rn->parked_pass = 1;
+	bo = digest_batch(rn);
+	rn->parked_pass = 0;
+	for (i = 0; i < rn->n; i++)
+		if (rn->m[i].state == M_DONE)
+			digest_unpark(rn, rn->m[i].uid);
+	digest_batch_free(rn);
+	if (bo == B_OK && digest_save(rn) == -1)
+		bo = B_RETRY;
+	return bo;
+}
+
+/*
+ * At the end of the walk: retry the parked recipients a few times with
+ * backoff; those still deferred count one more attempt, and are given up
+ * after PARKED_GIVE_UP.  B_RETRY while some remain.
+ */
+static enum batch_outcome
+digest_parked_rounds(struct run *rn)
+{
+	enum batch_outcome bo;
+	size_t i;
+	int k;
+
+	for (k = 0; k < PARKED_ROUNDS && rn->npk > 0; k++) {
+		if (digest_sleep(rn, (int64_t)DEFER_BACKOFF_MS << k)) {
+			if (digest_draining(rn))
+				return B_STOPPED;
+			snprintf(rn->reason, rn->reasonlen,
+			    "lost the queue connection");
+			return B_RETRY;
+		}
+		if ((bo = digest_parked_pass(rn)) != B_OK)
+			return bo;
+	}
+	for (i = 0; i < rn->npk; ) {
+		if (++rn->pk[i].tries < PARKED_GIVE_UP) {
+			i++;
+			continue;
+		}
+		log_warnx("uid=%lld still deferred after %d attempts: given up",
+		    (long long)rn->pk[i].uid, PARKED_GIVE_UP);
+		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
+		rn->pk[i] = rn->pk[--rn->npk];
+	}
+	rn->pk_dirty = 1;
+	if (digest_save(rn) == -1)
+		return B_RETRY;
+	if (rn->npk > 0) {
+		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
+		    "by the server", rn->npk, rn->npk == 1 ? "" : "s");
 		return B_RETRY;
 	}
 	return B_OK;
@@ -933,6 +1171,11 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 
 	if (digest_prepare(&rn) == -1)
 		return DIGEST_RETRY;
+	if (digest_parked_load(&rn) == -1)
+		return DIGEST_RETRY;
+	/* Those a previous attempt parked go first. */
+	if ((bo = digest_parked_pass(&rn)) != B_OK)
+		last = 1;
 
 	while (!last && cp->cursor < job->member_max) {
 		digest_tick(&rn, 0);
@@ -964,9 +1207,12 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 			break;
 		}
 	}
+	if (bo == B_OK && rn.npk > 0)
+		bo = digest_parked_rounds(&rn);
 	rn.save_failed = 0;
 	if (digest_save(&rn) == -1)
 		bo = B_RETRY;
+	free(rn.pk);
 	if (bo == B_OK) {
 		if (checkpoint_finish(ctx->queue, cfg, job, "done", NULL)
 		    == -1) {

@@ -180,3 +180,42 @@ def test_pipeline_server_closing_sessions_early(tmp_path, redis_tcp):
             d.kill()
     finally:
         sink.stop()
+
+
+def test_pipeline_one_mailbox_full_sends_nobody_twice(tmp_path, redis_tcp, smtp_sink):
+    """One recipient keeps answering 452 (a full mailbox): it is parked in
+    the checkpoint, the walk goes on, the others get exactly one email, and
+    after 5 attempts of the job it is given up (counted rejected)."""
+    import collections
+
+    r = redis_tcp.client()
+    ws, we = window()
+    want = group(r, 5, 12, we)
+    full = "u105@example.org"
+    asked = collections.Counter()
+
+    def reply(addr):
+        asked[addr] += 1
+        return "452 4.2.2 mailbox full" if addr == full else None
+
+    smtp_sink.reply_for = reply
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, batch=5, per_session=5)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        jid = enqueue(r, 5, "daily", ws, we)
+        wait_for(lambda: job_state(r, jid).get("deferred", "").startswith("105:1"),
+                 timeout=30, what="the full mailbox parked after one attempt")
+        assert sorted(rcpts(smtp_sink)) == sorted(set(want) - {full})
+        st = wait_done(r, jid, timeout=120, d=d)
+        got = collections.Counter(rcpts(smtp_sink))
+        assert set(got) == set(want) - {full}
+        assert max(got.values()) == 1, got
+        assert "deferred" not in st, st
+        assert asked[full] >= 5
+        text = d.metrics()
+        assert metric_sum(text, "digest_emails_total", result="deferred") == asked[full]
+        assert metric_sum(text, "digest_emails_total", result="rejected") == 1
+        assert metric_sum(text, "digest_emails_total", result="sent") == 11
+    finally:
+        d.kill()
