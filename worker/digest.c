@@ -639,9 +639,9 @@ digest_parked_save(struct run *rn)
 		buf = wmalloc(cap);
 		buf[0] = '\0';
 		for (i = 0; i < rn->npk; i++)
-			off += (size_t)snprintf(buf + off, cap - off, "%s%lld:%d",
-			    i ? "," : "", (long long)rn->pk[i].uid,
-			    rn->pk[i].tries);
+			off += (size_t)snprintf(buf + off, cap - off,
+			    "%s%lld:%d", i ? "," : "",
+			    (long long)rn->pk[i].uid, rn->pk[i].tries);
 		r = redisCommand(q, "HSET %s deferred %s", key, buf);
 		free(buf);
 	}
