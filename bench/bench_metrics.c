@@ -122,12 +122,12 @@ main(int argc, char **argv)
 	/* 64 live workers in two pools, every cell non-zero. */
 	cfg.npools = 2;
 	for (j = 0; j < 2; j++) {
-		snprintf(cfg.pools[j].name, sizeof(cfg.pools[j].name), "%s",
-		    j ? "standard" : "priority");
-		snprintf(cfg.pools[j].queue, sizeof(cfg.pools[j].queue), "%s",
-		    cfg.pools[j].name);
-		strlcpy(s.sb->pools[j].name, cfg.pools[j].name, SB_NAME_MAX);
-		strlcpy(s.sb->pools[j].queue, cfg.pools[j].name, SB_NAME_MAX);
+		const char *name = j ? "standard" : "priority";
+
+		strlcpy(cfg.pools[j].name, name, sizeof(cfg.pools[j].name));
+		strlcpy(cfg.pools[j].queue, name, sizeof(cfg.pools[j].queue));
+		strlcpy(s.sb->pools[j].name, name, SB_NAME_MAX);
+		strlcpy(s.sb->pools[j].queue, name, SB_NAME_MAX);
 	}
 	for (i = 0; i < 64; i++) {
 		struct sb_slot *sl = &s.sb->slots[i];
