@@ -12,10 +12,13 @@
  *
  * The checkpoint follows a frontier: the cursor may only move past a
  * member once every member before it is done (skipped, sent or rejected).
- * A deferred (4xx) or unconfirmed message holds the frontier back, so a
- * retried job resumes before it and no recipient is ever lost.  The cursor
- * is saved to Redis each time it moves past a delivered message, so a
- * killed worker re-sends at most the one message in flight.
+ * An unconfirmed message holds the frontier back, so a retried job
+ * resumes before it and no recipient is ever lost.  A few deferred (4xx)
+ * recipients are parked in the checkpoint and retried at the end of the
+ * job; a server deferring everyone holds the frontier like an outage.
+ * The cursor is saved to Redis each time it moves past a delivered
+ * message, so a killed worker re-sends at most the message in flight
+ * (SMTP; a maildir re-writes at most one flush of MAILDIR_FLUSH).
  */
 #include <math.h>
 #include <stdarg.h>
