@@ -307,6 +307,8 @@ sampler_child(struct supervisor *s, pid_t parent)
 	}
 }
 
+static void sampler_respawn_in(struct supervisor *, int64_t);
+
 /*
  * The sampler works from the configuration it was forked with: after a
  * successful reload, replace it (SIGTERM; sampler_reaped starts the new
@@ -345,6 +347,7 @@ sampler_spawn(struct supervisor *s)
 
 	if ((pid = fork()) == -1) {
 		log_warn("fork sampler");
+		sampler_respawn_in(s, SAMPLER_RESPAWN_MAX_MS);
 		return -1;
 	}
 	if (pid == 0)
@@ -365,10 +368,27 @@ sampler_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sampler_spawn(s);
 }
 
+static void
+sampler_respawn_in(struct supervisor *s, int64_t ms)
+{
+	struct timeval tv;
+
+	if (s->base == NULL)
+		return;
+	if (sampler_timer == NULL &&
+	    (sampler_timer = evtimer_new(s->base, sampler_timer_cb, s)) ==
+	    NULL) {
+		log_warnx("sampler: no timer; not restarted");
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(sampler_timer, &tv);
+}
+
 void
 sampler_reaped(struct supervisor *s, pid_t pid, int status)
 {
-	struct timeval tv;
 	int64_t ran_ms, delay;
 
 	if (pid != s->sampler_pid)
@@ -392,13 +412,5 @@ sampler_reaped(struct supervisor *s, pid_t pid, int status)
 			sampler_delay_ms = SAMPLER_RESPAWN_MAX_MS;
 		delay = sampler_delay_ms;
 	}
-	if (sampler_timer == NULL &&
-	    (sampler_timer = evtimer_new(s->base, sampler_timer_cb, s)) ==
-	    NULL) {
-		log_warnx("sampler: no timer; not restarted");
-		return;
-	}
-	tv.tv_sec = delay / 1000;
-	tv.tv_usec = (delay % 1000) * 1000;
-	evtimer_add(sampler_timer, &tv);
+	sampler_respawn_in(s, delay);
 }
