@@ -602,6 +602,48 @@ jobq_oldest_pending(redisContext *c, const char *key, char *id, size_t idlen,
 	return rv;
 }
 
+/*
+ * Every worker process reads as its own consumer (host:pid:pool#slot), so
+ * each restart of an instance leaves its old consumers in the group for
+ * ever.  Remove those that hold no entry and have not been seen for
+ * idle_ms; in one script, so that none can be handed an entry between the
+ * check and the removal.  A live one removed while between jobs is
+ * harmless: its next read creates it again.
+ */
+static const char jobq_forget_lua[] =
+    "local n = 0\n"
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], "
+    "ARGV[1])) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+    "  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then\n"
+    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+static int
+jobq_forget_consumers(redisContext *c, const char *key, int64_t idle_ms,
+    char *err, size_t errlen)
+{
+	struct jobq_argv a = { 0 };
+	redisReply *r;
+	char idle[32];
+
+	snprintf(idle, sizeof(idle), "%lld", (long long)idle_ms);
+	jobq_arg(&a, "EVAL");
+	jobq_arg(&a, jobq_forget_lua);
+	jobq_arg(&a, "1");
+	jobq_arg(&a, key);
+	jobq_arg(&a, JOBQ_GROUP);
+	jobq_arg(&a, idle);
+	if ((r = jobq_run(c, &a, err, errlen)) == NULL)
+		return -1;
+	freeReplyObject(r);
+	return 0;
+}
+
 int
 jobq_trim(redisContext *c, const struct config *cfg, const char *queue,
     char *err, size_t errlen)
@@ -652,7 +694,8 @@ jobq_trim(redisContext *c, const struct config *cfg, const char *queue,
 	if ((r = jobq_run(c, &a, err, errlen)) == NULL)
 		return -1;
 	freeReplyObject(r);
-	return 0;
+	return jobq_forget_consumers(c, key, cfg->queue.visibility_timeout_ms,
+	    err, errlen);
 }
 
 /*
