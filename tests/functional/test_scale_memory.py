@@ -207,3 +207,59 @@ def test_queue_redis_bytes_per_job(tmp_path, two_redis):
     print("queue Redis: %d jobs, %.0f bytes per job" % (jobs, per_job))
     assert per_job < 1024, per_job
     assert len([k for k in q.scan_iter(match="digest:job:*")]) == jobs
+
+
+
+def consumers(q, key):
+    return {c["name"]: c for c in q.xinfo_consumers(key, "digestd")}
+
+
+def test_consumers_of_gone_workers_are_removed(tmp_path, two_redis):
+    """Every worker process joins the group as its own consumer
+    (host:pid:pool#slot), so restarts, recycling and lost instances leave
+    consumers behind in the stream.  The scheduler's trim removes those
+    that hold nothing and have not been seen for visibility_timeout, and
+    never one that still holds a job."""
+    data, queue = two_redis
+    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+                 pools=("priority", "standard"), workers=2, visibility="3s")
+    q = queue.client()
+    key = "digest:q:standard"
+    # Four generations of digestd (a restart a day), each with work.
+    for now in days()[-4:]:
+        digestctl(cfg, "seed", "--groups", "8", "--members", "240", "--posts",
+                  "40", "--seed", "5", "--now", str(now))
+        digestctl(cfg, "schedule", "--period", "daily", "--now", str(now))
+        d = Digestd(cfg, tmp_path).start()
+        try:
+            wait_settled(q, [d], timeout=60)
+        finally:
+            assert d.stop() == 0
+    # Each generation's consumers (host:pid:pool#slot) stay behind it.
+    assert len(consumers(q, key)) >= 2
+    # A consumer of an instance that died holding a job.
+    held = q.xadd(key, {"job_id": "held", "group_id": "x"})
+    got = q.xreadgroup("digestd", "gone", {key: ">"}, count=1)
+    assert got[0][1][0][0] == held
+
+    time.sleep(3.5)
+    digestctl(cfg, "schedule", "--period", "daily")
+    left = consumers(q, key)
+    assert sorted(left) == ["gone"], sorted(left)
+    assert left["gone"]["pending"] == 1
+    assert q.xpending(key, "digestd")["pending"] == 1
+
+    # Another instance reclaims the held job (it does not decode: dead
+    # letter), after which "gone" holds nothing and goes too.
+    d = Digestd(cfg, tmp_path).start()
+    try:
+        wait_for(lambda: q.xpending(key, "digestd")["pending"] == 0, timeout=30,
+                 what="the held job reclaimed")
+    finally:
+        assert d.stop() == 0
+    assert q.xlen("digest:dlq") == 1
+    time.sleep(3.5)
+    digestctl(cfg, "schedule", "--period", "daily")
+    assert consumers(q, key) == {}
+    for name in ("priority", "standard"):
+        assert consumers(q, "digest:q:" + name) == {}
