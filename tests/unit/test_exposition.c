@@ -411,6 +411,109 @@ test_body_empty(void **state)
 	free(body);
 }
 
+/*
+ * The snapshot: retired totals plus every slot's live cells, per pool;
+ * worker states and the largest RSS from live slots only; a retired pool
+ * kept, a configured one not registered yet added; queues from the
+ * configuration and from the sampler, an unknown pending as NaN.
+ */
+static void
+test_snapshot(void **state)
+{
+	static struct supervisor s;
+	static struct config cfg;
+	static struct expo_snapshot snap;
+	struct sb_stats st;
+	struct sb_slot *sl;
+	int i;
+
+	memset(&s, 0, sizeof(s));
+	memset(&cfg, 0, sizeof(cfg));
+	s.sb = calloc(1, sizeof(*s.sb));
+	assert_non_null(s.sb);
+	s.cfg = &cfg;
+	cfg.npools = 2;
+	strlcpy(cfg.pools[0].name, "priority", CONFIG_NAME_MAX);
+	strlcpy(cfg.pools[0].queue, "priority", CONFIG_NAME_MAX);
+	strlcpy(cfg.pools[1].name, "fresh", CONFIG_NAME_MAX);
+	strlcpy(cfg.pools[1].queue, "fresh", CONFIG_NAME_MAX);
+	/* Registry: 0 priority, 1 retired (no longer configured). */
+	strlcpy(s.sb->pools[0].name, "priority", SB_NAME_MAX);
+	strlcpy(s.sb->pools[1].name, "retired", SB_NAME_MAX);
+	s.totals[0].cells[MC_JOBS + JOB_OK] = 100;
+	s.totals[0].restarts[RESTART_OOM] = 2;
+	s.totals[1].cells[MC_JOBS + JOB_OK] = 7;
+
+	/* Slot 0: busy priority worker; 1: dead, not folded yet; 2: free. */
+	sl = &s.sb->slots[0];
+	atomic_store(&sl->pool, 0);
+	atomic_store(&sl->state, SB_BUSY);
+	atomic_store(&sl->rss_bytes, 5000);
+	atomic_store(&sl->cells[MC_JOBS + JOB_OK], 3);
+	sl = &s.sb->slots[1];
+	atomic_store(&sl->gen, 1);
+	atomic_store(&sl->pool, 0);
+	atomic_store(&sl->state, SB_DEAD);
+	atomic_store(&sl->rss_bytes, 9000);
+	atomic_store(&sl->cells[MC_JOBS + JOB_OK], 4);
+	sl = &s.sb->slots[2];
+	atomic_store(&sl->pool, 1);
+	atomic_store(&sl->state, SB_IDLE);
+	atomic_store(&sl->rss_bytes, 1234);
+
+	memset(&st, 0, sizeof(st));
+	st.nqueues = 2;
+	strlcpy(st.queues[0].name, "priority", SB_NAME_MAX);
+	st.queues[0].depth = 12;
+	st.queues[0].pending = -1;
+	strlcpy(st.queues[1].name, "gone", SB_NAME_MAX);
+	st.queues[1].depth = 1;
+	st.dead_letters = 5;
+	st.sched_last_success[1] = 1764374400;
+	sb_stats_write(s.sb, &st);
+	s.reloads_ok = 3;
+
+	expo_snapshot_take(&s, &snap);
+	assert_int_equal(snap.npools, 3);
+	assert_string_equal(snap.pools[0].name, "priority");
+	assert_string_equal(snap.pools[1].name, "retired");
+	assert_string_equal(snap.pools[2].name, "fresh");
+	assert_int_equal(snap.pools[0].cells[MC_JOBS + JOB_OK], 100 + 3 + 4);
+	assert_int_equal(snap.pools[0].restarts[RESTART_OOM], 2);
+	assert_int_equal(snap.pools[0].workers[SB_BUSY - SB_STARTING], 1);
+	assert_int_equal(snap.pools[0].max_rss, 5000);
+	assert_int_equal(snap.pools[1].cells[MC_JOBS + JOB_OK], 7);
+	assert_int_equal(snap.pools[1].workers[SB_IDLE - SB_STARTING], 1);
+	assert_int_equal(snap.pools[2].cells[MC_JOBS + JOB_OK], 0);
+	for (i = 0; i < EXPO_NSTATES; i++)
+		assert_int_equal(snap.pools[2].workers[i], 0);
+
+	assert_int_equal(snap.nqueues, 3);
+	assert_string_equal(snap.queues[0].name, "priority");
+	assert_true(snap.queues[0].depth == 12);
+	assert_true(isnan(snap.queues[0].pending));
+	assert_string_equal(snap.queues[1].name, "fresh");
+	assert_true(snap.queues[1].depth == 0);
+	assert_string_equal(snap.queues[2].name, "gone");
+	assert_true(snap.dead_letters == 5);
+	assert_true(snap.sched_last_success[0] == 0);
+	assert_true(snap.sched_last_success[1] == 1764374400);
+	assert_int_equal(snap.reloads_ok, 3);
+	assert_true(snap.proc.ok);
+	assert_true(snap.proc.open_fds > 0);
+
+	/* The fold moves cells without changing what a scrape shows. */
+	metrics_fold_slot(&s, 1);
+	assert_int_equal(s.totals[0].cells[MC_JOBS + JOB_OK], 104);
+	assert_int_equal(s.sb->slots[1].cells[MC_JOBS + JOB_OK], 0);
+	expo_snapshot_take(&s, &snap);
+	assert_int_equal(snap.pools[0].cells[MC_JOBS + JOB_OK], 107);
+	metrics_fold_slot(&s, 1);
+	expo_snapshot_take(&s, &snap);
+	assert_int_equal(snap.pools[0].cells[MC_JOBS + JOB_OK], 107);
+	free(s.sb);
+}
+
 int
 main(void)
 {
@@ -423,6 +526,7 @@ main(void)
 		cmocka_unit_test(test_body_text),
 		cmocka_unit_test(test_body_openmetrics),
 		cmocka_unit_test(test_body_empty),
+		cmocka_unit_test(test_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
