@@ -59,6 +59,7 @@ struct transport {
 	size_t nq;
 	size_t capq;
 	int fd_hint;		/* the fd the session's socket should get */
+	int no_starttls;	/* the server did not offer STARTTLS */
 	/* During a flush. */
 	size_t next;		/* first message not yet reported */
 	transport_result_cb cb;
@@ -330,6 +331,9 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_CONNECT:
 		smtp_nodelay(t);
 		break;
+	case SMTP_EV_EXTNA_STARTTLS:
+		t->no_starttls = 1;
+		break;
 	case SMTP_EV_MAILSTATUS:
 		(void)va_arg(ap, const char *);
 		m = va_arg(ap, smtp_message_t);
@@ -439,6 +443,7 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	to = i;
 	if ((t->fd_hint = fcntl(0, F_DUPFD_CLOEXEC, 0)) != -1)
 		close(t->fd_hint);
+	t->no_starttls = 0;
 	ok = smtp_start_session(ss);
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)
@@ -449,6 +454,10 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 		if (t->q[t->next].refused)
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    t->q[t->next].detail);
+		else if (t->no_starttls &&
+		    cfg->smtp.starttls == STARTTLS_REQUIRED)
+			snprintf(err, errlen, "smtp %s: STARTTLS not offered "
+			    "and starttls = required", t->server);
 		else if (!ok)
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf)));

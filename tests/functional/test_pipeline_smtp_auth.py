@@ -145,3 +145,34 @@ def test_pipeline_auth_failure_sends_nothing(tmp_path, redis_tcp, tls_sink):
         assert "wrong-pass" not in d.log()
     finally:
         d.kill()
+
+
+def test_pipeline_starttls_against_a_plain_server(tmp_path, redis_tcp, smtp_sink):
+    """A server without STARTTLS: `optional` delivers in clear, `required`
+    sends nothing and says why in the job's last_error."""
+    r = redis_tcp.client()
+    ws, we = window()
+    seed(r, we, n=3)
+    Data(r).group(2, name="Plain")
+    Data(r).members(2, [1, 2, 3])
+    Data(r).post(2, 2, we - 60, title="Hello", author_id=99)
+    base = config(tmp_path, redis_tcp, sink=smtp_sink)
+    text = open(base).read()
+    for mode in ("optional", "required"):
+        path = base + "." + mode
+        with open(path, "w") as f:
+            f.write(text.replace("starttls = off\n", "starttls = %s\n" % mode))
+        d = Digestd(path, tmp_path)
+        d.start()
+        try:
+            if mode == "optional":
+                wait_done(r, enqueue(r, 1, "daily", ws, we), timeout=30, d=d)
+                assert smtp_sink.count() == 3
+            else:
+                jid = enqueue(r, 2, "daily", ws, we)
+                wait_for(lambda: "STARTTLS" in job_state(r, jid).get("last_error", ""),
+                         timeout=30, what="the STARTTLS reason")
+                assert smtp_sink.count() == 3
+                assert job_state(r, jid).get("state") != "done"
+        finally:
+            d.kill()
