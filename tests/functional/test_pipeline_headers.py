@@ -2,7 +2,8 @@
 byte: CRLF, line lengths, every header rule, the MIME structure, and
 hostile data from Redis (CRLF + Bcc: in a group name, <script> in a post
 title, a javascript: URL) coming out harmless.  Also the maildir's own
-rules: tmp/ then new/, modes 0700/0600, nothing left in tmp/.
+rules: tmp/ then new/, modes 0700/0600, nothing left in tmp/.  This one
+runs on the activity store's unix socket with a key_prefix.
 """
 import email
 import email.policy
@@ -12,8 +13,11 @@ import re
 import stat
 
 from harness import Digestd
-from pipeline_data import (redis_tcp, SECRET, UNSUB_URL, Data, config, enqueue, token,
+from pipeline_data import (SECRET, UNSUB_URL, Data, config, enqueue, token,
                            wait_done, window)
+
+
+P = "tenant1:"
 
 
 def raw_messages(path):
@@ -29,10 +33,10 @@ def header_block(raw):
     return raw.split(b"\r\n\r\n", 1)[0]
 
 
-def test_pipeline_headers(tmp_path, redis_tcp):
-    r = redis_tcp.client()
+def test_pipeline_headers(tmp_path, redis_server):
+    r = redis_server.client()
     ws, we = window()
-    d = Data(r)
+    d = Data(r, prefix=P)
     d.group(42, name="Evil\r\nBcc: victim@evil.example\r\n", url="https://example.com/g/42")
     d.members(42, [7, 8])
     d.user(7, email="alice@example.org", name="Alice\r\nCc: x@evil.example")
@@ -48,14 +52,16 @@ def test_pipeline_headers(tmp_path, redis_tcp):
     d.post(43, 3, we - 10, title="Crème brûlée", author_id=8)
 
     outbox = os.path.join(str(tmp_path), "outbox", "mail")
-    cfg = config(tmp_path, redis_tcp, maildir=outbox)
+    cfg = config(tmp_path, redis_server, maildir=outbox, prefix=P)
     proc = Digestd(cfg, tmp_path)
     proc.start()
     try:
-        j42 = enqueue(r, 42, "daily", ws, we)
-        j43 = enqueue(r, 43, "daily", ws, we)
-        wait_done(r, j42, d=proc)
-        wait_done(r, j43, d=proc)
+        j42 = enqueue(r, 42, "daily", ws, we, prefix=P)
+        j43 = enqueue(r, 43, "daily", ws, we, prefix=P)
+        wait_done(r, j42, d=proc, prefix=P)
+        wait_done(r, j43, d=proc, prefix=P)
+        # Nothing was read or written outside the prefix.
+        assert all(k.startswith(P) for k in r.keys("*")), r.keys("*")
     finally:
         proc.kill()
 
