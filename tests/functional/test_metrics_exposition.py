@@ -308,3 +308,30 @@ def test_process_metrics_are_the_supervisors(digestd):
     assert m["process_virtual_memory_bytes"] >= m["process_resident_memory_bytes"]
     assert m["process_max_fds"] > 0
     assert m["process_cpu_seconds_total"] >= 0
+
+
+def test_concurrent_scrapes(digestd):
+    import threading
+
+    errors = []
+    bodies = []
+
+    def worker(om):
+        try:
+            for _ in range(40):
+                h = {"Accept": OM_ACCEPT} if om else {}
+                code, headers, body = fetch(digestd.port, headers=h, timeout=10)
+                assert code == 200
+                assert headers["Content-Type"] == (CT_OM if om else CT_TEXT)
+                assert body.endswith("# EOF\n") if om else "# EOF" not in body
+                bodies.append(len(series_keys(body.replace("# EOF\n", ""))))
+        except Exception as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i % 2 == 0,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(bodies) == 320 and len(set(bodies)) == 1, set(bodies)
