@@ -757,8 +757,8 @@ digest_save(struct run *rn)
 }
 
 /*
- * Move the frontier over the members that are done.  Returns 1 if it
- * passed a delivered message (worth saving at once).
+ * Move the frontier over the members that are done, and the cursor with
+ * it: in the slot at once, in Redis at the next digest_save.
  */
 static void
 digest_advance(struct run *rn)
