@@ -60,6 +60,13 @@ struct worker {
 	int64_t last_rss_ns;
 	int keepalive_failed;
 	int retries;		/* jobs given back in a row */
+	/*
+	 * The job in hand could not be given back (its Redis was down): it
+	 * stays in our slot, so that the supervisor requeues it if we exit,
+	 * and is given back once we have reconnected.
+	 */
+	int giveback_failed;
+	char giveback_reason[256];
 };
 
 static volatile sig_atomic_t got_term;
@@ -293,9 +300,35 @@ worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("job %s could not be given back (%s); left pending",
 		    m->job.job_id, reason);
+		w->giveback_failed = 1;
+		strlcpy(w->giveback_reason, reason,
+		    sizeof(w->giveback_reason));
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Give back, now that we are connected again, the job whose give-back
+ * failed; else it would wait for visibility_timeout although this
+ * instance lives.  On the amqp backend the broker has put it back
+ * already, when the connection dropped.  If this fails too, exit: the
+ * job is still in our slot and the supervisor requeues it.
+ */
+static void
+worker_give_back_again(struct worker *w, struct source_msg *m)
+{
+	w->giveback_failed = 0;
+	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
+		if (worker_give_back(w, m, w->giveback_reason) == -1) {
+			log_warnx("job %s still not given back; exiting so "
+			    "that the supervisor requeues it", m->job.job_id);
+			worker_exit(w, 1);
+		}
+		log_info("job %s given back after reconnecting",
+		    m->job.job_id);
+	}
+	sb_job_clear(w->slot);
 }
 
 /* Run one delivered job, from decoding to ack, retry or dead letter. */
@@ -410,7 +443,8 @@ worker_run(struct worker *w, struct source_msg *m)
 		break;
 	}
 out:
-	sb_job_clear(w->slot);
+	if (!w->giveback_failed)
+		sb_job_clear(w->slot);
 	sb_set_state(w->slot, SB_IDLE);
 	log_set_job(NULL);
 	worker_title(w, NULL);
@@ -506,6 +540,8 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 			worker_disconnect(&w);
 			worker_connect(&w);
 		}
+		if (w.giveback_failed)
+			worker_give_back_again(&w, &m);
 		if (w.pc->max_jobs > 0 &&
 		    (int64_t)atomic_load(&w.slot->jobs_done) >= w.pc->max_jobs) {
 			log_info("max_jobs reached (%lld): recycling",
