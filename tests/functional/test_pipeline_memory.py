@@ -67,3 +67,39 @@ def test_pipeline_big_group_under_32m(tmp_path, redis_tcp, smtp_sink):
         assert peak < 32 * 1048576
     finally:
         d.kill()
+
+
+@pytest.mark.slow
+def test_pipeline_full_batches_under_32m(tmp_path, redis_tcp, smtp_sink):
+    """Every member eligible, so each batch of 500 is rendered and held by
+    the SMTP transport at once (one session of 500): still under 32M."""
+    r = redis_tcp.client()
+    ws, we = window()
+    n = 5000
+    data = Data(r)
+    data.group(8, name="Everyone reads")
+    data.members(8, range(1, n + 1))
+    pipe = r.pipeline(transaction=False)
+    for u in range(1, n + 1):
+        pipe.hset("user:%d" % u, mapping={"email": "u%d@example.org" % u,
+                                          "name": "User %d" % u})
+    pipe.execute()
+    for i in range(10):
+        data.post(8, 80000 + i, we - 100 - i, title="Post %d" % i,
+                  excerpt="Lorem ipsum dolor sit amet " * 12, author_id=n + 1,
+                  likes=i)
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, memory_limit="32M",
+                 batch=500, per_session=500)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        st = wait_done(r, enqueue(r, 8, "daily", ws, we), timeout=300, d=d)
+        assert int(st["sent"]) == n
+        assert smtp_sink.count() == n
+        assert metric_sum(d.metrics(), "digest_worker_restarts_total") == 0
+        pid = [w["pid"] for w in d.status()["workers"] if w.get("pid")][0]
+        peak = vm_hwm(pid)
+        print("\nfull batches: %d emails; worker peak RSS %.1f MiB" % (n, peak / 1048576.0))
+        assert peak < 32 * 1048576
+    finally:
+        d.kill()
