@@ -261,9 +261,8 @@ backend = {backend}
 ; A job may be cut short by a kill, a restart of Redis or of the broker,
 ; a reload and the sink's outage, each an attempt: room for all of them.
 max_attempts = 25
-; A job whose give-back failed while Redis was down stays pending until an
-; idle worker reclaims it: keep that wait short.
-visibility_timeout = 20s
+; visibility_timeout stays at its default (10m): a live instance must
+; never need it, whatever fails around it.
 
 {amqp}
 [schedule]
