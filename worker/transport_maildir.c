@@ -79,10 +79,21 @@ maildir_ready(struct transport *t, char *err, size_t errlen)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	char sub[PATH_MAX + 8];
+	struct stat st;
 	size_t i;
 
-	if (t->tmpfd != -1)
-		return 0;
+	if (t->tmpfd != -1) {
+		/*
+		 * A maildir removed under us would swallow every message
+		 * written into its unlinked directories: start afresh.
+		 */
+		if (fstat(t->tmpfd, &st) == 0 && st.st_nlink > 0 &&
+		    fstat(t->newfd, &st) == 0 && st.st_nlink > 0)
+			return 0;
+		close(t->tmpfd);
+		close(t->newfd);
+		t->tmpfd = t->newfd = -1;
+	}
 	if (maildir_mkdirs(t->path) == -1)
 		goto fail;
 	for (i = 0; i < 3; i++) {

@@ -12,8 +12,8 @@ import os
 import re
 import stat
 
-from harness import Digestd
-from pipeline_data import (SECRET, UNSUB_URL, Data, config, enqueue, token,
+from harness import Digestd, metric_sum
+from pipeline_data import (redis_tcp, SECRET, UNSUB_URL, Data, config, enqueue, token,  # noqa: F401
                            wait_done, window)
 
 
@@ -130,3 +130,32 @@ def test_pipeline_headers(tmp_path, redis_server):
     assert len(subj) == 1 and b"=?" in subj[0].upper() and b"UTF-8" in subj[0].upper()
     assert "Café ☕ club" in str(msg["Subject"])
     assert "Crème brûlée" in list(msg.iter_parts())[0].get_content()
+
+
+def test_pipeline_maildir_removed_while_running(tmp_path, redis_tcp):
+    """The maildir is removed between two jobs: the second job creates it
+    again and its emails land there, not in the unlinked directory."""
+    import shutil
+
+    r = redis_tcp.client()
+    ws, we = window()
+    d = Data(r)
+    for gid in (1, 2):
+        d.group(gid, name="G%d" % gid)
+        d.members(gid, [gid * 10])
+        d.user(gid * 10, email="u%d@example.org" % (gid * 10))
+        d.post(gid, gid * 100, we - 60, title="Hello", author_id=99)
+    outbox = os.path.join(str(tmp_path), "outbox")
+    proc = Digestd(config(tmp_path, redis_tcp, maildir=outbox), tmp_path)
+    proc.start()
+    try:
+        wait_done(r, enqueue(r, 1, "daily", ws, we), d=proc)
+        assert len(os.listdir(os.path.join(outbox, "new"))) == 1
+        shutil.rmtree(outbox)
+        wait_done(r, enqueue(r, 2, "daily", ws, we), d=proc)
+        got = raw_messages(outbox)
+        assert len(got) == 1 and b"u20@example.org" in got[0][1]
+        # Noticed before writing: not even one failed attempt.
+        assert metric_sum(proc.metrics(), "digest_transport_errors_total") == 0
+    finally:
+        proc.kill()
