@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 
 #include "digest.h"
+#include "jobq.h"
 #include "log.h"
 #include "metrics.h"
 #include "rconn.h"
@@ -67,6 +68,9 @@ struct worker {
 	 */
 	int giveback_failed;
 	char giveback_reason[256];
+	/* Its progress, which Redis may not have taken either. */
+	struct checkpoint giveback_cp;
+	int giveback_has_cp;
 };
 
 static volatile sig_atomic_t got_term;
@@ -320,6 +324,13 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 {
 	w->giveback_failed = 0;
 	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
+		/*
+		 * Record first how far the job got: what the transport took
+		 * while Redis was away is then not sent again.
+		 */
+		if (w->giveback_has_cp && checkpoint_save(w->queue, w->cfg,
+		    &m->job, &w->giveback_cp) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		if (worker_give_back(w, m, w->giveback_reason) == -1) {
 			log_warnx("job %s still not given back; exiting so "
 			    "that the supervisor requeues it", m->job.job_id);
@@ -336,7 +347,7 @@ static void
 worker_run(struct worker *w, struct source_msg *m)
 {
 	struct checkpoint cp;
-	enum digest_result res;
+	enum digest_result res = DIGEST_DONE;	/* until the job runs */
 	char reason[256];
 	int64_t t0, ran, start_cursor;
 	double wait;
@@ -443,6 +454,12 @@ worker_run(struct worker *w, struct source_msg *m)
 		break;
 	}
 out:
+	w->giveback_has_cp = 0;
+	if (w->giveback_failed && (res == DIGEST_RETRY ||
+	    res == DIGEST_STOPPED)) {
+		w->giveback_cp = cp;
+		w->giveback_has_cp = 1;
+	}
 	if (!w->giveback_failed)
 		sb_job_clear(w->slot);
 	sb_set_state(w->slot, SB_IDLE);
@@ -456,7 +473,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 {
 	struct worker w;
 	struct source_msg m;
-	char err[512], host[64];
+	char err[512];
 	int64_t delay;
 	int rc, reg;
 
@@ -485,11 +502,9 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		w.src.ops = &source_amqp_ops;
 	else
 		w.src.ops = &source_redis_ops;
-	if (gethostname(host, sizeof(host)) == -1)
-		strlcpy(host, "localhost", sizeof(host));
-	host[sizeof(host) - 1] = '\0';
-	snprintf(w.src.consumer, sizeof(w.src.consumer), "%s:%d:%s#%d", host,
-	    (int)getppid(), w.pool, w.pos);
+	/* Unique to this worker: the supervisor requeues by it if we die. */
+	jobq_consumer_name(w.src.consumer, sizeof(w.src.consumer),
+	    (int)getppid(), w.pool, w.pos, atomic_load(&w.slot->gen));
 
 	w.dctx.cfg = cfg;
 	w.dctx.slot = w.slot;
