@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jobq.h"
 #include "rconn.h"
@@ -861,5 +862,122 @@ jobq_dlq_len(redisContext *c, const struct config *cfg)
 		return -1;
 	n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
 	freeReplyObject(r);
+	return n;
+}
+
+void
+jobq_consumer_name(char *buf, size_t len, int supervisor_pid, const char *pool,
+    int pos, uint64_t gen)
+{
+	char host[64];
+
+	if (gethostname(host, sizeof(host)) == -1)
+		strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, len, "%s:%d:%s#%d.%" PRIu64, host, supervisor_pid, pool,
+	    pos, gen);
+}
+
+/* Put back (or dead-letter) one pending entry of a dead consumer. */
+static int
+jobq_requeue_entry(redisContext *c, const struct config *cfg,
+    const char *queue, const char *key, const char *id, const char *reason,
+    char *err, size_t errlen)
+{
+	const char *names[64], *values[64];
+	const redisReply *e, *f;
+	redisReply *r;
+	struct job j;
+	char derr[256];
+	size_t i, n = 0;
+	int rc;
+
+	r = redisCommand(c, "XRANGE %s %s %s", key, id, id);
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		snprintf(err, errlen, "XRANGE: %s", r != NULL && r->str ?
+		    r->str : c->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	if (r->elements == 0) {
+		/* Trimmed or deleted while pending: nothing left to run. */
+		freeReplyObject(r);
+		r = redisCommand(c, "XACK %s %s %s", key, JOBQ_GROUP, id);
+		rc = r != NULL && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+		if (rc == -1)
+			snprintf(err, errlen, "XACK: %s", c->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return rc;
+	}
+	e = r->element[0];
+	if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+	    (f = e->element[1])->type == REDIS_REPLY_ARRAY) {
+		for (i = 0; i + 1 < f->elements && n < 64; i += 2, n++) {
+			names[n] = f->element[i]->str ? f->element[i]->str : "";
+			values[n] = f->element[i + 1]->str ?
+			    f->element[i + 1]->str : "";
+		}
+	}
+	if (job_decode_fields(&j, names, values, n, derr, sizeof(derr)) == 0) {
+		rc = jobq_requeue(c, cfg, queue, id, &j, err, errlen);
+		if (rc == 0 && jobq_note_error(c, cfg, j.job_id, reason) == -1)
+			rc = -1;
+	} else
+		rc = jobq_dead_letter(c, cfg, queue, id, NULL, names, values,
+		    n, derr, 0, err, errlen);
+	freeReplyObject(r);	/* names and values pointed into it */
+	return rc;
+}
+
+int
+jobq_requeue_consumer(redisContext *c, const struct config *cfg,
+    const char *queue, const char *consumer, const char *reason, char *err,
+    size_t errlen)
+{
+	char key[JOBQ_KEY_MAX], id[64];
+	redisReply *r;
+	size_t i;
+	int n = 0, rounds;
+
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
+		return -1;
+	}
+	/* Each round removes what it lists; the bound is a safety net. */
+	for (rounds = 0; rounds < 1000; rounds++) {
+		r = redisCommand(c, "XPENDING %s %s - + 64 %s", key, JOBQ_GROUP,
+		    consumer);
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+			snprintf(err, errlen, "XPENDING: %s", r != NULL &&
+			    r->str ? r->str : c->errstr);
+			if (r != NULL)
+				freeReplyObject(r);
+			return -1;
+		}
+		if (r->elements == 0) {
+			freeReplyObject(r);
+			break;
+		}
+		for (i = 0; i < r->elements; i++) {
+			if (r->element[i]->type != REDIS_REPLY_ARRAY ||
+			    r->element[i]->elements < 1 ||
+			    r->element[i]->element[0]->str == NULL)
+				continue;
+			strlcpy(id, r->element[i]->element[0]->str, sizeof(id));
+			if (jobq_requeue_entry(c, cfg, queue, key, id, reason,
+			    err, errlen) == -1) {
+				freeReplyObject(r);
+				return -1;
+			}
+			n++;
+		}
+		freeReplyObject(r);
+	}
+	r = redisCommand(c, "XGROUP DELCONSUMER %s %s %s", key, JOBQ_GROUP,
+	    consumer);
+	if (r != NULL)
+		freeReplyObject(r);	/* a missing group or consumer is fine */
 	return n;
 }

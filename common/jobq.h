@@ -83,6 +83,25 @@ int jobq_stats(redisContext *, const struct config *, const char *queue,
 int jobq_note_error(redisContext *, const struct config *, const char *job_id,
     const char *reason);
 
+/*
+ * The consumer name of one worker incarnation: host:supervisor-pid:pool#pos.gen.
+ * The generation makes it unique, so that the supervisor can put back
+ * everything a dead worker had pending, even an entry delivered an instant
+ * before it died, without touching what its replacement takes.
+ */
+void jobq_consumer_name(char *buf, size_t len, int supervisor_pid,
+    const char *pool, int pos, uint64_t gen);
+
+/*
+ * Put back every entry pending under consumer (a dead worker's) and remove
+ * the consumer: each is requeued (jobq_requeue, its checkpoint noting
+ * reason) or, if it does not decode, dead-lettered.  Returns the number put
+ * back, or -1 (err) on a Redis error; a partial run is safe to repeat.
+ */
+int jobq_requeue_consumer(redisContext *, const struct config *,
+    const char *queue, const char *consumer, const char *reason,
+    char *err, size_t errlen);
+
 /* Number of dead letters; -1 on error. */
 int64_t jobq_dlq_len(redisContext *, const struct config *);
 

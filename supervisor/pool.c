@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "backoff.h"
+#include "jobq.h"
 #include "log.h"
 #include "pool.h"
 #include "util.h"
@@ -621,7 +622,7 @@ pool_worker_died(int i, int status)
 	struct job job;
 	char entry[SB_ENTRY_MAX], how[32], num[16], sbn[16], pidbuf[16];
 	char ran[32];
-	char mono[32];
+	char mono[32], consumer[160];
 	const char *reason_name, *why;
 	int64_t now = now_mono_ns(), delay;
 	int reason, has_job;
@@ -656,12 +657,16 @@ pool_worker_died(int i, int status)
 	 * visibility timeout.  The requeue child skips it if the worker
 	 * had already acknowledged or given it back.
 	 */
-	if (has_job && psup->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
+	if (psup->cfg->queue.backend == QUEUE_BACKEND_REDIS && (has_job ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
 		why = reason >= 0 ? reason_name :
 		    (stopping && !stop_fast ? "drain_timeout" : "stopped");
 		if (ps->killed_timeout)
 			why = "job_timeout";
-		requeue_add(ps->queue, &job, entry, why);
+		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
+		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
+		requeue_add(ps->queue, has_job ? &job : NULL, entry, why,
+		    consumer);
 	}
 	metrics_fold_slot(psup, i);
 	sb_job_clear(s);

@@ -6,9 +6,11 @@
  * ended (jobq_note_error), retrying with backoff while Redis is down.
  *
  * Jobs of workers that die in the same loop iteration share one child.
- * The child skips an entry that is no longer pending for the group: its
- * worker had acknowledged it or given it back just before dying, and
- * requeueing it again would run the job twice.
+ * On the Redis backend the child puts back everything still pending under
+ * the dead worker's consumer, which is unique to that worker: the job in
+ * its slot, and also an entry delivered an instant before it died, before
+ * it could record it in the slot.  An entry it had acknowledged or given
+ * back is no longer pending, so no job ever runs twice because of this.
  */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -39,6 +41,8 @@ struct requeue_item {
 	struct job job;
 	char entry[SB_ENTRY_MAX];
 	char reason[32];
+	char consumer[160];	/* the dead worker's; "" if unknown */
+	int has_job;
 };
 
 static struct supervisor *rsup;
@@ -64,26 +68,36 @@ requeue_init(struct supervisor *s)
 
 void
 requeue_add(const char *queue, const struct job *j, const char *entry,
-    const char *reason)
+    const char *reason, const char *consumer)
 {
 	struct requeue_item *it;
 	struct timeval tv;
 
-	if (entry == NULL || entry[0] == '\0') {
-		log_warnx("job %s: no stream entry to requeue", j->job_id);
+	if ((consumer == NULL || consumer[0] == '\0') &&
+	    (j == NULL || entry == NULL || entry[0] == '\0')) {
+		if (j != NULL)
+			log_warnx("job %s: no stream entry to requeue",
+			    j->job_id);
 		return;
 	}
 	if (npending == SB_MAX_SLOTS)
 		requeue_flush();
 	if (npending == SB_MAX_SLOTS) {
-		log_warnx("job %s: requeue backlog full; left to the "
-		    "visibility timeout", j->job_id);
+		log_warnx("requeue backlog full; left to the visibility "
+		    "timeout");
 		return;
 	}
 	it = &pending[npending++];
+	memset(it, 0, sizeof(*it));
 	strlcpy(it->queue, queue, sizeof(it->queue));
-	it->job = *j;
-	strlcpy(it->entry, entry, sizeof(it->entry));
+	if (j != NULL) {
+		it->job = *j;
+		it->has_job = 1;
+	}
+	if (entry != NULL)
+		strlcpy(it->entry, entry, sizeof(it->entry));
+	if (consumer != NULL)
+		strlcpy(it->consumer, consumer, sizeof(it->consumer));
 	strlcpy(it->reason, reason, sizeof(it->reason));
 	/* Batch the deaths of this loop iteration into one child. */
 	evtimer_add(flush_ev, tv_ms(&tv, 0));
@@ -128,6 +142,23 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
 		    sizeof(err))) == NULL)
 			goto retry;
+		if (items[i].consumer[0] != '\0') {
+			p = jobq_requeue_consumer(c, cfg, items[i].queue,
+			    items[i].consumer, items[i].reason, err,
+			    sizeof(err));
+			if (p == -1)
+				goto retry;
+			if (p > 0)
+				log_info("%d job(s) of %s requeued on %s (%s)",
+				    p, items[i].consumer, items[i].queue,
+				    items[i].reason);
+			else if (items[i].has_job)
+				log_info("job %s: already acknowledged or "
+				    "given back", items[i].job.job_id);
+			i++;
+			delay_ms = 100;
+			continue;
+		}
 		p = entry_pending(c, cfg, items[i].queue, items[i].entry);
 		if (p == -1) {
 			snprintf(err, sizeof(err), "XPENDING: %s",
