@@ -121,9 +121,27 @@ static void
 src_close(struct source *src)
 {
 	struct redis_src *rs = src->priv;
+	redisReply *r;
 
 	if (rs == NULL)
 		return;
+	if (rs->c != NULL && rs->c->err == 0) {
+		/*
+		 * Consumer names are unique per worker: leave no empty one
+		 * behind in the group.  One with entries pending stays, for
+		 * the supervisor's requeue or the visibility timeout.
+		 */
+		r = redisCommand(rs->c, "XPENDING %s %s - + 1 %s", rs->key,
+		    JOBQ_GROUP, src->consumer);
+		if (r != NULL && r->type == REDIS_REPLY_ARRAY &&
+		    r->elements == 0) {
+			freeReplyObject(r);
+			r = redisCommand(rs->c, "XGROUP DELCONSUMER %s %s %s",
+			    rs->key, JOBQ_GROUP, src->consumer);
+		}
+		if (r != NULL)
+			freeReplyObject(r);
+	}
 	if (rs->c != NULL)
 		redisFree(rs->c);
 	free(rs);
