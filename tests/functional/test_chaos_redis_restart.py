@@ -3,7 +3,8 @@ moment later.  The worker cannot save its checkpoint nor give the job back
 while Redis is away; once reconnected it gives the job back, so the job
 is finished at once by this live instance instead of waiting for
 visibility_timeout (10 minutes here, the default).  Nothing is lost, and
-the re-sent messages are at most the one flush in flight."""
+what the transport took while Redis was away is recorded on reconnecting,
+so nothing is sent twice."""
 import os
 import re
 import sys
@@ -50,7 +51,10 @@ def test_redis_crash_mid_job_job_given_back_after_reconnect(tmp_path):
         got = sink.recipients()
         assert set(got) == {"u%d@example.org" % u for u in uids}
         dups = len(got) - len(set(got))
-        assert dups <= BATCH, dups
+        print("redis crash mid-job: %d duplicates" % dups)
+        # The progress made while Redis was away is saved on reconnecting:
+        # nothing is sent twice (one at most, the SPEC's bound for a kill).
+        assert dups <= 1, dups
         assert took < 45, took
         log = d.log()
         assert re.search(r"job \S+ given back after reconnecting", log), log[-3000:]
