@@ -17,8 +17,7 @@
  * recipients are parked in the checkpoint and retried at the end of the
  * job; a server deferring everyone holds the frontier like an outage.
  * The cursor is saved to Redis each time it moves past a delivered
- * message, so a killed worker re-sends at most the message in flight
- * (SMTP; a maildir re-writes at most one flush of MAILDIR_FLUSH).
+ * message, so a killed worker re-sends at most the message in flight.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -72,11 +71,9 @@
 #define PARKED_GIVE_UP		5
 #define TICK_NS			250000000LL
 /*
- * A maildir flush makes its messages durable with one directory fsync,
- * then reports them: a worker killed mid-flush re-sends what the flush
- * had written.  16 bounds that to 16 duplicates for a directory fsync per
- * 16 messages, about 1% over the one fsync each message costs anyway
- * (ext4: 5 ms a file, 0.9 ms the directory).
+ * A maildir flush ends with one directory fsync that makes its renames
+ * durable: 16 messages a flush keep that about 1% over the one fsync each
+ * message costs anyway (ext4: 5 ms a file, 0.9 ms the directory).
  */
 #define MAILDIR_FLUSH		16
 

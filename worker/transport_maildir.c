@@ -2,10 +2,11 @@
  * The maildir transport: each message, byte for byte as it would be sent
  * (CRLF), is written into maildir.path/tmp/ under a unique name, fsynced,
  * then renamed into new/, so that a reader never sees half a message.
- * The directory is fsynced once per flush, before any message of the
- * flush is reported as written: a message counted as sent survives a
- * crash of the machine, and a flush costs one directory sync, not one per
- * message.  The maildir (tmp, new, cur) is created if it is missing.
+ * Each message is reported written as soon as it is in new/, so that the
+ * job's checkpoint follows it message by message; the directory is
+ * fsynced once per flush, which makes the renames durable for one
+ * directory sync per flush rather than one per message.  The maildir
+ * (tmp, new, cur) is created if it is missing.
  */
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -224,6 +225,12 @@ maildir_flush(struct transport *t, transport_result_cb cb, void *arg,
 		done = 0;
 		goto out;
 	}
+	/*
+	 * Each message is reported as soon as its rename is done, so the
+	 * checkpoint follows it and a kill re-writes at most the message in
+	 * flight.  The file itself was fsynced before the rename; one
+	 * directory sync per flush then makes the renames durable.
+	 */
 	for (done = 0; done < t->nq; done++) {
 		if (maildir_write(t, &t->q[done]) == -1) {
 			snprintf(err, errlen, "maildir %s: %s: %s", t->path,
@@ -231,16 +238,13 @@ maildir_flush(struct transport *t, transport_result_cb cb, void *arg,
 			rc = -1;
 			break;
 		}
+		cb(arg, &t->q[done].e, TP_SENT, NULL);
 	}
-	/* One directory sync makes every rename of this flush durable. */
 	if (done > 0 && fsync(t->newfd) == -1) {
 		snprintf(err, errlen, "maildir %s: fsync new/: %s", t->path,
 		    strerror(errno));
 		rc = -1;
-		done = 0;
 	}
-	for (i = 0; i < done; i++)
-		cb(arg, &t->q[i].e, TP_SENT, NULL);
 out:
 	for (i = 0; i < t->nq; i++)
 		maildir_msg_clear(&t->q[i]);
