@@ -215,17 +215,18 @@ def consumers(q, key):
 
 
 def test_consumers_of_gone_workers_are_removed(tmp_path, two_redis):
-    """Every worker process joins the group as its own consumer
-    (host:pid:pool#slot), so restarts, recycling and lost instances leave
-    consumers behind in the stream.  The scheduler's trim removes those
-    that hold nothing and have not been seen for visibility_timeout, and
-    never one that still holds a job."""
+    """Every worker reads as a consumer of its own; an instance that dies
+    (SIGKILL, a lost node) leaves its consumers behind in the group, since
+    neither its workers nor its supervisor are there to remove them.  The
+    scheduler's trim removes those that hold nothing and have not been
+    seen for visibility_timeout, and never one that still holds a job."""
     data, queue = two_redis
     cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
                  pools=("priority", "standard"), workers=2, visibility="3s")
     q = queue.client()
     key = "digest:q:standard"
-    # Four generations of digestd (a restart a day), each with work.
+    # Four generations of digestd, each with work, each lost at the end
+    # (SIGKILL: no worker or supervisor left to tidy up).
     for now in days()[-4:]:
         digestctl(cfg, "seed", "--groups", "8", "--members", "240", "--posts",
                   "40", "--seed", "5", "--now", str(now))
@@ -234,9 +235,9 @@ def test_consumers_of_gone_workers_are_removed(tmp_path, two_redis):
         try:
             wait_settled(q, [d], timeout=60)
         finally:
-            assert d.stop() == 0
-    # Each generation's consumers (host:pid:pool#slot) stay behind it.
-    assert len(consumers(q, key)) >= 2
+            d.kill()
+    # The last generation's consumers at least are still in the group.
+    assert len(consumers(q, key)) >= 1
     # A consumer of an instance that died holding a job.
     held = q.xadd(key, {"job_id": "held", "group_id": "x"})
     got = q.xreadgroup("digestd", "gone", {key: ">"}, count=1)
