@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import (PostfixSink, RedisServer, SMTP_SOURCE, Digestd,
+from benchlib import (BUILD, ROOT, PostfixSink, RedisServer, SMTP_SOURCE, Digestd,
                       digestctl, digestd_config, metric_sum, override,
                       out_path, proc_cpu, redis_counters, wait_for,
                       write_json, children, cmdline)
@@ -177,6 +177,10 @@ def run_digestd(args, tmp, res):
         res["ceiling"] = max(runs, key=lambda c: c["emails_per_sec"])
         res["ceiling"]["runs_emails_per_sec"] = [c["emails_per_sec"]
                                                  for c in runs]
+        res["libesmtp"] = libesmtp_floor(
+            sink, min(sent, 40000),
+            max(1, int(round(sent / max(1, res["digestd"]["jobs_ok"])))),
+            res["ceiling"]["body_bytes"])
         res["ratio"] = (res["digestd"]["emails_per_sec"]
                         / res["ceiling"]["emails_per_sec"])
     finally:
@@ -241,6 +245,22 @@ def smtp_source(sink, n, sessions, length):
     return took
 
 
+def libesmtp_floor(sink, n, per, size):
+    """build/bench/bench_smtp: libESMTP alone, one session of per messages
+    at a time (a job's), the same size, to the same sink."""
+    exe = os.path.join(ROOT, BUILD, "bench", "bench_smtp")
+    p = subprocess.run([exe, "-p", str(sink.port), "-n", str(n), "-m",
+                        str(per), "-s", str(size)], capture_output=True,
+                       text=True, timeout=300)
+    if p.returncode != 0:
+        return {"error": p.stderr.strip()}
+    out = {}
+    for kv in p.stdout.strip().splitlines()[-1].split():
+        k, v = kv.split("=", 1)
+        out[k] = float(v) if k != "benchmark" else v
+    return out
+
+
 def ceiling(sink, n, sessions, wire_bytes):
     # smtp-source's -l is the body; find its envelope and header overhead
     # on the wire with a short run, then size the body to match digestd's.
@@ -278,6 +298,10 @@ def main():
               dd["emails"], dd["seconds"], dd["emails_per_sec"],
               c["emails_per_sec"], c["sessions"], c["wire_bytes_per_email"],
               res["ratio"]))
+    if "us_per_message" in res.get("libesmtp", {}):
+        print("e2e: libESMTP alone (bench_smtp, %d per session): %.2f us "
+              "CPU per message" % (res["libesmtp"]["per_session"],
+                                   res["libesmtp"]["us_per_message"]))
     print("e2e: worker CPU %.2f us/email; redis %.3f round trips, %.3f "
           "commands per email" % (dd["worker_cpu_us_per_email"],
                                   res["redis"]["round_trips_per_email"],

@@ -21,6 +21,7 @@ from harness import (  # noqa: E402,F401
     DIGESTCTL, DIGESTD, Digestd, RedisServer, base_config, digestctl,
     free_port, kill_pid, metric_sum, stop_popen, wait_for, write_config)
 
+BUILD = os.environ.get("DIGESTD_BUILD", "build")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"

@@ -182,6 +182,22 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             stat_rows = ["perf stat (workers), per email:"] + [
                 "  %-34s %10.0f  %8.3f" % (k, v, v / n)
                 for k, v in sorted(ps.items()) if k != "cpu-clock"]
+            le = e.get("libesmtp", {})
+            if "us_per_message" in le:
+                wk = e["digestd"]["worker_cpu_us_per_email"]
+                txt += (
+                    "\n\nThe floor: libESMTP alone (bench/bench_smtp.c, "
+                    "same sink, same size, %d messages per session, "
+                    "nothing else) costs %.1f us of CPU per message here, "
+                    "%.1f times the whole target, in the same run where a "
+                    "worker spent %.1f us per email. As long as the "
+                    "transport is libESMTP (SPEC 6), 15 us per email "
+                    "cannot be reached on this machine; what is ours is "
+                    "the other %.1f us: the checkpoint round trip per "
+                    "email, rendering (item 2) and the batch reads." % (
+                        le["per_session"], le["us_per_message"],
+                        le["us_per_message"] / 15.0, wk,
+                        max(0.0, wk - le["us_per_message"])))
             profiles["worker_cpu_us"] = (
                 stat_rows + [""] +
                 ["perf report --sort dso (workers, cpu-clock)"] + dso[:12] +
@@ -225,8 +241,9 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "HLEN) and their text round (HMGET); per batch in "
             "`digest_load_batch` the members' ZRANGEBYSCORE, then the "
             "users' HMGETs (and one more ZRANGEBYSCORE when a batch comes "
-            "back full); `checkpoint_finish`; XACK: ten or eleven, as "
-            "measured. The per-email read is `checkpoint_save`, called "
+            "back full); `checkpoint_finish`; XACK: ten, and the "
+            "measured %.1f counts the rest (a job-level HGET, keepalive "
+            "XCLAIMs). The per-email read is `checkpoint_save`, called "
             "from `digest_result_cb` -> `digest_save` as each message is "
             "accepted (HSET + EXPIRE, pipelined, then a blocking read): "
             "it is what bounds duplicates to one per killed worker, so "
@@ -245,6 +262,7 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "and worker/source_redis.c, and needs its own tests." % (
                 sr, rd["reads"], wr, dd["emails"], jobs,
                 (wr - dd["emails"]) / jobs, dd["emails"] / jobs,
+                (wr - dd["emails"]) / jobs,
                 0.05 * dd["emails"] / jobs,
                 1 + 6 / (dd["emails"] / jobs), 200, 120))
 

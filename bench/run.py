@@ -302,6 +302,16 @@ def report(r, f, profiles, started, took):
                      dd["supervisor_cpu_seconds"], dd["sink_cpu_seconds"],
                      dd["skipped"], dd["deferred"], dd["rejected"],
                      dd["restarts"], dd["jobs_ok"]))
+        le = e.get("libesmtp", {})
+        if "us_per_message" in le:
+            L.append("The SMTP library's own floor, `%s/bench/bench_smtp` "
+                     "(libESMTP alone, same sink, %d-byte messages, %d per "
+                     "session as in an average job, TCP_NODELAY as in the "
+                     "transport, no rendering, no Redis): %d messages in "
+                     "%.2f s, **%.1f us of CPU per message**.\n" % (
+                         BUILD, le["bytes"], le["per_session"],
+                         le["messages"], le["seconds"],
+                         le["us_per_message"]))
     else:
         L.append("Not measured: %s\n" % e.get("error", "skipped"))
 
