@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 
 from harness import ROOT, Digestd, metric_sum
 from pipeline_data import (  # noqa: F401 (fixture)
-    Data, config, enqueue, redis_tcp, wait_done, window)
+    config, enqueue, redis_tcp, wait_done, window)
 
 CORPUS = os.path.join(ROOT, "tests", "corpus", "hostile", "records.json")
 WANT_HEADERS = {"from", "to", "subject", "date", "message-id", "list-id",
