@@ -221,6 +221,9 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
     const redisReply *r)
 {
 	metric_inc(rn->cells, MC_REDIS_ERRORS);
+	/* A lost connection is an outage; an error reply is about the data. */
+	if (c->err && (r == NULL || r->type != REDIS_REPLY_ERROR))
+		rn->cp->outage = 1;
 	if (r != NULL && r->type == REDIS_REPLY_ERROR)
 		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
 		    r->str);
@@ -741,6 +744,8 @@ digest_save(struct run *rn)
 	    == -1) {
 		if (rn->ctx->queue->err == REDIS_ERR_OOM)
 			worker_oom();
+		if (rn->ctx->queue->err)
+			rn->cp->outage = 1;
 		if (!rn->save_failed) {
 			metric_inc(rn->cells, MC_REDIS_ERRORS);
 			snprintf(rn->reason, rn->reasonlen,
@@ -857,6 +862,7 @@ digest_flush(struct run *rn)
 				rn->m[i].state = M_UNCONFIRMED;
 		rn->nqueued = 0;
 		metric_inc(rn->cells, MC_TRANSPORT_ERRORS + rn->tp_type);
+		rn->cp->outage = 1;
 		snprintf(rn->reason, rn->reasonlen, "transport %s: %s",
 		    rn->ctx->tp_ops->name, err[0] ? err : "no outcome");
 		digest_advance(rn);
@@ -953,6 +959,7 @@ digest_batch(struct run *rn)
 	if (digest_draining(rn))
 		return B_STOPPED;
 	if (rn->tick_failed) {
+		rn->cp->outage = 1;
 		snprintf(rn->reason, rn->reasonlen,
 		    "lost the queue connection");
 		return B_RETRY;
@@ -980,6 +987,7 @@ digest_batch(struct run *rn)
 		    DEFER_BACKOFF_MAX_MS)) {
 			if (digest_draining(rn))
 				return B_STOPPED;
+			rn->cp->outage = 1;
 			snprintf(rn->reason, rn->reasonlen,
 			    "lost the queue connection");
 			return B_RETRY;
@@ -996,6 +1004,7 @@ digest_batch(struct run *rn)
 			return B_RETRY;
 	}
 	if (rn->ndeferred > 0) {
+		rn->cp->outage = 1;
 		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
 		    "by the server", rn->ndeferred,
 		    rn->ndeferred == 1 ? "" : "s");
@@ -1056,6 +1065,7 @@ digest_parked_rounds(struct run *rn)
 		if (digest_sleep(rn, (int64_t)DEFER_BACKOFF_MS << k)) {
 			if (digest_draining(rn))
 				return B_STOPPED;
+			rn->cp->outage = 1;
 			snprintf(rn->reason, rn->reasonlen,
 			    "lost the queue connection");
 			return B_RETRY;
@@ -1077,6 +1087,11 @@ digest_parked_rounds(struct run *rn)
 	if (digest_save(rn) == -1)
 		return B_RETRY;
 	if (rn->npk > 0) {
+		/*
+		 * Only parked recipients are left: their own count bounds
+		 * the retries, so the job's attempts are not spent on them.
+		 */
+		rn->cp->outage = 1;
 		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
 		    "by the server", rn->npk, rn->npk == 1 ? "" : "s");
 		return B_RETRY;
@@ -1142,6 +1157,7 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	rn.ctx = ctx;
 	rn.job = job;
 	rn.cp = cp;
+	cp->outage = 0;
 	rn.dp = ctx->priv;
 	rn.cells = ctx->slot->cells;
 	rn.tp_type = ctx->tp_ops->type;

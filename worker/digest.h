@@ -24,6 +24,9 @@ struct checkpoint {
 	int64_t sent;
 	int64_t skipped;
 	int attempts;		/* this delivery included */
+	int outage;		/* set by digest_run: the attempt ended because a
+				   server (SMTP, broker, Redis) was unreachable
+				   or deferring everyone, not because of the job */
 	char last_error[128];	/* why the previous attempt ended, if known */
 };
 

@@ -68,9 +68,6 @@ struct worker {
 	 */
 	int giveback_failed;
 	char giveback_reason[256];
-	/* Its progress, which Redis may not have taken either. */
-	struct checkpoint giveback_cp;
-	int giveback_has_cp;
 };
 
 static volatile sig_atomic_t got_term;
@@ -324,13 +321,6 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 {
 	w->giveback_failed = 0;
 	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
-		/*
-		 * Record first how far the job got: what the transport took
-		 * while Redis was away is then not sent again.
-		 */
-		if (w->giveback_has_cp && checkpoint_save(w->queue, w->cfg,
-		    &m->job, &w->giveback_cp) == -1)
-			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		if (worker_give_back(w, m, w->giveback_reason) == -1) {
 			log_warnx("job %s still not given back; exiting so "
 			    "that the supervisor requeues it", m->job.job_id);
@@ -347,9 +337,9 @@ static void
 worker_run(struct worker *w, struct source_msg *m)
 {
 	struct checkpoint cp;
-	enum digest_result res = DIGEST_DONE;	/* until the job runs */
+	enum digest_result res;
 	char reason[256];
-	int64_t t0, ran, start_cursor;
+	int64_t t0, ran;
 	double wait;
 	int rc;
 
@@ -392,7 +382,6 @@ worker_run(struct worker *w, struct source_msg *m)
 	w->keepalive_failed = 0;
 	w->last_keepalive_ns = now_mono_ns();
 	reason[0] = '\0';
-	start_cursor = cp.cursor;
 	t0 = now_mono_ns();
 	res = digest_run(&w->dctx, &m->job, &cp, reason, sizeof(reason));
 	ran = now_mono_ns() - t0;
@@ -423,14 +412,15 @@ worker_run(struct worker *w, struct source_msg *m)
 		    reason) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		/*
-		 * An attempt that moved nothing (the server or Redis was away
-		 * throughout) says nothing about the job: it is taken back, so
-		 * an outage of any length never dead-letters good jobs; the
-		 * backoff below keeps the retries cheap.  An attempt that made
-		 * progress and still failed counts, which bounds the
-		 * duplicates a job that keeps failing half-way can cause.
+		 * An attempt ended by an outage (a server or Redis away, or
+		 * deferring everyone) says nothing about the job: it is taken
+		 * back, so an outage of any length never dead-letters good
+		 * jobs, and the backoff below keeps the retries cheap; the
+		 * checkpoint, saved per message, bounds what a retry re-sends
+		 * to one.  A failure of the job's own (bad data, a recipient
+		 * deferred for good) counts, and ends in the dead letters.
 		 */
-		if (cp.cursor == start_cursor) {
+		if (cp.outage) {
 			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
 				metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		} else if (cp.attempts >= w->cfg->queue.max_attempts) {
@@ -454,12 +444,6 @@ worker_run(struct worker *w, struct source_msg *m)
 		break;
 	}
 out:
-	w->giveback_has_cp = 0;
-	if (w->giveback_failed && (res == DIGEST_RETRY ||
-	    res == DIGEST_STOPPED)) {
-		w->giveback_cp = cp;
-		w->giveback_has_cp = 1;
-	}
 	if (!w->giveback_failed)
 		sb_job_clear(w->slot);
 	sb_set_state(w->slot, SB_IDLE);
