@@ -50,6 +50,11 @@ def run(tmp_path, redis_sect, queue_sect, q, name):
         finally:
             assert d.stop() == 0
         st = json.loads(digestctl(cfg, "stats", "--json").stdout)
+        # One group by hand, as an operator would: it reads the group's
+        # posts and members through the same [redis].
+        out = digestctl(cfg, "enqueue", "--group", "2", "--period", "daily",
+                        "--queue", "standard", check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
         pairs = []
         with sink.lock:
             msgs = list(sink.messages)
