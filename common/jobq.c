@@ -881,8 +881,8 @@ jobq_consumer_name(char *buf, size_t len, int supervisor_pid, const char *pool,
 /* Put back (or dead-letter) one pending entry of a dead consumer. */
 static int
 jobq_requeue_entry(redisContext *c, const struct config *cfg,
-    const char *queue, const char *key, const char *id, const char *reason,
-    char *err, size_t errlen)
+    const char *queue, const char *key, const char *id, const char *consumer,
+    const char *reason, char *err, size_t errlen)
 {
 	const char *names[64], *values[64];
 	const redisReply *e, *f;
@@ -921,9 +921,12 @@ jobq_requeue_entry(redisContext *c, const struct config *cfg,
 		}
 	}
 	if (job_decode_fields(&j, names, values, n, derr, sizeof(derr)) == 0) {
-		rc = jobq_requeue(c, cfg, queue, id, &j, err, errlen);
-		if (rc == 0 && jobq_note_error(c, cfg, j.job_id, reason) == -1)
+		rc = jobq_requeue_owned(c, cfg, queue, id, consumer, &j, err,
+		    errlen);
+		if (rc == 1 && jobq_note_error(c, cfg, j.job_id, reason) == -1)
 			rc = -1;
+		else if (rc == 1)
+			rc = 0;
 	} else
 		rc = jobq_dead_letter(c, cfg, queue, id, NULL, names, values,
 		    n, derr, 0, err, errlen);
@@ -966,8 +969,8 @@ jobq_requeue_consumer(redisContext *c, const struct config *cfg,
 			    r->element[i]->element[0]->str == NULL)
 				continue;
 			strlcpy(id, r->element[i]->element[0]->str, sizeof(id));
-			if (jobq_requeue_entry(c, cfg, queue, key, id, reason,
-			    err, errlen) == -1) {
+			if (jobq_requeue_entry(c, cfg, queue, key, id,
+			    consumer, reason, err, errlen) == -1) {
 				freeReplyObject(r);
 				return -1;
 			}
@@ -980,4 +983,48 @@ jobq_requeue_consumer(redisContext *c, const struct config *cfg,
 	if (r != NULL)
 		freeReplyObject(r);	/* a missing group or consumer is fine */
 	return n;
+}
+
+/* KEYS[1] the stream; ARGV: group, entry, consumer, then the job's fields. */
+static const char jobq_requeue_owned_lua[] =
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
+    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "return 1\n";
+
+int
+jobq_requeue_owned(redisContext *c, const struct config *cfg,
+    const char *queue, const char *entry, const char *consumer,
+    const struct job *j, char *err, size_t errlen)
+{
+	struct jobq_argv a;
+	char key[JOBQ_KEY_MAX], buf[JOB_ENCODE_MAX];
+	redisReply *r;
+	int rc;
+
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
+		return -1;
+	}
+	memset(&a, 0, sizeof(a));
+	jobq_arg(&a, "EVAL");
+	jobq_arg(&a, jobq_requeue_owned_lua);
+	jobq_arg(&a, "1");
+	jobq_arg(&a, key);
+	jobq_arg(&a, JOBQ_GROUP);
+	jobq_arg(&a, entry);
+	jobq_arg(&a, consumer);
+	jobq_args_job(&a, j, buf);
+	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "requeue: %s", r != NULL && r->str ?
+		    r->str : c->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rc = r->integer == 1;
+	freeReplyObject(r);
+	return rc;
 }

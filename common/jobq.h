@@ -54,6 +54,16 @@ int jobq_requeue(redisContext *, const struct config *, const char *queue,
     const char *entry, const struct job *, char *err, size_t errlen);
 
 /*
+ * jobq_requeue, but only while entry is still pending under consumer, in
+ * one script: a job another instance reclaimed meanwhile (its owner was cut
+ * off past visibility_timeout) stays with whoever holds it now, so it never
+ * runs twice.  1 if put back, 0 if no longer ours, -1 on error.
+ */
+int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
+    const char *entry, const char *consumer, const struct job *,
+    char *err, size_t errlen);
+
+/*
  * Dead-letter: XADD to digest:dlq the job's fields (or the raw fields of
  * one that did not decode) plus reason, attempts, failed_at, queue; XACK
  * the entry.  names/values/n are the raw fields; j may be NULL.  0 / -1.

@@ -317,10 +317,16 @@ src_retry(struct source *src, struct source_msg *m, const char *reason)
 
 	if (rs == NULL || rs->c == NULL || !m->decoded)
 		return -1;
-	if (jobq_requeue(rs->c, src->cfg, src->queue, m->entry, &m->job, err,
-	    sizeof(err)) == -1) {
+	switch (jobq_requeue_owned(rs->c, src->cfg, src->queue, m->entry,
+	    src->consumer, &m->job, err, sizeof(err))) {
+	case -1:
 		log_warnx("give back %s: %s", m->job.job_id, err);
 		return -1;
+	case 0:
+		/* Reclaimed by another instance while we were cut off. */
+		log_warnx("job %s is no longer ours; left to its new owner",
+		    m->job.job_id);
+		break;
 	}
 	return 0;
 }
