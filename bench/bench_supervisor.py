@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -163,31 +164,43 @@ def bench_digestd(args, tmp, res):
 
         # Stall: SIGSTOP the oldest worker; the supervisor SIGKILLs it after
         # stall_timeout without a heartbeat and forks a replacement.
-        st = []
+        st, failed = [], []
         for _ in range(args.stalls):
-            victims = digestd_workers(d, sup)
-            victim = min(victims)
-            before = set(children(sup))
+            known = {w["pid"] for w in d.status()["workers"]}
+            victim = min(p for p in digestd_workers(d, sup) if p in known)
             t0 = time.monotonic_ns()
             os.kill(victim, signal.SIGSTOP)
             new = None
             limit = t0 + (STALL_TIMEOUT_MS + 10000) * 10**6
+            # The replacement is the pid /status shows that it did not
+            # before; a child seen in /proc may also be the sampler's.
             while time.monotonic_ns() < limit:
-                fresh = set(children(sup)) - before
+                try:
+                    fresh = {w["pid"] for w in d.status()["workers"]} - known
+                except Exception:
+                    fresh = set()
                 if fresh:
                     new = fresh.pop()
                     break
-                time.sleep(0.001)
+                time.sleep(0.002)
             if new is None:
+                failed.append("no replacement for %d in %d ms" % (
+                    victim, STALL_TIMEOUT_MS + 10000))
                 os.kill(victim, signal.SIGKILL)
                 continue
             st.append((time.monotonic_ns() - t0) / 1e6)
-            wait_for(lambda: idle_fn(d)(new), timeout=10, what="replacement")
+            try:
+                wait_for(lambda: idle_fn(d)(new), timeout=10,
+                         what="replacement")
+            except AssertionError:
+                failed.append("replacement %d of %d not idle in 10 s: %s" % (
+                    new, victim, [w for w in d.status()["workers"]
+                                  if w["pid"] == new]))
         res["stall"] = {"stall_timeout_ms": STALL_TIMEOUT_MS,
                         "detect_ms": summary(st),
                         "over_timeout_ms": summary(
                             [x - STALL_TIMEOUT_MS for x in st]),
-                        "raw_ms": st}
+                        "failed": failed, "raw_ms": st}
         d.stop(timeout=30)
     finally:
         if d is not None:
@@ -260,11 +273,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="digestd-bench-sup-")
     os.chmod(tmp, 0o755)
     res = {"params": vars(args)}
+    # One part failing leaves the other's figures, and says why.
     try:
-        bench_digestd(args, tmp, res)
-        bench_php(args, tmp, res)
+        for part, fn in (("digestd", bench_digestd), ("php_fpm", bench_php)):
+            try:
+                fn(args, tmp, res)
+            except Exception as ex:
+                res.setdefault("errors", {})[part] = repr(ex)
+                print("supervisor %s: failed: %r" % (part, ex))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    write_json(out_path(args.out or "bench-supervisor.json"), res)
+    if "errors" in res:
+        sys.exit(1)
     for name in ("digestd", "php_fpm"):
         f = res[name]["death_to_fork_us"]
         print("supervisor %s: %d kills, death to fork p50 %.0f us p99 %.0f us"
@@ -275,7 +296,6 @@ def main():
     s = res["stall"]["detect_ms"]
     print("supervisor digestd: stall found and replaced in p50 %.0f ms "
           "(stall_timeout %d ms)" % (s["p50"], STALL_TIMEOUT_MS))
-    write_json(out_path(args.out or "bench-supervisor.json"), res)
 
 
 if __name__ == "__main__":

@@ -53,17 +53,27 @@ def run_json(name, argv, timeout):
     log("%s: %s" % (name, " ".join(os.path.relpath(a, ROOT)
                                     if a.startswith(ROOT) else a for a in argv)))
     try:
+        os.unlink(path)     # never report an older run's figures
+    except OSError:
+        pass
+    err = None
+    try:
         p = subprocess.run(argv + ["--out", path], cwd=ROOT, timeout=timeout,
                            capture_output=True, text=True)
         sys.stdout.write(p.stdout)
         if p.returncode != 0:
             sys.stdout.write(p.stderr[-4000:])
-            return {"error": "exit %d: %s" % (p.returncode,
-                                               p.stderr.strip()[-1500:])}
+            err = "exit %d: %s" % (p.returncode, (p.stderr.strip() or
+                                                  p.stdout.strip())[-1500:])
     except subprocess.TimeoutExpired:
-        return {"error": "timed out after %ds" % timeout}
-    with open(path) as f:
-        res = json.load(f)
+        err = "timed out after %ds" % timeout
+    try:
+        with open(path) as f:
+            res = json.load(f)
+    except (OSError, ValueError):
+        return {"error": err or "no results written"}
+    if err:
+        res["error"] = err
     res["wall_seconds"] = time.monotonic() - t
     return res
 
@@ -165,8 +175,12 @@ def figures(r):
         f["supervisor_hwm_mb"] = m["supervisor"]["vm_hwm_kb"] / 1024
     s = r.get("supervisor", {})
     if "digestd" in s:
-        f["fork_p99_ms"] = s["digestd"]["log_kill_to_fork_us"]["p99"] / 1000
-        f["ready_p99_ms"] = s["digestd"]["death_to_ready_us"]["p99"] / 1000
+        kf = s["digestd"].get("log_kill_to_fork_us", {})
+        kr = s["digestd"].get("death_to_ready_us", {})
+        if kf.get("n"):
+            f["fork_p99_ms"] = kf["p99"] / 1000
+        if kr.get("n"):
+            f["ready_p99_ms"] = kr["p99"] / 1000
     sc = r.get("scrape", {})
     p99, speed = scrape_figures(sc)
     f["scrape_p99_ms"], f["scrape_speedup"] = p99, speed
@@ -402,6 +416,8 @@ def report(r, f, profiles, started, took):
                      "up to the heartbeat period, hence below the timeout).\n"
                      % (st["stall_timeout_ms"], st["detect_ms"]["p50"],
                         st["detect_ms"]["max"], st["detect_ms"]["n"]))
+        if s.get("error"):
+            L.append("Errors in this part: %s\n" % s["error"])
         L.append("php-fpm: %s, pm = static, pm.max_children = %d, on a "
                  "unix socket in a temp dir.\n" % (
                      p.get("version", "?"), p.get("workers", 0)))
