@@ -79,6 +79,12 @@ static int64_t drain_deadline_ns;
 static int64_t oom_kills_seen = -1;
 static int64_t slot_warned_ns;
 static int sanitizer_warned;
+/*
+ * Generations count spawns over all slots, not per slot: the consumer name
+ * (pool, position, generation) must never be shared by two workers, and
+ * a position moves to another slot at each reload.
+ */
+static uint64_t spawn_gen;
 static char oom_events_path[PATH_MAX + 64];
 
 static void pool_spawn(int);
@@ -300,7 +306,7 @@ pool_spawn(int i)
 		sanitizer_warned = 1;
 		log_info("sanitizer build: memory_limit not applied");
 	}
-	atomic_fetch_add(&s->gen, 1);
+	atomic_store(&s->gen, ++spawn_gen);
 	atomic_store(&s->cmd, SB_CMD_RUN);
 	atomic_store(&s->pool, ps->reg);
 	atomic_store(&s->pool_slot, ps->pos);
