@@ -68,6 +68,9 @@ struct worker {
 	 */
 	int giveback_failed;
 	char giveback_reason[256];
+	/* Its progress, which Redis may not have taken either. */
+	struct checkpoint giveback_cp;
+	int giveback_has_cp;
 };
 
 static volatile sig_atomic_t got_term;
@@ -321,6 +324,13 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 {
 	w->giveback_failed = 0;
 	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
+		/*
+		 * Record first how far the job got: what the transport took
+		 * while Redis was away is then not sent again.
+		 */
+		if (w->giveback_has_cp && checkpoint_save(w->queue, w->cfg,
+		    &m->job, &w->giveback_cp) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		if (worker_give_back(w, m, w->giveback_reason) == -1) {
 			log_warnx("job %s still not given back; exiting so "
 			    "that the supervisor requeues it", m->job.job_id);
@@ -337,7 +347,7 @@ static void
 worker_run(struct worker *w, struct source_msg *m)
 {
 	struct checkpoint cp;
-	enum digest_result res;
+	enum digest_result res = DIGEST_DONE;	/* until the job runs */
 	char reason[256];
 	int64_t t0, ran;
 	double wait;
@@ -444,6 +454,12 @@ worker_run(struct worker *w, struct source_msg *m)
 		break;
 	}
 out:
+	w->giveback_has_cp = 0;
+	if (w->giveback_failed && (res == DIGEST_RETRY ||
+	    res == DIGEST_STOPPED)) {
+		w->giveback_cp = cp;
+		w->giveback_has_cp = 1;
+	}
 	if (!w->giveback_failed)
 		sb_job_clear(w->slot);
 	sb_set_state(w->slot, SB_IDLE);
