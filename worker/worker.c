@@ -342,6 +342,59 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 	sb_job_clear(w->slot);
 }
 
+/*
+ * On the amqp backend the broker takes a job back at once, and another
+ * worker may start it before this one has recorded how far it got.  When
+ * the Redis holding the checkpoints went away during the job, reconnect
+ * to Redis alone (the job stays ours on the broker meanwhile) and save the
+ * progress before giving the job back, so that what the transport took
+ * while Redis was away is not sent again.  Bounded: a Redis still away
+ * after a few seconds leaves the job to be given back as it is.
+ */
+#define SAVE_TRIES	6
+
+static void
+worker_save_progress(struct worker *w, const struct job *j,
+    const struct checkpoint *cp)
+{
+	char err[256];
+	int64_t delay = CONNECT_BACKOFF_MIN_MS;
+	int i;
+
+	if (w->cfg->queue.backend != QUEUE_BACKEND_AMQP || w->queue == NULL ||
+	    w->queue->err == 0)
+		return;
+	for (i = 0; i < SAVE_TRIES; i++) {
+		if (w->queue != w->data && w->queue != NULL)
+			redisFree(w->queue);
+		if (w->data != NULL)
+			redisFree(w->data);
+		w->queue = w->data = NULL;
+		w->dctx.data = w->dctx.queue = NULL;
+		if ((w->data = rconn_connect(&w->cfg->redis, err,
+		    sizeof(err))) != NULL) {
+			w->queue = w->cfg->has_queue_redis ? rconn_connect(
+			    &w->cfg->queue_redis, err, sizeof(err)) : w->data;
+			w->dctx.data = w->data;
+			w->dctx.queue = w->queue;
+			if (w->queue != NULL &&
+			    checkpoint_save(w->queue, w->cfg, j, cp) == 0) {
+				log_info("progress saved at %lld after "
+				    "reconnecting to Redis",
+				    (long long)cp->cursor);
+				return;
+			}
+		}
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (worker_sleep(w, delay))
+			break;
+		delay *= 2;
+	}
+	log_warnx("progress not saved: Redis still away");
+	/* Whatever is left half-open is replaced by the main loop. */
+	w->keepalive_failed = 1;
+}
+
 /* Run one delivered job, from decoding to ack, retry or dead letter. */
 static void
 worker_run(struct worker *w, struct source_msg *m)
@@ -400,6 +453,8 @@ worker_run(struct worker *w, struct source_msg *m)
 	if (res == DIGEST_RETRY && worker_cmd(w) == SB_CMD_DRAIN &&
 	    !w->keepalive_failed)
 		res = DIGEST_STOPPED;
+	if (res != DIGEST_DONE)
+		worker_save_progress(w, &m->job, &cp);
 
 	switch (res) {
 	case DIGEST_DONE:
