@@ -66,3 +66,52 @@ def test_redis_crash_mid_job_job_given_back_after_reconnect(tmp_path):
             d.kill()
         sink.stop()
         redis.stop()
+
+
+def test_redis_crash_mid_job_amqp_progress_saved_first(tmp_path, rabbitmq):
+    """On the amqp backend the broker takes the job back at once: the worker
+    reconnects to Redis and saves the job's progress before giving it back,
+    so the next delivery resumes after what was sent."""
+    from amqp_util import config as amqp_config, drain_queue
+
+    vhost = rabbitmq.vhost("crash")
+    redis = AofRedis(tmp_path / "redis").start()
+    sink = SlowSmtpSink(delay=0.04)
+    sink.start()
+    d = None
+    try:
+        r = redis.client()
+        ws, we = window()
+        data = Data(r)
+        data.group(6, name="Crash")
+        uids = list(range(1, 121))
+        data.members(6, uids)
+        for u in uids:
+            data.user(u, email="u%d@example.org" % u)
+        data.post(6, 1, we - 60, title="Hello", author_id=999)
+        cfg = amqp_config(tmp_path, redis, rabbitmq, vhost, transport="smtp", sink=sink,
+                          batch=BATCH, max_attempts=5, heartbeat="10s")
+        d = Digestd(cfg, tmp_path)
+        d.start(timeout=30)
+        from harness import digestctl
+        digestctl(cfg, "enqueue", "--group", "6", "--period", "daily",
+                  "--now", str(we + 3600))
+        jid = "daily.%d.6.0" % we
+        wait_for(lambda: len(sink.recipients()) >= 30, timeout=30, what="30 emails")
+        redis.crash(down_for=1.5)
+        r = redis.client()
+        wait_done(r, jid, timeout=60, d=d)
+        got = sink.recipients()
+        assert set(got) == {"u%d@example.org" % u for u in uids}
+        dups = len(got) - len(set(got))
+        print("amqp, redis crash mid-job: %d duplicates" % dups)
+        assert dups <= 1, dups
+        assert "progress saved at" in d.log(), d.log()[-3000:]
+        assert drain_queue(rabbitmq, vhost, "digest.dlq") == []
+        assert d.stop() == 0
+    finally:
+        if d is not None:
+            d.kill()
+        sink.stop()
+        redis.stop()
+        rabbitmq.ctl("delete_vhost", vhost)
