@@ -1028,3 +1028,37 @@ jobq_requeue_owned(redisContext *c, const struct config *cfg,
 	freeReplyObject(r);
 	return rc;
 }
+
+static const char jobq_save_cursor_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local cur = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '')\n"
+    "if cur ~= nil and tonumber(ARGV[1]) <= cur then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'cursor', ARGV[1])\n"
+    "return 1\n";
+
+int
+jobq_save_cursor(redisContext *c, const struct config *cfg, const char *job_id,
+    int64_t cursor, char *err, size_t errlen)
+{
+	char key[JOBQ_KEY_MAX];
+	redisReply *r;
+	int rc;
+
+	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:job:%s",
+	    job_id) == NULL) {
+		snprintf(err, errlen, "job id too long");
+		return -1;
+	}
+	r = redisCommand(c, "EVAL %s 1 %s %lld", jobq_save_cursor_lua, key,
+	    (long long)cursor);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "save cursor: %s", r != NULL && r->str ?
+		    r->str : c->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rc = r->integer == 1;
+	freeReplyObject(r);
+	return rc;
+}

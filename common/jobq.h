@@ -64,6 +64,15 @@ int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
     char *err, size_t errlen);
 
 /*
+ * Move the cursor of job_id's checkpoint forward to cursor (never back,
+ * never creating the checkpoint): the supervisor saves the last member a
+ * dead worker had done, from its slot, before its job is requeued.
+ * 1 if moved, 0 if not, -1 on error.
+ */
+int jobq_save_cursor(redisContext *, const struct config *, const char *job_id,
+    int64_t cursor, char *err, size_t errlen);
+
+/*
  * Dead-letter: XADD to digest:dlq the job's fields (or the raw fields of
  * one that did not decode) plus reason, attempts, failed_at, queue; XACK
  * the entry.  names/values/n are the raw fields; j may be NULL.  0 / -1.

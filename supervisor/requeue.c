@@ -43,6 +43,7 @@ struct requeue_item {
 	char reason[32];
 	char consumer[160];	/* the dead worker's; "" if unknown */
 	int has_job;
+	int64_t cursor;		/* the last member it had done, from its slot */
 };
 
 static struct supervisor *rsup;
@@ -68,7 +69,7 @@ requeue_init(struct supervisor *s)
 
 void
 requeue_add(const char *queue, const struct job *j, const char *entry,
-    const char *reason, const char *consumer)
+    const char *reason, const char *consumer, int64_t cursor)
 {
 	struct requeue_item *it;
 	struct timeval tv;
@@ -93,6 +94,7 @@ requeue_add(const char *queue, const struct job *j, const char *entry,
 	if (j != NULL) {
 		it->job = *j;
 		it->has_job = 1;
+		it->cursor = cursor;
 	}
 	if (entry != NULL)
 		strlcpy(it->entry, entry, sizeof(it->entry));
@@ -141,6 +143,16 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 	while (i < n) {
 		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
 		    sizeof(err))) == NULL)
+			goto retry;
+		/*
+		 * The worker moved its cursor in the slot after each message
+		 * but told Redis once per flush: save it first, so that the
+		 * requeued job resumes after the last message done.
+		 */
+		if (items[i].has_job && items[i].cursor >=
+		    items[i].job.member_min && jobq_save_cursor(c, cfg,
+		    items[i].job.job_id, items[i].cursor, err, sizeof(err)) ==
+		    -1)
 			goto retry;
 		if (items[i].consumer[0] != '\0') {
 			p = jobq_requeue_consumer(c, cfg, items[i].queue,

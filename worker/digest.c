@@ -131,6 +131,7 @@ struct run {
 	int pk_dirty;		/* pk changed since the last save */
 	int parked_pass;	/* the batch is the parked recipients */
 	int64_t saved_cursor;
+	int save_each;		/* save after every message (AMQP backend) */
 	int save_failed;
 	int tick_failed;
 	int64_t last_tick_ns;
@@ -830,13 +831,19 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 	}
 	if (res != TP_DEFERRED) {
 		/*
-		 * Save as soon as the frontier passes a delivered message: a
-		 * kill then re-sends at most the message in flight.
+		 * The frontier moves past a delivered message at once in the
+		 * slot, from which the supervisor saves it if this worker is
+		 * killed (Redis backend), so a kill re-sends at most the
+		 * message in flight; Redis hears of it once per flush.  On
+		 * the AMQP backend the broker hands a dead worker's job to
+		 * another one at once, before the supervisor could save the
+		 * slot's cursor: there every delivered message is saved.
 		 */
 		digest_advance(rn);
 		if (rn->parked_pass)
 			digest_unpark(rn, m->uid);
-		(void)digest_save(rn);
+		if (rn->save_each || rn->parked_pass)
+			(void)digest_save(rn);
 	}
 	digest_tick(rn, 0);
 }
@@ -870,6 +877,7 @@ digest_flush(struct run *rn)
 		return -1;
 	}
 	digest_advance(rn);
+	(void)digest_save(rn);
 	digest_tick(rn, 0);
 	return rn->save_failed ? -1 : 0;
 }
@@ -975,6 +983,12 @@ digest_batch(struct run *rn)
 			rn->m[i].state = M_DONE;
 		}
 		rn->ndeferred = 0;
+		/*
+		 * The parked list reaches Redis before the frontier (and the
+		 * slot's cursor, which a requeue may save) moves past them.
+		 */
+		if (digest_save(rn) == -1)
+			return B_RETRY;
 		digest_advance(rn);
 		if (digest_save(rn) == -1)
 			return B_RETRY;
@@ -1158,6 +1172,7 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	rn.job = job;
 	rn.cp = cp;
 	cp->outage = 0;
+	rn.save_each = cfg->queue.backend == QUEUE_BACKEND_AMQP;
 	rn.dp = ctx->priv;
 	rn.cells = ctx->slot->cells;
 	rn.tp_type = ctx->tp_ops->type;
