@@ -36,8 +36,14 @@ STALL_TIMEOUT_MS = 2000
 
 def kill_test(master, nkills, workers_fn, ready_fn=None, min_age=HEALTHY_S,
               budget=120.0):
-    """SIGKILL the oldest worker nkills times; returns {fork: [us],
-    ready: [us]} (ready only when ready_fn is given)."""
+    """SIGKILL the oldest worker nkills times; returns {fork_us, ready_us,
+    pairs: [(kill ns, new worker pid)]} (ready only with ready_fn).
+
+    Without ready_fn every new child is a worker (php-fpm).  With it, a
+    new child may be another helper (digestd forks a requeue child when a
+    worker dies), so the replacement is the new pid that ready_fn(known)
+    reports idle, and its fork time the moment its pid was first seen.
+    """
     born = {p: time.monotonic() - 10 for p in workers_fn()}
     fork, ready, pairs = [], [], []
     end = time.monotonic() + budget
@@ -49,44 +55,68 @@ def kill_test(master, nkills, workers_fn, ready_fn=None, min_age=HEALTHY_S,
         if wait > 0:
             time.sleep(wait)
         before = set(children(master))
+        known = set(born)
         t0 = time.monotonic_ns()
         os.kill(victim, signal.SIGKILL)
-        new = None
+        seen = {}
         limit = t0 + 5 * 10**9
         while time.monotonic_ns() < limit:
-            now_kids = set(children(master))
-            fresh = now_kids - before
-            if fresh:
-                new = fresh.pop()
+            tn = time.monotonic_ns()
+            for p in set(children(master)) - before:
+                seen.setdefault(p, tn)
+            if seen:
                 break
             # Yield the core: on two cores a spinning poller would delay
             # the very fork it waits for.
             time.sleep(0.0001)
-        t1 = time.monotonic_ns()
         del born[victim]
-        if new is None:
+        if not seen:
             continue
-        fork.append((t1 - t0) / 1000)
-        pairs.append((t0, new))
+        new = min(seen, key=seen.get)
         if ready_fn is not None:
-            limit = t1 + 5 * 10**9
+            new = None
+            limit = time.monotonic_ns() + 5 * 10**9
             while time.monotonic_ns() < limit:
-                if ready_fn(new):
+                tn = time.monotonic_ns()
+                for p in set(children(master)) - before:
+                    seen.setdefault(p, tn)
+                w = ready_fn(known)
+                if w is not None:
                     ready.append((time.monotonic_ns() - t0) / 1000)
+                    new = w
                     break
                 time.sleep(0.0005)
+            if new is None:
+                continue
+        if new in seen:
+            fork.append((seen[new] - t0) / 1000)
+        pairs.append((t0, new))
         born[new] = time.monotonic()
         # A worker that also died meanwhile, or the new one seen late.
         for p in set(workers_fn()) - set(born):
             born[p] = time.monotonic()
+        kids = set(children(master))
         for p in list(born):
-            if p not in set(children(master)):
+            if p not in kids:
                 del born[p]
     return {"fork_us": fork, "ready_us": ready, "pairs": pairs}
 
 
 def digestd_workers(d, sup):
     return [p for p in children(sup) if "worker" in cmdline(p)]
+
+
+def new_idle_fn(d):
+    """ready_fn for kill_test: the pid of an idle worker not in known."""
+    def ready(known):
+        try:
+            for w in d.status()["workers"]:
+                if w["pid"] not in known and w["state"] == "idle":
+                    return w["pid"]
+        except Exception:
+            return None
+        return None
+    return ready
 
 
 def idle_fn(d):
@@ -144,7 +174,7 @@ def bench_digestd(args, tmp, res):
         since = time.monotonic_ns()
         t = time.monotonic()
         k = kill_test(sup, args.kills, lambda: digestd_workers(d, sup),
-                      ready_fn=idle_fn(d), budget=args.budget)
+                      ready_fn=new_idle_fn(d), budget=args.budget)
         took = time.monotonic() - t
         wait_for(lambda: sum(1 for w in d.status()["workers"]
                              if w["state"] == "idle") == args.workers,

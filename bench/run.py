@@ -389,7 +389,8 @@ def report(r, f, profiles, started, took):
                  "the backoff's healthy threshold), same harness for both: "
                  "the new pid is seen in /proc/<master>/task/<master>/"
                  "children (polled every 0.1 ms), digestd's readiness in "
-                 "GET /status. digestd's debug log gives the same events on "
+                 "GET /status, which also tells digestd's replacement "
+                 "worker from the requeue helper it forks at a death. digestd's debug log gives the same events on "
                  "CLOCK_MONOTONIC with no polling in them.\n" % (
                      d["kills"], d["workers"]))
         L.append("| latency (ms) | p50 | p90 | p99 | max | n |")
