@@ -14,6 +14,7 @@ checks through digest_worker_restarts_total).
 """
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -233,6 +234,8 @@ def redis_counters_free_depth(r):
 
 
 def smtp_source(sink, n, sessions, length):
+    """Run smtp-source; (seconds, its CPU seconds)."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     p = subprocess.run(
         [SMTP_SOURCE, "-d", "-s", str(sessions), "-m", str(n), "-l",
@@ -240,9 +243,10 @@ def smtp_source(sink, n, sessions, length):
          "-M", "bench.example.com", "127.0.0.1:%d" % sink.port],
         capture_output=True, text=True, timeout=600)
     took = time.monotonic() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise RuntimeError("smtp-source: %s" % p.stderr)
-    return took
+    return took, (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
 
 
 def libesmtp_floor(sink, n, per, size):
@@ -269,8 +273,13 @@ def ceiling(sink, n, sessions, wire_bytes):
     overhead = (sink.rchar() - b0) / 200 - 1000
     length = max(1, int(round(wire_bytes - overhead)))
     b0 = sink.rchar()
-    took = smtp_source(sink, n, sessions, length)
+    c0 = sink.cpu()
+    took, cpu = smtp_source(sink, n, sessions, length)
+    c1 = sink.cpu()
     return {"emails": n, "sessions": sessions, "body_bytes": length,
+            "client_cpu_us_per_email": cpu / n * 1e6,
+            "sink_cpu_seconds": (c1["utime"] + c1["stime"] - c0["utime"]
+                                 - c0["stime"]),
             "wire_bytes_per_email": (sink.rchar() - b0) / n,
             "seconds": took, "emails_per_sec": n / took}
 

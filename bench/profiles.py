@@ -118,46 +118,40 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                         for row in rep["by_symbol"]
                         if "after _smtp_message_str_cb" in row
                         and re.match(r"\s*[\d.]+%", row))
+            rd = run.get("redis", {})
             txt = (
                 "Profile: `perf record -e cpu-clock -g` of the %d workers "
                 "over a smaller end-to-end run (%d emails, %.1f us of worker "
-                "CPU per email in that run). Where the workers' CPU goes: "
-                "kernel %.0f%%, libc %.0f%%, libesmtp %.0f%%, hiredis %.0f%%, "
-                "digestd's own code %.0f%%. Rendering, the part that is ours "
-                "(2 to 3 us per email, item 2), is a small share. The rest "
-                "is the cost of one email = one SMTP transaction plus one "
-                "synchronous checkpoint round trip to Redis:\n\n"
-                "- the kernel: its top symbol is `finish_task_switch`, "
-                "context switches: each email blocks on smtp-sink's reply "
-                "and again on Redis's, since `digest_result_cb` "
-                "(worker/digest.c) calls `digest_save` -> "
-                "`checkpoint_save` (worker/checkpoint.c) for every message "
-                "the server accepts: an HSET + EXPIRE and a blocking "
-                "`redisGetReply`, a write, a poll and a read per email on "
-                "top of SMTP's;\n"
+                "CPU per email in that run, %.2f Redis round trips per "
+                "email). Where the workers' CPU goes: kernel %.0f%%, libc "
+                "%.0f%%, libesmtp %.0f%%, hiredis %.0f%%, digestd's own "
+                "code %.0f%%. Rendering, the part that is ours (2 to 3 us "
+                "per email, item 2), is a small share; the rest is the "
+                "SMTP exchange, one transaction per email:\n\n"
+                "- the kernel: socket writes, reads and polls, and the "
+                "context switches of waiting for replies (its top symbol "
+                "is `finish_task_switch`); counts below;\n"
                 "- libesmtp: %.0f%% of all samples in one unexported "
                 "function (placed after `_smtp_message_str_cb`; our "
                 "transport already hands the message over in one piece "
                 "with `smtp_set_messagecb`), whose code copies the message "
                 "into a line buffer one byte at a time looking for CRLF: "
-                "libesmtp's own line reader ahead of dot-stuffing, which "
-                "we cannot change from outside; libc's malloc/free and "
-                "vfprintf come from libesmtp's per-message structures and "
-                "hiredis's command formatting (`redisvFormatCommand`).\n\n"
-                "The fix is not small: make the per-message checkpoint "
-                "write asynchronous "
-                "(append HSET/EXPIRE, read the replies at the next flush) "
-                "in worker/checkpoint.c and worker/digest.c, keeping the "
-                "'at most one duplicate per killed worker' guarantee, and "
-                "write SMTP without libesmtp's per-byte reader (our own "
-                "writer of pipelined SMTP on the worker's socket). "
-                "Not made here: both change the job's delivery path and "
-                "need their own tests. "
+                "libesmtp's own line reader, which we cannot change from "
+                "outside; much of libc's share (malloc/free, vfprintf) is "
+                "libesmtp's per-message bookkeeping and hiredis's command "
+                "formatting.\n\n"
+                "There is no small fix in our code: what is left beyond "
+                "the libESMTP floor measured below is rendering, the Redis "
+                "reads of each batch and the checkpoint. Going lower means "
+                "an SMTP writer of our own (pipelined commands and the "
+                "message written in one piece on a TCP_NODELAY socket), "
+                "which SPEC 6 does not allow (it names libESMTP). "
                 "The machine was also shared: the load average stood at "
                 "%s during the run, so CPU time per email includes cache "
                 "and scheduler interference." % (
                     run["digestd"]["workers"], run["digestd"]["emails"],
-                    run["digestd"]["worker_cpu_us_per_email"], k, libc,
+                    run["digestd"]["worker_cpu_us_per_email"],
+                    rd.get("round_trips_per_email", 0), k, libc,
                     esmtp, hired, ours, strcb,
                     " ".join(r.get("load_before", []))))
             ps = run.get("perf_stat", {})
@@ -171,8 +165,8 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                     "\n\nCounted over the same run (perf stat on the "
                     "workers): %.1f syscalls per email, of which %.1f "
                     "write, %.1f read and %.1f poll, and %.1f context "
-                    "switches per email; %.2f connect per job (one SMTP "
-                    "session per job: a job's messages are one flush)." % (
+                    "switches per email; %.2f connect per job (about one "
+                    "SMTP session per job)." % (
                         per("raw_syscalls:sys_enter"),
                         per("syscalls:sys_enter_write"),
                         per("syscalls:sys_enter_read"),
@@ -190,13 +184,16 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                     "same sink, same size, %d messages per session, "
                     "nothing else) costs %.1f us of CPU per message here, "
                     "%.1f times the whole target, in the same run where a "
-                    "worker spent %.1f us per email. As long as the "
-                    "transport is libESMTP (SPEC 6), 15 us per email "
-                    "cannot be reached on this machine; what is ours is "
-                    "the other %.1f us: the checkpoint round trip per "
-                    "email, rendering (item 2) and the batch reads." % (
+                    "worker spent %.1f us per email; smtp-source itself, "
+                    "a C client with no library, spent %s us per message "
+                    "in the ceiling run. As long as the transport is "
+                    "libESMTP (SPEC 6), 15 us per email cannot be reached "
+                    "on this machine; what is ours is the other %.1f us." % (
                         le["per_session"], le["us_per_message"],
                         le["us_per_message"] / 15.0, wk,
+                        "%.1f" % e["ceiling"]["client_cpu_us_per_email"]
+                        if "client_cpu_us_per_email" in e.get("ceiling", {})
+                        else "?",
                         max(0.0, wk - le["us_per_message"])))
             profiles["worker_cpu_us"] = (
                 stat_rows + [""] +
@@ -212,12 +209,16 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                 "run) and the rest of the machine share the CPU: the "
                 "workers' %.1f s of CPU for %d emails (%.0f us each; see "
                 "the worker CPU profile below the next heading) is what "
-                "holds the rate down, since smtp-source spends almost "
-                "nothing per message. The same two fixes apply." % (
+                "holds the rate down: smtp-source spends %s us of CPU per "
+                "message, libESMTP alone %s (the floor, below)." % (
                     dd["emails_per_sec"], c["emails_per_sec"], c["sessions"],
                     dd["workers"], dd["sink_cpu_seconds"],
                     dd["worker_cpu_seconds"], dd["emails"],
-                    dd["worker_cpu_us_per_email"]))
+                    dd["worker_cpu_us_per_email"],
+                    "%.1f" % c["client_cpu_us_per_email"]
+                    if "client_cpu_us_per_email" in c else "?",
+                    "%.1f" % e["libesmtp"]["us_per_message"]
+                    if "us_per_message" in e.get("libesmtp", {}) else "?"))
             if "worker_cpu_us" in profiles:
                 profiles["e2e_ratio"] = ["see the worker CPU profile below"]
 
@@ -226,45 +227,43 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
         jobs = max(1, dd["jobs_ok"])
         sr = rd.get("schedule_reads", 0)
         wr = rd["reads"] - sr
+        epj = dd["emails"] / jobs
+        if wr / dd["emails"] >= 1.0:
+            per_email = (
+                "At least one read per email means a Redis read inside "
+                "the per-message loop: the checkpoint saved as each "
+                "message is confirmed (`digest_result_cb` -> `digest_save` "
+                "-> `checkpoint_save`), on top of the per-job reads.")
+        else:
+            per_email = (
+                "With reads fixed per job whatever its size, the ratio is "
+                "set by emails per job: at %.1f reads per job, 1.05 needs "
+                "%.0f emails per job." % (wr / jobs, (wr / jobs) / 1.05))
         why["redis_rtt_per_email"] = (
             "`digestctl schedule` made %d of the %d client reads (its "
-            "ZCARD, ZCOUNT, ZRANGE, SET and XADD are pipelined per page); "
-            "the workers made the other %d for %d emails in %d jobs: one "
-            "per email plus %.1f per job, with %.0f emails per job on "
-            "average in this data (Zipf group sizes: most groups are "
-            "small). From the code, a job's reads are: XREADGROUP "
-            "(worker/source_redis.c); the checkpoint's HMGET and its "
-            "begin pipeline (`checkpoint_load`, `checkpoint_begin`, "
-            "worker/checkpoint.c); in `digest_load_group` "
-            "(worker/digest.c) the group pipeline (HMGET group, ZCARD, "
-            "ZREVRANGEBYSCORE posts), the posts' ranking round (HMGET, "
-            "HLEN) and their text round (HMGET); per batch in "
-            "`digest_load_batch` the members' ZRANGEBYSCORE, then the "
-            "users' HMGETs (and one more ZRANGEBYSCORE when a batch comes "
-            "back full); `checkpoint_finish`; XACK: ten, and the "
-            "measured %.1f counts the rest (a job-level HGET, keepalive "
-            "XCLAIMs). The per-email read is `checkpoint_save`, called "
-            "from `digest_result_cb` -> `digest_save` as each message is "
-            "accepted (HSET + EXPIRE, pipelined, then a blocking read): "
-            "it is what bounds duplicates to one per killed worker, so "
-            "1.0 per email is the floor. Reaching 1.05 here needs at "
-            "most %.1f reads per job. Merging what does not depend on "
-            "an earlier reply (the checkpoint's HMGET with its begin "
-            "pipeline, the first members' ZRANGEBYSCORE with the group "
-            "pipeline, the posts' two rounds into one, the finish with "
-            "the XACK on one connection) leaves about 6 (fetch, "
-            "checkpoint, group and members, posts, users, finish): "
-            "%.3f per email on this data, better but still above "
-            "1.05; below that only by fetching several small jobs at "
-            "once. The target assumes larger jobs (it is met from about "
-            "%d emails per job at 10 reads, %d at 6). Not changed here: "
-            "it is the job path of worker/digest.c, worker/checkpoint.c "
-            "and worker/source_redis.c, and needs its own tests." % (
-                sr, rd["reads"], wr, dd["emails"], jobs,
-                (wr - dd["emails"]) / jobs, dd["emails"] / jobs,
-                (wr - dd["emails"]) / jobs,
-                0.05 * dd["emails"] / jobs,
-                1 + 6 / (dd["emails"] / jobs), 200, 120))
+            "commands are pipelined per page); the workers made the other "
+            "%d for %d emails in %d jobs: %.3f per email, %.1f per job, "
+            "with %.0f emails per job on average in this data (Zipf group "
+            "sizes: most groups are small). From the code, a job's reads "
+            "are: XREADGROUP (worker/source_redis.c); the checkpoint's "
+            "HMGET and its begin pipeline (`checkpoint_load`, "
+            "`checkpoint_begin`, worker/checkpoint.c); in "
+            "`digest_load_group` (worker/digest.c) the group pipeline "
+            "(HMGET group, ZCARD, ZREVRANGEBYSCORE posts), the posts' "
+            "ranking round (HMGET, HLEN) and their text round (HMGET); per "
+            "batch in `digest_load_batch` the members' ZRANGEBYSCORE, then "
+            "the users' HMGETs; the checkpoint as the transport confirms "
+            "(`digest_save` -> `checkpoint_save`); `checkpoint_finish`; "
+            "XACK. %s Merging what does not depend on an earlier reply "
+            "(the checkpoint's HMGET with its begin pipeline, the first "
+            "members' ZRANGEBYSCORE with the group pipeline, the posts' "
+            "two rounds into one, the finish with the XACK on one "
+            "connection) would save about four reads per job. Not changed "
+            "here: it is the job path of worker/digest.c, "
+            "worker/checkpoint.c and worker/source_redis.c, and needs its "
+            "own tests." % (
+                sr, rd["reads"], wr, dd["emails"], jobs, wr / dd["emails"],
+                wr / jobs, epj, per_email))
 
     s = r.get("supervisor", {}).get("digestd", {})
     if "fork_p99_ms" in missed and s:
