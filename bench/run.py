@@ -8,7 +8,8 @@ it.
     /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
 
 --quick runs smaller sizes (a smoke test of the runner, minutes less);
---only runs some of: render, e2e, memory, supervisor, scrape, profile.
+--only runs some of: render, e2e, memory, supervisor, scrape, profile;
+--report writes REPORT.md and the plot again from results.json.
 Each benchmark runs in its own process with a time limit, so one that
 fails is reported as failed and the others still run.
 """
@@ -344,12 +345,15 @@ def report(r, f, profiles, started, took):
         L.append("INFO stats before and after the end-to-end run (our own "
                  "INFO and XINFO calls taken out): %d commands, %d client "
                  "reads (total_reads_processed, a stand-in for round trips) "
-                 "for %d emails: **%.3f commands and %.3f round trips per "
-                 "email**, %.1f reads per job beyond one per email. It "
-                 "includes `digestctl schedule` and the queue sampler.\n" % (
+                 "for %d emails in %d jobs: **%.3f commands and %.3f round "
+                 "trips per email**, %.1f reads per job. It includes "
+                 "`digestctl schedule` (%s reads) and the queue "
+                 "sampler.\n" % (
                      rd["commands"], rd["reads"], dd["emails"],
-                     rd["commands_per_email"], rd["round_trips_per_email"],
-                     (rd["reads"] - dd["emails"]) / max(1, dd["jobs_ok"])))
+                     dd["jobs_ok"], rd["commands_per_email"],
+                     rd["round_trips_per_email"],
+                     rd["reads"] / max(1, dd["jobs_ok"]),
+                     rd.get("schedule_reads", "?")))
         L.append("| command | calls | per email | per job |")
         L.append("| --- | --- | --- | --- |")
         for k, v in sorted(rd["calls"].items(), key=lambda kv: -kv[1]):
@@ -413,8 +417,10 @@ def report(r, f, profiles, started, took):
         if st.get("detect_ms", {}).get("n"):
             L.append("\nStall: SIGSTOP of a worker to its replacement's fork, "
                      "stall_timeout = %d ms: p50 %.0f ms, max %.0f ms over "
-                     "%d trials (the last heartbeat precedes the SIGSTOP by "
-                     "up to the heartbeat period, hence below the timeout).\n"
+                     "%d trials. The timeout runs from the last heartbeat, "
+                     "which precedes the SIGSTOP by up to a heartbeat "
+                     "period, and is checked at each supervisor tick: "
+                     "hence figures on either side of it.\n"
                      % (st["stall_timeout_ms"], st["detect_ms"]["p50"],
                         st["detect_ms"]["max"], st["detect_ms"]["n"]))
         if s.get("error"):
@@ -493,7 +499,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="render,e2e,memory,supervisor,scrape,profile")
+    ap.add_argument("--report", action="store_true",
+                    help="write REPORT.md and the plot again from "
+                    "results.json, measuring nothing")
     args = ap.parse_args()
+    if args.report:
+        with open(os.path.join(OUT, "results.json")) as fp:
+            r = json.load(fp)
+        f = figures(r)
+        err = plot(r)
+        if err:
+            log(err)
+        report(r, f, r.get("profiles", {}), 0, r["seconds"])
+        log("report written again from results.json")
+        return
     only = set(args.only.split(","))
     os.makedirs(OUT, exist_ok=True)
     started = time.monotonic()
