@@ -102,6 +102,33 @@ def kill_test(master, nkills, workers_fn, ready_fn=None, min_age=HEALTHY_S,
     return {"fork_us": fork, "ready_us": ready, "pairs": pairs}
 
 
+def sched_latency(path, sup):
+    """perf sched latency, per pid: the supervisor's row and the rows
+    with the longest waits."""
+    p = subprocess.run(["perf", "sched", "latency", "-i", path, "--pids",
+                        "--sort", "max"], capture_output=True, text=True,
+                       timeout=300)
+    rows = [l.rstrip() for l in p.stdout.splitlines() if "|" in l and
+            "Task" not in l]
+    mine = [l for l in rows if re.search(r":%d\s*\|" % sup, l)]
+    out = {"supervisor_row": mine[0].strip() if mine else None,
+           "top_rows": [l.strip() for l in rows[:12]]}
+    if mine:
+        m = re.search(r"avg:\s*([\d.]+) ms \| max:\s*([\d.]+) ms", mine[0])
+        sw = re.search(r"\|\s*(\d+)\s*\|", mine[0])
+        if m:
+            out["supervisor_avg_delay_ms"] = float(m.group(1))
+            out["supervisor_max_delay_ms"] = float(m.group(2))
+        if sw:
+            out["supervisor_switches"] = int(sw.group(1))
+    for junk in (path, path + ".old"):
+        try:
+            os.unlink(junk)
+        except OSError:
+            pass
+    return out
+
+
 def digestd_workers(d, sup):
     return [p for p in children(sup) if "worker" in cmdline(p)]
 
@@ -172,10 +199,25 @@ def bench_digestd(args, tmp, res):
                              if w["state"] == "idle") == args.workers,
                  timeout=30, what="workers idle")
         since = time.monotonic_ns()
+        sched = None
+        if args.sched:
+            # The scheduler's view: how long the supervisor waited for a
+            # core each time it was woken (perf sched, system-wide).
+            sched = subprocess.Popen(
+                ["perf", "sched", "record", "-o", args.sched],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         t = time.monotonic()
-        k = kill_test(sup, args.kills, lambda: digestd_workers(d, sup),
-                      ready_fn=new_idle_fn(d), budget=args.budget)
+        try:
+            k = kill_test(sup, args.kills, lambda: digestd_workers(d, sup),
+                          ready_fn=new_idle_fn(d), budget=args.budget)
+        finally:
+            if sched is not None:
+                sched.send_signal(signal.SIGINT)
+                sched.wait(timeout=120)
         took = time.monotonic() - t
+        if sched is not None:
+            res["sched"] = sched_latency(args.sched, sup)
         wait_for(lambda: sum(1 for w in d.status()["workers"]
                              if w["state"] == "idle") == args.workers,
                  timeout=30, what="workers idle again")
@@ -298,6 +340,10 @@ def main():
     ap.add_argument("--stalls", type=int, default=5)
     ap.add_argument("--budget", type=float, default=120.0,
                     help="seconds at most per kill test")
+    ap.add_argument("--php", type=int, default=1,
+                    help="0: digestd only")
+    ap.add_argument("--sched", help="perf sched record the kill test "
+                    "to this file and report the supervisor's waits")
     ap.add_argument("--out")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="digestd-bench-sup-")
@@ -305,7 +351,8 @@ def main():
     res = {"params": vars(args)}
     # One part failing leaves the other's figures, and says why.
     try:
-        for part, fn in (("digestd", bench_digestd), ("php_fpm", bench_php)):
+        parts = [("digestd", bench_digestd), ("php_fpm", bench_php)]
+        for part, fn in parts[:2 if args.php else 1]:
             try:
                 fn(args, tmp, res)
             except Exception as ex:
@@ -317,6 +364,8 @@ def main():
     if "errors" in res:
         sys.exit(1)
     for name in ("digestd", "php_fpm"):
+        if name not in res:
+            continue
         f = res[name]["death_to_fork_us"]
         print("supervisor %s: %d kills, death to fork p50 %.0f us p99 %.0f us"
               % (name, res[name]["kills"], f["p50"], f["p99"]))
@@ -324,8 +373,12 @@ def main():
     print("supervisor digestd: death to ready p50 %.0f us p99 %.0f us" % (
         r["p50"], r["p99"]))
     s = res["stall"]["detect_ms"]
-    print("supervisor digestd: stall found and replaced in p50 %.0f ms "
-          "(stall_timeout %d ms)" % (s["p50"], STALL_TIMEOUT_MS))
+    if s.get("n"):
+        print("supervisor digestd: stall found and replaced in p50 %.0f ms "
+              "(stall_timeout %d ms)" % (s["p50"], STALL_TIMEOUT_MS))
+    if "sched" in res:
+        print("supervisor digestd: waits for a core: %s" % (
+            res["sched"].get("supervisor_row"),))
 
 
 if __name__ == "__main__":

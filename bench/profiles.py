@@ -8,7 +8,9 @@ explains it and a short analysis, both put in the report.
   after the nearest exported symbol before them.
 - Redis round trips: the per-job command table of the same run.
 - fork and ready latencies: the supervisor's own log splits kill to reap
-  (the kernel and the scheduler) from reap to fork (digestd).
+  (the kernel and the scheduler) from reap to fork (digestd), and perf
+  sched record of a shorter kill test shows how long the supervisor
+  waited for a core.
 """
 import bisect
 import json
@@ -266,6 +268,39 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                 wr / jobs, epj, per_email))
 
     s = r.get("supervisor", {}).get("digestd", {})
+    if "fork_p99_ms" in missed and s and perf:
+        path = os.path.join(OUT, "supervisor-sched.json")
+        log("profile: perf sched record of a shorter kill test")
+        p = subprocess.run(
+            [sys.executable, os.path.join(HERE, "bench_supervisor.py"),
+             "--kills", "300", "--stalls", "0", "--php", "0", "--sched",
+             os.path.join(OUT, "sched.data"), "--out", path],
+            capture_output=True, text=True, timeout=300)
+        sys.stdout.write(p.stdout)
+        try:
+            with open(path) as f:
+                sr = json.load(f)
+        except (OSError, ValueError):
+            sr = {}
+        sc_ = sr.get("sched", {})
+        if sc_.get("supervisor_row"):
+            kf = sr["digestd"]["log_kill_to_fork_us"]
+            profiles["fork_p99_ms"] = (
+                ["perf sched latency --pids --sort max, during %d kills "
+                 "(kill to fork p50 %.3f ms, p99 %.3f ms in that run)" % (
+                     kf["n"], kf["p50"] / 1000, kf["p99"] / 1000),
+                 "the supervisor:", "  " + sc_["supervisor_row"],
+                 "the longest waits on the machine:"] +
+                ["  " + x for x in sc_["top_rows"]])
+            why["fork_p99_sched"] = (
+                " The scheduler's record of a shorter kill test (perf sched, "
+                "system-wide; the profile below): the supervisor was "
+                "switched in %d times and waited for a core %.3f ms on "
+                "average and up to %.3f ms after being woken, while its "
+                "own work from reap to fork stays under a millisecond." % (
+                    sc_.get("supervisor_switches", 0),
+                    sc_.get("supervisor_avg_delay_ms", 0),
+                    sc_.get("supervisor_max_delay_ms", 0)))
     if "fork_p99_ms" in missed and s:
         kf, rf = s["log_kill_to_fork_us"], s["log_reap_to_fork_us"]
         why["fork_p99_ms"] = (
@@ -277,11 +312,12 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "by the %d workers, the benchmark's poller and other work "
             "(load average %s). php-fpm, measured by the same "
             "code in the same run, shows the same tail (table above). "
-            "Nothing in digestd to fix; on an idle machine the tail is the "
-            "reap-to-fork figure." % (
+            "Nothing in digestd to fix: its own part is the reap-to-fork "
+            "figure." % (
                 rf["p50"] / 1000, rf["p99"] / 1000, kf["p50"] / 1000,
                 kf["p99"] / 1000, s.get("workers", 0),
                 " ".join(r.get("load_before", []))))
+        why["fork_p99_ms"] += why.pop("fork_p99_sched", "")
     if "ready_p99_ms" in missed and s:
         why["ready_p99_ms"] = (
             "Ready includes the new worker's connection to Redis and its "
