@@ -258,11 +258,15 @@ static int
 worker_tick(void *arg)
 {
 	struct worker *w = arg;
-	int64_t now;
+	int64_t now, every;
 
 	worker_housekeeping(w);
 	now = now_mono_ns();
-	if (w->cur != NULL && now - w->last_keepalive_ns >= KEEPALIVE_EVERY_NS) {
+	/* Well inside visibility_timeout, however short it is set. */
+	every = KEEPALIVE_EVERY_NS;
+	if (w->cfg->queue.visibility_timeout_ms * 250000LL < every)
+		every = w->cfg->queue.visibility_timeout_ms * 250000LL;
+	if (w->cur != NULL && now - w->last_keepalive_ns >= every) {
 		w->last_keepalive_ns = now;
 		if (w->src.ops->keepalive(&w->src, w->cur) == -1) {
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
