@@ -37,6 +37,8 @@
 #define FETCH_TIMEOUT_MS 1000
 #define CONNECT_BACKOFF_MIN_MS 100
 #define CONNECT_BACKOFF_MAX_MS 5000
+/* How long a worker told to stop still tries to give back a job. */
+#define GIVEBACK_HOLD_MS 10000
 #define RETRY_BACKOFF_MIN_MS 250
 #define RETRY_BACKOFF_MAX_MS 30000
 #define KEEPALIVE_EVERY_NS 1000000000LL
@@ -68,6 +70,7 @@ struct worker {
 	 */
 	int giveback_failed;
 	char giveback_reason[256];
+	int64_t giveback_hold_ns;	/* until then, not even a stop */
 	/* Its progress, which Redis may not have taken either. */
 	struct checkpoint giveback_cp;
 	int giveback_has_cp;
@@ -168,6 +171,16 @@ worker_sleep(struct worker *w, int64_t ms)
 	}
 }
 
+static void
+worker_pause(int64_t ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+}
+
 static void __attribute__((noreturn))
 worker_exit(struct worker *w, int code)
 {
@@ -241,8 +254,18 @@ worker_connect(struct worker *w)
 		if (failures++ < 3 || failures % 10 == 0)
 			log_warnx("connect: %s; retrying in %lld ms", err,
 			    (long long)delay);
-		if (worker_sleep(w, delay))
-			worker_exit(w, 0);
+		if (worker_sleep(w, delay)) {
+			/*
+			 * Told to stop.  A job whose progress and give-back
+			 * wait for Redis is worth a few seconds more: else
+			 * its next attempt re-sends what this one sent.
+			 */
+			if (!w->giveback_failed ||
+			    now_mono_ns() >= w->giveback_hold_ns)
+				worker_exit(w, 0);
+			worker_housekeeping(w);
+			worker_pause(delay);
+		}
 		if ((delay *= 2) > CONNECT_BACKOFF_MAX_MS)
 			delay = CONNECT_BACKOFF_MAX_MS;
 	}
@@ -309,8 +332,31 @@ worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
 		log_warnx("job %s could not be given back (%s); left pending",
 		    m->job.job_id, reason);
 		w->giveback_failed = 1;
+		w->giveback_hold_ns = now_mono_ns() + GIVEBACK_HOLD_MS *
+		    1000000LL;
 		strlcpy(w->giveback_reason, reason,
 		    sizeof(w->giveback_reason));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The checkpoint in Redis moves once per flush, the slot's cursor after
+ * each message: the slot knows best how far a job cut short got.
+ */
+static int
+worker_save_slot_cursor(struct worker *w, const struct job *j)
+{
+	char err[256];
+	int64_t cursor = (int64_t)atomic_load(&w->slot->cursor);
+
+	if (cursor < j->member_min)
+		return 0;
+	if (jobq_save_cursor(w->queue, w->cfg, j->job_id, cursor, err,
+	    sizeof(err)) == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		log_warnx("%s", err);
 		return -1;
 	}
 	return 0;
@@ -335,6 +381,7 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 		if (w->giveback_has_cp && checkpoint_save(w->queue, w->cfg,
 		    &m->job, &w->giveback_cp) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		worker_save_slot_cursor(w, &m->job);
 		if (worker_give_back(w, m, w->giveback_reason) == -1) {
 			log_warnx("job %s still not given back; exiting so "
 			    "that the supervisor requeues it", m->job.job_id);
@@ -382,7 +429,8 @@ worker_save_progress(struct worker *w, const struct job *j,
 			w->dctx.data = w->data;
 			w->dctx.queue = w->queue;
 			if (w->queue != NULL &&
-			    checkpoint_save(w->queue, w->cfg, j, cp) == 0) {
+			    checkpoint_save(w->queue, w->cfg, j, cp) == 0 &&
+			    worker_save_slot_cursor(w, j) == 0) {
 				log_info("progress saved at %lld after "
 				    "reconnecting to Redis",
 				    (long long)cp->cursor);
