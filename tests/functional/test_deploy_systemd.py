@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from harness import DIGESTCTL, DIGESTD, ROOT
+from harness import ASAN, DIGESTCTL, DIGESTD, ROOT
 import deploy_helpers as dh
 
 UNITS = os.path.join(ROOT, "systemd")
@@ -160,6 +160,7 @@ def expand(name, sets, seen=None):
     return out
 
 
+@pytest.mark.skipif(ASAN, reason="LeakSanitizer cannot run under ptrace (strace)")
 def test_digestd_stays_inside_the_units_sandbox(tmp_path):
     """digestd, traced through start-up, scrapes, jobs, a reload and a
     drain, makes only the system calls that the unit's SystemCallFilter=
@@ -250,6 +251,7 @@ def check_trace(text, allowed, families):
     return used
 
 
+@pytest.mark.skipif(ASAN, reason="LeakSanitizer cannot run under ptrace (strace)")
 def test_digestctl_schedule_stays_inside_its_units_sandbox(tmp_path):
     from harness import RedisServer, base_config, digestctl, free_port, write_config
 

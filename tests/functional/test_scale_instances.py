@@ -157,8 +157,13 @@ def test_killed_instance_jobs_reclaimed_by_another(tmp_path, redis2):
     assert not lost, "%d recipients lost, e.g. %r" % (len(lost), sorted(lost)[:5])
     assert set(got) == set(want)
     dups = [k for k, n in collections.Counter(got).items() if n > 1]
-    assert len(dups) <= len(workers), "%d duplicates for %d killed workers" % (
-        len(dups), len(workers))
+    # A whole instance killed takes its scoreboard, where each worker's
+    # cursor moved message by message, with it: the other instance resumes
+    # each job from the checkpoint in Redis, saved once per flush (batch =
+    # 10 here).  A worker killed alone costs at most one (its supervisor
+    # saves the slot's cursor); a lost instance, at most a flush per job.
+    assert len(dups) <= 10 * len(in_hand), "%d duplicates for %d jobs in hand" % (
+        len(dups), len(in_hand))
     assert sent_by_a < len(want), "A finished before it was killed"
     cps = checkpoints(q)
     for jid in in_hand:
