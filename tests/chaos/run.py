@@ -63,9 +63,9 @@ SHARD = 500             # schedule.shard_size
 BATCH = 20              # digest.batch_size: also the messages of one flush
 
 FULL = dict(recipients=10000, kills=20, redis_restarts=2, hups=10, outage=10.0,
-            bursts=4, burst_len=1.5, broker_restarts=1, timeout=900.0)
+            bursts=4, burst_len=1.5, broker_restarts=1, timeout=900.0, rcpt_delay=0.0)
 SHORT = dict(recipients=800, kills=3, redis_restarts=1, hups=3, outage=2.0,
-             bursts=1, burst_len=1.0, broker_restarts=1, timeout=150.0)
+             bursts=1, burst_len=1.0, broker_restarts=1, timeout=150.0, rcpt_delay=0.01)
 
 MSGID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.I | re.M)
 
@@ -104,6 +104,7 @@ class Sink(SmtpSink):
         super().__init__()
         self.burst_until = 0.0
         self.burst_min = 0
+        self.rcpt_delay = 0.0
         self.reply_for = self._reply
         self.seen = {}          # message-id -> times accepted
         self.indexed = 0
@@ -116,6 +117,10 @@ class Sink(SmtpSink):
         self.burst_min = self.deferred + at_least
 
     def _reply(self, rcpt):
+        if self.rcpt_delay:
+            # Blocks the sink's loop: a relay that takes this long per
+            # recipient, whatever the number of sessions.
+            time.sleep(self.rcpt_delay)
         now = time.monotonic()
         if now < self.burst_until or (self.deferred < self.burst_min
                                       and now < self.burst_until + 20.0):
@@ -407,6 +412,8 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
 
     redis = AofRedis(os.path.join(workdir, "redis")).start()
     sink = Sink().start()
+    # The short form's sink is slower, so that its faults meet traffic.
+    sink.rcpt_delay = p["rcpt_delay"]
     own_rabbit = False
     d = None
     scraper = None
