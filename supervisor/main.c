@@ -167,7 +167,7 @@ watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 static void
-drop_privileges(const char *user)
+drop_privileges(const char *user, const char *log_file)
 {
 	struct passwd *pw;
 
@@ -178,6 +178,13 @@ drop_privileges(const char *user)
 	}
 	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
 		return;
+	/*
+	 * The log file was opened as root; every child opens it again, and
+	 * SIGUSR1 reopens it, as the user.
+	 */
+	if (log_file != NULL && *log_file != '\0' &&
+	    chown(log_file, pw->pw_uid, pw->pw_gid) == -1)
+		log_warn("chown %s", log_file);
 	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1) {
 		log_error("cannot become user %s: %s", user, strerror(errno));
@@ -326,7 +333,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (sup->cfg->supervisor.user[0] != '\0')
-		drop_privileges(sup->cfg->supervisor.user);
+		drop_privileges(sup->cfg->supervisor.user,
+		    sup->cfg->supervisor.log_file);
 
 	log_info("digestd %s starting: %d pool(s)", DIGESTD_VERSION,
 	    sup->cfg->npools);
