@@ -47,7 +47,7 @@ def workers(pid):
     for c in children(pid):
         try:
             with open("/proc/%d/cmdline" % c, "rb") as f:
-                if b"worker" in f.read():
+                if f.read().startswith(b"digestd: worker"):
                     out.add(c)
         except OSError:
             pass
@@ -167,15 +167,24 @@ def test_user_drops_privileges_everywhere(tmp_path):
         wait_done(r, enqueue(r, 1, "daily", ws, we), timeout=30, d=d)
         assert len(maildir_messages(outbox)) == 3
         check_modes(outbox, log_file, nobody.pw_uid)
+        # Every process, running as nobody, writes to the log file.
+        with open(log_file) as f:
+            logged = f.read()
+        assert "Permission denied" not in logged + d.log(), d.log()[-2000:]
+        assert "role=worker" in logged and "job done" in logged, logged[-2000:]
+        old = wait_for(lambda: len(workers(d.pid())) == 2 and workers(d.pid()),
+                       timeout=10, what="two workers")
         d.signal(signal.SIGHUP)
-        old = workers(d.pid())
-        assert len(old) == 2, old
         try:
             wait_for(lambda: not (workers(d.pid()) & old)
                      and len(workers(d.pid())) == 2, timeout=20,
                      what="workers replaced by the reload")
         except AssertionError:
-            raise AssertionError(d.log()[-3000:])
+            titles = {}
+            for c in children(d.pid()):
+                with open("/proc/%d/cmdline" % c, "rb") as f:
+                    titles[c] = f.read()
+            raise AssertionError("%s %s" % (old, titles))
         for pid in children(d.pid()):
             assert proc_status(pid)["Uid"] == [str(nobody.pw_uid)] * 4
         assert d.stop() == 0
