@@ -985,6 +985,28 @@ jobq_requeue_consumer(redisContext *c, const struct config *cfg,
 	return n;
 }
 
+/*
+ * The outcome of one of our scripts, which answer 1 (done) or 0 (not
+ * needed): 1, 0, or -1 with err.  Frees the reply.
+ */
+static int
+jobq_script_result(redisContext *c, redisReply *r, const char *what,
+    char *err, size_t errlen)
+{
+	int rc;
+
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "%s: %s", what, r != NULL && r->str ?
+		    r->str : c->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rc = r->integer == 1;
+	freeReplyObject(r);
+	return rc;
+}
+
 /* KEYS[1] the stream; ARGV: group, entry, consumer, then the job's fields. */
 static const char jobq_requeue_owned_lua[] =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
@@ -1001,7 +1023,6 @@ jobq_requeue_owned(redisContext *c, const struct config *cfg,
 	struct jobq_argv a;
 	char key[JOBQ_KEY_MAX], buf[JOB_ENCODE_MAX];
 	redisReply *r;
-	int rc;
 
 	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
 		snprintf(err, errlen, "queue name too long");
@@ -1017,16 +1038,7 @@ jobq_requeue_owned(redisContext *c, const struct config *cfg,
 	jobq_arg(&a, consumer);
 	jobq_args_job(&a, j, buf);
 	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
-	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-		snprintf(err, errlen, "requeue: %s", r != NULL && r->str ?
-		    r->str : c->errstr);
-		if (r != NULL)
-			freeReplyObject(r);
-		return -1;
-	}
-	rc = r->integer == 1;
-	freeReplyObject(r);
-	return rc;
+	return jobq_script_result(c, r, "requeue", err, errlen);
 }
 
 static const char jobq_save_cursor_lua[] =
@@ -1042,7 +1054,6 @@ jobq_save_cursor(redisContext *c, const struct config *cfg, const char *job_id,
 {
 	char key[JOBQ_KEY_MAX];
 	redisReply *r;
-	int rc;
 
 	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:job:%s",
 	    job_id) == NULL) {
@@ -1051,14 +1062,5 @@ jobq_save_cursor(redisContext *c, const struct config *cfg, const char *job_id,
 	}
 	r = redisCommand(c, "EVAL %s 1 %s %lld", jobq_save_cursor_lua, key,
 	    (long long)cursor);
-	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-		snprintf(err, errlen, "save cursor: %s", r != NULL && r->str ?
-		    r->str : c->errstr);
-		if (r != NULL)
-			freeReplyObject(r);
-		return -1;
-	}
-	rc = r->integer == 1;
-	freeReplyObject(r);
-	return rc;
+	return jobq_script_result(c, r, "save cursor", err, errlen);
 }
