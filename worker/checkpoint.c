@@ -141,7 +141,14 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 	    " skipped %" PRId64 " updated_at %.3f", key, cp->cursor, cp->sent,
 	    cp->skipped, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	return cp_replies(q, 2, NULL);
+	if (!cp->deferred_dirty)
+		return cp_replies(q, 2, NULL);
+	if (cp->deferred[0] == '\0')
+		redisAppendCommand(q, "HDEL %s deferred", key);
+	else
+		redisAppendCommand(q, "HSET %s deferred %s", key,
+		    cp->deferred);
+	return cp_replies(q, 3, NULL);
 }
 
 int

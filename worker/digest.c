@@ -636,19 +636,18 @@ digest_parked_save(struct run *rn)
 
 	if (digest_cp_key(rn, key, sizeof(key)) == NULL)
 		return -1;
+	/* Kept in the checkpoint too, for a save after this one fails. */
+	buf = rn->cp->deferred;
+	cap = sizeof(rn->cp->deferred);
+	buf[0] = '\0';
+	for (i = 0; i < rn->npk && off < cap; i++)
+		off += (size_t)snprintf(buf + off, cap - off, "%s%lld:%d",
+		    i ? "," : "", (long long)rn->pk[i].uid, rn->pk[i].tries);
+	rn->cp->deferred_dirty = 1;
 	if (rn->npk == 0)
 		r = redisCommand(q, "HDEL %s deferred", key);
-	else {
-		cap = rn->npk * 48 + 1;
-		buf = wmalloc(cap);
-		buf[0] = '\0';
-		for (i = 0; i < rn->npk; i++)
-			off += (size_t)snprintf(buf + off, cap - off,
-			    "%s%lld:%d", i ? "," : "",
-			    (long long)rn->pk[i].uid, rn->pk[i].tries);
+	else
 		r = redisCommand(q, "HSET %s deferred %s", key, buf);
-		free(buf);
-	}
 	if (r == NULL) {
 		if (q->err == REDIS_ERR_OOM)
 			worker_oom();
@@ -659,6 +658,7 @@ digest_parked_save(struct run *rn)
 	if (i)
 		return -1;
 	rn->pk_dirty = 0;
+	rn->cp->deferred_dirty = 0;
 	return 0;
 }
 
@@ -764,7 +764,7 @@ digest_save(struct run *rn)
  * it: in the slot at once, in Redis at the next digest_save.
  */
 static void
-digest_advance(struct run *rn)
+digest_advance_to(struct run *rn, int slot_too)
 {
 	size_t f = rn->front;
 
@@ -774,7 +774,15 @@ digest_advance(struct run *rn)
 		return;
 	rn->front = f;
 	rn->cp->cursor = rn->m[f - 1].cursor;
-	atomic_store(&rn->ctx->slot->cursor, (uint64_t)rn->cp->cursor);
+	if (slot_too)
+		atomic_store(&rn->ctx->slot->cursor,
+		    (uint64_t)rn->cp->cursor);
+}
+
+static void
+digest_advance(struct run *rn)
+{
+	digest_advance_to(rn, 1);
 }
 
 static struct member *
@@ -950,7 +958,7 @@ static enum batch_outcome
 digest_batch(struct run *rn)
 {
 	size_t i;
-	int k;
+	int k, flushed;
 
 	for (i = 0; i < rn->n; i++) {
 		if (rn->m[i].state != M_PENDING)
@@ -961,21 +969,17 @@ digest_batch(struct run *rn)
 		if (digest_send(rn, &rn->m[i]) == -1)
 			return B_RETRY;
 	}
-	if (digest_flush(rn) == -1)
-		return B_RETRY;
+	flushed = digest_flush(rn);
 	digest_advance(rn);
-	if (digest_draining(rn))
-		return B_STOPPED;
-	if (rn->tick_failed) {
-		rn->cp->outage = 1;
-		snprintf(rn->reason, rn->reasonlen,
-		    "lost the queue connection");
-		return B_RETRY;
-	}
-	/* The parked pass leaves its deferred to digest_parked_rounds. */
-	if (rn->parked_pass)
-		return B_OK;
-	if (rn->ndeferred > 0 && rn->npk + rn->ndeferred <= PARKED_MAX) {
+	/*
+	 * Park this batch's deferred recipients before anything else, even
+	 * when the flush failed or the job must stop: a deferred one left
+	 * in place would hold the frontier, and everyone sent after it
+	 * would be sent again by the next attempt.  The parked pass leaves
+	 * its deferred to digest_parked_rounds.
+	 */
+	if (!rn->parked_pass && rn->ndeferred > 0 &&
+	    rn->npk + rn->ndeferred <= PARKED_MAX) {
 		for (i = 0; i < rn->n; i++) {
 			if (rn->m[i].state != M_DEFERRED)
 				continue;
@@ -984,15 +988,33 @@ digest_batch(struct run *rn)
 		}
 		rn->ndeferred = 0;
 		/*
-		 * The parked list reaches Redis before the frontier (and the
-		 * slot's cursor, which a requeue may save) moves past them.
+		 * The parked list reaches Redis before the slot's cursor
+		 * (which the supervisor saves alone if we die) moves past
+		 * them.  If Redis is away, the frontier moves in memory only:
+		 * the checkpoint then carries cursor and parked list together,
+		 * saved in one go once Redis is back, and nobody sent beyond
+		 * the parked ones is sent again.
 		 */
-		if (digest_save(rn) == -1)
+		if (digest_save(rn) == -1) {
+			digest_advance_to(rn, 0);
 			return B_RETRY;
+		}
 		digest_advance(rn);
 		if (digest_save(rn) == -1)
 			return B_RETRY;
 	}
+	if (flushed == -1)
+		return B_RETRY;
+	if (digest_draining(rn))
+		return B_STOPPED;
+	if (rn->tick_failed) {
+		rn->cp->outage = 1;
+		snprintf(rn->reason, rn->reasonlen,
+		    "lost the queue connection");
+		return B_RETRY;
+	}
+	if (rn->parked_pass)
+		return B_OK;
 
 	for (k = 0; k < DEFER_RETRIES && rn->ndeferred > 0; k++) {
 		int64_t ms = (int64_t)DEFER_BACKOFF_MS << k;

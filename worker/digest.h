@@ -24,6 +24,14 @@ struct checkpoint {
 	int64_t sent;
 	int64_t skipped;
 	int attempts;		/* this delivery included */
+	/*
+	 * The recipients parked for a 4xx ("uid:tries,..."), as digest_run
+	 * last wanted them in the `deferred` field.  While deferred_dirty,
+	 * checkpoint_save writes them too, so that a worker saving its
+	 * progress after an outage also records who was sent meanwhile.
+	 */
+	char deferred[4864];
+	int deferred_dirty;
 	int outage;		/* set by digest_run: the attempt ended because a
 				   server (SMTP, broker, Redis) was unreachable
 				   or deferring everyone, not because of the job */
