@@ -34,11 +34,12 @@ def assert_figures(res):
     assert res["redis_restarts"] == chaos.SHORT["redis_restarts"], figures
     assert res["deferred_replies"] > 0 and res["emails_deferred"] > 0, figures
     assert res["emails_sent"] >= res["expected"], figures
-    if res["duplicates"] > res["kills"]:
-        # Known, not fixed: with Redis restarting while workers retire for a
-        # reload or are killed, some jobs re-send part of a flush (the Redis
-        # checkpoint moves once per flush).  Every other figure is checked
-        # above; this one is reported, with its count.
+    if res["duplicates"] > res["kills"] and res["backend"] == "amqp":
+        # Known, not fixed: on the amqp backend, with Redis and the broker
+        # restarting while workers are killed, a few jobs re-send a few
+        # recipients more than the kills allow (6 for 3 in the last runs).
+        # Every other figure is checked above; this one is reported, with
+        # its count.  The Redis backend is held to the bound.
         pytest.xfail("%d duplicates for %d kills" % (res["duplicates"], res["kills"]))
     assert chaos.check(res)[0], chaos.check(res)[1]
 
