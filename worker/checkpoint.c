@@ -70,7 +70,7 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	int64_t v;
 	int rc = -1, i;
 
-	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	memset(cp, 0, sizeof(*cp));
 	cp->cursor = j->member_min - 1;
@@ -135,7 +135,7 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 {
 	char key[512];
 
-	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	redisAppendCommand(q, "HSET %s cursor %" PRId64 " sent %" PRId64
 	    " skipped %" PRId64 " updated_at %.3f", key, cp->cursor, cp->sent,
@@ -157,7 +157,7 @@ checkpoint_finish(redisContext *q, const struct config *cfg,
 {
 	char key[512];
 
-	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	if (reason != NULL && reason[0] != '\0')
 		redisAppendCommand(q, "HSET %s state %s last_error %s "
@@ -175,7 +175,7 @@ checkpoint_note_error(redisContext *q, const struct config *cfg,
 {
 	char key[512];
 
-	if (cp_key(key, sizeof(key), cfg, job_id) == -1)
+	if (q == NULL || cp_key(key, sizeof(key), cfg, job_id) == -1)
 		return -1;
 	redisAppendCommand(q, "HSET %s last_error %s updated_at %.3f", key,
 	    reason, now_real());
@@ -189,7 +189,7 @@ checkpoint_refund(redisContext *q, const struct config *cfg,
 {
 	char key[512];
 
-	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	redisAppendCommand(q, "HINCRBY %s attempts -1", key);
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
