@@ -12,6 +12,7 @@
  * it could record it in the slot.  An entry it had acknowledged or given
  * back is no longer pending, so no job ever runs twice because of this.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -222,7 +223,7 @@ void
 requeue_flush(void)
 {
 	struct timeval tv;
-	pid_t pid;
+	pid_t pid, parent;
 	int k;
 
 	if (npending == 0)
@@ -234,12 +235,21 @@ requeue_flush(void)
 		/* Try again once a child is gone (requeue_reaped). */
 		return;
 	}
+	parent = getpid();
 	if ((pid = fork()) == -1) {
 		log_warn("fork requeue child");
 		evtimer_add(flush_ev, tv_ms(&tv, 200));
 		return;
 	}
 	if (pid == 0) {
+		/*
+		 * No child outlives the supervisor: what a requeue child could
+		 * not finish is left pending, and visibility_timeout (another
+		 * instance, or this one restarted) takes it from there.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(1);
 		pool_child_reset(-1);
 		requeue_child(rsup->cfg, pending, npending);
 	}

@@ -5,6 +5,18 @@ import re
 import subprocess
 
 from harness import BUILD, ROOT
+import time
+
+
+def session_gone(sid, timeout=5.0):
+    """The processes of session sid, once they have all gone (bounded): a
+    child killed by PR_SET_PDEATHSIG as its parent exits takes a moment."""
+    deadline = time.monotonic() + timeout
+    procs = session_procs(sid)
+    while procs and time.monotonic() < deadline:
+        time.sleep(0.05)
+        procs = session_procs(sid)
+    return procs
 
 
 def session_procs(sid):
@@ -51,7 +63,7 @@ def test_demo_runs_and_cleans_up(tmp_path):
         assert b"List-Unsubscribe:" in f.read()
     assert "queues empty" in out
     # Nothing it started is left running.
-    assert session_procs(p.pid) == []
+    assert session_gone(p.pid) == []
 
 
 def test_demo_stops_redis_on_failure(tmp_path):
@@ -62,7 +74,7 @@ def test_demo_stops_redis_on_failure(tmp_path):
     p, out, err = run_demo(env, 60)
     assert p.returncode != 0 and "digestd exited" in err, out + err
     assert "starting redis-server" in out
-    assert session_procs(p.pid) == []
+    assert session_gone(p.pid) == []
 
 
 def test_demo_interrupted_stops_everything(tmp_path):
@@ -92,4 +104,4 @@ def test_demo_interrupted_stops_everything(tmp_path):
     deadline = time.monotonic() + 10
     while session_procs(p.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert session_procs(p.pid) == [], seen + rest
+    assert session_gone(p.pid) == [], seen + rest
