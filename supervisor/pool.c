@@ -671,8 +671,8 @@ pool_worker_died(int i, int status)
 			why = "job_timeout";
 		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
 		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
-		requeue_add(ps->queue, has_job ? &job : NULL, entry, why,
-		    consumer, (int64_t)atomic_load(&s->cursor));
+		requeue_add(ps->queue, has_job ? &job : NULL, why, consumer,
+		    (int64_t)atomic_load(&s->cursor));
 	}
 	metrics_fold_slot(psup, i);
 	sb_job_clear(s);

@@ -81,8 +81,8 @@ void pool_child_reset(int keep);
  */
 void requeue_init(struct supervisor *);
 /* Queue a job for requeueing; the child is forked from the event loop. */
-void requeue_add(const char *queue, const struct job *, const char *entry,
-    const char *reason, const char *consumer, int64_t cursor);
+void requeue_add(const char *queue, const struct job *, const char *reason,
+    const char *consumer, int64_t cursor);
 /* 1 if pid was a requeue child (it is accounted for), else 0. */
 int requeue_reaped(pid_t, int status);
 /* 1 while jobs wait to be requeued or a requeue child runs. */

@@ -40,9 +40,8 @@
 struct requeue_item {
 	char queue[SB_NAME_MAX];
 	struct job job;
-	char entry[SB_ENTRY_MAX];
 	char reason[32];
-	char consumer[160];	/* the dead worker's; "" if unknown */
+	char consumer[160];	/* the dead worker's */
 	int has_job;
 	int64_t cursor;		/* the last member it had done, from its slot */
 };
@@ -69,19 +68,12 @@ requeue_init(struct supervisor *s)
 }
 
 void
-requeue_add(const char *queue, const struct job *j, const char *entry,
-    const char *reason, const char *consumer, int64_t cursor)
+requeue_add(const char *queue, const struct job *j, const char *reason,
+    const char *consumer, int64_t cursor)
 {
 	struct requeue_item *it;
 	struct timeval tv;
 
-	if ((consumer == NULL || consumer[0] == '\0') &&
-	    (j == NULL || entry == NULL || entry[0] == '\0')) {
-		if (j != NULL)
-			log_warnx("job %s: no stream entry to requeue",
-			    j->job_id);
-		return;
-	}
 	if (npending == SB_MAX_SLOTS)
 		requeue_flush();
 	if (npending == SB_MAX_SLOTS) {
@@ -97,37 +89,10 @@ requeue_add(const char *queue, const struct job *j, const char *entry,
 		it->has_job = 1;
 		it->cursor = cursor;
 	}
-	if (entry != NULL)
-		strlcpy(it->entry, entry, sizeof(it->entry));
-	if (consumer != NULL)
-		strlcpy(it->consumer, consumer, sizeof(it->consumer));
+	strlcpy(it->consumer, consumer, sizeof(it->consumer));
 	strlcpy(it->reason, reason, sizeof(it->reason));
 	/* Batch the deaths of this loop iteration into one child. */
 	evtimer_add(flush_ev, tv_ms(&tv, 0));
-}
-
-/* 1 if entry is still pending in the group, 0 if not, -1 on error. */
-static int
-entry_pending(redisContext *c, const struct config *cfg, const char *queue,
-    const char *entry)
-{
-	redisReply *r;
-	char key[512];
-	int rc;
-
-	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:q:%s",
-	    queue) == NULL)
-		return -1;
-	r = redisCommand(c, "XPENDING %s %s %s %s 1", key, JOBQ_GROUP, entry,
-	    entry);
-	if (r == NULL)
-		return -1;
-	if (r->type == REDIS_REPLY_ARRAY)
-		rc = r->elements > 0;
-	else
-		rc = -1;
-	freeReplyObject(r);	/* the reply is ours to free */
-	return rc;
 }
 
 /* The child: requeue every item, retrying while Redis is down. */
@@ -155,44 +120,16 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		    items[i].job.job_id, items[i].cursor, err, sizeof(err)) ==
 		    -1)
 			goto retry;
-		if (items[i].consumer[0] != '\0') {
-			p = jobq_requeue_consumer(c, cfg, items[i].queue,
-			    items[i].consumer, items[i].reason, err,
-			    sizeof(err));
-			if (p == -1)
-				goto retry;
-			if (p > 0)
-				log_info("%d job(s) of %s requeued on %s (%s)",
-				    p, items[i].consumer, items[i].queue,
-				    items[i].reason);
-			else if (items[i].has_job)
-				log_info("job %s: already acknowledged or "
-				    "given back", items[i].job.job_id);
-			i++;
-			delay_ms = 100;
-			continue;
-		}
-		p = entry_pending(c, cfg, items[i].queue, items[i].entry);
-		if (p == -1) {
-			snprintf(err, sizeof(err), "XPENDING: %s",
-			    c->err ? c->errstr : "unexpected reply");
+		p = jobq_requeue_consumer(c, cfg, items[i].queue,
+		    items[i].consumer, items[i].reason, err, sizeof(err));
+		if (p == -1)
 			goto retry;
-		}
-		if (p == 0) {
+		if (p > 0)
+			log_info("%d job(s) of %s requeued on %s (%s)", p,
+			    items[i].consumer, items[i].queue, items[i].reason);
+		else if (items[i].has_job)
 			log_info("job %s: already acknowledged or given back",
 			    items[i].job.job_id);
-			i++;
-			continue;
-		}
-		if (jobq_requeue(c, cfg, items[i].queue, items[i].entry,
-		    &items[i].job, err, sizeof(err)) == -1)
-			goto retry;
-		if (jobq_note_error(c, cfg, items[i].job.job_id,
-		    items[i].reason) == -1)
-			log_warnx("job %s: could not record last_error",
-			    items[i].job.job_id);
-		log_info("job %s requeued on %s (%s)", items[i].job.job_id,
-		    items[i].queue, items[i].reason);
 		i++;
 		delay_ms = 100;
 		continue;
