@@ -137,17 +137,23 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
-	redisAppendCommand(q, "HSET %s cursor %" PRId64 " sent %" PRId64
-	    " skipped %" PRId64 " updated_at %.3f", key, cp->cursor, cp->sent,
-	    cp->skipped, now_real());
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	if (!cp->deferred_dirty)
-		return cp_replies(q, 2, NULL);
-	if (cp->deferred[0] == '\0')
-		redisAppendCommand(q, "HDEL %s deferred", key);
-	else
-		redisAppendCommand(q, "HSET %s deferred %s", key,
+	/*
+	 * The cursor and a parked list grown past it go in one HSET: a
+	 * cursor beyond a parked recipient never stands without the list.
+	 */
+	if (cp->deferred_dirty && cp->deferred[0] != '\0')
+		redisAppendCommand(q, "HSET %s cursor %" PRId64 " sent %" PRId64
+		    " skipped %" PRId64 " updated_at %.3f deferred %s", key,
+		    cp->cursor, cp->sent, cp->skipped, now_real(),
 		    cp->deferred);
+	else
+		redisAppendCommand(q, "HSET %s cursor %" PRId64 " sent %" PRId64
+		    " skipped %" PRId64 " updated_at %.3f", key, cp->cursor,
+		    cp->sent, cp->skipped, now_real());
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if (!cp->deferred_dirty || cp->deferred[0] != '\0')
+		return cp_replies(q, 2, NULL);
+	redisAppendCommand(q, "HDEL %s deferred", key);
 	return cp_replies(q, 3, NULL);
 }
 

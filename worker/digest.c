@@ -13,9 +13,10 @@
  * The checkpoint follows a frontier: the cursor may only move past a
  * member once every member before it is done (skipped, sent or rejected).
  * An unconfirmed message holds the frontier back, so a retried job
- * resumes before it and no recipient is ever lost.  A few deferred (4xx)
- * recipients are parked in the checkpoint and retried at the end of the
- * job; a server deferring everyone holds the frontier like an outage.
+ * resumes before it and no recipient is ever lost.  Deferred (4xx)
+ * recipients are parked in the checkpoint as their replies come and
+ * retried at the end of the job; a server deferring everyone fills the
+ * parked list, and then holds the frontier like an outage.
  * The cursor is saved to Redis each time it moves past a delivered
  * message, so a killed worker re-sends at most the message in flight.
  */
@@ -63,8 +64,8 @@
  * anything twice: they are retried at the end of the job (PARKED_ROUNDS
  * times, 0.5 s doubling) and at the start of each later attempt, and
  * given up after PARKED_GIVE_UP attempts, as an MTA bounces a message
- * after its queue lifetime.  More than PARKED_MAX at once is the server
- * deferring everyone: the job waits in place (DEFER_RETRIES) instead.
+ * after its queue lifetime.  Beyond PARKED_MAX parked, the server is
+ * deferring everyone: the next ones wait in place (DEFER_RETRIES).
  */
 #define PARKED_MAX		100
 #define PARKED_ROUNDS		3
@@ -625,41 +626,22 @@ digest_cp_key(struct run *rn, char *buf, size_t len)
 	    rn->job->job_id);
 }
 
-/* Write the parked list to the checkpoint's `deferred` field; 0 or -1. */
-static int
-digest_parked_save(struct run *rn)
+/*
+ * Write the parked list into the checkpoint's `deferred` field, which
+ * checkpoint_save stores with the cursor in one HSET: Redis never holds a
+ * cursor past a parked recipient without the list that keeps it.
+ */
+static void
+digest_parked_format(struct run *rn)
 {
-	redisContext *q = rn->ctx->queue;
-	redisReply *r;
-	char key[512], *buf;
-	size_t i, off = 0, cap;
+	char *buf = rn->cp->deferred;
+	size_t i, off = 0, cap = sizeof(rn->cp->deferred);
 
-	if (digest_cp_key(rn, key, sizeof(key)) == NULL)
-		return -1;
-	/* Kept in the checkpoint too, for a save after this one fails. */
-	buf = rn->cp->deferred;
-	cap = sizeof(rn->cp->deferred);
 	buf[0] = '\0';
 	for (i = 0; i < rn->npk && off < cap; i++)
 		off += (size_t)snprintf(buf + off, cap - off, "%s%lld:%d",
 		    i ? "," : "", (long long)rn->pk[i].uid, rn->pk[i].tries);
 	rn->cp->deferred_dirty = 1;
-	if (rn->npk == 0)
-		r = redisCommand(q, "HDEL %s deferred", key);
-	else
-		r = redisCommand(q, "HSET %s deferred %s", key, buf);
-	if (r == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
-		return -1;
-	}
-	i = r->type == REDIS_REPLY_ERROR;
-	freeReplyObject(r);
-	if (i)
-		return -1;
-	rn->pk_dirty = 0;
-	rn->cp->deferred_dirty = 0;
-	return 0;
 }
 
 /* Read the parked list a previous attempt left; 0 or -1. */
@@ -739,9 +721,9 @@ digest_save(struct run *rn)
 	if (rn->cp->cursor == rn->saved_cursor && !rn->save_failed &&
 	    !rn->pk_dirty)
 		return 0;
-	/* Parked first: a cursor saved past them must find them kept. */
-	if ((rn->pk_dirty && digest_parked_save(rn) == -1) ||
-	    checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
+	if (rn->pk_dirty)
+		digest_parked_format(rn);
+	if (checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1) {
 		if (rn->ctx->queue->err == REDIS_ERR_OOM)
 			worker_oom();
@@ -755,16 +737,24 @@ digest_save(struct run *rn)
 		rn->save_failed = 1;
 		return -1;
 	}
+	rn->pk_dirty = 0;
+	rn->cp->deferred_dirty = 0;
 	rn->saved_cursor = rn->cp->cursor;
+	/* Cursor and parked list are in Redis: the slot may follow. */
+	atomic_store(&rn->ctx->slot->cursor, (uint64_t)rn->cp->cursor);
 	return 0;
 }
 
 /*
  * Move the frontier over the members that are done, and the cursor with
- * it: in the slot at once, in Redis at the next digest_save.
+ * it: in the slot at once, in Redis at the next digest_save.  The
+ * supervisor saves the slot's cursor alone when a worker dies, so while
+ * a parked recipient is not in Redis yet the slot's cursor stays behind
+ * it (digest_save moves it once the list is stored): else a kill would
+ * lose that recipient.
  */
 static void
-digest_advance_to(struct run *rn, int slot_too)
+digest_advance(struct run *rn)
 {
 	size_t f = rn->front;
 
@@ -774,15 +764,9 @@ digest_advance_to(struct run *rn, int slot_too)
 		return;
 	rn->front = f;
 	rn->cp->cursor = rn->m[f - 1].cursor;
-	if (slot_too)
+	if (!rn->pk_dirty)
 		atomic_store(&rn->ctx->slot->cursor,
 		    (uint64_t)rn->cp->cursor);
-}
-
-static void
-digest_advance(struct run *rn)
-{
-	digest_advance_to(rn, 1);
 }
 
 static struct member *
@@ -830,14 +814,25 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		    detail ? detail : "");
 		break;
 	case TP_DEFERRED:
-		m->state = M_DEFERRED;
-		rn->ndeferred++;
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_DEFERRED));
 		log_debug("deferred uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
+		/*
+		 * Parked at once, while there is room, so that the frontier
+		 * goes on past it: everyone sent after it is then recorded
+		 * as done, and a kill later in the batch re-sends nobody.
+		 * The parked pass leaves its deferred to the next round.
+		 */
+		if (!rn->parked_pass && rn->npk < PARKED_MAX) {
+			digest_park(rn, m->uid);
+			m->state = M_DONE;
+		} else {
+			m->state = M_DEFERRED;
+			rn->ndeferred++;
+		}
 		break;
 	}
-	if (res != TP_DEFERRED) {
+	if (m->state == M_DONE) {
 		/*
 		 * The frontier moves past a delivered message at once in the
 		 * slot, from which the supervisor saves it if this worker is
@@ -847,10 +842,10 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		 * another one at once, before the supervisor could save the
 		 * slot's cursor: there every delivered message is saved.
 		 */
-		digest_advance(rn);
-		if (rn->parked_pass)
+		if (rn->parked_pass && res != TP_DEFERRED)
 			digest_unpark(rn, m->uid);
-		if (rn->save_each || rn->parked_pass)
+		digest_advance(rn);
+		if (rn->save_each || rn->parked_pass || rn->pk_dirty)
 			(void)digest_save(rn);
 	}
 	digest_tick(rn, 0);
@@ -969,40 +964,14 @@ digest_batch(struct run *rn)
 		if (digest_send(rn, &rn->m[i]) == -1)
 			return B_RETRY;
 	}
+	/*
+	 * Recipients deferred by the server were parked as their replies
+	 * came (digest_result_cb); those left deferred here found the
+	 * parked list full: the server defers everyone, and they wait in
+	 * place below, holding the frontier like an outage.
+	 */
 	flushed = digest_flush(rn);
 	digest_advance(rn);
-	/*
-	 * Park this batch's deferred recipients before anything else, even
-	 * when the flush failed or the job must stop: a deferred one left
-	 * in place would hold the frontier, and everyone sent after it
-	 * would be sent again by the next attempt.  The parked pass leaves
-	 * its deferred to digest_parked_rounds.
-	 */
-	if (!rn->parked_pass && rn->ndeferred > 0 &&
-	    rn->npk + rn->ndeferred <= PARKED_MAX) {
-		for (i = 0; i < rn->n; i++) {
-			if (rn->m[i].state != M_DEFERRED)
-				continue;
-			digest_park(rn, rn->m[i].uid);
-			rn->m[i].state = M_DONE;
-		}
-		rn->ndeferred = 0;
-		/*
-		 * The parked list reaches Redis before the slot's cursor
-		 * (which the supervisor saves alone if we die) moves past
-		 * them.  If Redis is away, the frontier moves in memory only:
-		 * the checkpoint then carries cursor and parked list together,
-		 * saved in one go once Redis is back, and nobody sent beyond
-		 * the parked ones is sent again.
-		 */
-		if (digest_save(rn) == -1) {
-			digest_advance_to(rn, 0);
-			return B_RETRY;
-		}
-		digest_advance(rn);
-		if (digest_save(rn) == -1)
-			return B_RETRY;
-	}
 	if (flushed == -1)
 		return B_RETRY;
 	if (digest_draining(rn))

@@ -61,6 +61,55 @@ def test_pipeline_kill9_mid_job(tmp_path, redis_tcp, smtp_sink):
         d.kill()
 
 
+def test_pipeline_kill9_after_a_deferral(tmp_path, redis_tcp, smtp_sink):
+    """A recipient deferred (4xx) early in a batch is parked at once, so the
+    checkpoint moves on past it: a kill later in that batch re-sends at most
+    the message in flight, not everyone sent after the deferred one, and
+    the deferred one is delivered in the end."""
+    r = redis_tcp.client()
+    ws, we = window()
+    data = Data(r)
+    data.group(7, name="Greylisted")
+    uids = list(range(4000, 4000 + N))
+    data.members(7, uids)
+    for u in uids:
+        data.user(u, email="u%d@example.org" % u)
+    data.post(7, 7001, we - 60, title="Hello", author_id=1)
+    grey = "u4102@example.org"      # third in the second batch of 100
+    asked = collections.Counter()
+
+    def reply(addr):
+        asked[addr] += 1
+        time.sleep(0.01)      # blocks the sink's loop: about 100 emails/s
+        return "450 4.7.1 greylisted" if addr == grey and asked[addr] == 1 else None
+
+    smtp_sink.reply_for = reply
+    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, batch=100, per_session=100)
+    d = Digestd(cfg, tmp_path)
+    d.start()
+    try:
+        jid = enqueue(r, 7, "daily", ws, we)
+        # Some 40 sent after the deferred one, in the same batch.
+        wait_for(lambda: smtp_sink.count() >= 140, timeout=60, interval=0.01,
+                 what="the second batch under way")
+        pid = busy_worker(d)
+        assert pid, d.status()
+        os.kill(pid, signal.SIGKILL)
+        at_kill = smtp_sink.count()
+        assert asked[grey] == 1 and at_kill < 195, "the kill missed the batch"
+        st = wait_done(r, jid, timeout=120, d=d)
+        assert int(st["attempts"]) >= 2, st
+        got = collections.Counter(rcpts(smtp_sink))
+        want = {"u%d@example.org" % u for u in uids}
+        missing = want - set(got)
+        assert not missing, "lost: %s" % sorted(missing)[:10]
+        dups = {a: c for a, c in got.items() if c > 1}
+        assert sum(c - 1 for c in dups.values()) <= 1, dups
+        assert set(got) == want
+    finally:
+        d.kill()
+
+
 def test_pipeline_drain_mid_job_resumes(tmp_path, redis_tcp, smtp_sink):
     """SIGTERM mid-job: the job is checkpointed and given back; a new digestd
     resumes it: nobody lost, nobody sent twice (a drain is orderly)."""
