@@ -108,6 +108,49 @@ sb_job_read(struct sb_slot *s, struct job *j, char *entry, int64_t *started)
 }
 
 void
+sb_orphan_add(struct scoreboard *sb, const char *job_id, int64_t cursor)
+{
+	struct sb_orphan *o = &sb->orphans[sb->orphan_next++ % SB_ORPHANS];
+
+	seq_begin(&o->seq);
+	strlcpy(o->job_id, job_id, sizeof(o->job_id));
+	o->cursor = cursor;
+	seq_end(&o->seq);
+}
+
+int
+sb_orphan_cursor(struct scoreboard *sb, const char *job_id, int64_t *cursor)
+{
+	struct sb_orphan *o;
+	char id[JOB_ID_MAX];
+	uint32_t a, b;
+	int64_t c;
+	int i, found = 0;
+
+	for (i = 0; i < SB_ORPHANS; i++) {
+		o = &sb->orphans[i];
+		for (;;) {
+			a = atomic_load_explicit(&o->seq, memory_order_acquire);
+			if (a & 1)
+				continue;
+			memcpy(id, o->job_id, sizeof(id));
+			c = o->cursor;
+			atomic_thread_fence(memory_order_acquire);
+			b = atomic_load_explicit(&o->seq, memory_order_relaxed);
+			if (a == b)
+				break;
+		}
+		id[sizeof(id) - 1] = '\0';
+		if (a == 0 || strcmp(id, job_id) != 0)
+			continue;
+		if (!found || c > *cursor)
+			*cursor = c;
+		found = 1;
+	}
+	return found;
+}
+
+void
 sb_stats_write(struct scoreboard *sb, const struct sb_stats *st)
 {
 	seq_begin(&sb->stats.seq);

@@ -92,6 +92,22 @@ struct sb_stats {
 	int32_t ok;			/* last sample succeeded */
 };
 
+/*
+ * How far the job of a worker that died with it in hand had got (amqp
+ * backend): the broker gives such a job to another worker at once, maybe
+ * before Redis has the dead worker's progress (Redis was away, or the
+ * supervisor's save has not landed yet), so a worker starting a job looks
+ * here too.  A ring written by the supervisor only, each entry under its
+ * own sequence lock.
+ */
+#define SB_ORPHANS 32
+
+struct sb_orphan {
+	_Atomic uint32_t seq;
+	char job_id[JOB_ID_MAX];
+	int64_t cursor;
+};
+
 struct scoreboard {
 	uint32_t magic;
 	uint32_t nslots;
@@ -100,6 +116,8 @@ struct scoreboard {
 	struct sb_pool pools[SB_MAX_POOLS]; /* written by the supervisor only */
 	struct sb_stats stats;
 	struct sb_slot slots[SB_MAX_SLOTS];
+	uint32_t orphan_next;		/* supervisor only */
+	struct sb_orphan orphans[SB_ORPHANS];
 };
 
 /* Map a new zeroed segment; fatal on failure. */
@@ -117,6 +135,14 @@ void sb_job_clear(struct sb_slot *);
  * when the slot has a job, 0 when idle.  entry must hold SB_ENTRY_MAX bytes.
  */
 int sb_job_read(struct sb_slot *, struct job *, char *entry, int64_t *started_ns);
+
+/* Supervisor side: record where a dead worker's job had got to. */
+void sb_orphan_add(struct scoreboard *, const char *job_id, int64_t cursor);
+/*
+ * Worker side: the furthest cursor recorded for job_id.  Returns 1 and
+ * sets *cursor when there is one, else 0.
+ */
+int sb_orphan_cursor(struct scoreboard *, const char *job_id, int64_t *cursor);
 
 /* Sampler side: publish / read stats under the seqlock. */
 void sb_stats_write(struct scoreboard *, const struct sb_stats *);

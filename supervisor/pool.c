@@ -673,6 +673,17 @@ pool_worker_died(int i, int status)
 		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
 		requeue_add(ps->queue, has_job ? &job : NULL, why, consumer,
 		    (int64_t)atomic_load(&s->cursor));
+	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP && has_job &&
+	    (int64_t)atomic_load(&s->cursor) >= job.member_min) {
+		/*
+		 * The broker has the job back already, and may hand it to
+		 * another worker before Redis has this one's progress: the
+		 * workers here find the cursor in the segment, the other
+		 * instances in Redis once the child has saved it.
+		 */
+		sb_orphan_add(psup->sb, job.job_id,
+		    (int64_t)atomic_load(&s->cursor));
+		requeue_add_cursor(&job, (int64_t)atomic_load(&s->cursor));
 	}
 	metrics_fold_slot(psup, i);
 	sb_job_clear(s);

@@ -2,8 +2,8 @@
  * Putting a dead worker's job back in its queue at once.  The supervisor
  * knows the job from the worker's slot, but must never block on Redis, so
  * the jobs are handed to a short-lived child that connects to the queue
- * Redis, requeues each one (jobq_requeue) and records why its attempt
- * ended (jobq_note_error), retrying with backoff while Redis is down.
+ * Redis, requeues each one (jobq_requeue_consumer) and records why its
+ * attempt ended, retrying with backoff while Redis is down.
  *
  * Jobs of workers that die in the same loop iteration share one child.
  * On the Redis backend the child puts back everything still pending under
@@ -11,6 +11,10 @@
  * its slot, and also an entry delivered an instant before it died, before
  * it could record it in the slot.  An entry it had acknowledged or given
  * back is no longer pending, so no job ever runs twice because of this.
+ *
+ * On the amqp backend the broker puts the job back itself: the child only
+ * saves the dead worker's cursor (requeue_add_cursor), for the instance
+ * that takes the job next.
  */
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -43,6 +47,7 @@ struct requeue_item {
 	char reason[32];
 	char consumer[160];	/* the dead worker's */
 	int has_job;
+	int cursor_only;	/* amqp: the broker requeues, we save the cursor */
 	int64_t cursor;		/* the last member it had done, from its slot */
 };
 
@@ -67,9 +72,8 @@ requeue_init(struct supervisor *s)
 		fatalx("requeue: evtimer_new");
 }
 
-void
-requeue_add(const char *queue, const struct job *j, const char *reason,
-    const char *consumer, int64_t cursor)
+static struct requeue_item *
+requeue_item_new(void)
 {
 	struct requeue_item *it;
 	struct timeval tv;
@@ -79,10 +83,37 @@ requeue_add(const char *queue, const struct job *j, const char *reason,
 	if (npending == SB_MAX_SLOTS) {
 		log_warnx("requeue backlog full; left to the visibility "
 		    "timeout");
-		return;
+		return NULL;
 	}
 	it = &pending[npending++];
 	memset(it, 0, sizeof(*it));
+	/* Batch the deaths of this loop iteration into one child. */
+	evtimer_add(flush_ev, tv_ms(&tv, 0));
+	return it;
+}
+
+void
+requeue_add_cursor(const struct job *j, int64_t cursor)
+{
+	struct requeue_item *it;
+
+	if ((it = requeue_item_new()) == NULL)
+		return;
+	it->job = *j;
+	it->has_job = 1;
+	it->cursor_only = 1;
+	it->cursor = cursor;
+	strlcpy(it->reason, "cursor", sizeof(it->reason));
+}
+
+void
+requeue_add(const char *queue, const struct job *j, const char *reason,
+    const char *consumer, int64_t cursor)
+{
+	struct requeue_item *it;
+
+	if ((it = requeue_item_new()) == NULL)
+		return;
 	strlcpy(it->queue, queue, sizeof(it->queue));
 	if (j != NULL) {
 		it->job = *j;
@@ -91,8 +122,6 @@ requeue_add(const char *queue, const struct job *j, const char *reason,
 	}
 	strlcpy(it->consumer, consumer, sizeof(it->consumer));
 	strlcpy(it->reason, reason, sizeof(it->reason));
-	/* Batch the deaths of this loop iteration into one child. */
-	evtimer_add(flush_ev, tv_ms(&tv, 0));
 }
 
 /* The child: requeue every item, retrying while Redis is down. */
@@ -120,6 +149,13 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		    items[i].job.job_id, items[i].cursor, err, sizeof(err)) ==
 		    -1)
 			goto retry;
+		if (items[i].cursor_only) {
+			log_info("job %s: cursor %lld saved", items[i].job.job_id,
+			    (long long)items[i].cursor);
+			i++;
+			delay_ms = 100;
+			continue;
+		}
 		p = jobq_requeue_consumer(c, cfg, items[i].queue,
 		    items[i].consumer, items[i].reason, err, sizeof(err));
 		if (p == -1)

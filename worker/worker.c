@@ -394,34 +394,61 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 }
 
 /*
+ * Wait ms while holding a job: heartbeat in the slot and on the broker
+ * connection (while it lives), but unlike worker_sleep, a stop does not
+ * cut the wait short.
+ */
+static void
+worker_hold(struct worker *w, struct source_msg *m, int64_t ms)
+{
+	int64_t end = now_mono_ns() + ms * 1000000;
+
+	while (now_mono_ns() < end) {
+		worker_housekeeping(w);
+		if (!w->keepalive_failed && now_mono_ns() -
+		    w->last_keepalive_ns >= KEEPALIVE_EVERY_NS) {
+			w->last_keepalive_ns = now_mono_ns();
+			if (w->src.ops->keepalive(&w->src, m) == -1)
+				w->keepalive_failed = 1;
+		}
+		worker_pause(100);
+	}
+}
+
+/*
  * On the amqp backend the broker takes a job back at once, and another
  * worker may start it before this one has recorded how far it got.  When
  * the Redis holding the checkpoints went away during the job, reconnect
  * to Redis alone (the job stays ours on the broker meanwhile) and save the
  * progress before giving the job back, so that what the transport took
- * while Redis was away is not sent again.  Bounded: a Redis still away
- * after a few seconds leaves the job to be given back as it is.
+ * while Redis was away is not sent again.  A stop (a reload retiring
+ * this worker, a drain) waits for it too: a drain past drain_timeout
+ * ends in SIGKILL anyway.  Bounded: a Redis still away after SAVE_HOLD_MS
+ * leaves the job to be given back as it is.
  */
-#define SAVE_TRIES	6
+#define SAVE_HOLD_MS	30000
 
 static void
-worker_save_progress(struct worker *w, const struct job *j,
+worker_save_progress(struct worker *w, struct source_msg *m,
     const struct checkpoint *cp)
 {
+	const struct job *j = &m->job;
 	char err[256];
 	int64_t delay = CONNECT_BACKOFF_MIN_MS;
-	int i;
+	int64_t until = now_mono_ns() + SAVE_HOLD_MS * 1000000LL;
+	int tries = 0;
 
 	if (w->cfg->queue.backend != QUEUE_BACKEND_AMQP || w->queue == NULL ||
 	    w->queue->err == 0)
 		return;
-	for (i = 0; i < SAVE_TRIES; i++) {
+	for (;;) {
 		if (w->queue != w->data && w->queue != NULL)
 			redisFree(w->queue);
 		if (w->data != NULL)
 			redisFree(w->data);
 		w->queue = w->data = NULL;
 		w->dctx.data = w->dctx.queue = NULL;
+		strlcpy(err, "the checkpoint was not saved", sizeof(err));
 		if ((w->data = rconn_connect(&w->cfg->redis, err,
 		    sizeof(err))) != NULL) {
 			w->queue = w->cfg->has_queue_redis ? rconn_connect(
@@ -438,11 +465,17 @@ worker_save_progress(struct worker *w, const struct job *j,
 			}
 		}
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		if (worker_sleep(w, delay))
+		if (tries++ == 0)
+			log_warnx("holding the job until Redis takes its "
+			    "progress: %s", err);
+		if (now_mono_ns() + delay * 1000000LL >= until)
 			break;
-		delay *= 2;
+		worker_hold(w, m, delay);
+		if ((delay *= 2) > CONNECT_BACKOFF_MAX_MS)
+			delay = CONNECT_BACKOFF_MAX_MS;
 	}
-	log_warnx("progress not saved: Redis still away");
+	log_warnx("progress not saved: Redis still away after %d s",
+	    SAVE_HOLD_MS / 1000);
 	/* Whatever is left half-open is replaced by the main loop. */
 	w->keepalive_failed = 1;
 }
@@ -454,7 +487,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	struct checkpoint cp;
 	enum digest_result res = DIGEST_DONE;	/* until the job runs */
 	char reason[256];
-	int64_t t0, ran;
+	int64_t t0, ran, orphan;
 	double wait;
 	int rc;
 
@@ -476,6 +509,18 @@ worker_run(struct worker *w, struct source_msg *m)
 		if (w->src.ops->ack(&w->src, m) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		goto out;
+	}
+	/*
+	 * A worker that died with this job in hand may have got further
+	 * than Redis knows (amqp: the broker gave it to us at once).
+	 */
+	if (w->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
+	    sb_orphan_cursor(w->sb, m->job.job_id, &orphan) &&
+	    orphan > cp.cursor) {
+		log_info("resuming after %lld, where a worker that died left "
+		    "it (the checkpoint says %lld)", (long long)orphan,
+		    (long long)cp.cursor);
+		cp.cursor = orphan;
 	}
 	if (cp.attempts > w->cfg->queue.max_attempts) {
 		snprintf(reason, sizeof(reason), "%s", cp.last_error[0] ?
@@ -506,7 +551,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	    !w->keepalive_failed)
 		res = DIGEST_STOPPED;
 	if (res != DIGEST_DONE)
-		worker_save_progress(w, &m->job, &cp);
+		worker_save_progress(w, m, &cp);
 
 	switch (res) {
 	case DIGEST_DONE:
