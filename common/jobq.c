@@ -406,35 +406,6 @@ ioerr:
 }
 
 int
-jobq_requeue(redisContext *c, const struct config *cfg, const char *queue,
-    const char *entry, const struct job *j, char *err, size_t errlen)
-{
-	struct jobq_argv cmds[2];
-	char key[JOBQ_KEY_MAX], buf[JOB_ENCODE_MAX];
-
-	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
-		snprintf(err, errlen, "queue name too long");
-		return -1;
-	}
-	memset(cmds, 0, sizeof(cmds));
-	jobq_arg(&cmds[0], "XADD");
-	jobq_arg(&cmds[0], key);
-	jobq_arg(&cmds[0], "*");
-	jobq_args_job(&cmds[0], j, buf);
-	if (entry != NULL) {
-		jobq_arg(&cmds[1], "XACK");
-		jobq_arg(&cmds[1], key);
-		jobq_arg(&cmds[1], JOBQ_GROUP);
-		jobq_arg(&cmds[1], entry);
-	}
-	if (cmds[0].argc >= JOBQ_ARGV_MAX) {
-		snprintf(err, errlen, "redis: command too long");
-		return -1;
-	}
-	return jobq_transaction(c, cmds, entry != NULL ? 2 : 1, err, errlen);
-}
-
-int
 jobq_dead_letter(redisContext *c, const struct config *cfg, const char *queue,
     const char *entry, const struct job *j, const char *const *names,
     const char *const *values, size_t n, const char *reason, int attempts,

@@ -47,14 +47,8 @@ int jobq_enqueue_many(redisContext *, const struct config *, const char *queue,
     size_t errlen);
 
 /*
- * Put a delivered job back at the end of its queue: XADD a copy and XACK
- * the old entry, in one MULTI/EXEC.  0 / -1.
- */
-int jobq_requeue(redisContext *, const struct config *, const char *queue,
-    const char *entry, const struct job *, char *err, size_t errlen);
-
-/*
- * jobq_requeue, but only while entry is still pending under consumer, in
+ * Put a delivered job back at the end of its queue (XADD a copy, XACK the
+ * old entry), but only while entry is still pending under consumer, in
  * one script: a job another instance reclaimed meanwhile (its owner was cut
  * off past visibility_timeout) stays with whoever holds it now, so it never
  * runs twice.  1 if put back, 0 if no longer ours, -1 on error.
@@ -113,7 +107,7 @@ void jobq_consumer_name(char *buf, size_t len, int supervisor_pid,
 
 /*
  * Put back every entry pending under consumer (a dead worker's) and remove
- * the consumer: each is requeued (jobq_requeue, its checkpoint noting
+ * the consumer: each is requeued (XADD and XACK, its checkpoint noting
  * reason) or, if it does not decode, dead-lettered.  Returns the number put
  * back, or -1 (err) on a Redis error; a partial run is safe to repeat.
  */

@@ -4,7 +4,7 @@
  * an idle worker wakes at least once per fetch timeout to heartbeat.
  *
  * Leases: a delivered entry stays pending under this worker's consumer
- * name until it is acknowledged (XACK), given back (jobq_requeue) or
+ * name until it is acknowledged (XACK), given back (jobq_requeue_owned) or
  * dead-lettered.  While a job runs, keepalive re-claims the entry to
  * ourselves (XCLAIM ... JUSTID), which resets its idle time, so that no
  * other instance's reclaim ever takes it.  Jobs left pending by a whole
