@@ -68,6 +68,7 @@ SHORT = dict(recipients=800, kills=3, redis_restarts=1, hups=3, outage=2.0,
              bursts=1, burst_len=1.0, broker_restarts=1, timeout=150.0, rcpt_delay=0.01)
 
 MSGID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.I | re.M)
+DATE = re.compile(rb"^Date:[ \t]*([^\r\n]+)", re.I | re.M)
 
 
 class AofRedis(RedisServer):
@@ -100,8 +101,9 @@ class AofRedis(RedisServer):
 class Sink(SmtpSink):
     """The SMTP sink, with 4xx bursts and outages, indexed by Message-ID."""
 
-    def __init__(self):
+    def __init__(self, journal=None):
         super().__init__()
+        self.journal = journal  # a file: one line per message accepted
         self.burst_until = 0.0
         self.burst_min = 0
         self.rcpt_delay = 0.0
@@ -138,6 +140,12 @@ class Sink(SmtpSink):
             m = MSGID.search(head)
             key = m.group(1).decode("ascii", "replace") if m else "<none>"
             self.seen[key] = self.seen.get(key, 0) + 1
+            if self.journal is not None:
+                m = DATE.search(head)
+                date = m.group(1).decode("ascii", "replace") if m else "-"
+                self.journal.write("%s %d %s\n" % (key, self.seen[key], date))
+        if self.journal is not None:
+            self.journal.flush()
         return len(self.seen)
 
 
@@ -411,7 +419,9 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
     now = wend + 3600
 
     redis = AofRedis(os.path.join(workdir, "redis")).start()
-    sink = Sink().start()
+    # Which message came when, for the post-mortem of a failed run.
+    journal = open(os.path.join(workdir, "deliveries.txt"), "w")
+    sink = Sink(journal).start()
     # The short form's sink is slower, so that its faults meet traffic.
     sink.rcpt_delay = p["rcpt_delay"]
     own_rabbit = False
@@ -589,6 +599,7 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
         if d is not None:
             d.kill()
         sink.stop()
+        journal.close()
         redis.stop()
         if own_rabbit:
             rabbit.stop()
