@@ -60,7 +60,8 @@ int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
 /*
  * Move the cursor of job_id's checkpoint forward to cursor (never back,
  * never creating the checkpoint): the supervisor saves the last member a
- * dead worker had done, from its slot, before its job is requeued.
+ * dead worker had done, from its slot, before its job is requeued (or,
+ * on the amqp backend, for whoever the broker redelivers it to).
  * 1 if moved, 0 if not, -1 on error.
  */
 int jobq_save_cursor(redisContext *, const struct config *, const char *job_id,

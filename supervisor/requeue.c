@@ -131,7 +131,7 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 	redisContext *c = NULL;
 	char err[512];
 	int64_t start = now_mono_ns(), delay_ms = 100;
-	int i = 0, p;
+	int i = 0, p, moved;
 
 	setproctitle("-digestd: requeue");
 	log_set_proc("requeue", NULL, -1);
@@ -144,14 +144,21 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		 * but told Redis once per flush: save it first, so that the
 		 * requeued job resumes after the last message done.
 		 */
+		moved = 0;
 		if (items[i].has_job && items[i].cursor >=
-		    items[i].job.member_min && jobq_save_cursor(c, cfg,
-		    items[i].job.job_id, items[i].cursor, err, sizeof(err)) ==
-		    -1)
+		    items[i].job.member_min && (moved = jobq_save_cursor(c,
+		    cfg, items[i].job.job_id, items[i].cursor, err,
+		    sizeof(err))) == -1)
 			goto retry;
 		if (items[i].cursor_only) {
-			log_info("job %s: cursor %lld saved", items[i].job.job_id,
-			    (long long)items[i].cursor);
+			if (moved > 0)
+				log_info("job %s: cursor %lld saved",
+				    items[i].job.job_id,
+				    (long long)items[i].cursor);
+			else
+				log_debug("job %s: the checkpoint is at or past "
+				    "%lld already", items[i].job.job_id,
+				    (long long)items[i].cursor);
 			i++;
 			delay_ms = 100;
 			continue;
