@@ -13,6 +13,34 @@ from pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wa
 N = 300
 
 
+def one_group(r, gid, name, first_uid):
+    """A group of N members with an email each and one post in the window;
+    returns (window start, window end, member uids)."""
+    ws, we = window()
+    data = Data(r)
+    data.group(gid, name=name)
+    uids = list(range(first_uid, first_uid + N))
+    data.members(gid, uids)
+    for u in uids:
+        data.user(u, email="u%d@example.org" % u)
+    data.post(gid, gid * 1000 + 1, we - 60, title="Hello", author_id=1)
+    return ws, we, uids
+
+
+def assert_each_once_after_kill(r, jid, d, sink, uids):
+    """The killed job ran again to the end: everyone got the digest, and
+    at most one of them twice (the message in flight)."""
+    st = wait_done(r, jid, timeout=120, d=d)
+    assert int(st["attempts"]) >= 2, st
+    got = collections.Counter(rcpts(sink))
+    want = {"u%d@example.org" % u for u in uids}
+    missing = want - set(got)
+    assert not missing, "lost: %s" % sorted(missing)[:10]
+    dups = {a: c for a, c in got.items() if c > 1}
+    assert sum(c - 1 for c in dups.values()) <= 1, dups
+    assert set(got) == want
+
+
 def busy_worker(d):
     for w in d.status()["workers"]:
         if w.get("job") and w.get("pid"):
@@ -22,14 +50,7 @@ def busy_worker(d):
 
 def test_pipeline_kill9_mid_job(tmp_path, redis_tcp, smtp_sink):
     r = redis_tcp.client()
-    ws, we = window()
-    data = Data(r)
-    data.group(5, name="Big enough")
-    uids = list(range(1000, 1000 + N))
-    data.members(5, uids)
-    for u in uids:
-        data.user(u, email="u%d@example.org" % u)
-    data.post(5, 5001, we - 60, title="Hello", author_id=1)
+    ws, we, uids = one_group(r, 5, "Big enough", 1000)
 
     def slow(addr):
         time.sleep(0.01)      # blocks the sink's loop: about 100 emails/s
@@ -48,15 +69,7 @@ def test_pipeline_kill9_mid_job(tmp_path, redis_tcp, smtp_sink):
         os.kill(pid, signal.SIGKILL)
         at_kill = smtp_sink.count()
         assert at_kill < N, "the job finished before the kill"
-        st = wait_done(r, jid, timeout=120, d=d)
-        assert int(st["attempts"]) >= 2, st
-        got = collections.Counter(rcpts(smtp_sink))
-        want = {"u%d@example.org" % u for u in uids}
-        missing = want - set(got)
-        assert not missing, "lost: %s" % sorted(missing)[:10]
-        dups = {a: c for a, c in got.items() if c > 1}
-        assert sum(c - 1 for c in dups.values()) <= 1, dups
-        assert set(got) == want
+        assert_each_once_after_kill(r, jid, d, smtp_sink, uids)
     finally:
         d.kill()
 
@@ -67,14 +80,7 @@ def test_pipeline_kill9_after_a_deferral(tmp_path, redis_tcp, smtp_sink):
     the message in flight, not everyone sent after the deferred one, and
     the deferred one is delivered in the end."""
     r = redis_tcp.client()
-    ws, we = window()
-    data = Data(r)
-    data.group(7, name="Greylisted")
-    uids = list(range(4000, 4000 + N))
-    data.members(7, uids)
-    for u in uids:
-        data.user(u, email="u%d@example.org" % u)
-    data.post(7, 7001, we - 60, title="Hello", author_id=1)
+    ws, we, uids = one_group(r, 7, "Greylisted", 4000)
     grey = "u4102@example.org"      # third in the second batch of 100
     asked = collections.Counter()
 
@@ -97,15 +103,7 @@ def test_pipeline_kill9_after_a_deferral(tmp_path, redis_tcp, smtp_sink):
         os.kill(pid, signal.SIGKILL)
         at_kill = smtp_sink.count()
         assert asked[grey] == 1 and at_kill < 195, "the kill missed the batch"
-        st = wait_done(r, jid, timeout=120, d=d)
-        assert int(st["attempts"]) >= 2, st
-        got = collections.Counter(rcpts(smtp_sink))
-        want = {"u%d@example.org" % u for u in uids}
-        missing = want - set(got)
-        assert not missing, "lost: %s" % sorted(missing)[:10]
-        dups = {a: c for a, c in got.items() if c > 1}
-        assert sum(c - 1 for c in dups.values()) <= 1, dups
-        assert set(got) == want
+        assert_each_once_after_kill(r, jid, d, smtp_sink, uids)
     finally:
         d.kill()
 
@@ -114,14 +112,7 @@ def test_pipeline_drain_mid_job_resumes(tmp_path, redis_tcp, smtp_sink):
     """SIGTERM mid-job: the job is checkpointed and given back; a new digestd
     resumes it: nobody lost, nobody sent twice (a drain is orderly)."""
     r = redis_tcp.client()
-    ws, we = window()
-    data = Data(r)
-    data.group(6, name="Drained")
-    uids = list(range(2000, 2000 + N))
-    data.members(6, uids)
-    for u in uids:
-        data.user(u, email="u%d@example.org" % u)
-    data.post(6, 6001, we - 60, title="Hello", author_id=1)
+    ws, we, uids = one_group(r, 6, "Drained", 2000)
 
     def slow(addr):
         time.sleep(0.01)
@@ -165,14 +156,7 @@ def test_pipeline_kill9_maildir(tmp_path, redis_tcp):
     import email.policy
 
     r = redis_tcp.client()
-    ws, we = window()
-    data = Data(r)
-    data.group(9, name="On disk")
-    uids = list(range(3000, 3000 + N))
-    data.members(9, uids)
-    for u in uids:
-        data.user(u, email="u%d@example.org" % u)
-    data.post(9, 9001, we - 60, title="Hello", author_id=1)
+    ws, we, uids = one_group(r, 9, "On disk", 3000)
     outbox = os.path.join(str(tmp_path), "outbox")
     new = os.path.join(outbox, "new")
     cfg = config(tmp_path, redis_tcp, maildir=outbox, batch=50)
