@@ -630,12 +630,14 @@ pool_worker_died(int i, int status)
 	char ran[32];
 	char mono[32], consumer[160];
 	const char *reason_name, *why;
-	int64_t now = now_mono_ns(), delay;
+	int64_t now = now_mono_ns(), delay, cursor;
 	int reason, has_job;
 	pid_t pid = ps->pid;
 
 	reason = classify(i, status);
 	has_job = sb_job_read(s, &job, entry, NULL);
+	/* The last member it had done: the worker is gone, this is final. */
+	cursor = (int64_t)atomic_load(&s->cursor);
 	ps->pid = 0;
 	ps->death_ns = now;
 	atomic_store(&s->state, SB_DEAD);
@@ -672,18 +674,17 @@ pool_worker_died(int i, int status)
 		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
 		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
 		requeue_add(ps->queue, has_job ? &job : NULL, why, consumer,
-		    (int64_t)atomic_load(&s->cursor));
+		    cursor);
 	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP && has_job &&
-	    (int64_t)atomic_load(&s->cursor) >= job.member_min) {
+	    cursor >= job.member_min) {
 		/*
 		 * The broker has the job back already, and may hand it to
 		 * another worker before Redis has this one's progress: the
 		 * workers here find the cursor in the segment, the other
 		 * instances in Redis once the child has saved it.
 		 */
-		sb_orphan_add(psup->sb, job.job_id,
-		    (int64_t)atomic_load(&s->cursor));
-		requeue_add_cursor(&job, (int64_t)atomic_load(&s->cursor));
+		sb_orphan_add(psup->sb, job.job_id, cursor);
+		requeue_add_cursor(&job, cursor);
 	}
 	metrics_fold_slot(psup, i);
 	sb_job_clear(s);
