@@ -107,8 +107,8 @@ static const struct config_section config_sections[] = {
 	{ "redis", "The activity store (read) and digestd's own keys." },
 	{ "queue_redis", "Optional: a dedicated Redis for the queues and the "
 	    "digest:* keys.\n"
-	    "When the section is absent, [redis] serves both; when present it "
-	    "needs\nhost or socket, and uses the key_prefix of [redis]." },
+	    "When the section is absent, or names neither host nor socket, "
+	    "[redis]\nserves both; it uses the key_prefix of [redis]." },
 	{ "queue", "The job queue." },
 	{ "amqp",
 	    "RabbitMQ, used when queue.backend or transport.type is amqp." },
@@ -173,7 +173,8 @@ static const struct config_key config_keys[] = {
 	    NULL, "2s", 0, "Connect and command timeout." },
 
 	{ "queue_redis", "host", CT_STRING, C(queue_redis.host), 0, 0, NULL, "",
-	    0, "Host name or address; host or socket is required." },
+	    0, "Host name or address; with neither host nor socket, [redis]\n"
+	    "serves the queues too." },
 	{ "queue_redis", "port", CT_INT, C(queue_redis.port), 1, 65535, NULL,
 	    "6379", 0, "TCP port." },
 	{ "queue_redis", "socket", CT_PATH, C(queue_redis.socket), 0, 0, NULL,
@@ -900,15 +901,14 @@ config_finish(struct config_parse *p)
 		strlcpy(cfg->smtp.envelope_from, cfg->digest.from_addr,
 		    sizeof(cfg->smtp.envelope_from));
 
+	/*
+	 * A [queue_redis] that names neither host nor socket means "no
+	 * dedicated queue Redis", as the shipped example has it: a section
+	 * left with only its defaults must not point the queues anywhere.
+	 */
 	i = config_section_index("queue_redis");
-	if (p->section_line[i] != 0) {
-		if (cfg->queue_redis.host[0] == '\0' &&
-		    cfg->queue_redis.socket[0] == '\0') {
-			config_fail(p, p->section_line[i],
-			    "[queue_redis] host: host or socket is required "
-			    "when the section is present");
-			return -1;
-		}
+	if (p->section_line[i] != 0 && (cfg->queue_redis.host[0] != '\0' ||
+	    cfg->queue_redis.socket[0] != '\0')) {
 		cfg->has_queue_redis = 1;
 		strlcpy(cfg->queue_redis.key_prefix, cfg->redis.key_prefix,
 		    sizeof(cfg->queue_redis.key_prefix));

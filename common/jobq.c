@@ -900,7 +900,7 @@ jobq_requeue_entry(redisContext *c, const struct config *cfg,
 			rc = 0;
 	} else
 		rc = jobq_dead_letter(c, cfg, queue, id, NULL, names, values,
-		    n, derr, 0, err, errlen);
+		    n, derr, 1, err, errlen);
 	freeReplyObject(r);	/* names and values pointed into it */
 	return rc;
 }

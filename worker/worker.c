@@ -492,7 +492,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	int rc;
 
 	if (!m->decoded) {
-		worker_dead_letter(w, m, m->err, 0);
+		worker_dead_letter(w, m, m->err, 1);
 		return;
 	}
 	log_set_job(m->job.job_id);

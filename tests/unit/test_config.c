@@ -793,12 +793,17 @@ test_queue_redis(void **state)
 	assert_string_equal(cfg->queue_redis.socket, "/run/r.sock");
 	free(cfg);
 
-	fails_with("\n[queue_redis]\n",
-	    "/etc/digestd/t.conf:5: [queue_redis] host: host or socket is "
-	    "required when the section is present");
-	fails_with("[queue_redis]\nport = 6380\n",
-	    "/etc/digestd/t.conf:4: [queue_redis] host: host or socket is "
-	    "required when the section is present");
+	/* Present, naming neither host nor socket: the same as absent. */
+	cfg = loads_with("\n[queue_redis]\n");
+	assert_int_equal(cfg->has_queue_redis, 0);
+	assert_memory_equal(&cfg->queue_redis, &cfg->redis,
+	    sizeof(cfg->redis));
+	free(cfg);
+	cfg = loads_with("[queue_redis]\nport = 6380\ndb = 3\n");
+	assert_int_equal(cfg->has_queue_redis, 0);
+	assert_memory_equal(&cfg->queue_redis, &cfg->redis,
+	    sizeof(cfg->redis));
+	free(cfg);
 }
 
 static void
