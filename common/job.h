@@ -20,6 +20,7 @@ struct job {
 	int64_t window_end;
 	int64_t member_min;		/* inclusive user id range */
 	int64_t member_max;
+	int last_shard;			/* no upper bound: takes later joiners */
 	double enqueued_at;
 };
 

@@ -61,7 +61,6 @@ sb_job_set(struct sb_slot *s, const struct job *j, const char *entry)
 	if (entry == NULL)
 		entry = "";
 	strlcpy(s->job_entry, entry, sizeof(s->job_entry));
-	atomic_store_explicit(&s->cursor, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->job_started_ns, now_real_ns(),
 	    memory_order_relaxed);
 	seq_end(&s->job_seq);
@@ -75,6 +74,50 @@ sb_job_clear(struct sb_slot *s)
 	memset(&s->job, 0, sizeof(s->job));
 	s->job_entry[0] = '\0';
 	seq_end(&s->job_seq);
+}
+
+void
+sb_cursor_set(struct sb_slot *s, const struct cursor *c)
+{
+	seq_begin(&s->cursor_seq);
+	s->cursor = *c;
+	seq_end(&s->cursor_seq);
+}
+
+/* A reader gives up after this many torn reads: the writer died in it. */
+#define SB_CURSOR_TRIES 10000
+
+int
+sb_cursor_read(struct sb_slot *s, struct cursor *c)
+{
+	uint32_t a, b;
+	int i;
+
+	for (i = 0; i < SB_CURSOR_TRIES; i++) {
+		a = atomic_load_explicit(&s->cursor_seq, memory_order_acquire);
+		if (a & 1)
+			continue;
+		memcpy(c, &s->cursor, sizeof(*c));
+		atomic_thread_fence(memory_order_acquire);
+		b = atomic_load_explicit(&s->cursor_seq, memory_order_relaxed);
+		if (a == b)
+			return 0;
+	}
+	memset(c, 0, sizeof(*c));
+	return -1;
+}
+
+void
+sb_cursor_repair(struct sb_slot *s)
+{
+	uint32_t a = atomic_load_explicit(&s->cursor_seq,
+	    memory_order_acquire);
+
+	if (a & 1) {
+		memset(&s->cursor, 0, sizeof(s->cursor));
+		atomic_store_explicit(&s->cursor_seq, a + 1,
+		    memory_order_release);
+	}
 }
 
 int
@@ -108,23 +151,25 @@ sb_job_read(struct sb_slot *s, struct job *j, char *entry, int64_t *started)
 }
 
 void
-sb_orphan_add(struct scoreboard *sb, const char *job_id, int64_t cursor)
+sb_orphan_add(struct scoreboard *sb, const char *job_id,
+    const struct cursor *cursor)
 {
 	struct sb_orphan *o = &sb->orphans[sb->orphan_next++ % SB_ORPHANS];
 
 	seq_begin(&o->seq);
 	strlcpy(o->job_id, job_id, sizeof(o->job_id));
-	o->cursor = cursor;
+	o->cursor = *cursor;
 	seq_end(&o->seq);
 }
 
 int
-sb_orphan_cursor(struct scoreboard *sb, const char *job_id, int64_t *cursor)
+sb_orphan_cursor(struct scoreboard *sb, const char *job_id,
+    struct cursor *cursor)
 {
 	struct sb_orphan *o;
 	char id[JOB_ID_MAX];
 	uint32_t a, b;
-	int64_t c;
+	struct cursor c;
 	int i, found = 0;
 
 	for (i = 0; i < SB_ORPHANS; i++) {
@@ -143,7 +188,7 @@ sb_orphan_cursor(struct scoreboard *sb, const char *job_id, int64_t *cursor)
 		id[sizeof(id) - 1] = '\0';
 		if (a == 0 || strcmp(id, job_id) != 0)
 			continue;
-		if (!found || c > *cursor)
+		if (!found || cursor_cmp(&c, cursor) > 0)
 			*cursor = c;
 		found = 1;
 	}

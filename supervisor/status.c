@@ -30,7 +30,7 @@ struct status_worker {
 	int has_job;
 	struct job job;
 	double job_started_at;
-	uint64_t cursor;
+	struct cursor cursor;	/* unset before the first member, or unknown */
 	uint64_t jobs_done;
 	uint64_t rss;
 	double age_s;
@@ -87,7 +87,7 @@ status_worker_read(const struct supervisor *s, int i, struct status_worker *w)
 	    memory_order_relaxed);
 	w->has_job = sb_job_read(sl, &w->job, NULL, &started);
 	w->job_started_at = started / 1e9;
-	w->cursor = atomic_load_explicit(&sl->cursor, memory_order_relaxed);
+	(void)sb_cursor_read(sl, &w->cursor);
 	w->jobs_done = atomic_load_explicit(&sl->jobs_done,
 	    memory_order_relaxed);
 	w->rss = atomic_load_explicit(&sl->rss_bytes, memory_order_relaxed);
@@ -203,8 +203,8 @@ status_render_json(struct evbuffer *b, const struct supervisor *s)
 		    status_string(w.job.job_id) : json_null());
 		json_object_set_new(o, "job_started_at", w.has_job ?
 		    json_real(w.job_started_at) : json_null());
-		json_object_set_new(o, "cursor", w.has_job ?
-		    json_integer(w.cursor) : json_null());
+		json_object_set_new(o, "cursor", w.has_job && w.cursor.set ?
+		    json_integer(w.cursor.uid) : json_null());
 		json_object_set_new(o, "jobs_done", json_integer(w.jobs_done));
 		json_object_set_new(o, "rss_bytes", json_integer(w.rss));
 		json_object_set_new(o, "uptime_seconds",
@@ -349,8 +349,11 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 			    now - w.job_started_at);
 		else
 			strlcpy(v[5], "-", sizeof(v[5]));
-		snprintf(v[6], sizeof(v[0]), "%llu",
-		    (unsigned long long)w.cursor);
+		if (w.has_job && w.cursor.set)
+			snprintf(v[6], sizeof(v[0]), "%lld",
+			    (long long)w.cursor.uid);
+		else
+			strlcpy(v[6], "-", sizeof(v[6]));
 		snprintf(v[7], sizeof(v[0]), "%llu",
 		    (unsigned long long)w.jobs_done);
 		snprintf(v[8], sizeof(v[0]), "%.1f", w.rss / 1048576.0);
