@@ -19,6 +19,7 @@
 #include "period.h"
 #include "rconn.h"
 #include "util.h"
+#include "zpage.h"
 
 #define SCHED_PAGE 1000			/* groups read per pipeline */
 #define SCHED_RECORD_TTL_S (14 * 86400)	/* two weekly periods */
@@ -282,65 +283,105 @@ sched_read_groups(struct sched_run *s, const int64_t *ids, size_t n,
 	return (int)m;
 }
 
-/* Walk groups:active after window_start, a page at a time. */
+/*
+ * The groups read so far in this run: a set of ids, open addressing.  A
+ * group whose score rises past the cursor is read again; it is scheduled
+ * and counted once.
+ */
+struct sched_seen {
+	int64_t *slot;			/* id + 1; 0 is an empty slot */
+	size_t cap;			/* a power of two */
+	size_t n;
+};
+
+static size_t
+sched_seen_hash(int64_t id, size_t cap)
+{
+	uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* Add id (>= 0): 1 if it is new, 0 if it was there. */
+static int
+sched_seen_add(struct sched_seen *ss, int64_t id)
+{
+	int64_t *old;
+	size_t i, h, oldcap;
+
+	if (2 * (ss->n + 1) > ss->cap) {
+		old = ss->slot;
+		oldcap = ss->cap;
+		ss->cap = oldcap ? 2 * oldcap : 4096;
+		ss->slot = xcalloc(ss->cap, sizeof(*ss->slot));
+		for (i = 0; i < oldcap; i++) {
+			if (old[i] == 0)
+				continue;
+			for (h = sched_seen_hash(old[i] - 1, ss->cap);
+			    ss->slot[h] != 0; h = (h + 1) & (ss->cap - 1))
+				;
+			ss->slot[h] = old[i];
+		}
+		free(old);
+	}
+	for (h = sched_seen_hash(id, ss->cap); ss->slot[h] != 0;
+	    h = (h + 1) & (ss->cap - 1))
+		if (ss->slot[h] == id + 1)
+			return 0;
+	ss->slot[h] = id + 1;
+	ss->n++;
+	return 1;
+}
+
+/*
+ * Walk groups:active after window_start, a page at a time, by a (score,
+ * member) cursor: the host application bumps scores and removes groups
+ * while we read, and neither may make us miss a group.
+ */
 static int
 sched_all(struct sched_run *s)
 {
 	struct ctl *c = s->c;
 	struct sched_group *g;
-	int64_t *ids, offset = 0;
-	redisReply *r;
-	char key[512];
-	size_t i, n;
-	int m;
+	struct sched_seen seen = { NULL, 0, 0 };
+	struct zpage zp;
+	int64_t *ids;
+	char key[512], min[32];
+	const char *member;
+	size_t i, n, len;
+	int m, rv;
 
 	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "groups:active") ==
 	    NULL) {
 		snprintf(c->err, sizeof(c->err), "key too long");
 		return -1;
 	}
+	snprintf(min, sizeof(min), "(%" PRId64, s->window_start);
+	zpage_init(&zp, key, min, "+inf", SCHED_PAGE);
 	ids = xcalloc(SCHED_PAGE, sizeof(*ids));
 	g = xcalloc(SCHED_PAGE, sizeof(*g));
-	for (;;) {
-		r = redisCommand(c->data,
-		    "ZRANGEBYSCORE %s (%lld +inf LIMIT %lld %d", key,
-		    (long long)s->window_start, (long long)offset, SCHED_PAGE);
-		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-			snprintf(c->err, sizeof(c->err),
-			    "redis ZRANGEBYSCORE %s: %s", key,
-			    r == NULL ? c->data->errstr :
-			    r->type == REDIS_REPLY_ERROR ? r->str :
-			    "bad reply");
-			if (r)
-				freeReplyObject(r);
-			goto fail;
-		}
+	while ((rv = zpage_next(&zp, c->data, c->err, sizeof(c->err))) == 1) {
 		n = 0;
-		for (i = 0; i < r->elements; i++)
-			if (r->element[i]->type == REDIS_REPLY_STRING &&
-			    parse_i64(r->element[i]->str, 0, INT64_MAX,
-			    &ids[n]) == 0)
+		for (i = zp.first; i < zp.n; i++) {
+			/* hiredis ends every string with a NUL. */
+			member = zpage_member(&zp, i, &len);
+			if (strlen(member) == len &&
+			    parse_i64(member, 0, INT64_MAX, &ids[n]) == 0 &&
+			    sched_seen_add(&seen, ids[n]))
 				n++;
-		offset += (int64_t)r->elements;
-		s->n.groups += (int64_t)r->elements;
-		i = r->elements;
-		freeReplyObject(r);
-		if (i == 0)
+		}
+		s->n.groups += (int64_t)n;
+		if ((m = sched_read_groups(s, ids, n, g, NULL)) == -1 ||
+		    sched_enqueue_groups(s, g, (size_t)m) == -1) {
+			rv = -1;
 			break;
-		if ((m = sched_read_groups(s, ids, n, g, NULL)) == -1)
-			goto fail;
-		if (sched_enqueue_groups(s, g, (size_t)m) == -1)
-			goto fail;
-		if (i < SCHED_PAGE)
-			break;
+		}
 	}
+	zpage_clear(&zp);
+	free(seen.slot);
 	free(ids);
 	free(g);
-	return 0;
-fail:
-	free(ids);
-	free(g);
-	return -1;
+	return rv;
 }
 
 static void
