@@ -1,11 +1,19 @@
 /*
- * digestctl schedule and enqueue (SPEC 4 and 8): turn the groups with
- * posts in the period's window into jobs, route them by engagement, split
- * big groups into shards by rank, and enqueue them idempotently.
+ * digestctl schedule and enqueue: turn the groups with posts in the
+ * period's window into jobs, route them by engagement, split big groups
+ * into shards by rank, and enqueue them idempotently.
  *
  * The activity store is read with single-key commands only, pipelined per
  * page of groups, so thousands of groups cost a handful of round trips and
- * the store may sit behind a sharding proxy.
+ * the store may sit behind a sharding proxy.  groups:active is paged by a
+ * (score, member) cursor (zpage.c), because the host application writes
+ * it while we read.
+ *
+ * A shard's members are those whose score has its floor in [member_min,
+ * member_max], so any score (fractional, duplicated, negative, beyond the
+ * 64-bit range) falls in exactly one shard: equal floors across a boundary
+ * go to the shard before, and the group's last shard is open-ended
+ * (last_shard), for the members who join after we read.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -87,123 +95,174 @@ sched_drain(redisContext *rc, size_t n)
 			freeReplyObject(r);
 }
 
-/* The score (the user id) of a ZRANGE ... WITHSCORES reply of one member. */
-static int
-sched_member_id(redisReply *r, int64_t *id)
+/* Shards of a group of members members: one unless it is above shard_size. */
+static int64_t
+sched_nshards(int64_t members, int64_t ss)
+{
+	return members > ss ? (members + ss - 1) / ss : 1;
+}
+
+/*
+ * The floors of the scores of a ZRANGE ... WITHSCORES reply, in b; a
+ * reply of other shapes reads as no member.
+ */
+static void
+sched_bound_read(redisReply *r, struct schedule_bound *b)
 {
 	double d;
+	size_t i;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[1]->type != REDIS_REPLY_STRING ||
-	    parse_double(r->element[1]->str, &d) == -1)
-		return -1;
-	*id = (int64_t)d;
-	return 0;
+	b->n = 0;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements > 4)
+		return;
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		if (r->element[i + 1]->type != REDIS_REPLY_STRING ||
+		    zpage_parse_score(r->element[i + 1]->str, &d) == -1) {
+			b->n = 0;
+			return;
+		}
+		b->v[b->n++] = zpage_floor(d);
+	}
+}
+
+int
+schedule_shards(const struct schedule_bound *b, int64_t nsh,
+    struct schedule_shard *out)
+{
+	int64_t k, min, max, next = 0, covered = 0;
+	int m = 0, end;
+
+	if (b[0].n < 1)
+		return 0;		/* emptied since ZCARD */
+	min = b[0].v[0];
+	for (k = 0; k < nsh; k++) {
+		end = 1;
+		if (k + 1 < nsh && b[k + 1].n == 2) {
+			max = b[k + 1].v[0];
+			next = b[k + 1].v[1];
+			end = 0;
+		} else if (k + 1 < nsh && b[k + 1].n == 1)
+			max = b[k + 1].v[0];	/* the last member now */
+		else
+			/* The last shard, or the membership shrank. */
+			max = b[nsh].n >= 1 ? b[nsh].v[0] : INT64_MAX;
+		if (min <= max) {
+			out[m].k = k;
+			out[m].min = min;
+			out[m].max = max;
+			m++;
+			covered = max;
+		}
+		if (end || (m > 0 && covered == INT64_MAX))
+			break;
+		/*
+		 * Members sharing a floor across the boundary all belong to
+		 * the shard before, whose range ends at that floor.
+		 */
+		if (m > 0 && next <= covered)
+			next = covered + 1;
+		min = next;
+	}
+	return m;
 }
 
 /*
  * Make and enqueue the jobs of groups g[0..n): one pipelined round of
- * ZRANGEs for the first and last member of every shard, then the jobs.
+ * ZRANGEs, then the jobs.  For each group that is its first member, the
+ * two members on each side of each shard boundary (one command, so the
+ * two are neighbours at one instant), and its last member.
  */
 static int
 sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 {
 	struct ctl *c = s->c;
 	const struct config *cfg = c->cfg;
-	int64_t ss = cfg->schedule.shard_size, k, nsh, first, last, total = 0;
-	int64_t *bounds;
+	int64_t ss = cfg->schedule.shard_size, k, nsh, total = 0;
+	struct schedule_bound *bounds;
+	struct schedule_shard *sh;
 	redisReply *r;
 	char key[512];
 	struct job *jobs, *j;
 	const char **queues;
-	size_t i, sent = 0, got = 0, b, nj = 0, first_i, last_i;
-	int rv, *added;
+	size_t i, sent = 0, b, nj = 0, first_i, last_i;
+	int rv, *added, m, x;
 
 	for (i = 0; i < n; i++)
-		total += g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-	bounds = xcalloc((size_t)total * 2, sizeof(*bounds));
+		total += sched_nshards(g[i].members, ss);
+	bounds = xcalloc((size_t)total + n, sizeof(*bounds));
 	for (i = 0; i < n; i++) {
 		if (rkey(key, sizeof(key), cfg->redis.key_prefix,
 		    "group:%" PRId64 ":members", g[i].gid) == NULL)
 			goto toolong;
-		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-		for (k = 0; k < nsh; k++) {
-			first = k * ss;
-			last = (k + 1) * ss - 1;
-			if (last > g[i].members - 1)
-				last = g[i].members - 1;
+		nsh = sched_nshards(g[i].members, ss);
+		redisAppendCommand(c->data, "ZRANGE %s 0 0 WITHSCORES", key);
+		for (k = 1; k < nsh; k++)
 			redisAppendCommand(c->data,
 			    "ZRANGE %s %lld %lld WITHSCORES", key,
-			    (long long)first, (long long)first);
-			redisAppendCommand(c->data,
-			    "ZRANGE %s %lld %lld WITHSCORES", key,
-			    (long long)last, (long long)last);
-			sent += 2;
-		}
+			    (long long)(k * ss - 1), (long long)(k * ss));
+		redisAppendCommand(c->data, "ZRANGE %s -1 -1 WITHSCORES", key);
+		sent += (size_t)nsh + 1;
 	}
-	for (b = 0; b < sent; b++, got++) {
+	for (b = 0; b < sent; b++) {
 		if (sched_reply(c, c->data, &r) == -1) {
-			sched_drain(c->data, sent - got - 1);
+			sched_drain(c->data, sent - b - 1);
 			free(bounds);
 			return -1;
 		}
-		/*
-		 * A membership that shrank since ZCARD leaves a range empty:
-		 * -1 marks it, and the shard (or its end) is taken as open.
-		 */
-		if (sched_member_id(r, &bounds[b]) == -1)
-			bounds[b] = -1;
+		sched_bound_read(r, &bounds[b]);
 		freeReplyObject(r);
 	}
 
 	jobs = xcalloc((size_t)total, sizeof(*jobs));
 	queues = xcalloc((size_t)total, sizeof(*queues));
 	added = xcalloc((size_t)total, sizeof(*added));
+	sh = xcalloc((size_t)total, sizeof(*sh));
 	b = 0;
 	for (i = 0; i < n; i++) {
-		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-		for (k = 0; k < nsh; k++, b += 2) {
-			if (bounds[b] == -1)
-				continue;
+		nsh = sched_nshards(g[i].members, ss);
+		m = schedule_shards(&bounds[b], nsh, sh);
+		b += (size_t)nsh + 1;
+		for (x = 0; x < m; x++) {
 			j = &jobs[nj];
 			strlcpy(j->period, period_name(s->period),
 			    sizeof(j->period));
 			j->group_id = g[i].gid;
 			j->window_start = s->window_start;
 			j->window_end = s->window_end;
-			j->member_min = bounds[b];
-			j->member_max = bounds[b + 1] == -1 ? INT64_MAX :
-			    bounds[b + 1];
+			j->member_min = sh[x].min;
+			j->member_max = sh[x].max;
+			j->last_shard = x == m - 1;
 			j->enqueued_at = now_real();
-			job_make_id(j, (int)k);
+			job_make_id(j, (int)sh[x].k);
 			queues[nj++] = g[i].queue;
 		}
 	}
+	free(sh);
 	/* One pipeline per queue, its jobs gathered together. */
 	rv = 0;
 	for (first_i = 0; first_i < nj && rv == 0; first_i = last_i) {
-		size_t q0 = first_i, m = 0;
+		size_t q0 = first_i, mq = 0;
 
 		/* Gather this queue's jobs at the front of the rest. */
 		for (last_i = first_i; last_i < nj; last_i++) {
 			if (strcmp(queues[last_i], queues[q0]) != 0)
 				continue;
-			if (last_i != first_i + m) {
-				struct job tj = jobs[first_i + m];
-				const char *tq = queues[first_i + m];
+			if (last_i != first_i + mq) {
+				struct job tj = jobs[first_i + mq];
+				const char *tq = queues[first_i + mq];
 
-				jobs[first_i + m] = jobs[last_i];
-				queues[first_i + m] = queues[last_i];
+				jobs[first_i + mq] = jobs[last_i];
+				queues[first_i + mq] = queues[last_i];
 				jobs[last_i] = tj;
 				queues[last_i] = tq;
 			}
-			m++;
+			mq++;
 		}
-		last_i = first_i + m;
-		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], m,
+		last_i = first_i + mq;
+		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], mq,
 		    s->force, &added[first_i]) == -1)
 			rv = -1;
-		for (b = first_i; b < first_i + m; b++) {
+		for (b = first_i; b < first_i + mq; b++) {
 			if (!added[b])
 				s->n.existing += rv == 0;
 			else if (strcmp(queues[b], "priority") == 0)
@@ -221,6 +280,7 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 	return rv;
 toolong:
 	snprintf(c->err, sizeof(c->err), "key too long");
+	sched_drain(c->data, sent);
 	free(bounds);
 	return -1;
 }
