@@ -3,9 +3,10 @@
  * JSON body into struct job, checking it, and encoding it back (SPEC 4).
  *
  * Everything here is input from a queue that anyone with access to Redis or
- * RabbitMQ can write to, so decoding is strict: every field must be there,
- * numbers are plain decimal, and the job id may only hold characters that
- * are safe in a Redis key, a log line, a Message-ID and a process title.
+ * RabbitMQ can write to, so decoding is strict: every required field must
+ * be there, numbers are plain decimal, last_shard is 0 or 1, and the job
+ * id may only hold characters that are safe in a Redis key, a log line, a
+ * Message-ID and a process title.
  * A decoded job has passed job_validate.
  */
 #include <ctype.h>
@@ -22,12 +23,12 @@
 
 const char *const job_field_names[JOB_NFIELDS] = {
 	"job_id", "group_id", "period", "window_start", "window_end",
-	"member_min", "member_max", "enqueued_at"
+	"member_min", "member_max", "enqueued_at", "last_shard"
 };
 
 enum {
 	F_JOB_ID, F_GROUP_ID, F_PERIOD, F_WINDOW_START, F_WINDOW_END,
-	F_MEMBER_MIN, F_MEMBER_MAX, F_ENQUEUED_AT
+	F_MEMBER_MIN, F_MEMBER_MAX, F_ENQUEUED_AT, F_LAST_SHARD
 };
 
 /* enqueued_at beyond this is not a unix time (it is year 5138). */
@@ -126,6 +127,13 @@ job_set_text(struct job *j, int f, const char *v, char *err, size_t errlen)
 			return -1;
 		}
 		return 0;
+	case F_LAST_SHARD:
+		if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+			snprintf(err, errlen, "last_shard: not 0 or 1");
+			return -1;
+		}
+		j->last_shard = v[0] == '1';
+		return 0;
 	}
 	ip = job_int_field(j, f);
 	if (job_parse_int(v, ip) == -1) {
@@ -173,7 +181,7 @@ job_decode_fields(struct job *j, const char *const *names,
 		if (job_set_text(j, f, values[i], err, errlen) == -1)
 			return -1;
 	}
-	for (f = 0; f < JOB_NFIELDS; f++)
+	for (f = 0; f < JOB_NREQUIRED; f++)
 		if (!(seen & (1U << f))) {
 			snprintf(err, errlen, "%s: missing",
 			    job_field_names[f]);
@@ -215,6 +223,7 @@ job_decode_json(struct job *j, const char *buf, size_t len, char *err,
 {
 	json_error_t jerr;
 	json_t *root, *v;
+	int64_t i;
 	double d;
 	int f, rc = -1;
 
@@ -232,6 +241,8 @@ job_decode_json(struct job *j, const char *buf, size_t len, char *err,
 	for (f = 0; f < JOB_NFIELDS; f++) {
 		if ((v = json_object_get(root, job_field_names[f])) == NULL ||
 		    json_is_null(v)) {
+			if (f >= JOB_NREQUIRED)
+				continue;
 			snprintf(err, errlen, "%s: missing",
 			    job_field_names[f]);
 			goto out;
@@ -261,6 +272,16 @@ job_decode_json(struct job *j, const char *buf, size_t len, char *err,
 			else {
 				snprintf(err, errlen, "enqueued_at: not a "
 				    "number");
+				goto out;
+			}
+			break;
+		case F_LAST_SHARD:
+			if (json_is_boolean(v))
+				j->last_shard = json_is_true(v);
+			else if (job_json_int(v, &i) == 0 && (i == 0 || i == 1))
+				j->last_shard = (int)i;
+			else {
+				snprintf(err, errlen, "last_shard: not 0 or 1");
 				goto out;
 			}
 			break;
@@ -314,14 +335,14 @@ job_validate(const struct job *j, char *err, size_t errlen)
 		    j->window_end);
 		return -1;
 	}
-	if (j->member_min < 0 || j->member_max < 0) {
-		snprintf(err, errlen, "members: negative user id");
-		return -1;
-	}
 	if (j->member_min > j->member_max) {
 		snprintf(err, errlen, "members: member_min %" PRId64
 		    " is above member_max %" PRId64, j->member_min,
 		    j->member_max);
+		return -1;
+	}
+	if (j->last_shard != 0 && j->last_shard != 1) {
+		snprintf(err, errlen, "last_shard: not 0 or 1");
 		return -1;
 	}
 	if (!isfinite(j->enqueued_at) || j->enqueued_at < 0 ||
@@ -332,14 +353,14 @@ job_validate(const struct job *j, char *err, size_t errlen)
 	return 0;
 }
 
-void
+int
 job_encode_fields(const struct job *j, char *buf,
     const char *values[JOB_NFIELDS])
 {
 	size_t off = 0;
-	int f, n;
+	int f, n, nf = j->last_shard ? JOB_NFIELDS : JOB_NREQUIRED;
 
-	for (f = 0; f < JOB_NFIELDS; f++) {
+	for (f = 0; f < nf; f++) {
 		size_t room = JOB_ENCODE_MAX - off;
 
 		values[f] = buf + off;
@@ -354,13 +375,17 @@ job_encode_fields(const struct job *j, char *buf,
 			/* Microseconds: what time.time() and Redis give. */
 			n = snprintf(buf + off, room, "%.6f", j->enqueued_at);
 			break;
+		case F_LAST_SHARD:
+			n = snprintf(buf + off, room, "1");
+			break;
 		default:
 			n = snprintf(buf + off, room, "%" PRId64,
 			    *job_int_field((struct job *)j, f));
 		}
 		/*
-		 * A valid job needs at most 95 + 7 + 5 * 20 + 18 bytes with
-		 * the NULs; a bad one is cut short rather than overflowing.
+		 * A valid job needs at most 96 + 8 + 5 * 21 + 19 + 2 bytes
+		 * with the NULs; a bad one is cut short rather than
+		 * overflowing.
 		 */
 		if (n < 0 || (size_t)n >= room)
 			n = room > 0 ? (int)room - 1 : 0;
@@ -368,6 +393,9 @@ job_encode_fields(const struct job *j, char *buf,
 		if (off >= JOB_ENCODE_MAX)
 			off = JOB_ENCODE_MAX - 1;
 	}
+	for (; f < JOB_NFIELDS; f++)
+		values[f] = NULL;
+	return nf;
 }
 
 char *
@@ -387,6 +415,11 @@ job_encode_json(const struct job *j)
 	    "enqueued_at", j->enqueued_at);
 	if (o == NULL)
 		return NULL;
+	if (j->last_shard &&
+	    json_object_set_new(o, "last_shard", json_integer(1)) == -1) {
+		json_decref(o);
+		return NULL;
+	}
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;

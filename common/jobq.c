@@ -145,15 +145,15 @@ jobq_ensure(redisContext *c, const struct config *cfg, const char *queue,
 	return 0;
 }
 
-/* Append the job's 8 fields to a; values point into buf. */
+/* Append the job's fields to a; values point into buf. */
 static void
 jobq_args_job(struct jobq_argv *a, const struct job *j, char *buf)
 {
 	const char *values[JOB_NFIELDS];
-	int i;
+	int i, n;
 
-	job_encode_fields(j, buf, values);
-	for (i = 0; i < JOB_NFIELDS; i++) {
+	n = job_encode_fields(j, buf, values);
+	for (i = 0; i < n; i++) {
 		jobq_arg(a, job_field_names[i]);
 		jobq_arg(a, values[i]);
 	}

@@ -60,6 +60,29 @@ int64_t ctl_dlq_len(struct ctl *);
 /* Parse "--name value" style options; argv[*i] is the option. */
 const char *ctl_optarg(int argc, char **argv, int *i);
 
+/* The floors of the scores of up to two members neighbouring by rank. */
+struct schedule_bound {
+	int n;
+	int64_t v[2];
+};
+
+/* A shard's member range: floor(score) in [min, max]. */
+struct schedule_shard {
+	int64_t k;		/* its index: ranks k * shard_size on */
+	int64_t min;
+	int64_t max;
+};
+
+/*
+ * The member ranges of a group's nsh shards, from b[0] (its first member),
+ * b[k] for 0 < k < nsh (the last member of shard k - 1 and the first of
+ * shard k) and b[nsh] (its last member), into out (room for nsh).  Equal
+ * floors across a boundary belong to the shard before; shards left empty
+ * are dropped; the last returned is the group's last shard.  The count.
+ */
+int schedule_shards(const struct schedule_bound *b, int64_t nsh,
+    struct schedule_shard *out);
+
 /* The commands: argc/argv start after the command name. Exit status. */
 int ctl_cmd_schedule(struct ctl *, int argc, char **argv);
 int ctl_cmd_enqueue(struct ctl *, int argc, char **argv);

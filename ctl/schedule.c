@@ -1,11 +1,19 @@
 /*
- * digestctl schedule and enqueue (SPEC 4 and 8): turn the groups with
- * posts in the period's window into jobs, route them by engagement, split
- * big groups into shards by rank, and enqueue them idempotently.
+ * digestctl schedule and enqueue: turn the groups with posts in the
+ * period's window into jobs, route them by engagement, split big groups
+ * into shards by rank, and enqueue them idempotently.
  *
  * The activity store is read with single-key commands only, pipelined per
  * page of groups, so thousands of groups cost a handful of round trips and
- * the store may sit behind a sharding proxy.
+ * the store may sit behind a sharding proxy.  groups:active is paged by a
+ * (score, member) cursor (zpage.c), because the host application writes
+ * it while we read.
+ *
+ * A shard's members are those whose score has its floor in [member_min,
+ * member_max], so any score (fractional, duplicated, negative, beyond the
+ * 64-bit range) falls in exactly one shard: equal floors across a boundary
+ * go to the shard before, and the group's last shard is open-ended
+ * (last_shard), for the members who join after we read.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -19,6 +27,7 @@
 #include "period.h"
 #include "rconn.h"
 #include "util.h"
+#include "zpage.h"
 
 #define SCHED_PAGE 1000			/* groups read per pipeline */
 #define SCHED_RECORD_TTL_S (14 * 86400)	/* two weekly periods */
@@ -86,123 +95,174 @@ sched_drain(redisContext *rc, size_t n)
 			freeReplyObject(r);
 }
 
-/* The score (the user id) of a ZRANGE ... WITHSCORES reply of one member. */
-static int
-sched_member_id(redisReply *r, int64_t *id)
+/* Shards of a group of members members: one unless it is above shard_size. */
+static int64_t
+sched_nshards(int64_t members, int64_t ss)
+{
+	return members > ss ? (members + ss - 1) / ss : 1;
+}
+
+/*
+ * The floors of the scores of a ZRANGE ... WITHSCORES reply, in b; a
+ * reply of other shapes reads as no member.
+ */
+static void
+sched_bound_read(redisReply *r, struct schedule_bound *b)
 {
 	double d;
+	size_t i;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[1]->type != REDIS_REPLY_STRING ||
-	    parse_double(r->element[1]->str, &d) == -1)
-		return -1;
-	*id = (int64_t)d;
-	return 0;
+	b->n = 0;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements > 4)
+		return;
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		if (r->element[i + 1]->type != REDIS_REPLY_STRING ||
+		    zpage_parse_score(r->element[i + 1]->str, &d) == -1) {
+			b->n = 0;
+			return;
+		}
+		b->v[b->n++] = zpage_floor(d);
+	}
+}
+
+int
+schedule_shards(const struct schedule_bound *b, int64_t nsh,
+    struct schedule_shard *out)
+{
+	int64_t k, min, max, next = 0, covered = 0;
+	int m = 0, end;
+
+	if (b[0].n < 1)
+		return 0;		/* emptied since ZCARD */
+	min = b[0].v[0];
+	for (k = 0; k < nsh; k++) {
+		end = 1;
+		if (k + 1 < nsh && b[k + 1].n == 2) {
+			max = b[k + 1].v[0];
+			next = b[k + 1].v[1];
+			end = 0;
+		} else if (k + 1 < nsh && b[k + 1].n == 1)
+			max = b[k + 1].v[0];	/* the last member now */
+		else
+			/* The last shard, or the membership shrank. */
+			max = b[nsh].n >= 1 ? b[nsh].v[0] : INT64_MAX;
+		if (min <= max) {
+			out[m].k = k;
+			out[m].min = min;
+			out[m].max = max;
+			m++;
+			covered = max;
+		}
+		if (end || (m > 0 && covered == INT64_MAX))
+			break;
+		/*
+		 * Members sharing a floor across the boundary all belong to
+		 * the shard before, whose range ends at that floor.
+		 */
+		if (m > 0 && next <= covered)
+			next = covered + 1;
+		min = next;
+	}
+	return m;
 }
 
 /*
  * Make and enqueue the jobs of groups g[0..n): one pipelined round of
- * ZRANGEs for the first and last member of every shard, then the jobs.
+ * ZRANGEs, then the jobs.  For each group that is its first member, the
+ * two members on each side of each shard boundary (one command, so the
+ * two are neighbours at one instant), and its last member.
  */
 static int
 sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 {
 	struct ctl *c = s->c;
 	const struct config *cfg = c->cfg;
-	int64_t ss = cfg->schedule.shard_size, k, nsh, first, last, total = 0;
-	int64_t *bounds;
+	int64_t ss = cfg->schedule.shard_size, k, nsh, total = 0;
+	struct schedule_bound *bounds;
+	struct schedule_shard *sh;
 	redisReply *r;
 	char key[512];
 	struct job *jobs, *j;
 	const char **queues;
-	size_t i, sent = 0, got = 0, b, nj = 0, first_i, last_i;
-	int rv, *added;
+	size_t i, sent = 0, b, nj = 0, first_i, last_i;
+	int rv, *added, m, x;
 
 	for (i = 0; i < n; i++)
-		total += g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-	bounds = xcalloc((size_t)total * 2, sizeof(*bounds));
+		total += sched_nshards(g[i].members, ss);
+	bounds = xcalloc((size_t)total + n, sizeof(*bounds));
 	for (i = 0; i < n; i++) {
 		if (rkey(key, sizeof(key), cfg->redis.key_prefix,
 		    "group:%" PRId64 ":members", g[i].gid) == NULL)
 			goto toolong;
-		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-		for (k = 0; k < nsh; k++) {
-			first = k * ss;
-			last = (k + 1) * ss - 1;
-			if (last > g[i].members - 1)
-				last = g[i].members - 1;
+		nsh = sched_nshards(g[i].members, ss);
+		redisAppendCommand(c->data, "ZRANGE %s 0 0 WITHSCORES", key);
+		for (k = 1; k < nsh; k++)
 			redisAppendCommand(c->data,
 			    "ZRANGE %s %lld %lld WITHSCORES", key,
-			    (long long)first, (long long)first);
-			redisAppendCommand(c->data,
-			    "ZRANGE %s %lld %lld WITHSCORES", key,
-			    (long long)last, (long long)last);
-			sent += 2;
-		}
+			    (long long)(k * ss - 1), (long long)(k * ss));
+		redisAppendCommand(c->data, "ZRANGE %s -1 -1 WITHSCORES", key);
+		sent += (size_t)nsh + 1;
 	}
-	for (b = 0; b < sent; b++, got++) {
+	for (b = 0; b < sent; b++) {
 		if (sched_reply(c, c->data, &r) == -1) {
-			sched_drain(c->data, sent - got - 1);
+			sched_drain(c->data, sent - b - 1);
 			free(bounds);
 			return -1;
 		}
-		/*
-		 * A membership that shrank since ZCARD leaves a range empty:
-		 * -1 marks it, and the shard (or its end) is taken as open.
-		 */
-		if (sched_member_id(r, &bounds[b]) == -1)
-			bounds[b] = -1;
+		sched_bound_read(r, &bounds[b]);
 		freeReplyObject(r);
 	}
 
 	jobs = xcalloc((size_t)total, sizeof(*jobs));
 	queues = xcalloc((size_t)total, sizeof(*queues));
 	added = xcalloc((size_t)total, sizeof(*added));
+	sh = xcalloc((size_t)total, sizeof(*sh));
 	b = 0;
 	for (i = 0; i < n; i++) {
-		nsh = g[i].members > ss ? (g[i].members + ss - 1) / ss : 1;
-		for (k = 0; k < nsh; k++, b += 2) {
-			if (bounds[b] == -1)
-				continue;
+		nsh = sched_nshards(g[i].members, ss);
+		m = schedule_shards(&bounds[b], nsh, sh);
+		b += (size_t)nsh + 1;
+		for (x = 0; x < m; x++) {
 			j = &jobs[nj];
 			strlcpy(j->period, period_name(s->period),
 			    sizeof(j->period));
 			j->group_id = g[i].gid;
 			j->window_start = s->window_start;
 			j->window_end = s->window_end;
-			j->member_min = bounds[b];
-			j->member_max = bounds[b + 1] == -1 ? INT64_MAX :
-			    bounds[b + 1];
+			j->member_min = sh[x].min;
+			j->member_max = sh[x].max;
+			j->last_shard = x == m - 1;
 			j->enqueued_at = now_real();
-			job_make_id(j, (int)k);
+			job_make_id(j, (int)sh[x].k);
 			queues[nj++] = g[i].queue;
 		}
 	}
+	free(sh);
 	/* One pipeline per queue, its jobs gathered together. */
 	rv = 0;
 	for (first_i = 0; first_i < nj && rv == 0; first_i = last_i) {
-		size_t q0 = first_i, m = 0;
+		size_t q0 = first_i, mq = 0;
 
 		/* Gather this queue's jobs at the front of the rest. */
 		for (last_i = first_i; last_i < nj; last_i++) {
 			if (strcmp(queues[last_i], queues[q0]) != 0)
 				continue;
-			if (last_i != first_i + m) {
-				struct job tj = jobs[first_i + m];
-				const char *tq = queues[first_i + m];
+			if (last_i != first_i + mq) {
+				struct job tj = jobs[first_i + mq];
+				const char *tq = queues[first_i + mq];
 
-				jobs[first_i + m] = jobs[last_i];
-				queues[first_i + m] = queues[last_i];
+				jobs[first_i + mq] = jobs[last_i];
+				queues[first_i + mq] = queues[last_i];
 				jobs[last_i] = tj;
 				queues[last_i] = tq;
 			}
-			m++;
+			mq++;
 		}
-		last_i = first_i + m;
-		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], m,
+		last_i = first_i + mq;
+		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], mq,
 		    s->force, &added[first_i]) == -1)
 			rv = -1;
-		for (b = first_i; b < first_i + m; b++) {
+		for (b = first_i; b < first_i + mq; b++) {
 			if (!added[b])
 				s->n.existing += rv == 0;
 			else if (strcmp(queues[b], "priority") == 0)
@@ -220,6 +280,7 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 	return rv;
 toolong:
 	snprintf(c->err, sizeof(c->err), "key too long");
+	sched_drain(c->data, sent);
 	free(bounds);
 	return -1;
 }
@@ -282,65 +343,105 @@ sched_read_groups(struct sched_run *s, const int64_t *ids, size_t n,
 	return (int)m;
 }
 
-/* Walk groups:active after window_start, a page at a time. */
+/*
+ * The groups read so far in this run: a set of ids, open addressing.  A
+ * group whose score rises past the cursor is read again; it is scheduled
+ * and counted once.
+ */
+struct sched_seen {
+	int64_t *slot;			/* id + 1; 0 is an empty slot */
+	size_t cap;			/* a power of two */
+	size_t n;
+};
+
+static size_t
+sched_seen_hash(int64_t id, size_t cap)
+{
+	uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* Add id (>= 0): 1 if it is new, 0 if it was there. */
+static int
+sched_seen_add(struct sched_seen *ss, int64_t id)
+{
+	int64_t *old;
+	size_t i, h, oldcap;
+
+	if (2 * (ss->n + 1) > ss->cap) {
+		old = ss->slot;
+		oldcap = ss->cap;
+		ss->cap = oldcap ? 2 * oldcap : 4096;
+		ss->slot = xcalloc(ss->cap, sizeof(*ss->slot));
+		for (i = 0; i < oldcap; i++) {
+			if (old[i] == 0)
+				continue;
+			for (h = sched_seen_hash(old[i] - 1, ss->cap);
+			    ss->slot[h] != 0; h = (h + 1) & (ss->cap - 1))
+				;
+			ss->slot[h] = old[i];
+		}
+		free(old);
+	}
+	for (h = sched_seen_hash(id, ss->cap); ss->slot[h] != 0;
+	    h = (h + 1) & (ss->cap - 1))
+		if (ss->slot[h] == id + 1)
+			return 0;
+	ss->slot[h] = id + 1;
+	ss->n++;
+	return 1;
+}
+
+/*
+ * Walk groups:active after window_start, a page at a time, by a (score,
+ * member) cursor: the host application bumps scores and removes groups
+ * while we read, and neither may make us miss a group.
+ */
 static int
 sched_all(struct sched_run *s)
 {
 	struct ctl *c = s->c;
 	struct sched_group *g;
-	int64_t *ids, offset = 0;
-	redisReply *r;
-	char key[512];
-	size_t i, n;
-	int m;
+	struct sched_seen seen = { NULL, 0, 0 };
+	struct zpage zp;
+	int64_t *ids;
+	char key[512], min[32];
+	const char *member;
+	size_t i, n, len;
+	int m, rv;
 
 	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "groups:active") ==
 	    NULL) {
 		snprintf(c->err, sizeof(c->err), "key too long");
 		return -1;
 	}
+	snprintf(min, sizeof(min), "(%" PRId64, s->window_start);
+	zpage_init(&zp, key, min, "+inf", SCHED_PAGE);
 	ids = xcalloc(SCHED_PAGE, sizeof(*ids));
 	g = xcalloc(SCHED_PAGE, sizeof(*g));
-	for (;;) {
-		r = redisCommand(c->data,
-		    "ZRANGEBYSCORE %s (%lld +inf LIMIT %lld %d", key,
-		    (long long)s->window_start, (long long)offset, SCHED_PAGE);
-		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-			snprintf(c->err, sizeof(c->err),
-			    "redis ZRANGEBYSCORE %s: %s", key,
-			    r == NULL ? c->data->errstr :
-			    r->type == REDIS_REPLY_ERROR ? r->str :
-			    "bad reply");
-			if (r)
-				freeReplyObject(r);
-			goto fail;
-		}
+	while ((rv = zpage_next(&zp, c->data, c->err, sizeof(c->err))) == 1) {
 		n = 0;
-		for (i = 0; i < r->elements; i++)
-			if (r->element[i]->type == REDIS_REPLY_STRING &&
-			    parse_i64(r->element[i]->str, 0, INT64_MAX,
-			    &ids[n]) == 0)
+		for (i = zp.first; i < zp.n; i++) {
+			/* hiredis ends every string with a NUL. */
+			member = zpage_member(&zp, i, &len);
+			if (strlen(member) == len &&
+			    parse_i64(member, 0, INT64_MAX, &ids[n]) == 0 &&
+			    sched_seen_add(&seen, ids[n]))
 				n++;
-		offset += (int64_t)r->elements;
-		s->n.groups += (int64_t)r->elements;
-		i = r->elements;
-		freeReplyObject(r);
-		if (i == 0)
+		}
+		s->n.groups += (int64_t)n;
+		if ((m = sched_read_groups(s, ids, n, g, NULL)) == -1 ||
+		    sched_enqueue_groups(s, g, (size_t)m) == -1) {
+			rv = -1;
 			break;
-		if ((m = sched_read_groups(s, ids, n, g, NULL)) == -1)
-			goto fail;
-		if (sched_enqueue_groups(s, g, (size_t)m) == -1)
-			goto fail;
-		if (i < SCHED_PAGE)
-			break;
+		}
 	}
+	zpage_clear(&zp);
+	free(seen.slot);
 	free(ids);
 	free(g);
-	return 0;
-fail:
-	free(ids);
-	free(g);
-	return -1;
+	return rv;
 }
 
 static void

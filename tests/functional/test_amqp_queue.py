@@ -59,9 +59,11 @@ def test_schedule_publishes_persistent_json_jobs(tmp_path, redis_tcp, rabbitmq, 
         assert props.delivery_mode == 2
         assert props.content_type == "application/json"
         j = json.loads(body)
-        assert set(j) == FIELDS, j
+        # Each group is one shard, its last: last_shard, the number 1.
+        assert set(j) == FIELDS | {"last_shard"}, j
+        assert j["last_shard"] == 1
         assert isinstance(j["job_id"], str) and isinstance(j["period"], str)
-        for k in FIELDS - {"job_id", "period"}:
+        for k in FIELDS - {"job_id", "period"} | {"last_shard"}:
             assert isinstance(j[k], (int, float)) and not isinstance(j[k], bool), (k, j)
         assert j["window_start"] == SAT - DAY and j["window_end"] == SAT
         assert j["member_min"] == 10 and j["member_max"] == 19

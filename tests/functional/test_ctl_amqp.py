@@ -41,6 +41,7 @@ def test_schedule_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
     assert [b["job_id"] for b in bodies] == ["daily.%d.2.0" % SAT, "daily.%d.3.0" % SAT]
     b = bodies[1]
     assert (b["member_min"], b["member_max"], b["window_end"]) == (5, 7, SAT)
+    assert b["last_shard"] == 1
     assert b["window_start"] == SAT - DAY and b["period"] == "daily"
     props = msgs[0][0]
     assert props.content_type == "application/json" and props.delivery_mode == 2

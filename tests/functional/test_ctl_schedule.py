@@ -1,6 +1,8 @@
 """digestctl schedule and enqueue against a real redis-server: windows,
-idempotence, routing by engagement, sharding by rank, the run record."""
+idempotence, routing by engagement, sharding by rank (every member in
+exactly one shard, whatever its score), the run record."""
 import math
+import random
 
 from ctl_util import DAY, MON, SAT, add_group, ctl_config, entries, rsrv, start_redis, stop_redis  # noqa: F401
 from harness import digestctl
@@ -49,8 +51,10 @@ def test_job_fields(tmp_path, rsrv):
     assert int(e["window_start"]) == SAT - DAY and int(e["window_end"]) == SAT
     assert e["member_min"] == "5" and e["member_max"] == "9"
     assert abs(float(e["enqueued_at"]) - __import__("time").time()) < 30
+    # A one-shard group's shard is its last: it runs on past member_max.
+    assert e["last_shard"] == "1"
     assert set(e) == {"job_id", "group_id", "period", "window_start", "window_end",
-                      "member_min", "member_max", "enqueued_at"}
+                      "member_min", "member_max", "enqueued_at", "last_shard"}
 
 
 def test_window_bounds_and_active_filter(tmp_path, rsrv):
@@ -113,15 +117,16 @@ def test_big_group_is_sharded_by_rank(tmp_path, rsrv):
     add_group(r, 10, [5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [(2, SAT - 1)])  # exactly one shard
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
     jobs = {e["job_id"]: e for e in entries(r, "standard") + entries(r, "priority")}
-    g9 = sorted((k, int(v["member_min"]), int(v["member_max"]))
+    g9 = sorted((k, int(v["member_min"]), int(v["member_max"]), v.get("last_shard"))
                 for k, v in jobs.items() if v["group_id"] == "9")
     assert g9 == [
-        ("daily.%d.9.0" % SAT, members[0], members[9]),
-        ("daily.%d.9.1" % SAT, members[10], members[19]),
-        ("daily.%d.9.2" % SAT, members[20], members[24]),
+        ("daily.%d.9.0" % SAT, members[0], members[9], None),
+        ("daily.%d.9.1" % SAT, members[10], members[19], None),
+        ("daily.%d.9.2" % SAT, members[20], members[24], "1"),
     ]
     g10 = [v for v in jobs.values() if v["group_id"] == "10"]
     assert len(g10) == 1 and (g10[0]["member_min"], g10[0]["member_max"]) == ("5", "14")
+    assert g10[0]["last_shard"] == "1"
     # Every shard goes to the same queue: the score is the whole group's.
     assert len({v["job_id"] for v in jobs.values()}) == 4
     # Sharded scheduling is idempotent too.
@@ -290,3 +295,76 @@ def test_concurrent_schedulers_enqueue_each_job_once(tmp_path, rsrv):
     assert len(ids) == want and len(set(ids)) == want
     added = sum(int(o.split("jobs enqueued: ")[1].split()[0]) for o, _ in outs)
     assert added == want
+
+
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def floor_clamped(score):
+    """floor(score) as the scheduler takes it: clamped into int64."""
+    if score <= -2.0 ** 63:
+        return INT64_MIN
+    if score >= 2.0 ** 63:
+        return INT64_MAX
+    return math.floor(score)
+
+
+def check_cover(jobs, scores):
+    """Every member in exactly one job: floor(score) in [member_min,
+    member_max], or at or above member_min for the last shard; the last
+    shard, and only it, says so."""
+    ranges = sorted((int(j["member_min"]), int(j["member_max"]), j.get("last_shard", "0"),
+                     int(j["job_id"].rsplit(".", 1)[1])) for j in jobs)
+    assert [r[2] for r in ranges] == ["0"] * (len(ranges) - 1) + ["1"], ranges
+    assert all(lo <= hi for lo, hi, _, _ in ranges), ranges
+    # Shard indices increase with the ranges (gaps allowed).
+    assert [r[3] for r in ranges] == sorted({r[3] for r in ranges}), ranges
+    for m, s in scores.items():
+        f = floor_clamped(s)
+        holders = [r for r in ranges if r[0] <= f and (f <= r[1] or r[2] == "1")]
+        assert len(holders) == 1, (m, s, f, holders, ranges)
+    return ranges
+
+
+ODD = [float("-inf"), -1e19, -9.3e18, -5.5, -5.2, -1, 0, 0, 0, 0, 0, 0, 0.5, 0.9, 1, 1.5,
+       2, 2, 2, 2, 2, 2, 2, 3.25, 3.75, 10, 10.1, 10.2, 10.3, 10.4, 10.5, 11,
+       2.0 ** 53, 2.0 ** 53 + 2, 9.2e18, 9.3e18, 1e19, float("inf"), float("inf")]
+
+
+def test_shards_cover_odd_scores_once(tmp_path, rsrv):
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 5\n")
+    odd = {"u%02d" % i: s for i, s in enumerate(ODD)}
+    add_group(r, 1, [], [(1, SAT - 1)])
+    r.zadd("group:1:members", odd)
+    # Many members on a few fractional scores: long runs of one floor.
+    rng = random.Random(7)
+    many = {"m%d" % i: rng.choice((-2.5, -2.25, 0.0, 0.125, 7, 7.75, 8, 1e15 + 0.5))
+            for i in range(300)}
+    add_group(r, 2, [], [(2, SAT - 1)])
+    r.zadd("group:2:members", many)
+    # Scores that are not user ids but integers, out of rank order.
+    ints = {"i%d" % i: rng.randrange(-50, 50) for i in range(64)}
+    add_group(r, 3, [], [(3, SAT - 1)])
+    r.zadd("group:3:members", ints)
+    digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
+    jobs = entries(r, "standard") + entries(r, "priority")
+    for gid, scores in ((1, odd), (2, many), (3, ints)):
+        mine = [j for j in jobs if j["group_id"] == str(gid)]
+        ranges = check_cover(mine, scores)
+        assert len(ranges) <= math.ceil(len(scores) / 5)
+    g1 = sorted((int(j["job_id"].rsplit(".", 1)[1]), int(j["member_min"]), int(j["member_max"]))
+                for j in jobs if j["group_id"] == "1")
+    # -inf and scores below -2^63 give INT64_MIN; the shard holding +inf
+    # ends at INT64_MAX and nothing comes after it.
+    assert g1[0][1] == INT64_MIN and g1[-1][2] == INT64_MAX, g1
+    assert len(g1) == 8, g1
+
+    # digestctl enqueue makes the same shards.
+    p = digestctl(cfg, "enqueue", "--group", "2", "--period", "daily", "--queue", "q2",
+                  "--now", str(SAT + 1), "--force")
+    again = entries(r, "q2")
+    assert "%d job(s) enqueued" % len(again) in p.stdout, p.stdout
+    check_cover(again, many)
+    assert sorted((j["job_id"], j["member_min"], j["member_max"]) for j in again) == sorted(
+        (j["job_id"], j["member_min"], j["member_max"]) for j in jobs if j["group_id"] == "2")

@@ -1,7 +1,7 @@
 /*
  * Unit tests for jobs on the wire: stream fields and JSON bodies decoded,
- * every missing or malformed field refused, validation, and encode/decode
- * round trips.
+ * every missing or malformed field refused, the optional last_shard,
+ * validation, and encode/decode round trips.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,25 +16,41 @@
 
 static char err[256];
 
-/* A good job's fields, in SPEC order, as a producer would write them. */
-static const char *good_values[JOB_NFIELDS] = {
+/* A good job's fields, in their order, as a producer would write them. */
+static const char *good_values[JOB_NREQUIRED] = {
 	"daily.1764374400.42.0", "42", "daily", "1764288000", "1764374400",
 	"1", "50000", "1764374401.250000"
 };
 
+/*
+ * A good job's stream fields with name's value replaced by value, or, for
+ * last_shard, added; decoded into j.
+ */
 static int
-decode_with(const char *name, const char *value, char *e, size_t elen)
+decode_job_with(struct job *j, const char *name, const char *value, char *e,
+    size_t elen)
 {
 	const char *names[JOB_NFIELDS], *values[JOB_NFIELDS];
-	struct job j;
 	int i;
 
-	for (i = 0; i < JOB_NFIELDS; i++) {
+	for (i = 0; i < JOB_NREQUIRED; i++) {
 		names[i] = job_field_names[i];
 		values[i] = strcmp(names[i], name) == 0 ? value :
 		    good_values[i];
 	}
-	return job_decode_fields(&j, names, values, JOB_NFIELDS, e, elen);
+	if (strcmp(name, "last_shard") == 0) {
+		names[i] = name;
+		values[i++] = value;
+	}
+	return job_decode_fields(j, names, values, (size_t)i, e, elen);
+}
+
+static int
+decode_with(const char *name, const char *value, char *e, size_t elen)
+{
+	struct job j;
+
+	return decode_job_with(&j, name, value, e, elen);
 }
 
 static void
@@ -55,7 +71,7 @@ test_field_names(void **state)
 {
 	static const char *want[JOB_NFIELDS] = {
 		"job_id", "group_id", "period", "window_start", "window_end",
-		"member_min", "member_max", "enqueued_at"
+		"member_min", "member_max", "enqueued_at", "last_shard"
 	};
 	int i;
 
@@ -83,8 +99,9 @@ test_decode_fields(void **state)
 	    sizeof(err)), 0);
 	assert_good_job(&j);
 	assert_int_equal(job_decode_fields(&j, job_field_names, good_values,
-	    JOB_NFIELDS, err, sizeof(err)), 0);
+	    JOB_NREQUIRED, err, sizeof(err)), 0);
 	assert_good_job(&j);
+	assert_int_equal(j.last_shard, 0);
 
 	/* An integral enqueued_at, and one in exponent form. */
 	assert_int_equal(decode_with("enqueued_at", "1764374401", err,
@@ -100,14 +117,14 @@ test_decode_fields(void **state)
 static void
 test_fields_missing(void **state)
 {
-	const char *names[JOB_NFIELDS], *values[JOB_NFIELDS];
+	const char *names[JOB_NFIELDS + 1], *values[JOB_NFIELDS + 1];
 	char want[64];
 	struct job j;
 	int skip, i, n;
 
 	(void)state;
-	for (skip = 0; skip < JOB_NFIELDS; skip++) {
-		for (i = 0, n = 0; i < JOB_NFIELDS; i++)
+	for (skip = 0; skip < JOB_NREQUIRED; skip++) {
+		for (i = 0, n = 0; i < JOB_NREQUIRED; i++)
 			if (i != skip) {
 				names[n] = job_field_names[i];
 				values[n++] = good_values[i];
@@ -125,28 +142,37 @@ test_fields_missing(void **state)
 	/* A field given twice is not quietly taken from either. */
 	names[0] = "group_id";
 	values[0] = "7";
-	for (i = 1; i < JOB_NFIELDS; i++) {
+	for (i = 1; i < JOB_NREQUIRED; i++) {
 		names[i] = job_field_names[i];
 		values[i] = good_values[i];
 	}
-	assert_int_equal(job_decode_fields(&j, names, values, JOB_NFIELDS, err,
-	    sizeof(err)), -1);
+	assert_int_equal(job_decode_fields(&j, names, values, JOB_NREQUIRED,
+	    err, sizeof(err)), -1);
 	assert_string_equal(err, "group_id: given twice");
+	names[0] = "job_id";
+	values[0] = good_values[0];
+	names[JOB_NREQUIRED] = names[JOB_NREQUIRED + 1] = "last_shard";
+	values[JOB_NREQUIRED] = values[JOB_NREQUIRED + 1] = "1";
+	assert_int_equal(job_decode_fields(&j, names, values, JOB_NREQUIRED + 2,
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, "last_shard: given twice");
 
 	/* A NULL value (a nil from Redis) is refused, a NULL name ignored. */
-	for (i = 0; i < JOB_NFIELDS; i++) {
+	for (i = 0; i < JOB_NREQUIRED; i++) {
 		names[i] = job_field_names[i];
 		values[i] = good_values[i];
 	}
 	values[3] = NULL;
-	assert_int_equal(job_decode_fields(&j, names, values, JOB_NFIELDS, err,
-	    sizeof(err)), -1);
+	assert_int_equal(job_decode_fields(&j, names, values, JOB_NREQUIRED,
+	    err, sizeof(err)), -1);
 	assert_string_equal(err, "window_start: no value");
 	values[3] = good_values[3];
 	names[3] = NULL;
-	assert_int_equal(job_decode_fields(&j, names, values, JOB_NFIELDS, err,
-	    sizeof(err)), -1);
+	assert_int_equal(job_decode_fields(&j, names, values, JOB_NREQUIRED,
+	    err, sizeof(err)), -1);
 	assert_string_equal(err, "window_start: missing");
+	assert_int_equal(decode_with("last_shard", NULL, err, sizeof(err)), -1);
+	assert_string_equal(err, "last_shard: no value");
 }
 
 static void
@@ -165,7 +191,7 @@ test_fields_not_numeric(void **state)
 	int f;
 
 	(void)state;
-	for (f = 0; f < JOB_NFIELDS; f++) {
+	for (f = 0; f < JOB_NREQUIRED; f++) {
 		const char *name = job_field_names[f];
 
 		if (strcmp(name, "job_id") == 0 || strcmp(name, "period") == 0)
@@ -218,8 +244,15 @@ test_validate(void **state)
 	    -1);
 	assert_string_equal(err, "members: member_min 50001 is above "
 	    "member_max 50000");
-	assert_int_equal(decode_with("member_min", "-5", err, sizeof(err)), -1);
-	assert_string_equal(err, "members: negative user id");
+	/* Scores may be negative; the extremes stand for -inf and +inf. */
+	assert_int_equal(decode_with("member_min", "-5", err, sizeof(err)), 0);
+	assert_int_equal(decode_with("member_min", "-9223372036854775808", err,
+	    sizeof(err)), 0);
+	assert_int_equal(decode_with("member_max", "9223372036854775807", err,
+	    sizeof(err)), 0);
+	assert_int_equal(decode_with("member_max", "-1", err, sizeof(err)), -1);
+	assert_string_equal(err, "members: member_min 1 is above "
+	    "member_max -1");
 	assert_int_equal(decode_with("group_id", "-1", err, sizeof(err)), -1);
 	assert_string_equal(err, "group_id: negative");
 	assert_int_equal(decode_with("enqueued_at", "-1.5", err, sizeof(err)),
@@ -289,11 +322,16 @@ test_decode_json(void **state)
 	assert_memory_equal(err, "not JSON: ", 10);
 }
 
-/* body with the value of field replaced by text. */
+static int json_last_shard;
+
+/*
+ * A body with the value of field replaced by text (or left out, for NULL;
+ * or added, for last_shard), decoded; json_last_shard is what it said.
+ */
 static int
 json_with(const char *field, const char *text)
 {
-	static const char *json_values[JOB_NFIELDS] = {
+	static const char *json_values[JOB_NREQUIRED] = {
 		"\"daily.1764374400.42.0\"", "42", "\"daily\"", "1764288000",
 		"1764374400", "1", "50000", "1764374401.25"
 	};
@@ -303,7 +341,10 @@ json_with(const char *field, const char *text)
 	int i;
 
 	off += (size_t)snprintf(body + off, sizeof(body) - off, "{");
-	for (i = 0; i < JOB_NFIELDS; i++) {
+	if (strcmp(field, "last_shard") == 0 && text != NULL)
+		off += (size_t)snprintf(body + off, sizeof(body) - off,
+		    "\"last_shard\":%s", text);
+	for (i = 0; i < JOB_NREQUIRED; i++) {
 		const char *v = json_values[i];
 
 		if (strcmp(job_field_names[i], field) == 0) {
@@ -315,7 +356,10 @@ json_with(const char *field, const char *text)
 		    "%s\"%s\":%s", off > 1 ? "," : "", job_field_names[i], v);
 	}
 	snprintf(body + off, sizeof(body) - off, "}");
-	return job_decode_json(&j, body, strlen(body), err, sizeof(err));
+	if (job_decode_json(&j, body, strlen(body), err, sizeof(err)) == -1)
+		return -1;
+	json_last_shard = j.last_shard;
+	return 0;
 }
 
 static void
@@ -336,7 +380,7 @@ test_json_errors(void **state)
 
 	(void)state;
 	assert_int_equal(json_with("nothing", NULL), 0);
-	for (f = 0; f < JOB_NFIELDS; f++) {
+	for (f = 0; f < JOB_NREQUIRED; f++) {
 		const char *name = job_field_names[f];
 
 		assert_int_equal(json_with(name, NULL), -1);
@@ -417,22 +461,24 @@ test_round_trip(void **state)
 	char buf[JOB_ENCODE_MAX], *json;
 	const char *pre;
 	struct job j, k;
-	int i;
+	int i, n;
 
 	(void)state;
 	sample(&j);
 	assert_int_equal(job_validate(&j, err, sizeof(err)), 0);
 
-	job_encode_fields(&j, buf, values);
+	n = job_encode_fields(&j, buf, values);
+	assert_int_equal(n, JOB_NREQUIRED);
+	assert_null(values[JOB_NREQUIRED]);
 	assert_string_equal(values[0], j.job_id);
 	assert_string_equal(values[1], "9007199254740993");
 	assert_string_equal(values[2], "weekly");
 	assert_string_equal(values[6], "9223372036854775807");
 	assert_string_equal(values[7], "1763942412.123456");
-	for (i = 0; i < JOB_NFIELDS; i++)
+	for (i = 0; i < n; i++)
 		assert_true(values[i] >= buf && values[i] < buf + sizeof(buf));
 	assert_int_equal(job_decode_fields(&k, job_field_names, values,
-	    JOB_NFIELDS, err, sizeof(err)), 0);
+	    (size_t)n, err, sizeof(err)), 0);
 	assert_string_equal(k.job_id, j.job_id);
 	assert_string_equal(k.period, j.period);
 	assert_int_equal(k.group_id, j.group_id);
@@ -448,6 +494,7 @@ test_round_trip(void **state)
 	pre = "{\"job_id\":\"weekly.1763942400.9007199254740993.3\","
 	    "\"group_id\":9007199254740993,\"period\":\"weekly\",";
 	assert_memory_equal(json, pre, strlen(pre));
+	assert_null(strstr(json, "last_shard"));
 	assert_int_equal(job_decode_json(&k, json, strlen(json), err,
 	    sizeof(err)), 0);
 	/* JSON keeps the double and the 64-bit integers exactly. */
@@ -459,14 +506,94 @@ test_round_trip(void **state)
 	j.job_id[JOB_ID_MAX - 1] = '\0';
 	j.group_id = j.window_end = j.member_max = INT64_MAX;
 	j.window_start = INT64_MAX - 1;
-	j.member_min = INT64_MAX;
+	j.member_min = INT64_MIN;
 	j.enqueued_at = 99999999999.999;
+	j.last_shard = 1;
 	assert_int_equal(job_validate(&j, err, sizeof(err)), 0);
-	job_encode_fields(&j, buf, values);
+	n = job_encode_fields(&j, buf, values);
+	assert_int_equal(n, JOB_NFIELDS);
+	assert_string_equal(values[5], "-9223372036854775808");
+	assert_string_equal(values[JOB_NREQUIRED], "1");
 	assert_int_equal(job_decode_fields(&k, job_field_names, values,
-	    JOB_NFIELDS, err, sizeof(err)), 0);
+	    (size_t)n, err, sizeof(err)), 0);
 	assert_string_equal(k.job_id, j.job_id);
 	assert_int_equal(k.window_start, INT64_MAX - 1);
+	assert_true(k.member_min == INT64_MIN);
+	assert_int_equal(k.last_shard, 1);
+}
+
+/* last_shard: written only when set, read back, carried by both forms. */
+static void
+test_last_shard(void **state)
+{
+	static const char *bad[] = { "", "2", "-1", "01", " 1", "1 ", "true",
+	    "yes", "1.0" };
+	static const char *bad_json[] = { "2", "-1", "0.5", "\"yes\"",
+	    "\"\"", "[1]", "{}", "1e300" };
+	const char *values[JOB_NFIELDS];
+	char buf[JOB_ENCODE_MAX], *json;
+	struct job j, k;
+	size_t i;
+	int n;
+
+	(void)state;
+	assert_int_equal(decode_job_with(&j, "last_shard", "1", err,
+	    sizeof(err)), 0);
+	assert_int_equal(j.last_shard, 1);
+	assert_good_job(&j);
+	assert_int_equal(decode_job_with(&j, "last_shard", "0", err,
+	    sizeof(err)), 0);
+	assert_int_equal(j.last_shard, 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (decode_with("last_shard", bad[i], err, sizeof(err)) != -1)
+			fail_msg("last_shard \"%s\" taken", bad[i]);
+		assert_string_equal(err, "last_shard: not 0 or 1");
+	}
+
+	/* JSON: 0 or 1, as a number, a boolean or a numeric string. */
+	assert_int_equal(json_with("last_shard", NULL), 0);
+	assert_int_equal(json_last_shard, 0);
+	assert_int_equal(json_with("last_shard", "null"), 0);
+	assert_int_equal(json_last_shard, 0);
+	assert_int_equal(json_with("last_shard", "1"), 0);
+	assert_int_equal(json_last_shard, 1);
+	assert_int_equal(json_with("last_shard", "true"), 0);
+	assert_int_equal(json_last_shard, 1);
+	assert_int_equal(json_with("last_shard", "\"1\""), 0);
+	assert_int_equal(json_last_shard, 1);
+	assert_int_equal(json_with("last_shard", "1.0"), 0);
+	assert_int_equal(json_last_shard, 1);
+	assert_int_equal(json_with("last_shard", "false"), 0);
+	assert_int_equal(json_last_shard, 0);
+	assert_int_equal(json_with("last_shard", "0"), 0);
+	assert_int_equal(json_last_shard, 0);
+	for (i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
+		if (json_with("last_shard", bad_json[i]) != -1)
+			fail_msg("last_shard %s taken", bad_json[i]);
+		assert_string_equal(err, "last_shard: not 0 or 1");
+	}
+
+	/* Both encodings carry it, as the number 1 in JSON. */
+	sample(&j);
+	j.member_min = INT64_MIN;
+	j.last_shard = 1;
+	n = job_encode_fields(&j, buf, values);
+	assert_int_equal(n, JOB_NFIELDS);
+	assert_string_equal(job_field_names[n - 1], "last_shard");
+	assert_int_equal(job_decode_fields(&k, job_field_names, values,
+	    (size_t)n, err, sizeof(err)), 0);
+	assert_int_equal(k.last_shard, 1);
+	assert_non_null(json = job_encode_json(&j));
+	assert_non_null(strstr(json, ",\"last_shard\":1}"));
+	assert_int_equal(job_decode_json(&k, json, strlen(json), err,
+	    sizeof(err)), 0);
+	assert_memory_equal(&k, &j, sizeof(j));
+	free(json);
+
+	/* A struct with another value does not validate. */
+	j.last_shard = 2;
+	assert_int_equal(job_validate(&j, err, sizeof(err)), -1);
+	assert_string_equal(err, "last_shard: not 0 or 1");
 }
 
 int
@@ -482,6 +609,7 @@ main(void)
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_make_id),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_last_shard),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
