@@ -5,17 +5,7 @@
 #include <string.h>
 
 #include "cursor.h"
-
-int
-cursor_member_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	size_t n = alen < blen ? alen : blen;
-	int c;
-
-	if ((c = memcmp(a, b, n)) != 0)
-		return c;
-	return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
+#include "zpage.h"
 
 int
 cursor_cmp(const struct cursor *a, const struct cursor *b)
@@ -31,7 +21,7 @@ cursor_cmp(const struct cursor *a, const struct cursor *b)
 		return 0;
 	la = snprintf(sa, sizeof(sa), "%lld", (long long)a->uid);
 	lb = snprintf(sb, sizeof(sb), "%lld", (long long)b->uid);
-	return cursor_member_cmp(sa, (size_t)la, sb, (size_t)lb);
+	return zpage_member_cmp(sa, (size_t)la, sb, (size_t)lb);
 }
 
 void

@@ -28,13 +28,6 @@ struct cursor {
  */
 int cursor_cmp(const struct cursor *, const struct cursor *);
 
-/*
- * Order of two members of equal score, as Redis orders them: bytewise,
- * a prefix first.
- */
-int cursor_member_cmp(const char *a, size_t alen, const char *b,
-    size_t blen);
-
 /* The score, exactly, for a Redis range bound or a hash field. */
 void cursor_score_str(double score, char *buf, size_t len);
 

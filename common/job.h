@@ -32,7 +32,6 @@ struct job {
 	 * 1 on a group's last shard: its members go on past member_max to
 	 * +inf, so that members who joined after scheduling are served too.
 	 */
-	int last_shard;
 };
 
 /*

@@ -33,6 +33,7 @@
 #include "checkpoint.h"
 #include "cursor.h"
 #include "digest.h"
+#include "zpage.h"
 #include "eligibility.h"
 #include "log.h"
 #include "metrics.h"
@@ -119,11 +120,12 @@ struct run {
 	int parked_pass;	/* the batch is the parked recipients */
 	char defer_detail[160];	/* the server's last 4xx */
 
-	/* Where the walk has got to: the last member read. */
-	int walk_set;
-	double walk_score;
-	char *walk_member;
-	size_t walk_memberlen;
+	/* The walk of the members, and where it resumes from. */
+	struct zpage zp;
+	int walk_open;
+	char walk_key[512];
+	char seek_score[CURSOR_STR_MAX];
+	char seek_member[CURSOR_STR_MAX];
 
 	int save_failed;
 	int tick_failed;
@@ -530,131 +532,119 @@ digest_load_users(struct run *rn)
 	return failed ? -1 : 0;
 }
 
-/* The walk's lower bound: the job's first score, or where it got to. */
-static void
-digest_lower(struct run *rn, char *buf, size_t len)
-{
-	const struct job *j = rn->job;
-
-	if (rn->walk_set)
-		cursor_score_str(rn->walk_score, buf, len);
-	else if (j->member_min == INT64_MIN)
-		strlcpy(buf, "-inf", len);
-	else
-		snprintf(buf, len, "%lld", (long long)j->member_min);
-}
-
 /*
- * The walk's upper bound: scores below member_max + 1 (a member belongs
- * to the shard of the floor of its score), or none for a group's last
- * shard, which also takes the members who joined after scheduling.
+ * Start (or restart) the walk of the job's members after the cursor: the
+ * scores from member_min (inclusive) to below member_max + 1 (a member
+ * belongs to the shard of the floor of its score), or to +inf for a
+ * group's last shard, which also takes the members who joined after
+ * scheduling.  The members are paged by a (score, member) cursor
+ * (zpage.c), so fractional, shared or negative scores, and members who
+ * join or leave meanwhile, never make the walk skip or repeat a member.
  */
-static void
-digest_upper(struct run *rn, char *buf, size_t len)
+static int
+digest_walk_start(struct run *rn)
 {
 	const struct job *j = rn->job;
+	char lo[CURSOR_STR_MAX], hi[CURSOR_STR_MAX];
+	int l;
 
-	if (j->last_shard || j->member_max == INT64_MAX)
-		strlcpy(buf, "+inf", len);
+	zpage_clear(&rn->zp);
+	if (j->member_min == INT64_MIN)
+		strlcpy(lo, "-inf", sizeof(lo));
 	else
-		snprintf(buf, len, "(%lld", (long long)j->member_max + 1);
-}
-
-/* Whether the member (score, s) is at or before where the walk got to. */
-static int
-digest_walked(struct run *rn, double score, const char *s, size_t len)
-{
-	if (!rn->walk_set || score != rn->walk_score)
-		return rn->walk_set && score < rn->walk_score;
-	return cursor_member_cmp(s, len, rn->walk_member,
-	    rn->walk_memberlen) <= 0;
-}
-
-/* The walk has got past member (score, s). */
-static void
-digest_walk_to(struct run *rn, double score, const char *s, size_t len)
-{
-	rn->walk_set = 1;
-	rn->walk_score = score;
-	free(rn->walk_member);
-	rn->walk_member = wmalloc(len + 1);
-	memcpy(rn->walk_member, s, len);
-	rn->walk_member[len] = '\0';
-	rn->walk_memberlen = len;
+		snprintf(lo, sizeof(lo), "%lld", (long long)j->member_min);
+	if (j->last_shard || j->member_max == INT64_MAX)
+		strlcpy(hi, "+inf", sizeof(hi));
+	else
+		snprintf(hi, sizeof(hi), "(%lld", (long long)j->member_max + 1);
+	if (rkey(rn->walk_key, sizeof(rn->walk_key),
+	    rn->ctx->cfg->redis.key_prefix, "group:%lld:members",
+	    (long long)j->group_id) == NULL ||
+	    zpage_init(&rn->zp, rn->walk_key, lo, hi,
+	    rn->ctx->cfg->digest.batch_size) == -1) {
+		snprintf(rn->reason, rn->reasonlen, "key_prefix too long");
+		return -1;
+	}
+	if (rn->cp->cursor.set) {
+		cursor_score_str(rn->cp->cursor.score, rn->seek_score,
+		    sizeof(rn->seek_score));
+		l = snprintf(rn->seek_member, sizeof(rn->seek_member), "%lld",
+		    (long long)rn->cp->cursor.uid);
+		zpage_seek(&rn->zp, rn->seek_score, rn->cp->cursor.score,
+		    rn->seek_member, (size_t)l);
+	}
+	return 0;
 }
 
 /*
- * Read the next batch of members after the walk's position, in the order
- * of the sorted set (score, then member bytewise), then their user hashes
- * in one pipelined round.  The range is read by score from the last
- * score done, inclusive, leaving out those already walked: members
- * sharing a score, or with fractional or negative scores, are each met
- * exactly once.  A page made only of members already walked (a long run
- * of equal scores) is stepped over by offset.  *last is set when the
- * range is exhausted.
+ * Read the next batch of members, then their user hashes in one
+ * pipelined round.  *last is set when the range is exhausted.
  */
 static int
 digest_load_batch(struct run *rn, int *last)
 {
 	redisContext *c = rn->ctx->data;
-	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	const struct job *j = rn->job;
-	int batch = rn->ctx->cfg->digest.batch_size;
-	redisReply *rm = NULL;
-	char key[512], lo[CURSOR_STR_MAX + 8], hi[CURSOR_STR_MAX + 8];
-	size_t i, n = 0, raw = 0;
-	long long off;
+	redisReply *r;
+	char err[256];
+	const char *e;
+	size_t i, len;
+	double score;
+	int64_t fl;
+	int rv;
 
-	rkey(key, sizeof(key), pfx, "group:%lld:members",
-	    (long long)j->group_id);
-	digest_lower(rn, lo, sizeof(lo));
-	digest_upper(rn, hi, sizeof(hi));
-	for (off = 0;; off += batch) {
-		if (digest_append(rn, c, "ZRANGEBYSCORE members",
-		    "ZRANGEBYSCORE %s %s %s WITHSCORES LIMIT %lld %d", key, lo,
-		    hi, off, batch) == -1)
-			return -1;
-		if ((rm = digest_reply(rn, c, "ZRANGEBYSCORE members")) ==
-		    NULL)
-			return -1;
-		if (rm->type != REDIS_REPLY_ARRAY || rm->elements % 2 != 0) {
-			digest_redis_error(rn, c, "ZRANGEBYSCORE members", rm);
-			freeReplyObject(rm);
+	*last = 0;
+	rn->n = 0;
+	for (;;) {
+		if (rn->zp.done) {
+			*last = 1;
+			rn->m = wcalloc(1, sizeof(*rn->m));
+			return 0;
+		}
+		if (zpage_append(&rn->zp, c) == -1) {
+			if (c->err == REDIS_ERR_OOM)
+				worker_oom();
+			digest_redis_error(rn, c, "ZRANGEBYSCORE members", NULL);
 			return -1;
 		}
-		raw = rm->elements / 2;
-		for (i = 0; i < raw; i++) {
-			const redisReply *e = rm->element[2 * i];
-			const redisReply *s = rm->element[2 * i + 1];
-			double score;
-
-			if (e->type != REDIS_REPLY_STRING ||
-			    s->type != REDIS_REPLY_STRING ||
-			    parse_double(s->str, &score) == -1 ||
-			    !digest_walked(rn, score, e->str, e->len))
-				break;
+		if ((r = digest_reply(rn, c, "ZRANGEBYSCORE members")) == NULL)
+			return -1;
+		if (r->type == REDIS_REPLY_ERROR) {
+			digest_redis_error(rn, c, "ZRANGEBYSCORE members", r);
+			freeReplyObject(r);
+			return -1;
 		}
-		/* Only members already walked, and more may follow. */
-		if (i < raw || raw < (size_t)batch)
+		/* zpage owns the reply from here. */
+		if ((rv = zpage_feed(&rn->zp, r, err, sizeof(err))) == -1) {
+			metric_inc(rn->cells, MC_REDIS_ERRORS);
+			snprintf(rn->reason, rn->reasonlen, "%s", err);
+			return -1;
+		}
+		if (rv == ZPAGE_END) {
+			*last = 1;
+			rn->m = wcalloc(1, sizeof(*rn->m));
+			return 0;
+		}
+		if (rv == ZPAGE_READY)
 			break;
-		freeReplyObject(rm);
 	}
-	*last = raw < (size_t)batch;
-	rn->m = wcalloc(raw == 0 ? 1 : raw, sizeof(*rn->m));
-	for (; i < raw; i++) {
-		const redisReply *e = rm->element[2 * i];
-		const redisReply *s = rm->element[2 * i + 1];
+	*last = rn->zp.done;
+	rn->m = wcalloc(rn->zp.n - rn->zp.first, sizeof(*rn->m));
+	for (i = rn->zp.first; i < rn->zp.n; i++) {
 		struct member *m;
-		double score;
 
-		if (e->type != REDIS_REPLY_STRING ||
-		    s->type != REDIS_REPLY_STRING ||
-		    parse_double(s->str, &score) == -1 ||
-		    digest_walked(rn, score, e->str, e->len))
+		e = zpage_member(&rn->zp, i, &len);
+		score = zpage_score(&rn->zp, i);
+		/*
+		 * The bound went to Redis as a double: past 2^53 it is not
+		 * exact, the floor of the score is.
+		 */
+		fl = zpage_floor(score);
+		if (fl < j->member_min ||
+		    (!j->last_shard && fl > j->member_max))
 			continue;
-		m = &rn->m[n++];
-		digest_walk_to(rn, score, e->str, e->len);
-		if (cursor_parse_uid(e->str, e->len, &m->uid) == -1) {
+		m = &rn->m[rn->n++];
+		if (cursor_parse_uid(e, len, &m->uid) == -1) {
 			/* Not a user id: nobody to write to. */
 			m->uid = -1;
 			m->state = M_DONE;
@@ -667,8 +657,6 @@ digest_load_batch(struct run *rn, int *last)
 		m->pos.uid = m->uid;
 		m->state = M_PENDING;
 	}
-	freeReplyObject(rm);
-	rn->n = n;
 	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1 &&
 	    rn->ctx->queue->err) {
 		digest_redis_error(rn, rn->ctx->queue, "checkpoint", NULL);
@@ -1109,6 +1097,11 @@ digest_walk(struct run *rn, int *done)
 	enum batch_outcome bo = B_OK;
 	int last = 0;
 
+	if (!rn->walk_open) {
+		if (digest_walk_start(rn) == -1)
+			return B_RETRY;
+		rn->walk_open = 1;
+	}
 	while (!last) {
 		digest_tick(rn, 0);
 		if (digest_draining(rn))
@@ -1128,17 +1121,11 @@ digest_walk(struct run *rn, int *done)
 		}
 		bo = digest_batch(rn);
 		/*
-		 * Stopped inside the batch: the next batch starts after
-		 * the frontier, not after what was read.
+		 * Stopped inside the batch: a later walk starts after the
+		 * frontier, not after what was read.
 		 */
-		if (bo != B_OK && rn->cp->cursor.set) {
-			char s[CURSOR_STR_MAX];
-			int l = snprintf(s, sizeof(s), "%lld",
-			    (long long)rn->cp->cursor.uid);
-
-			digest_walk_to(rn, rn->cp->cursor.score, s, (size_t)l);
-		} else if (bo != B_OK)
-			rn->walk_set = 0;
+		if (bo != B_OK)
+			rn->walk_open = 0;
 		digest_batch_free(rn);
 		if (bo != B_OK)
 			return bo;
@@ -1235,17 +1222,10 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	if (rn.flush_n == 0)
 		rn.flush_n = 1;
 
-	if (cp->cursor.set) {
-		char s[CURSOR_STR_MAX];
-		int l = snprintf(s, sizeof(s), "%lld",
-		    (long long)cp->cursor.uid);
-
-		digest_walk_to(&rn, cp->cursor.score, s, (size_t)l);
-		/* A resumed job: those already sent are not sent again. */
-		if (cp->sent > 0)
-			metric_add(rn.cells, MC_SKIPPED + SKIP_ALREADY_SENT,
-			    (uint64_t)cp->sent);
-	}
+	/* A resumed job: those already sent are not sent again. */
+	if (cp->cursor.set && cp->sent > 0)
+		metric_add(rn.cells, MC_SKIPPED + SKIP_ALREADY_SENT,
+		    (uint64_t)cp->sent);
 	sb_cursor_set(ctx->slot, &cp->cursor);
 
 	if (digest_prepare(&rn) == -1) {
@@ -1294,7 +1274,7 @@ out:
 	if (digest_save(&rn) == -1 && bo != B_STOPPED)
 		bo = B_RETRY;
 	free(rn.pk);
-	free(rn.walk_member);
+	zpage_clear(&rn.zp);
 	switch (bo) {
 	case B_OK:
 		log_debug("job %s done: sent %lld skipped %lld", job->job_id,
