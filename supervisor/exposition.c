@@ -132,14 +132,14 @@ expo_fmt_double(char *buf, double v)
 }
 
 size_t
-expo_fmt_ns(char *buf, uint64_t ns)
+expo_fmt_ms(char *buf, uint64_t ms)
 {
-	uint64_t sec = ns / 1000000000ULL, frac = ns % 1000000000ULL;
+	uint64_t sec = ms / 1000, frac = ms % 1000;
 	int n;
 
 	if (frac == 0)
 		return snprintf(buf, EXPO_NUM_MAX, "%" PRIu64, sec);
-	n = snprintf(buf, EXPO_NUM_MAX, "%" PRIu64 ".%09" PRIu64, sec, frac);
+	n = snprintf(buf, EXPO_NUM_MAX, "%" PRIu64 ".%03" PRIu64, sec, frac);
 	while (buf[n - 1] == '0')
 		buf[--n] = '\0';
 	return n;
@@ -408,7 +408,8 @@ expo_histogram(struct expo_out *o, const char *name, struct expo_label *l,
 		l[nl].value = le[hist][i];
 		expo_sample_u64(o, name, "_bucket", l, nl + 1, cum);
 	}
-	expo_fmt_ns(sum, cells[HIST_NB + 1]);
+	/* Exact decimal seconds: a float would drop digits, then go down. */
+	expo_fmt_ms(sum, cells[HIST_NB + 1]);
 	expo_sample(o, name, "_sum", l, nl, sum);
 	expo_sample_u64(o, name, "_count", l, nl, cum);
 }

@@ -1,6 +1,6 @@
 /*
  * The /metrics formatter: number forms (canonical le, NaN and infinities,
- * exact seconds from nanoseconds), escaping of HELP and label values,
+ * exact seconds from milliseconds), escaping of HELP and label values,
  * Accept negotiation, and whole bodies in both formats: every series
  * present once, cumulative buckets with +Inf == _count, the OpenMetrics
  * _total and # EOF rules.
@@ -93,23 +93,26 @@ test_fmt_double(void **state)
 }
 
 static void
-assert_ns(uint64_t ns, const char *want)
+assert_ms(uint64_t ms, const char *want)
 {
 	char buf[EXPO_NUM_MAX];
 
-	expo_fmt_ns(buf, ns);
+	expo_fmt_ms(buf, ms);
 	assert_string_equal(buf, want);
 }
 
 static void
-test_fmt_ns(void **state)
+test_fmt_ms(void **state)
 {
-	assert_ns(0, "0");
-	assert_ns(1, "0.000000001");
-	assert_ns(1500000000ULL, "1.5");
-	assert_ns(3000000000ULL, "3");
-	assert_ns(123456789012ULL, "123.456789012");
-	assert_ns(UINT64_MAX, "18446744073.709551615");
+	assert_ms(0, "0");
+	assert_ms(1, "0.001");
+	assert_ms(10, "0.01");
+	assert_ms(1500, "1.5");
+	assert_ms(3000, "3");
+	assert_ms(123456, "123.456");
+	/* A year late, a hundred thousand times, and the largest sum. */
+	assert_ms(100000ULL * 31536000250ULL, "3153600025000");
+	assert_ms(UINT64_MAX, "18446744073709551.615");
 }
 
 static char *
@@ -333,7 +336,7 @@ check_histogram(const char *body, const char *name, const char *pool_lbl,
 	snprintf(want, sizeof(want), "\n%s_count{pool=\"%s\"} %llu\n", name,
 	    pool_lbl, (unsigned long long)cum);
 	assert_non_null(strstr(body, want));
-	snprintf(want, sizeof(want), "\n%s_sum{pool=\"%s\"} 1234.567890123\n",
+	snprintf(want, sizeof(want), "\n%s_sum{pool=\"%s\"} 1234567890.123\n",
 	    name, pool_lbl);
 	assert_non_null(strstr(body, want));
 }
@@ -620,7 +623,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fmt_le),
 		cmocka_unit_test(test_fmt_double),
-		cmocka_unit_test(test_fmt_ns),
+		cmocka_unit_test(test_fmt_ms),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_negotiate),
 		cmocka_unit_test(test_body_text),
