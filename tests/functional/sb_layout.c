@@ -18,7 +18,7 @@ main(void)
 	    "\"slot_pid\": %zu, \"slot_job_seq\": %zu, "
 	    "\"slot_job\": %zu, \"job_size\": %zu, "
 	    "\"off_stats\": %zu, \"stats_size\": %zu, "
-	    "\"stats_seq\": %zu}\n",
+	    "\"stats_seq\": %zu, \"stats_body\": %zu}\n",
 	    sizeof(struct scoreboard), 0x64677362u, SB_MAX_SLOTS,
 	    offsetof(struct scoreboard, magic),
 	    offsetof(struct scoreboard, nslots),
@@ -26,6 +26,6 @@ main(void)
 	    offsetof(struct sb_slot, pid), offsetof(struct sb_slot, job_seq),
 	    offsetof(struct sb_slot, job), sizeof(struct job),
 	    offsetof(struct scoreboard, stats), sizeof(struct sb_stats),
-	    offsetof(struct sb_stats, seq));
+	    offsetof(struct sb_stats, seq), offsetof(struct sb_stats, nqueues));
 	return 0;
 }

@@ -61,8 +61,10 @@ class Segment:
                 # MAP_SHARED | MAP_ANONYMOUS: "rw-s", a deleted /dev/zero.
                 if fields[1] != "rw-s" or hi - lo < lay["size"]:
                     continue
-                head = self.read_at(lo, 8)
-                magic, nslots = struct.unpack("<II", head)
+                magic, = struct.unpack("<I", self.read_at(
+                    lo + lay["off_magic"], 4))
+                nslots, = struct.unpack("<I", self.read_at(
+                    lo + lay["off_nslots"], 4))
                 if magic == lay["magic"] and nslots == lay["nslots"]:
                     self.base = lo
                     break
@@ -106,8 +108,8 @@ class Segment:
 
     def tear_stats(self):
         s = self.lay["off_stats"]
-        seq = s + self.lay["stats_seq"]
-        self.tear(seq, seq + 4, self.lay["stats_size"] - self.lay["stats_seq"] - 4)
+        self.tear(s + self.lay["stats_seq"], s + self.lay["stats_body"],
+                  self.lay["stats_size"] - self.lay["stats_body"])
 
     def job_seq(self, i):
         off = self.slot_off(i) + self.lay["slot_job_seq"]
@@ -263,9 +265,11 @@ def test_torn_job_writes_of_killed_workers(tmp_path, redis_tcp, smtp_sink):
             time.sleep(0.05)
         assert kills == KILLS, "only %d kills in time" % kills
 
-        # The slots of the torn kills were repaired: every job in hand reads.
-        for w in status(d)["workers"]:
-            assert not w.get("job_unknown"), w
+        # The slots of the torn kills were repaired: every job in hand
+        # reads (a live worker's own write can hide its job for an instant).
+        wait_for(lambda: not any(w.get("job_unknown")
+                                 for w in status(d)["workers"]),
+                 timeout=5, what="every job in hand readable")
 
         def all_done():
             if d.exited():
@@ -339,7 +343,6 @@ def test_torn_queue_figures_of_a_killed_sampler(tmp_path, redis_tcp):
                 return gauge(b, "digest_queue_sampled_timestamp_seconds") > before
             wait_for(fresh, timeout=20, what="a sample after the kill")
             assert sampler_pid(d) not in (None, sp)
-            assert seg.stats_seq() % 2 == 0
             _, body = get(d.port, "/metrics")
             assert gauge(body, "digest_dead_letters") == 3
             for n, l, v in samples(body):
