@@ -1,7 +1,16 @@
 /*
  * The shared segment: creation and the few accessors that need ordering
- * (the job in hand and the sampled stats are written under sequence locks).
+ * (the job in hand, the sampled stats and the dead workers' cursors are
+ * written under sequence locks).
+ *
+ * A sequence lock's reader never waits for its writer: the writer is
+ * another process, which may be stopped, or killed in the middle of its
+ * write and never finish it.  So a read tries SB_SEQ_TRIES times (a few
+ * microseconds, while a write takes well under one) and then reports the
+ * record unknown, and the supervisor repairs a dead writer's record when
+ * it reaps it.
  */
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -39,115 +48,181 @@ sb_set_state(struct sb_slot *s, enum sb_state st)
 	sb_heartbeat(s);
 }
 
-static void
-seq_begin(_Atomic uint32_t *seq)
+/* A breath between two tries, so that a writer on another core gets on. */
+static inline void
+seq_pause(void)
 {
-	atomic_fetch_add_explicit(seq, 1, memory_order_acq_rel);
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * A sequence left odd by a writer that died stays odd here (v | 1) and
+ * becomes even at the end of this write: a record written whole by its
+ * next writer is readable again, whoever repaired it or not.
+ */
+void
+sb_seq_write_begin(_Atomic uint32_t *seq)
+{
+	uint32_t v = atomic_load_explicit(seq, memory_order_relaxed);
+
+	atomic_store_explicit(seq, v | 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 }
 
-static void
-seq_end(_Atomic uint32_t *seq)
+void
+sb_seq_write_end(_Atomic uint32_t *seq)
 {
-	atomic_thread_fence(memory_order_release);
-	atomic_fetch_add_explicit(seq, 1, memory_order_release);
+	uint32_t v = atomic_load_explicit(seq, memory_order_relaxed);
+
+	atomic_store_explicit(seq, (v | 1) + 1, memory_order_release);
+}
+
+int
+sb_seq_read_begin(_Atomic uint32_t *seq, uint32_t *start)
+{
+	*start = atomic_load_explicit(seq, memory_order_acquire);
+	return *start & 1 ? -1 : 0;
+}
+
+int
+sb_seq_read_retry(_Atomic uint32_t *seq, uint32_t start)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(seq, memory_order_relaxed) != start;
+}
+
+int
+sb_seq_read(_Atomic uint32_t *seq, void *dst, const void *src, size_t len)
+{
+	uint32_t start;
+	int i;
+
+	for (i = 0; i < SB_SEQ_TRIES; i++) {
+		if (sb_seq_read_begin(seq, &start) == -1) {
+			seq_pause();
+			continue;
+		}
+		memcpy(dst, src, len);
+		if (!sb_seq_read_retry(seq, start))
+			return 0;
+	}
+	return -1;
+}
+
+int
+sb_seq_repair(_Atomic uint32_t *seq)
+{
+	uint32_t v = atomic_load_explicit(seq, memory_order_acquire);
+
+	if ((v & 1) == 0)
+		return 0;
+	atomic_store_explicit(seq, v + 1, memory_order_release);
+	return 1;
 }
 
 void
 sb_job_set(struct sb_slot *s, const struct job *j, const char *entry)
 {
-	seq_begin(&s->job_seq);
+	sb_seq_write_begin(&s->job_seq);
 	s->job = *j;
 	if (entry == NULL)
 		entry = "";
 	strlcpy(s->job_entry, entry, sizeof(s->job_entry));
 	atomic_store_explicit(&s->job_started_ns, now_real_ns(),
 	    memory_order_relaxed);
-	seq_end(&s->job_seq);
+	sb_seq_write_end(&s->job_seq);
 }
 
 void
 sb_job_clear(struct sb_slot *s)
 {
-	seq_begin(&s->job_seq);
+	sb_seq_write_begin(&s->job_seq);
 	atomic_store_explicit(&s->job_started_ns, 0, memory_order_relaxed);
 	memset(&s->job, 0, sizeof(s->job));
 	s->job_entry[0] = '\0';
-	seq_end(&s->job_seq);
+	sb_seq_write_end(&s->job_seq);
 }
 
 void
 sb_cursor_set(struct sb_slot *s, const struct cursor *c)
 {
-	seq_begin(&s->cursor_seq);
+	sb_seq_write_begin(&s->cursor_seq);
 	s->cursor = *c;
-	seq_end(&s->cursor_seq);
+	sb_seq_write_end(&s->cursor_seq);
 }
-
-/* A reader gives up after this many torn reads: the writer died in it. */
-#define SB_CURSOR_TRIES 10000
 
 int
 sb_cursor_read(struct sb_slot *s, struct cursor *c)
 {
-	uint32_t a, b;
-	int i;
-
-	for (i = 0; i < SB_CURSOR_TRIES; i++) {
-		a = atomic_load_explicit(&s->cursor_seq, memory_order_acquire);
-		if (a & 1)
-			continue;
-		memcpy(c, &s->cursor, sizeof(*c));
-		atomic_thread_fence(memory_order_acquire);
-		b = atomic_load_explicit(&s->cursor_seq, memory_order_relaxed);
-		if (a == b)
-			return 0;
+	if (sb_seq_read(&s->cursor_seq, c, &s->cursor, sizeof(*c)) == -1) {
+		memset(c, 0, sizeof(*c));
+		return -1;
 	}
-	memset(c, 0, sizeof(*c));
-	return -1;
+	return 0;
 }
 
 void
 sb_cursor_repair(struct sb_slot *s)
 {
-	uint32_t a = atomic_load_explicit(&s->cursor_seq,
-	    memory_order_acquire);
-
-	if (a & 1) {
+	if (sb_seq_repair(&s->cursor_seq))
 		memset(&s->cursor, 0, sizeof(s->cursor));
-		atomic_store_explicit(&s->cursor_seq, a + 1,
-		    memory_order_release);
-	}
 }
 
 int
 sb_job_read(struct sb_slot *s, struct job *j, char *entry, int64_t *started)
 {
-	uint32_t a, b;
-	int64_t t;
+	struct job job;
+	char e[SB_ENTRY_MAX];
+	uint32_t start;
+	int64_t t = 0;
+	int i, ok = 0;
 
-	for (;;) {
-		a = atomic_load_explicit(&s->job_seq, memory_order_acquire);
-		if (a & 1)
+	for (i = 0; i < SB_SEQ_TRIES && !ok; i++) {
+		if (sb_seq_read_begin(&s->job_seq, &start) == -1) {
+			seq_pause();
 			continue;
+		}
 		t = atomic_load_explicit(&s->job_started_ns,
 		    memory_order_relaxed);
-		if (j != NULL)
-			memcpy(j, &s->job, sizeof(*j));
-		if (entry != NULL)
-			memcpy(entry, s->job_entry, SB_ENTRY_MAX);
-		atomic_thread_fence(memory_order_acquire);
-		b = atomic_load_explicit(&s->job_seq, memory_order_relaxed);
-		if (a == b)
-			break;
+		memcpy(&job, &s->job, sizeof(job));
+		memcpy(e, s->job_entry, sizeof(e));
+		ok = !sb_seq_read_retry(&s->job_seq, start);
 	}
-	if (entry != NULL)
-		entry[SB_ENTRY_MAX - 1] = '\0';
+	if (!ok) {
+		/* Half a job id must not pass for a job: give nothing. */
+		memset(&job, 0, sizeof(job));
+		memset(e, 0, sizeof(e));
+		t = 0;
+	}
+	e[SB_ENTRY_MAX - 1] = '\0';
+	job.job_id[JOB_ID_MAX - 1] = '\0';
 	if (j != NULL)
-		j->job_id[JOB_ID_MAX - 1] = '\0';
+		*j = job;
+	if (entry != NULL)
+		memcpy(entry, e, SB_ENTRY_MAX);
 	if (started != NULL)
 		*started = t;
+	if (!ok)
+		return -1;
 	return t != 0;
+}
+
+/*
+ * Only the supervisor calls this, with the worker reaped: nothing else
+ * writes the slot's job, and the clear below ends the torn write.
+ */
+int
+sb_job_reset(struct sb_slot *s)
+{
+	int torn;
+
+	torn = atomic_load_explicit(&s->job_seq, memory_order_acquire) & 1;
+	sb_job_clear(s);
+	return torn;
 }
 
 void
@@ -156,10 +231,10 @@ sb_orphan_add(struct scoreboard *sb, const char *job_id,
 {
 	struct sb_orphan *o = &sb->orphans[sb->orphan_next++ % SB_ORPHANS];
 
-	seq_begin(&o->seq);
+	sb_seq_write_begin(&o->seq);
 	strlcpy(o->job_id, job_id, sizeof(o->job_id));
 	o->cursor = *cursor;
-	seq_end(&o->seq);
+	sb_seq_write_end(&o->seq);
 }
 
 int
@@ -168,25 +243,26 @@ sb_orphan_cursor(struct scoreboard *sb, const char *job_id,
 {
 	struct sb_orphan *o;
 	char id[JOB_ID_MAX];
-	uint32_t a, b;
+	uint32_t start;
 	struct cursor c;
-	int i, found = 0;
+	int i, k, ok, found = 0;
 
 	for (i = 0; i < SB_ORPHANS; i++) {
 		o = &sb->orphans[i];
-		for (;;) {
-			a = atomic_load_explicit(&o->seq, memory_order_acquire);
-			if (a & 1)
+		for (k = 0, ok = 0; k < SB_SEQ_TRIES && !ok; k++) {
+			if (sb_seq_read_begin(&o->seq, &start) == -1) {
+				seq_pause();
 				continue;
+			}
 			memcpy(id, o->job_id, sizeof(id));
 			c = o->cursor;
-			atomic_thread_fence(memory_order_acquire);
-			b = atomic_load_explicit(&o->seq, memory_order_relaxed);
-			if (a == b)
-				break;
+			ok = !sb_seq_read_retry(&o->seq, start);
 		}
+		/* start == 0: an entry never written. */
+		if (!ok || start == 0)
+			continue;
 		id[sizeof(id) - 1] = '\0';
-		if (a == 0 || strcmp(id, job_id) != 0)
+		if (strcmp(id, job_id) != 0)
 			continue;
 		if (!found || cursor_cmp(&c, cursor) > 0)
 			*cursor = c;
@@ -195,34 +271,48 @@ sb_orphan_cursor(struct scoreboard *sb, const char *job_id,
 	return found;
 }
 
+/* The stats after their sequence: what a write replaces. */
+#define SB_STATS_BODY offsetof(struct sb_stats, nqueues)
+
 void
 sb_stats_write(struct scoreboard *sb, const struct sb_stats *st)
 {
-	seq_begin(&sb->stats.seq);
-	memcpy((char *)&sb->stats + sizeof(sb->stats.seq),
-	    (const char *)st + sizeof(st->seq),
-	    sizeof(*st) - sizeof(st->seq));
-	seq_end(&sb->stats.seq);
+	sb_seq_write_begin(&sb->stats.seq);
+	memcpy((char *)&sb->stats + SB_STATS_BODY,
+	    (const char *)st + SB_STATS_BODY, sizeof(*st) - SB_STATS_BODY);
+	sb_seq_write_end(&sb->stats.seq);
 }
 
-void
+int
 sb_stats_read(struct scoreboard *sb, struct sb_stats *st)
 {
-	uint32_t a, b;
+	uint32_t seq;
 
-	for (;;) {
-		a = atomic_load_explicit(&sb->stats.seq, memory_order_acquire);
-		if (a & 1)
-			continue;
-		memcpy((char *)st + sizeof(st->seq),
-		    (const char *)&sb->stats + sizeof(sb->stats.seq),
-		    sizeof(*st) - sizeof(st->seq));
-		atomic_thread_fence(memory_order_acquire);
-		b = atomic_load_explicit(&sb->stats.seq, memory_order_relaxed);
-		if (a == b)
-			break;
+	if (sb_seq_read(&sb->stats.seq, (char *)st + SB_STATS_BODY,
+	    (const char *)&sb->stats + SB_STATS_BODY,
+	    sizeof(*st) - SB_STATS_BODY) == -1) {
+		memset(st, 0, sizeof(*st));
+		return -1;
 	}
-	atomic_store_explicit(&st->seq, a, memory_order_relaxed);
+	seq = atomic_load_explicit(&sb->stats.seq, memory_order_relaxed);
+	atomic_store_explicit(&st->seq, seq, memory_order_relaxed);
+	return 0;
+}
+
+/*
+ * Only the supervisor calls this, with the sampler reaped and the next one
+ * not yet forked: nothing else writes or reads the stats meanwhile.
+ */
+int
+sb_stats_repair(struct scoreboard *sb, const struct sb_stats *good)
+{
+	static const struct sb_stats zero;
+
+	if ((atomic_load_explicit(&sb->stats.seq, memory_order_acquire) &
+	    1) == 0)
+		return 0;
+	sb_stats_write(sb, good != NULL ? good : &zero);
+	return 1;
 }
 
 const char *

@@ -11,11 +11,17 @@
  * The job in hand is written under a sequence lock (job_seq odd while it is
  * being written) so that readers never see half of it; everything else is
  * a naturally aligned atomic.
+ *
+ * A writer can be killed in the middle of a write, leaving its sequence odd
+ * for good: readers therefore try a bounded number of times and then call
+ * the record unknown, and whoever reaps the writer repairs the record
+ * before anything writes it again (sb_job_reset, sb_stats_repair).
  */
 #ifndef DIGESTD_SCOREBOARD_H
 #define DIGESTD_SCOREBOARD_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -126,6 +132,38 @@ struct scoreboard {
 /* Map a new zeroed segment; fatal on failure. */
 struct scoreboard *sb_create(void);
 
+/*
+ * Sequence locks, for any record of the segment with a single writer.  The
+ * writer brackets its stores with sb_seq_write_begin and sb_seq_write_end
+ * (the sequence is odd in between; a whole write after one that was torn
+ * makes it even again); a reader copies the record with
+ * sb_seq_read, or with sb_seq_read_begin and sb_seq_read_retry around its
+ * own loads, as many as SB_SEQ_TRIES times.
+ */
+#define SB_SEQ_TRIES 64
+
+void sb_seq_write_begin(_Atomic uint32_t *);
+void sb_seq_write_end(_Atomic uint32_t *);
+/*
+ * Copy len bytes of the record at src into dst, all from one write.
+ * Returns 0, or -1 when the record is unknown: written all the time it was
+ * tried, or torn by a writer that died (dst then holds garbage).
+ */
+int sb_seq_read(_Atomic uint32_t *, void *dst, const void *src, size_t len);
+/*
+ * Begin one try of a read: 0 and the sequence in *start, or -1 when a
+ * write is under way.  After the loads, sb_seq_read_retry says 1 when a
+ * write came in between (what was loaded is to be thrown away), else 0.
+ */
+int sb_seq_read_begin(_Atomic uint32_t *, uint32_t *start);
+int sb_seq_read_retry(_Atomic uint32_t *, uint32_t start);
+/*
+ * The record's writer is dead and reaped: make the sequence even again.
+ * The record itself may be torn; the caller rewrites it.  Returns 1 when
+ * the writer had died in the middle of a write, else 0.
+ */
+int sb_seq_repair(_Atomic uint32_t *);
+
 /* Worker side. */
 void sb_heartbeat(struct sb_slot *);
 void sb_set_state(struct sb_slot *, enum sb_state);
@@ -135,9 +173,17 @@ void sb_job_clear(struct sb_slot *);
 
 /*
  * Reader side: copy the job in hand.  Returns 1 and fills job/entry/started
- * when the slot has a job, 0 when idle.  entry must hold SB_ENTRY_MAX bytes.
+ * when the slot has a job, 0 when idle, -1 when it cannot be known (a
+ * write under way, or torn by a worker that died in it): the outputs are
+ * then zeroed.  entry must hold SB_ENTRY_MAX bytes.
  */
 int sb_job_read(struct sb_slot *, struct job *, char *entry, int64_t *started_ns);
+/*
+ * Supervisor side, once the slot's worker is reaped: repair a write it died
+ * in and clear the job in hand, so that the slot reads "idle" again.
+ * Returns 1 when the job in hand had been torn, else 0.
+ */
+int sb_job_reset(struct sb_slot *);
 
 /* Worker side: the last member done in the job in hand. */
 void sb_cursor_set(struct sb_slot *, const struct cursor *);
@@ -154,14 +200,27 @@ void sb_orphan_add(struct scoreboard *, const char *job_id,
     const struct cursor *);
 /*
  * Worker side: the furthest cursor recorded for job_id.  Returns 1 and
- * sets *cursor when there is one, else 0.
+ * sets *cursor when there is one, else 0.  An entry that cannot be read
+ * (the supervisor writing it at that instant) is passed over: the
+ * checkpoint in Redis is then where the job resumes.
  */
 int sb_orphan_cursor(struct scoreboard *, const char *job_id,
     struct cursor *);
 
-/* Sampler side: publish / read stats under the seqlock. */
+/* Sampler side: publish the stats under the sequence lock. */
 void sb_stats_write(struct scoreboard *, const struct sb_stats *);
-void sb_stats_read(struct scoreboard *, struct sb_stats *);
+/*
+ * Reader side: copy the stats.  Returns 0, or -1 when they cannot be read
+ * now (being written, or torn by a sampler that died in a write): *st is
+ * then zeroed, and the caller falls back on the last copy it read.
+ */
+int sb_stats_read(struct scoreboard *, struct sb_stats *);
+/*
+ * Supervisor side, once the sampler is reaped: if it died in a write, put
+ * good back (zeroes if NULL) and make the stats readable again.  Returns 1
+ * when they had been torn, else 0.
+ */
+int sb_stats_repair(struct scoreboard *, const struct sb_stats *good);
 
 const char *sb_state_name(enum sb_state);
 

@@ -132,14 +132,14 @@ expo_fmt_double(char *buf, double v)
 }
 
 size_t
-expo_fmt_ns(char *buf, uint64_t ns)
+expo_fmt_ms(char *buf, uint64_t ms)
 {
-	uint64_t sec = ns / 1000000000ULL, frac = ns % 1000000000ULL;
+	uint64_t sec = ms / 1000, frac = ms % 1000;
 	int n;
 
 	if (frac == 0)
 		return snprintf(buf, EXPO_NUM_MAX, "%" PRIu64, sec);
-	n = snprintf(buf, EXPO_NUM_MAX, "%" PRIu64 ".%09" PRIu64, sec, frac);
+	n = snprintf(buf, EXPO_NUM_MAX, "%" PRIu64 ".%03" PRIu64, sec, frac);
 	while (buf[n - 1] == '0')
 		buf[--n] = '\0';
 	return n;
@@ -408,7 +408,8 @@ expo_histogram(struct expo_out *o, const char *name, struct expo_label *l,
 		l[nl].value = le[hist][i];
 		expo_sample_u64(o, name, "_bucket", l, nl + 1, cum);
 	}
-	expo_fmt_ns(sum, cells[HIST_NB + 1]);
+	/* Exact decimal seconds: a float would drop digits, then go down. */
+	expo_fmt_ms(sum, cells[HIST_NB + 1]);
 	expo_sample(o, name, "_sum", l, nl, sum);
 	expo_sample_u64(o, name, "_count", l, nl, cum);
 }
@@ -668,7 +669,7 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 	uint64_t rss;
 	uint32_t state;
 	int32_t pool;
-	int i, j;
+	int i, j, known;
 
 	memset(snap, 0, sizeof(*snap));
 	snap->version = DIGESTD_VERSION;
@@ -717,10 +718,17 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 			ep->max_rss = rss;
 	}
 
-	/* Queues: every configured one, then any other the sampler saw. */
-	sb_stats_read(s->sb, &st);
-	for (i = 0; s->cfg != NULL && i < s->cfg->npools; i++)
-		expo_queue_get(snap, s->cfg->pools[i].queue);
+	/*
+	 * Queues: every configured one, then any other the sampler saw.  While
+	 * the published figures cannot be read, the last good ones stand (their
+	 * sampled_at says how old they are); with none, they are unknown.
+	 */
+	known = sampler_stats(s, &st) >= 0;
+	for (i = 0; s->cfg != NULL && i < s->cfg->npools; i++) {
+		eq = expo_queue_get(snap, s->cfg->pools[i].queue);
+		if (!known && eq != NULL)
+			eq->depth = eq->pending = eq->oldest_enqueued = NAN;
+	}
 	for (i = 0; i < st.nqueues && i < SB_MAX_QUEUES; i++) {
 		memcpy(name, st.queues[i].name, sizeof(name));
 		name[sizeof(name) - 1] = '\0';
@@ -732,9 +740,9 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 		    st.queues[i].pending;
 		eq->oldest_enqueued = st.queues[i].oldest_enqueued;
 	}
-	snap->dead_letters = st.dead_letters;
-	snap->sched_last_success[0] = st.sched_last_success[0];
-	snap->sched_last_success[1] = st.sched_last_success[1];
+	snap->dead_letters = known ? st.dead_letters : NAN;
+	snap->sched_last_success[0] = known ? st.sched_last_success[0] : NAN;
+	snap->sched_last_success[1] = known ? st.sched_last_success[1] : NAN;
 	snap->sampled_at = st.sampled_at;
 
 	snap->reloads_ok = s->reloads_ok;

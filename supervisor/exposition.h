@@ -75,8 +75,8 @@ void expo_render(struct evbuffer *b, const struct supervisor *s,
 #define EXPO_NUM_MAX 48
 /* A float as Prometheus expects it, with NaN, +Inf and -Inf. */
 size_t expo_fmt_double(char *buf, double v);
-/* Integer nanoseconds as exact decimal seconds. */
-size_t expo_fmt_ns(char *buf, uint64_t ns);
+/* Integer milliseconds (a histogram's sum) as exact decimal seconds. */
+size_t expo_fmt_ms(char *buf, uint64_t ms);
 /* A bucket bound in the canonical form of client libraries: 0.1, 1.0, 1e+06. */
 size_t expo_fmt_le(char *buf, double v);
 

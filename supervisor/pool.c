@@ -636,6 +636,10 @@ pool_worker_died(int i, int status)
 	pid_t pid = ps->pid;
 
 	reason = classify(i, status);
+	/*
+	 * -1: it died in the middle of writing its job in hand.  Then only
+	 * the queue knows the job, and that is where it is looked for.
+	 */
 	has_job = sb_job_read(s, &job, entry, NULL);
 	/*
 	 * The last member it had done: the worker is gone, this is final.
@@ -665,13 +669,19 @@ pool_worker_died(int i, int status)
 	    "worker exited", "pool", reg_name(ps->reg), "slot", num,
 	    "sb_slot", sbn,
 	    "worker", pidbuf, "reason", reason_name, "status", how,
-	    "ran_ms", ran, "job", has_job ? job.job_id : "", "mono_ns", mono,
-	    NULL);
+	    "ran_ms", ran, "job", has_job == 1 ? job.job_id : "",
+	    "mono_ns", mono, NULL);
+	if (has_job == -1)
+		log_kv(LOG_LEVEL_WARN, "worker died writing its job in hand: "
+		    "job unknown", "pool", reg_name(ps->reg), "slot", num,
+		    "sb_slot", sbn, "worker", pidbuf, NULL);
 
 	/*
 	 * The job in hand goes back to its queue now rather than after the
 	 * visibility timeout.  The requeue child skips it if the worker
-	 * had already acknowledged or given it back.
+	 * had already acknowledged or given it back.  An unknown job is
+	 * requeued as none: everything its consumer still holds goes back,
+	 * from the job's last checkpoint.
 	 */
 	if (psup->cfg->queue.backend == QUEUE_BACKEND_REDIS && (has_job ||
 	    !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
@@ -681,10 +691,10 @@ pool_worker_died(int i, int status)
 			why = "job_timeout";
 		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
 		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
-		requeue_add(ps->queue, has_job ? &job : NULL, why, consumer,
-		    &cursor);
-	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP && has_job &&
-	    cursor.set) {
+		requeue_add(ps->queue, has_job == 1 ? &job : NULL, why,
+		    consumer, &cursor);
+	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
+	    has_job == 1 && cursor.set) {
 		/*
 		 * The broker has the job back already, and may hand it to
 		 * another worker before Redis has this one's progress: the
@@ -695,7 +705,8 @@ pool_worker_died(int i, int status)
 		requeue_add_cursor(&job, &cursor);
 	}
 	metrics_fold_slot(psup, i);
-	sb_job_clear(s);
+	/* Before anything reads or reuses the slot: its job may be torn. */
+	sb_job_reset(s);
 	atomic_store(&s->pid, 0);
 	atomic_store(&s->state, SB_FREE);
 
@@ -767,7 +778,8 @@ slot_job_timed_out(int i)
 	pc = config_pool(psup->cfg, reg_name(slots[i].reg));
 	if (pc == NULL || pc->job_timeout_ms <= 0)
 		return 0;
-	if (!sb_job_read(&psup->sb->slots[i], NULL, NULL, &started))
+	/* Idle, or unknown for now: the next tick looks again. */
+	if (sb_job_read(&psup->sb->slots[i], NULL, NULL, &started) != 1)
 		return 0;
 	return (now_real_ns() - started) / 1000000 > pc->job_timeout_ms;
 }

@@ -17,6 +17,11 @@
  *
  * The sampler runs with the configuration it was forked with; after a
  * successful reload it is replaced by a new one (sampler_check_cb).
+ *
+ * The sampler can die in the middle of publishing (a kill, the SIGTERM of
+ * a reload): the supervisor's reads are bounded and fall back on the last
+ * good copy it holds (sampler_stats), and the reaping puts that copy back
+ * in the segment, so the torn record is never read again.
  */
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -54,6 +59,15 @@ static struct event *sampler_check;	/* notices reloads */
 static int64_t sampler_spawned_ns;
 static int64_t sampler_delay_ms;
 static uint64_t sampler_reloads;	/* s->reloads_ok its config is from */
+
+/*
+ * The supervisor's last good copy of the published stats, refreshed at
+ * each read and every SAMPLER_CHECK_MS: what /metrics shows while the
+ * record cannot be read, and what is put back when a sampler dies in the
+ * middle of writing it.
+ */
+static struct sb_stats stats_last;
+static const struct scoreboard *stats_last_sb;	/* NULL: none yet */
 
 /* The child's state, kept across rounds. */
 struct sampler {
@@ -287,8 +301,11 @@ sampler_child(struct supervisor *s, pid_t parent)
 	memset(&sm, 0, sizeof(sm));
 	sm.cfg = s->cfg;
 	sm.sb = s->sb;
-	/* Start from what is published, so a respawn never resets gauges. */
-	sb_stats_read(sm.sb, &sm.st);
+	/*
+	 * Start from what is published, so a respawn never resets gauges
+	 * (unreadable, it is zeroes: the first round fills them in).
+	 */
+	(void)sb_stats_read(sm.sb, &sm.st);
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
@@ -309,6 +326,20 @@ sampler_child(struct supervisor *s, pid_t parent)
 
 static void sampler_respawn_in(struct supervisor *, int64_t);
 
+int
+sampler_stats(const struct supervisor *s, struct sb_stats *st)
+{
+	if (sb_stats_read(s->sb, st) == 0) {
+		stats_last = *st;
+		stats_last_sb = s->sb;
+		return 0;
+	}
+	if (stats_last_sb != s->sb)
+		return -1;
+	*st = stats_last;
+	return 1;
+}
+
 /*
  * The sampler works from the configuration it was forked with: after a
  * successful reload, replace it (SIGTERM; sampler_reaped starts the new
@@ -318,7 +349,9 @@ static void
 sampler_check_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct supervisor *s = arg;
+	struct sb_stats st;
 
+	(void)sampler_stats(s, &st);
 	if (s->draining || s->sampler_pid <= 0 ||
 	    s->reloads_ok == sampler_reloads)
 		return;
@@ -394,6 +427,15 @@ sampler_reaped(struct supervisor *s, pid_t pid, int status)
 	if (pid != s->sampler_pid)
 		return;
 	s->sampler_pid = 0;
+	/*
+	 * Killed in the middle of publishing (a SIGTERM at a reload comes at
+	 * any instant): the record is torn and its sequence odd.  Put back
+	 * the last good figures before anything reads them again.
+	 */
+	if (sb_stats_repair(s->sb, stats_last_sb == s->sb ? &stats_last :
+	    NULL))
+		log_warnx("sampler %d died while publishing the queue figures; "
+		    "the last good ones are restored", (int)pid);
 	if (s->draining)
 		return;
 	ran_ms = (now_mono_ns() - sampler_spawned_ns) / 1000000;

@@ -27,7 +27,7 @@ struct status_worker {
 	int pool_slot;
 	pid_t pid;
 	enum sb_state state;
-	int has_job;
+	int has_job;		/* 1, 0 idle, -1 unknown (sb_job_read) */
 	struct job job;
 	double job_started_at;
 	struct cursor cursor;	/* unset before the first member, or unknown */
@@ -145,8 +145,8 @@ status_queues_json(const struct expo_snapshot *snap)
 	queues = json_object();
 	for (i = 0; i < snap->nqueues; i++) {
 		q = json_object();
-		json_object_set_new(q, "depth",
-		    json_integer(snap->queues[i].depth));
+		json_object_set_new(q, "depth", isnan(snap->queues[i].depth) ?
+		    json_null() : json_integer(snap->queues[i].depth));
 		json_object_set_new(q, "pending", isnan(snap->queues[i].pending) ?
 		    json_null() : json_integer(snap->queues[i].pending));
 		json_object_set_new(q, "oldest_enqueued_at",
@@ -184,8 +184,8 @@ status_render_json(struct evbuffer *b, const struct supervisor *s)
 	json_object_set_new(root, "reloads", o);
 	json_object_set_new(root, "pools", status_pools_json(s, &snap));
 	json_object_set_new(root, "queues", status_queues_json(&snap));
-	json_object_set_new(root, "dead_letters",
-	    json_integer((json_int_t)snap.dead_letters));
+	json_object_set_new(root, "dead_letters", isnan(snap.dead_letters) ?
+	    json_null() : json_integer((json_int_t)snap.dead_letters));
 	json_object_set_new(root, "sampled_at", snap.sampled_at > 0 ?
 	    json_real(snap.sampled_at) : json_null());
 
@@ -199,12 +199,19 @@ status_render_json(struct evbuffer *b, const struct supervisor *s)
 		json_object_set_new(o, "pid", json_integer(w.pid));
 		json_object_set_new(o, "state",
 		    json_string(sb_state_name(w.state)));
-		json_object_set_new(o, "job", w.has_job ?
+		/*
+		 * A job that cannot be read (being written, or torn by a worker
+		 * killed as it wrote it) is null like an idle worker's, and
+		 * job_unknown tells the two apart.
+		 */
+		json_object_set_new(o, "job", w.has_job == 1 ?
 		    status_string(w.job.job_id) : json_null());
-		json_object_set_new(o, "job_started_at", w.has_job ?
+		json_object_set_new(o, "job_unknown",
+		    json_boolean(w.has_job == -1));
+		json_object_set_new(o, "job_started_at", w.has_job == 1 ?
 		    json_real(w.job_started_at) : json_null());
-		json_object_set_new(o, "cursor", w.has_job && w.cursor.set ?
-		    json_integer(w.cursor.uid) : json_null());
+		json_object_set_new(o, "cursor", w.has_job == 1 &&
+		    w.cursor.set ? json_integer(w.cursor.uid) : json_null());
 		json_object_set_new(o, "jobs_done", json_integer(w.jobs_done));
 		json_object_set_new(o, "rss_bytes", json_integer(w.rss));
 		json_object_set_new(o, "uptime_seconds",
@@ -342,14 +349,14 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 		snprintf(v[1], sizeof(v[0]), "%d", w.pool_slot);
 		snprintf(v[2], sizeof(v[0]), "%d", (int)w.pid);
 		snprintf(v[3], sizeof(v[0]), "%s", sb_state_name(w.state));
-		snprintf(v[4], sizeof(v[0]), "%s", w.has_job ?
-		    w.job.job_id : "-");
-		if (w.has_job)
+		snprintf(v[4], sizeof(v[0]), "%s", w.has_job == 1 ?
+		    w.job.job_id : w.has_job == -1 ? "(unknown)" : "-");
+		if (w.has_job == 1)
 			snprintf(v[5], sizeof(v[0]), "%.1f",
 			    now - w.job_started_at);
 		else
 			strlcpy(v[5], "-", sizeof(v[5]));
-		if (w.has_job && w.cursor.set)
+		if (w.has_job == 1 && w.cursor.set)
 			snprintf(v[6], sizeof(v[0]), "%lld",
 			    (long long)w.cursor.uid);
 		else

@@ -74,5 +74,10 @@ int http_listen(struct supervisor *, const char *listen, char *err, size_t);
 pid_t sampler_spawn(struct supervisor *);
 /* Tell sampler.c its child was reaped (it is respawned by a timer). */
 void sampler_reaped(struct supervisor *, pid_t, int status);
+/*
+ * The queue figures the sampler published: 0 when read now, 1 when they
+ * cannot be read now and *st is the last good copy, -1 when there is none.
+ */
+int sampler_stats(const struct supervisor *, struct sb_stats *st);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * The /metrics formatter: number forms (canonical le, NaN and infinities,
- * exact seconds from nanoseconds), escaping of HELP and label values,
+ * exact seconds from milliseconds), escaping of HELP and label values,
  * Accept negotiation, and whole bodies in both formats: every series
  * present once, cumulative buckets with +Inf == _count, the OpenMetrics
  * _total and # EOF rules.
@@ -9,10 +9,12 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
@@ -91,23 +93,26 @@ test_fmt_double(void **state)
 }
 
 static void
-assert_ns(uint64_t ns, const char *want)
+assert_ms(uint64_t ms, const char *want)
 {
 	char buf[EXPO_NUM_MAX];
 
-	expo_fmt_ns(buf, ns);
+	expo_fmt_ms(buf, ms);
 	assert_string_equal(buf, want);
 }
 
 static void
-test_fmt_ns(void **state)
+test_fmt_ms(void **state)
 {
-	assert_ns(0, "0");
-	assert_ns(1, "0.000000001");
-	assert_ns(1500000000ULL, "1.5");
-	assert_ns(3000000000ULL, "3");
-	assert_ns(123456789012ULL, "123.456789012");
-	assert_ns(UINT64_MAX, "18446744073.709551615");
+	assert_ms(0, "0");
+	assert_ms(1, "0.001");
+	assert_ms(10, "0.01");
+	assert_ms(1500, "1.5");
+	assert_ms(3000, "3");
+	assert_ms(123456, "123.456");
+	/* A year late, a hundred thousand times, and the largest sum. */
+	assert_ms(100000ULL * 31536000250ULL, "3153600025000");
+	assert_ms(UINT64_MAX, "18446744073709551.615");
 }
 
 static char *
@@ -331,7 +336,7 @@ check_histogram(const char *body, const char *name, const char *pool_lbl,
 	snprintf(want, sizeof(want), "\n%s_count{pool=\"%s\"} %llu\n", name,
 	    pool_lbl, (unsigned long long)cum);
 	assert_non_null(strstr(body, want));
-	snprintf(want, sizeof(want), "\n%s_sum{pool=\"%s\"} 1234.567890123\n",
+	snprintf(want, sizeof(want), "\n%s_sum{pool=\"%s\"} 1234567890.123\n",
 	    name, pool_lbl);
 	assert_non_null(strstr(body, want));
 }
@@ -514,19 +519,118 @@ test_snapshot(void **state)
 	free(s.sb);
 }
 
+/*
+ * A sampler killed as it published its figures leaves them torn: a scrape
+ * must not wait for the end of that write.  It shows the last good figures
+ * it read, or NaN (null in /status) when it never read any; the reaping
+ * puts the good figures back.  A worker's torn job in hand shows in
+ * /status as unknown.  The segments are static so that no other test's
+ * segment shares their address.
+ */
+static void
+test_snapshot_torn_records(void **state)
+{
+	static struct scoreboard seg_a, seg_b;
+	static struct supervisor s;
+	static struct config cfg;
+	static struct expo_snapshot snap;
+	struct evbuffer *b;
+	struct sb_stats st;
+	struct sb_slot *sl;
+	char *body;
+
+	memset(&s, 0, sizeof(s));
+	memset(&cfg, 0, sizeof(cfg));
+	s.cfg = &cfg;
+	cfg.npools = 1;
+	strlcpy(cfg.pools[0].name, "priority", CONFIG_NAME_MAX);
+	strlcpy(cfg.pools[0].queue, "priority", CONFIG_NAME_MAX);
+	s.sb = &seg_a;
+	strlcpy(seg_a.pools[0].name, "priority", SB_NAME_MAX);
+	memset(&st, 0, sizeof(st));
+	st.nqueues = 1;
+	strlcpy(st.queues[0].name, "priority", SB_NAME_MAX);
+	st.queues[0].depth = 12;
+	st.queues[0].pending = 2;
+	st.dead_letters = 5;
+	st.sampled_at = 1764374400;
+	sb_stats_write(&seg_a, &st);
+	expo_snapshot_take(&s, &snap);
+	assert_true(snap.queues[0].depth == 12);
+
+	/* Torn, its writer stopped or dead: the last good figures, at once. */
+	atomic_fetch_add(&seg_a.stats.seq, 1);
+	memset(&seg_a.stats.queues, 0xa5, sizeof(seg_a.stats.queues));
+	alarm(5);
+	expo_snapshot_take(&s, &snap);
+	alarm(0);
+	assert_int_equal(snap.nqueues, 1);
+	assert_true(snap.queues[0].depth == 12);
+	assert_true(snap.queues[0].pending == 2);
+	assert_true(snap.dead_letters == 5);
+	assert_true(snap.sampled_at == 1764374400);
+
+	/* The sampler is reaped: the segment holds the good figures again. */
+	s.sampler_pid = 4242;
+	sampler_reaped(&s, 4242, SIGKILL);
+	assert_int_equal(s.sampler_pid, 0);
+	assert_int_equal(sb_stats_read(&seg_a, &st), 0);
+	assert_true(st.queues[0].depth == 12);
+	assert_string_equal(st.queues[0].name, "priority");
+
+	/* Torn before the supervisor ever read them: unknown, not garbage. */
+	s.sb = &seg_b;
+	strlcpy(seg_b.pools[0].name, "priority", SB_NAME_MAX);
+	atomic_fetch_add(&seg_b.stats.seq, 1);
+	memset(&seg_b.stats.queues, 0xa5, sizeof(seg_b.stats.queues));
+	sl = &seg_b.slots[0];
+	atomic_store(&sl->pool, 0);
+	atomic_store(&sl->pid, 4343);
+	atomic_store(&sl->state, SB_BUSY);
+	atomic_fetch_add(&sl->job_seq, 1);
+	memset(&sl->job, 0xa5, sizeof(sl->job));
+	alarm(5);
+	expo_snapshot_take(&s, &snap);
+	assert_int_equal(snap.nqueues, 1);
+	assert_true(isnan(snap.queues[0].depth));
+	assert_true(isnan(snap.queues[0].pending));
+	assert_true(isnan(snap.dead_letters));
+	assert_true(snap.sampled_at == 0);
+	body = render(&snap, EXPO_TEXT);
+	assert_non_null(strstr(body, "\ndigest_queue_depth{queue="
+	    "\"priority\"} NaN\n"));
+	assert_non_null(strstr(body, "\ndigest_dead_letters NaN\n"));
+	free(body);
+	b = evbuffer_new();
+	status_render_json(b, &s);
+	body = drain(b);
+	assert_non_null(strstr(body, "\"depth\": null"));
+	assert_non_null(strstr(body, "\"dead_letters\": null"));
+	assert_non_null(strstr(body, "\"job\": null"));
+	assert_non_null(strstr(body, "\"job_unknown\": true"));
+	free(body);
+	status_render_html(b, &s);
+	body = drain(b);
+	assert_non_null(strstr(body, "<td>(unknown)</td>"));
+	free(body);
+	evbuffer_free(b);
+	alarm(0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fmt_le),
 		cmocka_unit_test(test_fmt_double),
-		cmocka_unit_test(test_fmt_ns),
+		cmocka_unit_test(test_fmt_ms),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_negotiate),
 		cmocka_unit_test(test_body_text),
 		cmocka_unit_test(test_body_openmetrics),
 		cmocka_unit_test(test_body_empty),
 		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_torn_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,14 +1,20 @@
 /*
  * Unit tests for the shared segment's sequence-locked records
- * (common/scoreboard.c): the job in hand, and the ring of dead workers'
- * cursors that a worker starting a job consults on the amqp backend.
+ * (common/scoreboard.c): the job in hand, the ring of dead workers'
+ * cursors that a worker starting a job consults on the amqp backend, and
+ * the sampler's stats.  A writer killed in the middle of a write leaves its
+ * sequence odd: every read must come back, saying "unknown", and the
+ * repair after the writer is reaped must make the record readable again.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -170,6 +176,204 @@ test_cursor_torn_write(void **state)
 	assert_int_equal(got.uid, 4);
 }
 
+/*
+ * A read of a torn record must return, and soon: a few microseconds is the
+ * design; a second is the guard, and alarm() ends a read that never does.
+ */
+#define TORN_READ_MAX_NS 1000000000LL
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* What a writer killed between its first and its last store leaves. */
+static void
+tear(_Atomic uint32_t *seq, void *rec, size_t len)
+{
+	atomic_fetch_add(seq, 1);
+	memset((char *)rec + len / 2, 0xa5, len - len / 2);
+}
+
+static void
+test_torn_job_reads_unknown_then_repairs(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_slot *s = &sb->slots[5];
+	struct job j, got;
+	char entry[SB_ENTRY_MAX];
+	int64_t started = 99, t0;
+
+	memset(&j, 0, sizeof(j));
+	strcpy(j.job_id, "daily.1764374400.7.0");
+	j.member_max = 50;
+	sb_job_set(s, &j, "5-0");
+	tear(&s->job_seq, &s->job, sizeof(s->job));
+	assert_true(atomic_load(&s->job_seq) & 1);
+
+	alarm(5);
+	t0 = mono_ns();
+	assert_int_equal(sb_job_read(s, &got, entry, &started), -1);
+	assert_true(mono_ns() - t0 < TORN_READ_MAX_NS);
+	/* Nothing of the torn job passes for a job. */
+	assert_string_equal(got.job_id, "");
+	assert_string_equal(entry, "");
+	assert_int_equal(started, 0);
+	/* Reads that only want the start time are bounded too. */
+	assert_int_equal(sb_job_read(s, NULL, NULL, &started), -1);
+	alarm(0);
+
+	/* The supervisor reaps the worker and resets the slot. */
+	assert_int_equal(sb_job_reset(s), 1);
+	assert_false(atomic_load(&s->job_seq) & 1);
+	assert_int_equal(sb_job_read(s, &got, entry, &started), 0);
+	assert_string_equal(got.job_id, "");
+	assert_int_equal(sb_job_reset(s), 0);
+
+	/* The next worker in the slot publishes and is read as before. */
+	strcpy(j.job_id, "daily.1764374400.8.0");
+	sb_job_set(s, &j, "6-0");
+	assert_int_equal(sb_job_read(s, &got, entry, &started), 1);
+	assert_string_equal(got.job_id, "daily.1764374400.8.0");
+	assert_string_equal(entry, "6-0");
+	assert_true(started > 0);
+}
+
+/* A respawn that writes before any repair heals the sequence itself. */
+static void
+test_torn_job_healed_by_the_next_write(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_slot *s = &sb->slots[0];
+	struct job j, got;
+
+	memset(&j, 0, sizeof(j));
+	strcpy(j.job_id, "weekly.1764374400.3.1");
+	tear(&s->job_seq, &s->job, sizeof(s->job));
+	sb_job_clear(s);
+	assert_false(atomic_load(&s->job_seq) & 1);
+	assert_int_equal(sb_job_read(s, &got, NULL, NULL), 0);
+	tear(&s->job_seq, &s->job, sizeof(s->job));
+	sb_job_set(s, &j, NULL);
+	assert_int_equal(sb_job_read(s, &got, NULL, NULL), 1);
+	assert_string_equal(got.job_id, j.job_id);
+}
+
+static void
+test_torn_stats_read_unknown_then_repair(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_stats st, good, got;
+	int64_t t0;
+
+	memset(&st, 0, sizeof(st));
+	st.nqueues = 1;
+	strcpy(st.queues[0].name, "priority");
+	st.queues[0].depth = 42;
+	st.dead_letters = 3;
+	st.sampled_at = 1764374400.5;
+	st.ok = 1;
+	sb_stats_write(sb, &st);
+	assert_int_equal(sb_stats_read(sb, &good), 0);
+	assert_true(good.queues[0].depth == 42);
+
+	tear(&sb->stats.seq, &sb->stats.nqueues,
+	    sizeof(sb->stats) - offsetof(struct sb_stats, nqueues));
+	alarm(5);
+	t0 = mono_ns();
+	assert_int_equal(sb_stats_read(sb, &got), -1);
+	assert_true(mono_ns() - t0 < TORN_READ_MAX_NS);
+	assert_int_equal(got.nqueues, 0);
+	alarm(0);
+
+	/* The sampler is reaped: the last good figures go back. */
+	assert_int_equal(sb_stats_repair(sb, &good), 1);
+	assert_int_equal(sb_stats_read(sb, &got), 0);
+	assert_int_equal(got.nqueues, 1);
+	assert_string_equal(got.queues[0].name, "priority");
+	assert_true(got.queues[0].depth == 42);
+	assert_int_equal(got.dead_letters, 3);
+	assert_true(got.sampled_at == 1764374400.5);
+	/* Not torn: left alone. */
+	assert_int_equal(sb_stats_repair(sb, NULL), 0);
+	assert_int_equal(sb_stats_read(sb, &got), 0);
+	assert_true(got.queues[0].depth == 42);
+
+	/* With no good copy, zeroes: readable, and never garbage. */
+	tear(&sb->stats.seq, &sb->stats.nqueues,
+	    sizeof(sb->stats) - offsetof(struct sb_stats, nqueues));
+	assert_int_equal(sb_stats_repair(sb, NULL), 1);
+	assert_int_equal(sb_stats_read(sb, &got), 0);
+	assert_int_equal(got.nqueues, 0);
+	assert_true(got.sampled_at == 0);
+}
+
+static void
+test_torn_orphan_is_passed_over(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_orphan *o;
+	struct cursor c = at(-1);
+	int64_t t0;
+
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, 150.0, 150 });
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, 420.0, 420 });
+	o = &sb->orphans[1];
+	atomic_fetch_add(&o->seq, 1);
+	alarm(5);
+	t0 = mono_ns();
+	/* The entry being written is skipped; the other one still counts. */
+	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 1);
+	assert_true(mono_ns() - t0 < TORN_READ_MAX_NS);
+	assert_int_equal(c.uid, 150);
+	alarm(0);
+	assert_int_equal(sb_seq_repair(&o->seq), 1);
+	assert_int_equal(sb_seq_repair(&o->seq), 0);
+	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 1);
+	assert_int_equal(c.uid, 420);
+}
+
+/* The generic pair, as a record of two fields under its own sequence. */
+static void
+test_seq_generic(void **state)
+{
+	struct {
+		_Atomic uint32_t seq;
+		int64_t score;
+		int64_t id;
+	} rec = { 0 }, copy;
+	struct {
+		int64_t score, id;
+	} v, src = { 7, 1234 };
+	uint32_t start;
+
+	sb_seq_write_begin(&rec.seq);
+	assert_int_equal(sb_seq_read_begin(&rec.seq, &start), -1);
+	assert_int_equal(sb_seq_read(&rec.seq, &v, &rec.score, sizeof(v)), -1);
+	rec.score = src.score;
+	rec.id = src.id;
+	sb_seq_write_end(&rec.seq);
+	assert_int_equal(sb_seq_read(&rec.seq, &v, &rec.score, sizeof(v)), 0);
+	assert_int_equal(v.score, 7);
+	assert_int_equal(v.id, 1234);
+
+	/* A write between begin and retry throws the loads away. */
+	assert_int_equal(sb_seq_read_begin(&rec.seq, &start), 0);
+	copy.score = rec.score;
+	sb_seq_write_begin(&rec.seq);
+	rec.score = 8;
+	sb_seq_write_end(&rec.seq);
+	assert_int_equal(sb_seq_read_retry(&rec.seq, start), 1);
+	assert_int_equal(sb_seq_read_begin(&rec.seq, &start), 0);
+	copy.score = rec.score;
+	assert_int_equal(sb_seq_read_retry(&rec.seq, start), 0);
+	assert_int_equal(copy.score, 8);
+}
+
 int
 main(void)
 {
@@ -182,6 +386,11 @@ main(void)
 		cmocka_unit_test(test_orphan_order_is_the_walks),
 		cmocka_unit_test(test_cursor_round_trip),
 		cmocka_unit_test(test_cursor_torn_write),
+		cmocka_unit_test(test_torn_job_reads_unknown_then_repairs),
+		cmocka_unit_test(test_torn_job_healed_by_the_next_write),
+		cmocka_unit_test(test_torn_stats_read_unknown_then_repair),
+		cmocka_unit_test(test_torn_orphan_is_passed_over),
+		cmocka_unit_test(test_seq_generic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
