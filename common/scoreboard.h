@@ -86,6 +86,8 @@ struct sb_queue_stats {
 	int64_t depth;			/* entries not yet delivered */
 	int64_t pending;		/* delivered, not acknowledged */
 	double oldest_enqueued;		/* unix time; 0 if empty */
+	int64_t delayed;		/* jobs in its delayed set */
+	double next_due;		/* the earliest of them; 0 if none */
 };
 
 /*

@@ -152,6 +152,11 @@ status_queues_json(const struct expo_snapshot *snap)
 		json_object_set_new(q, "oldest_enqueued_at",
 		    snap->queues[i].oldest_enqueued > 0 ?
 		    json_real(snap->queues[i].oldest_enqueued) : json_null());
+		/* Jobs waiting for deferred recipients, and the next due. */
+		json_object_set_new(q, "delayed", isnan(snap->queues[i].delayed) ?
+		    json_null() : json_integer(snap->queues[i].delayed));
+		json_object_set_new(q, "next_due", snap->queues[i].next_due > 0 ?
+		    json_real(snap->queues[i].next_due) : json_null());
 		json_object_set_new_nocheck(queues, status_clean(key,
 		    snap->queues[i].name, sizeof(key)), q);
 	}

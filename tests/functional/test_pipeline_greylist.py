@@ -46,9 +46,9 @@ class Greylist:
             return [t for t, a in self.refusals if a == addr]
 
 
-def smtp_config(tmp_path, redis, rabbit, vhost, backend, sink):
-    extra = ("defer_retry_min = 1s\ndefer_retry_max = 2s\n"
-             "defer_give_up = %ds\n" % GIVE_UP)
+def smtp_config(tmp_path, redis, rabbit, vhost, backend, sink, retry="1s"):
+    extra = ("defer_retry_min = %s\ndefer_retry_max = 2s\n"
+             "defer_give_up = %ds\n" % (retry, GIVE_UP))
     cfg = amqp_config(tmp_path, redis, rabbit, vhost, backend=backend,
                       transport="smtp", sink=sink, workers=1)
     # Put the retry settings into the [smtp] section the helper wrote.
@@ -204,6 +204,48 @@ def test_waiting_job_survives_restarts(tmp_path, backend, request, tcp_redis):
                      timeout=40, what="the job done after the restarts")
             got = [m[1] for m in sink.messages]
             assert sorted(got) == [a, "u52@example.org"], got
+        finally:
+            d.kill()
+    finally:
+        sink.stop()
+
+
+def test_status_shows_the_wait(tmp_path, backend, request, tcp_redis):
+    """While a job waits, /status and /metrics show it in its queue's
+    delayed set, with when it is due."""
+    rabbit, vhost = _vhost(backend, request)
+    r = tcp_redis.client()
+    ws, we = window()
+    write_groups(r, {6: [61, 62]}, we)
+    sink = SmtpSink()
+    sink.reply_for = Greylist({"u61@example.org": None})
+    sink.start()
+    try:
+        cfg = smtp_config(tmp_path, tcp_redis, rabbit or _NoRabbit(), vhost,
+                          backend, sink, retry="45s")
+        with open(cfg) as f:
+            text = f.read().replace("defer_retry_max = 2s", "defer_retry_max = 60s")
+        with open(cfg, "w") as f:
+            f.write(text)
+        d = Digestd(cfg, tmp_path)
+        d.start()
+        try:
+            t0 = time.time()
+            digestctl(cfg, "enqueue", "--group", "6", "--period", "daily",
+                      "--now", str(we + 3600))
+            j = "daily.%d.6.0" % we
+            wait_for(lambda: r.hget("digest:job:" + j, "state") == "waiting",
+                     timeout=30, what="the job waiting")
+
+            def shown():
+                q = d.status()["queues"]["standard"]
+                return q if q.get("delayed") == 1 else None
+            q = wait_for(shown, timeout=20, interval=0.5,
+                         what="/status showing the waiting job")
+            assert t0 + 40 <= q["next_due"] <= time.time() + 46, q
+            assert metric_sum(d.metrics(), "digest_queue_delayed",
+                              queue="standard") == 1
+            assert [m[1] for m in sink.messages] == ["u62@example.org"]
         finally:
             d.kill()
     finally:
