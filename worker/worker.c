@@ -63,6 +63,7 @@ struct worker {
 	int64_t last_keepalive_ns;
 	int64_t last_rss_ns;
 	int64_t next_promote_ns;	/* when to look at the delayed set */
+	int64_t promote_warned_ns;	/* no warning again before */
 	int keepalive_failed;
 	int retries;		/* jobs given back in a row */
 	/*
@@ -498,13 +499,16 @@ worker_promote(struct worker *w)
 	if (now < w->next_promote_ns)
 		return;
 	w->next_promote_ns = now + PROMOTE_EVERY_NS;
+	/*
+	 * A failure here leaves the connection to whoever uses it next: the
+	 * fetch or the job reconnects, with backoff.  One line a minute.
+	 */
 	if ((n = w->src.ops->promote(&w->src, w->queue, err, sizeof(err))) ==
 	    -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		log_warnx("delayed jobs: %s", err);
-		if (w->queue != NULL && w->queue->err) {
-			worker_disconnect(w);
-			worker_connect(w);
+		if (now >= w->promote_warned_ns) {
+			log_warnx("delayed jobs: %s", err);
+			w->promote_warned_ns = now + 60000000000LL;
 		}
 	} else if (n > 0)
 		log_info("%d waiting job%s due: back in the queue", n,

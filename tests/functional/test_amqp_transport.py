@@ -137,8 +137,10 @@ def test_nacked_messages_are_deferred_and_sent_again(tmp_path, redis_tcp, rabbit
     # broker takes four and nacks the rest.
     bind_outbox(rabbitmq, vhost, "mail.out", "digest", "outbox",
                 arguments={"x-max-length": 4, "x-overflow": "reject-publish"})
+    # A nacked message is deferred: retried on the clock, here a short one.
     cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="amqp",
-                 exchange="mail.out", routing_key="digest", batch=12)
+                 exchange="mail.out", routing_key="digest", batch=12,
+                 extra="[smtp]\ndefer_retry_min = 1s\ndefer_retry_max = 1s\n")
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 1
     d = start_digestd(digestd_factory, cfg)
