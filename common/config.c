@@ -255,6 +255,14 @@ static const struct config_key config_keys[] = {
 	    1, 1000000, NULL, "500", 0, "Messages sent on one connection." },
 	{ "smtp", "envelope_from", CT_ADDR, C(smtp.envelope_from), 0, 0, NULL,
 	    "", 0, "MAIL FROM; empty: the address of digest.from." },
+	{ "smtp", "defer_retry_min", CT_DURATION, C(smtp.defer_retry_min_ms),
+	    1, 1 * DAY_MS, NULL, "1m", 0,
+	    "A recipient answered 4xx is retried after this, doubling," },
+	{ "smtp", "defer_retry_max", CT_DURATION, C(smtp.defer_retry_max_ms),
+	    1, 1 * DAY_MS, NULL, "30m", 0, "up to this," },
+	{ "smtp", "defer_give_up", CT_DURATION, C(smtp.defer_give_up_ms),
+	    1, 30 * DAY_MS, NULL, "24h", 0,
+	    "and given up (counted rejected) this long after its first 4xx." },
 
 	{ "maildir", "path", CT_PATH, C(maildir.path), 0, 0, NULL,
 	    "./var/outbox", CF_NONEMPTY, "Created when missing." },
@@ -843,6 +851,16 @@ config_finish(struct config_parse *p)
 		    b1, sizeof(b1)),
 		    config_fmt_duration(cfg->supervisor.restart_backoff_max_ms,
 		    b2, sizeof(b2)));
+		return -1;
+	}
+	if (cfg->smtp.defer_retry_min_ms > cfg->smtp.defer_retry_max_ms) {
+		line = config_line_of(p, "smtp", "defer_retry_min");
+		config_fail(p, line, "[smtp] defer_retry_min: %s is more than "
+		    "defer_retry_max (%s)",
+		    config_fmt_duration(cfg->smtp.defer_retry_min_ms, b1,
+		    sizeof(b1)),
+		    config_fmt_duration(cfg->smtp.defer_retry_max_ms, b2,
+		    sizeof(b2)));
 		return -1;
 	}
 	if (cfg->amqp.heartbeat_ms != 0 && cfg->amqp.heartbeat_ms < SEC_MS) {

@@ -111,6 +111,9 @@ struct config {
 		char password[CONFIG_STR_MAX];
 		int messages_per_session;
 		char envelope_from[CONFIG_STR_MAX]; /* digest.from_addr if unset */
+		int64_t defer_retry_min_ms;	/* a 4xx recipient's first retry */
+		int64_t defer_retry_max_ms;	/* the delay doubles up to this */
+		int64_t defer_give_up_ms;	/* after its first 4xx: rejected */
 	} smtp;
 
 	struct {

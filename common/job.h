@@ -26,12 +26,12 @@ struct job {
 	 */
 	int64_t member_min;
 	int64_t member_max;
+	int last_shard;			/* no upper bound: takes later joiners */
 	double enqueued_at;
 	/*
 	 * 1 on a group's last shard: its members go on past member_max to
 	 * +inf, so that members who joined after scheduling are served too.
 	 */
-	int last_shard;
 };
 
 /*

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "delayq.h"
 #include "jobq.h"
+#include "log.h"
 #include "rconn.h"
 #include "util.h"
 
@@ -1012,26 +1014,110 @@ jobq_requeue_owned(redisContext *c, const struct config *cfg,
 	return jobq_script_result(c, r, "requeue", err, errlen);
 }
 
-static const char jobq_save_cursor_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-    "local cur = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '')\n"
-    "if cur ~= nil and tonumber(ARGV[1]) <= cur then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'cursor', ARGV[1])\n"
+/*
+ * KEYS[1] the stream, KEYS[2] the delayed set; ARGV: group, entry,
+ * consumer, due, the job as member, the set's TTL.
+ */
+static const char jobq_defer_owned_lua[] =
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
+    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "return 1\n";
 
 int
-jobq_save_cursor(redisContext *c, const struct config *cfg, const char *job_id,
-    int64_t cursor, char *err, size_t errlen)
+jobq_defer_owned(redisContext *c, const struct config *cfg, const char *queue,
+    const char *entry, const char *consumer, const struct job *j, double due,
+    char *err, size_t errlen)
 {
-	char key[JOBQ_KEY_MAX];
+	struct jobq_argv a;
+	char key[JOBQ_KEY_MAX], dkey[JOBQ_KEY_MAX], score[48], ttl[16];
 	redisReply *r;
+	char *member;
 
-	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:job:%s",
-	    job_id) == NULL) {
-		snprintf(err, errlen, "job id too long");
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1 ||
+	    delayq_key(dkey, sizeof(dkey), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
 		return -1;
 	}
-	r = redisCommand(c, "EVAL %s 1 %s %lld", jobq_save_cursor_lua, key,
-	    (long long)cursor);
-	return jobq_script_result(c, r, "save cursor", err, errlen);
+	if ((member = delayq_member(j)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(score, sizeof(score), "%.3f", due);
+	snprintf(ttl, sizeof(ttl), "%d", DELAYQ_TTL_S);
+	memset(&a, 0, sizeof(a));
+	jobq_arg(&a, "EVAL");
+	jobq_arg(&a, jobq_defer_owned_lua);
+	jobq_arg(&a, "2");
+	jobq_arg(&a, key);
+	jobq_arg(&a, dkey);
+	jobq_arg(&a, JOBQ_GROUP);
+	jobq_arg(&a, entry);
+	jobq_arg(&a, consumer);
+	jobq_arg(&a, score);
+	jobq_arg(&a, member);
+	jobq_arg(&a, ttl);
+	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
+	free(member);
+	return jobq_script_result(c, r, "defer", err, errlen);
 }
+
+/*
+ * KEYS[1] the delayed set, KEYS[2] the stream; ARGV: the member, then the
+ * job's fields.  The member leaves the set and the job enters the stream
+ * in one step, so a due job is moved exactly once, whoever moves it.
+ */
+static const char jobq_promote_lua[] =
+    "if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))\n"
+    "return 1\n";
+
+int
+jobq_promote(redisContext *c, const struct config *cfg, const char *queue,
+    char *err, size_t errlen)
+{
+	struct delayq_item items[DELAYQ_BATCH];
+	struct jobq_argv a;
+	char key[JOBQ_KEY_MAX], dkey[JOBQ_KEY_MAX], buf[JOB_ENCODE_MAX];
+	redisReply *r;
+	int i, n, rc, moved = 0;
+
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1 ||
+	    delayq_key(dkey, sizeof(dkey), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
+		return -1;
+	}
+	if ((n = delayq_due(c, cfg, queue, now_real(), items, DELAYQ_BATCH,
+	    err, errlen)) <= 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		if (!items[i].decoded) {
+			/* Not a job: it can never run; drop it, say so. */
+			log_warnx("delayed set of %s: dropped a member that is "
+			    "not a job", queue);
+			if (delayq_remove(c, cfg, queue, &items[i], err,
+			    errlen) == -1)
+				break;
+			continue;
+		}
+		memset(&a, 0, sizeof(a));
+		jobq_arg(&a, "EVAL");
+		jobq_arg(&a, jobq_promote_lua);
+		jobq_arg(&a, "2");
+		jobq_arg(&a, dkey);
+		jobq_arg(&a, key);
+		a.argv[a.argc] = items[i].member;
+		a.argvlen[a.argc++] = items[i].memberlen;
+		jobq_args_job(&a, &items[i].job, buf);
+		r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
+		if ((rc = jobq_script_result(c, r, "promote", err, errlen))
+		    == -1)
+			break;
+		moved += rc;
+	}
+	delayq_items_clear(items, n);
+	return i < n ? -1 : moved;
+}
+

@@ -58,14 +58,22 @@ int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
     char *err, size_t errlen);
 
 /*
- * Move the cursor of job_id's checkpoint forward to cursor (never back,
- * never creating the checkpoint): the supervisor saves the last member a
- * dead worker had done, from its slot, before its job is requeued (or,
- * on the amqp backend, for whoever the broker redelivers it to).
- * 1 if moved, 0 if not, -1 on error.
+ * Move a delivered job to its queue's delayed set (delayq.h), due at the
+ * unix time due, and acknowledge its entry, but only while the entry is
+ * still pending under consumer, in one script.  1 if moved, 0 if no
+ * longer ours, -1 on error.
  */
-int jobq_save_cursor(redisContext *, const struct config *, const char *job_id,
-    int64_t cursor, char *err, size_t errlen);
+int jobq_defer_owned(redisContext *, const struct config *, const char *queue,
+    const char *entry, const char *consumer, const struct job *, double due,
+    char *err, size_t errlen);
+
+/*
+ * Move the jobs of queue's delayed set that are due back into the queue
+ * (at most DELAYQ_BATCH a call), each in one step.  Returns how many were
+ * moved, or -1 with err.
+ */
+int jobq_promote(redisContext *, const struct config *, const char *queue,
+    char *err, size_t errlen);
 
 /*
  * Dead-letter: XADD to digest:dlq the job's fields (or the raw fields of

@@ -34,6 +34,8 @@ enum skip_reason {
 	SKIP_NO_EMAIL,
 	SKIP_NOTHING_NEW,
 	SKIP_ALREADY_SENT,
+	SKIP_SUPPRESSED,
+	SKIP_BAD_DATA,
 	SKIP_N
 };
 #define TRANSPORT_N 3	/* enum transport_type in config.h */

@@ -132,7 +132,6 @@ sb_job_set(struct sb_slot *s, const struct job *j, const char *entry)
 	if (entry == NULL)
 		entry = "";
 	strlcpy(s->job_entry, entry, sizeof(s->job_entry));
-	atomic_store_explicit(&s->cursor, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->job_started_ns, now_real_ns(),
 	    memory_order_relaxed);
 	sb_seq_write_end(&s->job_seq);
@@ -146,6 +145,31 @@ sb_job_clear(struct sb_slot *s)
 	memset(&s->job, 0, sizeof(s->job));
 	s->job_entry[0] = '\0';
 	sb_seq_write_end(&s->job_seq);
+}
+
+void
+sb_cursor_set(struct sb_slot *s, const struct cursor *c)
+{
+	sb_seq_write_begin(&s->cursor_seq);
+	s->cursor = *c;
+	sb_seq_write_end(&s->cursor_seq);
+}
+
+int
+sb_cursor_read(struct sb_slot *s, struct cursor *c)
+{
+	if (sb_seq_read(&s->cursor_seq, c, &s->cursor, sizeof(*c)) == -1) {
+		memset(c, 0, sizeof(*c));
+		return -1;
+	}
+	return 0;
+}
+
+void
+sb_cursor_repair(struct sb_slot *s)
+{
+	if (sb_seq_repair(&s->cursor_seq))
+		memset(&s->cursor, 0, sizeof(s->cursor));
 }
 
 int
@@ -202,23 +226,25 @@ sb_job_reset(struct sb_slot *s)
 }
 
 void
-sb_orphan_add(struct scoreboard *sb, const char *job_id, int64_t cursor)
+sb_orphan_add(struct scoreboard *sb, const char *job_id,
+    const struct cursor *cursor)
 {
 	struct sb_orphan *o = &sb->orphans[sb->orphan_next++ % SB_ORPHANS];
 
 	sb_seq_write_begin(&o->seq);
 	strlcpy(o->job_id, job_id, sizeof(o->job_id));
-	o->cursor = cursor;
+	o->cursor = *cursor;
 	sb_seq_write_end(&o->seq);
 }
 
 int
-sb_orphan_cursor(struct scoreboard *sb, const char *job_id, int64_t *cursor)
+sb_orphan_cursor(struct scoreboard *sb, const char *job_id,
+    struct cursor *cursor)
 {
 	struct sb_orphan *o;
 	char id[JOB_ID_MAX];
 	uint32_t start;
-	int64_t c = 0;
+	struct cursor c;
 	int i, k, ok, found = 0;
 
 	for (i = 0; i < SB_ORPHANS; i++) {
@@ -238,7 +264,7 @@ sb_orphan_cursor(struct scoreboard *sb, const char *job_id, int64_t *cursor)
 		id[sizeof(id) - 1] = '\0';
 		if (strcmp(id, job_id) != 0)
 			continue;
-		if (!found || c > *cursor)
+		if (!found || cursor_cmp(&c, cursor) > 0)
 			*cursor = c;
 		found = 1;
 	}

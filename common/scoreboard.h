@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cursor.h"
 #include "job.h"
 #include "metrics.h"
 
@@ -66,7 +67,9 @@ struct sb_slot {
 	struct job job;
 	char job_entry[SB_ENTRY_MAX];	/* stream entry id (redis backend) */
 
-	_Atomic uint64_t cursor;	/* last member done in the job in hand */
+	/* The last member done in the job in hand, under cursor_seq. */
+	_Atomic uint32_t cursor_seq;
+	struct cursor cursor;
 	_Atomic uint64_t jobs_done;
 	_Atomic uint64_t rss_bytes;
 
@@ -83,6 +86,8 @@ struct sb_queue_stats {
 	int64_t depth;			/* entries not yet delivered */
 	int64_t pending;		/* delivered, not acknowledged */
 	double oldest_enqueued;		/* unix time; 0 if empty */
+	int64_t delayed;		/* jobs in its delayed set */
+	double next_due;		/* the earliest of them; 0 if none */
 };
 
 /*
@@ -111,7 +116,7 @@ struct sb_stats {
 struct sb_orphan {
 	_Atomic uint32_t seq;
 	char job_id[JOB_ID_MAX];
-	int64_t cursor;
+	struct cursor cursor;
 };
 
 struct scoreboard {
@@ -182,15 +187,27 @@ int sb_job_read(struct sb_slot *, struct job *, char *entry, int64_t *started_ns
  */
 int sb_job_reset(struct sb_slot *);
 
+/* Worker side: the last member done in the job in hand. */
+void sb_cursor_set(struct sb_slot *, const struct cursor *);
+/*
+ * Reader side: copy the slot's cursor.  0, or -1 when no consistent copy
+ * could be read (a writer died half-way): then the cursor is unknown.
+ */
+int sb_cursor_read(struct sb_slot *, struct cursor *);
+/* Supervisor side, once the slot's writer is gone: make its cursor readable. */
+void sb_cursor_repair(struct sb_slot *);
+
 /* Supervisor side: record where a dead worker's job had got to. */
-void sb_orphan_add(struct scoreboard *, const char *job_id, int64_t cursor);
+void sb_orphan_add(struct scoreboard *, const char *job_id,
+    const struct cursor *);
 /*
  * Worker side: the furthest cursor recorded for job_id.  Returns 1 and
  * sets *cursor when there is one, else 0.  An entry that cannot be read
  * (the supervisor writing it at that instant) is passed over: the
  * checkpoint in Redis is then where the job resumes.
  */
-int sb_orphan_cursor(struct scoreboard *, const char *job_id, int64_t *cursor);
+int sb_orphan_cursor(struct scoreboard *, const char *job_id,
+    struct cursor *);
 
 /* Sampler side: publish the stats under the sequence lock. */
 void sb_stats_write(struct scoreboard *, const struct sb_stats *);

@@ -50,6 +50,18 @@ zpage_init(struct zpage *zp, const char *key, const char *min,
 }
 
 void
+zpage_seek(struct zpage *zp, const char *score_str, double score,
+    const char *member, size_t len)
+{
+	zp->have = 1;
+	zp->score = score;
+	zp->score_str = score_str;
+	zp->member = member;
+	zp->member_len = len;
+	zp->off = 0;
+}
+
+void
 zpage_clear(struct zpage *zp)
 {
 	if (zp->prev != NULL)

@@ -48,6 +48,13 @@ struct zpage {
  */
 int zpage_init(struct zpage *, const char *key, const char *min,
     const char *max, long long count);
+/*
+ * Resume a walk after an entry read in an earlier one: (score_str,
+ * member) is taken as read, and so is everything before it.  The strings
+ * are the caller's and must last until the first page comes in.
+ */
+void zpage_seek(struct zpage *, const char *score_str, double score,
+    const char *member, size_t len);
 /* Free what the walk holds; the entries of the last page go with it. */
 void zpage_clear(struct zpage *);
 

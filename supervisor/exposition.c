@@ -527,6 +527,9 @@ expo_queue_families(struct expo_out *o, enum expo_format fmt,
 		    "Enqueue time of the oldest job waiting in the queue; 0 "
 		    "when it is empty.",
 		    offsetof(struct expo_queue, oldest_enqueued) },
+		{ "digest_queue_delayed", "Jobs waiting in the queue's delayed "
+		    "set for recipients the mail server deferred.",
+		    offsetof(struct expo_queue, delayed) },
 	};
 	struct expo_label l[1];
 	size_t f;
@@ -727,7 +730,8 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 	for (i = 0; s->cfg != NULL && i < s->cfg->npools; i++) {
 		eq = expo_queue_get(snap, s->cfg->pools[i].queue);
 		if (!known && eq != NULL)
-			eq->depth = eq->pending = eq->oldest_enqueued = NAN;
+			eq->depth = eq->pending = eq->oldest_enqueued =
+			    eq->delayed = NAN;
 	}
 	for (i = 0; i < st.nqueues && i < SB_MAX_QUEUES; i++) {
 		memcpy(name, st.queues[i].name, sizeof(name));
@@ -739,6 +743,8 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 		eq->pending = st.queues[i].pending < 0 ? NAN :
 		    st.queues[i].pending;
 		eq->oldest_enqueued = st.queues[i].oldest_enqueued;
+		eq->delayed = st.queues[i].delayed;
+		eq->next_due = st.queues[i].next_due;
 	}
 	snap->dead_letters = known ? st.dead_letters : NAN;
 	snap->sched_last_success[0] = known ? st.sched_last_success[0] : NAN;

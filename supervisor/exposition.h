@@ -38,6 +38,8 @@ struct expo_queue {
 	double depth;
 	double pending;
 	double oldest_enqueued;
+	double delayed;		/* jobs waiting for deferred recipients */
+	double next_due;	/* the earliest of them; 0 if none */
 };
 
 struct expo_snapshot {

@@ -310,7 +310,7 @@ pool_spawn(int i)
 	atomic_store(&s->cmd, SB_CMD_RUN);
 	atomic_store(&s->pool, ps->reg);
 	atomic_store(&s->pool_slot, ps->pos);
-	atomic_store(&s->cursor, 0);
+	sb_cursor_set(s, &(struct cursor){ 0 });
 	atomic_store(&s->jobs_done, 0);
 	atomic_store(&s->rss_bytes, 0);
 	sb_job_clear(s);
@@ -630,7 +630,8 @@ pool_worker_died(int i, int status)
 	char ran[32];
 	char mono[32], consumer[160];
 	const char *reason_name, *why;
-	int64_t now = now_mono_ns(), delay, cursor;
+	int64_t now = now_mono_ns(), delay;
+	struct cursor cursor;
 	int reason, has_job;
 	pid_t pid = ps->pid;
 
@@ -640,8 +641,15 @@ pool_worker_died(int i, int status)
 	 * the queue knows the job, and that is where it is looked for.
 	 */
 	has_job = sb_job_read(s, &job, entry, NULL);
-	/* The last member it had done: the worker is gone, this is final. */
-	cursor = (int64_t)atomic_load(&s->cursor);
+	/*
+	 * The last member it had done: the worker is gone, this is final.
+	 * One that died while writing it leaves it unknown (and the slot's
+	 * lock is released for the next worker).
+	 */
+	if (sb_cursor_read(s, &cursor) == -1) {
+		log_warnx("slot %d: the cursor of the dead worker is unknown", i);
+		sb_cursor_repair(s);
+	}
 	ps->pid = 0;
 	ps->death_ns = now;
 	atomic_store(&s->state, SB_DEAD);
@@ -684,17 +692,17 @@ pool_worker_died(int i, int status)
 		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
 		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
 		requeue_add(ps->queue, has_job == 1 ? &job : NULL, why,
-		    consumer, cursor);
+		    consumer, &cursor);
 	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
-	    has_job == 1 && cursor >= job.member_min) {
+	    has_job == 1 && cursor.set) {
 		/*
 		 * The broker has the job back already, and may hand it to
 		 * another worker before Redis has this one's progress: the
 		 * workers here find the cursor in the segment, the other
 		 * instances in Redis once the child has saved it.
 		 */
-		sb_orphan_add(psup->sb, job.job_id, cursor);
-		requeue_add_cursor(&job, cursor);
+		sb_orphan_add(psup->sb, job.job_id, &cursor);
+		requeue_add_cursor(&job, &cursor);
 	}
 	metrics_fold_slot(psup, i);
 	/* Before anything reads or reuses the slot: its job may be torn. */

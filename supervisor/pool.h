@@ -82,9 +82,9 @@ void pool_child_reset(int keep);
 void requeue_init(struct supervisor *);
 /* Queue a job for requeueing; the child is forked from the event loop. */
 void requeue_add(const char *queue, const struct job *, const char *reason,
-    const char *consumer, int64_t cursor);
+    const char *consumer, const struct cursor *);
 /* amqp: save a dead worker's cursor in its job's checkpoint, no more. */
-void requeue_add_cursor(const struct job *, int64_t cursor);
+void requeue_add_cursor(const struct job *, const struct cursor *);
 /* 1 if pid was a requeue child (it is accounted for), else 0. */
 int requeue_reaped(pid_t, int status);
 /* 1 while jobs wait to be requeued or a requeue child runs. */

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "checkpoint.h"
 #include "jobq.h"
 #include "log.h"
 #include "pool.h"
@@ -48,7 +49,7 @@ struct requeue_item {
 	char consumer[160];	/* the dead worker's */
 	int has_job;
 	int cursor_only;	/* amqp: the broker requeues, we save the cursor */
-	int64_t cursor;		/* the last member it had done, from its slot */
+	struct cursor cursor;	/* the last member it had done, from its slot */
 };
 
 static struct supervisor *rsup;
@@ -93,7 +94,7 @@ requeue_item_new(void)
 }
 
 void
-requeue_add_cursor(const struct job *j, int64_t cursor)
+requeue_add_cursor(const struct job *j, const struct cursor *cursor)
 {
 	struct requeue_item *it;
 
@@ -102,13 +103,13 @@ requeue_add_cursor(const struct job *j, int64_t cursor)
 	it->job = *j;
 	it->has_job = 1;
 	it->cursor_only = 1;
-	it->cursor = cursor;
+	it->cursor = *cursor;
 	strlcpy(it->reason, "cursor", sizeof(it->reason));
 }
 
 void
 requeue_add(const char *queue, const struct job *j, const char *reason,
-    const char *consumer, int64_t cursor)
+    const char *consumer, const struct cursor *cursor)
 {
 	struct requeue_item *it;
 
@@ -118,7 +119,7 @@ requeue_add(const char *queue, const struct job *j, const char *reason,
 	if (j != NULL) {
 		it->job = *j;
 		it->has_job = 1;
-		it->cursor = cursor;
+		it->cursor = *cursor;
 	}
 	strlcpy(it->consumer, consumer, sizeof(it->consumer));
 	strlcpy(it->reason, reason, sizeof(it->reason));
@@ -145,20 +146,19 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		 * requeued job resumes after the last message done.
 		 */
 		moved = 0;
-		if (items[i].has_job && items[i].cursor >=
-		    items[i].job.member_min && (moved = jobq_save_cursor(c,
-		    cfg, items[i].job.job_id, items[i].cursor, err,
+		if (items[i].has_job && (moved = checkpoint_save_cursor(c,
+		    cfg, items[i].job.job_id, &items[i].cursor, err,
 		    sizeof(err))) == -1)
 			goto retry;
 		if (items[i].cursor_only) {
 			if (moved > 0)
 				log_info("job %s: cursor %lld saved",
 				    items[i].job.job_id,
-				    (long long)items[i].cursor);
+				    (long long)items[i].cursor.uid);
 			else
 				log_debug("job %s: the checkpoint is at or past "
 				    "%lld already", items[i].job.job_id,
-				    (long long)items[i].cursor);
+				    (long long)items[i].cursor.uid);
 			i++;
 			delay_ms = 100;
 			continue;

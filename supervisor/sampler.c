@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "delayq.h"
 #include "jobq.h"
 #include "jobq_amqp.h"
 #include "log.h"
@@ -245,7 +246,15 @@ sampler_round(struct sampler *sm)
 				sm->st.dead_letters = n;
 		}
 	}
-	/* The scheduler's record lives in the queue Redis, whatever the backend. */
+	/* So do the delayed sets and the scheduler's record. */
+	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
+		if (delayq_stats(rc, cfg, sm->st.queues[i].name,
+		    &sm->st.queues[i].delayed, &sm->st.queues[i].next_due, err,
+		    sizeof(err)) == -1) {
+			sampler_fail(sm, "delayed jobs", err);
+			break;
+		}
+	}
 	for (q = 0; rc != NULL && rc->err == 0 && q < 2; q++) {
 		if ((t = sampler_sched(sm, rc, sampler_periods[q])) >= 0)
 			sm->st.sched_last_success[q] = t;

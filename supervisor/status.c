@@ -30,7 +30,7 @@ struct status_worker {
 	int has_job;		/* 1, 0 idle, -1 unknown (sb_job_read) */
 	struct job job;
 	double job_started_at;
-	uint64_t cursor;
+	struct cursor cursor;	/* unset before the first member, or unknown */
 	uint64_t jobs_done;
 	uint64_t rss;
 	double age_s;
@@ -87,7 +87,7 @@ status_worker_read(const struct supervisor *s, int i, struct status_worker *w)
 	    memory_order_relaxed);
 	w->has_job = sb_job_read(sl, &w->job, NULL, &started);
 	w->job_started_at = started / 1e9;
-	w->cursor = atomic_load_explicit(&sl->cursor, memory_order_relaxed);
+	(void)sb_cursor_read(sl, &w->cursor);
 	w->jobs_done = atomic_load_explicit(&sl->jobs_done,
 	    memory_order_relaxed);
 	w->rss = atomic_load_explicit(&sl->rss_bytes, memory_order_relaxed);
@@ -152,6 +152,11 @@ status_queues_json(const struct expo_snapshot *snap)
 		json_object_set_new(q, "oldest_enqueued_at",
 		    snap->queues[i].oldest_enqueued > 0 ?
 		    json_real(snap->queues[i].oldest_enqueued) : json_null());
+		/* Jobs waiting for deferred recipients, and the next due. */
+		json_object_set_new(q, "delayed", isnan(snap->queues[i].delayed) ?
+		    json_null() : json_integer(snap->queues[i].delayed));
+		json_object_set_new(q, "next_due", snap->queues[i].next_due > 0 ?
+		    json_real(snap->queues[i].next_due) : json_null());
 		json_object_set_new_nocheck(queues, status_clean(key,
 		    snap->queues[i].name, sizeof(key)), q);
 	}
@@ -210,8 +215,8 @@ status_render_json(struct evbuffer *b, const struct supervisor *s)
 		    json_boolean(w.has_job == -1));
 		json_object_set_new(o, "job_started_at", w.has_job == 1 ?
 		    json_real(w.job_started_at) : json_null());
-		json_object_set_new(o, "cursor", w.has_job == 1 ?
-		    json_integer(w.cursor) : json_null());
+		json_object_set_new(o, "cursor", w.has_job == 1 &&
+		    w.cursor.set ? json_integer(w.cursor.uid) : json_null());
 		json_object_set_new(o, "jobs_done", json_integer(w.jobs_done));
 		json_object_set_new(o, "rss_bytes", json_integer(w.rss));
 		json_object_set_new(o, "uptime_seconds",
@@ -356,8 +361,11 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 			    now - w.job_started_at);
 		else
 			strlcpy(v[5], "-", sizeof(v[5]));
-		snprintf(v[6], sizeof(v[0]), "%llu",
-		    (unsigned long long)w.cursor);
+		if (w.has_job == 1 && w.cursor.set)
+			snprintf(v[6], sizeof(v[0]), "%lld",
+			    (long long)w.cursor.uid);
+		else
+			strlcpy(v[6], "-", sizeof(v[6]));
 		snprintf(v[7], sizeof(v[0]), "%llu",
 		    (unsigned long long)w.jobs_done);
 		snprintf(v[8], sizeof(v[0]), "%.1f", w.rss / 1048576.0);

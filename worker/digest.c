@@ -30,7 +30,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include "checkpoint.h"
+#include "cursor.h"
 #include "digest.h"
+#include "zpage.h"
 #include "eligibility.h"
 #include "log.h"
 #include "metrics.h"
@@ -51,25 +54,17 @@
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
 /*
- * Deferred recipients are retried within the job, with backoff (0.5 s
- * doubling, at most 15 s apart, about 45 s in all), so that a burst of
- * 4xx rides out in place instead of costing the job its attempts.
- */
-#define DEFER_RETRIES		7
-#define DEFER_BACKOFF_MS	500
-#define DEFER_BACKOFF_MAX_MS	15000
-/*
- * A few deferred recipients (a full mailbox, a greylisting) are parked in
- * the checkpoint instead, so that the walk goes on without sending
- * anything twice: they are retried at the end of the job (PARKED_ROUNDS
- * times, 0.5 s doubling) and at the start of each later attempt, and
- * given up after PARKED_GIVE_UP attempts, as an MTA bounces a message
- * after its queue lifetime.  Beyond PARKED_MAX parked, the server is
- * deferring everyone: the next ones wait in place (DEFER_RETRIES).
+ * A recipient the server defers (4xx: greylisting, a full mailbox, a
+ * throttle) is parked in the checkpoint and retried on a clock, as an
+ * MTA's queue does (smtp.defer_retry_min doubling to defer_retry_max),
+ * and given up only defer_give_up after its first 4xx.  The walk goes on
+ * past it; once PARKED_MAX recipients wait (a server deferring nearly
+ * everyone), the walk stops and the job waits for them.  The wait holds
+ * no worker: the job goes to its queue's delayed set until the earliest
+ * retry is due.  PARKED_CAP bounds the list, whatever the server says.
  */
 #define PARKED_MAX		100
-#define PARKED_ROUNDS		3
-#define PARKED_GIVE_UP		5
+#define PARKED_CAP		1000
 #define TICK_NS			250000000LL
 /*
  * A maildir flush ends with one directory fsync that makes its renames
@@ -81,20 +76,13 @@
 enum member_state {
 	M_PENDING,		/* not handled yet */
 	M_QUEUED,		/* handed to the transport, no outcome yet */
-	M_DONE,			/* skipped, sent or rejected */
-	M_DEFERRED,		/* 4xx: to be sent again */
+	M_DONE,			/* skipped, sent, rejected or parked */
 	M_UNCONFIRMED,		/* the transport failed, no outcome */
 };
 
-/* A parked recipient: deferred, to be retried later in the job or after. */
-struct parked {
-	int64_t uid;
-	int tries;		/* attempts of the job that ended deferred */
-};
-
 struct member {
-	int64_t uid;
-	int64_t cursor;		/* the cursor once this member is done */
+	int64_t uid;		/* -1: the member is not a user id */
+	struct cursor pos;	/* where it stands in the walk (a user id's) */
 	char *email;
 	char *name;
 	int state;
@@ -126,13 +114,19 @@ struct run {
 	size_t front;		/* m[0 .. front) are done */
 	size_t hint;		/* where the next result is likely to be */
 	size_t nqueued;		/* sent to the transport, not flushed */
-	size_t ndeferred;
-	struct parked *pk;	/* parked recipients, in the checkpoint */
+	struct parked *pk;	/* recipients waiting for a retry */
 	size_t npk;
-	int pk_dirty;		/* pk changed since the last save */
+	size_t capk;
 	int parked_pass;	/* the batch is the parked recipients */
-	int64_t saved_cursor;
-	int save_each;		/* save after every message (AMQP backend) */
+	char defer_detail[160];	/* the server's last 4xx */
+
+	/* The walk of the members, and where it resumes from. */
+	struct zpage zp;
+	int walk_open;
+	char walk_key[512];
+	char seek_score[CURSOR_STR_MAX];
+	char seek_member[CURSOR_STR_MAX];
+
 	int save_failed;
 	int tick_failed;
 	int64_t last_tick_ns;
@@ -473,7 +467,7 @@ digest_batch_free(struct run *rn)
 	}
 	free(rn->m);
 	rn->m = NULL;
-	rn->n = rn->front = rn->hint = rn->nqueued = rn->ndeferred = 0;
+	rn->n = rn->front = rn->hint = rn->nqueued = 0;
 }
 
 /*
@@ -539,63 +533,135 @@ digest_load_users(struct run *rn)
 }
 
 /*
- * Read the next batch after cursor: the members, then their user hashes
- * in one pipelined round.  *last is set when the range is exhausted.
+ * Start (or restart) the walk of the job's members after the cursor: the
+ * scores from member_min (inclusive) to below member_max + 1 (a member
+ * belongs to the shard of the floor of its score), or to +inf for a
+ * group's last shard, which also takes the members who joined after
+ * scheduling.  The members are paged by a (score, member) cursor
+ * (zpage.c), so fractional, shared or negative scores, and members who
+ * join or leave meanwhile, never make the walk skip or repeat a member.
  */
 static int
-digest_load_batch(struct run *rn, int64_t cursor, int *last)
+digest_walk_start(struct run *rn)
 {
-	redisContext *c = rn->ctx->data;
-	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	const struct job *j = rn->job;
-	int batch = rn->ctx->cfg->digest.batch_size;
-	redisReply *rm;
-	char key[512];
-	size_t i, n;
+	char lo[CURSOR_STR_MAX], hi[CURSOR_STR_MAX];
+	int l;
 
-	rkey(key, sizeof(key), pfx, "group:%lld:members",
-	    (long long)j->group_id);
-	if (digest_append(rn, c, "ZRANGEBYSCORE members",
-	    "ZRANGEBYSCORE %s (%lld %lld WITHSCORES LIMIT 0 %d", key,
-	    (long long)cursor, (long long)j->member_max, batch) == -1)
-		return -1;
-	if ((rm = digest_reply(rn, c, "ZRANGEBYSCORE members")) == NULL)
-		return -1;
-	if (rm->type != REDIS_REPLY_ARRAY || rm->elements % 2 != 0) {
-		digest_redis_error(rn, c, "ZRANGEBYSCORE members", rm);
-		freeReplyObject(rm);
+	zpage_clear(&rn->zp);
+	if (j->member_min == INT64_MIN)
+		strlcpy(lo, "-inf", sizeof(lo));
+	else
+		snprintf(lo, sizeof(lo), "%lld", (long long)j->member_min);
+	if (j->last_shard || j->member_max == INT64_MAX)
+		strlcpy(hi, "+inf", sizeof(hi));
+	else
+		snprintf(hi, sizeof(hi), "(%lld", (long long)j->member_max + 1);
+	if (rkey(rn->walk_key, sizeof(rn->walk_key),
+	    rn->ctx->cfg->redis.key_prefix, "group:%lld:members",
+	    (long long)j->group_id) == NULL ||
+	    zpage_init(&rn->zp, rn->walk_key, lo, hi,
+	    rn->ctx->cfg->digest.batch_size) == -1) {
+		snprintf(rn->reason, rn->reasonlen, "key_prefix too long");
 		return -1;
 	}
-	n = rm->elements / 2;
-	*last = n < (size_t)batch;
-	rn->m = wcalloc(n == 0 ? 1 : n, sizeof(*rn->m));
-	rn->n = n;
-	for (i = 0; i < n; i++) {
-		const redisReply *e = rm->element[2 * i];
-		const redisReply *s = rm->element[2 * i + 1];
-		struct member *m = &rn->m[i];
-		double score = 0;
+	if (rn->cp->cursor.set) {
+		cursor_score_str(rn->cp->cursor.score, rn->seek_score,
+		    sizeof(rn->seek_score));
+		l = snprintf(rn->seek_member, sizeof(rn->seek_member), "%lld",
+		    (long long)rn->cp->cursor.uid);
+		zpage_seek(&rn->zp, rn->seek_score, rn->cp->cursor.score,
+		    rn->seek_member, (size_t)l);
+	}
+	return 0;
+}
 
-		if (s->type == REDIS_REPLY_STRING)
-			(void)parse_double(s->str, &score);
+/*
+ * Read the next batch of members, then their user hashes in one
+ * pipelined round.  *last is set when the range is exhausted.
+ */
+static int
+digest_load_batch(struct run *rn, int *last)
+{
+	redisContext *c = rn->ctx->data;
+	const struct job *j = rn->job;
+	redisReply *r;
+	char err[256];
+	const char *e;
+	size_t i, len;
+	double score;
+	int64_t fl;
+	int rv;
+
+	*last = 0;
+	rn->n = 0;
+	for (;;) {
+		if (rn->zp.done) {
+			*last = 1;
+			rn->m = wcalloc(1, sizeof(*rn->m));
+			return 0;
+		}
+		if (zpage_append(&rn->zp, c) == -1) {
+			if (c->err == REDIS_ERR_OOM)
+				worker_oom();
+			digest_redis_error(rn, c, "ZRANGEBYSCORE members", NULL);
+			return -1;
+		}
+		if ((r = digest_reply(rn, c, "ZRANGEBYSCORE members")) == NULL)
+			return -1;
+		if (r->type == REDIS_REPLY_ERROR) {
+			digest_redis_error(rn, c, "ZRANGEBYSCORE members", r);
+			freeReplyObject(r);
+			return -1;
+		}
+		/* zpage owns the reply from here. */
+		if ((rv = zpage_feed(&rn->zp, r, err, sizeof(err))) == -1) {
+			metric_inc(rn->cells, MC_REDIS_ERRORS);
+			snprintf(rn->reason, rn->reasonlen, "%s", err);
+			return -1;
+		}
+		if (rv == ZPAGE_END) {
+			*last = 1;
+			rn->m = wcalloc(1, sizeof(*rn->m));
+			return 0;
+		}
+		if (rv == ZPAGE_READY)
+			break;
+	}
+	*last = rn->zp.done;
+	rn->m = wcalloc(rn->zp.n - rn->zp.first, sizeof(*rn->m));
+	for (i = rn->zp.first; i < rn->zp.n; i++) {
+		struct member *m;
+
+		e = zpage_member(&rn->zp, i, &len);
+		score = zpage_score(&rn->zp, i);
 		/*
-		 * The score is the user id; ceil() keeps a stray fractional
-		 * score from being read again forever.
+		 * The bound went to Redis as a double: past 2^53 it is not
+		 * exact, the floor of the score is.
 		 */
-		m->cursor = (int64_t)ceil(score);
-		if (m->cursor <= cursor)
-			m->cursor = cursor + 1;
-		cursor = m->cursor;
-		if (e->type != REDIS_REPLY_STRING ||
-		    parse_i64(e->str, 0, INT64_MAX, &m->uid) == -1) {
+		fl = zpage_floor(score);
+		if (fl < j->member_min ||
+		    (!j->last_shard && fl > j->member_max))
+			continue;
+		m = &rn->m[rn->n++];
+		if (cursor_parse_uid(e, len, &m->uid) == -1) {
 			/* Not a user id: nobody to write to. */
 			m->uid = -1;
 			m->state = M_DONE;
+			metric_inc(rn->cells, MC_SKIPPED + SKIP_BAD_DATA);
+			rn->cp->skipped++;
 			continue;
 		}
+		m->pos.set = 1;
+		m->pos.score = score;
+		m->pos.uid = m->uid;
 		m->state = M_PENDING;
 	}
-	freeReplyObject(rm);
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1 &&
+	    rn->ctx->queue->err) {
+		digest_redis_error(rn, rn->ctx->queue, "checkpoint", NULL);
+		return -1;
+	}
 	return digest_load_users(rn);
 }
 
@@ -618,155 +684,136 @@ digest_draining(struct run *rn)
 	return atomic_load(&rn->ctx->slot->cmd) == SB_CMD_DRAIN;
 }
 
-/* The checkpoint's key, digest:job:{job_id}, where parked uids are kept. */
-static char *
-digest_cp_key(struct run *rn, char *buf, size_t len)
-{
-	return rkey(buf, len, rn->ctx->cfg->redis.key_prefix, "digest:job:%s",
-	    rn->job->job_id);
-}
-
-/*
- * Write the parked list into the checkpoint's `deferred` field, which
- * checkpoint_save stores with the cursor in one HSET: Redis never holds a
- * cursor past a parked recipient without the list that keeps it.
- */
+/* A checkpoint write failed: an outage when the connection is gone. */
 static void
-digest_parked_format(struct run *rn)
-{
-	char *buf = rn->cp->deferred;
-	size_t i, off = 0, cap = sizeof(rn->cp->deferred);
-
-	buf[0] = '\0';
-	for (i = 0; i < rn->npk && off < cap; i++)
-		off += (size_t)snprintf(buf + off, cap - off, "%s%lld:%d",
-		    i ? "," : "", (long long)rn->pk[i].uid, rn->pk[i].tries);
-	rn->cp->deferred_dirty = 1;
-}
-
-/* Read the parked list a previous attempt left; 0 or -1. */
-static int
-digest_parked_load(struct run *rn)
+digest_cp_failed(struct run *rn)
 {
 	redisContext *q = rn->ctx->queue;
-	redisReply *r;
-	char key[512], *p, *next, *colon;
-	int64_t uid, tries;
 
-	if (digest_cp_key(rn, key, sizeof(key)) == NULL)
-		return -1;
-	if ((r = redisCommand(q, "HGET %s deferred", key)) == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
-		digest_redis_error(rn, q, "HGET deferred", NULL);
-		return -1;
+	if (q != NULL && q->err == REDIS_ERR_OOM)
+		worker_oom();
+	if (q == NULL || q->err)
+		rn->cp->outage = 1;
+	if (!rn->save_failed) {
+		metric_inc(rn->cells, MC_REDIS_ERRORS);
+		snprintf(rn->reason, rn->reasonlen,
+		    "cannot save the checkpoint");
 	}
-	if (r->type == REDIS_REPLY_STRING) {
-		rn->pk = wcalloc(PARKED_MAX, sizeof(*rn->pk));
-		for (p = r->str; p != NULL && rn->npk < PARKED_MAX; p = next) {
-			if ((next = strchr(p, ',')) != NULL)
-				*next++ = '\0';
-			if ((colon = strchr(p, ':')) == NULL)
-				continue;
-			*colon++ = '\0';
-			if (parse_i64(p, 0, INT64_MAX, &uid) == -1 ||
-			    parse_i64(colon, 0, PARKED_GIVE_UP, &tries) == -1)
-				continue;
-			rn->pk[rn->npk].uid = uid;
-			rn->pk[rn->npk].tries = (int)tries;
-			rn->npk++;
-		}
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		digest_redis_error(rn, q, "HGET deferred", r);
-		freeReplyObject(r);
-		return -1;
-	}
-	freeReplyObject(r);
-	return 0;
+	rn->save_failed = 1;
 }
 
-static void
-digest_park(struct run *rn, int64_t uid)
+static struct parked *
+digest_parked_find(struct run *rn, int64_t uid)
 {
 	size_t i;
 
 	for (i = 0; i < rn->npk; i++)
 		if (rn->pk[i].uid == uid)
-			return;
-	if (rn->pk == NULL)
-		rn->pk = wcalloc(PARKED_MAX, sizeof(*rn->pk));
-	rn->pk[rn->npk].uid = uid;
-	rn->pk[rn->npk].tries = 0;
-	rn->npk++;
-	rn->pk_dirty = 1;
+			return &rn->pk[i];
+	return NULL;
 }
 
+/* The delay before a recipient's next try after its tries-th 4xx. */
+static int64_t
+digest_retry_ms(struct run *rn, int tries)
+{
+	const struct config *cfg = rn->ctx->cfg;
+	int64_t ms = cfg->smtp.defer_retry_min_ms;
+	int k;
+
+	for (k = 1; k < tries && ms < cfg->smtp.defer_retry_max_ms; k++)
+		ms *= 2;
+	return ms < cfg->smtp.defer_retry_max_ms ? ms :
+	    cfg->smtp.defer_retry_max_ms;
+}
+
+/*
+ * Record a 4xx for uid: parked with its first try now, or, parked
+ * already, its next try moved on the clock.  Sent to Redis, and read back
+ * before the cursor in the slot may pass it: the supervisor saves that
+ * cursor alone when a worker dies, and must never skip a recipient whose
+ * wait Redis does not know.
+ */
+static void
+digest_park(struct run *rn, int64_t uid)
+{
+	struct parked *p;
+	int64_t now = now_real_ns() / 1000000;
+
+	if ((p = digest_parked_find(rn, uid)) == NULL) {
+		if (rn->npk == rn->capk) {
+			rn->capk = rn->capk ? rn->capk * 2 : 16;
+			rn->pk = wrealloc(rn->pk, rn->capk * sizeof(*rn->pk));
+		}
+		p = &rn->pk[rn->npk++];
+		p->uid = uid;
+		p->first_ms = now;
+		p->tries = 0;
+	}
+	p->tries++;
+	p->next_ms = now + digest_retry_ms(rn, p->tries);
+	if (checkpoint_park(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp, p,
+	    rn->npk) == -1 ||
+	    checkpoint_sync(rn->ctx->queue, rn->cp) == -1)
+		digest_cp_failed(rn);
+}
+
+/* uid is no longer waiting (sent, rejected, given up, not eligible). */
 static void
 digest_unpark(struct run *rn, int64_t uid)
 {
-	size_t i;
+	struct parked *p;
 
-	for (i = 0; i < rn->npk; i++) {
-		if (rn->pk[i].uid != uid)
-			continue;
-		rn->pk[i] = rn->pk[--rn->npk];
-		rn->pk_dirty = 1;
+	if ((p = digest_parked_find(rn, uid)) == NULL)
 		return;
-	}
+	*p = rn->pk[--rn->npk];
+	if (checkpoint_unpark(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp,
+	    uid, rn->npk) == -1)
+		digest_cp_failed(rn);
 }
 
+/* Save cursor and counts, reading back what was sent meanwhile; 0 / -1. */
 static int
 digest_save(struct run *rn)
 {
-	if (rn->cp->cursor == rn->saved_cursor && !rn->save_failed &&
-	    !rn->pk_dirty)
-		return 0;
-	if (rn->pk_dirty)
-		digest_parked_format(rn);
 	if (checkpoint_save(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1) {
-		if (rn->ctx->queue->err == REDIS_ERR_OOM)
-			worker_oom();
-		if (rn->ctx->queue->err)
-			rn->cp->outage = 1;
-		if (!rn->save_failed) {
-			metric_inc(rn->cells, MC_REDIS_ERRORS);
-			snprintf(rn->reason, rn->reasonlen,
-			    "cannot save the checkpoint");
-		}
-		rn->save_failed = 1;
+		digest_cp_failed(rn);
 		return -1;
 	}
-	rn->pk_dirty = 0;
-	rn->cp->deferred_dirty = 0;
-	rn->saved_cursor = rn->cp->cursor;
-	/* Cursor and parked list are in Redis: the slot may follow. */
-	atomic_store(&rn->ctx->slot->cursor, (uint64_t)rn->cp->cursor);
-	return 0;
+	return rn->save_failed ? -1 : 0;
 }
 
 /*
  * Move the frontier over the members that are done, and the cursor with
- * it: in the slot at once, in Redis at the next digest_save.  The
- * supervisor saves the slot's cursor alone when a worker dies, so while
- * a parked recipient is not in Redis yet the slot's cursor stays behind
- * it (digest_save moves it once the list is stored): else a kill would
- * lose that recipient.
+ * it: in the slot and in Redis at once (Redis without waiting for its
+ * answer: read back at the end of the flush).  A member that is not a
+ * user id leaves the cursor where it was: passing it again is harmless.
  */
 static void
 digest_advance(struct run *rn)
 {
-	size_t f = rn->front;
+	size_t f = rn->front, k;
+	int moved = 0;
 
 	while (f < rn->n && rn->m[f].state == M_DONE)
 		f++;
 	if (f == rn->front)
 		return;
+	for (k = f; k > rn->front; k--) {
+		if (rn->m[k - 1].pos.set) {
+			rn->cp->cursor = rn->m[k - 1].pos;
+			moved = 1;
+			break;
+		}
+	}
 	rn->front = f;
-	rn->cp->cursor = rn->m[f - 1].cursor;
-	if (!rn->pk_dirty)
-		atomic_store(&rn->ctx->slot->cursor,
-		    (uint64_t)rn->cp->cursor);
+	if (!moved)
+		return;
+	sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
+	if (checkpoint_progress(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
+	    == -1)
+		digest_cp_failed(rn);
 }
 
 static struct member *
@@ -791,6 +838,7 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 {
 	struct run *rn = arg;
 	struct member *m;
+	struct parked *p;
 	int64_t delay;
 
 	if ((m = digest_find(rn, e->uid)) == NULL) {
@@ -799,61 +847,63 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		return;
 	}
 	rn->nqueued--;
+	m->state = M_DONE;
 	switch (res) {
 	case TP_SENT:
-		m->state = M_DONE;
 		rn->cp->sent++;
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_SENT));
 		delay = now_real_ns() - rn->job->window_end * 1000000000LL;
 		metric_observe(rn->cells, HIST_EMAIL_DELAY, delay);
+		digest_unpark(rn, m->uid);
 		break;
 	case TP_REJECTED:
-		m->state = M_DONE;
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
 		log_info("rejected uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
+		digest_unpark(rn, m->uid);
 		break;
 	case TP_DEFERRED:
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_DEFERRED));
+		if (detail != NULL)
+			strlcpy(rn->defer_detail, detail,
+			    sizeof(rn->defer_detail));
+		p = digest_parked_find(rn, m->uid);
+		if (p != NULL && now_real_ns() / 1000000 - p->first_ms >=
+		    rn->ctx->cfg->smtp.defer_give_up_ms) {
+			/* Its queue lifetime is over, as an MTA bounces. */
+			log_warnx("uid=%lld still deferred %lld s after its "
+			    "first 4xx, after %d tries: given up (%s)",
+			    (long long)m->uid, (long long)((now_real_ns() /
+			    1000000 - p->first_ms) / 1000), p->tries + 1,
+			    detail ? detail : "");
+			metric_inc(rn->cells, MC_EMAIL(rn->tp_type,
+			    EMAIL_REJECTED));
+			digest_unpark(rn, m->uid);
+			break;
+		}
 		log_debug("deferred uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
 		/*
-		 * Parked at once, while there is room, so that the frontier
-		 * goes on past it: everyone sent after it is then recorded
-		 * as done, and a kill later in the batch re-sends nobody.
-		 * The parked pass leaves its deferred to the next round.
+		 * Parked at once, so that the frontier goes on past it:
+		 * everyone sent after it is recorded as done, and a kill
+		 * later in the batch re-sends nobody.
 		 */
-		if (!rn->parked_pass && rn->npk < PARKED_MAX) {
-			digest_park(rn, m->uid);
-			m->state = M_DONE;
-		} else {
-			m->state = M_DEFERRED;
-			rn->ndeferred++;
-		}
+		digest_park(rn, m->uid);
 		break;
 	}
-	if (m->state == M_DONE) {
-		/*
-		 * The frontier moves past a delivered message at once in the
-		 * slot, from which the supervisor saves it if this worker is
-		 * killed (Redis backend), so a kill re-sends at most the
-		 * message in flight; Redis hears of it once per flush.  On
-		 * the AMQP backend the broker hands a dead worker's job to
-		 * another one at once, before the supervisor could save the
-		 * slot's cursor: there every delivered message is saved.
-		 */
-		if (rn->parked_pass && res != TP_DEFERRED)
-			digest_unpark(rn, m->uid);
+	if (!rn->parked_pass)
 		digest_advance(rn);
-		if (rn->save_each || rn->parked_pass || rn->pk_dirty)
-			(void)digest_save(rn);
-	}
+	else if (res == TP_SENT &&
+	    checkpoint_progress(rn->ctx->queue, rn->ctx->cfg, rn->job,
+	    rn->cp) == -1)
+		digest_cp_failed(rn);
 	digest_tick(rn, 0);
 }
 
 /*
- * Deliver what is queued.  0, or -1 when the transport failed (members
- * without an outcome are left unconfirmed) or a checkpoint save failed.
+ * Deliver what is queued, then read back the checkpoint's writes.  0, or
+ * -1 when the transport failed (members without an outcome are left
+ * unconfirmed) or the checkpoint could not be written.
  */
 static int
 digest_flush(struct run *rn)
@@ -862,25 +912,26 @@ digest_flush(struct run *rn)
 	size_t i;
 	int rc;
 
-	if (rn->nqueued == 0)
-		return rn->save_failed ? -1 : 0;
-	rc = rn->ctx->tp_ops->flush(rn->ctx->tp, digest_result_cb, rn, err,
-	    sizeof(err));
-	if (rc == -1 || rn->nqueued > 0) {
-		for (i = 0; i < rn->n; i++)
-			if (rn->m[i].state == M_QUEUED)
-				rn->m[i].state = M_UNCONFIRMED;
-		rn->nqueued = 0;
-		metric_inc(rn->cells, MC_TRANSPORT_ERRORS + rn->tp_type);
-		rn->cp->outage = 1;
-		snprintf(rn->reason, rn->reasonlen, "transport %s: %s",
-		    rn->ctx->tp_ops->name, err[0] ? err : "no outcome");
-		digest_advance(rn);
-		(void)digest_save(rn);
-		return -1;
+	if (rn->nqueued > 0) {
+		rc = rn->ctx->tp_ops->flush(rn->ctx->tp, digest_result_cb, rn,
+		    err, sizeof(err));
+		if (rc == -1 || rn->nqueued > 0) {
+			for (i = 0; i < rn->n; i++)
+				if (rn->m[i].state == M_QUEUED)
+					rn->m[i].state = M_UNCONFIRMED;
+			rn->nqueued = 0;
+			metric_inc(rn->cells, MC_TRANSPORT_ERRORS +
+			    rn->tp_type);
+			rn->cp->outage = 1;
+			snprintf(rn->reason, rn->reasonlen, "transport %s: %s",
+			    rn->ctx->tp_ops->name, err[0] ? err :
+			    "no outcome");
+			(void)digest_save(rn);
+			return -1;
+		}
 	}
-	digest_advance(rn);
-	(void)digest_save(rn);
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1)
+		digest_cp_failed(rn);
 	digest_tick(rn, 0);
 	return rn->save_failed ? -1 : 0;
 }
@@ -907,6 +958,7 @@ digest_send(struct run *rn, struct member *m)
 		metric_inc(rn->cells, MC_SKIPPED + why);
 		rn->cp->skipped++;
 		m->state = M_DONE;
+		digest_unpark(rn, m->uid);
 		return 0;
 	}
 	e.uid = m->uid;
@@ -930,30 +982,26 @@ digest_send(struct run *rn, struct member *m)
 	return 0;
 }
 
-/* Sleep ms, ticking; 1 if told to drain meanwhile or the tick failed. */
-static int
-digest_sleep(struct run *rn, int64_t ms)
-{
-	int64_t end = now_mono_ns() + ms * 1000000LL;
-	struct timespec ts = { 0, 100000000L };
+enum batch_outcome {
+	B_OK,		/* the batch is done */
+	B_RETRY,	/* a failure: give the job back */
+	B_STOPPED,	/* told to drain */
+	B_FULL,		/* enough recipients wait: the walk stops for now */
+};
 
-	while (now_mono_ns() < end) {
-		digest_tick(rn, 0);
-		if (rn->tick_failed || digest_draining(rn))
-			return 1;
-		nanosleep(&ts, NULL);
-	}
-	return 0;
-}
-
-enum batch_outcome { B_OK, B_RETRY, B_STOPPED };
-
-/* Send the batch's eligible members, then retry the deferred ones. */
+/*
+ * Send the batch's eligible members.  Every 4xx is parked as its reply
+ * comes, so the batch always ends with every member done, or the job
+ * stopped.  The walk stops (B_FULL) once PARKED_MAX recipients wait, the
+ * server deferring nearly everyone: the job then waits for their retry
+ * instead of deferring the whole group.  No message is queued that could
+ * take the parked list past PARKED_CAP.
+ */
 static enum batch_outcome
 digest_batch(struct run *rn)
 {
 	size_t i;
-	int k, flushed;
+	int full = 0;
 
 	for (i = 0; i < rn->n; i++) {
 		if (rn->m[i].state != M_PENDING)
@@ -961,19 +1009,20 @@ digest_batch(struct run *rn)
 		digest_tick(rn, 0);
 		if (rn->tick_failed || digest_draining(rn))
 			break;
+		if (!rn->parked_pass && rn->npk + rn->nqueued >=
+		    PARKED_CAP && digest_flush(rn) == -1)
+			return B_RETRY;
+		if (!rn->parked_pass && rn->npk >= PARKED_MAX) {
+			full = 1;
+			break;
+		}
 		if (digest_send(rn, &rn->m[i]) == -1)
 			return B_RETRY;
 	}
-	/*
-	 * Recipients deferred by the server were parked as their replies
-	 * came (digest_result_cb); those left deferred here found the
-	 * parked list full: the server defers everyone, and they wait in
-	 * place below, holding the frontier like an outage.
-	 */
-	flushed = digest_flush(rn);
-	digest_advance(rn);
-	if (flushed == -1)
+	if (digest_flush(rn) == -1)
 		return B_RETRY;
+	if (!rn->parked_pass)
+		digest_advance(rn);
 	if (digest_draining(rn))
 		return B_STOPPED;
 	if (rn->tick_failed) {
@@ -982,72 +1031,55 @@ digest_batch(struct run *rn)
 		    "lost the queue connection");
 		return B_RETRY;
 	}
-	if (rn->parked_pass)
-		return B_OK;
-
-	for (k = 0; k < DEFER_RETRIES && rn->ndeferred > 0; k++) {
-		int64_t ms = (int64_t)DEFER_BACKOFF_MS << k;
-
-		if (digest_sleep(rn, ms < DEFER_BACKOFF_MAX_MS ? ms :
-		    DEFER_BACKOFF_MAX_MS)) {
-			if (digest_draining(rn))
-				return B_STOPPED;
-			rn->cp->outage = 1;
-			snprintf(rn->reason, rn->reasonlen,
-			    "lost the queue connection");
-			return B_RETRY;
-		}
-		for (i = 0; i < rn->n; i++) {
-			if (rn->m[i].state != M_DEFERRED)
-				continue;
-			rn->ndeferred--;
-			rn->m[i].state = M_PENDING;
-			if (digest_send(rn, &rn->m[i]) == -1)
-				return B_RETRY;
-		}
-		if (digest_flush(rn) == -1)
-			return B_RETRY;
-	}
-	if (rn->ndeferred > 0) {
-		rn->cp->outage = 1;
-		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
-		    "by the server", rn->ndeferred,
-		    rn->ndeferred == 1 ? "" : "s");
-		return B_RETRY;
-	}
+	if (!rn->parked_pass && (full || rn->npk >= PARKED_MAX))
+		return B_FULL;
 	return B_OK;
 }
 
 /*
- * Send the parked recipients again, as one batch whose frontier stays
- * where the cursor is.  Those done (sent, rejected, no longer eligible)
- * leave the list.
+ * Send again the parked recipients whose next try is due, as one batch
+ * that leaves the cursor where it is.  Those done (sent, rejected, given
+ * up, no longer eligible) leave the list; those deferred again get their
+ * next try on the clock.
  */
 static enum batch_outcome
 digest_parked_pass(struct run *rn)
 {
 	enum batch_outcome bo;
-	size_t i;
+	int64_t now = now_real_ns() / 1000000;
+	size_t i, n = 0;
 
-	if (rn->npk == 0)
+	for (i = 0; i < rn->npk; i++)
+		if (rn->pk[i].next_ms <= now)
+			n++;
+	if (n == 0)
 		return B_OK;
-	rn->m = wcalloc(rn->npk, sizeof(*rn->m));
-	rn->n = rn->npk;
-	for (i = 0; i < rn->n; i++) {
-		rn->m[i].uid = rn->pk[i].uid;
-		rn->m[i].cursor = rn->cp->cursor;
-		rn->m[i].state = M_PENDING;
+	rn->m = wcalloc(n, sizeof(*rn->m));
+	for (i = 0; i < rn->npk && rn->n < n; i++) {
+		if (rn->pk[i].next_ms > now)
+			continue;
+		rn->m[rn->n].uid = rn->pk[i].uid;
+		rn->m[rn->n].state = M_PENDING;
+		rn->n++;
 	}
-	if (digest_load_users(rn) == -1) {
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1 &&
+	    rn->ctx->queue->err) {
+		digest_cp_failed(rn);
 		digest_batch_free(rn);
 		return B_RETRY;
 	}
 	rn->parked_pass = 1;
-	bo = digest_batch(rn);
-	rn->parked_pass = 0;
+	if (digest_load_users(rn) == -1) {
+		rn->parked_pass = 0;
+		digest_batch_free(rn);
+		return B_RETRY;
+	}
+	/* No longer eligible (opted out, no address meanwhile): done. */
 	for (i = 0; i < rn->n; i++)
 		if (rn->m[i].state == M_DONE)
 			digest_unpark(rn, rn->m[i].uid);
+	bo = digest_batch(rn);
+	rn->parked_pass = 0;
 	digest_batch_free(rn);
 	if (bo == B_OK && digest_save(rn) == -1)
 		bo = B_RETRY;
@@ -1055,52 +1087,52 @@ digest_parked_pass(struct run *rn)
 }
 
 /*
- * At the end of the walk: retry the parked recipients a few times with
- * backoff; those still deferred count one more attempt, and are given up
- * after PARKED_GIVE_UP.  B_RETRY while some remain.
+ * Walk the members from the cursor to the end of the range, batch by
+ * batch.  B_OK once the range is exhausted (*done set), B_FULL when the
+ * walk stops for the parked recipients, else why it stopped.
  */
 static enum batch_outcome
-digest_parked_rounds(struct run *rn)
+digest_walk(struct run *rn, int *done)
 {
-	enum batch_outcome bo;
-	size_t i;
-	int k;
+	enum batch_outcome bo = B_OK;
+	int last = 0;
 
-	for (k = 0; k < PARKED_ROUNDS && rn->npk > 0; k++) {
-		if (digest_sleep(rn, (int64_t)DEFER_BACKOFF_MS << k)) {
-			if (digest_draining(rn))
-				return B_STOPPED;
-			rn->cp->outage = 1;
+	if (!rn->walk_open) {
+		if (digest_walk_start(rn) == -1)
+			return B_RETRY;
+		rn->walk_open = 1;
+	}
+	while (!last) {
+		digest_tick(rn, 0);
+		if (digest_draining(rn))
+			return B_STOPPED;
+		if (rn->tick_failed) {
 			snprintf(rn->reason, rn->reasonlen,
 			    "lost the queue connection");
 			return B_RETRY;
 		}
-		if ((bo = digest_parked_pass(rn)) != B_OK)
-			return bo;
-	}
-	for (i = 0; i < rn->npk; ) {
-		if (++rn->pk[i].tries < PARKED_GIVE_UP) {
-			i++;
+		if (digest_load_batch(rn, &last) == -1) {
+			digest_batch_free(rn);
+			return B_RETRY;
+		}
+		if (rn->n == 0) {
+			digest_batch_free(rn);
 			continue;
 		}
-		log_warnx("uid=%lld still deferred after %d attempts: given up",
-		    (long long)rn->pk[i].uid, PARKED_GIVE_UP);
-		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
-		rn->pk[i] = rn->pk[--rn->npk];
-	}
-	rn->pk_dirty = 1;
-	if (digest_save(rn) == -1)
-		return B_RETRY;
-	if (rn->npk > 0) {
+		bo = digest_batch(rn);
 		/*
-		 * Only parked recipients are left: their own count bounds
-		 * the retries, so the job's attempts are not spent on them.
+		 * Stopped inside the batch: a later walk starts after the
+		 * frontier, not after what was read.
 		 */
-		rn->cp->outage = 1;
-		snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred "
-		    "by the server", rn->npk, rn->npk == 1 ? "" : "s");
-		return B_RETRY;
+		if (bo != B_OK)
+			rn->walk_open = 0;
+		digest_batch_free(rn);
+		if (bo != B_OK)
+			return bo;
+		if (digest_save(rn) == -1)
+			return B_RETRY;
 	}
+	*done = 1;
 	return B_OK;
 }
 
@@ -1146,6 +1178,15 @@ digest_prepare(struct run *rn)
 	return 0;
 }
 
+/* Why the job waits, for its checkpoint and the log. */
+static void
+digest_wait_reason(struct run *rn)
+{
+	snprintf(rn->reason, rn->reasonlen, "%zu recipient%s deferred by the "
+	    "server%s%s", rn->npk, rn->npk == 1 ? "" : "s",
+	    rn->defer_detail[0] ? ": " : "", rn->defer_detail);
+}
+
 enum digest_result
 digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
     char *reason, size_t reasonlen)
@@ -1153,8 +1194,9 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	const struct config *cfg = ctx->cfg;
 	struct run rn;
 	enum batch_outcome bo = B_OK;
-	int64_t cursor;
-	int last = 0;
+	int64_t now;
+	size_t i;
+	int walked = 0;
 
 	if (ctx->priv == NULL)
 		ctx->priv = wcalloc(1, sizeof(struct digest_priv));
@@ -1163,7 +1205,7 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	rn.job = job;
 	rn.cp = cp;
 	cp->outage = 0;
-	rn.save_each = cfg->queue.backend == QUEUE_BACKEND_AMQP;
+	cp->due_ms = 0;
 	rn.dp = ctx->priv;
 	rn.cells = ctx->slot->cells;
 	rn.tp_type = ctx->tp_ops->type;
@@ -1180,82 +1222,74 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	if (rn.flush_n == 0)
 		rn.flush_n = 1;
 
-	cursor = cp->cursor;
-	if (cursor < job->member_min - 1)
-		cursor = job->member_min - 1;
-	else if (cursor >= job->member_min && cp->sent > 0)
-		/* A resumed job: those already sent are not sent again. */
+	/* A resumed job: those already sent are not sent again. */
+	if (cp->cursor.set && cp->sent > 0)
 		metric_add(rn.cells, MC_SKIPPED + SKIP_ALREADY_SENT,
 		    (uint64_t)cp->sent);
-	cp->cursor = cursor;
-	rn.saved_cursor = cursor;
-	atomic_store(&ctx->slot->cursor, (uint64_t)cursor);
+	sb_cursor_set(ctx->slot, &cp->cursor);
 
-	if (digest_prepare(&rn) == -1)
-		return DIGEST_RETRY;
-	if (digest_parked_load(&rn) == -1)
-		return DIGEST_RETRY;
-	/* Those a previous attempt parked go first. */
-	if ((bo = digest_parked_pass(&rn)) != B_OK)
-		last = 1;
-
-	while (!last && cp->cursor < job->member_max) {
-		digest_tick(&rn, 0);
-		if (digest_draining(&rn)) {
-			bo = B_STOPPED;
-			break;
-		}
-		if (rn.tick_failed) {
-			snprintf(reason, reasonlen,
-			    "lost the queue connection");
-			bo = B_RETRY;
-			break;
-		}
-		if (digest_load_batch(&rn, cp->cursor, &last) == -1) {
-			digest_batch_free(&rn);
-			bo = B_RETRY;
-			break;
-		}
-		if (rn.n == 0) {
-			digest_batch_free(&rn);
-			break;
-		}
-		bo = digest_batch(&rn);
-		digest_batch_free(&rn);
-		if (bo != B_OK)
-			break;
-		if (digest_save(&rn) == -1) {
-			bo = B_RETRY;
-			break;
-		}
+	if (digest_prepare(&rn) == -1) {
+		bo = B_RETRY;
+		goto out;
 	}
-	if (bo == B_OK && rn.npk > 0)
-		bo = digest_parked_rounds(&rn);
+	if (checkpoint_parked_load(ctx->queue, cfg, job, &rn.pk, &rn.npk)
+	    == -1) {
+		digest_redis_error(&rn, ctx->queue, "load deferred", NULL);
+		bo = B_RETRY;
+		goto out;
+	}
+	rn.capk = rn.npk;
+
+	/*
+	 * The recipients waiting for a retry go first when due; the walk
+	 * goes on while few wait; then, with only waiting recipients left,
+	 * the job waits for the earliest of them, holding no worker.
+	 */
+	for (;;) {
+		if ((bo = digest_parked_pass(&rn)) != B_OK)
+			break;
+		if (!walked && rn.npk < PARKED_MAX) {
+			bo = digest_walk(&rn, &walked);
+			if (bo != B_OK && bo != B_FULL)
+				break;
+			bo = B_OK;
+			continue;
+		}
+		if (rn.npk == 0 && walked)
+			break;
+		now = now_real_ns() / 1000000;
+		cp->due_ms = INT64_MAX;
+		for (i = 0; i < rn.npk; i++)
+			if (rn.pk[i].next_ms < cp->due_ms)
+				cp->due_ms = rn.pk[i].next_ms;
+		if (rn.npk > 0 && cp->due_ms > now) {
+			digest_wait_reason(&rn);
+			bo = B_FULL;
+			break;
+		}
+		/* Some came due meanwhile (a long walk): their pass first. */
+	}
+out:
 	rn.save_failed = 0;
-	if (digest_save(&rn) == -1)
+	if (digest_save(&rn) == -1 && bo != B_STOPPED)
 		bo = B_RETRY;
 	free(rn.pk);
-	if (bo == B_OK) {
-		if (checkpoint_finish(ctx->queue, cfg, job, "done", NULL)
-		    == -1) {
-			if (ctx->queue->err == REDIS_ERR_OOM)
-				worker_oom();
-			metric_inc(rn.cells, MC_REDIS_ERRORS);
-			snprintf(reason, reasonlen,
-			    "cannot finish the checkpoint");
-			return DIGEST_RETRY;
-		}
+	zpage_clear(&rn.zp);
+	switch (bo) {
+	case B_OK:
 		log_debug("job %s done: sent %lld skipped %lld", job->job_id,
 		    (long long)cp->sent, (long long)cp->skipped);
 		return DIGEST_DONE;
-	}
-	if (bo == B_STOPPED) {
+	case B_FULL:
+		return DIGEST_WAIT;
+	case B_STOPPED:
 		snprintf(reason, reasonlen, "draining");
 		return DIGEST_STOPPED;
+	default:
+		if (reason[0] == '\0')
+			snprintf(reason, reasonlen, "retry");
+		return DIGEST_RETRY;
 	}
-	if (reason[0] == '\0')
-		snprintf(reason, reasonlen, "retry");
-	return DIGEST_RETRY;
 }
 
 void

@@ -120,6 +120,10 @@ eligibility_reason_name(enum skip_reason r)
 		return "nothing_new";
 	case SKIP_ALREADY_SENT:
 		return "already_sent";
+	case SKIP_SUPPRESSED:
+		return "suppressed";
+	case SKIP_BAD_DATA:
+		return "bad_data";
 	default:
 		return "unknown";
 	}

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <hiredis/hiredis.h>
+
 #include "config.h"
 #include "job.h"
 #include "scoreboard.h"
@@ -49,6 +51,21 @@ struct source_ops {
 	int (*ack)(struct source *, struct source_msg *);
 	/* Give the job back to its queue, to run again (from its checkpoint). */
 	int (*retry)(struct source *, struct source_msg *, const char *reason);
+	/*
+	 * Move the job to its queue's delayed set (delayq.h), due at the
+	 * unix time due: only recipients the server deferred are left, and
+	 * the job waits for their retry holding no worker.  q is the queue
+	 * Redis.  0, or -1 (then give it back instead).
+	 */
+	int (*defer)(struct source *, struct source_msg *, redisContext *q,
+	    double due);
+	/*
+	 * Move the jobs of the delayed set that are due back to the queue;
+	 * called by an idle worker about once a second.  Returns how many,
+	 * or -1 with err.
+	 */
+	int (*promote)(struct source *, redisContext *q, char *err,
+	    size_t errlen);
 	/* Move the job to the dead letters with reason and attempts. */
 	int (*dead_letter)(struct source *, struct source_msg *,
 	    const char *reason, int attempts);

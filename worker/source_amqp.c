@@ -20,6 +20,7 @@
 #include <amqp_framing.h>
 
 #include "amqp_link.h"
+#include "delayq.h"
 #include "jobq_amqp.h"
 #include "log.h"
 #include "source.h"
@@ -236,6 +237,87 @@ source_amqp_dead_letter(struct source *s, struct source_msg *m,
 	return amqp_link_ack(sa->link, m->tag, 0);
 }
 
+/*
+ * The delayed set lives in the queue Redis: add the job, then acknowledge
+ * the message.  A worker killed in between leaves both; the job then runs
+ * from its checkpoint and waits again, as one member of the set.
+ */
+static int
+source_amqp_defer(struct source *s, struct source_msg *m, redisContext *q,
+    double due)
+{
+	struct source_amqp *sa = s->priv;
+	char err[256];
+
+	if (!m->decoded || q == NULL || !source_amqp_current(sa, m))
+		return -1;
+	if (delayq_add(q, s->cfg, s->queue, &m->job, due, err,
+	    sizeof(err)) == -1) {
+		log_warnx("defer %s: %s", m->job.job_id, err);
+		return -1;
+	}
+	return amqp_link_ack(sa->link, m->tag, 0);
+}
+
+/* How long a worker holds a due job it is publishing back. */
+#define PROMOTE_LEASE_S 60
+
+/*
+ * A due job is taken from the set for PROMOTE_LEASE_S, published to its
+ * queue with a confirm, then removed: a worker that dies half-way only
+ * delays it by the lease.
+ */
+static int
+source_amqp_promote(struct source *s, redisContext *q, char *err,
+    size_t errlen)
+{
+	struct source_amqp *sa = s->priv;
+	struct delayq_item items[DELAYQ_BATCH];
+	amqp_basic_properties_t p;
+	int i, n, moved = 0, rc = 0;
+
+	if (sa == NULL || sa->link == NULL || sa->link->dead || q == NULL) {
+		snprintf(err, errlen, "not connected");
+		return -1;
+	}
+	if ((n = delayq_due(q, s->cfg, s->queue, now_real(), items,
+	    DELAYQ_BATCH, err, errlen)) <= 0)
+		return n;
+	for (i = 0; i < n && rc == 0; i++) {
+		if ((rc = delayq_take(q, s->cfg, s->queue, &items[i],
+		    now_real() + PROMOTE_LEASE_S, err, errlen)) != 1) {
+			rc = rc == -1 ? -1 : 0;
+			continue;
+		}
+		rc = 0;
+		if (items[i].decoded) {
+			memset(&p, 0, sizeof(p));
+			p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+			    AMQP_BASIC_DELIVERY_MODE_FLAG |
+			    AMQP_BASIC_MESSAGE_ID_FLAG;
+			p.content_type = amqp_cstring_bytes("application/json");
+			p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+			p.message_id = amqp_cstring_bytes(items[i].job.job_id);
+			if (amqp_link_publish_confirmed(sa->link, "",
+			    sa->qname, 1, &p, items[i].member,
+			    items[i].memberlen, err, errlen) == -1) {
+				rc = -1;
+				break;
+			}
+		} else
+			log_warnx("delayed set of %s: dropped a member that "
+			    "is not a job", s->queue);
+		if (delayq_remove(q, s->cfg, s->queue, &items[i], err,
+		    errlen) == -1) {
+			rc = -1;
+			break;
+		}
+		moved++;
+	}
+	delayq_items_clear(items, n);
+	return rc == -1 ? -1 : moved;
+}
+
 static int
 source_amqp_keepalive(struct source *s, struct source_msg *m)
 {
@@ -274,6 +356,8 @@ const struct source_ops source_amqp_ops = {
 	.fetch = source_amqp_fetch,
 	.ack = source_amqp_ack,
 	.retry = source_amqp_retry,
+	.defer = source_amqp_defer,
+	.promote = source_amqp_promote,
 	.dead_letter = source_amqp_dead_letter,
 	.keepalive = source_amqp_keepalive,
 	.msg_clear = source_amqp_msg_clear,

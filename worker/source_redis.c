@@ -353,6 +353,39 @@ src_dead_letter(struct source *src, struct source_msg *m, const char *reason,
 }
 
 static int
+src_defer(struct source *src, struct source_msg *m, redisContext *q, double due)
+{
+	struct redis_src *rs = src->priv;
+	char err[256];
+
+	if (rs == NULL || rs->c == NULL || !m->decoded)
+		return -1;
+	switch (jobq_defer_owned(rs->c, src->cfg, src->queue, m->entry,
+	    src->consumer, &m->job, due, err, sizeof(err))) {
+	case -1:
+		log_warnx("defer %s: %s", m->job.job_id, err);
+		return -1;
+	case 0:
+		log_warnx("job %s is no longer ours; left to its new owner",
+		    m->job.job_id);
+		break;
+	}
+	return 0;
+}
+
+static int
+src_promote(struct source *src, redisContext *q, char *err, size_t errlen)
+{
+	struct redis_src *rs = src->priv;
+
+	if (rs == NULL || rs->c == NULL) {
+		snprintf(err, errlen, "not connected");
+		return -1;
+	}
+	return jobq_promote(rs->c, src->cfg, src->queue, err, errlen);
+}
+
+static int
 src_keepalive(struct source *src, struct source_msg *m)
 {
 	struct redis_src *rs = src->priv;
@@ -385,6 +418,8 @@ const struct source_ops source_redis_ops = {
 	.fetch = src_fetch,
 	.ack = src_ack,
 	.retry = src_retry,
+	.defer = src_defer,
+	.promote = src_promote,
 	.dead_letter = src_dead_letter,
 	.keepalive = src_keepalive,
 	.msg_clear = src_msg_clear,

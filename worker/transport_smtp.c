@@ -254,7 +254,17 @@ smtp_judge(struct smsg *s)
 		return;
 	}
 	if (o == TP_DEFERRED) {
-		smtp_set_outcome(s, o, st);
+		/*
+		 * A 4xx to MAIL FROM (421 closing, 451 local trouble) is
+		 * about the session, not this recipient: no outcome, so the
+		 * message goes in the next session, and a server that keeps
+		 * refusing makes the flush fail as an outage.
+		 */
+		if (st != NULL)
+			snprintf(s->detail, sizeof(s->detail), "MAIL FROM "
+			    "deferred: %d %s", st->code,
+			    st->text ? st->text : "");
+		s->detail[strcspn(s->detail, "\r\n")] = '\0';
 		return;
 	}
 	st = smtp_recipient_status(s->r);
@@ -451,7 +461,7 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 			smtp_judge(&t->q[i]);
 	smtp_report(t);
 	if (t->next < to) {
-		if (t->q[t->next].refused)
+		if (t->q[t->next].detail[0] != '\0')
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    t->q[t->next].detail);
 		else if (t->no_starttls &&

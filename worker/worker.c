@@ -42,6 +42,7 @@
 #define RETRY_BACKOFF_MIN_MS 250
 #define RETRY_BACKOFF_MAX_MS 30000
 #define KEEPALIVE_EVERY_NS 1000000000LL
+#define PROMOTE_EVERY_NS 1000000000LL
 
 struct worker {
 	const struct config *cfg;
@@ -61,6 +62,8 @@ struct worker {
 	struct source_msg *cur;	/* the job in hand, for keepalive */
 	int64_t last_keepalive_ns;
 	int64_t last_rss_ns;
+	int64_t next_promote_ns;	/* when to look at the delayed set */
+	int64_t promote_warned_ns;	/* no warning again before */
 	int keepalive_failed;
 	int retries;		/* jobs given back in a row */
 	/*
@@ -342,18 +345,19 @@ worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
 }
 
 /*
- * The checkpoint in Redis moves once per flush, the slot's cursor after
- * each message: the slot knows best how far a job cut short got.
+ * The slot's cursor moves with each message, and so does the checkpoint,
+ * but Redis may not have taken the last writes (it was away): the slot
+ * knows best how far a job cut short got.
  */
 static int
 worker_save_slot_cursor(struct worker *w, const struct job *j)
 {
+	struct cursor c;
 	char err[256];
-	int64_t cursor = (int64_t)atomic_load(&w->slot->cursor);
 
-	if (cursor < j->member_min)
+	if (sb_cursor_read(w->slot, &c) == -1 || !c.set)
 		return 0;
-	if (jobq_save_cursor(w->queue, w->cfg, j->job_id, cursor, err,
+	if (checkpoint_save_cursor(w->queue, w->cfg, j->job_id, &c, err,
 	    sizeof(err)) == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("%s", err);
@@ -430,7 +434,7 @@ worker_hold(struct worker *w, struct source_msg *m, int64_t ms)
 
 static void
 worker_save_progress(struct worker *w, struct source_msg *m,
-    const struct checkpoint *cp)
+    struct checkpoint *cp)
 {
 	const struct job *j = &m->job;
 	char err[256];
@@ -460,7 +464,7 @@ worker_save_progress(struct worker *w, struct source_msg *m,
 			    worker_save_slot_cursor(w, j) == 0) {
 				log_info("progress saved at %lld after "
 				    "reconnecting to Redis",
-				    (long long)cp->cursor);
+				    (long long)cp->cursor.uid);
 				return;
 			}
 		}
@@ -480,6 +484,37 @@ worker_save_progress(struct worker *w, struct source_msg *m,
 	w->keepalive_failed = 1;
 }
 
+/*
+ * Move the jobs of our queue's delayed set that are due back to the
+ * queue: an idle worker does it about once a second, so a job waiting
+ * for deferred recipients needs no worker of its own.
+ */
+static void
+worker_promote(struct worker *w)
+{
+	char err[256];
+	int64_t now = now_mono_ns();
+	int n;
+
+	if (now < w->next_promote_ns)
+		return;
+	w->next_promote_ns = now + PROMOTE_EVERY_NS;
+	/*
+	 * A failure here leaves the connection to whoever uses it next: the
+	 * fetch or the job reconnects, with backoff.  One line a minute.
+	 */
+	if ((n = w->src.ops->promote(&w->src, w->queue, err, sizeof(err))) ==
+	    -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (now >= w->promote_warned_ns) {
+			log_warnx("delayed jobs: %s", err);
+			w->promote_warned_ns = now + 60000000000LL;
+		}
+	} else if (n > 0)
+		log_info("%d waiting job%s due: back in the queue", n,
+		    n == 1 ? "" : "s");
+}
+
 /* Run one delivered job, from decoding to ack, retry or dead letter. */
 static void
 worker_run(struct worker *w, struct source_msg *m)
@@ -487,7 +522,8 @@ worker_run(struct worker *w, struct source_msg *m)
 	struct checkpoint cp;
 	enum digest_result res = DIGEST_DONE;	/* until the job runs */
 	char reason[256];
-	int64_t t0, ran, orphan;
+	int64_t t0, ran;
+	struct cursor orphan;
 	double wait;
 	int rc;
 
@@ -516,10 +552,10 @@ worker_run(struct worker *w, struct source_msg *m)
 	 */
 	if (w->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
 	    sb_orphan_cursor(w->sb, m->job.job_id, &orphan) &&
-	    orphan > cp.cursor) {
+	    cursor_cmp(&orphan, &cp.cursor) > 0) {
 		log_info("resuming after %lld, where a worker that died left "
-		    "it (the checkpoint says %lld)", (long long)orphan,
-		    (long long)cp.cursor);
+		    "it (the checkpoint says %lld)", (long long)orphan.uid,
+		    (long long)cp.cursor.uid);
 		cp.cursor = orphan;
 	}
 	if (cp.attempts > w->cfg->queue.max_attempts) {
@@ -536,7 +572,7 @@ worker_run(struct worker *w, struct source_msg *m)
 	metric_observe(w->slot->cells, HIST_QUEUE_WAIT,
 	    (int64_t)(wait * 1e9));
 	log_debug("job started: attempt %d from cursor %lld", cp.attempts,
-	    (long long)cp.cursor);
+	    cp.cursor.set ? (long long)cp.cursor.uid : -1LL);
 
 	w->cur = m;
 	w->keepalive_failed = 0;
@@ -596,9 +632,30 @@ worker_run(struct worker *w, struct source_msg *m)
 			metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
 		w->retries++;
 		break;
+	case DIGEST_WAIT:
+		/*
+		 * Only recipients the server deferred are left: the job
+		 * waits in its queue's delayed set until the first of them
+		 * is due, holding no worker.  Waiting says nothing about
+		 * the job: no attempt is spent.
+		 */
+		if (checkpoint_wait(w->queue, w->cfg, &m->job, &cp, reason)
+		    == -1 || checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		log_kv(LOG_LEVEL_INFO, "job waits for deferred recipients",
+		    "reason", reason, NULL);
+		if (w->src.ops->defer(&w->src, m, w->queue, cp.due_ms / 1000.0)
+		    == -1) {
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			/* It runs again, and waits again. */
+			if (worker_give_back(w, m, reason) == -1)
+				break;
+		}
+		metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
+		break;
 	case DIGEST_STOPPED:
 		log_info("job checkpointed at %lld and given back",
-		    (long long)cp.cursor);
+		    cp.cursor.set ? (long long)cp.cursor.uid : -1LL);
 		/* A drain is ours, not the job's fault: no attempt used. */
 		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
@@ -680,6 +737,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 			log_debug("told to stop; exiting");
 			worker_exit(&w, 0);
 		}
+		worker_promote(&w);
 		memset(&m, 0, sizeof(m));
 		rc = w.src.ops->fetch(&w.src, &m, FETCH_TIMEOUT_MS, err,
 		    sizeof(err));

@@ -19,7 +19,8 @@ RESTART_REASONS = ["crash", "oom", "stall", "recycle", "reload"]
 JOB_RESULTS = ["ok", "failed", "retried", "dead_lettered"]
 EMAIL_RESULTS = ["sent", "deferred", "rejected"]
 TRANSPORTS = ["smtp", "amqp", "maildir"]
-SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent"]
+SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent",
+                "suppressed", "bad_data"]
 HISTOGRAMS = ["digest_job_duration_seconds", "digest_job_queue_wait_seconds",
               "digest_email_delay_seconds"]
 
@@ -55,6 +56,7 @@ def expected_series(pools, queues):
         add("digest_queue_depth", queue=q)
         add("digest_queue_pending", queue=q)
         add("digest_queue_oldest_enqueued_timestamp_seconds", queue=q)
+        add("digest_queue_delayed", queue=q)
     add("digest_dead_letters")
     for period in ("daily", "weekly"):
         add("digest_schedule_last_success_timestamp_seconds", period=period)

@@ -20,6 +20,15 @@
 
 #include "scoreboard.h"
 
+/* A cursor at user id u, whose score is u. */
+static struct cursor
+at(int64_t u)
+{
+	struct cursor c = { 1, (double)u, u };
+
+	return c;
+}
+
 static void
 test_job_round_trip(void **state)
 {
@@ -36,8 +45,6 @@ test_job_round_trip(void **state)
 	j.member_min = 10;
 	j.member_max = 99;
 	sb_job_set(s, &j, "1-0");
-	/* A new job starts with no progress. */
-	assert_int_equal(atomic_load(&s->cursor), 0);
 	assert_int_equal(sb_job_read(s, &got, entry, &started), 1);
 	assert_string_equal(got.job_id, j.job_id);
 	assert_int_equal(got.member_max, 99);
@@ -51,10 +58,10 @@ static void
 test_orphan_none(void **state)
 {
 	struct scoreboard *sb = sb_create();
-	int64_t c = -7;
+	struct cursor c = at(-7);
 
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 0);
-	assert_int_equal(c, -7);
+	assert_int_equal(c.uid, -7);
 	/* An empty id never matches the ring's unused entries. */
 	assert_int_equal(sb_orphan_cursor(sb, "", &c), 0);
 }
@@ -63,16 +70,16 @@ static void
 test_orphan_furthest_wins(void **state)
 {
 	struct scoreboard *sb = sb_create();
-	int64_t c = 0;
+	struct cursor c = at(0);
 
-	sb_orphan_add(sb, "daily.1.2.0", 150);
-	sb_orphan_add(sb, "daily.1.3.0", 900);
-	sb_orphan_add(sb, "daily.1.2.0", 420);
-	sb_orphan_add(sb, "daily.1.2.0", 300);
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, (double)(150), (150) });
+	sb_orphan_add(sb, "daily.1.3.0", &(struct cursor){ 1, (double)(900), (900) });
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, (double)(420), (420) });
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, (double)(300), (300) });
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 1);
-	assert_int_equal(c, 420);
+	assert_int_equal(c.uid, 420);
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.3.0", &c), 1);
-	assert_int_equal(c, 900);
+	assert_int_equal(c.uid, 900);
 	/* A prefix of an id is another job. */
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2", &c), 0);
 }
@@ -82,20 +89,20 @@ test_orphan_ring_forgets_the_oldest(void **state)
 {
 	struct scoreboard *sb = sb_create();
 	char id[JOB_ID_MAX];
-	int64_t c;
+	struct cursor c;
 	int i;
 
-	sb_orphan_add(sb, "weekly.5.6.1", 77);
+	sb_orphan_add(sb, "weekly.5.6.1", &(struct cursor){ 1, (double)(77), (77) });
 	for (i = 0; i < SB_ORPHANS - 1; i++) {
 		snprintf(id, sizeof(id), "daily.9.%d.0", i);
-		sb_orphan_add(sb, id, i);
+		sb_orphan_add(sb, id, &(struct cursor){ 1, (double)(i), (i) });
 	}
 	assert_int_equal(sb_orphan_cursor(sb, "weekly.5.6.1", &c), 1);
-	assert_int_equal(c, 77);
-	sb_orphan_add(sb, "daily.9.999.0", 1);
+	assert_int_equal(c.uid, 77);
+	sb_orphan_add(sb, "daily.9.999.0", &(struct cursor){ 1, (double)(1), (1) });
 	assert_int_equal(sb_orphan_cursor(sb, "weekly.5.6.1", &c), 0);
 	assert_int_equal(sb_orphan_cursor(sb, "daily.9.0.0", &c), 1);
-	assert_int_equal(c, 0);
+	assert_int_equal(c.uid, 0);
 }
 
 static void
@@ -103,16 +110,70 @@ test_orphan_long_id_is_cut_safely(void **state)
 {
 	struct scoreboard *sb = sb_create();
 	char id[JOB_ID_MAX * 2];
-	int64_t c;
+	struct cursor c;
 
 	memset(id, 'x', sizeof(id) - 1);
 	id[sizeof(id) - 1] = '\0';
-	sb_orphan_add(sb, id, 5);
+	sb_orphan_add(sb, id, &(struct cursor){ 1, (double)(5), (5) });
 	/* Stored cut to JOB_ID_MAX - 1: the whole id does not match it. */
 	assert_int_equal(sb_orphan_cursor(sb, id, &c), 0);
 	id[JOB_ID_MAX - 1] = '\0';
 	assert_int_equal(sb_orphan_cursor(sb, id, &c), 1);
-	assert_int_equal(c, 5);
+	assert_int_equal(c.uid, 5);
+}
+
+/* The furthest is the furthest in the walk's order, not the largest id. */
+static void
+test_orphan_order_is_the_walks(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct cursor c;
+
+	/* Equal scores: members bytewise, so "10" comes before "9". */
+	sb_orphan_add(sb, "j", &(struct cursor){ 1, 5.0, 9 });
+	sb_orphan_add(sb, "j", &(struct cursor){ 1, 5.0, 10 });
+	assert_int_equal(sb_orphan_cursor(sb, "j", &c), 1);
+	assert_int_equal(c.uid, 9);
+	/* A higher score wins whatever the id. */
+	sb_orphan_add(sb, "j", &(struct cursor){ 1, 5.5, 2 });
+	assert_int_equal(sb_orphan_cursor(sb, "j", &c), 1);
+	assert_int_equal(c.uid, 2);
+}
+
+static void
+test_cursor_round_trip(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_slot *s = &sb->slots[7];
+	struct cursor c = at(1), got;
+
+	assert_int_equal(sb_cursor_read(s, &got), 0);
+	assert_int_equal(got.set, 0);
+	c.score = -2.5;
+	sb_cursor_set(s, &c);
+	assert_int_equal(sb_cursor_read(s, &got), 0);
+	assert_int_equal(got.set, 1);
+	assert_int_equal(got.uid, 1);
+	assert_true(got.score == -2.5);
+}
+
+/* A writer killed half-way leaves the cursor unknown, not a hang. */
+static void
+test_cursor_torn_write(void **state)
+{
+	struct scoreboard *sb = sb_create();
+	struct sb_slot *s = &sb->slots[1];
+	struct cursor got;
+
+	sb_cursor_set(s, &(struct cursor){ 1, 3.0, 3 });
+	atomic_fetch_add(&s->cursor_seq, 1);	/* the writer died here */
+	assert_int_equal(sb_cursor_read(s, &got), -1);
+	assert_int_equal(got.set, 0);
+	sb_cursor_repair(s);
+	assert_int_equal(sb_cursor_read(s, &got), 0);
+	sb_cursor_set(s, &(struct cursor){ 1, 4.0, 4 });
+	assert_int_equal(sb_cursor_read(s, &got), 0);
+	assert_int_equal(got.uid, 4);
 }
 
 /*
@@ -256,10 +317,11 @@ test_torn_orphan_is_passed_over(void **state)
 {
 	struct scoreboard *sb = sb_create();
 	struct sb_orphan *o;
-	int64_t c = -1, t0;
+	struct cursor c = at(-1);
+	int64_t t0;
 
-	sb_orphan_add(sb, "daily.1.2.0", 150);
-	sb_orphan_add(sb, "daily.1.2.0", 420);
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, 150.0, 150 });
+	sb_orphan_add(sb, "daily.1.2.0", &(struct cursor){ 1, 420.0, 420 });
 	o = &sb->orphans[1];
 	atomic_fetch_add(&o->seq, 1);
 	alarm(5);
@@ -267,12 +329,12 @@ test_torn_orphan_is_passed_over(void **state)
 	/* The entry being written is skipped; the other one still counts. */
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 1);
 	assert_true(mono_ns() - t0 < TORN_READ_MAX_NS);
-	assert_int_equal(c, 150);
+	assert_int_equal(c.uid, 150);
 	alarm(0);
 	assert_int_equal(sb_seq_repair(&o->seq), 1);
 	assert_int_equal(sb_seq_repair(&o->seq), 0);
 	assert_int_equal(sb_orphan_cursor(sb, "daily.1.2.0", &c), 1);
-	assert_int_equal(c, 420);
+	assert_int_equal(c.uid, 420);
 }
 
 /* The generic pair, as a record of two fields under its own sequence. */
@@ -321,6 +383,9 @@ main(void)
 		cmocka_unit_test(test_orphan_furthest_wins),
 		cmocka_unit_test(test_orphan_ring_forgets_the_oldest),
 		cmocka_unit_test(test_orphan_long_id_is_cut_safely),
+		cmocka_unit_test(test_orphan_order_is_the_walks),
+		cmocka_unit_test(test_cursor_round_trip),
+		cmocka_unit_test(test_cursor_torn_write),
 		cmocka_unit_test(test_torn_job_reads_unknown_then_repairs),
 		cmocka_unit_test(test_torn_job_healed_by_the_next_write),
 		cmocka_unit_test(test_torn_stats_read_unknown_then_repair),

@@ -1,0 +1,477 @@
+/*
+ * A job's checkpoint, digest:job:{job_id} on the queue Redis (the fields
+ * are described in checkpoint.h).  It is what lets a job that was killed,
+ * drained, retried or made to wait resume after the last member done,
+ * and what counts attempts towards queue.max_attempts.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "rconn.h"
+#include "util.h"
+
+static int
+cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
+{
+	return rkey(buf, len, cfg->redis.key_prefix, "digest:job:%s",
+	    job_id) == NULL ? -1 : 0;
+}
+
+/*
+ * Read every reply of a pipeline of n commands; -1 if any is missing or
+ * an error.  A missing reply after an allocation failure means the
+ * worker ran out of memory: that ends the worker with its OOM code.
+ */
+static int
+cp_replies(redisContext *c, int n, redisReply **out)
+{
+	redisReply *r;
+	int i, rc = 0;
+
+	for (i = 0; i < n; i++) {
+		r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
+			if (c->err == REDIS_ERR_OOM)
+				worker_oom();
+			return -1;
+		}
+		if (r->type == REDIS_REPLY_ERROR)
+			rc = -1;
+		if (out != NULL && out[i] == NULL)
+			out[i] = r;
+		else
+			freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* Send what was appended without waiting for the replies. */
+static int
+cp_send(redisContext *c)
+{
+	int done = 0;
+
+	do {
+		if (redisBufferWrite(c, &done) == REDIS_ERR)
+			return -1;
+	} while (!done);
+	return 0;
+}
+
+int
+checkpoint_sync(redisContext *q, struct checkpoint *cp)
+{
+	int n = cp->pending;
+
+	cp->pending = 0;
+	if (n == 0)
+		return 0;
+	if (q == NULL)
+		return -1;
+	return cp_replies(q, n, NULL);
+}
+
+static void
+reply_str(const redisReply *r, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (r != NULL && (r->type == REDIS_REPLY_STRING ||
+	    r->type == REDIS_REPLY_STATUS))
+		strlcpy(buf, r->str, len);
+}
+
+/* The cursor from its two fields; a checkpoint without cursor_score was
+   written when scores were the user ids. */
+static void
+cp_cursor_parse(struct cursor *c, const char *uid, const char *score)
+{
+	int64_t v;
+	double d;
+
+	memset(c, 0, sizeof(*c));
+	if (uid[0] == '\0' || cursor_parse_uid(uid, strlen(uid), &v) == -1)
+		return;
+	if (score[0] == '\0')
+		d = (double)v;
+	else if (parse_double(score, &d) == -1)
+		return;
+	c->set = 1;
+	c->uid = v;
+	c->score = d;
+}
+
+int
+checkpoint_start(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp)
+{
+	redisReply *r, *rs[4] = { NULL, NULL, NULL, NULL };
+	char key[512], state[16], num[32], score[CURSOR_STR_MAX + 16];
+	int64_t v;
+	int rc = -1, i;
+
+	memset(cp, 0, sizeof(*cp));
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+
+	r = redisCommand(q, "HMGET %s state cursor sent skipped last_error "
+	    "cursor_score", key);
+	if (r == NULL) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+		freeReplyObject(r);
+		return -1;
+	}
+	reply_str(r->element[0], state, sizeof(state));
+	if (strcmp(state, "done") == 0) {
+		freeReplyObject(r);
+		return 1;
+	}
+	reply_str(r->element[1], num, sizeof(num));
+	reply_str(r->element[5], score, sizeof(score));
+	cp_cursor_parse(&cp->cursor, num, score);
+	reply_str(r->element[2], num, sizeof(num));
+	if (num[0] != '\0' && parse_i64(num, 0, INT64_MAX, &v) == 0)
+		cp->sent = v;
+	reply_str(r->element[3], num, sizeof(num));
+	if (num[0] != '\0' && parse_i64(num, 0, INT64_MAX, &v) == 0)
+		cp->skipped = v;
+	reply_str(r->element[4], cp->last_error, sizeof(cp->last_error));
+	freeReplyObject(r);	/* ours: the strings were copied out */
+
+	/*
+	 * A job marked dead that is delivered again was put back by an
+	 * operator (digestctl dlq requeue): it starts a fresh count.
+	 */
+	if (strcmp(state, "dead") == 0)
+		redisAppendCommand(q, "HSET %s attempts 0", key);
+	else
+		redisAppendCommand(q, "PING");
+	redisAppendCommand(q, "HINCRBY %s attempts 1", key);
+	redisAppendCommand(q, "HSET %s state running updated_at %.3f", key,
+	    now_real());
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if (cp_replies(q, 4, rs) == -1)
+		goto out;
+	if (rs[1]->type != REDIS_REPLY_INTEGER)
+		goto out;
+	cp->attempts = rs[1]->integer > INT32_MAX ? INT32_MAX :
+	    (int)rs[1]->integer;
+	rc = 0;
+out:
+	for (i = 0; i < 4; i++)
+		if (rs[i] != NULL)
+			freeReplyObject(rs[i]);
+	return rc;
+}
+
+/* Append the HSET of cursor and counts. */
+static void
+cp_append_progress(redisContext *q, const char *key,
+    const struct checkpoint *cp)
+{
+	char score[CURSOR_STR_MAX];
+
+	if (cp->cursor.set) {
+		cursor_score_str(cp->cursor.score, score, sizeof(score));
+		redisAppendCommand(q, "HSET %s cursor %" PRId64 " cursor_score "
+		    "%s sent %" PRId64 " skipped %" PRId64, key,
+		    cp->cursor.uid, score, cp->sent, cp->skipped);
+	} else
+		redisAppendCommand(q, "HSET %s sent %" PRId64 " skipped %"
+		    PRId64, key, cp->sent, cp->skipped);
+}
+
+int
+checkpoint_save(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp)
+{
+	char key[512];
+	int rc;
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	rc = checkpoint_sync(q, cp);
+	if (q->err)
+		return -1;
+	cp_append_progress(q, key, cp);
+	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if (cp_replies(q, 3, NULL) == -1)
+		return -1;
+	return rc;
+}
+
+int
+checkpoint_progress(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp)
+{
+	char key[512];
+
+	if (q == NULL || q->err ||
+	    cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	cp_append_progress(q, key, cp);
+	cp->pending++;
+	return cp_send(q);
+}
+
+int
+checkpoint_park(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp, const struct parked *p,
+    size_t count)
+{
+	char key[512];
+
+	if (q == NULL || q->err ||
+	    cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	redisAppendCommand(q, "HSET %s d:%lld %lld:%lld:%d deferred %lld", key,
+	    (long long)p->uid, (long long)p->first_ms, (long long)p->next_ms,
+	    p->tries, (long long)count);
+	cp->pending++;
+	return cp_send(q);
+}
+
+int
+checkpoint_unpark(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp, int64_t uid, size_t count)
+{
+	char key[512];
+
+	if (q == NULL || q->err ||
+	    cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	redisAppendCommand(q, "HDEL %s d:%lld", key, (long long)uid);
+	redisAppendCommand(q, "HSET %s deferred %lld", key, (long long)count);
+	cp->pending += 2;
+	return cp_send(q);
+}
+
+/* Append one parked recipient to *out; the array grows as needed. */
+static void
+cp_parked_add(struct parked **out, size_t *n, size_t *cap,
+    const struct parked *p)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if ((*out)[i].uid == p->uid)
+			return;
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*out = wrealloc(*out, *cap * sizeof(**out));
+	}
+	(*out)[(*n)++] = *p;
+}
+
+/*
+ * The list an older version kept in the `deferred` field itself,
+ * "uid:tries,...": those recipients are retried at once, their 4xx clock
+ * starting now.
+ */
+static void
+cp_parked_legacy(char *s, struct parked **out, size_t *n, size_t *cap)
+{
+	struct parked p;
+	char *next, *colon;
+	int64_t uid, tries;
+
+	for (; s != NULL; s = next) {
+		if ((next = strchr(s, ',')) != NULL)
+			*next++ = '\0';
+		if ((colon = strchr(s, ':')) == NULL)
+			continue;
+		*colon++ = '\0';
+		if (parse_i64(s, 0, INT64_MAX, &uid) == -1 ||
+		    parse_i64(colon, 0, INT32_MAX, &tries) == -1)
+			continue;
+		memset(&p, 0, sizeof(p));
+		p.uid = uid;
+		p.first_ms = p.next_ms = now_real_ns() / 1000000;
+		p.tries = (int)tries;
+		cp_parked_add(out, n, cap, &p);
+	}
+}
+
+int
+checkpoint_parked_load(redisContext *q, const struct config *cfg,
+    const struct job *j, struct parked **out, size_t *n)
+{
+	redisReply *r;
+	struct parked p;
+	char key[512], val[96], *a, *b;
+	size_t i, cap = 0;
+	int64_t first, next, tries;
+
+	*out = NULL;
+	*n = 0;
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	/* Small: the fields above and at most a few hundred parked. */
+	if ((r = redisCommand(q, "HGETALL %s", key)) == NULL) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(r);
+		return -1;
+	}
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *f = r->element[i], *v = r->element[i + 1];
+
+		if (f->type != REDIS_REPLY_STRING ||
+		    v->type != REDIS_REPLY_STRING)
+			continue;
+		if (strcmp(f->str, "deferred") == 0 &&
+		    strchr(v->str, ':') != NULL) {
+			char *legacy = wstrdup(v->str);
+
+			cp_parked_legacy(legacy, out, n, &cap);
+			free(legacy);
+			continue;
+		}
+		if (strncmp(f->str, "d:", 2) != 0 ||
+		    strlcpy(val, v->str, sizeof(val)) >= sizeof(val))
+			continue;
+		memset(&p, 0, sizeof(p));
+		if (parse_i64(f->str + 2, 0, INT64_MAX, &p.uid) == -1 ||
+		    (a = strchr(val, ':')) == NULL ||
+		    (b = strchr(a + 1, ':')) == NULL)
+			continue;
+		*a++ = '\0';
+		*b++ = '\0';
+		if (parse_i64(val, 0, INT64_MAX, &first) == -1 ||
+		    parse_i64(a, 0, INT64_MAX, &next) == -1 ||
+		    parse_i64(b, 0, INT32_MAX, &tries) == -1)
+			continue;
+		p.first_ms = first;
+		p.next_ms = next;
+		p.tries = (int)tries;
+		cp_parked_add(out, n, &cap, &p);
+	}
+	freeReplyObject(r);	/* what we keep was copied */
+	return 0;
+}
+
+int
+checkpoint_wait(redisContext *q, const struct config *cfg,
+    const struct job *j, struct checkpoint *cp, const char *why)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	if (checkpoint_sync(q, cp) == -1 && q->err)
+		return -1;
+	redisAppendCommand(q, "HSET %s state waiting due_at %.3f last_error %s "
+	    "updated_at %.3f", key, cp->due_ms / 1000.0, why, now_real());
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	return cp_replies(q, 2, NULL);
+}
+
+int
+checkpoint_finish(redisContext *q, const struct config *cfg,
+    const struct job *j, const char *state, const char *reason)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	if (reason != NULL && reason[0] != '\0')
+		redisAppendCommand(q, "HSET %s state %s last_error %s "
+		    "updated_at %.3f", key, state, reason, now_real());
+	else
+		redisAppendCommand(q, "HSET %s state %s updated_at %.3f", key,
+		    state, now_real());
+	redisAppendCommand(q, "HDEL %s due_at", key);
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	return cp_replies(q, 3, NULL);
+}
+
+int
+checkpoint_note_error(redisContext *q, const struct config *cfg,
+    const char *job_id, const char *reason)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, job_id) == -1)
+		return -1;
+	redisAppendCommand(q, "HSET %s last_error %s updated_at %.3f", key,
+	    reason, now_real());
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	return cp_replies(q, 2, NULL);
+}
+
+int
+checkpoint_refund(redisContext *q, const struct config *cfg,
+    const struct job *j)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	redisAppendCommand(q, "HINCRBY %s attempts -1", key);
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	return cp_replies(q, 2, NULL);
+}
+
+/*
+ * KEYS[1] the checkpoint; ARGV: score, uid.  Moves the cursor only
+ * forward in the walk's order (score, then the member bytewise, as Redis
+ * orders a sorted set), and never creates the checkpoint.
+ */
+static const char cp_save_cursor_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local f = redis.call('HMGET', KEYS[1], 'cursor', 'cursor_score')\n"
+    "local m, s = f[1], tonumber(f[2] or f[1] or '')\n"
+    "if m and s then\n"
+    "  local ns = tonumber(ARGV[1])\n"
+    "  if ns < s then return 0 end\n"
+    "  if ns == s then\n"
+    "    local a, b = ARGV[2], m\n"
+    "    local n = math.min(#a, #b)\n"
+    "    local i = 1\n"
+    "    while i <= n and a:byte(i) == b:byte(i) do i = i + 1 end\n"
+    "    if i > n then\n"
+    "      if #a <= #b then return 0 end\n"
+    "    elseif a:byte(i) < b:byte(i) then return 0 end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'cursor', ARGV[2], 'cursor_score', ARGV[1])\n"
+    "return 1\n";
+
+int
+checkpoint_save_cursor(redisContext *q, const struct config *cfg,
+    const char *job_id, const struct cursor *c, char *err, size_t errlen)
+{
+	char key[512], score[CURSOR_STR_MAX];
+	redisReply *r;
+	int rc;
+
+	if (!c->set)
+		return 0;
+	if (cp_key(key, sizeof(key), cfg, job_id) == -1) {
+		snprintf(err, errlen, "job id too long");
+		return -1;
+	}
+	cursor_score_str(c->score, score, sizeof(score));
+	r = redisCommand(q, "EVAL %s 1 %s %s %" PRId64, cp_save_cursor_lua,
+	    key, score, c->uid);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "save cursor: %s", r != NULL && r->str ?
+		    r->str : q->errstr);
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rc = r->integer == 1;
+	freeReplyObject(r);
+	return rc;
+}
