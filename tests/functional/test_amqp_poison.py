@@ -117,7 +117,7 @@ def test_huge_body_dead_lettered_unread(tmp_path, redis_tcp, rabbitmq, vhost,
     assert worker_pids(d) == [worker]
     assert metric_sum(d.metrics(), "digest_worker_restarts_total") == 0
     assert metric_sum(d.metrics(), "digest_jobs_total", result="dead_lettered") == 1
-    assert peak < (160 if ASAN else 16) * 1024, peak
+    assert peak < (48 if ASAN else 16) * 1024, peak
     assert set(maildir_ids(os.path.join(str(tmp_path), "outbox"))) == \
         expected_pairs(groups, end)
     assert queue_counts(rabbitmq, vhost, "digest.standard")[0] == 0
@@ -224,21 +224,23 @@ def test_job_killing_its_worker_mid_job(tmp_path, redis_tcp, rabbitmq, vhost, sl
                                str(now)).stdout) == 3
     d = start_digestd(digestd_factory, cfg)
 
-    kills = 0
+    killed = []
     deadline = time.monotonic() + 90
     while queue_counts(rabbitmq, vhost, "digest.dlq")[0] == 0:
-        assert time.monotonic() < deadline, "no dead letter after %d kills" % kills
-        assert kills <= MAX_ATTEMPTS, "still not dead-lettered after %d kills" % kills
+        assert time.monotonic() < deadline, "no dead letter after %d kills" % len(killed)
+        assert len(killed) <= MAX_ATTEMPTS, \
+            "still not dead-lettered after %d kills" % len(killed)
+        # /status may show a killed worker's slot until it is reaped.
         victim = [w["pid"] for w in d.status()["workers"]
-                  if w.get("job") == poison and w.get("pid")]
+                  if w.get("job") == poison and w.get("pid") and w["pid"] not in killed]
         if not victim:
             time.sleep(0.01)
             continue
         os.kill(victim[0], signal.SIGKILL)
-        kills += 1
+        killed.append(victim[0])
         wait_for(lambda: victim[0] not in worker_pids(d), timeout=10,
-                 what="the killed worker reaped")
-    assert kills == MAX_ATTEMPTS
+                 what="the killed worker gone")
+    assert len(killed) == MAX_ATTEMPTS
     wait_all_done(r, 2, timeout=60, d=d)
     ((job, queue, reason),) = dlq_lines(cfg)
     assert (job, queue) == (poison, "standard") and reason, (job, queue, reason)
