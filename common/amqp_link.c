@@ -341,17 +341,18 @@ amqp_ms_tv(int64_t ms, struct timeval *tv)
 
 /*
  * Read the header and body frames that follow a basic.deliver, basic.get-ok
- * or basic.return into d (body, headers) and *props_out (the decoded
- * properties, valid until the next buffer release).
+ * or basic.return.  What is kept of the properties is copied out first:
+ * the frames of a body that is not kept are given back to the channel's
+ * pool one by one, which frees the decoded properties too.
  */
 int
 amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
-    amqp_basic_properties_t **props_out, char *err, size_t errlen)
+    size_t max_body, char *err, size_t errlen)
 {
 	amqp_basic_properties_t *p;
 	amqp_frame_t f;
 	struct timeval tv;
-	size_t size, got;
+	size_t size, got, n;
 	int rc;
 
 	amqp_ms_tv(AMQP_LINK_CONTENT_TIMEOUT_MS, &tv);
@@ -365,20 +366,31 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 	}
 	size = (size_t)f.payload.properties.body_size;
 	p = f.payload.properties.decoded;
-	if (props_out != NULL)
-		*props_out = p;
-	if (size > 256u * 1024 * 1024) {
-		amqp_link_fail(l, "message body too large");
-		return amqp_link_dead_err(l, err, errlen);
-	}
-	d->body = wmalloc(size + 1);
 	d->len = size;
+	d->message_id[0] = '\0';
+	if (p != NULL && (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG))
+		amqp_bytes_str(p->message_id, d->message_id,
+		    sizeof(d->message_id));
 	if (p != NULL && (p->_flags & AMQP_BASIC_HEADERS_FLAG)) {
 		if (amqp_table_clone(&p->headers, &d->headers, &d->pool) !=
 		    AMQP_STATUS_OK)
 			worker_oom();
 	}
-	for (got = 0; got < size; got += f.payload.body_fragment.len) {
+	d->unread = size > max_body;
+	if (!d->unread)
+		d->body = wmalloc(size + 1);
+	for (got = 0; got < size; got += n) {
+		if (d->unread) {
+			/*
+			 * Nothing of the content is kept: its frames go back
+			 * to the pool before the next one is read.  A long
+			 * body must not cost us the connection either.
+			 */
+			amqp_maybe_release_buffers_on_channel(l->conn,
+			    AMQP_LINK_CHANNEL);
+			if (amqp_link_heartbeat(l, err, errlen) == -1)
+				return -1;
+		}
 		amqp_ms_tv(AMQP_LINK_CONTENT_TIMEOUT_MS, &tv);
 		rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 		if (rc != AMQP_STATUS_OK)
@@ -390,10 +402,12 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 			amqp_link_fail(l, "content body expected");
 			return amqp_link_dead_err(l, err, errlen);
 		}
-		memcpy(d->body + got, f.payload.body_fragment.bytes,
-		    f.payload.body_fragment.len);
+		n = f.payload.body_fragment.len;
+		if (d->body != NULL)
+			memcpy(d->body + got, f.payload.body_fragment.bytes, n);
 	}
-	d->body[size] = '\0';
+	if (d->body != NULL)
+		d->body[size] = '\0';
 	return 0;
 }
 
@@ -453,17 +467,13 @@ amqp_link_confirmed(struct amqp_link *l, uint64_t tag, int multiple,
 }
 
 static void
-amqp_link_returned(struct amqp_link *l, amqp_basic_properties_t *p)
+amqp_link_returned(struct amqp_link *l, const char *id)
 {
 	struct amqp_confirm_set *s = l->waiting;
-	char id[512];
 	size_t i;
 
 	if (s == NULL)
 		return;
-	id[0] = '\0';
-	if (p != NULL && (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG))
-		amqp_bytes_str(p->message_id, id, sizeof(id));
 	for (i = 0; i < s->n; i++) {
 		if (s->state[i] != AMQP_CONFIRM_PENDING || s->returned[i])
 			continue;
@@ -481,7 +491,6 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
     size_t errlen)
 {
 	struct amqp_delivery *d;
-	amqp_basic_properties_t *p;
 	char text[160], why[256];
 
 	if (f->frame_type != AMQP_FRAME_METHOD)
@@ -495,7 +504,8 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
 		d->redelivered = m->redelivered;
 		amqp_bytes_str(m->routing_key, d->routing_key,
 		    sizeof(d->routing_key));
-		if (amqp_link_read_content(l, d, NULL, err, errlen) == -1) {
+		if (amqp_link_read_content(l, d, JOBQ_AMQP_BODY_MAX, err,
+		    errlen) == -1) {
 			amqp_delivery_free(d);
 			return -1;
 		}
@@ -522,13 +532,13 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
 
 		amqp_bytes_str(m->reply_text, text, sizeof(text));
 		log_debug("amqp basic.return %u %s", m->reply_code, text);
+		/* An email sent back: its message id is all we need. */
 		d = amqp_delivery_new();
-		p = NULL;
-		if (amqp_link_read_content(l, d, &p, err, errlen) == -1) {
+		if (amqp_link_read_content(l, d, 0, err, errlen) == -1) {
 			amqp_delivery_free(d);
 			return -1;
 		}
-		amqp_link_returned(l, p);
+		amqp_link_returned(l, d->message_id);
 		amqp_delivery_free(d);
 		return 0;
 	}

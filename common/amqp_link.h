@@ -30,13 +30,20 @@
 #define AMQP_LINK_CHANNEL 1
 #define AMQP_LINK_CONFIRM_TIMEOUT_MS 30000
 
-/* A message delivered by basic.deliver or basic.get, copied out. */
+/*
+ * A message delivered by basic.deliver or basic.get, copied out.  A body
+ * larger than its reader's limit is never held: its frames are discarded
+ * as they arrive, body stays NULL and unread says so, and len still tells
+ * its size.
+ */
 struct amqp_delivery {
 	uint64_t tag;
 	int redelivered;
 	char routing_key[256];
-	char *body;			/* NUL-terminated copy */
-	size_t len;
+	char message_id[256];		/* "" if none */
+	char *body;			/* NUL-terminated copy, or NULL */
+	size_t len;			/* the body's size, read or not */
+	int unread;			/* over the limit: discarded */
 	amqp_table_t headers;		/* in pool; may be empty */
 	amqp_pool_t pool;
 	TAILQ_ENTRY(amqp_delivery) entry;
@@ -114,11 +121,14 @@ int amqp_link_pump(struct amqp_link *, int timeout_ms, char *err,
 
 /*
  * Read the content (header and body frames) that follows a basic.deliver,
- * basic.get-ok or basic.return into d; *props (if not NULL) gets the
- * decoded properties, valid until the buffers are released.  0 / -1.
+ * basic.get-ok or basic.return into d: its headers, message id and size,
+ * and its body unless that is over max_body bytes, in which case the body
+ * frames are read and dropped one by one (memory stays one frame) and
+ * d->unread is set.  Either way the channel is left at the next frame.
+ * 0 / -1.
  */
 int amqp_link_read_content(struct amqp_link *, struct amqp_delivery *d,
-    amqp_basic_properties_t **props, char *err, size_t errlen);
+    size_t max_body, char *err, size_t errlen);
 struct amqp_delivery *amqp_delivery_new(void);
 
 /* Take the oldest queued delivery, or NULL; free with amqp_delivery_free. */

@@ -218,10 +218,17 @@ jobq_amqp_body_id(const char *body, size_t len, char *id, size_t idlen)
 	json_decref(o);
 }
 
+void
+jobq_amqp_too_large(char *buf, size_t len, size_t size)
+{
+	snprintf(buf, len, "body too large (%zu bytes)", size);
+}
+
 int
 jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
     jobq_amqp_dlq_cb cb, void *arg, char *err, size_t errlen)
 {
+	struct jobq_amqp_letter lt;
 	struct amqp_delivery *d;
 	amqp_basic_properties_t p;
 	amqp_rpc_reply_t r;
@@ -240,6 +247,9 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 	 * Each letter is fetched with basic.get and left unacknowledged, so
 	 * that the broker never hands the same one out again during the
 	 * walk; those we keep go back in place with one nack at the end.
+	 * A body too large to be a job is not read (it could be as large as
+	 * the broker allows): its reason says so, and it is never requeued,
+	 * since no worker would take it.
 	 */
 	for (;;) {
 		r = amqp_basic_get(l->conn, AMQP_LINK_CHANNEL,
@@ -261,16 +271,29 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 		ok = r.reply.decoded;
 		d = amqp_delivery_new();
 		d->tag = ok->delivery_tag;
-		if (amqp_link_read_content(l, d, NULL, err, errlen) == -1) {
+		if (amqp_link_read_content(l, d, JOBQ_AMQP_BODY_MAX, err,
+		    errlen) == -1) {
 			amqp_delivery_free(d);
 			return -1;
 		}
 		jobq_amqp_dl_origin(&d->headers, reason, sizeof(reason), queue,
 		    sizeof(queue));
-		jobq_amqp_body_id(d->body, d->len, id, sizeof(id));
+		if (d->unread)
+			jobq_amqp_too_large(reason, sizeof(reason), d->len);
+		id[0] = '\0';
+		if (!d->unread)
+			jobq_amqp_body_id(d->body, d->len, id, sizeof(id));
+		if (id[0] == '\0')
+			strlcpy(id, d->message_id, sizeof(id));
 		match = job_id == NULL || strcmp(job_id, id) == 0;
 
-		if (requeue && match && queue[0] != '\0') {
+		memset(&lt, 0, sizeof(lt));
+		lt.body = d->body;
+		lt.len = d->len;
+		lt.job_id = id;
+		lt.reason = reason;
+		lt.queue = queue;
+		if (requeue && match && !d->unread && queue[0] != '\0') {
 			/* The queue may be gone: declaring is idempotent. */
 			if (jobq_amqp_qname(qname, sizeof(qname), queue, err,
 			    errlen) == -1 ||
@@ -284,15 +307,15 @@ jobq_amqp_dlq_walk(struct amqp_link *l, int requeue, const char *job_id,
 				snprintf(err, errlen, "amqp: %s", l->why);
 				goto fail;
 			}
+			lt.requeued = 1;
 			if (cb != NULL)
-				cb(arg, d->body, d->len, reason, queue);
+				cb(arg, &lt);
 			n++;
 		} else {
-			if (!requeue) {
-				if (cb != NULL)
-					cb(arg, d->body, d->len, reason, queue);
+			if (cb != NULL && (!requeue || match))
+				cb(arg, &lt);
+			if (!requeue)
 				n++;
-			}
 			held = 1;
 		}
 		amqp_delivery_free(d);

@@ -17,6 +17,14 @@
 #include "config.h"
 #include "job.h"
 
+/*
+ * The largest job body taken: a job is a few hundred bytes of JSON, and a
+ * worker must never hold in memory what a publisher could make as large
+ * as the broker allows (128 MB by default).  A larger body is
+ * dead-lettered unread.
+ */
+#define JOBQ_AMQP_BODY_MAX	65536
+
 struct amqp_link;
 
 /*
@@ -50,15 +58,28 @@ int jobq_amqp_stats(struct amqp_link *, const char *queue,
 /* Messages in digest.dlq; -1 on error. */
 int64_t jobq_amqp_dlq_len(struct amqp_link *, char *err, size_t errlen);
 
+/* One dead letter, as the walk hands it to its callback. */
+struct jobq_amqp_letter {
+	const char *body;	/* NULL: too large, never read */
+	size_t len;		/* the body's size */
+	const char *job_id;	/* from the body or message_id; "" unknown */
+	const char *reason;	/* "" unknown */
+	const char *queue;	/* the queue it came from; "" unknown */
+	int requeued;		/* requeue: put back on its queue */
+};
+
 /*
- * Walk the dead letters: for each, cb gets the body, the reason header and
- * the original queue; with requeue, each matching one (job_id, or all when
- * NULL) is published back to its queue and removed from digest.dlq.
- * Returns the number handled, or -1.
+ * Walk the dead letters: cb gets each one (listing), or with requeue each
+ * matching one (job_id, or all when NULL), which is published back to its
+ * queue and removed from digest.dlq when it can be: a letter too large to
+ * be a job, or naming no queue, stays (requeued 0).  Returns the number
+ * listed or requeued, or -1.
  */
-typedef void (*jobq_amqp_dlq_cb)(void *arg, const char *body, size_t len,
-    const char *reason, const char *queue);
+typedef void (*jobq_amqp_dlq_cb)(void *arg, const struct jobq_amqp_letter *);
 int jobq_amqp_dlq_walk(struct amqp_link *, int requeue, const char *job_id,
     jobq_amqp_dlq_cb cb, void *arg, char *err, size_t errlen);
+
+/* The reason shown for a body over JOBQ_AMQP_BODY_MAX. */
+void jobq_amqp_too_large(char *buf, size_t len, size_t size);
 
 #endif

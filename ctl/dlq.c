@@ -232,30 +232,33 @@ dlq_walk_redis(struct ctl *c, int requeue, const char *job_id)
 struct dlq_amqp_arg {
 	struct ctl *c;
 	int requeue;
-	int64_t n;
+	int64_t kept;		/* requeue: matching letters left in place */
 	int failed;
 };
 
 static void
-dlq_amqp_cb(void *arg, const char *body, size_t len, const char *reason,
-    const char *queue)
+dlq_amqp_cb(void *arg, const struct jobq_amqp_letter *lt)
 {
 	struct dlq_amqp_arg *a = arg;
-	struct job j;
-	char err[256];
-	int ok;
+	const char *id = lt->job_id[0] != '\0' ? lt->job_id : "-";
+	const char *queue = lt->queue[0] != '\0' ? lt->queue : "-";
 
-	ok = job_decode_json(&j, body, len, err, sizeof(err)) == 0;
-	a->n++;
 	if (!a->requeue) {
-		printf("%-36s %-10s %s\n", ok ? j.job_id : "-",
-		    queue ? queue : "-", reason ? reason : "-");
+		printf("%-36s %-10s %s\n", id, queue,
+		    lt->reason[0] != '\0' ? lt->reason : "-");
 		return;
 	}
-	if (ok && dlq_reset(a->c, j.job_id) == -1)
+	if (!lt->requeued) {
+		/* Reported, not fatal: the others are requeued all the same. */
+		fprintf(stderr, "digestctl dlq: %s not requeued: %s\n", id,
+		    lt->body == NULL ? lt->reason : "it names no queue");
+		a->kept++;
+		return;
+	}
+	if (lt->job_id[0] != '\0' && dlq_reset(a->c, lt->job_id) == -1)
 		a->failed = 1;
-	printf("requeued %s on %s\n", ok ? j.job_id : "(undecodable)",
-	    queue ? queue : "-");
+	printf("requeued %s on %s\n", lt->job_id[0] != '\0' ? lt->job_id :
+	    "(undecodable)", queue);
 }
 
 static int
@@ -279,8 +282,9 @@ dlq_walk_amqp(struct ctl *c, int requeue, const char *job_id)
 	}
 	printf("%d dead letter(s)%s\n", n, requeue ? " requeued" : "");
 	if (requeue && job_id != NULL && n == 0) {
-		fprintf(stderr, "digestctl dlq requeue: no dead letter for job "
-		    "%s\n", job_id);
+		if (a.kept == 0)
+			fprintf(stderr, "digestctl dlq requeue: no dead letter "
+			    "for job %s\n", job_id);
 		return 1;
 	}
 	return a.failed ? 1 : 0;

@@ -67,9 +67,9 @@
 #define PARKED_CAP		1000
 #define TICK_NS			250000000LL
 /*
- * A maildir flush ends with one directory fsync that makes its renames
- * durable: 16 messages a flush keep that about 1% over the one fsync each
- * message costs anyway (ext4: 5 ms a file, 0.9 ms the directory).
+ * A maildir flush syncs its messages' files together, then renames each
+ * into new/ and syncs the directory before reporting it: 16 a flush share
+ * the file sync.
  */
 #define MAILDIR_FLUSH		16
 

@@ -85,6 +85,11 @@ struct source {
 	const struct config *cfg;
 	const char *queue;		/* the pool's queue name */
 	char consumer[128];		/* this worker's consumer name */
+	/*
+	 * The worker's connection to the queue Redis (NULL while it has
+	 * none), where the amqp source counts the deliveries of a message.
+	 */
+	struct redisContext *const *qredis;
 	void *priv;			/* backend state */
 };
 

@@ -10,7 +10,22 @@
  * published to digest.dlx with the reason, attempts and queue in headers,
  * then the original is acknowledged.  Both publishes wait for the
  * broker's confirm first, so a job is never in neither place.
+ *
+ * A body over JOBQ_AMQP_BODY_MAX is never read (amqp_link discards its
+ * frames): it is rejected without requeue, and the queue's dead-letter
+ * exchange takes it to digest.dlq, where its size tells why.
+ *
+ * A message that kills its worker must not do so forever.  The job's
+ * checkpoint counts an attempt only once the job has been decoded and its
+ * checkpoint read; a worker that dies before that leaves no trace there.
+ * So each delivery taken is also counted here, in the queue Redis, under
+ * a hash of the body (no decoding needed), and the count is dropped when
+ * the message leaves this worker alive: finished, given back,
+ * dead-lettered, or left to the broker with a lost connection.  What is
+ * left counts the workers that died holding it; past max_attempts the
+ * message is dead-lettered before anything else is done with it.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,25 +33,49 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "amqp_link.h"
 #include "delayq.h"
+#include "checkpoint.h"
 #include "jobq_amqp.h"
 #include "log.h"
+#include "rconn.h"
 #include "source.h"
 #include "util.h"
+
+/* How long a count of deliveries outlives the last of them. */
+#define SOURCE_AMQP_TAKEN_TTL_S (7 * 86400)
 
 struct source_amqp {
 	struct amqp_link *link;
 	char qname[CONFIG_NAME_MAX + 16];
+	/*
+	 * A count that could not be dropped when its message left us (the
+	 * queue Redis was away): dropped at the next count instead.
+	 */
+	char stale_key[128];
+	int stale_del;			/* 1: DEL, 0: DECR */
 };
 
-/* What a delivered message keeps: the connection it came on, its body. */
+/*
+ * What a delivered message keeps: the connection it came on, its body
+ * (empty when unread), and its count of deliveries taken.
+ */
 struct source_amqp_raw {
 	uint64_t gen;
-	size_t len;
+	size_t len;			/* the body's size, read or not */
+	int unread;			/* too large: rejected unread */
+	int takes;			/* deliveries counted; 0: not counted */
+	int tripped;			/* dead-lettered for its deaths */
+	char key[128];			/* the count's key */
+	char id[256];			/* message_id: the job id, or "" */
 	char body[];
 };
+
+static int source_amqp_dead_letter(struct source *, struct source_msg *,
+    const char *, int);
 
 static void
 source_amqp_drop(struct source_amqp *sa)
@@ -91,6 +130,126 @@ source_amqp_dead(struct source_amqp *sa, char *err, size_t errlen)
 	return -1;
 }
 
+/* The worker's queue Redis, if it is connected. */
+static redisContext *
+source_amqp_redis(struct source *s)
+{
+	redisContext *q;
+
+	if (s->qredis == NULL || (q = *s->qredis) == NULL || q->err)
+		return NULL;
+	return q;
+}
+
+/* The key of a body's count: the first 128 bits of its SHA-256. */
+static int
+source_amqp_key(struct source *s, const char *body, size_t len, char *key,
+    size_t keylen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen, i;
+	char hex[33];
+
+	if (EVP_Digest(body, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen < 16)
+		return -1;
+	for (i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return rkey(key, keylen, s->cfg->redis.key_prefix, "digest:taken:%s",
+	    hex) == NULL ? -1 : 0;
+}
+
+/*
+ * Read n replies of a pipeline; *first gets the first one's integer.
+ * 0, or -1 (a missing reply after an allocation failure is our OOM).
+ */
+static int
+source_amqp_replies(redisContext *q, int n, long long *first)
+{
+	redisReply *r;
+	int i, rc = 0;
+
+	for (i = 0; i < n; i++) {
+		r = NULL;
+		if (redisGetReply(q, (void **)&r) != REDIS_OK || r == NULL) {
+			if (q->err == REDIS_ERR_OOM)
+				worker_oom();
+			return -1;
+		}
+		if (r->type == REDIS_REPLY_ERROR)
+			rc = -1;
+		else if (i == 0 && first != NULL &&
+		    r->type == REDIS_REPLY_INTEGER)
+			*first = r->integer;
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+/*
+ * Count this delivery: raw->takes gets the deliveries taken since the
+ * message last left a live worker, this one included.  Without the queue
+ * Redis it stays 0 (uncounted): the job's checkpoint cannot be read then
+ * either, and the job is given back.
+ */
+static void
+source_amqp_count(struct source *s, struct source_amqp_raw *raw)
+{
+	struct source_amqp *sa = s->priv;
+	redisContext *q;
+	long long n = 0;
+	int stale;
+
+	if ((q = source_amqp_redis(s)) == NULL ||
+	    source_amqp_key(s, raw->body, raw->len, raw->key,
+	    sizeof(raw->key)) == -1)
+		return;
+	stale = sa->stale_key[0] != '\0';
+	if (stale)
+		redisAppendCommand(q, sa->stale_del ? "DEL %s" : "DECR %s",
+		    sa->stale_key);
+	redisAppendCommand(q, "INCR %s", raw->key);
+	redisAppendCommand(q, "EXPIRE %s %d", raw->key,
+	    SOURCE_AMQP_TAKEN_TTL_S);
+	/* Every reply is read, whatever the first: the pipeline stays whole. */
+	if (stale && source_amqp_replies(q, 1, NULL) == 0)
+		sa->stale_key[0] = '\0';
+	if (source_amqp_replies(q, 2, &n) == -1 || n <= 0) {
+		log_warnx("amqp: the deliveries of a message could not be "
+		    "counted");
+		return;
+	}
+	raw->takes = n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/*
+ * The message leaves us alive: drop its count (disposed: it is gone from
+ * the queue; else the broker has it back, and this take was no death).
+ */
+static void
+source_amqp_uncount(struct source *s, struct source_amqp_raw *raw,
+    int disposed)
+{
+	struct source_amqp *sa = s->priv;
+	redisContext *q;
+
+	if (raw == NULL || raw->takes == 0)
+		return;
+	if ((q = source_amqp_redis(s)) != NULL) {
+		redisAppendCommand(q, disposed ? "DEL %s" : "DECR %s",
+		    raw->key);
+		if (source_amqp_replies(q, 1, NULL) == 0) {
+			raw->takes = 0;
+			return;
+		}
+	}
+	if (sa != NULL) {
+		strlcpy(sa->stale_key, raw->key, sizeof(sa->stale_key));
+		sa->stale_del = disposed;
+	}
+	raw->takes = 0;
+}
+
 static int
 source_amqp_fetch(struct source *s, struct source_msg *m, int timeout_ms,
     char *err, size_t errlen)
@@ -113,17 +272,37 @@ source_amqp_fetch(struct source *s, struct source_msg *m, int timeout_ms,
 	m->redelivered = d->redelivered;
 	snprintf(m->entry, sizeof(m->entry), "%llu",
 	    (unsigned long long)d->tag);
-	raw = wmalloc(sizeof(*raw) + d->len + 1);
+	raw = wcalloc(1, sizeof(*raw) + (d->unread ? 0 : d->len) + 1);
 	raw->gen = sa->link->gen;
 	raw->len = d->len;
-	memcpy(raw->body, d->body, d->len + 1);
+	raw->unread = d->unread;
+	strlcpy(raw->id, d->message_id, sizeof(raw->id));
+	if (!d->unread)
+		memcpy(raw->body, d->body, d->len + 1);
 	m->raw = raw;
-	m->rawlen = d->len;
-	if (job_decode_json(&m->job, d->body, d->len, m->err,
+	m->rawlen = d->unread ? 0 : d->len;
+	amqp_delivery_free(d);
+
+	if (raw->unread) {
+		jobq_amqp_too_large(m->err, sizeof(m->err), raw->len);
+		return 1;
+	}
+	/* Counted before anything is done with it that could kill us. */
+	source_amqp_count(s, raw);
+	if (raw->takes > 1)
+		log_warnx("amqp message %s: delivery %d; %d worker(s) died "
+		    "holding it", m->entry, raw->takes, raw->takes - 1);
+	if (raw->takes > s->cfg->queue.max_attempts) {
+		/* Not even decoded: that may be what kills. */
+		raw->tripped = 1;
+		snprintf(m->err, sizeof(m->err), "its worker died %d times "
+		    "while holding it", raw->takes - 1);
+		return 1;
+	}
+	if (job_decode_json(&m->job, raw->body, raw->len, m->err,
 	    sizeof(m->err)) == 0 &&
 	    job_validate(&m->job, m->err, sizeof(m->err)) == 0)
 		m->decoded = 1;
-	amqp_delivery_free(d);
 	return 1;
 }
 
@@ -141,6 +320,31 @@ source_amqp_current(struct source_amqp *sa, struct source_msg *m)
 	    raw != NULL && raw->gen == sa->link->gen;
 }
 
+/*
+ * The message leaves this worker, which lives: 0, it is gone from the
+ * queue; -1, the broker has it back, or will once the connection closes.
+ */
+static int
+source_amqp_leave(struct source *s, struct source_msg *m, int rc)
+{
+	source_amqp_uncount(s, m->raw, rc == 0);
+	return rc;
+}
+
+/*
+ * A publish that was not confirmed leaves the message unacknowledged on a
+ * connection that may still work: close it, so that the broker takes the
+ * message back now rather than whenever the connection next fails.
+ */
+static int
+source_amqp_unconfirmed(struct source *s, struct source_msg *m)
+{
+	struct source_amqp *sa = s->priv;
+
+	amqp_link_fail(sa->link, "a publish was not confirmed");
+	return source_amqp_leave(s, m, -1);
+}
+
 static int
 source_amqp_ack(struct source *s, struct source_msg *m)
 {
@@ -149,9 +353,9 @@ source_amqp_ack(struct source *s, struct source_msg *m)
 	if (!source_amqp_current(sa, m)) {
 		log_warnx("amqp ack of %s: connection lost since delivery; "
 		    "the broker redelivers it", m->entry);
-		return -1;
+		return source_amqp_leave(s, m, -1);
 	}
-	return amqp_link_ack(sa->link, m->tag, 0);
+	return source_amqp_leave(s, m, amqp_link_ack(sa->link, m->tag, 0));
 }
 
 static int
@@ -165,8 +369,10 @@ source_amqp_retry(struct source *s, struct source_msg *m, const char *reason)
 	if (!source_amqp_current(sa, m)) {
 		log_warnx("amqp retry of %s: connection lost since delivery; "
 		    "the broker redelivers it", m->entry);
-		return -1;
+		return source_amqp_leave(s, m, -1);
 	}
+	if (raw->unread)
+		return source_amqp_dead_letter(s, m, m->err, 0);
 	memset(&p, 0, sizeof(p));
 	p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
 	p.content_type = amqp_cstring_bytes("application/json");
@@ -179,10 +385,10 @@ source_amqp_retry(struct source *s, struct source_msg *m, const char *reason)
 	    raw->body, raw->len, err, sizeof(err)) == -1) {
 		log_warnx("amqp retry of %s: %s", m->entry, err);
 		/* Left unacknowledged: it comes back with the connection. */
-		return -1;
+		return source_amqp_unconfirmed(s, m);
 	}
 	log_debug("amqp job %s back to %s: %s", m->entry, sa->qname, reason);
-	return amqp_link_ack(sa->link, m->tag, 0);
+	return source_amqp_leave(s, m, amqp_link_ack(sa->link, m->tag, 0));
 }
 
 static void
@@ -191,6 +397,28 @@ source_amqp_header(amqp_table_entry_t *e, const char *key, const char *val)
 	e->key = amqp_cstring_bytes(key);
 	e->value.kind = AMQP_FIELD_KIND_UTF8;
 	e->value.value.bytes = amqp_cstring_bytes(val);
+}
+
+/*
+ * A job dead-lettered without being decoded still gets its checkpoint
+ * marked dead, when its message id names it (digestctl schedule and our
+ * give-backs set it to the job id).
+ */
+static void
+source_amqp_mark_dead(struct source *s, struct source_amqp_raw *raw,
+    const char *reason)
+{
+	redisContext *q;
+	struct job j;
+
+	if (raw->id[0] == '\0' || (q = source_amqp_redis(s)) == NULL)
+		return;
+	memset(&j, 0, sizeof(j));
+	if (strlcpy(j.job_id, raw->id, sizeof(j.job_id)) >= sizeof(j.job_id))
+		return;
+	if (checkpoint_finish(q, s->cfg, &j, "dead", reason) == -1)
+		log_warnx("job %s: its checkpoint could not be marked dead",
+		    j.job_id);
 }
 
 static int
@@ -206,8 +434,20 @@ source_amqp_dead_letter(struct source *s, struct source_msg *m,
 	if (!source_amqp_current(sa, m)) {
 		log_warnx("amqp dead letter of %s: connection lost since "
 		    "delivery; the broker redelivers it", m->entry);
-		return -1;
+		return source_amqp_leave(s, m, -1);
 	}
+	if (raw->unread) {
+		/*
+		 * We never had the body to publish: rejected without
+		 * requeue, it goes through the queue's dead-letter exchange
+		 * to digest.dlq, where its size says why.
+		 */
+		return source_amqp_leave(s, m, amqp_link_nack(sa->link,
+		    m->tag, 0, 0));
+	}
+	/* Every delivery counts, the one that ends here included. */
+	if (attempts < raw->takes)
+		attempts = raw->takes;
 	memset(&p, 0, sizeof(p));
 	p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
 	    AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG |
@@ -232,9 +472,11 @@ source_amqp_dead_letter(struct source *s, struct source_msg *m,
 	if (amqp_link_publish_confirmed(sa->link, "digest.dlx", sa->qname, 1,
 	    &p, raw->body, raw->len, err, sizeof(err)) == -1) {
 		log_warnx("amqp dead letter of %s: %s", m->entry, err);
-		return -1;
+		return source_amqp_unconfirmed(s, m);
 	}
-	return amqp_link_ack(sa->link, m->tag, 0);
+	if (raw->tripped)
+		source_amqp_mark_dead(s, raw, reason);
+	return source_amqp_leave(s, m, amqp_link_ack(sa->link, m->tag, 0));
 }
 
 /*
@@ -256,7 +498,7 @@ source_amqp_defer(struct source *s, struct source_msg *m, redisContext *q,
 		log_warnx("defer %s: %s", m->job.job_id, err);
 		return -1;
 	}
-	return amqp_link_ack(sa->link, m->tag, 0);
+	return source_amqp_leave(s, m, amqp_link_ack(sa->link, m->tag, 0));
 }
 
 /* How long a worker holds a due job it is publishing back. */

@@ -2,11 +2,19 @@
  * The maildir transport: each message, byte for byte as it would be sent
  * (CRLF), is written into maildir.path/tmp/ under a unique name, fsynced,
  * then renamed into new/, so that a reader never sees half a message.
- * Each message is reported written as soon as it is in new/, so that the
- * job's checkpoint follows it message by message; the directory is
- * fsynced once per flush, which makes the renames durable for one
- * directory sync per flush rather than one per message.  The maildir
- * (tmp, new, cur) is created if it is missing.
+ *
+ * A message is reported delivered only once it would survive a power cut:
+ * its file fsynced, its rename into new/ done, and new/ fsynced after it.
+ * The job's checkpoint follows each outcome (on the amqp backend it is
+ * saved in Redis at once), so an outcome reported before the directory
+ * sync would let the checkpoint pass a message that a power cut loses.
+ *
+ * A flush writes its messages into tmp/ first and syncs them together
+ * (the file system commits their data in one go), then moves them one at
+ * a time: rename, directory sync, outcome.  A worker killed during a
+ * flush thus leaves at most the message in flight in new/ without an
+ * outcome, the one its next attempt sends again.  The maildir (tmp, new,
+ * cur) is created if it is missing.
  */
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -170,9 +178,12 @@ maildir_send(struct transport *t, const struct email *e)
 	return 0;
 }
 
-/* Write one message into tmp/ and move it into new/; 0 or -1 with errno. */
+/* Messages written into tmp/ before any is synced. */
+#define MAILDIR_SYNC_GROUP 32
+
+/* Create and write one message in tmp/; its fd, or -1 with errno. */
 static int
-maildir_write(struct transport *t, struct mdmsg *m)
+maildir_write_tmp(struct transport *t, struct mdmsg *m)
 {
 	const char *p = m->e.data;
 	size_t left = m->e.len;
@@ -187,63 +198,101 @@ maildir_write(struct transport *t, struct mdmsg *m)
 		if ((n = write(fd, p, left)) == -1) {
 			if (errno == EINTR)
 				continue;
-			goto fail;
+			save = errno;
+			close(fd);
+			(void)unlinkat(t->tmpfd, m->name, 0);
+			errno = save;
+			return -1;
 		}
 		p += n;
 		left -= (size_t)n;
 	}
-	if (fsync(fd) == -1)
-		goto fail;
-	if (close(fd) == -1) {
-		fd = -1;
-		goto fail;
+	return fd;
+}
+
+/*
+ * Write q[0 .. n) into tmp/, then sync them: the file system can commit
+ * their data together.  Returns how many are on disk, in order; those
+ * after the first failure are removed again, and err says why.
+ */
+static size_t
+maildir_stage(struct transport *t, struct mdmsg *q, size_t n, char *err,
+    size_t errlen)
+{
+	int fds[MAILDIR_SYNC_GROUP];
+	size_t i, written, synced;
+
+	for (written = 0; written < n; written++) {
+		if ((fds[written] = maildir_write_tmp(t, &q[written])) == -1) {
+			snprintf(err, errlen, "maildir %s: %s: %s", t->path,
+			    q[written].name, strerror(errno));
+			break;
+		}
 	}
-	fd = -1;
-	if (renameat(t->tmpfd, m->name, t->newfd, m->name) == -1)
-		goto fail;
-	return 0;
-fail:
-	save = errno;
-	if (fd != -1)
-		close(fd);
-	(void)unlinkat(t->tmpfd, m->name, 0);
-	errno = save;
-	return -1;
+	for (synced = 0; synced < written; synced++) {
+		if (fsync(fds[synced]) == -1) {
+			snprintf(err, errlen, "maildir %s: %s: %s", t->path,
+			    q[synced].name, strerror(errno));
+			break;
+		}
+	}
+	for (i = 0; i < written; i++) {
+		/* After a good fsync, close has nothing left to lose. */
+		close(fds[i]);
+		if (i >= synced)
+			(void)unlinkat(t->tmpfd, q[i].name, 0);
+	}
+	return synced;
 }
 
 static int
 maildir_flush(struct transport *t, transport_result_cb cb, void *arg,
     char *err, size_t errlen)
 {
-	size_t i, done;
+	struct mdmsg *m;
+	size_t i, base, n, staged, moved;
 	int rc = 0;
 
 	if (t->nq == 0)
 		return 0;
 	if (maildir_ready(t, err, errlen) == -1) {
 		rc = -1;
-		done = 0;
 		goto out;
 	}
-	/*
-	 * Each message is reported as soon as its rename is done, so the
-	 * checkpoint follows it and a kill re-writes at most the message in
-	 * flight.  The file itself was fsynced before the rename; one
-	 * directory sync per flush then makes the renames durable.
-	 */
-	for (done = 0; done < t->nq; done++) {
-		if (maildir_write(t, &t->q[done]) == -1) {
-			snprintf(err, errlen, "maildir %s: %s: %s", t->path,
-			    t->q[done].name, strerror(errno));
+	for (base = 0; base < t->nq && rc == 0; base += n) {
+		n = t->nq - base;
+		if (n > MAILDIR_SYNC_GROUP)
+			n = MAILDIR_SYNC_GROUP;
+		if ((staged = maildir_stage(t, t->q + base, n, err,
+		    errlen)) < n)
 			rc = -1;
-			break;
+		for (moved = 0; moved < staged; moved++) {
+			m = &t->q[base + moved];
+			if (renameat(t->tmpfd, m->name, t->newfd,
+			    m->name) == -1) {
+				snprintf(err, errlen, "maildir %s: %s: %s",
+				    t->path, m->name, strerror(errno));
+				rc = -1;
+				break;
+			}
+			/*
+			 * The rename is durable once new/ is synced: only
+			 * then is the message delivered.  One that made it
+			 * into new/ without the sync gets no outcome, and
+			 * is sent again: twice rather than lost.
+			 */
+			if (fsync(t->newfd) == -1) {
+				snprintf(err, errlen, "maildir %s: fsync "
+				    "new/: %s", t->path, strerror(errno));
+				rc = -1;
+				moved++;
+				break;
+			}
+			cb(arg, &m->e, TP_SENT, NULL);
 		}
-		cb(arg, &t->q[done].e, TP_SENT, NULL);
-	}
-	if (done > 0 && fsync(t->newfd) == -1) {
-		snprintf(err, errlen, "maildir %s: fsync new/: %s", t->path,
-		    strerror(errno));
-		rc = -1;
+		/* Written but never moved: out of sight, removed. */
+		for (i = moved; i < staged; i++)
+			(void)unlinkat(t->tmpfd, t->q[base + i].name, 0);
 	}
 out:
 	for (i = 0; i < t->nq; i++)

@@ -707,6 +707,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 	}
 	w.src.cfg = cfg;
 	w.src.queue = w.pc->queue;
+	w.src.qredis = &w.queue;
 	if (cfg->queue.backend == QUEUE_BACKEND_AMQP)
 		w.src.ops = &source_amqp_ops;
 	else
