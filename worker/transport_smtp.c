@@ -59,6 +59,7 @@ struct transport {
 	size_t nq;
 	size_t capq;
 	int fd_hint;		/* the fd the session's socket should get */
+	int fd;			/* the session's socket, once found; or -1 */
 	int no_starttls;	/* the server did not offer STARTTLS */
 	/* During a flush. */
 	size_t next;		/* first message not yet reported */
@@ -108,6 +109,7 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	}
 	t = xcalloc(1, sizeof(*t));
 	t->cfg = cfg;
+	t->fd = -1;
 	/* An IPv6 literal needs brackets before the port. */
 	if (strchr(cfg->smtp.host, ':') != NULL)
 		snprintf(t->server, sizeof(t->server), "[%s]:%d",
@@ -285,7 +287,8 @@ smtp_report(struct transport *t)
  * delayed ACK (40 ms on Linux): about 20 emails a second instead of
  * thousands.  The socket is found at SMTP_EV_CONNECT as the lowest free
  * descriptor before the session began (POSIX hands out the lowest), and
- * checked to be a TCP socket connected to the configured port.
+ * checked to be a TCP socket connected to the configured port; it is kept
+ * for smtp_quickack.
  */
 static void
 smtp_nodelay(struct transport *t)
@@ -312,8 +315,41 @@ smtp_nodelay(struct transport *t)
 			continue;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
+		t->fd = fd;
 		return;
 	}
+}
+
+/*
+ * Acknowledge at once what the server has sent, and leave delayed-ACK mode
+ * until we next send.
+ *
+ * libESMTP uses CHUNKING whenever the server offers it, as postfix does:
+ * RCPT TO and the message go out pipelined as BDAT chunks, in libESMTP's
+ * 2 KiB writes.  Postfix reads at most 4 KiB at a time and flushes its
+ * replies whenever its input runs dry, so for any message over a few KiB
+ * it answers in two writes: RCPT TO and the header chunk first (that
+ * write leaves after we have sent the whole message, as the RCPT TO reply
+ * waits on postfix's cleanup daemon), then the body chunk and BDAT 0 LAST.
+ * The second, small write waits under Nagle until the first is
+ * acknowledged; we have nothing left to send that the ACK could ride on,
+ * and Linux, having seen us answer every reply at once, delays it for its
+ * 40 ms timer: 25 digests a second instead of hundreds.  TCP_QUICKACK is
+ * not sticky (our next send may bring delayed ACKs back), so it is set as
+ * each RCPT TO reply arrives: that reply is always in postfix's first
+ * write, and the event is libESMTP's first act after reading it.
+ * libESMTP can neither send the message as one chunk with LAST nor be
+ * told to ignore CHUNKING, and corking our writes would not move where
+ * postfix's reads end.
+ */
+static void
+smtp_quickack(struct transport *t)
+{
+	int one = 1;
+
+	if (t->fd != -1)
+		(void)setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
+		    sizeof(one));
 }
 
 static void
@@ -331,6 +367,10 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_CONNECT:
 		smtp_nodelay(t);
 		break;
+	case SMTP_EV_DISCONNECT:
+		/* libESMTP has closed it: the number may be reused. */
+		t->fd = -1;
+		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		t->no_starttls = 1;
 		break;
@@ -340,6 +380,7 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		s = smtp_message_get_application_data(m);
 		break;
 	case SMTP_EV_RCPTSTATUS:
+		smtp_quickack(t);
 		(void)va_arg(ap, const char *);
 		r = va_arg(ap, smtp_recipient_t);
 		s = smtp_recipient_get_application_data(r);
@@ -444,7 +485,9 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	if ((t->fd_hint = fcntl(0, F_DUPFD_CLOEXEC, 0)) != -1)
 		close(t->fd_hint);
 	t->no_starttls = 0;
+	t->fd = -1;
 	ok = smtp_start_session(ss);
+	t->fd = -1;
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)
 		if (t->q[i].m != NULL)
