@@ -9,7 +9,8 @@
  * arrive, from libESMTP's event callback, so that the caller can move its
  * checkpoint message by message.  A message the session never reached
  * (the server is unreachable, the connection dropped) has no outcome, and
- * flush returns -1 for it.
+ * flush returns -1 for it, telling failure() why: connect, tls, auth,
+ * sender (MAIL FROM refused) or protocol.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -392,7 +393,8 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 			else if (nl - p == 9 &&
 			    strncasecmp(p, "STARTTLS\r", 9) == 0)
 				t->tls_sent = 1;
-			else if (nl - p == 5 && strncasecmp(p, "QUIT\r", 5) == 0)
+			else if (nl - p == 5 &&
+			    strncasecmp(p, "QUIT\r", 5) == 0)
 				t->quitting = 1;
 			continue;
 		}
@@ -409,15 +411,15 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 			t->last_refusal[strcspn(t->last_refusal, "\r\n")] =
 			    '\0';
 		}
-		if (code < 400 || (t->auth_state != AUTH_SENT && (!t->tls_sent ||
-		    t->tls_up || t->refusal[0] != '\0'))) {
-			if (t->auth_state == AUTH_SENT && code < 300)
-				t->auth_state = AUTH_OK;
+		if (code < 300 && t->auth_state == AUTH_SENT)
+			t->auth_state = AUTH_OK;
+		if (code < 400)
 			continue;
-		}
 		/* libESMTP may try another mechanism: the last one tells. */
 		if (t->auth_state == AUTH_SENT)
 			t->auth_state = AUTH_REFUSED;
+		else if (!t->tls_sent || t->tls_up || t->refusal[0] != '\0')
+			continue;	/* not the reply to STARTTLS */
 		snprintf(t->refusal, sizeof(t->refusal), "%s refused: %.*s",
 		    t->auth_state == AUTH_REFUSED ? "AUTH" : "STARTTLS",
 		    (int)(nl - p), p);
@@ -670,6 +672,7 @@ smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
 	return rc;
 }
 
+/* Why the last flush that returned -1 failed. */
 static enum transport_failure
 smtp_last_failure(struct transport *t)
 {
