@@ -67,6 +67,14 @@ const char *const metrics_transport_names[TRANSPORT_N] = {
 	[TRANSPORT_MAILDIR] = "maildir",
 };
 
+const char *const metrics_transport_failure_names[TF_N] = {
+	[TF_CONNECT] = "connect",
+	[TF_TLS] = "tls",
+	[TF_AUTH] = "auth",
+	[TF_SENDER] = "sender",
+	[TF_PROTOCOL] = "protocol",
+};
+
 #define DIM(l, v) { (l), (v), (int)(sizeof(v) / sizeof((v)[0])) }
 
 const struct metric_desc metrics_desc[] = {
@@ -136,6 +144,19 @@ const struct metric_desc metrics_desc[] = {
 		.ndims = 1,
 		.dims = { DIM("transport", metrics_transport_names) },
 		.base = MC_TRANSPORT_ERRORS,
+	},
+	{
+		.name = "digest_transport_failures",
+		.help = "Errors of the transport itself, by transport and "
+		    "kind: connect, tls, auth, sender (the envelope sender "
+		    "refused), protocol.",
+		.type = METRIC_COUNTER,
+		.ndims = 2,
+		.dims = {
+			DIM("transport", metrics_transport_names),
+			DIM("kind", metrics_transport_failure_names),
+		},
+		.base = MC_TRANSPORT_FAILURES,
 	},
 };
 

@@ -39,6 +39,15 @@ enum skip_reason {
 	SKIP_N
 };
 #define TRANSPORT_N 3	/* enum transport_type in config.h */
+/* Why a transport failed (worker/transport.h: the flush contract). */
+enum transport_failure {
+	TF_CONNECT,	/* unreachable, or the connection was lost */
+	TF_TLS,		/* TLS could not be established or verified */
+	TF_AUTH,	/* AUTH failed, or the server wants it and we cannot */
+	TF_SENDER,	/* the envelope sender refused with 5xx */
+	TF_PROTOCOL,	/* anything else */
+	TF_N
+};
 
 #define HIST_NB 12		/* finite buckets per histogram */
 #define HIST_CELLS (HIST_NB + 2) /* + the +Inf bucket + the sum */
@@ -52,11 +61,16 @@ enum {
 	MC_SKIPPED = MC_EMAILS + TRANSPORT_N * EMAIL_RESULT_N, /* [skip_reason] */
 	MC_REDIS_ERRORS = MC_SKIPPED + SKIP_N,
 	MC_TRANSPORT_ERRORS = MC_REDIS_ERRORS + 1,	/* [transport] */
-	MC_HIST = MC_TRANSPORT_ERRORS + TRANSPORT_N,	/* [hist_id][HIST_CELLS] */
+	/* [transport][transport_failure] */
+	MC_TRANSPORT_FAILURES = MC_TRANSPORT_ERRORS + TRANSPORT_N,
+	/* [hist_id][HIST_CELLS] */
+	MC_HIST = MC_TRANSPORT_FAILURES + TRANSPORT_N * TF_N,
 	MC_NCELLS = MC_HIST + HIST_N * HIST_CELLS
 };
 
 #define MC_EMAIL(transport, result) (MC_EMAILS + (transport) * EMAIL_RESULT_N + (result))
+#define MC_TRANSPORT_FAILURE(transport, kind) \
+	(MC_TRANSPORT_FAILURES + (transport) * TF_N + (kind))
 #define MC_HIST_BASE(h) (MC_HIST + (h) * HIST_CELLS)
 #define MC_HIST_SUM(h) (MC_HIST_BASE(h) + HIST_NB + 1)
 
@@ -142,5 +156,6 @@ extern const char *const metrics_job_result_names[JOB_RESULT_N];
 extern const char *const metrics_email_result_names[EMAIL_RESULT_N];
 extern const char *const metrics_skip_reason_names[SKIP_N];
 extern const char *const metrics_transport_names[TRANSPORT_N];
+extern const char *const metrics_transport_failure_names[TF_N];
 
 #endif

@@ -10,11 +10,11 @@ libssl-dev libcmocka-dev redis-server"
 TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
 python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
 procps systemd man-db groff-base clang libclang-rt-14-dev
-nutcracker haproxy prometheus-redis-exporter python3-yaml strace"
+nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"
 
-# Benchmarks only: postfix's smtp-sink/smtp-source, php-fpm to compare the
-# supervisor with, gnuplot for the plot.
-BENCH_PKGS="postfix php-fpm gnuplot-nox prometheus-redis-exporter"
+# Benchmarks only: php-fpm to compare the supervisor with, gnuplot for the
+# plot (postfix, for its smtp-sink and smtp-source, is a test package).
+BENCH_PKGS="php-fpm gnuplot-nox prometheus-redis-exporter"
 
 # Node.js runs the HCL2 parser of the deployment tests; a machine that has
 # it from elsewhere keeps its own (Debian's npm conflicts with other builds).
@@ -73,7 +73,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 	$SUDO chmod 755 /usr/sbin/policy-rc.d
 	policy_added=1
 fi
-# postfix is only wanted for its smtp-sink and smtp-source tools.
+# The tests and benchmarks run private postfix instances of their own:
+# the system's is left unconfigured.
 echo "postfix postfix/main_mailer_type select No configuration" |
 	$SUDO debconf-set-selections
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq || true

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 enum tp_result {
 	TP_SENT,	/* accepted by the server, the broker or the disk */
@@ -51,6 +52,14 @@ struct transport_ops {
 	 */
 	int (*flush)(struct transport *, transport_result_cb cb, void *arg,
 	    char *err, size_t errlen);
+	/*
+	 * Why the last flush that returned -1 failed (enum
+	 * transport_failure: connect, tls, auth, sender, protocol), for the
+	 * metrics and for the worker's backoff: a sender or AUTH refused
+	 * will not be accepted a second later.  Optional: without it every
+	 * failure counts as protocol.
+	 */
+	enum transport_failure (*failure)(struct transport *);
 	void (*close)(struct transport *);
 };
 

@@ -9,7 +9,8 @@
  * arrive, from libESMTP's event callback, so that the caller can move its
  * checkpoint message by message.  A message the session never reached
  * (the server is unreachable, the connection dropped) has no outcome, and
- * flush returns -1 for it.
+ * flush returns -1 for it, telling failure() why: connect, tls, auth,
+ * sender (MAIL FROM refused) or protocol.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <auth-client.h>
@@ -44,7 +46,7 @@ struct smsg {
 	struct email e;
 	int outcome;		/* enum tp_result, or OUT_NONE */
 	int given;		/* the message callback handed the data out */
-	int refused;		/* 5xx to MAIL FROM: no verdict on rcpt */
+	int refused;		/* the 5xx to MAIL FROM (no verdict on rcpt) */
 	char detail[160];
 	smtp_message_t m;	/* owned by the session */
 	smtp_recipient_t r;
@@ -59,12 +61,25 @@ struct transport {
 	size_t nq;
 	size_t capq;
 	int fd_hint;		/* the fd the session's socket should get */
+	int fd;			/* the session's socket, once found; or -1 */
 	int no_starttls;	/* the server did not offer STARTTLS */
+	/* What the session got to, for smtp_failure. */
+	int connected;
+	int quitting;		/* QUIT sent: the replies no longer tell */
+	int last_code;		/* the last reply seen before that */
+	char last_refusal[96];	/* the last 4xx or 5xx of those */
+	int tls_sent;		/* STARTTLS sent ... */
+	int tls_up;		/* ... and the handshake done */
+	int auth_state;		/* enum smtp_auth_state */
+	char refusal[96];	/* the reply refusing STARTTLS or AUTH */
+	enum transport_failure failure;	/* why the last flush failed */
 	/* During a flush. */
 	size_t next;		/* first message not yet reported */
 	transport_result_cb cb;
 	void *cb_arg;
 };
+
+enum smtp_auth_state { AUTH_NONE, AUTH_SENT, AUTH_OK, AUTH_REFUSED };
 
 static int smtp_auth_inited;
 
@@ -108,6 +123,8 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	}
 	t = xcalloc(1, sizeof(*t));
 	t->cfg = cfg;
+	t->fd = -1;
+	t->failure = TF_PROTOCOL;
 	/* An IPv6 literal needs brackets before the port. */
 	if (strchr(cfg->smtp.host, ':') != NULL)
 		snprintf(t->server, sizeof(t->server), "[%s]:%d",
@@ -245,12 +262,12 @@ smtp_judge(struct smsg *s)
 		 * this recipient: the message gets no outcome and the job is
 		 * retried, rather than its recipients counted rejected.
 		 */
-		if (!s->refused && st != NULL)
+		if (!s->refused)
 			snprintf(s->detail, sizeof(s->detail), "MAIL FROM "
 			    "refused: %d %s", st->code,
 			    st->text ? st->text : "");
 		s->detail[strcspn(s->detail, "\r\n")] = '\0';
-		s->refused = 1;
+		s->refused = st->code;
 		return;
 	}
 	if (o == TP_DEFERRED) {
@@ -295,7 +312,8 @@ smtp_report(struct transport *t)
  * delayed ACK (40 ms on Linux): about 20 emails a second instead of
  * thousands.  The socket is found at SMTP_EV_CONNECT as the lowest free
  * descriptor before the session began (POSIX hands out the lowest), and
- * checked to be a TCP socket connected to the configured port.
+ * checked to be a TCP socket connected to the configured port; it is kept
+ * for smtp_quickack.
  */
 static void
 smtp_nodelay(struct transport *t)
@@ -322,8 +340,123 @@ smtp_nodelay(struct transport *t)
 			continue;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
+		t->fd = fd;
 		return;
 	}
+}
+
+/*
+ * Acknowledge at once what the server has sent, and leave delayed-ACK mode
+ * until we next send.
+ *
+ * libESMTP uses CHUNKING whenever the server offers it, as postfix does:
+ * RCPT TO and the message go out pipelined as BDAT chunks, in libESMTP's
+ * 2 KiB writes.  Postfix reads at most 4 KiB at a time and flushes its
+ * replies whenever its input runs dry, so for any message over a few KiB
+ * it answers in two writes: RCPT TO and the header chunk first (that
+ * write leaves after we have sent the whole message, as the RCPT TO reply
+ * waits on postfix's cleanup daemon), then the body chunk and BDAT 0 LAST.
+ * The second, small write waits under Nagle until the first is
+ * acknowledged; we have nothing left to send that the ACK could ride on,
+ * and Linux, having seen us answer every reply at once, delays it for its
+ * 40 ms timer: 25 digests a second instead of hundreds.  TCP_QUICKACK is
+ * not sticky (our next send may bring delayed ACKs back), so it is set as
+ * each RCPT TO reply arrives: that reply is always in postfix's first
+ * write, and the event is libESMTP's first act after reading it.
+ * libESMTP can neither send the message as one chunk with LAST nor be
+ * told to ignore CHUNKING, and corking our writes would not move where
+ * postfix's reads end.
+ */
+static void
+smtp_quickack(struct transport *t)
+{
+	int one = 1;
+
+	if (t->fd != -1)
+		(void)setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
+		    sizeof(one));
+}
+
+/*
+ * The replies to STARTTLS and AUTH, which libESMTP acts on without telling
+ * (a refused AUTH even goes on to MAIL FROM), and the last reply before
+ * QUIT: from them smtp_failure tells why a session failed.  libESMTP shows
+ * us each buffer it writes and each it reads, commands and replies only
+ * (not the messages); a command starts a line.
+ */
+static void
+smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
+{
+	struct transport *t = arg;
+	const char *p = buf, *end = buf + len, *nl;
+	int code;
+
+	for (; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', end - p)) == NULL)
+			nl = end;
+		if (writing == 1) {
+			/* Lines of an AUTH exchange are credentials. */
+			if (nl - p >= 5 && strncasecmp(p, "AUTH ", 5) == 0)
+				t->auth_state = AUTH_SENT;
+			else if (t->auth_state == AUTH_SENT)
+				continue;
+			else if (nl - p == 9 &&
+			    strncasecmp(p, "STARTTLS\r", 9) == 0)
+				t->tls_sent = 1;
+			else if (nl - p == 5 &&
+			    strncasecmp(p, "QUIT\r", 5) == 0)
+				t->quitting = 1;
+			continue;
+		}
+		/* The last line of a reply: three digits and a space. */
+		if (writing != 0 || t->quitting || nl - p < 4 ||
+		    p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+		    p[2] < '0' || p[2] > '9' || p[3] != ' ')
+			continue;
+		code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+		t->last_code = code;
+		if (code >= 400) {
+			snprintf(t->last_refusal, sizeof(t->last_refusal),
+			    "%.*s", (int)(nl - p), p);
+			t->last_refusal[strcspn(t->last_refusal, "\r\n")] =
+			    '\0';
+		}
+		if (code < 300 && t->auth_state == AUTH_SENT)
+			t->auth_state = AUTH_OK;
+		if (code < 400)
+			continue;
+		/* libESMTP may try another mechanism: the last one tells. */
+		if (t->auth_state == AUTH_SENT)
+			t->auth_state = AUTH_REFUSED;
+		else if (!t->tls_sent || t->tls_up || t->refusal[0] != '\0')
+			continue;	/* not the reply to STARTTLS */
+		snprintf(t->refusal, sizeof(t->refusal), "%s refused: %.*s",
+		    t->auth_state == AUTH_REFUSED ? "AUTH" : "STARTTLS",
+		    (int)(nl - p), p);
+		t->refusal[strcspn(t->refusal, "\r\n")] = '\0';
+	}
+}
+
+/*
+ * Why a session that left q[t->next] without an outcome failed: what the
+ * server answered, else whether we ever got through to it.
+ */
+static enum transport_failure
+smtp_failure(struct transport *t, const struct smsg *s)
+{
+	/* RFC 4954: 530 is "authentication required". */
+	if (s->refused)
+		return s->refused == 530 || t->auth_state == AUTH_REFUSED ?
+		    TF_AUTH : TF_SENDER;
+	if ((t->no_starttls && t->cfg->smtp.starttls == STARTTLS_REQUIRED) ||
+	    (t->tls_sent && !t->tls_up))
+		return TF_TLS;
+	if (t->auth_state == AUTH_REFUSED)
+		return TF_AUTH;
+	/* Refused with 4xx or 5xx to the greeting or EHLO, or cut off. */
+	if (t->connected && t->last_code >= 400)
+		return TF_PROTOCOL;
+	return TF_CONNECT;
 }
 
 static void
@@ -339,7 +472,15 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	va_start(ap, arg);
 	switch (event) {
 	case SMTP_EV_CONNECT:
+		t->connected = 1;
 		smtp_nodelay(t);
+		break;
+	case SMTP_EV_STARTTLS_OK:
+		t->tls_up = 1;
+		break;
+	case SMTP_EV_DISCONNECT:
+		/* libESMTP has closed it: the number may be reused. */
+		t->fd = -1;
 		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		t->no_starttls = 1;
@@ -350,6 +491,7 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		s = smtp_message_get_application_data(m);
 		break;
 	case SMTP_EV_RCPTSTATUS:
+		smtp_quickack(t);
 		(void)va_arg(ap, const char *);
 		r = va_arg(ap, smtp_recipient_t);
 		s = smtp_recipient_get_application_data(r);
@@ -401,7 +543,9 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	    Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
 	const struct config *cfg = t->cfg;
 	smtp_session_t ss;
+	struct smsg *s;
 	enum starttls_option tls;
+	const char *e;
 	char ebuf[128];
 	size_t i, to, n;
 	int ok;
@@ -433,8 +577,7 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	if (t->auth != NULL)
 		smtp_auth_set_context(ss, t->auth);
 	for (i = from, n = 0; i < t->nq && n < per; i++) {
-		struct smsg *s = &t->q[i];
-
+		s = &t->q[i];
 		/* Judged by an earlier session, waiting to be reported. */
 		if (s->outcome != OUT_NONE)
 			continue;
@@ -453,21 +596,44 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	to = i;
 	if ((t->fd_hint = fcntl(0, F_DUPFD_CLOEXEC, 0)) != -1)
 		close(t->fd_hint);
-	t->no_starttls = 0;
+	smtp_set_monitorcb(ss, smtp_monitor_cb, t, 0);
+	t->no_starttls = t->connected = t->quitting = t->last_code = 0;
+	t->tls_sent = t->tls_up = 0;
+	t->auth_state = AUTH_NONE;
+	t->refusal[0] = t->last_refusal[0] = '\0';
+	t->fd = -1;
+	ERR_clear_error();
 	ok = smtp_start_session(ss);
+	t->fd = -1;
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)
 		if (t->q[i].m != NULL)
 			smtp_judge(&t->q[i]);
 	smtp_report(t);
 	if (t->next < to) {
-		if (t->q[t->next].detail[0] != '\0')
+		s = &t->q[t->next];
+		t->failure = smtp_failure(t, s);
+		if (s->refused && t->auth_state == AUTH_REFUSED)
+			snprintf(err, errlen, "smtp %s: %s, after %s",
+			    t->server, s->detail, t->refusal);
+		else if (s->detail[0] != '\0')
 			snprintf(err, errlen, "smtp %s: %s", t->server,
-			    t->q[t->next].detail);
+			    s->detail);
 		else if (t->no_starttls &&
 		    cfg->smtp.starttls == STARTTLS_REQUIRED)
 			snprintf(err, errlen, "smtp %s: STARTTLS not offered "
 			    "and starttls = required", t->server);
+		else if ((t->failure == TF_TLS || t->failure == TF_AUTH) &&
+		    t->refusal[0] != '\0')
+			snprintf(err, errlen, "smtp %s: %s", t->server,
+			    t->refusal);
+		else if (t->failure == TF_TLS)
+			snprintf(err, errlen, "smtp %s: TLS handshake failed: "
+			    "%s", t->server, (e = ERR_reason_error_string(
+			    ERR_peek_last_error())) != NULL ? e : "no reason");
+		else if (t->failure == TF_PROTOCOL)
+			snprintf(err, errlen, "smtp %s: refused: %s", t->server,
+			    t->last_refusal);
 		else if (!ok)
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf)));
@@ -516,6 +682,13 @@ smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
 	return rc;
 }
 
+/* Why the last flush that returned -1 failed. */
+static enum transport_failure
+smtp_last_failure(struct transport *t)
+{
+	return t->failure;
+}
+
 static void
 smtp_close(struct transport *t)
 {
@@ -538,5 +711,6 @@ const struct transport_ops transport_smtp_ops = {
 	.open = smtp_open,
 	.send = smtp_send,
 	.flush = smtp_flush,
+	.failure = smtp_last_failure,
 	.close = smtp_close,
 };

@@ -41,6 +41,14 @@
 #define GIVEBACK_HOLD_MS 10000
 #define RETRY_BACKOFF_MIN_MS 250
 #define RETRY_BACKOFF_MAX_MS 30000
+/*
+ * After the mail server refused the envelope sender (5xx to MAIL FROM) or
+ * AUTH, which an operator has to fix: 5 s, doubling to 5 minutes, so that
+ * a pool does not hammer the server with sessions it refuses, and still
+ * notices a fix within minutes.
+ */
+#define REFUSED_BACKOFF_MIN_MS 5000
+#define REFUSED_BACKOFF_MAX_MS 300000
 #define KEEPALIVE_EVERY_NS 1000000000LL
 #define PROMOTE_EVERY_NS 1000000000LL
 
@@ -66,6 +74,8 @@ struct worker {
 	int64_t promote_warned_ns;	/* no warning again before */
 	int keepalive_failed;
 	int retries;		/* jobs given back in a row */
+	int refusals;		/* attempts in a row ended by a sender or
+				   AUTH refused */
 	/*
 	 * The job in hand could not be given back (its Redis was down): it
 	 * stays in our slot, so that the supervisor requeues it if we exit,
@@ -515,6 +525,35 @@ worker_promote(struct worker *w)
 		    n == 1 ? "" : "s");
 }
 
+/*
+ * Count by kind the transport errors of the attempt that just ended
+ * (digest_run counts them; the transport knows why the last one
+ * happened), and keep the run of sender and AUTH refusals for the backoff.
+ */
+static void
+worker_transport_failures(struct worker *w, uint64_t errors_before,
+    int64_t sent_before, const struct checkpoint *cp, enum digest_result res)
+{
+	const struct transport_ops *ops = w->dctx.tp_ops;
+	uint64_t n;
+	int kind = -1;
+
+	n = atomic_load_explicit(&w->slot->cells[MC_TRANSPORT_ERRORS +
+	    ops->type], memory_order_relaxed) - errors_before;
+	if (n > 0) {
+		kind = ops->failure != NULL ? (int)ops->failure(w->dctx.tp) :
+		    TF_PROTOCOL;
+		if (kind < 0 || kind >= TF_N)
+			kind = TF_PROTOCOL;
+		metric_add(w->slot->cells, MC_TRANSPORT_FAILURE(ops->type,
+		    kind), n);
+	}
+	if (kind == TF_SENDER || kind == TF_AUTH)
+		w->refusals++;
+	else if (res == DIGEST_DONE || cp->sent > sent_before)
+		w->refusals = 0;
+}
+
 /* Run one delivered job, from decoding to ack, retry or dead letter. */
 static void
 worker_run(struct worker *w, struct source_msg *m)
@@ -522,8 +561,9 @@ worker_run(struct worker *w, struct source_msg *m)
 	struct checkpoint cp;
 	enum digest_result res = DIGEST_DONE;	/* until the job runs */
 	char reason[256];
-	int64_t t0, ran;
+	int64_t t0, ran, sent0;
 	struct cursor orphan;
+	uint64_t terr0;
 	double wait;
 	int rc;
 
@@ -578,10 +618,14 @@ worker_run(struct worker *w, struct source_msg *m)
 	w->keepalive_failed = 0;
 	w->last_keepalive_ns = now_mono_ns();
 	reason[0] = '\0';
+	sent0 = cp.sent;
+	terr0 = atomic_load_explicit(&w->slot->cells[MC_TRANSPORT_ERRORS +
+	    w->dctx.tp_ops->type], memory_order_relaxed);
 	t0 = now_mono_ns();
 	res = digest_run(&w->dctx, &m->job, &cp, reason, sizeof(reason));
 	ran = now_mono_ns() - t0;
 	w->cur = NULL;
+	worker_transport_failures(w, terr0, sent0, &cp, res);
 	metric_observe(w->slot->cells, HIST_JOB_DURATION, ran);
 	if (res == DIGEST_RETRY && worker_cmd(w) == SB_CMD_DRAIN &&
 	    !w->keepalive_failed)
@@ -779,6 +823,19 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 			    w.retries - 1);
 			if (delay > RETRY_BACKOFF_MAX_MS)
 				delay = RETRY_BACKOFF_MAX_MS;
+			/*
+			 * The job went back to its queue: the wait holds
+			 * nothing but this worker, which heartbeats.
+			 */
+			if (w.refusals > 0) {
+				delay = (int64_t)REFUSED_BACKOFF_MIN_MS <<
+				    (w.refusals > 7 ? 7 : w.refusals - 1);
+				if (delay > REFUSED_BACKOFF_MAX_MS)
+					delay = REFUSED_BACKOFF_MAX_MS;
+				log_warnx("the mail server refuses us (sender "
+				    "or AUTH); next attempt in %lld s",
+				    (long long)delay / 1000);
+			}
 			worker_sleep(&w, delay);
 		}
 	}

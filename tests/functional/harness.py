@@ -568,3 +568,148 @@ class RabbitServer:
         for pid in self._epmd_pids():
             kill_pid(pid, signal.SIGTERM, timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+POSTFIX = "/usr/sbin/postfix"
+
+# The daemons a discarding relay needs, none of them chrooted: a chroot
+# would want copies of /etc files in the queue directory.  The smtpd line
+# is added with the port.
+POSTFIX_MASTER_CF = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class PostfixServer:
+    """A private postfix on 127.0.0.1 that accepts mail for anyone from
+    loopback and discards it: a real relay, as most users have in front
+    of digestd (it offers PIPELINING and CHUNKING).
+
+    It has its own config directory, queue (on tmpfs when /dev/shm is
+    there) and log file; `postfix -c DIR start` runs it and stop() ends it.
+    chunking=False withholds CHUNKING from EHLO; main adds or overrides
+    main.cf settings.  Needs root (postfix's master runs as root).
+    """
+
+    def __init__(self, chunking=True, main=None):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="digestd-postfix-")
+        shm = "/dev/shm"
+        base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        self.queue = tempfile.mkdtemp(prefix="digestd-postfix-q-", dir=base)
+        self.conf = os.path.join(self.dir, "conf")
+        self.data = os.path.join(self.dir, "data")
+        self.maillog = os.path.join(self.dir, "maillog")
+        self.chunking = chunking
+        self.main = dict(main or {})
+        self.pid = None
+
+    def _write_config(self):
+        pw = pwd.getpwnam("postfix")
+        os.makedirs(self.conf, exist_ok=True)
+        os.makedirs(self.data, exist_ok=True)
+        os.chown(self.data, pw.pw_uid, pw.pw_gid)
+        # The daemons, running as postfix, must reach their queue.
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.queue, 0o755)
+        main = {
+            "compatibility_level": "3.6",
+            "queue_directory": self.queue,
+            "data_directory": self.data,
+            "mail_owner": "postfix",
+            "myhostname": "relay.localdomain",
+            "mydestination": "",
+            "relay_domains": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "default_transport": "discard",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            # No syslog here: without a log file of its own postfix
+            # exits 1 at start without a word.
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.dir,
+        }
+        if not self.chunking:
+            main["smtpd_discard_ehlo_keywords"] = "chunking"
+        main.update(self.main)
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            for k, v in main.items():
+                f.write("%s = %s\n" % (k, v))
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write("127.0.0.1:%d inet n - n - - smtpd\n" % self.port)
+            f.write(POSTFIX_MASTER_CF)
+
+    def start(self, timeout=30):
+        self._write_config()
+        p = subprocess.run([POSTFIX, "-c", self.conf, "start"],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("postfix start exited %d: %s%s\n%s" % (
+                p.returncode, p.stdout, p.stderr, self.log()[-2000:]))
+        pidfile = os.path.join(self.queue, "pid", "master.pid")
+        wait_for(lambda: os.path.exists(pidfile), timeout=timeout,
+                 what="postfix master.pid")
+        with open(pidfile) as f:
+            self.pid = int(f.read().split()[0])
+        wait_for(self._up, timeout=timeout, what="postfix smtpd")
+        return self
+
+    def _up(self):
+        if _gone(self.pid):
+            raise AssertionError("postfix exited:\n" + self.log()[-2000:])
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                return s.recv(64).startswith(b"220")
+        except OSError:
+            return False
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def delivered(self):
+        """Recipients the relay took and discarded, in its log's order."""
+        out = []
+        for line in self.log().splitlines():
+            if "postfix/discard[" in line and "status=sent" in line:
+                out.append(line.split(" to=<", 1)[1].split(">", 1)[0])
+        return out
+
+    def config_section(self, per_session=500):
+        return ("[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n"
+                "messages_per_session = %d\n" % (self.port, per_session))
+
+    def stop(self):
+        if self.pid is not None:
+            subprocess.run([POSTFIX, "-c", self.conf, "stop"],
+                           capture_output=True, timeout=60)
+            # postfix stop waits for the master; make sure, by pid.
+            kill_pid(self.pid, signal.SIGTERM, timeout=10)
+            self.pid = None
+        shutil.rmtree(self.queue, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -19,8 +19,13 @@ RESTART_REASONS = ["crash", "oom", "stall", "recycle", "reload"]
 JOB_RESULTS = ["ok", "failed", "retried", "dead_lettered"]
 EMAIL_RESULTS = ["sent", "deferred", "rejected"]
 TRANSPORTS = ["smtp", "amqp", "maildir"]
+<<<<<<< HEAD
 SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent",
                 "suppressed", "bad_data"]
+=======
+TRANSPORT_FAILURES = ["connect", "tls", "auth", "sender", "protocol"]
+SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent"]
+>>>>>>> wp/postfix
 HISTOGRAMS = ["digest_job_duration_seconds", "digest_job_queue_wait_seconds",
               "digest_email_delay_seconds"]
 
@@ -44,6 +49,8 @@ def expected_series(pools, queues):
             for r in EMAIL_RESULTS:
                 add("digest_emails_total", pool=p, transport=t, result=r)
             add("digest_transport_errors_total", pool=p, transport=t)
+            for k in TRANSPORT_FAILURES:
+                add("digest_transport_failures_total", pool=p, transport=t, kind=k)
         for r in SKIP_REASONS:
             add("digest_recipients_skipped_total", pool=p, reason=r)
         add("digest_redis_errors_total", pool=p)
