@@ -17,6 +17,13 @@
 
 #define CHECKPOINT_TTL_S (7 * 86400)
 
+/*
+ * Whether the last call that failed was refused for an outage (the
+ * server loading, busy, out of memory, read-only...) rather than for the
+ * data: set by every call that reads replies.  A worker is one thread.
+ */
+static int cp_outage;
+
 static int
 cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
 {
@@ -35,6 +42,7 @@ cp_replies(redisContext *c, int n, redisReply **out)
 	redisReply *r;
 	int i, rc = 0;
 
+	cp_outage = 0;
 	for (i = 0; i < n; i++) {
 		r = NULL;
 		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
@@ -44,6 +52,8 @@ cp_replies(redisContext *c, int n, redisReply **out)
 		}
 		if (r->type == REDIS_REPLY_ERROR)
 			rc = -1;
+		if (rconn_reply_is_outage(r))
+			cp_outage = 1;
 		if (out != NULL && out[i] == NULL)
 			out[i] = r;
 		else
@@ -75,6 +85,7 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	memset(cp, 0, sizeof(*cp));
 	cp->cursor = j->member_min - 1;
 
+	cp_outage = 0;
 	r = redisCommand(q, "HMGET %s state cursor sent skipped last_error",
 	    key);
 	if (r == NULL) {
@@ -83,6 +94,7 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+		cp_outage = rconn_reply_is_outage(r);
 		freeReplyObject(r);
 		return -1;
 	}
@@ -200,4 +212,10 @@ checkpoint_refund(redisContext *q, const struct config *cfg,
 	redisAppendCommand(q, "HINCRBY %s attempts -1", key);
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	return cp_replies(q, 2, NULL);
+}
+
+int
+checkpoint_failed_outage(const redisContext *q)
+{
+	return q == NULL || q->err != 0 || cp_outage;
 }

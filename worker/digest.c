@@ -223,8 +223,13 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
     const redisReply *r)
 {
 	metric_inc(rn->cells, MC_REDIS_ERRORS);
-	/* A lost connection is an outage; an error reply is about the data. */
-	if (c->err && (r == NULL || r->type != REDIS_REPLY_ERROR))
+	/*
+	 * A lost connection is an outage, and so is a reply saying the
+	 * server cannot serve now (loading, busy, failing over); any other
+	 * error reply is about the data.
+	 */
+	if ((c->err && (r == NULL || r->type != REDIS_REPLY_ERROR)) ||
+	    rconn_reply_is_outage(r))
 		rn->cp->outage = 1;
 	if (r != NULL && r->type == REDIS_REPLY_ERROR)
 		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
@@ -727,7 +732,8 @@ digest_save(struct run *rn)
 	    == -1) {
 		if (rn->ctx->queue->err == REDIS_ERR_OOM)
 			worker_oom();
-		if (rn->ctx->queue->err)
+		/* Refused by a server out of memory or read-only: an outage. */
+		if (checkpoint_failed_outage(rn->ctx->queue))
 			rn->cp->outage = 1;
 		if (!rn->save_failed) {
 			metric_inc(rn->cells, MC_REDIS_ERRORS);

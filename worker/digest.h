@@ -98,5 +98,12 @@ int checkpoint_refund(redisContext *q, const struct config *,
 /* Record why an attempt ended (set by whoever requeues a dead worker's job). */
 int checkpoint_note_error(redisContext *q, const struct config *,
     const char *job_id, const char *reason);
+/*
+ * After a checkpoint call failed: 1 when the failure says nothing about
+ * the job (the connection was lost, or the server refused for an outage:
+ * loading, busy, out of memory, read-only), 0 when the reply was about
+ * the data (WRONGTYPE on the checkpoint, an unexpected reply).
+ */
+int checkpoint_failed_outage(const redisContext *q);
 
 #endif

@@ -10,11 +10,16 @@
  * other instance's reclaim ever takes it.  Jobs left pending by a whole
  * instance that died are taken over by idle workers with XAUTOCLAIM once
  * they have been idle for queue.visibility_timeout.
+ *
+ * An error reply that says the queue Redis cannot serve now (loading,
+ * read-only, out of memory: rconn_reply_is_outage) is an outage like a
+ * lost connection, never a reason to give up on something for good.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -27,6 +32,8 @@
 
 /* How often, at most, an idle worker looks for abandoned entries. */
 #define RECLAIM_EVERY_NS (5LL * 1000000000)
+/* Tries of an ack refused for an outage: 100 ms apart, doubling (3 s). */
+#define ACK_TRIES 6
 
 struct redis_src {
 	redisContext *c;
@@ -215,6 +222,11 @@ src_reclaim(struct source *src, struct redis_src *rs, struct source_msg *m,
 		snprintf(err, errlen, "XAUTOCLAIM: %s", rs->c->errstr);
 		return -1;
 	}
+	if (rconn_reply_is_outage(r)) {
+		snprintf(err, errlen, "XAUTOCLAIM: %s", r->str);
+		freeReplyObject(r);
+		return -1;
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* Redis before 6.2 has no XAUTOCLAIM: no reclaim, no harm. */
 		log_debug("XAUTOCLAIM: %s", r->str);
@@ -296,14 +308,34 @@ static int
 src_ack(struct source *src, struct source_msg *m)
 {
 	struct redis_src *rs = src->priv;
+	struct timespec ts;
 	redisReply *r;
-	int rc;
+	int64_t ms = 100;
+	int rc, tries;
 
 	if (rs == NULL || rs->c == NULL)
 		return -1;
-	r = src_command(rs->c, "XACK %s %s %s", rs->key, JOBQ_GROUP, m->entry);
-	if (r == NULL)
-		return -1;
+	for (tries = 1;; tries++) {
+		r = src_command(rs->c, "XACK %s %s %s", rs->key, JOBQ_GROUP,
+		    m->entry);
+		if (r == NULL)
+			return -1;
+		/*
+		 * A failover or a full Redis refuses the ack for a moment:
+		 * worth a few tries, as the entry would otherwise wait for
+		 * visibility_timeout to be reclaimed and found done.
+		 */
+		if (!rconn_reply_is_outage(r) || tries == ACK_TRIES)
+			break;
+		log_debug("XACK %s: %s; trying again", m->entry, r->str);
+		freeReplyObject(r);
+		ts.tv_sec = ms / 1000;
+		ts.tv_nsec = (ms % 1000) * 1000000;
+		nanosleep(&ts, NULL);
+		ms *= 2;
+	}
+	if (r->type == REDIS_REPLY_ERROR)
+		log_warnx("XACK %s: %s", m->entry, r->str);
 	rc = r->type == REDIS_REPLY_INTEGER ? 0 : -1;
 	freeReplyObject(r);
 	return rc;

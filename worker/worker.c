@@ -71,6 +71,11 @@ struct worker {
 	int giveback_failed;
 	char giveback_reason[256];
 	int64_t giveback_hold_ns;	/* until then, not even a stop */
+	/*
+	 * The attempt an outage cost could not be taken back either (the
+	 * queue Redis refused every write): it is, before the give-back.
+	 */
+	int giveback_refund;
 	/* Its progress, which Redis may not have taken either. */
 	struct checkpoint giveback_cp;
 	int giveback_has_cp;
@@ -323,6 +328,18 @@ worker_dead_letter(struct worker *w, struct source_msg *m,
 	metric_inc(w->slot->cells, MC_JOBS + JOB_DEAD_LETTERED);
 }
 
+/*
+ * Keep the job in hand, to give it back once reconnected (or for the
+ * supervisor to requeue, should this worker exit meanwhile).
+ */
+static void
+worker_keep(struct worker *w, const char *reason)
+{
+	w->giveback_failed = 1;
+	w->giveback_hold_ns = now_mono_ns() + GIVEBACK_HOLD_MS * 1000000LL;
+	strlcpy(w->giveback_reason, reason, sizeof(w->giveback_reason));
+}
+
 /* Give a job back to its queue; 0 or -1. */
 static int
 worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
@@ -331,11 +348,7 @@ worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("job %s could not be given back (%s); left pending",
 		    m->job.job_id, reason);
-		w->giveback_failed = 1;
-		w->giveback_hold_ns = now_mono_ns() + GIVEBACK_HOLD_MS *
-		    1000000LL;
-		strlcpy(w->giveback_reason, reason,
-		    sizeof(w->giveback_reason));
+		worker_keep(w, reason);
 		return -1;
 	}
 	return 0;
@@ -373,6 +386,11 @@ static void
 worker_give_back_again(struct worker *w, struct source_msg *m)
 {
 	w->giveback_failed = 0;
+	if (w->giveback_refund) {
+		w->giveback_refund = 0;
+		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	}
 	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
 		/*
 		 * Record first how far the job got: what the transport took
@@ -500,8 +518,20 @@ worker_run(struct worker *w, struct source_msg *m)
 	if (rc == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("checkpoint: %s", w->queue->err ? w->queue->errstr :
-		    "unexpected reply");
-		worker_give_back(w, m, "redis");
+		    "refused or unexpected reply");
+		if (!checkpoint_failed_outage(w->queue)) {
+			/*
+			 * The checkpoint itself cannot be read or written
+			 * (not a hash): the job could never run, and given
+			 * back it would come round again at once, for ever.
+			 */
+			worker_dead_letter(w, m, "checkpoint unreadable", 1);
+			goto out;
+		}
+		/* No attempt was counted: give it back, and back off. */
+		if (worker_give_back(w, m, "redis") == 0)
+			metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
+		w->retries++;
 		goto out;
 	}
 	if (rc == 1) {
@@ -547,6 +577,9 @@ worker_run(struct worker *w, struct source_msg *m)
 	ran = now_mono_ns() - t0;
 	w->cur = NULL;
 	metric_observe(w->slot->cells, HIST_JOB_DURATION, ran);
+	/* The queue Redis failed the lease: not the job's fault either. */
+	if (res == DIGEST_RETRY && w->keepalive_failed)
+		cp.outage = 1;
 	if (res == DIGEST_RETRY && worker_cmd(w) == SB_CMD_DRAIN &&
 	    !w->keepalive_failed)
 		res = DIGEST_STOPPED;
@@ -583,8 +616,20 @@ worker_run(struct worker *w, struct source_msg *m)
 		 * deferred for good) counts, and ends in the dead letters.
 		 */
 		if (cp.outage) {
-			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1) {
+				/*
+				 * The queue Redis takes no write now: the
+				 * refund, then the give-back, once it does.
+				 */
 				metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+				log_kv(LOG_LEVEL_WARN, "job held until Redis "
+				    "takes writes again", "reason", reason,
+				    NULL);
+				w->giveback_refund = 1;
+				worker_keep(w, reason);
+				w->retries++;
+				break;
+			}
 		} else if (cp.attempts >= w->cfg->queue.max_attempts) {
 			worker_dead_letter(w, m, reason, cp.attempts);
 			metric_inc(w->slot->cells, MC_JOBS + JOB_FAILED);
@@ -699,11 +744,17 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		w.src.ops->msg_clear(&w.src, &m);
 		atomic_fetch_add(&w.slot->jobs_done, 1);
 
-		/* A connection lost during the job is replaced now. */
+		/*
+		 * A connection lost during the job is replaced now; so are
+		 * those of a job that Redis would not take back, so that the
+		 * give-back waits (in worker_connect) until it serves again.
+		 */
 		if ((w.data != NULL && w.data->err) ||
-		    (w.queue != NULL && w.queue->err) || w.keepalive_failed) {
-			log_warnx("connection lost during the job; "
-			    "reconnecting");
+		    (w.queue != NULL && w.queue->err) || w.keepalive_failed ||
+		    w.giveback_failed) {
+			log_warnx("%s; reconnecting", w.giveback_failed ?
+			    "the job waits for Redis to take it back" :
+			    "connection lost during the job");
 			worker_disconnect(&w);
 			worker_connect(&w);
 		}
