@@ -56,6 +56,8 @@ const char *const metrics_skip_reason_names[SKIP_N] = {
 	[SKIP_NO_EMAIL] = "no_email",
 	[SKIP_NOTHING_NEW] = "nothing_new",
 	[SKIP_ALREADY_SENT] = "already_sent",
+	[SKIP_SUPPRESSED] = "suppressed",
+	[SKIP_BAD_DATA] = "bad_data",
 };
 
 /* In the order of enum transport_type (config.h). */

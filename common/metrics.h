@@ -28,6 +28,8 @@ enum skip_reason {
 	SKIP_NO_EMAIL,
 	SKIP_NOTHING_NEW,
 	SKIP_ALREADY_SENT,
+	SKIP_SUPPRESSED,	/* the address is on the suppression list */
+	SKIP_BAD_DATA,		/* the user hash cannot be read (a huge field) */
 	SKIP_N
 };
 #define TRANSPORT_N 3	/* enum transport_type in config.h */

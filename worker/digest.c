@@ -51,6 +51,18 @@
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
 /*
+ * The most of any one value the worker reads from the activity store
+ * (rconn_cap_get_reply): longer ones arrive as their first DIGEST_READ_MAX
+ * bytes and their length, and the rest never leaves the socket buffer.
+ * Above every cap, with room to finish a UTF-8 character at the cut.  A
+ * user field longer than this is no name, address or date: the member is
+ * skipped as bad_data.
+ */
+#define DIGEST_READ_MAX		4096
+_Static_assert(DIGEST_READ_MAX > CAP_URL + 4 && DIGEST_READ_MAX > CAP_EXCERPT
+    + 4 && DIGEST_READ_MAX > CAP_TITLE + 4 && DIGEST_READ_MAX > CAP_EMAIL,
+    "a capped read must hold every field up to its cap");
+/*
  * Deferred recipients are retried within the job, with backoff (0.5 s
  * doubling, at most 15 s apart, about 45 s in all), so that a burst of
  * 4xx rides out in place instead of costing the job its attempts.
@@ -108,6 +120,7 @@ struct digest_priv {
 	char *gname;
 	char *gurl;
 	struct rbuf msg;
+	struct rconn_cap cap;	/* capped reads of the activity store */
 };
 
 /* One job's running state. */
@@ -173,15 +186,31 @@ digest_capdup(const char *s, size_t len, size_t cap)
 	return p;
 }
 
-/* A string element of an HMGET reply, or NULL when nil or not a string. */
+/*
+ * A string element of an HMGET reply, or NULL when nil or not a string.
+ * A value longer than DIGEST_READ_MAX comes as its first bytes only.
+ */
 static const redisReply *
 digest_field(const redisReply *r, size_t i)
 {
+	const redisReply *prefix;
+
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
 		return NULL;
+	if (rconn_cap_cut(r->element[i], &prefix) > 0)
+		return prefix;
 	if (r->element[i]->type != REDIS_REPLY_STRING)
 		return NULL;
 	return r->element[i];
+}
+
+/* The whole length of an element the capped read cut, or 0. */
+static long long
+digest_field_cut(const redisReply *r, size_t i)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+		return 0;
+	return rconn_cap_cut(r->element[i], NULL);
 }
 
 static char *
@@ -200,7 +229,7 @@ digest_field_i64(const redisReply *r, size_t i, int64_t dflt)
 	const redisReply *f;
 	int64_t v;
 
-	if ((f = digest_field(r, i)) == NULL ||
+	if ((f = digest_field(r, i)) == NULL || digest_field_cut(r, i) > 0 ||
 	    parse_i64(f->str, INT64_MIN, INT64_MAX, &v) == -1)
 		return dflt;
 	return v;
@@ -243,15 +272,19 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
 }
 
 /*
- * Read one pipelined reply.  Returns it (the caller frees it), or NULL
- * when the connection failed: the context is then unusable.
+ * Read one pipelined reply, no value in it longer than DIGEST_READ_MAX.
+ * Returns it (the caller frees it), or NULL when the connection failed:
+ * the context is then unusable.
  */
 static redisReply *
 digest_reply(struct run *rn, redisContext *c, const char *what)
 {
 	void *v = NULL;
 
-	if (redisGetReply(c, &v) != REDIS_OK || v == NULL) {
+	if (rn->dp->cap.limit == 0)
+		rconn_cap_init(&rn->dp->cap, DIGEST_READ_MAX);
+	if (rconn_cap_get_reply(&rn->dp->cap, c, &v) != REDIS_OK ||
+	    v == NULL) {
 		if (c->err == REDIS_ERR_OOM)
 			worker_oom();
 		digest_redis_error(rn, c, what, NULL);
@@ -488,11 +521,15 @@ digest_batch_free(struct run *rn)
 static int
 digest_load_users(struct run *rn)
 {
+	/* In the order of the HMGET below. */
+	static const char *const fields[] = { "email", "name", "last_seen",
+	    "digest" };
 	redisContext *c = rn->ctx->data;
 	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	redisReply *r;
 	char key[512];
-	size_t i;
+	size_t i, k;
+	long long len = 0;
 	int failed = 0;
 
 	for (i = 0; i < rn->n; i++) {
@@ -519,6 +556,24 @@ digest_load_users(struct run *rn)
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET user", r);
 			failed = 1;
+			freeReplyObject(r);
+			continue;
+		}
+		/*
+		 * A field longer than any name, address or date (up to
+		 * 512 MB in Redis) was cut by the read: the hash is broken,
+		 * and only this member pays for it.
+		 */
+		for (k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
+			if ((len = digest_field_cut(r, k)) > 0)
+				break;
+		if (k < sizeof(fields) / sizeof(fields[0])) {
+			log_warnx("uid=%lld: user field %s is %lld bytes long: "
+			    "skipped as bad data", (long long)m->uid,
+			    fields[k], len);
+			metric_inc(rn->cells, MC_SKIPPED + SKIP_BAD_DATA);
+			rn->cp->skipped++;
+			m->state = M_DONE;
 			freeReplyObject(r);
 			continue;
 		}
