@@ -58,6 +58,17 @@ int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
     char *err, size_t errlen);
 
 /*
+ * Keep a delivered job's lease fresh: claim entry to consumer (XCLAIM
+ * JUSTID, which resets its idle time), but only while it is still pending
+ * under consumer, in one script: an entry another instance reclaimed
+ * (this one was cut off past visibility_timeout) stays with its new
+ * owner.  1 if still ours, 0 if no longer ours, -1 on error.
+ */
+int jobq_keepalive_owned(redisContext *, const struct config *,
+    const char *queue, const char *entry, const char *consumer,
+    char *err, size_t errlen);
+
+/*
  * Move the cursor of job_id's checkpoint forward to cursor (never back,
  * never creating the checkpoint): the supervisor saves the last member a
  * dead worker had done, from its slot, before its job is requeued (or,

@@ -7,9 +7,12 @@
  * name until it is acknowledged (XACK), given back (jobq_requeue_owned) or
  * dead-lettered.  While a job runs, keepalive re-claims the entry to
  * ourselves (XCLAIM ... JUSTID), which resets its idle time, so that no
- * other instance's reclaim ever takes it.  Jobs left pending by a whole
- * instance that died are taken over by idle workers with XAUTOCLAIM once
- * they have been idle for queue.visibility_timeout.
+ * other instance's reclaim ever takes it; but only while the entry is
+ * still ours, in one script (jobq_keepalive_owned): one that another
+ * instance reclaimed after a partition is left to it, and the worker
+ * stops.  Jobs left pending by a whole instance that died are taken over
+ * by idle workers with XAUTOCLAIM once they have been idle for
+ * queue.visibility_timeout.
  *
  * An error reply that says the queue Redis cannot serve now (loading,
  * read-only, out of memory: rconn_reply_is_outage) is an outage like a
@@ -388,19 +391,22 @@ static int
 src_keepalive(struct source *src, struct source_msg *m)
 {
 	struct redis_src *rs = src->priv;
-	redisReply *r;
-	int rc;
+	char err[256];
 
 	if (rs == NULL || rs->c == NULL)
 		return -1;
 	/* Claiming to ourselves resets the entry's idle time. */
-	r = src_command(rs->c, "XCLAIM %s %s %s 0 %s JUSTID", rs->key,
-	    JOBQ_GROUP, src->consumer, m->entry);
-	if (r == NULL)
-		return -1;
-	rc = r->type == REDIS_REPLY_ARRAY ? 0 : -1;
-	freeReplyObject(r);
-	return rc;
+	switch (jobq_keepalive_owned(rs->c, src->cfg, src->queue, m->entry,
+	    src->consumer, err, sizeof(err))) {
+	case 1:
+		return 0;
+	case 0:
+		return 1;
+	}
+	if (rs->c->err == REDIS_ERR_OOM)
+		worker_oom();
+	log_warnx("%s", err);
+	return -1;
 }
 
 static void

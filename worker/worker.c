@@ -76,6 +76,11 @@ struct worker {
 	 * queue Redis refused every write): it is, before the give-back.
 	 */
 	int giveback_refund;
+	/*
+	 * The job in hand was taken over by another instance (its entry is
+	 * pending under another consumer): it is theirs, stop at once.
+	 */
+	int job_lost;
 	/* Its progress, which Redis may not have taken either. */
 	struct checkpoint giveback_cp;
 	int giveback_has_cp;
@@ -287,8 +292,11 @@ worker_tick(void *arg)
 {
 	struct worker *w = arg;
 	int64_t now, every;
+	int rc;
 
 	worker_housekeeping(w);
+	if (w->job_lost)
+		return -1;
 	now = now_mono_ns();
 	/* Well inside visibility_timeout, however short it is set. */
 	every = KEEPALIVE_EVERY_NS;
@@ -296,7 +304,13 @@ worker_tick(void *arg)
 		every = w->cfg->queue.visibility_timeout_ms * 250000LL;
 	if (w->cur != NULL && now - w->last_keepalive_ns >= every) {
 		w->last_keepalive_ns = now;
-		if (w->src.ops->keepalive(&w->src, w->cur) == -1) {
+		if ((rc = w->src.ops->keepalive(&w->src, w->cur)) == 1) {
+			log_warnx("job %s was taken over by another instance; "
+			    "stopping it", w->cur->job.job_id);
+			w->job_lost = 1;
+			return -1;
+		}
+		if (rc == -1) {
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 			w->keepalive_failed = 1;
 			return -1;
@@ -577,6 +591,17 @@ worker_run(struct worker *w, struct source_msg *m)
 	ran = now_mono_ns() - t0;
 	w->cur = NULL;
 	metric_observe(w->slot->cells, HIST_JOB_DURATION, ran);
+	if (w->job_lost) {
+		/*
+		 * Another instance reclaimed the entry while this one was
+		 * cut off: no ack, give-back, dead letter nor attempt refund,
+		 * which would all act on its run.
+		 */
+		w->job_lost = 0;
+		log_info("job %s left to the instance that holds it now",
+		    m->job.job_id);
+		goto out;
+	}
 	/* The queue Redis failed the lease: not the job's fault either. */
 	if (res == DIGEST_RETRY && w->keepalive_failed)
 		cp.outage = 1;
