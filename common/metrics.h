@@ -29,7 +29,7 @@ enum skip_reason {
 	SKIP_NOTHING_NEW,
 	SKIP_ALREADY_SENT,
 	SKIP_SUPPRESSED,	/* the address is on the suppression list */
-	SKIP_BAD_DATA,		/* the user hash cannot be read (a huge field) */
+	SKIP_BAD_DATA,		/* a user field too long to read */
 	SKIP_N
 };
 #define TRANSPORT_N 3	/* enum transport_type in config.h */

@@ -129,7 +129,7 @@ static const char *const rconn_outage_codes[] = {
 	"OOM",		/* maxmemory reached: writes refused */
 	"MISCONF",	/* cannot persist: writes refused */
 	"NOREPLICAS",	/* too few replicas to take writes */
-	"NOAUTH",	/* restarted with a password: the configuration's turn */
+	"NOAUTH",	/* restarted with a password: configuration */
 };
 
 /* Generic errors (ERR ...) that are outages all the same. */
@@ -235,21 +235,21 @@ cap_reset(struct rconn_cap *cap, const redisContext *c)
 static void
 cap_header(struct rconn_cap *cap, struct cap_out *o)
 {
-	char line[64], *end;
-	long long len;
+	char line[64], *end = NULL;
+	long long len = -1;
+	int ok = 0;
 
 	cap->state = CAP_START;
-	if (cap->hdrlen < 4 || cap->hdr[cap->hdrlen - 2] != '\r') {
-		/* Not a header we understand: hiredis will say what is wrong. */
-		cap_put(o, cap->hdr, cap->hdrlen);
-		return;
+	if (cap->hdrlen >= 4) {
+		errno = 0;
+		len = strtoll(cap->hdr + 1, &end, 10);
+		ok = errno == 0 && len >= 0 &&
+		    end == cap->hdr + cap->hdrlen - 2 && *end == '\r';
 	}
-	errno = 0;
-	len = strtoll(cap->hdr + 1, &end, 10);
-	if (errno != 0 || end != cap->hdr + cap->hdrlen - 2 || len < 0 ||
-	    (unsigned long long)len <= cap->limit) {
+	if (!ok || (unsigned long long)len <= cap->limit) {
+		/* A nil, a short bulk, or a header hiredis will refuse. */
 		cap_put(o, cap->hdr, cap->hdrlen);
-		if (errno == 0 && len >= 0 && end == cap->hdr + cap->hdrlen - 2) {
+		if (ok) {
 			cap->pass = len + 2;	/* the bytes and their CRLF */
 			cap->drop = 0;
 			cap->state = CAP_PASS;
@@ -263,6 +263,14 @@ cap_header(struct rconn_cap *cap, struct cap_out *o)
 	cap->pass = (long long)cap->limit;
 	cap->drop = len - (long long)cap->limit + 2;
 	cap->state = CAP_PASS;
+}
+
+/* The bytes of avail to take, when want more are expected. */
+static size_t
+cap_take(size_t avail, long long want)
+{
+	return (unsigned long long)avail > (unsigned long long)want ?
+	    (size_t)want : avail;
 }
 
 int
@@ -306,9 +314,7 @@ rconn_cap_feed(struct rconn_cap *cap, redisReader *r, const char *buf,
 				cap_header(cap, &o);
 			break;
 		case CAP_PASS:
-			k = n - i;
-			if ((unsigned long long)k > (unsigned long long)cap->pass)
-				k = (size_t)cap->pass;
+			k = cap_take(n - i, cap->pass);
 			cap_put(&o, buf + i, k);
 			i += k;
 			cap->pass -= (long long)k;
@@ -321,9 +327,7 @@ rconn_cap_feed(struct rconn_cap *cap, redisReader *r, const char *buf,
 				cap->state = CAP_START;
 			break;
 		case CAP_DROP:
-			k = n - i;
-			if ((unsigned long long)k > (unsigned long long)cap->drop)
-				k = (size_t)cap->drop;
+			k = cap_take(n - i, cap->drop);
 			i += k;
 			cap->drop -= (long long)k;
 			if (cap->drop > 0)
@@ -385,7 +389,8 @@ rconn_cap_get_reply(struct rconn_cap *cap, redisContext *c, void **reply)
 				cap_set_error(c, c->reader->err,
 				    c->reader->errstr);
 			else
-				cap_set_error(c, REDIS_ERR_OOM, "Out of memory");
+				cap_set_error(c, REDIS_ERR_OOM,
+				    "Out of memory");
 			goto fail;
 		}
 		if (redisGetReplyFromReader(c, &r) == REDIS_ERR)

@@ -24,9 +24,11 @@
  */
 static int cp_outage;
 
+/* The checkpoint's key.  Every call starts here: a fresh failure kind. */
 static int
 cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
 {
+	cp_outage = 0;
 	return rkey(buf, len, cfg->redis.key_prefix, "digest:job:%s",
 	    job_id) == NULL ? -1 : 0;
 }
@@ -85,7 +87,6 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	memset(cp, 0, sizeof(*cp));
 	cp->cursor = j->member_min - 1;
 
-	cp_outage = 0;
 	r = redisCommand(q, "HMGET %s state cursor sent skipped last_error",
 	    key);
 	if (r == NULL) {

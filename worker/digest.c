@@ -52,16 +52,18 @@
 #define CAP_EMAIL		320
 /*
  * The most of any one value the worker reads from the activity store
- * (rconn_cap_get_reply): longer ones arrive as their first DIGEST_READ_MAX
- * bytes and their length, and the rest never leaves the socket buffer.
- * Above every cap, with room to finish a UTF-8 character at the cut.  A
- * user field longer than this is no name, address or date: the member is
- * skipped as bad_data.
+ * (rconn_cap_get_reply): a longer one arrives as its first DIGEST_READ_MAX
+ * bytes and its length, and the rest is dropped off the socket.  Above
+ * every cap, so that a value cut to its cap is cut as before (digest_capdup
+ * looks at the byte after the cap to end on a character).  A user field
+ * longer than this is no name, address or date: the member is skipped as
+ * bad_data.
  */
 #define DIGEST_READ_MAX		4096
-_Static_assert(DIGEST_READ_MAX > CAP_URL + 4 && DIGEST_READ_MAX > CAP_EXCERPT
-    + 4 && DIGEST_READ_MAX > CAP_TITLE + 4 && DIGEST_READ_MAX > CAP_EMAIL,
-    "a capped read must hold every field up to its cap");
+_Static_assert(DIGEST_READ_MAX > CAP_TITLE && DIGEST_READ_MAX > CAP_URL &&
+    DIGEST_READ_MAX > CAP_AUTHOR && DIGEST_READ_MAX > CAP_EXCERPT &&
+    DIGEST_READ_MAX > CAP_GROUP_NAME && DIGEST_READ_MAX > CAP_NAME &&
+    DIGEST_READ_MAX > CAP_EMAIL, "a capped read holds every field to its cap");
 /*
  * Deferred recipients are retried within the job, with backoff (0.5 s
  * doubling, at most 15 s apart, about 45 s in all), so that a burst of

@@ -640,22 +640,21 @@ worker_run(struct worker *w, struct source_msg *m)
 		 * to one.  A failure of the job's own (bad data, a recipient
 		 * deferred for good) counts, and ends in the dead letters.
 		 */
-		if (cp.outage) {
-			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1) {
-				/*
-				 * The queue Redis takes no write now: the
-				 * refund, then the give-back, once it does.
-				 */
-				metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-				log_kv(LOG_LEVEL_WARN, "job held until Redis "
-				    "takes writes again", "reason", reason,
-				    NULL);
-				w->giveback_refund = 1;
-				worker_keep(w, reason);
-				w->retries++;
-				break;
-			}
-		} else if (cp.attempts >= w->cfg->queue.max_attempts) {
+		if (cp.outage && checkpoint_refund(w->queue, w->cfg,
+		    &m->job) == -1) {
+			/*
+			 * The queue Redis takes no write now: the refund,
+			 * then the give-back, once it does.
+			 */
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			log_kv(LOG_LEVEL_WARN, "job held until Redis takes "
+			    "writes again", "reason", reason, NULL);
+			w->giveback_refund = 1;
+			worker_keep(w, reason);
+			w->retries++;
+			break;
+		}
+		if (!cp.outage && cp.attempts >= w->cfg->queue.max_attempts) {
 			worker_dead_letter(w, m, reason, cp.attempts);
 			metric_inc(w->slot->cells, MC_JOBS + JOB_FAILED);
 			break;
