@@ -55,11 +55,15 @@
  * (rconn_cap_get_reply): a longer one arrives as its first DIGEST_READ_MAX
  * bytes and its length, and the rest is dropped off the socket.  Above
  * every cap, so that a value cut to its cap is cut as before (digest_capdup
- * looks at the byte after the cap to end on a character).  A user field
- * longer than this is no name, address or date: the member is skipped as
- * bad_data.
+ * looks at the byte after the cap to end on a character).
  */
 #define DIGEST_READ_MAX		4096
+/*
+ * A user field longer than this is no name, address or date but a broken
+ * record (Redis allows 512 MB): the member is skipped as bad_data.  A
+ * shorter one over its cap is cut, or is no address, as it always was.
+ */
+#define DIGEST_FIELD_MAX	(1 << 20)
 _Static_assert(DIGEST_READ_MAX > CAP_TITLE && DIGEST_READ_MAX > CAP_URL &&
     DIGEST_READ_MAX > CAP_AUTHOR && DIGEST_READ_MAX > CAP_EXCERPT &&
     DIGEST_READ_MAX > CAP_GROUP_NAME && DIGEST_READ_MAX > CAP_NAME &&
@@ -561,13 +565,9 @@ digest_load_users(struct run *rn)
 			freeReplyObject(r);
 			continue;
 		}
-		/*
-		 * A field longer than any name, address or date (up to
-		 * 512 MB in Redis) was cut by the read: the hash is broken,
-		 * and only this member pays for it.
-		 */
+		/* A broken record costs this member, and no one else. */
 		for (k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
-			if ((len = digest_field_cut(r, k)) > 0)
+			if ((len = digest_field_cut(r, k)) > DIGEST_FIELD_MAX)
 				break;
 		if (k < sizeof(fields) / sizeof(fields[0])) {
 			log_warnx("uid=%lld: user field %s is %lld bytes long: "

@@ -44,8 +44,9 @@ def test_huge_fields_cost_their_member_only(tmp_path, redis_tcp, smtp_sink):
     r.hset("user:30", "last_seen", "1" * (5 * MB))
     r.hset("user:35", "digest", "d" * (5 * MB))
     bad = {10, 20, 30, 35}
-    # A long name under the old cap is still cut, never skipped.
+    # Long names, even far over the cap, are still cut, never skipped.
     r.hset("user:5", "name", "Long " + "n" * 3000)
+    r.hset("user:6", "name", "Longer " + "n" * 200000)
     d.post(GID, 1, we - 60, title="Title " + "T" * (2 * MB), author_id=999,
            excerpt="E" * (6 * MB), url="https://example.com/p/" + "p" * MB,
            author_name="A" * MB, likes="9" * MB)
