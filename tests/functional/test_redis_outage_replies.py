@@ -8,6 +8,7 @@ nothing reaches the dead letters.  A key of the wrong type is still the
 data's fault, and costs that member only.
 """
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 import redis as redis_py
 
-from harness import Digestd, SmtpSink, free_port, metric, metric_sum, wait_for
+from harness import Digestd, SmtpSink, metric, metric_sum, wait_for
 from pipeline_data import Data, enqueue, wait_done, window
 from scale_util import SlowSink, TcpRedis, config
 
@@ -65,6 +66,20 @@ def servers(tmp_path):
     finally:
         queue.stop()
         data.stop()
+
+
+@pytest.fixture
+def mute_master():
+    """A port that takes connections and never answers: a master that a
+    replica pointed at stays in handshake with (no other server can take
+    the port, so nothing is ever synced over our data)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
 
 
 def seed_groups(data, gids, members=MEMBERS):
@@ -215,7 +230,8 @@ def reply_of(srv):
         return str(e)
 
 
-def test_activity_store_replica_cut_from_its_master(tmp_path, servers):
+def test_activity_store_replica_cut_from_its_master(tmp_path, servers,
+                                                   mute_master):
     """A replica that serves no stale data answers MASTERDOWN while its
     master is away: the job waits for it."""
     data, queue = servers
@@ -226,7 +242,7 @@ def test_activity_store_replica_cut_from_its_master(tmp_path, servers):
     try:
         d = start(tmp_path, data, queue, sink)
         c.config_set("replica-serve-stale-data", "no")
-        c.replicaof("127.0.0.1", free_port())   # nobody listens there
+        c.replicaof("127.0.0.1", mute_master)
         wait_for(lambda: "MASTERDOWN" in reply_of(data), timeout=10,
                  what="MASTERDOWN")
         ws, we = window()
@@ -280,13 +296,12 @@ def test_queue_redis_out_of_memory(tmp_path, servers):
         lambda q: q.config_set("maxmemory", 0))
 
 
-def test_queue_redis_read_only_in_a_failover(tmp_path, servers):
-    """The queue Redis demoted to a replica (its new master not reachable
+def test_queue_redis_read_only_in_a_failover(tmp_path, servers, mute_master):
+    """The queue Redis demoted to a replica (its new master not answering
     yet): every write is refused with READONLY until it is promoted again."""
-    dead = free_port()
     queue_outage_mid_job(
         tmp_path, servers,
-        lambda q: q.replicaof("127.0.0.1", dead),
+        lambda q: q.replicaof("127.0.0.1", mute_master),
         lambda q: q.replicaof("NO", "ONE"))
 
 
