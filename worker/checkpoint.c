@@ -44,7 +44,6 @@ cp_replies(redisContext *c, int n, redisReply **out)
 	redisReply *r;
 	int i, rc = 0;
 
-	cp_outage = 0;
 	for (i = 0; i < n; i++) {
 		r = NULL;
 		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
