@@ -13,9 +13,18 @@
 #include "rconn.h"
 #include "util.h"
 
+/*
+ * Whether the last call that failed was refused for an outage (the
+ * server loading, busy, out of memory, read-only...) rather than for the
+ * data: set by every call that reads replies.  A worker is one thread.
+ */
+static int cp_outage;
+
+/* The checkpoint's key.  Every call starts here: a fresh failure kind. */
 static int
 cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
 {
+	cp_outage = 0;
 	return rkey(buf, len, cfg->redis.key_prefix, "digest:job:%s",
 	    job_id) == NULL ? -1 : 0;
 }
@@ -40,6 +49,8 @@ cp_replies(redisContext *c, int n, redisReply **out)
 		}
 		if (r->type == REDIS_REPLY_ERROR)
 			rc = -1;
+		if (rconn_reply_is_outage(r))
+			cp_outage = 1;
 		if (out != NULL && out[i] == NULL)
 			out[i] = r;
 		else
@@ -124,6 +135,7 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+		cp_outage = rconn_reply_is_outage(r);
 		freeReplyObject(r);
 		return -1;
 	}
@@ -474,4 +486,10 @@ checkpoint_save_cursor(redisContext *q, const struct config *cfg,
 	rc = r->integer == 1;
 	freeReplyObject(r);
 	return rc;
+}
+
+int
+checkpoint_failed_outage(const redisContext *q)
+{
+	return q == NULL || q->err != 0 || cp_outage;
 }

@@ -118,6 +118,14 @@ int checkpoint_note_error(redisContext *q, const struct config *,
     const char *job_id, const char *reason);
 
 /*
+ * After a checkpoint call failed: 1 when the failure says nothing about
+ * the job (the connection was lost, or the server refused for an outage:
+ * loading, busy, out of memory, read-only), 0 when the reply was about
+ * the data (WRONGTYPE on the checkpoint, an unexpected reply).
+ */
+int checkpoint_failed_outage(const redisContext *q);
+
+/*
  * Move job_id's cursor forward to c (never back, never creating the
  * checkpoint): the supervisor saves where a dead worker had got to, from
  * its slot.  1 if moved, 0 if not, -1 on error.

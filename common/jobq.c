@@ -1014,6 +1014,38 @@ jobq_requeue_owned(redisContext *c, const struct config *cfg,
 	return jobq_script_result(c, r, "requeue", err, errlen);
 }
 
+/* KEYS[1] the stream; ARGV: group, entry, consumer. */
+static const char jobq_keepalive_owned_lua[] =
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
+    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')\n"
+    "return 1\n";
+
+int
+jobq_keepalive_owned(redisContext *c, const struct config *cfg,
+    const char *queue, const char *entry, const char *consumer, char *err,
+    size_t errlen)
+{
+	struct jobq_argv a;
+	char key[JOBQ_KEY_MAX];
+	redisReply *r;
+
+	if (jobq_qkey(key, sizeof(key), cfg, queue) == -1) {
+		snprintf(err, errlen, "queue name too long");
+		return -1;
+	}
+	memset(&a, 0, sizeof(a));
+	jobq_arg(&a, "EVAL");
+	jobq_arg(&a, jobq_keepalive_owned_lua);
+	jobq_arg(&a, "1");
+	jobq_arg(&a, key);
+	jobq_arg(&a, JOBQ_GROUP);
+	jobq_arg(&a, entry);
+	jobq_arg(&a, consumer);
+	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
+	return jobq_script_result(c, r, "keepalive", err, errlen);
+}
+
 /*
  * KEYS[1] the stream, KEYS[2] the delayed set; ARGV: group, entry,
  * consumer, due, the job as member, the set's TTL.

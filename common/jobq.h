@@ -58,6 +58,17 @@ int jobq_requeue_owned(redisContext *, const struct config *, const char *queue,
     char *err, size_t errlen);
 
 /*
+ * Keep a delivered job's lease fresh: claim entry to consumer (XCLAIM
+ * JUSTID, which resets its idle time), but only while it is still pending
+ * under consumer, in one script: an entry another instance reclaimed
+ * (this one was cut off past visibility_timeout) stays with its new
+ * owner.  1 if still ours, 0 if no longer ours, -1 on error.
+ */
+int jobq_keepalive_owned(redisContext *, const struct config *,
+    const char *queue, const char *entry, const char *consumer,
+    char *err, size_t errlen);
+
+/*
  * Move a delivered job to its queue's delayed set (delayq.h), due at the
  * unix time due, and acknowledge its entry, but only while the entry is
  * still pending under consumer, in one script.  1 if moved, 0 if no

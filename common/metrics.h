@@ -34,8 +34,8 @@ enum skip_reason {
 	SKIP_NO_EMAIL,
 	SKIP_NOTHING_NEW,
 	SKIP_ALREADY_SENT,
-	SKIP_SUPPRESSED,
-	SKIP_BAD_DATA,
+	SKIP_SUPPRESSED,	/* the address is on the suppression list */
+	SKIP_BAD_DATA,		/* not a user id, or a field too long to read */
 	SKIP_N
 };
 #define TRANSPORT_N 3	/* enum transport_type in config.h */

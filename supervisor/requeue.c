@@ -125,6 +125,28 @@ requeue_add(const char *queue, const struct job *j, const char *reason,
 	strlcpy(it->reason, reason, sizeof(it->reason));
 }
 
+/*
+ * Whether a failed call met an outage (no connection, or a reply such as
+ * LOADING, READONLY or OOM: worth retrying) rather than the data (a key
+ * of the wrong type, a deleted stream: no retry can help).  err reads
+ * "what: reply", as jobq formats it.
+ */
+static int
+requeue_outage(const redisContext *c, const char *err)
+{
+	const char *p = err;
+
+	if (c == NULL || c->err)
+		return 1;
+	for (;;) {
+		if (rconn_error_is_outage(p))
+			return 1;
+		if ((p = strstr(p, ": ")) == NULL)
+			return 0;
+		p += 2;
+	}
+}
+
 /* The child: requeue every item, retrying while Redis is down. */
 static void __attribute__((noreturn))
 requeue_child(const struct config *cfg, struct requeue_item *items, int n)
@@ -141,15 +163,21 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		    sizeof(err))) == NULL)
 			goto retry;
 		/*
-		 * The worker moved its cursor in the slot after each message
-		 * but told Redis once per flush: save it first, so that the
-		 * requeued job resumes after the last message done.
+		 * The worker moved its cursor in the slot after each message,
+		 * and sent it to Redis, which may not have taken the last of
+		 * it: save it first, so that the requeued job resumes after
+		 * the last message done.
 		 */
 		moved = 0;
 		if (items[i].has_job && (moved = checkpoint_save_cursor(c,
 		    cfg, items[i].job.job_id, &items[i].cursor, err,
-		    sizeof(err))) == -1)
-			goto retry;
+		    sizeof(err))) == -1) {
+			if (requeue_outage(c, err))
+				goto retry;
+			log_warnx("job %s: cursor not saved: %s",
+			    items[i].job.job_id, err);
+			moved = 0;
+		}
 		if (items[i].cursor_only) {
 			if (moved > 0)
 				log_info("job %s: cursor %lld saved",
@@ -165,6 +193,15 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		}
 		p = jobq_requeue_consumer(c, cfg, items[i].queue,
 		    items[i].consumer, items[i].reason, err, sizeof(err));
+		if (p == -1 && !requeue_outage(c, err)) {
+			/* Not for a retry: the others need not wait for it. */
+			log_error("requeue of %s on %s: %s; left to the "
+			    "visibility timeout", items[i].consumer,
+			    items[i].queue, err);
+			i++;
+			delay_ms = 100;
+			continue;
+		}
 		if (p == -1)
 			goto retry;
 		if (p > 0)

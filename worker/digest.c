@@ -54,6 +54,24 @@
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
 /*
+ * The most of any one value the worker reads from the activity store
+ * (rconn_cap_get_reply): a longer one arrives as its first DIGEST_READ_MAX
+ * bytes and its length, and the rest is dropped off the socket.  Above
+ * every cap, so that a value cut to its cap is cut as before (digest_capdup
+ * looks at the byte after the cap to end on a character).
+ */
+#define DIGEST_READ_MAX		4096
+/*
+ * A user field longer than this is no name, address or date but a broken
+ * record (Redis allows 512 MB): the member is skipped as bad_data.  A
+ * shorter one over its cap is cut, or is no address, as it always was.
+ */
+#define DIGEST_FIELD_MAX	(1 << 20)
+_Static_assert(DIGEST_READ_MAX > CAP_TITLE && DIGEST_READ_MAX > CAP_URL &&
+    DIGEST_READ_MAX > CAP_AUTHOR && DIGEST_READ_MAX > CAP_EXCERPT &&
+    DIGEST_READ_MAX > CAP_GROUP_NAME && DIGEST_READ_MAX > CAP_NAME &&
+    DIGEST_READ_MAX > CAP_EMAIL, "a capped read holds every field to its cap");
+/*
  * A recipient the server defers (4xx: greylisting, a full mailbox, a
  * throttle) is parked in the checkpoint and retried on a clock, as an
  * MTA's queue does (smtp.defer_retry_min doubling to defer_retry_max),
@@ -96,6 +114,7 @@ struct digest_priv {
 	char *gname;
 	char *gurl;
 	struct rbuf msg;
+	struct rconn_cap cap;	/* capped reads of the activity store */
 };
 
 /* One job's running state. */
@@ -167,15 +186,31 @@ digest_capdup(const char *s, size_t len, size_t cap)
 	return p;
 }
 
-/* A string element of an HMGET reply, or NULL when nil or not a string. */
+/*
+ * A string element of an HMGET reply, or NULL when nil or not a string.
+ * A value longer than DIGEST_READ_MAX comes as its first bytes only.
+ */
 static const redisReply *
 digest_field(const redisReply *r, size_t i)
 {
+	const redisReply *prefix;
+
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
 		return NULL;
+	if (rconn_cap_cut(r->element[i], &prefix) > 0)
+		return prefix;
 	if (r->element[i]->type != REDIS_REPLY_STRING)
 		return NULL;
 	return r->element[i];
+}
+
+/* The whole length of an element the capped read cut, or 0. */
+static long long
+digest_field_cut(const redisReply *r, size_t i)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+		return 0;
+	return rconn_cap_cut(r->element[i], NULL);
 }
 
 static char *
@@ -194,7 +229,7 @@ digest_field_i64(const redisReply *r, size_t i, int64_t dflt)
 	const redisReply *f;
 	int64_t v;
 
-	if ((f = digest_field(r, i)) == NULL ||
+	if ((f = digest_field(r, i)) == NULL || digest_field_cut(r, i) > 0 ||
 	    parse_i64(f->str, INT64_MIN, INT64_MAX, &v) == -1)
 		return dflt;
 	return v;
@@ -217,8 +252,13 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
     const redisReply *r)
 {
 	metric_inc(rn->cells, MC_REDIS_ERRORS);
-	/* A lost connection is an outage; an error reply is about the data. */
-	if (c->err && (r == NULL || r->type != REDIS_REPLY_ERROR))
+	/*
+	 * A lost connection is an outage, and so is a reply saying the
+	 * server cannot serve now (loading, busy, failing over); any other
+	 * error reply is about the data.
+	 */
+	if ((c->err && (r == NULL || r->type != REDIS_REPLY_ERROR)) ||
+	    rconn_reply_is_outage(r))
 		rn->cp->outage = 1;
 	if (r != NULL && r->type == REDIS_REPLY_ERROR)
 		snprintf(rn->reason, rn->reasonlen, "redis %s: %s", what,
@@ -232,15 +272,19 @@ digest_redis_error(struct run *rn, redisContext *c, const char *what,
 }
 
 /*
- * Read one pipelined reply.  Returns it (the caller frees it), or NULL
- * when the connection failed: the context is then unusable.
+ * Read one pipelined reply, no value in it longer than DIGEST_READ_MAX.
+ * Returns it (the caller frees it), or NULL when the connection failed:
+ * the context is then unusable.
  */
 static redisReply *
 digest_reply(struct run *rn, redisContext *c, const char *what)
 {
 	void *v = NULL;
 
-	if (redisGetReply(c, &v) != REDIS_OK || v == NULL) {
+	if (rn->dp->cap.limit == 0)
+		rconn_cap_init(&rn->dp->cap, DIGEST_READ_MAX);
+	if (rconn_cap_get_reply(&rn->dp->cap, c, &v) != REDIS_OK ||
+	    v == NULL) {
 		if (c->err == REDIS_ERR_OOM)
 			worker_oom();
 		digest_redis_error(rn, c, what, NULL);
@@ -477,11 +521,15 @@ digest_batch_free(struct run *rn)
 static int
 digest_load_users(struct run *rn)
 {
+	/* In the order of the HMGET below. */
+	static const char *const fields[] = { "email", "name", "last_seen",
+	    "digest" };
 	redisContext *c = rn->ctx->data;
 	const char *pfx = rn->ctx->cfg->redis.key_prefix;
 	redisReply *r;
 	char key[512];
-	size_t i;
+	size_t i, k;
+	long long len = 0;
 	int failed = 0;
 
 	for (i = 0; i < rn->n; i++) {
@@ -508,6 +556,20 @@ digest_load_users(struct run *rn)
 			if (!failed)
 				digest_redis_error(rn, c, "HMGET user", r);
 			failed = 1;
+			freeReplyObject(r);
+			continue;
+		}
+		/* A broken record costs this member, and no one else. */
+		for (k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
+			if ((len = digest_field_cut(r, k)) > DIGEST_FIELD_MAX)
+				break;
+		if (k < sizeof(fields) / sizeof(fields[0])) {
+			log_warnx("uid=%lld: user field %s is %lld bytes long: "
+			    "skipped as bad data", (long long)m->uid,
+			    fields[k], len);
+			metric_inc(rn->cells, MC_SKIPPED + SKIP_BAD_DATA);
+			rn->cp->skipped++;
+			m->state = M_DONE;
 			freeReplyObject(r);
 			continue;
 		}
@@ -692,7 +754,8 @@ digest_cp_failed(struct run *rn)
 
 	if (q != NULL && q->err == REDIS_ERR_OOM)
 		worker_oom();
-	if (q == NULL || q->err)
+	/* Lost, or refused by a server out of memory or read-only. */
+	if (checkpoint_failed_outage(q))
 		rn->cp->outage = 1;
 	if (!rn->save_failed) {
 		metric_inc(rn->cells, MC_REDIS_ERRORS);

@@ -72,7 +72,9 @@ struct source_ops {
 	/*
 	 * Called often while a job runs (at least once a second): keep the
 	 * job's lease fresh (XCLAIM JUSTID) and the connection alive (AMQP
-	 * heartbeats).  0 or -1.
+	 * heartbeats).  0, -1 on error, or 1 when the job is no longer ours
+	 * (another instance reclaimed it): the worker then stops working on
+	 * it, and neither acks, gives back nor dead-letters it.
 	 */
 	int (*keepalive)(struct source *, struct source_msg *);
 	/* Release what the message holds (not the message itself). */

@@ -7,14 +7,22 @@
  * name until it is acknowledged (XACK), given back (jobq_requeue_owned) or
  * dead-lettered.  While a job runs, keepalive re-claims the entry to
  * ourselves (XCLAIM ... JUSTID), which resets its idle time, so that no
- * other instance's reclaim ever takes it.  Jobs left pending by a whole
- * instance that died are taken over by idle workers with XAUTOCLAIM once
- * they have been idle for queue.visibility_timeout.
+ * other instance's reclaim ever takes it; but only while the entry is
+ * still ours, in one script (jobq_keepalive_owned): one that another
+ * instance reclaimed after a partition is left to it, and the worker
+ * stops.  Jobs left pending by a whole instance that died are taken over
+ * by idle workers with XAUTOCLAIM once they have been idle for
+ * queue.visibility_timeout.
+ *
+ * An error reply that says the queue Redis cannot serve now (loading,
+ * read-only, out of memory: rconn_reply_is_outage) is an outage like a
+ * lost connection, never a reason to give up on something for good.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -27,6 +35,8 @@
 
 /* How often, at most, an idle worker looks for abandoned entries. */
 #define RECLAIM_EVERY_NS (5LL * 1000000000)
+/* Tries of an ack refused for an outage: 100 ms apart, doubling (3 s). */
+#define ACK_TRIES 6
 
 struct redis_src {
 	redisContext *c;
@@ -215,6 +225,11 @@ src_reclaim(struct source *src, struct redis_src *rs, struct source_msg *m,
 		snprintf(err, errlen, "XAUTOCLAIM: %s", rs->c->errstr);
 		return -1;
 	}
+	if (rconn_reply_is_outage(r)) {
+		snprintf(err, errlen, "XAUTOCLAIM: %s", r->str);
+		freeReplyObject(r);
+		return -1;
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* Redis before 6.2 has no XAUTOCLAIM: no reclaim, no harm. */
 		log_debug("XAUTOCLAIM: %s", r->str);
@@ -296,14 +311,34 @@ static int
 src_ack(struct source *src, struct source_msg *m)
 {
 	struct redis_src *rs = src->priv;
+	struct timespec ts;
 	redisReply *r;
-	int rc;
+	int64_t ms = 100;
+	int rc, tries;
 
 	if (rs == NULL || rs->c == NULL)
 		return -1;
-	r = src_command(rs->c, "XACK %s %s %s", rs->key, JOBQ_GROUP, m->entry);
-	if (r == NULL)
-		return -1;
+	for (tries = 1;; tries++) {
+		r = src_command(rs->c, "XACK %s %s %s", rs->key, JOBQ_GROUP,
+		    m->entry);
+		if (r == NULL)
+			return -1;
+		/*
+		 * A failover or a full Redis refuses the ack for a moment:
+		 * worth a few tries, as the entry would otherwise wait for
+		 * visibility_timeout to be reclaimed and found done.
+		 */
+		if (!rconn_reply_is_outage(r) || tries == ACK_TRIES)
+			break;
+		log_debug("XACK %s: %s; trying again", m->entry, r->str);
+		freeReplyObject(r);
+		ts.tv_sec = ms / 1000;
+		ts.tv_nsec = (ms % 1000) * 1000000;
+		nanosleep(&ts, NULL);
+		ms *= 2;
+	}
+	if (r->type == REDIS_REPLY_ERROR)
+		log_warnx("XACK %s: %s", m->entry, r->str);
 	rc = r->type == REDIS_REPLY_INTEGER ? 0 : -1;
 	freeReplyObject(r);
 	return rc;
@@ -389,19 +424,22 @@ static int
 src_keepalive(struct source *src, struct source_msg *m)
 {
 	struct redis_src *rs = src->priv;
-	redisReply *r;
-	int rc;
+	char err[256];
 
 	if (rs == NULL || rs->c == NULL)
 		return -1;
 	/* Claiming to ourselves resets the entry's idle time. */
-	r = src_command(rs->c, "XCLAIM %s %s %s 0 %s JUSTID", rs->key,
-	    JOBQ_GROUP, src->consumer, m->entry);
-	if (r == NULL)
-		return -1;
-	rc = r->type == REDIS_REPLY_ARRAY ? 0 : -1;
-	freeReplyObject(r);
-	return rc;
+	switch (jobq_keepalive_owned(rs->c, src->cfg, src->queue, m->entry,
+	    src->consumer, err, sizeof(err))) {
+	case 1:
+		return 0;
+	case 0:
+		return 1;
+	}
+	if (rs->c->err == REDIS_ERR_OOM)
+		worker_oom();
+	log_warnx("%s", err);
+	return -1;
 }
 
 static void

@@ -84,6 +84,16 @@ struct worker {
 	int giveback_failed;
 	char giveback_reason[256];
 	int64_t giveback_hold_ns;	/* until then, not even a stop */
+	/*
+	 * The attempt an outage cost could not be taken back either (the
+	 * queue Redis refused every write): it is, before the give-back.
+	 */
+	int giveback_refund;
+	/*
+	 * The job in hand was taken over by another instance (its entry is
+	 * pending under another consumer): it is theirs, stop at once.
+	 */
+	int job_lost;
 	/* Its progress, which Redis may not have taken either. */
 	struct checkpoint giveback_cp;
 	int giveback_has_cp;
@@ -295,8 +305,11 @@ worker_tick(void *arg)
 {
 	struct worker *w = arg;
 	int64_t now, every;
+	int rc;
 
 	worker_housekeeping(w);
+	if (w->job_lost)
+		return -1;
 	now = now_mono_ns();
 	/* Well inside visibility_timeout, however short it is set. */
 	every = KEEPALIVE_EVERY_NS;
@@ -304,7 +317,13 @@ worker_tick(void *arg)
 		every = w->cfg->queue.visibility_timeout_ms * 250000LL;
 	if (w->cur != NULL && now - w->last_keepalive_ns >= every) {
 		w->last_keepalive_ns = now;
-		if (w->src.ops->keepalive(&w->src, w->cur) == -1) {
+		if ((rc = w->src.ops->keepalive(&w->src, w->cur)) == 1) {
+			log_warnx("job %s was taken over by another instance; "
+			    "stopping it", w->cur->job.job_id);
+			w->job_lost = 1;
+			return -1;
+		}
+		if (rc == -1) {
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 			w->keepalive_failed = 1;
 			return -1;
@@ -336,6 +355,18 @@ worker_dead_letter(struct worker *w, struct source_msg *m,
 	metric_inc(w->slot->cells, MC_JOBS + JOB_DEAD_LETTERED);
 }
 
+/*
+ * Keep the job in hand, to give it back once reconnected (or for the
+ * supervisor to requeue, should this worker exit meanwhile).
+ */
+static void
+worker_keep(struct worker *w, const char *reason)
+{
+	w->giveback_failed = 1;
+	w->giveback_hold_ns = now_mono_ns() + GIVEBACK_HOLD_MS * 1000000LL;
+	strlcpy(w->giveback_reason, reason, sizeof(w->giveback_reason));
+}
+
 /* Give a job back to its queue; 0 or -1. */
 static int
 worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
@@ -344,11 +375,7 @@ worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("job %s could not be given back (%s); left pending",
 		    m->job.job_id, reason);
-		w->giveback_failed = 1;
-		w->giveback_hold_ns = now_mono_ns() + GIVEBACK_HOLD_MS *
-		    1000000LL;
-		strlcpy(w->giveback_reason, reason,
-		    sizeof(w->giveback_reason));
+		worker_keep(w, reason);
 		return -1;
 	}
 	return 0;
@@ -387,6 +414,11 @@ static void
 worker_give_back_again(struct worker *w, struct source_msg *m)
 {
 	w->giveback_failed = 0;
+	if (w->giveback_refund) {
+		w->giveback_refund = 0;
+		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	}
 	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
 		/*
 		 * Record first how far the job got: what the transport took
@@ -576,8 +608,20 @@ worker_run(struct worker *w, struct source_msg *m)
 	if (rc == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("checkpoint: %s", w->queue->err ? w->queue->errstr :
-		    "unexpected reply");
-		worker_give_back(w, m, "redis");
+		    "refused or unexpected reply");
+		if (!checkpoint_failed_outage(w->queue)) {
+			/*
+			 * The checkpoint itself cannot be read or written
+			 * (not a hash): the job could never run, and given
+			 * back it would come round again at once, for ever.
+			 */
+			worker_dead_letter(w, m, "checkpoint unreadable", 1);
+			goto out;
+		}
+		/* No attempt was counted: give it back, and back off. */
+		if (worker_give_back(w, m, "redis") == 0)
+			metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
+		w->retries++;
 		goto out;
 	}
 	if (rc == 1) {
@@ -627,6 +671,20 @@ worker_run(struct worker *w, struct source_msg *m)
 	w->cur = NULL;
 	worker_transport_failures(w, terr0, sent0, &cp, res);
 	metric_observe(w->slot->cells, HIST_JOB_DURATION, ran);
+	if (w->job_lost) {
+		/*
+		 * Another instance reclaimed the entry while this one was
+		 * cut off: no ack, give-back, dead letter nor attempt refund,
+		 * which would all act on its run.
+		 */
+		w->job_lost = 0;
+		log_info("job %s left to the instance that holds it now",
+		    m->job.job_id);
+		goto out;
+	}
+	/* The queue Redis failed the lease: not the job's fault either. */
+	if (res == DIGEST_RETRY && w->keepalive_failed)
+		cp.outage = 1;
 	if (res == DIGEST_RETRY && worker_cmd(w) == SB_CMD_DRAIN &&
 	    !w->keepalive_failed)
 		res = DIGEST_STOPPED;
@@ -662,10 +720,21 @@ worker_run(struct worker *w, struct source_msg *m)
 		 * to one.  A failure of the job's own (bad data, a recipient
 		 * deferred for good) counts, and ends in the dead letters.
 		 */
-		if (cp.outage) {
-			if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
-				metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		} else if (cp.attempts >= w->cfg->queue.max_attempts) {
+		if (cp.outage && checkpoint_refund(w->queue, w->cfg,
+		    &m->job) == -1) {
+			/*
+			 * The queue Redis takes no write now: the refund,
+			 * then the give-back, once it does.
+			 */
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			log_kv(LOG_LEVEL_WARN, "job held until Redis takes "
+			    "writes again", "reason", reason, NULL);
+			w->giveback_refund = 1;
+			worker_keep(w, reason);
+			w->retries++;
+			break;
+		}
+		if (!cp.outage && cp.attempts >= w->cfg->queue.max_attempts) {
 			worker_dead_letter(w, m, reason, cp.attempts);
 			metric_inc(w->slot->cells, MC_JOBS + JOB_FAILED);
 			break;
@@ -802,11 +871,17 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		w.src.ops->msg_clear(&w.src, &m);
 		atomic_fetch_add(&w.slot->jobs_done, 1);
 
-		/* A connection lost during the job is replaced now. */
+		/*
+		 * A connection lost during the job is replaced now; so are
+		 * those of a job that Redis would not take back, so that the
+		 * give-back waits (in worker_connect) until it serves again.
+		 */
 		if ((w.data != NULL && w.data->err) ||
-		    (w.queue != NULL && w.queue->err) || w.keepalive_failed) {
-			log_warnx("connection lost during the job; "
-			    "reconnecting");
+		    (w.queue != NULL && w.queue->err) || w.keepalive_failed ||
+		    w.giveback_failed) {
+			log_warnx("%s; reconnecting", w.giveback_failed ?
+			    "the job waits for Redis to take it back" :
+			    "connection lost during the job");
 			worker_disconnect(&w);
 			worker_connect(&w);
 		}

@@ -19,13 +19,9 @@ RESTART_REASONS = ["crash", "oom", "stall", "recycle", "reload"]
 JOB_RESULTS = ["ok", "failed", "retried", "dead_lettered"]
 EMAIL_RESULTS = ["sent", "deferred", "rejected"]
 TRANSPORTS = ["smtp", "amqp", "maildir"]
-<<<<<<< HEAD
+TRANSPORT_FAILURES = ["connect", "tls", "auth", "sender", "protocol"]
 SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent",
                 "suppressed", "bad_data"]
-=======
-TRANSPORT_FAILURES = ["connect", "tls", "auth", "sender", "protocol"]
-SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent"]
->>>>>>> wp/postfix
 HISTOGRAMS = ["digest_job_duration_seconds", "digest_job_queue_wait_seconds",
               "digest_email_delay_seconds"]
 

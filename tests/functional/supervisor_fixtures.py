@@ -47,6 +47,30 @@ def seed_group(r, gid, members=5, posts=3, excerpt_bytes=40, window_end=None,
     return uids
 
 
+# Members that one batch of BIG_BATCH reads at once: about 29 MB of worker
+# memory (the member list's reply, the pipeline of user reads), more than a
+# memory_limit of 24M.  No single value in the activity store can do that
+# (reads are capped), so a batch too large for memory_limit, as a
+# misconfigured pool would have, is what makes a worker run out of memory.
+BIG_BATCH = 100000
+
+
+def seed_big_group(r, gid, window_end=None, members=BIG_BATCH):
+    """Write group gid with members members (no user hashes) and one post
+    in the window; returns the member uids, 16 digits long."""
+    window_end = window_end or int(time.time())
+    uids = [10 ** 15 + gid * 10 ** 6 + i for i in range(1, members + 1)]
+    p = r.pipeline(transaction=False)
+    p.hset("group:%d" % gid, mapping={"name": "Group %d" % gid})
+    p.zadd("groups:active", {str(gid): window_end - 60})
+    for i in range(0, members, 10000):
+        p.zadd("group:%d:members" % gid, {str(u): u for u in uids[i:i + 10000]})
+    p.zadd("group:%d:posts" % gid, {str(gid * 1000): window_end - 600})
+    p.hset("post:%d" % (gid * 1000), mapping={"title": "Post", "author_id": "1"})
+    p.execute()
+    return uids
+
+
 def job_fields(gid, uids, window_end=None, period="daily"):
     window_end = window_end or int(time.time())
     return {

@@ -59,7 +59,9 @@ def test_redis_crash_mid_job_job_given_back_after_reconnect(tmp_path):
         log = d.log()
         assert re.search(r"job \S+ given back after reconnecting", log), log[-3000:]
         assert "reclaimed entry" not in log
-        assert int(st["attempts"]) >= 2, st
+        # Delivered twice, but a Redis crash is an outage, not the job's
+        # fault: the attempt it cost is given back once Redis is back.
+        assert st["attempts"] == "1", st
         assert d.stop() == 0
     finally:
         if d is not None:

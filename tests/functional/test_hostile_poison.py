@@ -1,5 +1,5 @@
 """Poison jobs: a group that makes its worker exceed memory_limit on every
-attempt, and jobs that cannot be decoded (a field missing, a field not a
+attempt (100,000 members in one batch), and jobs that cannot be decoded (a field missing, a field not a
 number).  Each ends in digest:dlq with its reason, the first after exactly
 max_attempts deliveries that each cost a worker, the others at once; and
 meanwhile the pool serves the other jobs at nearly the rate it had with no
@@ -10,8 +10,9 @@ import pytest
 
 from harness import ASAN, metric_sum, wait_for
 from supervisor_fixtures import (  # noqa: F401 (fixtures)
-    SlowSmtpSink, checkpoint, dead_letters, enqueue, job_fields, log_lines,
-    queue_state, redis_tcp, restarts, seed_group, sup_config)
+    BIG_BATCH, SlowSmtpSink, checkpoint, dead_letters, enqueue, job_fields,
+    log_lines, queue_state, redis_tcp, restarts, seed_big_group, seed_group,
+    sup_config)
 
 MAX_ATTEMPTS = 3
 
@@ -64,7 +65,8 @@ def config(tmp_path, redis_tcp, sink, memory_limit):
     text, _ = sup_config(
         tmp_path, redis_tcp,
         {"standard": {"queue": "standard", "workers": 2, "memory_limit": memory_limit}},
-        smtp=sink, extra="[queue]\nmax_attempts = %d\n" % MAX_ATTEMPTS)
+        smtp=sink, digest="batch_size = %d" % BIG_BATCH,
+        extra="[queue]\nmax_attempts = %d\n" % MAX_ATTEMPTS)
     return text
 
 
@@ -107,9 +109,8 @@ def test_poison_jobs_dead_lettered_pool_keeps_its_rate(tmp_path, redis_tcp, sink
                                                         digestd_factory):
     r = redis_tcp.client()
     wend = int(time.time()) // 86400 * 86400
-    # 4 posts of 16 MB each: reading one takes more than the 24 MB limit.
-    huge = seed_group(r, 9000, members=3, posts=4, excerpt_bytes=16 << 20,
-                      window_end=wend)
+    # A whole membership in one batch takes more than the 24 MB limit.
+    huge = seed_big_group(r, 9000, window_end=wend)
     poison = job_fields(9000, huge, window_end=wend)
     d = digestd_factory(config(tmp_path, redis_tcp, sink, "24M")).start()
 

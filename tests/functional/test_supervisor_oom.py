@@ -1,13 +1,14 @@
-"""A worker that exceeds its memory_limit (a group whose posts carry
-huge excerpts) exits with the OOM code and is replaced as `oom`; the job
-is dead-lettered after max_attempts with reason oom; the other pool keeps
-working."""
+"""A worker that exceeds its memory_limit (a group of 100,000 members read
+in one batch: batch_size too large for the pool's memory_limit) exits with
+the OOM code and is replaced as `oom`; the job is dead-lettered after
+max_attempts with reason oom; the other pool keeps working."""
 import pytest
 
 from harness import ASAN, wait_for
 from supervisor_fixtures import (  # noqa: F401
-    checkpoint, dead_letters, enqueue, job_fields, log_lines, queue_state,
-    redis_tcp, restarts, seed_group, sup_config, wait_workers, workers)
+    BIG_BATCH, checkpoint, dead_letters, enqueue, job_fields, log_lines,
+    queue_state, redis_tcp, restarts, seed_big_group, seed_group, sup_config,
+    wait_workers, workers)
 
 pytestmark = pytest.mark.skipif(
     ASAN, reason="no data limit can be set under the sanitizer's shadow memory")
@@ -16,12 +17,13 @@ pytestmark = pytest.mark.skipif(
 def test_worker_over_memory_limit_is_oom_and_job_dead_lettered(tmp_path, redis_tcp,
                                                                digestd_factory):
     r = redis_tcp.client()
-    huge = seed_group(r, 1, members=3, posts=6, excerpt_bytes=12 * 1024 * 1024)
+    huge = seed_big_group(r, 1)
     small = seed_group(r, 2, members=3, posts=2)
     text, _ = sup_config(
         tmp_path, redis_tcp,
         {"big": {"queue": "priority", "workers": 1, "memory_limit": "16M"},
          "standard": {"workers": 1, "memory_limit": "64M"}},
+        digest="batch_size = %d" % BIG_BATCH,
         extra="[queue]\nmax_attempts = 2\n")
     d = digestd_factory(text).start()
     (std_worker,) = wait_workers(d, 1, "standard")
