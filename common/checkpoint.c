@@ -203,19 +203,31 @@ int
 checkpoint_save(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
 {
+	const struct parked *p;
 	char key[512];
-	int rc;
+	int i, rc;
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	rc = checkpoint_sync(q, cp);
 	if (q->err)
 		return -1;
+	/*
+	 * The parked recipients first: Redis applies one connection's
+	 * commands in order, so the cursor never lands without them.
+	 */
+	for (i = 0; i < cp->nunsaved; i++) {
+		p = &cp->unsaved[i];
+		redisAppendCommand(q, "HSET %s d:%lld %lld:%lld:%d deferred %lld",
+		    key, (long long)p->uid, (long long)p->first_ms,
+		    (long long)p->next_ms, p->tries, (long long)cp->parked);
+	}
 	cp_append_progress(q, key, cp);
 	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	if (cp_replies(q, 3, NULL) == -1)
+	if (cp_replies(q, cp->nunsaved + 3, NULL) == -1)
 		return -1;
+	cp->nunsaved = 0;
 	return rc;
 }
 

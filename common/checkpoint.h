@@ -43,6 +43,9 @@ struct parked {
 	int tries;		/* 4xx answers so far */
 };
 
+/* Parked recipients Redis could not take yet, kept for the next save. */
+#define CP_UNSAVED_MAX 16
+
 struct checkpoint {
 	struct cursor cursor;	/* the last member done; unset at first */
 	int64_t sent;
@@ -55,6 +58,14 @@ struct checkpoint {
 	int64_t due_ms;		/* DIGEST_WAIT: when the job is due again */
 	char last_error[128];	/* why the previous attempt ended, if known */
 	int pending;		/* replies not read back yet */
+	/*
+	 * Recipients deferred while Redis was away: the cursor may be past
+	 * them, so they are written with it by the next checkpoint_save,
+	 * before or together with the cursor.  parked is their total count.
+	 */
+	struct parked unsaved[CP_UNSAVED_MAX];
+	int nunsaved;
+	size_t parked;
 };
 
 /*
@@ -66,7 +77,10 @@ struct checkpoint {
 int checkpoint_start(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
 
-/* Save cursor and counts, and read back what was pending.  0 or -1. */
+/*
+ * Save cursor and counts, with the parked recipients not saved yet, and
+ * read back what was pending.  0 or -1.
+ */
 int checkpoint_save(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
 

@@ -791,13 +791,38 @@ digest_retry_ms(struct run *rn, int tries)
 }
 
 /*
+ * Keep p for the next checkpoint save, Redis being away: the frontier may
+ * then pass it, but the slot's cursor (which the supervisor saves alone
+ * if this worker dies) stays behind until the save.  0, or -1 when there
+ * is no room left to keep it.
+ */
+static int
+digest_park_later(struct run *rn, const struct parked *p)
+{
+	struct checkpoint *cp = rn->cp;
+	int i;
+
+	for (i = 0; i < cp->nunsaved; i++)
+		if (cp->unsaved[i].uid == p->uid)
+			break;
+	if (i == CP_UNSAVED_MAX)
+		return -1;
+	cp->unsaved[i] = *p;
+	if (i == cp->nunsaved)
+		cp->nunsaved++;
+	return 0;
+}
+
+/*
  * Record a 4xx for uid: parked with its first try now, or, parked
  * already, its next try moved on the clock.  Sent to Redis, and read back
- * before the cursor in the slot may pass it: the supervisor saves that
- * cursor alone when a worker dies, and must never skip a recipient whose
- * wait Redis does not know.
+ * before the cursor may pass it: a cursor saved past a recipient whose
+ * wait Redis does not know would lose that recipient.  When Redis does
+ * not take it, it is kept for the next save (digest_park_later).  0, or
+ * -1 when it could be neither saved nor kept: the frontier then stops
+ * before it, and the recipient is tried again.
  */
-static void
+static int
 digest_park(struct run *rn, int64_t uid)
 {
 	struct parked *p;
@@ -815,10 +840,14 @@ digest_park(struct run *rn, int64_t uid)
 	}
 	p->tries++;
 	p->next_ms = now + digest_retry_ms(rn, p->tries);
+	rn->cp->parked = rn->npk;
 	if (checkpoint_park(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp, p,
 	    rn->npk) == -1 ||
-	    checkpoint_sync(rn->ctx->queue, rn->cp) == -1)
+	    checkpoint_sync(rn->ctx->queue, rn->cp) == -1) {
 		digest_cp_failed(rn);
+		return digest_park_later(rn, p);
+	}
+	return 0;
 }
 
 /* uid is no longer waiting (sent, rejected, given up, not eligible). */
@@ -827,9 +856,19 @@ digest_unpark(struct run *rn, int64_t uid)
 {
 	struct parked *p;
 
+	struct checkpoint *cp = rn->cp;
+	int i;
+
 	if ((p = digest_parked_find(rn, uid)) == NULL)
 		return;
 	*p = rn->pk[--rn->npk];
+	cp->parked = rn->npk;
+	for (i = 0; i < cp->nunsaved; i++) {
+		if (cp->unsaved[i].uid == uid) {
+			cp->unsaved[i] = cp->unsaved[--cp->nunsaved];
+			break;
+		}
+	}
 	if (checkpoint_unpark(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp,
 	    uid, rn->npk) == -1)
 		digest_cp_failed(rn);
@@ -844,6 +883,8 @@ digest_save(struct run *rn)
 		digest_cp_failed(rn);
 		return -1;
 	}
+	/* Everything it knows is in Redis: the slot may follow. */
+	sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
 	return rn->save_failed ? -1 : 0;
 }
 
@@ -873,7 +914,9 @@ digest_advance(struct run *rn)
 	rn->front = f;
 	if (!moved)
 		return;
-	sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
+	/* Not past a recipient whose wait Redis does not know yet. */
+	if (rn->cp->nunsaved == 0)
+		sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
 	if (checkpoint_progress(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1)
 		digest_cp_failed(rn);
@@ -949,9 +992,12 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		/*
 		 * Parked at once, so that the frontier goes on past it:
 		 * everyone sent after it is recorded as done, and a kill
-		 * later in the batch re-sends nobody.
+		 * later in the batch re-sends nobody.  Unless Redis did not
+		 * take it: then it holds the frontier, as a message without
+		 * an outcome does.
 		 */
-		digest_park(rn, m->uid);
+		if (digest_park(rn, m->uid) == -1 && !rn->parked_pass)
+			m->state = M_UNCONFIRMED;
 		break;
 	}
 	if (!rn->parked_pass)

@@ -1,8 +1,11 @@
 """The chaos run's short form (tests/chaos/run.py; `make chaos` is the full
-one): worker SIGKILLs, a Redis crash and restart on its AOF, a 4xx burst
-and an outage of the SMTP sink, SIGHUPs (one broken, one resizing), then
-SIGTERM.  Nothing may be lost, duplicates stay bounded, counters never go
-down, digestd exits 0 and leaves no zombie.  The same on the amqp
+one): worker SIGKILLs, a whole instance SIGKILLed and replaced, a Redis
+crash and restart on its AOF, a 4xx burst, greylisting, a recipient
+deferred for ever and an outage of the SMTP sink, SIGHUPs (one broken, one
+resizing), a schedule run while groups:active changes under it, then
+SIGTERM.  Nothing may be lost, duplicates stay bounded (one per killed
+worker, one per job in hand of the instance killed whole), counters never
+go down, digestd exits 0 and leaves no zombie.  The same on the amqp
 backend with a broker restart."""
 import os
 import sys
@@ -18,7 +21,11 @@ def assert_figures(res):
     assert res["unexpected"] == 0, figures
     assert res["jobs_done"] == res["jobs"], figures
     assert res["dead_letters"] == 0, figures
-    assert res["duplicates"] <= res["kills"], figures
+    assert res["duplicates"] <= res["kills"] + res["jobs_in_hand"], figures
+    assert res["instance_kills"] == chaos.SHORT["instance_kills"], figures
+    assert res["greylisted_replies"] > 0, figures
+    assert res["given_up"] > 0 and res["given_up_delivered"] == 0, figures
+    assert res["emails_rejected"] >= res["given_up"], figures
     assert res["exit_code"] == 0, figures
     assert res["zombies_lingering"] == 0 and res["children_after"] == 0, figures
     assert res["counter_decreases"] == 0, figures

@@ -250,3 +250,63 @@ def test_status_shows_the_wait(tmp_path, backend, request, tcp_redis):
             d.kill()
     finally:
         sink.stop()
+
+
+def test_deferred_while_redis_is_away_is_not_lost(tmp_path, tcp_redis):
+    """A recipient answered 4xx at the moment Redis goes away (its wait
+    cannot be recorded) is kept and recorded once Redis is back: never
+    lost, though the cursor moved past it."""
+    r = tcp_redis.client()
+    ws, we = window()
+    write_groups(r, {7: [71, 72, 73, 74, 75, 76]}, we)
+    r.config_set("appendfsync", "always")
+    victim = "u73@example.org"
+    seen = []
+
+    def crash_then_restart():
+        tcp_redis.srv.proc.kill()
+        tcp_redis.srv.proc.wait(timeout=10)
+        time.sleep(1.5)
+        tcp_redis.start()
+
+    def reply(addr):
+        seen.append(addr)
+        if addr == victim and seen.count(victim) == 1:
+            # Redis dies as this recipient is deferred.
+            threading.Thread(target=crash_then_restart, daemon=True).start()
+            time.sleep(0.3)
+            return "451 4.7.1 greylisted, try again later"
+        return None
+
+    sink = SmtpSink()
+    sink.reply_for = reply
+    sink.start()
+    try:
+        cfg = smtp_config(tmp_path, tcp_redis, _NoRabbit(), "/", "redis", sink)
+        with open(cfg) as f:
+            text = f.read().replace("max_attempts = 3", "max_attempts = 20")
+        with open(cfg, "w") as f:
+            f.write(text)
+        d = Digestd(cfg, tmp_path)
+        d.start()
+        try:
+            digestctl(cfg, "enqueue", "--group", "7", "--period", "daily",
+                      "--now", str(we + 3600))
+            j = "daily.%d.7.0" % we
+
+            def done():
+                try:
+                    return tcp_redis.client().hget("digest:job:" + j,
+                                                   "state") == "done"
+                except Exception:   # Redis is away for a moment
+                    return False
+            wait_for(done, timeout=60, interval=0.3, what="the job done")
+            got = [m[1] for m in sink.messages]
+            want = ["u%d@example.org" % u for u in range(71, 77)]
+            assert sorted(set(got)) == want, got
+            assert got.count(victim) == 1
+            assert len(got) - len(set(got)) <= 1, got
+        finally:
+            d.kill()
+    finally:
+        sink.stop()
