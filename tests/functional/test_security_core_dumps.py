@@ -23,13 +23,20 @@ import urllib.request
 import pytest
 
 from harness import (
-    DIGESTCTL, DIGESTD, RedisServer, free_port, kill_pid, metric, wait_for)
+    ASAN, DIGESTCTL, DIGESTD, RedisServer, free_port, kill_pid, metric, wait_for)
 import deploy_helpers as dh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root (drops to nobody)")
 
 START_SOFT = 4 * 1024 * 1024
+
+# AddressSanitizer sets the core limit to 0 itself, before main, unless
+# told not to: the limit found at start would be its own.
+ENV = dict(os.environ)
+if ASAN:
+    ENV["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                 "disable_coredump=0"]))
 
 
 def start_limit():
@@ -130,7 +137,7 @@ def test_processes_holding_the_config_dump_no_core(base, core_dumps):
         conf = config(base, srv.port, port, core_dumps)
         proc = subprocess.Popen([DIGESTD, "-c", conf], stdout=logf,
                                 stderr=subprocess.STDOUT, preexec_fn=start_limit,
-                                cwd=base)
+                                cwd=base, env=ENV)
 
         def ready():
             assert proc.poll() is None, open(os.path.join(base, "digestd.log")).read()
@@ -165,7 +172,8 @@ def test_processes_holding_the_config_dump_no_core(base, core_dumps):
             ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
              "--clear-groups", DIGESTCTL, "-c", ctl_conf, "watch", "--interval", "0.2",
              "--timeout", "60s"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=start_limit)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=start_limit,
+            env=ENV)
         line = ctl.stdout.readline()
         assert b"idle=" in line, line + ctl.stderr.read()
         check(ctl.pid, "digestctl", core_dumps, nobody)
