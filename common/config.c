@@ -922,6 +922,7 @@ config_read_secret(const char *path, char *buf, size_t size, char *why,
 	}
 	return 0;
 fail:
+	explicit_bzero(buf, size);
 	close(fd);
 	return -1;
 }

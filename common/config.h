@@ -135,7 +135,7 @@ struct config {
 	} amqp_out;
 };
 
-/* The shortest unsubscribe_secret: a shorter HMAC key makes tokens forgeable. */
+/* The shortest unsubscribe_secret: with a shorter key tokens are forgeable. */
 #define CONFIG_SECRET_MIN 32
 
 /*
