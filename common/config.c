@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,10 +41,13 @@
 /* The total of workers over all pools: a reload roll must fit 256 slots. */
 #define CONFIG_WORKERS_MAX 100
 
+/* A secret file larger than this is the wrong file. */
+#define CONFIG_SECRET_FILE_MAX 4096
+
 enum config_type {
 	CT_STRING,	/* text without control characters */
 	CT_NAME,	/* [A-Za-z0-9._-]+ */
-	CT_SECRET,	/* text never repeated in a message */
+	CT_SECRET,	/* text never repeated in a message, min bytes long */
 	CT_PATH,	/* made absolute against the file's directory */
 	CT_INT,		/* int, within min..max */
 	CT_INT64,	/* int64_t, within min..max */
@@ -63,6 +67,7 @@ enum config_type {
 #define CF_REQUIRED	0x02	/* must be set (implies CF_NONEMPTY) */
 #define CF_SECRET	0x04	/* never repeat the value */
 #define CF_POOLNAME	0x08	/* default is the pool's name */
+#define CF_SECRET_FILE	0x10	/* KEY_file: the file holding secret KEY */
 
 struct config_key {
 	const char *section;	/* "pool" for [pool.NAME] */
@@ -89,6 +94,7 @@ static const char *const transport_choices[] = {
 static const char *const starttls_choices[] = {
 	"off", "optional", "required", NULL
 };
+static const char *const core_dumps_choices[] = { "no", "yes", NULL };
 
 #define C(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define P(f) offsetof(struct pool_config, f), \
@@ -153,6 +159,10 @@ static const struct config_key config_keys[] = {
 	    log_format_choices, "logfmt", 0, "logfmt | json" },
 	{ "supervisor", "log_file", CT_PATH, C(supervisor.log_file), 0, 0, NULL,
 	    "", 0, "Empty: stderr.  Reopened on SIGUSR1." },
+	{ "supervisor", "core_dumps", CT_ENUM, C(supervisor.core_dumps), 0, 0,
+	    core_dumps_choices, "no", 0,
+	    "no: digestd and digestctl dump no core (RLIMIT_CORE 0, not\n"
+	    "dumpable): a core would carry the secrets.  yes: for debugging." },
 	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "",
 	    0,
 	    "Drop privileges to this user after binding; empty: stay." },
@@ -165,6 +175,9 @@ static const struct config_key config_keys[] = {
 	    "Unix socket path, used instead of host and port." },
 	{ "redis", "password", CT_SECRET, C(redis.password), 0, 0, NULL, "",
 	    CF_SECRET, "AUTH password; empty: none.  Never logged." },
+	{ "redis", "password_file", CT_PATH, C(redis.password_file), 0, 0, NULL,
+	    "", CF_SECRET_FILE, "A file holding the password instead (one "
+	    "trailing newline dropped),\nread at start and on reload." },
 	{ "redis", "db", CT_INT, C(redis.db), 0, 65535, NULL, "0", 0,
 	    "Database number (SELECT)." },
 	{ "redis", "key_prefix", CT_STRING, C(redis.key_prefix), 0, 0, NULL, "",
@@ -181,6 +194,10 @@ static const struct config_key config_keys[] = {
 	    "", 0, "Unix socket path, used instead of host and port." },
 	{ "queue_redis", "password", CT_SECRET, C(queue_redis.password), 0, 0,
 	    NULL, "", CF_SECRET, "AUTH password; empty: none.  Never logged." },
+	{ "queue_redis", "password_file", CT_PATH, C(queue_redis.password_file),
+	    0, 0, NULL, "", CF_SECRET_FILE, "A file holding the password "
+	    "instead (one trailing newline dropped),\nread at start and on "
+	    "reload." },
 	{ "queue_redis", "db", CT_INT, C(queue_redis.db), 0, 65535, NULL, "0",
 	    0, "Database number (SELECT)." },
 	{ "queue_redis", "timeout", CT_DURATION, C(queue_redis.timeout_ms), 1,
@@ -222,9 +239,14 @@ static const struct config_key config_keys[] = {
 	    0, 0, NULL, "https://example.com/unsubscribe", CF_NONEMPTY,
 	    "List-Unsubscribe gets ?u=UID&g=GID&t=TOKEN appended." },
 	{ "digest", "unsubscribe_secret", CT_SECRET,
-	    C(digest.unsubscribe_secret), 0, 0, NULL, "",
+	    C(digest.unsubscribe_secret), CONFIG_SECRET_MIN, 0, NULL, "",
 	    CF_REQUIRED | CF_NONEMPTY | CF_SECRET,
-	    "Required: HMAC key for unsubscribe tokens." },
+	    "Required (or unsubscribe_secret_file): HMAC key for unsubscribe "
+	    "tokens,\nat least 32 bytes (openssl rand -hex 32)." },
+	{ "digest", "unsubscribe_secret_file", CT_PATH,
+	    C(digest.unsubscribe_secret_file), 0, 0, NULL, "",
+	    CF_NONEMPTY | CF_SECRET_FILE, "A file holding the key instead (one "
+	    "trailing newline dropped),\nread at start and on reload." },
 	{ "digest", "template_dir", CT_PATH, C(digest.template_dir), 0, 0, NULL,
 	    "", 0, "Empty: built-in templates." },
 
@@ -251,6 +273,9 @@ static const struct config_key config_keys[] = {
 	    "AUTH when set." },
 	{ "smtp", "password", CT_SECRET, C(smtp.password), 0, 0, NULL, "",
 	    CF_SECRET, "AUTH password, with username.  Never logged." },
+	{ "smtp", "password_file", CT_PATH, C(smtp.password_file), 0, 0, NULL,
+	    "", CF_SECRET_FILE, "A file holding the password instead (one "
+	    "trailing newline dropped),\nread at start and on reload." },
 	{ "smtp", "messages_per_session", CT_INT, C(smtp.messages_per_session),
 	    1, 1000000, NULL, "500", 0, "Messages sent on one connection." },
 	{ "smtp", "envelope_from", CT_ADDR, C(smtp.envelope_from), 0, 0, NULL,
@@ -408,6 +433,13 @@ config_set(struct config_parse *p, const struct config_key *k, void *dst,
 		if (strlen(v) >= k->size) {
 			snprintf(why, whylen, "is longer than %zu characters",
 			    k->size - 1);
+			return -1;
+		}
+		if (k->type == CT_SECRET && *v != '\0' &&
+		    strlen(v) < (size_t)k->min) {
+			snprintf(why, whylen, "is shorter than %lld bytes (a "
+			    "short key makes tokens forgeable)",
+			    (long long)k->min);
 			return -1;
 		}
 		if (k->type == CT_NAME)
@@ -825,6 +857,133 @@ config_line_of(struct config_parse *p, const char *section, const char *key)
 	return p->section_line[config_section_index(section)];
 }
 
+/*
+ * Read the secret of path into buf (size bytes, NUL-terminated), without
+ * one trailing newline.  The file is opened without blocking and must be a
+ * regular file, so that a FIFO or a device named by mistake cannot hang a
+ * reload.  On error put in why what is wrong, never the content.
+ */
+static int
+config_read_secret(const char *path, char *buf, size_t size, char *why,
+    size_t whylen)
+{
+	struct stat st;
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) ==
+	    -1) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "not a regular file");
+		goto fail;
+	}
+	if (st.st_size >= (off_t)size) {
+		snprintf(why, whylen, "larger than %zu bytes, not a secret",
+		    size - 1);
+		goto fail;
+	}
+	/* One byte more than fits, to see a file that grew since fstat. */
+	while (n < size) {
+		r = read(fd, buf + n, size - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(why, whylen, "%s", strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	if (n == size) {
+		explicit_bzero(buf, size);
+		snprintf(why, whylen, "larger than %zu bytes, not a secret",
+		    size - 1);
+		return -1;
+	}
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n) != NULL) {
+		explicit_bzero(buf, size);
+		snprintf(why, whylen, "holds a NUL byte");
+		return -1;
+	}
+	return 0;
+fail:
+	explicit_bzero(buf, size);
+	close(fd);
+	return -1;
+}
+
+/*
+ * Each KEY_file set: refuse KEY set as well, read the file, and set KEY
+ * from its content with KEY's own checks.  Messages name the key and the
+ * path, never the content.
+ */
+static int
+config_secret_files(struct config_parse *p)
+{
+	const struct config_key *k, *twin;
+	char name[64], why[256], buf[CONFIG_SECRET_FILE_MAX + 1];
+	const char *path;
+	size_t i, len;
+	int t, line;
+
+	for (i = 0; i < NKEYS; i++) {
+		k = &config_keys[i];
+		if (!(k->flags & CF_SECRET_FILE) || p->key_line[i] == 0)
+			continue;
+		line = p->key_line[i];
+		len = strlen(k->key) - strlen("_file");
+		snprintf(name, sizeof(name), "%.*s", (int)len, k->key);
+		if ((t = config_key_index(k->section, name)) == -1) {
+			config_fail(p, line, "[%s] %s: no such secret",
+			    k->section, k->key);
+			return -1;
+		}
+		twin = &config_keys[t];
+		path = (const char *)p->cfg + k->offset;
+		/* Either left empty is unset, as in the example file. */
+		if (*path == '\0')
+			continue;
+		if (p->key_line[t] != 0 &&
+		    *((const char *)p->cfg + twin->offset) != '\0') {
+			config_fail(p, line, "[%s] %s: %s is set too (line %d); "
+			    "set one of them", k->section, k->key, twin->key,
+			    p->key_line[t]);
+			return -1;
+		}
+		why[0] = '\0';
+		if (config_read_secret(path, buf, sizeof(buf), why,
+		    sizeof(why)) == -1) {
+			config_fail(p, line, "[%s] %s: %s: %s", k->section,
+			    k->key, path, why);
+			return -1;
+		}
+		if (config_set(p, twin, (char *)p->cfg + twin->offset, buf, why,
+		    sizeof(why)) == -1) {
+			explicit_bzero(buf, sizeof(buf));
+			config_fail(p, line, "[%s] %s: the secret in %s %s",
+			    k->section, k->key, path, why);
+			return -1;
+		}
+		explicit_bzero(buf, sizeof(buf));
+	}
+	return 0;
+}
+
 /* The checks that involve more than one key, once the file is read. */
 static int
 config_finish(struct config_parse *p)
@@ -833,8 +992,11 @@ config_finish(struct config_parse *p)
 	char b1[32], b2[32], why[128];
 	int i, total, line;
 
-	i = config_key_index("digest", "unsubscribe_secret");
-	if (p->key_line[i] == 0) {
+	if (config_secret_files(p) == -1)
+		return -1;
+	if (p->key_line[config_key_index("digest", "unsubscribe_secret")] ==
+	    0 && p->key_line[config_key_index("digest",
+	    "unsubscribe_secret_file")] == 0) {
 		config_fail(p, 0, "[digest] unsubscribe_secret is required");
 		return -1;
 	}
@@ -1076,6 +1238,15 @@ config_load(const char *file, char *err, size_t errlen)
 	explicit_bzero(buf, n);
 	free(buf);
 	return cfg;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	explicit_bzero(cfg, sizeof(*cfg));
+	free(cfg);
 }
 
 const struct pool_config *

@@ -3,8 +3,13 @@
  * keys (config.c) that holds each key's type, bounds, default and help.
  *
  * The struct holds no pointers: a config is copied by assignment, freed
- * with free(), and a reload builds a new one beside the old and swaps only
- * when the new one is valid.  Durations are milliseconds, sizes bytes.
+ * with config_free() (which wipes the secrets first), and a reload builds a
+ * new one beside the old and swaps only when the new one is valid.
+ * Durations are milliseconds, sizes bytes.
+ *
+ * A secret (a password, the unsubscribe key) may come from a file named by
+ * its *_file twin: the file is read when the config is loaded, so the
+ * secret ends up in the same member either way.
  */
 #ifndef DIGESTD_CONFIG_H
 #define DIGESTD_CONFIG_H
@@ -30,6 +35,7 @@ struct redis_config {
 	int port;
 	char socket[PATH_MAX];		/* absolute after loading; "" if unset */
 	char password[CONFIG_STR_MAX];
+	char password_file[PATH_MAX];	/* where password was read, or "" */
 	int db;
 	char key_prefix[CONFIG_STR_MAX]; /* [redis] only; [queue_redis] copies it */
 	int64_t timeout_ms;
@@ -58,6 +64,7 @@ struct config {
 		int log_level;			/* enum log_level */
 		int log_format;			/* enum log_format */
 		char log_file[PATH_MAX];	/* "" for stderr */
+		int core_dumps;			/* 0: no core, not dumpable */
 		char user[CONFIG_NAME_MAX];
 	} supervisor;
 
@@ -90,6 +97,7 @@ struct config {
 		int batch_size;
 		char unsubscribe_url[CONFIG_URL_MAX];
 		char unsubscribe_secret[CONFIG_STR_MAX];
+		char unsubscribe_secret_file[PATH_MAX];
 		char template_dir[PATH_MAX];
 	} digest;
 
@@ -109,6 +117,7 @@ struct config {
 		int starttls;			/* enum starttls_mode */
 		char username[CONFIG_STR_MAX];
 		char password[CONFIG_STR_MAX];
+		char password_file[PATH_MAX];
 		int messages_per_session;
 		char envelope_from[CONFIG_STR_MAX]; /* digest.from_addr if unset */
 		int64_t defer_retry_min_ms;	/* a 4xx recipient's first retry */
@@ -126,16 +135,23 @@ struct config {
 	} amqp_out;
 };
 
+/* The shortest unsubscribe_secret: with a shorter key tokens are forgeable. */
+#define CONFIG_SECRET_MIN 32
+
 /*
- * Load and validate FILE into a new config.  On error return NULL and put
- * "FILE:LINE: message naming the key" (or "FILE: [section] key is required")
- * in err.  The result is freed with free().
+ * Load and validate FILE into a new config, reading the secret files it
+ * names.  On error return NULL and put "FILE:LINE: message naming the key"
+ * (or "FILE: [section] key is required") in err.  The result is freed with
+ * config_free().
  */
 struct config *config_load(const char *file, char *err, size_t errlen);
 
 /* Load from a buffer; file names the buffer in messages (fuzzing, tests). */
 struct config *config_load_buffer(const char *file, const char *buf,
     size_t len, char *err, size_t errlen);
+
+/* Wipe cfg, secrets included, and free it; NULL is a no-op. */
+void config_free(struct config *cfg);
 
 /* The pool named NAME, or NULL. */
 const struct pool_config *config_pool(const struct config *, const char *name);

@@ -7,6 +7,7 @@
  * configuration, connects, and dispatches.  Exit status 0 on success, 1
  * on failure with the reason on stderr, 2 for a usage error.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "coredump.h"
 #include "ctl.h"
 #include "log.h"
 
@@ -92,20 +94,29 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	/* The config holds the secrets: no core of this process either. */
+	if (coredump_disable() == -1) {
+		fprintf(stderr, "digestctl: cannot disable core dumps: %s\n",
+		    strerror(errno));
+		return 1;
+	}
 	memset(&c, 0, sizeof(c));
 	if ((c.cfg = config_load(file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "digestctl: %s\n", err);
 		return 1;
 	}
+	if (c.cfg->supervisor.core_dumps && coredump_apply(1) == -1)
+		fprintf(stderr, "digestctl: core_dumps = yes: %s\n",
+		    strerror(errno));
 	log_configure(LOG_LEVEL_WARN, c.cfg->supervisor.log_format);
 	if (cmd->needs_redis && ctl_connect(&c) == -1) {
 		fprintf(stderr, "digestctl: %s\n", c.err);
 		ctl_close(&c);
-		free(c.cfg);
+		config_free(c.cfg);
 		return 1;
 	}
 	rv = cmd->fn(&c, argc - 1, argv + 1);
 	ctl_close(&c);
-	free(c.cfg);
+	config_free(c.cfg);
 	return rv;
 }

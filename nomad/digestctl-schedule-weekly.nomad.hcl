@@ -1,6 +1,7 @@
 # The weekly scheduler run as a Nomad periodic batch job.
 #
-#   nomad job run nomad/digestctl-schedule-weekly.nomad.hcl
+#   nomad job run -var digestd_uid=$(id -u digestd) \
+#       nomad/digestctl-schedule-weekly.nomad.hcl
 #
 # Each run is `digestctl schedule --period weekly`: it enqueues the period's jobs
 # and records the run in digest:sched:weekly, which digestd exports as
@@ -12,6 +13,13 @@
 #
 # digestctl-schedule-daily.nomad.hcl and digestctl-schedule-weekly.nomad.hcl
 # differ only in the period and the cron line (the deployment tests check).
+
+# The uid of the digestd user on the clients, as for nomad/digestd.nomad.hcl:
+# the secret files are 0600 and the task user's.
+variable "digestd_uid" {
+  type        = number
+  description = "uid of the digestd user on the clients (id -u digestd)"
+}
 
 job "digestctl-schedule-weekly" {
   type        = "batch"
@@ -54,11 +62,13 @@ job "digestctl-schedule-weekly" {
       }
 
       # digestctl reads the Redis, queue and schedule sections; keep them
-      # equal to nomad/digestd.nomad.hcl's (the deployment tests check).
+      # equal to nomad/digestd.nomad.hcl's (the deployment tests check),
+      # and the secrets too: the config names files rendered beside it.
       template {
         destination          = "secrets/digestd.conf"
         change_mode          = "noop"
-        perms                = "0644"   # in the task's private secrets dir
+        perms                = "0600"
+        uid                  = var.digestd_uid
         error_on_missing_key = true
         data                 = <<-EOT
         [supervisor]
@@ -72,6 +82,7 @@ job "digestctl-schedule-weekly" {
         [queue_redis]
         host = redis-queue.service.internal
         port = 6379
+        password_file = queue_redis_password
         timeout = 2s
 
         [queue]
@@ -94,14 +105,38 @@ job "digestctl-schedule-weekly" {
         [digest]
         from = Groups <digest@example.com>
         unsubscribe_url = https://example.com/unsubscribe
-        {{ with nomadVar "nomad/jobs/digestd" -}}
-        unsubscribe_secret = {{ .unsubscribe_secret }}
-        {{- end }}
+        unsubscribe_secret_file = unsubscribe_secret
 
         [schedule]
         day_start = 00:00
         priority_threshold = 50
         shard_size = 50000
+        EOT
+      }
+
+      template {
+        destination          = "secrets/unsubscribe_secret"
+        change_mode          = "noop"
+        perms                = "0600"
+        uid                  = var.digestd_uid
+        error_on_missing_key = true
+        data                 = <<-EOT
+        {{ with nomadVar "nomad/jobs/digestd" -}}
+        {{ .unsubscribe_secret }}
+        {{- end }}
+        EOT
+      }
+
+      template {
+        destination          = "secrets/queue_redis_password"
+        change_mode          = "noop"
+        perms                = "0600"
+        uid                  = var.digestd_uid
+        error_on_missing_key = true
+        data                 = <<-EOT
+        {{ with nomadVar "nomad/jobs/digestd" -}}
+        {{ .queue_redis_password }}
+        {{- end }}
         EOT
       }
 

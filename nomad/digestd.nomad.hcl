@@ -1,8 +1,9 @@
 # digestd as a Nomad service job (exec driver), with a redis_exporter for
 # the queue Redis beside it.
 #
-#   nomad var put nomad/jobs/digestd unsubscribe_secret=... smtp_password=...
-#   nomad job run nomad/digestd.nomad.hcl
+#   nomad var put nomad/jobs/digestd unsubscribe_secret=... \
+#       smtp_password=... queue_redis_password=...
+#   nomad job run -var digestd_uid=$(id -u digestd) nomad/digestd.nomad.hcl
 #
 # The binary is expected at /usr/local/sbin/digestd on every client (make
 # install, or a package); the exec driver runs it in a chroot built from the
@@ -12,6 +13,15 @@
 # each one's workers join the Redis Stream consumer group "digestd", so
 # adding an allocation adds workers, and a job held by an allocation that
 # vanished is reclaimed by another after queue.visibility_timeout.
+
+# The files holding secrets are rendered 0600 and must belong to the task's
+# user, but a template takes only a numeric owner: the uid of the digestd
+# user, the same on every client that runs the job (pin it where the user
+# is created if your clients differ).
+variable "digestd_uid" {
+  type        = number
+  description = "uid of the digestd user on the clients (id -u digestd)"
+}
 
 job "digestd" {
   type        = "service"
@@ -127,19 +137,22 @@ job "digestd" {
       # Deregister from the catalog before the drain starts.
       shutdown_delay = "5s"
 
-      # The config, with secrets from Nomad Variables, rendered into the
-      # task's secrets dir: a private tmpfs that no other task and no
-      # `nomad alloc fs` can read.  The file belongs to the Nomad agent's
-      # user, so it must be readable by the task's.  A change to the
-      # template or the variables sends SIGHUP: digestd validates the new
-      # file and, if valid, replaces its workers gracefully; if not, it
-      # keeps running on the old one and counts a failed reload (alert
+      # The config, rendered into the task's secrets dir: a private tmpfs
+      # that no other task and no `nomad alloc fs` can read.  It holds no
+      # secret itself: each *_file key names a file rendered beside it
+      # from Nomad Variables (below), relative to the config's directory.
+      # Every file is 0600 and the task user's (uid).  A change to a
+      # template or to the variables sends SIGHUP: digestd validates the
+      # new file, reads the secret files again and, if all is valid,
+      # replaces its workers gracefully; if not, it keeps running on the
+      # old configuration and counts a failed reload (alert
       # DigestConfigReloadFailed).
       template {
         destination          = "secrets/digestd.conf"
         change_mode          = "signal"
         change_signal        = "SIGHUP"
-        perms                = "0644"
+        perms                = "0600"
+        uid                  = var.digestd_uid
         error_on_missing_key = true
         data                 = <<-EOT
         [supervisor]
@@ -157,6 +170,7 @@ job "digestd" {
         [queue_redis]
         host = redis-queue.service.internal
         port = 6379
+        password_file = queue_redis_password
         timeout = 2s
 
         [queue]
@@ -181,9 +195,7 @@ job "digestd" {
         [digest]
         from = Groups <digest@example.com>
         unsubscribe_url = https://example.com/unsubscribe
-        {{ with nomadVar "nomad/jobs/digestd" -}}
-        unsubscribe_secret = {{ .unsubscribe_secret }}
-        {{- end }}
+        unsubscribe_secret_file = unsubscribe_secret
 
         [schedule]
         day_start = 00:00
@@ -198,10 +210,53 @@ job "digestd" {
         port = 587
         starttls = required
         username = digestd
-        {{ with nomadVar "nomad/jobs/digestd" -}}
-        password = {{ .smtp_password }}
-        {{- end }}
+        password_file = smtp_password
         messages_per_session = 500
+        EOT
+      }
+
+      # The secrets, one file each, read by digestd at start and on every
+      # reload.  The activity Redis takes a password the same way: a
+      # [redis] password_file and one more template.
+      template {
+        destination          = "secrets/unsubscribe_secret"
+        change_mode          = "signal"
+        change_signal        = "SIGHUP"
+        perms                = "0600"
+        uid                  = var.digestd_uid
+        error_on_missing_key = true
+        data                 = <<-EOT
+        {{ with nomadVar "nomad/jobs/digestd" -}}
+        {{ .unsubscribe_secret }}
+        {{- end }}
+        EOT
+      }
+
+      template {
+        destination          = "secrets/queue_redis_password"
+        change_mode          = "signal"
+        change_signal        = "SIGHUP"
+        perms                = "0600"
+        uid                  = var.digestd_uid
+        error_on_missing_key = true
+        data                 = <<-EOT
+        {{ with nomadVar "nomad/jobs/digestd" -}}
+        {{ .queue_redis_password }}
+        {{- end }}
+        EOT
+      }
+
+      template {
+        destination          = "secrets/smtp_password"
+        change_mode          = "signal"
+        change_signal        = "SIGHUP"
+        perms                = "0600"
+        uid                  = var.digestd_uid
+        error_on_missing_key = true
+        data                 = <<-EOT
+        {{ with nomadVar "nomad/jobs/digestd" -}}
+        {{ .smtp_password }}
+        {{- end }}
         EOT
       }
 
@@ -272,10 +327,13 @@ job "digestd" {
         ]
       }
 
+      # Read by the Nomad agent into the task's environment: the agent's
+      # own file, 0600.
       template {
         destination = "secrets/exporter.env"
         env         = true
         change_mode = "restart"
+        perms       = "0600"
         data        = <<-EOT
         {{ with nomadVar "nomad/jobs/digestd" -}}
         REDIS_PASSWORD={{ .queue_redis_password }}

@@ -116,7 +116,7 @@ workers = $WORKERS
 from = Demo Groups <digest@demo.example>
 unsubscribe_url = https://demo.example/unsubscribe
 ; A demo key only: a real one comes from a secret store.
-unsubscribe_secret = demo-unsubscribe-secret
+unsubscribe_secret = demo-unsubscribe-secret-not-for-real-use
 large_group_threshold = 1000
 
 [schedule]

@@ -23,6 +23,7 @@
 
 #include <event2/event.h>
 
+#include "coredump.h"
 #include "log.h"
 #include "pool.h"
 #include "sdnotify.h"
@@ -237,10 +238,25 @@ supervisor_load_config(const char *file, char *err, size_t errlen)
 	if ((cfg = config_load(file, err, errlen)) == NULL)
 		return NULL;
 	if (render_check_config(cfg, err, errlen) == -1) {
-		free(cfg);
+		config_free(cfg);
 		return NULL;
 	}
 	return cfg;
+}
+
+/*
+ * Apply [supervisor] core_dumps to this process, and so to every child
+ * forked from now on.
+ */
+void
+supervisor_core_dumps(const struct config *cfg)
+{
+	if (coredump_apply(cfg->supervisor.core_dumps) == -1)
+		log_warn("core_dumps = %s", cfg->supervisor.core_dumps ? "yes" :
+		    "no");
+	else if (cfg->supervisor.core_dumps)
+		log_warnx("core_dumps = yes: a core file of any digestd "
+		    "process carries the configuration's secrets");
 }
 
 int
@@ -284,6 +300,13 @@ main(int argc, char **argv)
 		usage(1);
 
 	log_init("supervisor", LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
+	/*
+	 * Before the file is read: from here on this process, and every
+	 * process it forks, holds secrets.  core_dumps = yes undoes it once
+	 * the config is known.
+	 */
+	if (coredump_disable() == -1)
+		fatal("cannot disable core dumps");
 	if (test) {
 		if ((sup->cfg = supervisor_load_config(file, err,
 		    sizeof(err))) == NULL) {
@@ -294,7 +317,7 @@ main(int argc, char **argv)
 		}
 		printf("digestd: configuration file %s test is successful\n",
 		    file);
-		free(sup->cfg);
+		config_free(sup->cfg);
 		return 0;
 	}
 
@@ -335,6 +358,8 @@ main(int argc, char **argv)
 	if (sup->cfg->supervisor.user[0] != '\0')
 		drop_privileges(sup->cfg->supervisor.user,
 		    sup->cfg->supervisor.log_file);
+	/* After the change of user, which resets the dumpable flag. */
+	supervisor_core_dumps(sup->cfg);
 
 	log_info("digestd %s starting: %d pool(s)", DIGESTD_VERSION,
 	    sup->cfg->npools);

@@ -3,7 +3,8 @@
  * a struct of its own and checked; only a valid one replaces the running
  * configuration, so a broken edit never touches a worker.  Settings bound
  * at start-up (the HTTP listener, the user) keep their old values until a
- * restart, with a warning.
+ * restart, with a warning.  A configuration that goes is wiped before it
+ * is freed: it holds the secrets.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ reload_config(struct supervisor *s)
 	log_info("reloading %s", s->cfg->path);
 	ncfg = supervisor_load_config(s->cfg->path, err, sizeof(err));
 	if (ncfg != NULL && !pool_registry_fits(ncfg, err, sizeof(err))) {
-		free(ncfg);
+		config_free(ncfg);
 		ncfg = NULL;
 	}
 	if (ncfg == NULL) {
@@ -58,8 +59,11 @@ reload_config(struct supervisor *s)
 		/* Workers pick the new file up at their next loop. */
 		atomic_fetch_add(&s->sb->log_gen, 1);
 	}
+	/* Before the roll forks the new workers, which inherit it. */
+	if (ncfg->supervisor.core_dumps != old->supervisor.core_dumps)
+		supervisor_core_dumps(ncfg);
 	pool_reconfigure();
-	free(old);
+	config_free(old);
 	s->reloads_ok++;
 	s->last_reload_ok = now_real();
 	log_info("configuration reloaded: %d pool(s)", ncfg->npools);

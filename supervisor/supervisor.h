@@ -57,6 +57,8 @@ extern struct supervisor *sup;
 /* config_load plus the checks of what it names (templates). */
 struct config *supervisor_load_config(const char *file, char *err,
     size_t errlen);
+/* Apply the config's core_dumps to this process and its future children. */
+void supervisor_core_dumps(const struct config *);
 
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);

@@ -67,7 +67,7 @@ from harness import (  # noqa: E402
 
 DAY = 86400
 DOMAIN = "example.com"
-SECRET = "chaos-unsubscribe-secret"
+SECRET = "chaos-unsubscribe-secret-7d0e5b3a91"
 LARGE = 1000            # digest.large_group_threshold
 SHARD = 500             # schedule.shard_size
 BATCH = 20              # digest.batch_size: also the messages of one flush

@@ -11,7 +11,7 @@ import time
 
 from harness import free_port, wait_for
 
-SECRET = "test-secret-do-not-log"
+SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
 DAY = 86400
 
 

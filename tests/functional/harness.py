@@ -194,7 +194,7 @@ log_level = info
 
 [digest]
 from = Groups <digest@example.com>
-unsubscribe_secret = test-secret-do-not-log
+unsubscribe_secret = test-secret-do-not-log-4f8a2c91d7e3
 unsubscribe_url = https://example.com/unsubscribe
 
 [transport]

@@ -13,7 +13,7 @@ import pytest
 
 from harness import RedisServer, free_port, wait_for
 
-SECRET = "test-secret-do-not-log"
+SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
 UNSUB_URL = "https://example.com/unsubscribe"
 DAY = 86400
 

@@ -5,7 +5,7 @@ import hmac
 from ctl_util import ctl_config, rsrv  # noqa: F401
 from harness import digestctl
 
-SECRET = b"test-secret-do-not-log"
+SECRET = b"test-secret-do-not-log-4f8a2c91d7e3"
 
 
 def token(uid, gid):

@@ -5,7 +5,11 @@ binaries in ExecStart= (a temp copy of each unit points at the build) and
 the man pages of Documentation= resolvable; systemd-analyze security must
 rate digestd.service at an exposure of 2.5 or less; and the values that
 must agree with the configuration (stop timeout above drain_timeout, the
-config path) are read from the unit itself.
+config path) are read from the unit itself.  The secrets come as systemd
+credentials: both units load the same ones and mount their credentials
+directory over /etc/digestd/credentials, so that one config, naming
+credentials/NAME with *_file keys, serves the units and root alike (checked
+for real, with a mount namespace standing in for systemd's).
 """
 import os
 import re
@@ -131,6 +135,96 @@ def test_unit_agrees_with_config():
     t = unit_values(os.path.join(UNITS, "digestctl-schedule@.timer"))
     assert t["Unit"] == ["digestctl-schedule@%i.service"]
     assert t["Persistent"] == ["yes"]
+
+
+CREDS = "/etc/digestd/credentials"
+
+
+def credentials(unit):
+    """{id: source} of a unit's LoadCredential= lines, and its
+    BindReadOnlyPaths=."""
+    v = unit_values(os.path.join(UNITS, unit))
+    creds = {}
+    for line in v.get("LoadCredential", []):
+        cid, _, src = line.partition(":")
+        assert cid not in creds, (unit, cid)
+        creds[cid] = src
+    return creds, v.get("BindReadOnlyPaths", [])
+
+
+def test_units_take_the_secrets_as_credentials():
+    service, sbind = credentials("digestd.service")
+    sched, tbind = credentials("digestctl-schedule@.service")
+    assert "unsubscribe_secret" in service
+    assert service == sched
+    for cid, src in service.items():
+        assert src == "%s/%s" % (CREDS, cid), (cid, src)
+    # The private copies (%d) hide the root-only originals, in the unit only.
+    assert sbind == tbind == ["-%%d:%s" % CREDS]
+    with open(os.path.join(UNITS, "digestd.tmpfiles")) as f:
+        assert "d %s 0700 root root -\n" % CREDS in f.read()
+    with open(os.path.join(UNITS, "digestd.service")) as f:
+        text = f.read()
+    assert "#   unsubscribe_secret_file = credentials/unsubscribe_secret\n" in text
+    # Every password the comment offers names a file in the same place.
+    for cid, src in re.findall(r"^#   LoadCredential=([a-z_]+):(\S+)$", text, re.M):
+        assert src == "%s/%s" % (CREDS, cid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespace)")
+def test_one_config_for_root_and_the_units(tmp_path):
+    """The config line the unit documents, in a config beside a root-only
+    credentials directory: root reads the secret itself; the service's user
+    cannot, until its own copy (what LoadCredential= makes) is mounted over
+    the directory, as BindReadOnlyPaths= does in the unit."""
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    secret = "unit-secret-0123456789abcdef0123456789"
+    base = tempfile.mkdtemp(prefix="digestd-creds-")
+    try:
+        os.chmod(base, 0o755)
+        etc = os.path.join(base, "etc", "digestd")
+        os.makedirs(os.path.join(etc, "credentials"))
+        os.chmod(os.path.join(base, "etc"), 0o755)
+        os.chmod(etc, 0o755)
+        os.chmod(os.path.join(etc, "credentials"), 0o700)
+        with open(os.path.join(etc, "credentials", "unsubscribe_secret"), "w") as f:
+            f.write(secret + "\n")
+        os.chmod(os.path.join(etc, "credentials", "unsubscribe_secret"), 0o600)
+        # What systemd makes: a directory of copies the service's user owns.
+        copies = os.path.join(base, "run-credentials")
+        os.makedirs(copies)
+        with open(os.path.join(copies, "unsubscribe_secret"), "w") as f:
+            f.write(secret + "\n")
+        for path, mode in ((copies, 0o500), (os.path.join(copies, "unsubscribe_secret"), 0o400)):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(path, mode)
+        conf = os.path.join(etc, "digestd.conf")
+        with open(conf, "w") as f:
+            f.write("[digest]\nunsubscribe_secret_file = credentials/unsubscribe_secret\n"
+                    "[pool.standard]\n")
+        os.chmod(conf, 0o644)
+        as_user = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+                   "--clear-groups", DIGESTD, "-t", "-c", conf]
+
+        p = subprocess.run([DIGESTD, "-t", "-c", conf], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run(as_user, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert ("unsubscribe_secret_file: %s/credentials/unsubscribe_secret: "
+                "Permission denied" % etc) in p.stderr
+        p = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount --bind -o ro "$1" "$2" && shift 2 && exec "$@"', "sh",
+             copies, os.path.join(etc, "credentials")] + as_user,
+            capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert secret not in p.stdout + p.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def syscall_sets():

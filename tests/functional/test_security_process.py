@@ -76,7 +76,7 @@ def config(path, redis_section, listen=True, user="", outbox=None, log_file=None
     text += "\n" + redis_section + "\n"
     text += ("[pool.standard]\nqueue = standard\nworkers = 2\n\n"
              "[digest]\nfrom = Groups <digest@example.com>\n"
-             "unsubscribe_secret = modes-secret\n\n"
+             "unsubscribe_secret = modes-secret-0123456789abcdef0123\n\n"
              "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % outbox)
     with open(path, "w") as f:
         f.write(text)

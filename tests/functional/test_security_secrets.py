@@ -23,7 +23,7 @@ from pipeline_data import Data, enqueue, wait_done, window
 REDIS_PW = "RedisPw-7f3a91c2d0"
 SMTP_USER = "digest-sender"
 SMTP_PW = "SmtpPw-e41d07b9aa"
-HMAC_KEY = "HmacKey-5c28fa6d11"
+HMAC_KEY = "HmacKey-5c28fa6d11-0e4b7a93c2f6d815"
 WRONG_REDIS_PW = "WrongRedisPw-39be02"
 WRONG_SMTP_PW = "WrongSmtpPw-8c11f4"
 

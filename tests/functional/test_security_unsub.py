@@ -68,7 +68,7 @@ def test_unsubscribe_token_cannot_be_forged(tmp_path, redis_tcp):
         text = f.read()
     other = os.path.join(str(tmp_path), "other.conf")
     with open(other, "w") as f:
-        f.write(re.sub(r"unsubscribe_secret = .*", "unsubscribe_secret = another-key", text))
+        f.write(re.sub(r"unsubscribe_secret = .*", "unsubscribe_secret = another-key-0123456789abcdef012345", text))
     for uid, (gid, tok) in links.items():
         assert not verify(other, uid, gid, tok)
 

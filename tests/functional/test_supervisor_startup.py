@@ -56,7 +56,7 @@ listen = 127.0.0.1:1
 host = 127.0.0.1
 port = 1
 [digest]
-unsubscribe_secret = s
+unsubscribe_secret = startup-secret-0123456789abcdef01
 [pool.priority]
 workers = 2
 """
@@ -70,7 +70,7 @@ workers = 2
     assert p.returncode == 1
     assert "bad.conf:9" in p.stderr and "workers" in p.stderr
 
-    missing = write_config(tmp_path, text.replace("unsubscribe_secret = s\n", ""), "m.conf")
+    missing = write_config(tmp_path, text.replace("unsubscribe_secret = startup-secret-0123456789abcdef01\n", ""), "m.conf")
     p = _run("-t", "-c", missing)
     assert p.returncode == 1
     assert "unsubscribe_secret" in p.stderr and "required" in p.stderr

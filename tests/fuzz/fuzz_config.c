@@ -43,7 +43,7 @@ check(const struct config *cfg)
 	if (total > 100)
 		abort();
 	if (!TERMINATED(cfg->digest.unsubscribe_secret) ||
-	    cfg->digest.unsubscribe_secret[0] == '\0')
+	    strlen(cfg->digest.unsubscribe_secret) < CONFIG_SECRET_MIN)
 		abort();
 	if (!TERMINATED(cfg->digest.from_addr) ||
 	    !TERMINATED(cfg->digest.from_domain) ||
@@ -92,6 +92,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check(cfg);
-	free(cfg);
+	config_free(cfg);
 	return 0;
 }

@@ -24,7 +24,8 @@
 #define EXAMPLE_PATH "docs/digestd.conf.example"
 
 /* The least a config needs. */
-#define MINIMAL "[digest]\nunsubscribe_secret = s3cret\n[pool.standard]\n"
+#define KEY "s3cret-s3cret-s3cret-s3cret-s3cret"
+#define MINIMAL "[digest]\nunsubscribe_secret = " KEY "\n[pool.standard]\n"
 
 static char errbuf[1024];
 
@@ -128,7 +129,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->digest.batch_size, 500);
 	assert_string_equal(cfg->digest.unsubscribe_url,
 	    "https://example.com/unsubscribe");
-	assert_string_equal(cfg->digest.unsubscribe_secret, "s3cret");
+	assert_string_equal(cfg->digest.unsubscribe_secret, KEY);
 	assert_string_equal(cfg->digest.template_dir, "");
 
 	assert_int_equal(cfg->schedule.day_start_s, 0);
@@ -212,7 +213,7 @@ static const char spec_example[] =
     "large_group_threshold = 10000    ; inactive members are skipped\n"
     "batch_size = 500                 ; members read and sent per batch\n"
     "unsubscribe_url = https://example.com/unsubscribe\n"
-    "unsubscribe_secret = k3y        ; required: HMAC key\n"
+    "unsubscribe_secret = k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y ; HMAC key\n"
     "template_dir =                   ; empty: built-in templates\n"
     "\n"
     "[schedule]\n"
@@ -258,7 +259,8 @@ test_spec_example(void **state)
 	assert_string_equal(cfg->pools[1].name, "standard");
 	assert_int_equal(cfg->pools[1].workers, 8);
 	assert_int_equal(cfg->pools[1].max_jobs, 10000);
-	assert_string_equal(cfg->digest.unsubscribe_secret, "k3y");
+	assert_string_equal(cfg->digest.unsubscribe_secret,
+	    "k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y-k3y");
 	assert_string_equal(cfg->digest.template_dir, "");
 	assert_string_equal(cfg->smtp.envelope_from, "digest@example.com");
 	free(cfg);
@@ -330,7 +332,8 @@ test_syntax(void **state)
 	    "; another\r\n"
 	    "\r\n"
 	    "[digest]\r\n"
-	    "    unsubscribe_secret = a;b ; the ; with no blank is kept\r\n"
+	    "    unsubscribe_secret = a;b-0123456789-0123456789-0123456789 ; "
+	    "the ; with no blank is kept\r\n"
 	    "\tmax_posts = 7\r\n"
 	    "  [pool.p1]\r\n"
 	    "  workers=2\r\n"
@@ -341,7 +344,8 @@ test_syntax(void **state)
 	(void)state;
 	if (cfg == NULL)
 		fail_msg("%s", errbuf);
-	assert_string_equal(cfg->digest.unsubscribe_secret, "a;b");
+	assert_string_equal(cfg->digest.unsubscribe_secret,
+	    "a;b-0123456789-0123456789-0123456789");
 	assert_int_equal(cfg->digest.max_posts, 7);
 	assert_int_equal(cfg->pools[0].workers, 2);
 	assert_int_equal(cfg->pools[0].line, 7);
@@ -350,7 +354,7 @@ test_syntax(void **state)
 	free(cfg);
 
 	/* The line numbers count the lines before and after the BOM alike. */
-	fails("\xef\xbb\xbf\n[digest]\nunsubscribe_secret = x\n\n[nope]\n",
+	fails("\xef\xbb\xbf\n[digest]\nunsubscribe_secret = " KEY "\n\n[nope]\n",
 	    "/etc/digestd/t.conf:5: [nope]: unknown section");
 }
 
@@ -419,7 +423,7 @@ test_pools(void **state)
 	fails_with("[pool.x]\njob_timeout = 0\n",
 	    "/etc/digestd/t.conf:5: [pool.x] job_timeout: \"0\" is out of "
 	    "range (1s to 7d)");
-	fails("[digest]\nunsubscribe_secret = x\n",
+	fails("[digest]\nunsubscribe_secret = " KEY "\n",
 	    "/etc/digestd/t.conf: [pool.NAME] is required: at least one pool");
 }
 
@@ -761,6 +765,187 @@ test_secrets(void **state)
 	    "required");
 }
 
+/* Write text to dir/name. */
+static void
+put_file(const char *dir, const char *name, const char *text, size_t len)
+{
+	char path[PATH_MAX];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_non_null(fp = fopen(path, "w"));
+	assert_int_equal(fwrite(text, 1, len, fp), len);
+	fclose(fp);
+}
+
+/* Load text as the file dir/t.conf; NULL with errbuf set on error. */
+static struct config *
+load_in(const char *dir, const char *text)
+{
+	char file[PATH_MAX];
+
+	snprintf(file, sizeof(file), "%s/t.conf", dir);
+	errbuf[0] = '\0';
+	return config_load_buffer(file, text, strlen(text), errbuf,
+	    sizeof(errbuf));
+}
+
+/* text, loaded as dir/t.conf, fails with dir/t.conf + want. */
+static void
+fails_in(const char *dir, const char *text, const char *want)
+{
+	char full[1024];
+
+	snprintf(full, sizeof(full), "%s/t.conf%s", dir, want);
+	if (load_in(dir, text) != NULL)
+		fail_msg("loaded, wanted: %s", full);
+	assert_string_equal(errbuf, full);
+}
+
+/*
+ * The *_file twins: read relative to the file's directory, one trailing
+ * newline dropped, the twin's own checks applied to the content, and every
+ * error naming the key and the path but never the content (each message is
+ * compared whole, and none holds the HIDDEN of the files).
+ */
+static void
+test_secret_files(void **state)
+{
+	char dir[] = "/tmp/test_config.XXXXXX";
+	char path[PATH_MAX], want[1024], big[5000];
+	struct config *cfg;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	put_file(dir, "key", KEY "\n", strlen(KEY) + 1);
+	put_file(dir, "rpw", "HIDDEN-redis\r\n", 14);
+	put_file(dir, "qpw", "HIDDEN-queue", 12);
+	put_file(dir, "spw", "HIDDEN-smtp\n", 12);
+	put_file(dir, "short", "HIDDEN\n", 7);
+	put_file(dir, "two", "HIDDEN-one\nHIDDEN-two\n", 22);
+	put_file(dir, "empty", "", 0);
+	put_file(dir, "nul", "HIDDEN\0HIDDEN-0123456789-0123456789\n", 36);
+	memset(big, 'x', sizeof(big));
+	put_file(dir, "big", big, sizeof(big));
+
+	cfg = load_in(dir, "[digest]\nunsubscribe_secret_file = key\n"
+	    "[pool.a]\n[redis]\npassword_file = rpw\n"
+	    "[queue_redis]\nhost = q\npassword_file = ./qpw\n"
+	    "[smtp]\nusername = u\npassword_file = spw\n");
+	if (cfg == NULL)
+		fail_msg("%s", errbuf);
+	assert_string_equal(cfg->digest.unsubscribe_secret, KEY);
+	assert_string_equal(cfg->redis.password, "HIDDEN-redis");
+	assert_string_equal(cfg->queue_redis.password, "HIDDEN-queue");
+	assert_string_equal(cfg->smtp.password, "HIDDEN-smtp");
+	snprintf(path, sizeof(path), "%s/qpw", dir);
+	assert_string_equal(cfg->queue_redis.password_file, path);
+	config_free(cfg);
+
+	/* Without its own server, the queue Redis takes the password too. */
+	snprintf(want, sizeof(want), MINIMAL "[redis]\npassword_file = "
+	    "%s/rpw\n", dir);
+	cfg = load_in("/nonexistent", want);
+	if (cfg == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cfg->has_queue_redis, 0);
+	assert_string_equal(cfg->queue_redis.password, "HIDDEN-redis");
+	config_free(cfg);
+
+	/* Left empty, either is unset; both set is an error. */
+	cfg = load_in(dir, MINIMAL "[redis]\npassword =\npassword_file = rpw\n"
+	    "[smtp]\nusername = u\npassword = p\npassword_file =\n");
+	if (cfg == NULL)
+		fail_msg("%s", errbuf);
+	assert_string_equal(cfg->redis.password, "HIDDEN-redis");
+	assert_string_equal(cfg->smtp.password, "p");
+	config_free(cfg);
+	fails_in(dir, MINIMAL "[redis]\npassword = HIDDEN\npassword_file = rpw\n",
+	    ":6: [redis] password_file: password is set too (line 5); set one "
+	    "of them");
+	fails_in(dir, "[digest]\nunsubscribe_secret_file = key\n"
+	    "unsubscribe_secret = " KEY "\n[pool.a]\n",
+	    ":2: [digest] unsubscribe_secret_file: unsubscribe_secret is set "
+	    "too (line 3); set one of them");
+	fails_in(dir, "[digest]\nunsubscribe_secret_file =\n[pool.a]\n",
+	    ":2: [digest] unsubscribe_secret_file: must not be empty");
+
+	/* A file that cannot be read, or whose content is not a secret. */
+	snprintf(want, sizeof(want), ":5: [redis] password_file: %s/none: No "
+	    "such file or directory", dir);
+	fails_in(dir, MINIMAL "[redis]\npassword_file = none\n", want);
+	snprintf(want, sizeof(want), ":5: [redis] password_file: %s: not a "
+	    "regular file", dir);
+	fails_in(dir, MINIMAL "[redis]\npassword_file = .\n", want);
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(want, sizeof(want), ":5: [smtp] password_file: %s/fifo: not "
+	    "a regular file", dir);
+	fails_in(dir, MINIMAL "[smtp]\npassword_file = fifo\n", want);
+	snprintf(want, sizeof(want), ":5: [redis] password_file: %s/big: "
+	    "larger than 4096 bytes, not a secret", dir);
+	fails_in(dir, MINIMAL "[redis]\npassword_file = big\n", want);
+	snprintf(want, sizeof(want), ":2: [digest] unsubscribe_secret_file: "
+	    "the secret in %s/short is shorter than 32 bytes (a short key "
+	    "makes tokens forgeable)", dir);
+	fails_in(dir, "[digest]\nunsubscribe_secret_file = short\n[pool.a]\n",
+	    want);
+	snprintf(want, sizeof(want), ":2: [digest] unsubscribe_secret_file: "
+	    "the secret in %s/empty must not be empty", dir);
+	fails_in(dir, "[digest]\nunsubscribe_secret_file = empty\n[pool.a]\n",
+	    want);
+	snprintf(want, sizeof(want), ":5: [redis] password_file: the secret "
+	    "in %s/two has a control character", dir);
+	fails_in(dir, MINIMAL "[redis]\npassword_file = two\n", want);
+	snprintf(want, sizeof(want), ":5: [redis] password_file: %s/nul: "
+	    "holds a NUL byte", dir);
+	fails_in(dir, MINIMAL "[redis]\npassword_file = nul\n", want);
+	memset(big, 'y', 300);
+	put_file(dir, "long", big, 300);
+	snprintf(want, sizeof(want), ":5: [smtp] password_file: the secret in "
+	    "%s/long is longer than 255 characters", dir);
+	fails_in(dir, MINIMAL "[smtp]\npassword_file = long\n", want);
+
+	/* The 32-byte rule holds for a key written in the config too. */
+	fails("[digest]\nunsubscribe_secret = 0123456789abcdef0123456789abcde\n"
+	    "[pool.a]\n", "/etc/digestd/t.conf:2: [digest] unsubscribe_secret: "
+	    "value is shorter than 32 bytes (a short key makes tokens "
+	    "forgeable)");
+	cfg = load("[digest]\nunsubscribe_secret = "
+	    "0123456789abcdef0123456789abcdef\n[pool.a]\n");
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	{
+		static const char *names[] = { "key", "rpw", "qpw", "spw",
+		    "short", "two", "empty", "nul", "big", "long", "fifo" };
+		size_t i;
+
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+			unlink(path);
+		}
+	}
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void
+test_core_dumps(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load(MINIMAL);
+	assert_int_equal(cfg->supervisor.core_dumps, 0);
+	config_free(cfg);
+	cfg = loads_with("[supervisor]\ncore_dumps = yes\n");
+	assert_int_equal(cfg->supervisor.core_dumps, 1);
+	config_free(cfg);
+	fails_with("[supervisor]\ncore_dumps = 1\n",
+	    "/etc/digestd/t.conf:5: [supervisor] core_dumps: \"1\" is not one "
+	    "of no | yes");
+}
+
 static void
 test_queue_redis(void **state)
 {
@@ -974,7 +1159,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's counted once. */
-	assert_int_equal(keys, 58);
+	assert_int_equal(keys, 63);
 	free(ex);
 }
 
@@ -1045,6 +1230,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_from),
 		cmocka_unit_test(test_amqp_url),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_secret_files),
+		cmocka_unit_test(test_core_dumps),
 		cmocka_unit_test(test_queue_redis),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_durations_sizes),
