@@ -91,7 +91,10 @@ void mime_qp_encode(struct rbuf *out, const char *s, size_t len);
 /* Decode quoted-printable; CRLF and LF both come out as LF.  0 or -1. */
 int mime_qp_decode(struct rbuf *out, const char *s, size_t len);
 
-/* Base64; wrap > 0 puts CRLF after each wrap output characters. */
+/*
+ * Base64; wrap > 0 puts a CRLF between lines of wrap output characters
+ * (none before the first or after the last).
+ */
 void mime_b64_encode(struct rbuf *out, const void *p, size_t len, size_t wrap);
 /* Decode base64, skipping CR, LF and spaces.  0 or -1 on a bad character. */
 int mime_b64_decode(struct rbuf *out, const char *s, size_t len);
