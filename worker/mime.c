@@ -144,6 +144,21 @@ is_control(uint32_t cp)
 	    cp == 0x2028 || cp == 0x2029;
 }
 
+/*
+ * The bidi formatting characters: embeddings and overrides (U+202A to
+ * U+202E), isolates (U+2066 to U+2069), and the marks (LRM, RLM, ALM).
+ * In a name or a subject they only serve to make text read other than it
+ * is ("Ann<RLO>fdp.exe" shows as "Annexe.pdf"), and an override never
+ * closed spills over what follows on the line.
+ */
+static int
+is_bidi(uint32_t cp)
+{
+	return (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069) ||
+	    cp == 0x200e || cp == 0x200f || cp == 0x061c;
+}
+
 size_t
 mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 {
@@ -171,6 +186,8 @@ mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 			put = (const char *)s + i;
 			putlen = n;
 		}
+		if (oneline && put != repl && is_bidi(cp))
+			continue;
 		if (oneline && put != repl && (cp == ' ' || is_control(cp))) {
 			if (out->len > start)
 				pending = 1;

@@ -375,6 +375,30 @@ test_clean(void **state)
 	/* C1 controls and the Unicode line separators. */
 	clean_is("a\xc2\x85" "b\xe2\x80\xa8" "c", 100, MIME_CLEAN_ONELINE,
 	    "a b c");
+	/*
+	 * One-line text loses the bidi controls outright (embeddings,
+	 * overrides, isolates, the marks): a name or subject cannot turn
+	 * itself around.  Other right-to-left text stays as it is.
+	 */
+	clean_is("Ann\xe2\x80\xae" "fdp.exe", 100, MIME_CLEAN_ONELINE,
+	    "Annfdp.exe");
+	clean_is("a\xe2\x80\xaa" "b\xe2\x80\xab" "c\xe2\x80\xac" "d"
+	    "\xe2\x80\xad" "e\xe2\x80\xae" "f", 100, MIME_CLEAN_ONELINE,
+	    "abcdef");
+	clean_is("a\xe2\x81\xa6" "b\xe2\x81\xa7" "c\xe2\x81\xa8" "d"
+	    "\xe2\x81\xa9" "e", 100, MIME_CLEAN_ONELINE, "abcde");
+	clean_is("a\xe2\x80\x8e" "b\xe2\x80\x8f" "c\xd8\x9c" "d", 100,
+	    MIME_CLEAN_ONELINE, "abcd");
+	clean_is(" \xe2\x80\xae x \xe2\x81\xa6 ", 100, MIME_CLEAN_ONELINE,
+	    "x");
+	clean_is("\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d \xd8\xb3\xd9\x84\xd8\xa7"
+	    "\xd9\x85", 100, MIME_CLEAN_ONELINE,
+	    "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85");
+	/* Neighbours of the ranges are ordinary characters. */
+	clean_is("\xe2\x80\xa9", 100, MIME_CLEAN_ONELINE, "");
+	clean_is("\xe2\x80\xaf" "\xe2\x81\xa5" "\xe2\x81\xaa" "\xd8\x9b", 100,
+	    MIME_CLEAN_ONELINE,
+	    "\xe2\x80\xaf" "\xe2\x81\xa5" "\xe2\x81\xaa" "\xd8\x9b");
 	/* Invalid UTF-8: each bad byte becomes U+FFFD. */
 	clean_is("a\xff" "b\xc3", 100, 0, "a\xef\xbf\xbd" "b\xef\xbf\xbd");
 	clean_is("\xed\xa0\x80", 100, 0,
