@@ -203,6 +203,67 @@ proc_rss_bytes(pid_t pid)
 	return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;	/* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;	/* nothing past U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 2)
+		*cp = ((uint32_t)(c & 0x1f) << 6) | (s[1] & 0x3f);
+	else if (len == 3)
+		*cp = ((uint32_t)(c & 0x0f) << 12) |
+		    ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+	else
+		*cp = ((uint32_t)(c & 0x07) << 18) |
+		    ((uint32_t)(s[1] & 0x3f) << 12) |
+		    ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+	return len;
+}
+
+size_t
+utf8_whole(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i, need;
+
+	/* The last lead byte, within the longest sequence's reach. */
+	for (i = len; i > 0 && len - i < 4; i--) {
+		if ((u[i - 1] & 0xc0) == 0x80)
+			continue;
+		if (u[i - 1] < 0xc0)
+			return len;
+		need = u[i - 1] >= 0xf0 ? 4 : u[i - 1] >= 0xe0 ? 3 : 2;
+		return len - (i - 1) < need ? i - 1 : len;
+	}
+	return len;
+}
+
 int
 fd_cloexec(int fd)
 {

@@ -47,6 +47,18 @@ int parse_double(const char *s, double *out);
 /* Resident set size of pid (0: self) in bytes, from /proc; 0 on error. */
 uint64_t proc_rss_bytes(pid_t pid);
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (at most n bytes), with
+ * its code point in *cp, or 0 when s[0] starts none (RFC 3629: no
+ * overlongs, no surrogates, nothing past U+10FFFF).
+ */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+/*
+ * The length of s[0..len) without a multi-byte sequence cut short at its
+ * end (as snprintf leaves one): where to cut so no half character stays.
+ */
+size_t utf8_whole(const char *s, size_t len);
+
 /* Set close-on-exec / non-blocking; 0 or -1. */
 int fd_cloexec(int fd);
 int fd_nonblock(int fd);
