@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,7 +50,8 @@ log_configure(int level, int format)
 int
 log_open_file(const char *path)
 {
-	int fd;
+	struct stat st;
+	int fd, saved;
 
 	if (path == NULL || *path == '\0') {
 		if (log_fd != STDERR_FILENO) {
@@ -58,13 +60,50 @@ log_open_file(const char *path)
 		}
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	/*
+	 * Root opens this file before dropping privileges, and log_chown
+	 * then gives it to the user: a symlink or a hard link planted here
+	 * must not make that another file.  O_NOFOLLOW covers the last
+	 * component only; the directories above are the operator's.
+	 */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0640);
 	if (fd == -1)
 		return -1;
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+		close(fd);
+		errno = EMLINK;
+		return -1;
+	}
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
 	return 0;
+}
+
+int
+log_chown(uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (log_fd == STDERR_FILENO)
+		return 0;
+	if (fstat(log_fd, &st) == -1)
+		return -1;
+	/* A device or a pipe is not ours to give away. */
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	if (st.st_nlink != 1) {
+		errno = EMLINK;
+		return -1;
+	}
+	return fchown(log_fd, uid, gid);
 }
 
 void

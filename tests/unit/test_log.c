@@ -240,6 +240,94 @@ test_logfmt_truncated(void **state)
 	free(big);
 }
 
+/*
+ * log_file is opened as root before privileges are dropped: a symlink
+ * planted there must not make root open (and then hand over) another
+ * file.  The open fails; the file the link points at is left alone.
+ */
+static void
+test_open_refuses_symlink(void **state)
+{
+	char victim[80], link[80], buf[16];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(link, sizeof(link), "%s/link.log", dir);
+	assert_true((fd = open(victim, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >=
+	    0);
+	assert_int_equal(write(fd, "secret", 6), 6);
+	close(fd);
+	assert_int_equal(symlink(victim, link), 0);
+
+	log_open_file(NULL);
+	errno = 0;
+	assert_int_equal(log_open_file(link), -1);
+	assert_int_equal(errno, ELOOP);
+	log_info("must not reach the victim");
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_size, 6);
+	assert_true((fd = open(victim, O_RDONLY)) >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 6);
+	close(fd);
+	/* A link in the directories above is the operator's business. */
+	unlink(link);
+	unlink(victim);
+}
+
+/*
+ * The log file changes owner through its descriptor, never by name; a
+ * file with another name (a hard link planted there) or not a regular
+ * file is left as it is.
+ */
+static void
+test_chown_descriptor(void **state)
+{
+	char other[80], moved[80];
+	struct stat st;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(other, sizeof(other), "%s/other", dir);
+	snprintf(moved, sizeof(moved), "%s/moved.log", dir);
+	log_fresh(LOG_FORMAT_LOGFMT);
+	log_info("opened as root");
+	/* What the name points at by now does not matter: the fd does. */
+	assert_int_equal(rename(path, moved), 0);
+	assert_true(open(path, O_WRONLY | O_CREAT, 0600) >= 0);
+	assert_int_equal(log_chown(65534, 65534), 0);
+	assert_int_equal(stat(moved, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	unlink(moved);
+
+	/* A file with a second name is refused, at open and at chown. */
+	log_fresh(LOG_FORMAT_LOGFMT);
+	assert_int_equal(link(path, other), 0);
+	errno = 0;
+	assert_int_equal(log_chown(65534, 65534), -1);
+	assert_int_equal(errno, EMLINK);
+	assert_int_equal(stat(other, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	log_open_file(NULL);
+	errno = 0;
+	assert_int_equal(log_open_file(other), -1);
+	assert_int_equal(errno, EMLINK);
+	unlink(other);
+
+	/* Standard error, or a device, is nobody's to give. */
+	assert_int_equal(log_chown(65534, 65534), 0);
+	assert_int_equal(log_open_file("/dev/null"), 0);
+	assert_int_equal(log_chown(65534, 65534), 0);
+	assert_int_equal(stat("/dev/null", &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	log_open_file(NULL);
+}
+
 int
 main(void)
 {
@@ -247,6 +335,8 @@ main(void)
 		cmocka_unit_test(test_json_hostile_strings),
 		cmocka_unit_test(test_json_truncated),
 		cmocka_unit_test(test_logfmt_truncated),
+		cmocka_unit_test(test_open_refuses_symlink),
+		cmocka_unit_test(test_chown_descriptor),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
