@@ -1,6 +1,10 @@
 /*
- * Allocation, clocks, number parsing and small fd helpers.
+ * Allocation, clocks, number parsing, small fd helpers, and the careful
+ * handling of input from outside: UTF-8 decoding and reading a file that
+ * must be a regular one.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -262,6 +266,71 @@ utf8_whole(const char *s, size_t len)
 		return len - (i - 1) < need ? i - 1 : len;
 	}
 	return len;
+}
+
+int
+read_regular_file(const char *path, size_t max_size, char **bufp,
+    size_t *lenp, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0, cap;
+	ssize_t r;
+	int fd;
+
+	*bufp = NULL;
+	*lenp = 0;
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size < 0 || (uint64_t)st.st_size > max_size) {
+		snprintf(err, errlen, "%s: larger than %zu bytes", path,
+		    max_size);
+		goto fail;
+	}
+	/* One byte more than the size, to see a file that grew meanwhile. */
+	cap = (size_t)st.st_size + 1;
+	if ((buf = malloc(cap + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	for (;;) {
+		r = read(fd, buf + got, cap - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+		if (got == cap) {
+			snprintf(err, errlen, "%s: changed while read", path);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[got] = '\0';
+	*bufp = buf;
+	*lenp = got;
+	return 0;
+fail:
+	if (buf != NULL) {
+		explicit_bzero(buf, got);
+		free(buf);
+	}
+	close(fd);
+	return -1;
 }
 
 int

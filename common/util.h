@@ -59,6 +59,20 @@ size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
  */
 size_t utf8_whole(const char *s, size_t len);
 
+/*
+ * Read the whole of path, which must be a regular file of at most max_size
+ * bytes, into a malloc'd buffer with a NUL after its last byte: *buf
+ * (free it; wipe it first with explicit_bzero if it may hold a secret)
+ * and *len, not counting the NUL.  The file is opened O_NONBLOCK and
+ * checked on the open descriptor (fstat), so a FIFO or a device named by
+ * mistake or on purpose is refused at once instead of blocking the
+ * process (a reload, -t), and a rename in between cannot slip another
+ * file in.  Symlinks are followed.  Returns 0, or -1 with *buf NULL and
+ * "path: reason" in err; nothing read is left in memory on failure.
+ */
+int read_regular_file(const char *path, size_t max_size, char **buf,
+    size_t *len, char *err, size_t errlen);
+
 /* Set close-on-exec / non-blocking; 0 or -1. */
 int fd_cloexec(int fd);
 int fd_nonblock(int fd);
