@@ -183,6 +183,23 @@ parse_double(const char *s, double *out)
 	return 0;
 }
 
+void
+unix_time_iso(double t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt;
+
+	/* Written so that NaN fails too; 253402300800 is year 10000. */
+	if (!(t >= 0 && t < 253402300800.0)) {
+		strlcpy(buf, "-", len);
+		return;
+	}
+	tt = (time_t)t;
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		strlcpy(buf, "-", len);
+}
+
 uint64_t
 proc_rss_bytes(pid_t pid)
 {

@@ -44,6 +44,13 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Parse a whole finite double; 0 or -1. */
 int parse_double(const char *s, double *out);
 
+/*
+ * t, seconds since the epoch as read from outside (Redis, a broker), as
+ * "YYYY-MM-DDTHH:MM:SSZ" in buf; "-" when t is no time from 1970 to 9999
+ * (negative, huge, infinite, NaN), so no out-of-range conversion happens.
+ */
+void unix_time_iso(double t, char *buf, size_t len);
+
 /* Resident set size of pid (0: self) in bytes, from /proc; 0 on error. */
 uint64_t proc_rss_bytes(pid_t pid);
 

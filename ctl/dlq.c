@@ -68,17 +68,11 @@ dlq_entry(redisReply *r, struct dlq_entry *e)
 static void
 dlq_time(const char *s, char *buf, size_t len)
 {
-	struct tm tm;
 	double d;
-	time_t t;
 
-	if (s == NULL || parse_double(s, &d) == -1) {
-		strlcpy(buf, "-", len);
-		return;
-	}
-	t = (time_t)d;
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (s == NULL || parse_double(s, &d) == -1)
+		d = -1;
+	unix_time_iso(d, buf, len);
 }
 
 /* Reset the job's attempts (and its dead state) in digest:job:{id}. */

@@ -447,11 +447,7 @@ sched_all(struct sched_run *s)
 static void
 sched_iso(int64_t t, char *buf, size_t len)
 {
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	unix_time_iso((double)t, buf, len);
 }
 
 /* Record the run in digest:sched:{period}; failures to record are errors. */
@@ -521,15 +517,18 @@ sched_trim(struct ctl *c)
 			    "%s\n", names[i], err);
 }
 
-/* "--now UNIX": whole or fractional seconds. */
+/*
+ * "--now UNIX": whole or fractional seconds, a time that makes valid jobs
+ * (job_validate's bounds).
+ */
 static int
 sched_parse_now(const char *s, int64_t *now)
 {
 	double d;
 
-	if (parse_i64(s, INT64_MIN / 2, INT64_MAX / 2, now) == 0)
+	if (parse_i64(s, 0, (int64_t)JOB_TIME_MAX - 1, now) == 0)
 		return 0;
-	if (parse_double(s, &d) == -1 || d < -1e15 || d > 1e15)
+	if (parse_double(s, &d) == -1 || !(d >= 0 && d < JOB_TIME_MAX))
 		return -1;
 	*now = (int64_t)floor(d);
 	return 0;

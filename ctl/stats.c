@@ -118,8 +118,6 @@ static void
 stats_print_sched(const char *period, json_t *o)
 {
 	char when[64];
-	struct tm tm;
-	time_t t;
 	json_t *v;
 
 	if (!json_is_object(o)) {
@@ -127,9 +125,8 @@ stats_print_sched(const char *period, json_t *o)
 		return;
 	}
 	v = json_object_get(o, "end");
-	t = (time_t)json_number_value(v);
-	gmtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	unix_time_iso(json_is_number(v) ? json_number_value(v) : -1, when,
+	    sizeof(when));
 	printf("schedule %-7s %s at %s: priority %" PRId64 ", standard %" PRId64
 	    ", already enqueued %" PRId64 "%s%s\n", period,
 	    json_string_value(json_object_get(o, "status")) ?

@@ -15,6 +15,7 @@
 
 #include "ctl.h"
 #include "util.h"
+#include "zpage.h"
 
 #define WATCH_BAR 30
 
@@ -198,7 +199,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 		 */
 		if (left == 0 && c->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
 		    have_metrics && busy > 0)
-			left = (int64_t)busy;
+			left = zpage_floor(ceil(busy));
 		if (left == 0) {
 			rv = 0;
 			printf("queues empty after %.1fs\n", t - t0);

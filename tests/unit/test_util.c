@@ -1,6 +1,7 @@
 /*
  * Unit tests for common/util.c's helpers for input from outside: reading
- * a whole regular file without ever blocking on a FIFO or a device.
+ * a whole regular file without ever blocking on a FIFO or a device, and
+ * printing a time from outside without an out-of-range conversion.
  */
 #include <sys/stat.h>
 
@@ -10,6 +11,7 @@
 #include <setjmp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,12 +130,39 @@ test_read_not_regular(void **state)
 	alarm(0);
 }
 
+/* Times from outside: anything out of range prints as "-", never UB. */
+static void
+test_unix_time_iso(void **state)
+{
+	static const double bad[] = { 1e300, -1e300, INFINITY, -INFINITY,
+	    NAN, -1, -0.5, 253402300800.0, 9.3e18, 9223372036854775808.0,
+	    1.7976931348623157e308 };
+	char buf[32];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unix_time_iso(bad[i], buf, sizeof(buf));
+		assert_string_equal(buf, "-");
+	}
+	unix_time_iso(0, buf, sizeof(buf));
+	assert_string_equal(buf, "1970-01-01T00:00:00Z");
+	unix_time_iso(1764374400.999, buf, sizeof(buf));
+	assert_string_equal(buf, "2025-11-29T00:00:00Z");
+	unix_time_iso(253402300799.0, buf, sizeof(buf));
+	assert_string_equal(buf, "9999-12-31T23:59:59Z");
+	/* Too small a buffer: "-", not a cut date. */
+	unix_time_iso(0, buf, 8);
+	assert_string_equal(buf, "-");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read_regular),
 		cmocka_unit_test(test_read_not_regular),
+		cmocka_unit_test(test_unix_time_iso),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
