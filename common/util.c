@@ -285,6 +285,54 @@ utf8_whole(const char *s, size_t len)
 	return len;
 }
 
+size_t
+str_vis(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)src;
+	size_t i, n, len = strlen(src), need = 0, elen;
+	int full = dstlen == 0;
+	char esc[8];
+	uint32_t cp;
+
+	for (i = 0; i < len; i += n) {
+		n = utf8_decode(u + i, len - i, &cp);
+		if (n == 0 || cp < 0x20 || cp == 0x7f) {
+			/* A lone byte: a control, or no UTF-8 at all. */
+			n = 1;
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[u[i] >> 4];
+			esc[3] = hex[u[i] & 15];
+			elen = 4;
+		} else if ((cp >= 0x80 && cp <= 0x9f) ||
+		    (cp >= 0x202a && cp <= 0x202e) ||
+		    (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e ||
+		    cp == 0x200f || cp == 0x061c) {
+			esc[0] = '\\';
+			esc[1] = 'u';
+			esc[2] = hex[cp >> 12];
+			esc[3] = hex[(cp >> 8) & 15];
+			esc[4] = hex[(cp >> 4) & 15];
+			esc[5] = hex[cp & 15];
+			elen = 6;
+		} else {
+			memcpy(esc, u + i, n);
+			elen = n;
+		}
+		if (!full && need + elen < dstlen)
+			memcpy(dst + need, esc, elen);
+		else if (!full) {
+			dst[need] = '\0';
+			full = 1;
+		}
+		need += elen;
+	}
+	if (!full)
+		dst[need] = '\0';
+	return need;
+}
+
 int
 read_regular_file(const char *path, size_t max_size, char **bufp,
     size_t *lenp, char *err, size_t errlen)

@@ -80,6 +80,17 @@ size_t utf8_whole(const char *s, size_t len);
 int read_regular_file(const char *path, size_t max_size, char **buf,
     size_t *len, char *err, size_t errlen);
 
+/*
+ * Copy src to dst (dstlen bytes, NUL-terminated when dstlen > 0) with
+ * everything a terminal would act on made visible: C0 controls (newline
+ * and tab included), DEL and bytes that are not UTF-8 as \xHH (ESC is
+ * \x1b), C1 controls and the bidi controls as \uHHHH; other characters
+ * are kept, backslashes too.  For text from outside (Redis, a broker) on
+ * its way to a terminal.  The output is cut between two characters or
+ * escapes; returns the length the whole of it needs, as snprintf does.
+ */
+size_t str_vis(char *dst, size_t dstlen, const char *src);
+
 /* Set close-on-exec / non-blocking; 0 or -1. */
 int fd_cloexec(int fd);
 int fd_nonblock(int fd);

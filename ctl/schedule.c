@@ -514,7 +514,7 @@ sched_trim(struct ctl *c)
 	for (i = 0; i < n; i++)
 		if (jobq_trim(c->qr, c->cfg, names[i], err, sizeof(err)) == -1)
 			fprintf(stderr, "digestctl schedule: trimming queue %s: "
-			    "%s\n", names[i], err);
+			    "%s\n", names[i], ctl_vis(err));
 }
 
 /*
@@ -582,7 +582,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 			    "the failed run\n");
 		fprintf(stderr, "digestctl schedule %s: failed: %s (window %s .. "
 		    "%s, %" PRId64 " jobs enqueued before the failure)\n",
-		    period_name(s.period), saved, ws, we,
+		    period_name(s.period), ctl_vis(saved), ws, we,
 		    s.n.jobs[0] + s.n.jobs[1]);
 		return 1;
 	}
@@ -591,7 +591,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 	if (sched_record(&s, start, end, 1, NULL) == -1) {
 		fprintf(stderr, "digestctl schedule %s: jobs enqueued but the "
 		    "run could not be recorded: %s\n", period_name(s.period),
-		    c->err);
+		    ctl_vis(c->err));
 		return 1;
 	}
 	printf("schedule %s: window %s .. %s (%" PRId64 " .. %" PRId64 ")\n",
@@ -660,7 +660,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	/* An explicit request: the group's posts are not required. */
 	m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "");
 	if (m == -1) {
-		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		fprintf(stderr, "digestctl enqueue: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	if (m == 0) {
@@ -671,7 +671,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	if (q == NULL)
 		g.queue = sched_route(c->cfg, g.posts, g.members);
 	if (sched_enqueue_groups(&s, &g, 1) == -1) {
-		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		fprintf(stderr, "digestctl enqueue: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	printf("group %" PRId64 " %s: %" PRId64 " posts in the window, %" PRId64

@@ -83,8 +83,9 @@ stats_sched(struct ctl *c, const char *period)
 		else if (stats_sched_fields[i].type == 'r' &&
 		    parse_double(v->str, &d) == 0)
 			json_object_set_new(o, name, json_real(d));
-		else
-			json_object_set_new(o, name, json_string(v->str));
+		else	/* Made safe here, for the table and --json alike. */
+			json_object_set_new(o, name,
+			    json_string(ctl_vis(v->str)));
 	}
 	freeReplyObject(r);
 	if (any == 0) {
@@ -165,7 +166,7 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		if (ctl_queue_stats(c, names[i], &st) == -1) {
 			fprintf(stderr, "digestctl stats: queue %s: %s\n",
-			    names[i], c->err);
+			    names[i], ctl_vis(c->err));
 			json_decref(root);
 			return 1;
 		}
@@ -178,7 +179,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 		json_object_set_new(queues, names[i], q);
 	}
 	if ((dlq = ctl_dlq_len(c)) == -1) {
-		fprintf(stderr, "digestctl stats: dead letters: %s\n", c->err);
+		fprintf(stderr, "digestctl stats: dead letters: %s\n",
+		    ctl_vis(c->err));
 		json_decref(root);
 		return 1;
 	}
@@ -187,7 +189,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	json_object_set_new(root, "schedule", sched);
 	if ((sd = stats_sched(c, "daily")) == NULL ||
 	    (sw = stats_sched(c, "weekly")) == NULL) {
-		fprintf(stderr, "digestctl stats: schedule: %s\n", c->err);
+		fprintf(stderr, "digestctl stats: schedule: %s\n",
+		    ctl_vis(c->err));
 		json_decref(sd);
 		json_decref(root);
 		return 1;

@@ -111,7 +111,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 			q[i].name = names[i];
 			if (ctl_queue_stats(c, names[i], &st) == -1) {
 				fprintf(stderr, "digestctl watch: queue %s: %s\n",
-				    names[i], c->err);
+				    names[i], ctl_vis(c->err));
 				return 1;
 			}
 			q[i].outstanding = st.depth + (st.pending > 0 ?
@@ -177,7 +177,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 				    busy, t - t0);
 			else
 				printf("\033[2Kdigestd metrics unavailable (%s);"
-				    " %.0fs\n", herr, t - t0);
+				    " %.0fs\n", ctl_vis(herr), t - t0);
 			lines++;
 		} else {
 			printf("t=%.0fs", t - t0);

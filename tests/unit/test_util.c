@@ -1,7 +1,8 @@
 /*
  * Unit tests for common/util.c's helpers for input from outside: reading
- * a whole regular file without ever blocking on a FIFO or a device, and
- * printing a time from outside without an out-of-range conversion.
+ * a whole regular file without ever blocking on a FIFO or a device,
+ * printing a time from outside without an out-of-range conversion, and
+ * making text from outside safe for a terminal.
  */
 #include <sys/stat.h>
 
@@ -156,6 +157,60 @@ test_unix_time_iso(void **state)
 	assert_string_equal(buf, "-");
 }
 
+static void
+vis_is(const char *in, const char *want)
+{
+	char buf[256];
+
+	assert_int_equal(str_vis(buf, sizeof(buf), in), strlen(want));
+	assert_string_equal(buf, want);
+}
+
+/* What a terminal acts on comes out visible; the rest as it was. */
+static void
+test_str_vis(void **state)
+{
+	char buf[16];
+	size_t i;
+
+	(void)state;
+	vis_is("", "");
+	vis_is("plain text, caf\xc3\xa9, \xe6\x97\xa5, \xf0\x9f\x98\x80 \\ \"",
+	    "plain text, caf\xc3\xa9, \xe6\x97\xa5, \xf0\x9f\x98\x80 \\ \"");
+	vis_is("\x1b]0;title\x07\x1b[2J\x1b[31mred",
+	    "\\x1b]0;title\\x07\\x1b[2J\\x1b[31mred");
+	vis_is("a\rb\nc\td\x08\x7f", "a\\x0db\\x0ac\\x09d\\x08\\x7f");
+	/* C1 as a raw byte (8-bit terminals) and as UTF-8. */
+	vis_is("\x9b" "31m\xc2\x9b" "31m\xc2\x85", "\\x9b31m\\u009b31m\\u0085");
+	/* Not UTF-8: stray, cut, overlong, surrogate. */
+	vis_is("\xff\xc3\xe2\x82\xc0\xaf\xed\xa0\x80",
+	    "\\xff\\xc3\\xe2\\x82\\xc0\\xaf\\xed\\xa0\\x80");
+	/* The bidi controls, which reorder what follows on the line. */
+	vis_is("a\xe2\x80\xae" "b\xe2\x81\xa6" "c\xe2\x80\x8f" "d\xd8\x9c" "e",
+	    "a\\u202eb\\u2066c\\u200fd\\u061ce");
+	/* Cut between escapes or characters, with the size it needs. */
+	assert_int_equal(str_vis(buf, 6, "ab\x1b" "c"), 7);
+	assert_string_equal(buf, "ab");
+	assert_int_equal(str_vis(buf, 7, "ab\x1b" "c"), 7);
+	assert_string_equal(buf, "ab\\x1b");
+	assert_int_equal(str_vis(buf, 8, "ab\x1b" "c"), 7);
+	assert_string_equal(buf, "ab\\x1bc");
+	assert_int_equal(str_vis(buf, 3, "a\xc3\xa9"), 3);
+	assert_string_equal(buf, "a");
+	assert_int_equal(str_vis(NULL, 0, "\x1b"), 4);
+	/* Every byte value, alone: never a control in the output. */
+	for (i = 1; i < 256; i++) {
+		char in[2] = { (char)i, '\0' };
+		const unsigned char *p = (const unsigned char *)buf;
+
+		str_vis(buf, sizeof(buf), in);
+		for (; *p != '\0'; p++)
+			assert_true(*p >= 0x20 && *p < 0x7f);
+		if (i >= 0x20 && i < 0x7f)
+			assert_int_equal(buf[0], (char)i);
+	}
+}
+
 int
 main(void)
 {
@@ -163,6 +218,7 @@ main(void)
 		cmocka_unit_test(test_read_regular),
 		cmocka_unit_test(test_read_not_regular),
 		cmocka_unit_test(test_unix_time_iso),
+		cmocka_unit_test(test_str_vis),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
