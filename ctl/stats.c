@@ -83,7 +83,7 @@ stats_sched(struct ctl *c, const char *period)
 		else if (stats_sched_fields[i].type == 'r' &&
 		    parse_double(v->str, &d) == 0)
 			json_object_set_new(o, name, json_real(d));
-		else	/* Made safe here, for the table and --json alike. */
+		else	/* Made safe here, for the table and --json. */
 			json_object_set_new(o, name,
 			    json_string(ctl_vis(v->str)));
 	}

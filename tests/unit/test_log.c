@@ -121,7 +121,8 @@ static void
 test_json_hostile_strings(void **state)
 {
 	static const char ctl[] = "\x01\x02\x07\x08\x0b\x0c\x0e\x1b[31m"
-	    "\x1f\x7f" "C1:\xc2\x80\xc2\x9b" "ls:\xe2\x80\xa8" "ps:\xe2\x80\xa9";
+	    "\x1f\x7f" "C1:\xc2\x80\xc2\x9b" "ls:\xe2\x80\xa8"
+	    "ps:\xe2\x80\xa9";
 	json_t *o[16];
 	size_t n, i;
 
