@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "config_value.h"
+#include "util.h"
 
 /* A config file larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -1201,39 +1202,13 @@ struct config *
 config_load(const char *file, char *err, size_t errlen)
 {
 	struct config *cfg;
-	struct stat st;
-	FILE *fp;
 	char *buf;
 	size_t n;
 
-	if ((fp = fopen(file, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+	/* Never blocks: a FIFO or a device is refused, not waited on. */
+	if (read_regular_file(file, CONFIG_FILE_MAX, &buf, &n, err,
+	    errlen) == -1)
 		return NULL;
-	}
-	if (fstat(fileno(fp), &st) == -1) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		fclose(fp);
-		return NULL;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-		snprintf(err, errlen, "%s: %s", file, !S_ISREG(st.st_mode) ?
-		    "not a regular file" : "larger than 1M, not a config file");
-		fclose(fp);
-		return NULL;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", file);
-		fclose(fp);
-		return NULL;
-	}
-	n = fread(buf, 1, (size_t)st.st_size, fp);
-	if (ferror(fp)) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		fclose(fp);
-		free(buf);
-		return NULL;
-	}
-	fclose(fp);
 	cfg = config_load_buffer(file, buf, n, err, errlen);
 	explicit_bzero(buf, n);
 	free(buf);

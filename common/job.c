@@ -31,9 +31,6 @@ enum {
 	F_MEMBER_MIN, F_MEMBER_MAX, F_ENQUEUED_AT, F_LAST_SHARD
 };
 
-/* enqueued_at beyond this is not a unix time (it is year 5138). */
-#define JOB_TIME_MAX 1e11
-
 static int64_t *
 job_int_field(struct job *j, int f)
 {
@@ -327,6 +324,12 @@ job_validate(const struct job *j, char *err, size_t errlen)
 	}
 	if (j->window_start < 0 || j->window_end < 0) {
 		snprintf(err, errlen, "window: negative time");
+		return -1;
+	}
+	/* window_start is below window_end, checked next. */
+	if (j->window_end >= (int64_t)JOB_TIME_MAX) {
+		snprintf(err, errlen, "window: window_end %" PRId64 " is past "
+		    "the year 2255", j->window_end);
 		return -1;
 	}
 	if (j->window_start >= j->window_end) {

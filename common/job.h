@@ -10,6 +10,12 @@
 #include <stdint.h>
 
 #define JOB_ID_MAX 96
+/*
+ * Window times and enqueued_at are unix times below this (in 2255): one
+ * in nanoseconds still fits in 63 bits, so a job's times can be turned
+ * into delays and ages without overflow.
+ */
+#define JOB_TIME_MAX 9e9
 #define JOB_NREQUIRED 8		/* the fields every job carries */
 #define JOB_NFIELDS 9		/* ... and the optional last_shard */
 
@@ -50,7 +56,11 @@ int job_decode_fields(struct job *, const char *const *names,
 /* Decode a JSON object body.  0 or -1 with err. */
 int job_decode_json(struct job *, const char *buf, size_t len, char *err,
     size_t errlen);
-/* Check ranges and the period; 0 or -1 with err. */
+/*
+ * Check ranges and the period: window times and enqueued_at from 0 to
+ * below JOB_TIME_MAX, window_start before window_end, member_min not
+ * above member_max.  0 or -1 with err.
+ */
 int job_validate(const struct job *, char *err, size_t errlen);
 /*
  * Encode the fields as strings for XADD: the values of job_field_names[0]

@@ -9,6 +9,8 @@
 #ifndef DIGESTD_LOG_H
 #define DIGESTD_LOG_H
 
+#include <sys/types.h>
+
 #include <stdarg.h>
 
 #include "config.h"
@@ -19,10 +21,18 @@ void log_init(const char *role, int level, int format);
 void log_configure(int level, int format);
 /*
  * Send lines to path (append, created 0640), or stderr when path is NULL or
- * empty.  Returns 0, or -1 with errno set and the old destination kept.
- * Calling it again with the same path reopens the file (SIGUSR1).
+ * empty.  Returns 0, or -1 with errno set and the old destination kept;
+ * a symlink (ELOOP) or a regular file with more than one name (EMLINK)
+ * is refused.  Calling it again with the same path reopens the file
+ * (SIGUSR1).
  */
 int log_open_file(const char *path);
+/*
+ * Give the open log file to uid:gid, through its descriptor: a regular
+ * file with one name only; stderr, a device or a pipe is left alone.
+ * 0, or -1 with errno.
+ */
+int log_chown(uid_t uid, gid_t gid);
 /* The process's context, printed with every line; pool NULL, slot -1 for none. */
 void log_set_proc(const char *role, const char *pool, int slot);
 /* The job in hand, printed as job=...; NULL when idle. */

@@ -1,6 +1,10 @@
 /*
- * Allocation, clocks, number parsing and small fd helpers.
+ * Allocation, clocks, number parsing, small fd helpers, and the careful
+ * handling of input from outside: UTF-8 decoding and reading a file that
+ * must be a regular one.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -179,6 +183,23 @@ parse_double(const char *s, double *out)
 	return 0;
 }
 
+void
+unix_time_iso(double t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt;
+
+	/* Written so that NaN fails too; 253402300800 is year 10000. */
+	if (!(t >= 0 && t < 253402300800.0)) {
+		strlcpy(buf, "-", len);
+		return;
+	}
+	tt = (time_t)t;
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		strlcpy(buf, "-", len);
+}
+
 uint64_t
 proc_rss_bytes(pid_t pid)
 {
@@ -201,6 +222,180 @@ proc_rss_bytes(pid_t pid)
 	if (sscanf(buf, "%lu %lu", &size, &rss) != 2)
 		return 0;
 	return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;	/* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;	/* nothing past U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 2)
+		*cp = ((uint32_t)(c & 0x1f) << 6) | (s[1] & 0x3f);
+	else if (len == 3)
+		*cp = ((uint32_t)(c & 0x0f) << 12) |
+		    ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+	else
+		*cp = ((uint32_t)(c & 0x07) << 18) |
+		    ((uint32_t)(s[1] & 0x3f) << 12) |
+		    ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+	return len;
+}
+
+size_t
+utf8_whole(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i, need;
+
+	/* The last lead byte, within the longest sequence's reach. */
+	for (i = len; i > 0 && len - i < 4; i--) {
+		if ((u[i - 1] & 0xc0) == 0x80)
+			continue;
+		if (u[i - 1] < 0xc0)
+			return len;
+		need = u[i - 1] >= 0xf0 ? 4 : u[i - 1] >= 0xe0 ? 3 : 2;
+		return len - (i - 1) < need ? i - 1 : len;
+	}
+	return len;
+}
+
+size_t
+str_vis(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)src;
+	size_t i, n, len = strlen(src), need = 0, elen;
+	int full = dstlen == 0;
+	char esc[8];
+	uint32_t cp;
+
+	for (i = 0; i < len; i += n) {
+		n = utf8_decode(u + i, len - i, &cp);
+		if (n == 0 || cp < 0x20 || cp == 0x7f) {
+			/* A lone byte: a control, or no UTF-8 at all. */
+			n = 1;
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[u[i] >> 4];
+			esc[3] = hex[u[i] & 15];
+			elen = 4;
+		} else if ((cp >= 0x80 && cp <= 0x9f) ||
+		    (cp >= 0x202a && cp <= 0x202e) ||
+		    (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e ||
+		    cp == 0x200f || cp == 0x061c) {
+			esc[0] = '\\';
+			esc[1] = 'u';
+			esc[2] = hex[cp >> 12];
+			esc[3] = hex[(cp >> 8) & 15];
+			esc[4] = hex[(cp >> 4) & 15];
+			esc[5] = hex[cp & 15];
+			elen = 6;
+		} else {
+			memcpy(esc, u + i, n);
+			elen = n;
+		}
+		if (!full && need + elen < dstlen)
+			memcpy(dst + need, esc, elen);
+		else if (!full) {
+			dst[need] = '\0';
+			full = 1;
+		}
+		need += elen;
+	}
+	if (!full)
+		dst[need] = '\0';
+	return need;
+}
+
+int
+read_regular_file(const char *path, size_t max_size, char **bufp,
+    size_t *lenp, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0, cap;
+	ssize_t r;
+	int fd;
+
+	*bufp = NULL;
+	*lenp = 0;
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size < 0 || (uint64_t)st.st_size > max_size) {
+		snprintf(err, errlen, "%s: larger than %zu bytes", path,
+		    max_size);
+		goto fail;
+	}
+	/* One byte more than the size, to see a file that grew meanwhile. */
+	cap = (size_t)st.st_size + 1;
+	if ((buf = malloc(cap + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	for (;;) {
+		r = read(fd, buf + got, cap - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+		if (got == cap) {
+			snprintf(err, errlen, "%s: changed while read", path);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[got] = '\0';
+	*bufp = buf;
+	*lenp = got;
+	return 0;
+fail:
+	if (buf != NULL) {
+		explicit_bzero(buf, got);
+		free(buf);
+	}
+	close(fd);
+	return -1;
 }
 
 int

@@ -44,8 +44,52 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Parse a whole finite double; 0 or -1. */
 int parse_double(const char *s, double *out);
 
+/*
+ * t, seconds since the epoch as read from outside (Redis, a broker), as
+ * "YYYY-MM-DDTHH:MM:SSZ" in buf; "-" when t is no time from 1970 to 9999
+ * (negative, huge, infinite, NaN), so no out-of-range conversion happens.
+ */
+void unix_time_iso(double t, char *buf, size_t len);
+
 /* Resident set size of pid (0: self) in bytes, from /proc; 0 on error. */
 uint64_t proc_rss_bytes(pid_t pid);
+
+/*
+ * Length of the well-formed UTF-8 sequence at s (at most n bytes), with
+ * its code point in *cp, or 0 when s[0] starts none (RFC 3629: no
+ * overlongs, no surrogates, nothing past U+10FFFF).
+ */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+/*
+ * The length of s[0..len) without a multi-byte sequence cut short at its
+ * end (as snprintf leaves one): where to cut so no half character stays.
+ */
+size_t utf8_whole(const char *s, size_t len);
+
+/*
+ * Read the whole of path, which must be a regular file of at most max_size
+ * bytes, into a malloc'd buffer with a NUL after its last byte: *buf
+ * (free it; wipe it first with explicit_bzero if it may hold a secret)
+ * and *len, not counting the NUL.  The file is opened O_NONBLOCK and
+ * checked on the open descriptor (fstat), so a FIFO or a device named by
+ * mistake or on purpose is refused at once instead of blocking the
+ * process (a reload, -t), and a rename in between cannot slip another
+ * file in.  Symlinks are followed.  Returns 0, or -1 with *buf NULL and
+ * "path: reason" in err; nothing read is left in memory on failure.
+ */
+int read_regular_file(const char *path, size_t max_size, char **buf,
+    size_t *len, char *err, size_t errlen);
+
+/*
+ * Copy src to dst (dstlen bytes, NUL-terminated when dstlen > 0) with
+ * everything a terminal would act on made visible: C0 controls (newline
+ * and tab included), DEL and bytes that are not UTF-8 as \xHH (ESC is
+ * \x1b), C1 controls and the bidi controls as \uHHHH; other characters
+ * are kept, backslashes too.  For text from outside (Redis, a broker) on
+ * its way to a terminal.  The output is cut between two characters or
+ * escapes; returns the length the whole of it needs, as snprintf does.
+ */
+size_t str_vis(char *dst, size_t dstlen, const char *src);
 
 /* Set close-on-exec / non-blocking; 0 or -1. */
 int fd_cloexec(int fd);

@@ -24,6 +24,28 @@ static int ctl_ndeclared;
 static char ctl_ensured[CTL_MAX_QUEUES][CONFIG_NAME_MAX];
 static int ctl_nensured;
 
+const char *
+ctl_vis(const char *s)
+{
+	static char *ring[CTL_VIS_RING];
+	static size_t cap[CTL_VIS_RING];
+	static int next;
+	size_t need;
+	int i;
+
+	if (s == NULL)
+		return "-";
+	i = next;
+	next = (next + 1) % CTL_VIS_RING;
+	need = str_vis(NULL, 0, s) + 1;
+	if (need > cap[i]) {
+		ring[i] = xrealloc(ring[i], need);
+		cap[i] = need;
+	}
+	str_vis(ring[i], need, s);
+	return ring[i];
+}
+
 int
 ctl_connect(struct ctl *c)
 {

@@ -57,6 +57,17 @@ struct ctl_qstats {
 int ctl_queue_stats(struct ctl *, const char *queue, struct ctl_qstats *);
 int64_t ctl_dlq_len(struct ctl *);
 
+/*
+ * s, text from Redis or a broker (a field, a reason, an error reply),
+ * made safe to print on a terminal by str_vis: no control sequence
+ * reaches the operator's terminal, each is shown as \x1b and the like.
+ * NULL gives "-".  The result lives in one of CTL_VIS_RING buffers used
+ * in turn, so it stays valid for the next CTL_VIS_RING - 1 calls: enough
+ * for the arguments of one printf.
+ */
+#define CTL_VIS_RING 8
+const char *ctl_vis(const char *s);
+
 /* Parse "--name value" style options; argv[*i] is the option. */
 const char *ctl_optarg(int argc, char **argv, int *i);
 

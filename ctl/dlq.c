@@ -68,17 +68,11 @@ dlq_entry(redisReply *r, struct dlq_entry *e)
 static void
 dlq_time(const char *s, char *buf, size_t len)
 {
-	struct tm tm;
 	double d;
-	time_t t;
 
-	if (s == NULL || parse_double(s, &d) == -1) {
-		strlcpy(buf, "-", len);
-		return;
-	}
-	t = (time_t)d;
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (s == NULL || parse_double(s, &d) == -1)
+		d = -1;
+	unix_time_iso(d, buf, len);
 }
 
 /* Reset the job's attempts (and its dead state) in digest:job:{id}. */
@@ -122,12 +116,12 @@ dlq_requeue_one(struct ctl *c, const char *dkey, const struct dlq_entry *e)
 	if (job_decode_fields(&j, e->names, e->values, e->n, err,
 	    sizeof(err)) == -1 || job_validate(&j, err, sizeof(err)) == -1) {
 		fprintf(stderr, "digestctl dlq: entry %s cannot be requeued: "
-		    "%s\n", e->id, err);
+		    "%s\n", ctl_vis(e->id), ctl_vis(err));
 		return 0;
 	}
 	if ((queue = dlq_get(e, "queue")) == NULL || queue[0] == '\0') {
 		fprintf(stderr, "digestctl dlq: entry %s names no queue\n",
-		    e->id);
+		    ctl_vis(e->id));
 		return 0;
 	}
 	j.enqueued_at = now_real();
@@ -144,7 +138,7 @@ dlq_requeue_one(struct ctl *c, const char *dkey, const struct dlq_entry *e)
 		return -1;
 	}
 	freeReplyObject(r);
-	printf("requeued %s on %s\n", j.job_id, queue);
+	printf("requeued %s on %s\n", ctl_vis(j.job_id), ctl_vis(queue));
 	return 1;
 }
 
@@ -174,8 +168,8 @@ dlq_walk_redis(struct ctl *c, int requeue, const char *job_id)
 		    DLQ_PAGE);
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
 			fprintf(stderr, "digestctl dlq: redis XRANGE: %s\n",
-			    r == NULL ? c->qr->errstr : r->type ==
-			    REDIS_REPLY_ERROR ? r->str : "bad reply");
+			    ctl_vis(r == NULL ? c->qr->errstr : r->type ==
+			    REDIS_REPLY_ERROR ? r->str : "bad reply"));
 			if (r)
 				freeReplyObject(r);
 			return 1;
@@ -193,13 +187,12 @@ dlq_walk_redis(struct ctl *c, int requeue, const char *job_id)
 			if (!requeue) {
 				dlq_time(dlq_get(&e, "failed_at"), when,
 				    sizeof(when));
-				printf("%-22s %-36s %-10s %-8s %-20s %s\n", e.id,
-				    v ? v : "-", dlq_get(&e, "queue") ?
-				    dlq_get(&e, "queue") : "-",
-				    dlq_get(&e, "attempts") ?
-				    dlq_get(&e, "attempts") : "-", when,
-				    dlq_get(&e, "reason") ?
-				    dlq_get(&e, "reason") : "-");
+				/* Every field came from whoever wrote it. */
+				printf("%-22s %-36s %-10s %-8s %-20s %s\n",
+				    ctl_vis(e.id), ctl_vis(v),
+				    ctl_vis(dlq_get(&e, "queue")),
+				    ctl_vis(dlq_get(&e, "attempts")), when,
+				    ctl_vis(dlq_get(&e, "reason")));
 				continue;
 			}
 			if (job_id != NULL &&
@@ -208,7 +201,7 @@ dlq_walk_redis(struct ctl *c, int requeue, const char *job_id)
 			matched++;
 			if ((rv = dlq_requeue_one(c, key, &e)) == -1) {
 				fprintf(stderr, "digestctl dlq requeue: %s\n",
-				    c->err);
+				    ctl_vis(c->err));
 				freeReplyObject(r);
 				return 1;
 			}
@@ -240,24 +233,25 @@ static void
 dlq_amqp_cb(void *arg, const struct jobq_amqp_letter *lt)
 {
 	struct dlq_amqp_arg *a = arg;
-	const char *id = lt->job_id[0] != '\0' ? lt->job_id : "-";
-	const char *queue = lt->queue[0] != '\0' ? lt->queue : "-";
+	const char *id = ctl_vis(lt->job_id[0] != '\0' ? lt->job_id : NULL);
+	const char *queue = ctl_vis(lt->queue[0] != '\0' ? lt->queue : NULL);
 
 	if (!a->requeue) {
 		printf("%-36s %-10s %s\n", id, queue,
-		    lt->reason[0] != '\0' ? lt->reason : "-");
+		    ctl_vis(lt->reason[0] != '\0' ? lt->reason : NULL));
 		return;
 	}
 	if (!lt->requeued) {
 		/* Reported, not fatal: the others are requeued all the same. */
 		fprintf(stderr, "digestctl dlq: %s not requeued: %s\n", id,
-		    lt->body == NULL ? lt->reason : "it names no queue");
+		    lt->body == NULL ? ctl_vis(lt->reason) :
+		    "it names no queue");
 		a->kept++;
 		return;
 	}
 	if (lt->job_id[0] != '\0' && dlq_reset(a->c, lt->job_id) == -1)
 		a->failed = 1;
-	printf("requeued %s on %s\n", lt->job_id[0] != '\0' ? lt->job_id :
+	printf("requeued %s on %s\n", lt->job_id[0] != '\0' ? id :
 	    "(undecodable)", queue);
 }
 
@@ -269,7 +263,7 @@ dlq_walk_amqp(struct ctl *c, int requeue, const char *job_id)
 
 	if (c->amqp == NULL &&
 	    (c->amqp = amqp_link_open(c->cfg, c->err, sizeof(c->err))) == NULL) {
-		fprintf(stderr, "digestctl dlq: %s\n", c->err);
+		fprintf(stderr, "digestctl dlq: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	if (!requeue)
@@ -277,7 +271,7 @@ dlq_walk_amqp(struct ctl *c, int requeue, const char *job_id)
 	n = jobq_amqp_dlq_walk(c->amqp, requeue, job_id, dlq_amqp_cb, &a,
 	    c->err, sizeof(c->err));
 	if (n == -1) {
-		fprintf(stderr, "digestctl dlq: %s\n", c->err);
+		fprintf(stderr, "digestctl dlq: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	printf("%d dead letter(s)%s\n", n, requeue ? " requeued" : "");

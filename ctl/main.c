@@ -110,7 +110,7 @@ main(int argc, char **argv)
 		    strerror(errno));
 	log_configure(LOG_LEVEL_WARN, c.cfg->supervisor.log_format);
 	if (cmd->needs_redis && ctl_connect(&c) == -1) {
-		fprintf(stderr, "digestctl: %s\n", c.err);
+		fprintf(stderr, "digestctl: %s\n", ctl_vis(c.err));
 		ctl_close(&c);
 		config_free(c.cfg);
 		return 1;

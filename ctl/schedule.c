@@ -447,11 +447,7 @@ sched_all(struct sched_run *s)
 static void
 sched_iso(int64_t t, char *buf, size_t len)
 {
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	unix_time_iso((double)t, buf, len);
 }
 
 /* Record the run in digest:sched:{period}; failures to record are errors. */
@@ -518,18 +514,21 @@ sched_trim(struct ctl *c)
 	for (i = 0; i < n; i++)
 		if (jobq_trim(c->qr, c->cfg, names[i], err, sizeof(err)) == -1)
 			fprintf(stderr, "digestctl schedule: trimming queue %s: "
-			    "%s\n", names[i], err);
+			    "%s\n", names[i], ctl_vis(err));
 }
 
-/* "--now UNIX": whole or fractional seconds. */
+/*
+ * "--now UNIX": whole or fractional seconds, a time that makes valid jobs
+ * (job_validate's bounds).
+ */
 static int
 sched_parse_now(const char *s, int64_t *now)
 {
 	double d;
 
-	if (parse_i64(s, INT64_MIN / 2, INT64_MAX / 2, now) == 0)
+	if (parse_i64(s, 0, (int64_t)JOB_TIME_MAX - 1, now) == 0)
 		return 0;
-	if (parse_double(s, &d) == -1 || d < -1e15 || d > 1e15)
+	if (parse_double(s, &d) == -1 || !(d >= 0 && d < JOB_TIME_MAX))
 		return -1;
 	*now = (int64_t)floor(d);
 	return 0;
@@ -583,7 +582,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 			    "the failed run\n");
 		fprintf(stderr, "digestctl schedule %s: failed: %s (window %s .. "
 		    "%s, %" PRId64 " jobs enqueued before the failure)\n",
-		    period_name(s.period), saved, ws, we,
+		    period_name(s.period), ctl_vis(saved), ws, we,
 		    s.n.jobs[0] + s.n.jobs[1]);
 		return 1;
 	}
@@ -592,7 +591,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 	if (sched_record(&s, start, end, 1, NULL) == -1) {
 		fprintf(stderr, "digestctl schedule %s: jobs enqueued but the "
 		    "run could not be recorded: %s\n", period_name(s.period),
-		    c->err);
+		    ctl_vis(c->err));
 		return 1;
 	}
 	printf("schedule %s: window %s .. %s (%" PRId64 " .. %" PRId64 ")\n",
@@ -661,7 +660,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	/* An explicit request: the group's posts are not required. */
 	m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "");
 	if (m == -1) {
-		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		fprintf(stderr, "digestctl enqueue: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	if (m == 0) {
@@ -672,7 +671,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	if (q == NULL)
 		g.queue = sched_route(c->cfg, g.posts, g.members);
 	if (sched_enqueue_groups(&s, &g, 1) == -1) {
-		fprintf(stderr, "digestctl enqueue: %s\n", c->err);
+		fprintf(stderr, "digestctl enqueue: %s\n", ctl_vis(c->err));
 		return 1;
 	}
 	printf("group %" PRId64 " %s: %" PRId64 " posts in the window, %" PRId64

@@ -586,7 +586,7 @@ ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 	seed_groups(p, prefix, seed, g, ngroups, wend);
 	seed_pipe_flush(p);
 	if (p->failed) {
-		fprintf(stderr, "digestctl seed: %s\n", p->err);
+		fprintf(stderr, "digestctl seed: %s\n", ctl_vis(p->err));
 		free(p);
 		free(g);
 		free(cum);

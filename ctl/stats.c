@@ -83,8 +83,9 @@ stats_sched(struct ctl *c, const char *period)
 		else if (stats_sched_fields[i].type == 'r' &&
 		    parse_double(v->str, &d) == 0)
 			json_object_set_new(o, name, json_real(d));
-		else
-			json_object_set_new(o, name, json_string(v->str));
+		else	/* Made safe here, for the table and --json. */
+			json_object_set_new(o, name,
+			    json_string(ctl_vis(v->str)));
 	}
 	freeReplyObject(r);
 	if (any == 0) {
@@ -118,8 +119,6 @@ static void
 stats_print_sched(const char *period, json_t *o)
 {
 	char when[64];
-	struct tm tm;
-	time_t t;
 	json_t *v;
 
 	if (!json_is_object(o)) {
@@ -127,9 +126,8 @@ stats_print_sched(const char *period, json_t *o)
 		return;
 	}
 	v = json_object_get(o, "end");
-	t = (time_t)json_number_value(v);
-	gmtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	unix_time_iso(json_is_number(v) ? json_number_value(v) : -1, when,
+	    sizeof(when));
 	printf("schedule %-7s %s at %s: priority %" PRId64 ", standard %" PRId64
 	    ", already enqueued %" PRId64 "%s%s\n", period,
 	    json_string_value(json_object_get(o, "status")) ?
@@ -168,7 +166,7 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		if (ctl_queue_stats(c, names[i], &st) == -1) {
 			fprintf(stderr, "digestctl stats: queue %s: %s\n",
-			    names[i], c->err);
+			    names[i], ctl_vis(c->err));
 			json_decref(root);
 			return 1;
 		}
@@ -181,7 +179,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 		json_object_set_new(queues, names[i], q);
 	}
 	if ((dlq = ctl_dlq_len(c)) == -1) {
-		fprintf(stderr, "digestctl stats: dead letters: %s\n", c->err);
+		fprintf(stderr, "digestctl stats: dead letters: %s\n",
+		    ctl_vis(c->err));
 		json_decref(root);
 		return 1;
 	}
@@ -190,7 +189,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	json_object_set_new(root, "schedule", sched);
 	if ((sd = stats_sched(c, "daily")) == NULL ||
 	    (sw = stats_sched(c, "weekly")) == NULL) {
-		fprintf(stderr, "digestctl stats: schedule: %s\n", c->err);
+		fprintf(stderr, "digestctl stats: schedule: %s\n",
+		    ctl_vis(c->err));
 		json_decref(sd);
 		json_decref(root);
 		return 1;

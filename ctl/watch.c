@@ -15,6 +15,7 @@
 
 #include "ctl.h"
 #include "util.h"
+#include "zpage.h"
 
 #define WATCH_BAR 30
 
@@ -110,7 +111,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 			q[i].name = names[i];
 			if (ctl_queue_stats(c, names[i], &st) == -1) {
 				fprintf(stderr, "digestctl watch: queue %s: %s\n",
-				    names[i], c->err);
+				    names[i], ctl_vis(c->err));
 				return 1;
 			}
 			q[i].outstanding = st.depth + (st.pending > 0 ?
@@ -176,7 +177,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 				    busy, t - t0);
 			else
 				printf("\033[2Kdigestd metrics unavailable (%s);"
-				    " %.0fs\n", herr, t - t0);
+				    " %.0fs\n", ctl_vis(herr), t - t0);
 			lines++;
 		} else {
 			printf("t=%.0fs", t - t0);
@@ -198,7 +199,7 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 		 */
 		if (left == 0 && c->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
 		    have_metrics && busy > 0)
-			left = (int64_t)busy;
+			left = zpage_floor(ceil(busy));
 		if (left == 0) {
 			rv = 0;
 			printf("queues empty after %.1fs\n", t - t0);

@@ -183,10 +183,10 @@ drop_privileges(const char *user, const char *log_file)
 	 * The log file was opened as root; every child opens it again, and
 	 * SIGUSR1 reopens it, as the user.
 	 */
-	if (log_file != NULL && *log_file != '\0' &&
-	    chown(log_file, pw->pw_uid, pw->pw_gid) == -1)
-		log_warn("chown %s", log_file);
-	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	if (log_chown(pw->pw_uid, pw->pw_gid) == -1)
+		log_warn("chown log_file %s", log_file);
+	/* The user's own groups, as login gives them; root's are dropped. */
+	if (initgroups(user, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1) {
 		log_error("cannot become user %s: %s", user, strerror(errno));
 		exit(2);

@@ -144,6 +144,21 @@ is_control(uint32_t cp)
 	    cp == 0x2028 || cp == 0x2029;
 }
 
+/*
+ * The bidi formatting characters: embeddings and overrides (U+202A to
+ * U+202E), isolates (U+2066 to U+2069), and the marks (LRM, RLM, ALM).
+ * In a name or a subject they only serve to make text read other than it
+ * is ("Ann<RLO>fdp.exe" shows as "Annexe.pdf"), and an override never
+ * closed spills over what follows on the line.
+ */
+static int
+is_bidi(uint32_t cp)
+{
+	return (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069) ||
+	    cp == 0x200e || cp == 0x200f || cp == 0x061c;
+}
+
 size_t
 mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 {
@@ -171,6 +186,8 @@ mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 			put = (const char *)s + i;
 			putlen = n;
 		}
+		if (oneline && put != repl && is_bidi(cp))
+			continue;
 		if (oneline && put != repl && (cp == ' ' || is_control(cp))) {
 			if (out->len > start)
 				pending = 1;
@@ -467,40 +484,45 @@ void
 mime_b64_encode(struct rbuf *out, const void *data, size_t len, size_t wrap)
 {
 	const unsigned char *u = data;
-	size_t i, col = 0, olen;
-	char *p;
+	size_t i, k, col = 0, olen, need;
+	char quad[4], *p;
 
+	/*
+	 * The exact size: 4 characters per 3 bytes, and a CRLF between
+	 * every two lines of wrap characters, whatever wrap is.
+	 */
 	olen = (len + 2) / 3 * 4;
-	rbuf_reserve(out, olen + (wrap ? olen / wrap * 2 + 2 : 0) + 1);
+	need = olen;
+	if (wrap > 0 && olen > 0)
+		need += (olen - 1) / wrap * 2;
+	rbuf_reserve(out, need);
 	p = out->p + out->len;
-	for (i = 0; i + 2 < len; i += 3) {
-		uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 |
-		    u[i + 2];
-
-		if (wrap && col + 4 > wrap) {
-			*p++ = '\r';
-			*p++ = '\n';
-			col = 0;
-		}
-		*p++ = b64dig[v >> 18];
-		*p++ = b64dig[(v >> 12) & 63];
-		*p++ = b64dig[(v >> 6) & 63];
-		*p++ = b64dig[v & 63];
-		col += 4;
-	}
-	if (i < len) {
+	for (i = 0; i < len; i += 3) {
 		uint32_t v = (uint32_t)u[i] << 16;
 
 		if (i + 1 < len)
 			v |= (uint32_t)u[i + 1] << 8;
-		if (wrap && col + 4 > wrap) {
-			*p++ = '\r';
-			*p++ = '\n';
+		if (i + 2 < len)
+			v |= u[i + 2];
+		quad[0] = b64dig[v >> 18];
+		quad[1] = b64dig[(v >> 12) & 63];
+		quad[2] = i + 1 < len ? b64dig[(v >> 6) & 63] : '=';
+		quad[3] = i + 2 < len ? b64dig[v & 63] : '=';
+		if (wrap == 0 || col + 4 <= wrap) {
+			memcpy(p, quad, 4);
+			p += 4;
+			col += 4;
+			continue;
 		}
-		*p++ = b64dig[v >> 18];
-		*p++ = b64dig[(v >> 12) & 63];
-		*p++ = i + 1 < len ? b64dig[(v >> 6) & 63] : '=';
-		*p++ = '=';
+		for (k = 0; k < 4; k++) {
+			if (col == wrap) {
+				*p++ = '\r';
+				*p++ = '\n';
+				col = 0;
+			}
+			*p++ = quad[k];
+			col++;
+		}
 	}
 	out->len = (size_t)(p - out->p);
 	out->p[out->len] = '\0';

@@ -50,8 +50,10 @@ void rbuf_addi64(struct rbuf *, long long v);
 /*
  * Flags of mime_clean.  ONELINE turns every control character (CR, LF,
  * NUL, TAB, the C0 and C1 sets, DEL, U+2028 and U+2029) into a space,
- * collapses runs of spaces and trims both ends: the form for headers and
- * for one-line fields.  ELLIPSIS appends U+2026 when the text was cut.
+ * drops the bidi controls (U+202A to U+202E, U+2066 to U+2069, U+200E,
+ * U+200F, U+061C), collapses runs of spaces and trims both ends: the form
+ * for headers and for one-line fields.  ELLIPSIS appends U+2026 when the
+ * text was cut.
  */
 #define MIME_CLEAN_ONELINE	0x1
 #define MIME_CLEAN_ELLIPSIS	0x2
@@ -91,7 +93,10 @@ void mime_qp_encode(struct rbuf *out, const char *s, size_t len);
 /* Decode quoted-printable; CRLF and LF both come out as LF.  0 or -1. */
 int mime_qp_decode(struct rbuf *out, const char *s, size_t len);
 
-/* Base64; wrap > 0 puts CRLF after each wrap output characters. */
+/*
+ * Base64; wrap > 0 puts a CRLF between lines of wrap output characters
+ * (none before the first or after the last).
+ */
 void mime_b64_encode(struct rbuf *out, const void *p, size_t len, size_t wrap);
 /* Decode base64, skipping CR, LF and spaces.  0 or -1 on a bad character. */
 int mime_b64_decode(struct rbuf *out, const char *s, size_t len);

@@ -9,16 +9,14 @@
  * marks the nodes that depend on the recipient: render.c renders all the
  * others once per job.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mime.h"
 #include "template.h"
+#include "util.h"
 
 #define TEMPLATE_MAX_SIZE	(256 * 1024)
 #define TEMPLATE_MAX_DEPTH	16
@@ -422,45 +420,16 @@ fail:
 struct template *
 template_load(const char *path, int html, char *err, size_t errlen)
 {
-	struct template *t = NULL;
-	struct stat st;
-	char *buf = NULL;
-	ssize_t r;
-	size_t got = 0;
-	int fd;
+	struct template *t;
+	char *buf;
+	size_t len;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	/* Never blocks: a FIFO in template_dir fails the reload at once. */
+	if (read_regular_file(path, TEMPLATE_MAX_SIZE, &buf, &len, err,
+	    errlen) == -1)
 		return NULL;
-	}
-	if (fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > TEMPLATE_MAX_SIZE) {
-		snprintf(err, errlen, "%s: not a regular file of at most %d "
-		    "bytes", path, TEMPLATE_MAX_SIZE);
-		goto out;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		r = read(fd, buf + got, (size_t)st.st_size - got);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			snprintf(err, errlen, "%s: %s", path,
-			    r == 0 ? "short read" : strerror(errno));
-			goto out;
-		}
-		got += (size_t)r;
-	}
-	t = template_parse(path, buf, got, html, err, errlen);
-out:
+	t = template_parse(path, buf, len, html, err, errlen);
 	free(buf);
-	close(fd);
 	return t;
 }
 

@@ -1,8 +1,9 @@
 """digestctl dlq list / requeue against a real redis-server."""
+import subprocess
 import time
 
 from ctl_util import SAT, DAY, ctl_config, entries, rsrv  # noqa: F401
-from harness import digestctl
+from harness import DIGESTCTL, digestctl
 
 
 def dead(r, gid, queue="standard", reason="crash", attempts=3):
@@ -131,3 +132,59 @@ def test_dlq_of_a_real_worker(tmp_path, rsrv, digestd_factory):
     # User 1 wrote the only post: only user 2 hears of it.
     assert [m["To"].addresses[0].addr_spec for m in msgs] == ["u2@example.com"]
     assert d.stop() == 0
+
+
+# Terminal control sequences: set the title, clear the screen, colour, a
+# CSI as a raw C1 byte and as UTF-8, backspaces and a carriage return to
+# overwrite what was printed, DEL, a newline to forge a row, a bidi
+# override.
+HOSTILE = (b"\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m\r\x08\x08\x7f"
+           b"\x9b31m\xc2\x9b31m\nforged row\xe2\x80\xaeevil")
+
+
+def assert_printable(raw):
+    """raw is UTF-8 with no control a terminal acts on but the newlines."""
+    text = raw.decode("utf-8")     # strict: a stray byte fails here
+    for i, ch in enumerate(text):
+        o = ord(ch)
+        assert ch == "\n" or not (o < 0x20 or 0x7f <= o <= 0x9f
+                                  or 0x202a <= o <= 0x202e or 0x2066 <= o <= 0x2069), \
+            "control U+%04X at %d: %r" % (o, i, text[max(0, i - 40):i + 40])
+    return text
+
+
+def run_raw(cfg, *args):
+    p = subprocess.run([DIGESTCTL, "-c", cfg] + list(args), capture_output=True,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_dlq_output_has_no_terminal_controls(tmp_path, rsrv):
+    """Whoever can write a dead letter (any Redis client) must not be able
+    to drive the operator's terminal through `digestctl dlq`: every field
+    is printed with its controls made visible (\\x1b), never raw."""
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    job = dead(r, 1)
+    # A hostile letter: every field it shows, and a time out of range.
+    r.xadd("digest:dlq", {b"job_id": b"daily.1." + HOSTILE, b"queue": HOSTILE,
+                          b"reason": b"crash " + HOSTILE, b"attempts": HOSTILE,
+                          b"failed_at": b"1e300"})
+    # A valid job whose queue is hostile: it is requeued there, and said so.
+    r.xadd("digest:dlq", dict(job, job_id="daily.%d.7.0" % SAT, group_id="7",
+                              reason="x", attempts="1", failed_at="1e300",
+                              queue=HOSTILE))
+    rc, out, err = run_raw(cfg, "dlq", "list")
+    assert rc == 0, err
+    text = assert_printable(out) + assert_printable(err)
+    assert "3 dead letter(s)" in text
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in text
+    assert "\\u009b31m" in text and "\\x9b31m" in text
+    assert "forged row" in text and "\nforged row" not in text
+    rows = [l for l in text.splitlines() if "owned" in l]
+    assert len(rows) == 2 and all(" - " in l for l in rows)  # failed_at 1e300
+
+    rc, out, err = run_raw(cfg, "dlq", "requeue", "--all")
+    text = assert_printable(out) + assert_printable(err)
+    assert "requeued daily.%d.7.0 on std" % SAT not in text
+    assert "requeued daily.%d.7.0 on \\x1b]0;owned" % SAT in text

@@ -99,3 +99,34 @@ def test_stats_depth_when_redis_cannot_tell_lag(tmp_path, rsrv):
     assert r.xinfo_groups("digest:q:standard")[0]["lag"] is None
     q = stats(cfg)["queues"]["standard"]
     assert (q["depth"], q["pending"]) == (3, 1)
+
+
+def test_stats_output_has_no_terminal_controls(tmp_path, rsrv):
+    """A schedule record written by anyone with access to Redis cannot put
+    a terminal control into `digestctl stats`, plain or --json."""
+    from test_ctl_dlq import HOSTILE, assert_printable, run_raw
+    r = rsrv.client()
+    cfg = ctl_config(tmp_path, rsrv)
+    r.hset("digest:sched:daily", mapping={
+        b"status": b"ok" + HOSTILE, b"error": b"bad " + HOSTILE, b"end": b"1e300",
+        b"start": HOSTILE, b"window_start": HOSTILE, b"jobs_priority": b"1"})
+    # The same in valid UTF-8 (no raw C1 byte), which JSON can carry.
+    utf8 = HOSTILE.replace(b"\x7f\x9b31m", b"\x7f")
+    r.hset("digest:sched:weekly", mapping={
+        b"status": b"failed" + utf8, b"error": b"bad " + utf8, b"end": b"nan"})
+    rc, out, err = run_raw(cfg, "stats")
+    assert rc == 0, err
+    text = assert_printable(out) + assert_printable(err)
+    line = [l for l in text.splitlines() if l.startswith("schedule daily")][0]
+    assert "\\x1b]0;owned\\x07" in line and " at -:" in line
+    line = [l for l in text.splitlines() if l.startswith("schedule weekly")][0]
+    assert "bad \\x1b]0;owned\\x07" in line and " at -:" in line
+    rc, out, err = run_raw(cfg, "stats", "--json")
+    assert rc == 0, err
+    assert_printable(out)
+    s = json.loads(out)["schedule"]["daily"]
+    assert_printable(s["error"].encode())
+    assert s["error"].startswith("bad \\x1b]0;owned\\x07")
+    assert_printable(s["start"].encode())
+    w = json.loads(out)["schedule"]["weekly"]
+    assert w["error"].startswith("bad \\x1b]0;owned\\x07")

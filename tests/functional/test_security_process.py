@@ -243,3 +243,115 @@ def test_listen_defaults_to_loopback(tmp_path, redis_server):
             kill_pid(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
         logf.close()
+
+
+@ROOT_ONLY
+def test_log_file_symlink_is_not_followed(tmp_path):
+    """The log file is opened as root before the drop to `user`, and was
+    then handed to that user by name: a symlink planted at log_file (by
+    anyone who can write its directory, the user itself included) gave
+    them whatever file it pointed at.  Now the open refuses a symlink,
+    digestd does not start, and the file pointed at is untouched."""
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="digestd-symlink-")
+    srv = None
+    d = None
+    try:
+        os.chmod(base, 0o755)
+        var = os.path.join(base, "var")
+        os.makedirs(var)
+        os.chown(var, nobody.pw_uid, nobody.pw_gid)
+        victim = os.path.join(base, "victim")
+        with open(victim, "w") as f:
+            f.write("root's own\n")
+        os.chmod(victim, 0o600)
+        log_file = os.path.join(var, "digestd.log")
+        os.symlink(victim, log_file)
+        srv = RedisServer(os.path.join(base, "redis"), port=free_port()).start()
+        cfg = config(os.path.join(base, "d.conf"),
+                     "[redis]\nhost = 127.0.0.1\nport = %d\n" % srv.port,
+                     user="nobody", outbox=os.path.join(var, "outbox"),
+                     log_file=log_file)
+        d = Digestd(cfg, base)
+        d.start(wait_ready=False)
+        wait_for(lambda: d.exited() or d.http_status("/readyz") == 200,
+                 timeout=15, what="digestd exited or ready")
+        st = os.stat(victim)
+        assert (st.st_uid, st.st_gid) == (0, 0)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        with open(victim) as f:
+            assert f.read() == "root's own\n"
+        assert d.exited(), "started on a symlinked log_file"
+        assert d.wait() == 2
+        assert "log_file" in d.log() and "Too many levels of symbolic links" in d.log()
+    finally:
+        if d is not None:
+            d.kill()
+        if srv is not None:
+            srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@ROOT_ONLY
+def test_user_keeps_its_supplementary_groups(tmp_path):
+    """`user` gets its own groups (initgroups), as login and su give them,
+    not none at all: an operator grants digestd access to a socket or a
+    certificate through a group.  digestd runs in a mount namespace of
+    its own where /etc/group makes nobody a member of one more group, so
+    the host's group file is never touched."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare missing")
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="digestd-groups-")
+    srv = None
+    p = None
+    logf = None
+    try:
+        os.chmod(base, 0o755)
+        var = os.path.join(base, "var")
+        os.makedirs(var)
+        os.chown(var, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(var, 0o700)
+        gid = 4000 + os.getpid() % 1000
+        group = os.path.join(base, "group")
+        with open("/etc/group") as f:
+            text = f.read()
+        with open(group, "w") as f:
+            f.write(text + ("" if text.endswith("\n") else "\n")
+                    + "digestdtest:x:%d:nobody\n" % gid)
+        os.chmod(group, 0o644)
+        srv = RedisServer(os.path.join(base, "redis"), port=free_port()).start()
+        cfg = config(os.path.join(base, "d.conf"),
+                     "[redis]\nhost = 127.0.0.1\nport = %d\n" % srv.port,
+                     user="nobody", outbox=os.path.join(var, "outbox"),
+                     log_file=os.path.join(var, "digestd.log"))
+        logf = open(os.path.join(base, "out.log"), "wb")
+        p = subprocess.Popen(["unshare", "-m", "sh", "-c",
+                              'mount --bind "$0" /etc/group && exec "$1" -c "$2"',
+                              group, DIGESTD, cfg],
+                             stdout=logf, stderr=subprocess.STDOUT)
+
+        def running():
+            assert p.poll() is None, "digestd exited"
+            return os.readlink("/proc/%d/exe" % p.pid) == os.path.realpath(DIGESTD) \
+                and len(workers(p.pid)) == 2 and workers(p.pid)
+        wait_for(running, timeout=15, what="digestd and its workers")
+        for pid in [p.pid] + sorted(workers(p.pid)):
+            st = proc_status(pid)
+            assert st["Uid"] == [str(nobody.pw_uid)] * 4, (pid, st["Uid"])
+            assert set(st.get("Groups", [])) == {str(nobody.pw_gid), str(gid)}, \
+                (pid, st.get("Groups"))
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p is not None and p.poll() is None:
+            kids = children(p.pid)
+            kill_pid(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+            for k in kids:
+                kill_pid(k, signal.SIGKILL, timeout=2)
+        if logf is not None:
+            logf.close()
+        if srv is not None:
+            srv.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1040,6 +1040,16 @@ test_paths(void **state)
 	assert_string_equal(err, "sub/none.conf: No such file or directory");
 	assert_null(config_load("sub", err, sizeof(err)));
 	assert_string_equal(err, "sub: not a regular file");
+	/*
+	 * A FIFO is refused at once, never waited on: a SIGALRM ends the
+	 * test if the open blocks.
+	 */
+	assert_int_equal(mkfifo("sub/fifo.conf", 0600), 0);
+	alarm(10);
+	assert_null(config_load("sub/fifo.conf", err, sizeof(err)));
+	alarm(0);
+	assert_string_equal(err, "sub/fifo.conf: not a regular file");
+	unlink("sub/fifo.conf");
 
 	/* An error in a real file names it and the line. */
 	assert_non_null(fp = fopen("sub/bad.conf", "w"));

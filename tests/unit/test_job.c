@@ -504,10 +504,11 @@ test_round_trip(void **state)
 	/* The longest valid job fits JOB_ENCODE_MAX. */
 	memset(j.job_id, '9', JOB_ID_MAX - 1);
 	j.job_id[JOB_ID_MAX - 1] = '\0';
-	j.group_id = j.window_end = j.member_max = INT64_MAX;
-	j.window_start = INT64_MAX - 1;
+	j.group_id = j.member_max = INT64_MAX;
+	j.window_end = 8999999999;
+	j.window_start = 8999999998;
 	j.member_min = INT64_MIN;
-	j.enqueued_at = 99999999999.999;
+	j.enqueued_at = 8999999999.999;
 	j.last_shard = 1;
 	assert_int_equal(job_validate(&j, err, sizeof(err)), 0);
 	n = job_encode_fields(&j, buf, values);
@@ -517,7 +518,7 @@ test_round_trip(void **state)
 	assert_int_equal(job_decode_fields(&k, job_field_names, values,
 	    (size_t)n, err, sizeof(err)), 0);
 	assert_string_equal(k.job_id, j.job_id);
-	assert_int_equal(k.window_start, INT64_MAX - 1);
+	assert_int_equal(k.window_start, 8999999998);
 	assert_true(k.member_min == INT64_MIN);
 	assert_int_equal(k.last_shard, 1);
 }
@@ -596,6 +597,134 @@ test_last_shard(void **state)
 	assert_string_equal(err, "last_shard: not 0 or 1");
 }
 
+/*
+ * What a job that passed job_validate goes through in the worker: its
+ * window end and its age in nanoseconds (the email-delay and queue-wait
+ * histograms), the encoding back to fields.  Under UBSan (make ASAN=1)
+ * an overflow or an out-of-range conversion here aborts the test.
+ */
+static void
+use_job(const struct job *j)
+{
+	const char *values[JOB_NFIELDS];
+	char buf[JOB_ENCODE_MAX], e[256];
+	volatile int64_t delay, wait;
+	double now = 1764374400.0;
+	struct job k;
+	int n;
+
+	assert_true(j->window_start >= 0 && j->window_end < JOB_TIME_MAX);
+	assert_true(j->window_start < j->window_end);
+	assert_true(j->enqueued_at >= 0 && j->enqueued_at < JOB_TIME_MAX);
+	delay = (int64_t)now * 1000000000LL - j->window_end * 1000000000LL;
+	wait = (int64_t)((now - j->enqueued_at) * 1e9);
+	(void)delay;
+	(void)wait;
+	n = job_encode_fields(j, buf, values);
+	assert_int_equal(job_decode_fields(&k, job_field_names, values,
+	    (size_t)n, e, sizeof(e)), 0);
+	assert_int_equal(k.window_end, j->window_end);
+}
+
+/* A JSON body of the good job with one field's text replaced. */
+static int
+json_job_with(struct job *j, const char *field, const char *text)
+{
+	static const char *json_values[JOB_NREQUIRED] = {
+		"\"daily.1764374400.42.0\"", "42", "\"daily\"", "1764288000",
+		"1764374400", "1", "50000", "1764374401.25"
+	};
+	char body[1024];
+	size_t off = 0;
+	int i;
+
+	off += (size_t)snprintf(body, sizeof(body), "{");
+	for (i = 0; i < JOB_NREQUIRED; i++)
+		off += (size_t)snprintf(body + off, sizeof(body) - off,
+		    "%s\"%s\":%s", i > 0 ? "," : "", job_field_names[i],
+		    strcmp(job_field_names[i], field) == 0 ? text :
+		    json_values[i]);
+	snprintf(body + off, sizeof(body) - off, "}");
+	return job_decode_json(j, body, strlen(body), err, sizeof(err));
+}
+
+/*
+ * Hostile numbers in every numeric field, as stream fields, as JSON
+ * numbers and as JSON strings: each is refused or gives a job whose
+ * times are within bounds, and nothing overflows on the way.
+ */
+static void
+test_hostile_values(void **state)
+{
+	static const char *hostile[] = {
+		"1e300", "-1e300", "1e308", "1.7976931348623157e308",
+		"4.9e-324", "inf", "-inf", "nan", "NaN", "infinity", "1e19",
+		"-1e19", "9223372036854775807", "-9223372036854775808",
+		"9223372036854775808", "-9223372036854775809",
+		"18446744073709551616", "99999999999999999999999",
+		"9223372036854775807.0", "9.2233720368547758e18",
+		"0x7fffffffffffffff", "1e11", "99999999999", "100000000000",
+		"9000000000", "8999999999", "8999999999.999", "0", "-0", "-1",
+		"1764374400", "1764374401", "1e9", "1.5e9",
+	};
+	char text[64];
+	struct job j;
+	size_t i;
+	int f, form;
+
+	(void)state;
+	for (f = 0; f < JOB_NREQUIRED; f++) {
+		const char *name = job_field_names[f];
+
+		if (strcmp(name, "job_id") == 0 || strcmp(name, "period") == 0)
+			continue;
+		for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+			if (decode_job_with(&j, name, hostile[i], err,
+			    sizeof(err)) == 0)
+				use_job(&j);
+			for (form = 0; form < 2; form++) {
+				snprintf(text, sizeof(text), form ? "\"%s\"" :
+				    "%s", hostile[i]);
+				if (json_job_with(&j, name, text) == 0)
+					use_job(&j);
+			}
+		}
+	}
+}
+
+/*
+ * Window times and enqueued_at are unix times: from 0 to before 9e9
+ * seconds (the year 2255), where a time in nanoseconds still fits in 63
+ * bits.
+ */
+static void
+test_time_bounds(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_with("window_end", "8999999999", err,
+	    sizeof(err)), 0);
+	assert_int_equal(decode_with("window_end", "9000000000", err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "window: window_end 9000000000 is past the "
+	    "year 2255");
+	assert_int_equal(decode_with("window_end", "99999999999", err,
+	    sizeof(err)), -1);
+	assert_int_equal(decode_with("window_end", "9223372036854775807", err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "window: window_end 9223372036854775807 is "
+	    "past the year 2255");
+	assert_int_equal(decode_with("window_start", "-9223372036854775808",
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, "window: negative time");
+	assert_int_equal(decode_with("enqueued_at", "8999999999.5", err,
+	    sizeof(err)), 0);
+	assert_int_equal(decode_with("enqueued_at", "9000000000", err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "enqueued_at: not a unix time");
+	assert_int_equal(decode_with("enqueued_at", "-0", err, sizeof(err)),
+	    0);
+}
+
 int
 main(void)
 {
@@ -610,6 +739,8 @@ main(void)
 		cmocka_unit_test(test_make_id),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_last_shard),
+		cmocka_unit_test(test_hostile_values),
+		cmocka_unit_test(test_time_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -189,6 +189,73 @@ assert_header_decodes(const struct rbuf *b, size_t skip, const char *want)
 	rbuf_free(&d);
 }
 
+/*
+ * Base64 with line breaks every wrap characters, whatever wrap is: the
+ * output has exactly the length the breaks call for, full lines of wrap
+ * characters, no empty line, and decodes back.  Each case gets a fresh
+ * buffer, so under ASan a reservation too small for the breaks is a heap
+ * overflow, not a write into a larger buffer's slack (34818 bytes at
+ * wrap 5 overran the old reservation past its power-of-two slack).
+ */
+static void
+test_b64_wrap(void **state)
+{
+	static const size_t wraps[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 75, 76, 77,
+	    78, 1000 };
+	static const size_t lens[] = { 0, 1, 2, 3, 4, 5, 6, 56, 57, 58, 100,
+	    255, 1000, 4389, 20000, 34818 };
+	struct rbuf b, d = { 0 };
+	unsigned char *raw;
+	size_t w, l, i, olen, want, line, wrap, len;
+
+	(void)state;
+	raw = malloc(40000);
+	assert_non_null(raw);
+	for (i = 0; i < 40000; i++)
+		raw[i] = (unsigned char)next_rand();
+	for (w = 0; w < sizeof(wraps) / sizeof(wraps[0]); w++) {
+		for (l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+			wrap = wraps[w];
+			len = lens[l];
+			olen = (len + 2) / 3 * 4;
+			want = olen + (wrap > 0 && olen > 0 ?
+			    (olen - 1) / wrap * 2 : 0);
+			memset(&b, 0, sizeof(b));
+			/* After a prefix, as a message body would be. */
+			rbuf_add(&b, "x", 1);
+			mime_b64_encode(&b, raw, len, wrap);
+			if (b.len != 1 + want)
+				fail_msg("wrap %zu, %zu bytes: %zu characters, "
+				    "want %zu", wrap, len, b.len - 1, want);
+			line = 0;
+			for (i = 1; i < b.len; i++) {
+				if (b.p[i] == '\r') {
+					assert_true(b.p[i + 1] == '\n');
+					/* Every line but the last is full. */
+					assert_int_equal(line, wrap);
+					line = 0;
+					i++;
+					continue;
+				}
+				assert_true(b.p[i] != '\n');
+				line++;
+				if (wrap > 0)
+					assert_true(line <= wrap);
+			}
+			assert_true(len == 0 || line > 0);
+			rbuf_reset(&d);
+			assert_int_equal(mime_b64_decode(&d, b.p + 1,
+			    b.len - 1), 0);
+			assert_int_equal(d.len, len);
+			if (len > 0)
+				assert_memory_equal(d.p, raw, len);
+			rbuf_free(&b);
+		}
+	}
+	rbuf_free(&d);
+	free(raw);
+}
+
 static void
 test_header_text(void **state)
 {
@@ -308,6 +375,31 @@ test_clean(void **state)
 	/* C1 controls and the Unicode line separators. */
 	clean_is("a\xc2\x85" "b\xe2\x80\xa8" "c", 100, MIME_CLEAN_ONELINE,
 	    "a b c");
+	/*
+	 * One-line text loses the bidi controls outright (embeddings,
+	 * overrides, isolates, the marks): a name or subject cannot turn
+	 * itself around.  Other right-to-left text stays as it is.
+	 */
+	clean_is("Ann\xe2\x80\xae" "fdp.exe", 100, MIME_CLEAN_ONELINE,
+	    "Annfdp.exe");
+	clean_is("a\xe2\x80\xaa" "b\xe2\x80\xab" "c\xe2\x80\xac" "d"
+	    "\xe2\x80\xad" "e\xe2\x80\xae" "f", 100, MIME_CLEAN_ONELINE,
+	    "abcdef");
+	clean_is("a\xe2\x81\xa6" "b\xe2\x81\xa7" "c\xe2\x81\xa8" "d"
+	    "\xe2\x81\xa9" "e", 100, MIME_CLEAN_ONELINE, "abcde");
+	clean_is("a\xe2\x80\x8e" "b\xe2\x80\x8f" "c\xd8\x9c" "d", 100,
+	    MIME_CLEAN_ONELINE, "abcd");
+	clean_is(" \xe2\x80\xae x \xe2\x81\xa6 ", 100, MIME_CLEAN_ONELINE,
+	    "x");
+	clean_is("\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d \xd8\xb3\xd9\x84\xd8\xa7"
+	    "\xd9\x85", 100, MIME_CLEAN_ONELINE,
+	    "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d "
+	    "\xd8\xb3\xd9\x84\xd8\xa7\xd9\x85");
+	/* Neighbours of the ranges are ordinary characters. */
+	clean_is("\xe2\x80\xa9", 100, MIME_CLEAN_ONELINE, "");
+	clean_is("\xe2\x80\xaf" "\xe2\x81\xa5" "\xe2\x81\xaa" "\xd8\x9b", 100,
+	    MIME_CLEAN_ONELINE,
+	    "\xe2\x80\xaf" "\xe2\x81\xa5" "\xe2\x81\xaa" "\xd8\x9b");
 	/* Invalid UTF-8: each bad byte becomes U+FFFD. */
 	clean_is("a\xff" "b\xc3", 100, 0, "a\xef\xbf\xbd" "b\xef\xbf\xbd");
 	clean_is("\xed\xa0\x80", 100, 0,
@@ -443,6 +535,7 @@ main(void)
 		cmocka_unit_test(test_qp_roundtrip),
 		cmocka_unit_test(test_qp_decode_bad),
 		cmocka_unit_test(test_b64),
+		cmocka_unit_test(test_b64_wrap),
 		cmocka_unit_test(test_header_text),
 		cmocka_unit_test(test_header_phrase),
 		cmocka_unit_test(test_clean),

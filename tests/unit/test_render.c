@@ -767,6 +767,58 @@ test_non_ascii(void **state)
 	free(cfg);
 }
 
+/* No bidi control from Redis or the config reaches a header or a title. */
+static void
+test_bidi_controls(void **state)
+{
+	static const char *bidi[] = { "\xe2\x80\xaa", "\xe2\x80\xab",
+	    "\xe2\x80\xac", "\xe2\x80\xad", "\xe2\x80\xae", "\xe2\x81\xa6",
+	    "\xe2\x81\xa7", "\xe2\x81\xa8", "\xe2\x81\xa9", "\xe2\x80\x8e",
+	    "\xe2\x80\x8f", "\xd8\x9c" };
+	struct config *cfg = test_config();
+	struct job j = test_job();
+	struct group_info g = { 42, "Tea \xe2\x80\xae" "fdp.exe", NULL, 10 };
+	struct post posts[1];
+	struct recipient rc = { 9, "user@example.com",
+	    "\xe2\x81\xa7" "Eve\xe2\x80\x8f" };
+	struct msg m;
+	struct rbuf raw = { 0 };
+	const char *hdrs[] = { "Subject", "To", "From", "List-Id" };
+	char *d;
+	size_t i, k;
+
+	(void)state;
+	strcpy(cfg->digest.from, "\"Gr\xe2\x80\xadoups\" <digest@example.com>");
+	posts[0] = mkpost(1, 1764300000, 7, 5, 1,
+	    "Title \xe2\x80\xae" "gnp.js", NULL);
+	posts[0].author_name = "Zo\xd8\x9c" "e";
+	assert_int_equal(render_one(cfg, &j, &g, posts, 1, &rc, &m, &raw), 1);
+	for (k = 0; k < sizeof(hdrs) / sizeof(hdrs[0]); k++) {
+		d = msg_header_decoded(&m, hdrs[k]);
+		for (i = 0; i < sizeof(bidi) / sizeof(bidi[0]); i++)
+			if (strstr(d, bidi[i]) != NULL)
+				fail_msg("%s: %s", hdrs[k], d);
+		free(d);
+	}
+	d = msg_header_decoded(&m, "Subject");
+	assert_string_equal(d, "Your daily digest: Tea fdp.exe");
+	free(d);
+	d = msg_header_decoded(&m, "To");
+	assert_string_equal(d, "Eve <user@example.com>");
+	free(d);
+	d = msg_header_decoded(&m, "From");
+	assert_string_equal(d, "Groups <digest@example.com>");
+	free(d);
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < sizeof(bidi) / sizeof(bidi[0]); i++)
+			if (strstr(m.part[k].p, bidi[i]) != NULL)
+				fail_msg("part %zu: %s", k, m.part[k].p);
+	assert_non_null(strstr(m.part[0].p, "\nTitle gnp.js\n"));
+	msg_free(&m);
+	rbuf_free(&raw);
+	free(cfg);
+}
+
 static void
 test_invalid_utf8_and_caps(void **state)
 {
@@ -995,6 +1047,7 @@ main(void)
 		cmocka_unit_test(test_prolific_author),
 		cmocka_unit_test(test_bad_recipient),
 		cmocka_unit_test(test_non_ascii),
+		cmocka_unit_test(test_bidi_controls),
 		cmocka_unit_test(test_invalid_utf8_and_caps),
 		cmocka_unit_test(test_unsubscribe_url),
 		cmocka_unit_test(test_template_paths),

@@ -4,6 +4,8 @@
  * every broken template is refused with its file and line, including
  * through render_new and digest.template_dir.
  */
+#include <sys/stat.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -300,6 +302,24 @@ test_load_missing(void **state)
 	assert_non_null(strstr(err, "/tmp: not a regular file"));
 }
 
+/* A FIFO named as a template is refused at once (SIGALRM if it blocks). */
+static void
+test_load_fifo(void **state)
+{
+	char dir[] = "/tmp/test_template.XXXXXX", path[64], err[256];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/digest.txt", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10);
+	assert_null(template_load(path, 0, err, sizeof(err)));
+	alarm(0);
+	assert_non_null(strstr(err, "/digest.txt: not a regular file"));
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -310,6 +330,7 @@ main(void)
 		cmocka_unit_test(test_template_dir),
 		cmocka_unit_test(test_render_new_config_errors),
 		cmocka_unit_test(test_load_missing),
+		cmocka_unit_test(test_load_fifo),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
