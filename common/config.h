@@ -59,6 +59,7 @@ struct config {
 		int log_format;			/* enum log_format */
 		char log_file[PATH_MAX];	/* "" for stderr */
 		char user[CONFIG_NAME_MAX];
+		int http_max_connections;
 	} supervisor;
 
 	struct redis_config redis;

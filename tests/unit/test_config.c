@@ -974,7 +974,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of SPEC section 2, the pool's counted once. */
-	assert_int_equal(keys, 55);
+	assert_int_equal(keys, 56);
 	free(ex);
 }
 
