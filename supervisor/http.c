@@ -46,12 +46,12 @@
 #include "supervisor.h"
 #include "util.h"
 
-#define HTTP_TIMEOUT_S 10		/* evhttp's idle timeout, per read/write */
+#define HTTP_TIMEOUT_S 10		/* evhttp's own idle timeout */
 #define HTTP_MAX_HEADERS 16384
-#define HTTP_BACKLOG 511		/* where clients wait past the cap */
-#define HTTP_MAX_BODY 4096		/* we read no bodies; enough to answer 405 */
+#define HTTP_BACKLOG 511		/* clients wait here past the cap */
+#define HTTP_MAX_BODY 4096		/* enough to answer 405 */
 #define HTTP_ACCEPT_PAUSE_MS 250	/* rest after accept() fails */
-#define HTTP_WARN_INTERVAL_MS 60000	/* one warning of a kind per minute */
+#define HTTP_WARN_INTERVAL_MS 60000	/* a warning of a kind per minute */
 
 /*
  * A connection evhttp serves, as the book knows it.  Created in the
@@ -61,7 +61,7 @@
  */
 struct http_client {
 	struct http_conn conn;		/* the book's entry */
-	struct evhttp_connection *evcon; /* NULL until adopted */
+	struct evhttp_connection *evcon; /* until adopted, NULL */
 	struct bufferevent *bev;	/* evhttp's, made by us */
 	struct event *deadline;
 	int fd;
@@ -70,7 +70,7 @@ struct http_client {
 };
 
 static struct evhttp *http_server;
-static int http_listen_loopback = 1;	/* every bound address is loopback */
+static int http_listen_loopback = 1;	/* every bound address loopback */
 
 static struct http_conns http_book;
 static SLIST_HEAD(, http_client) http_unadopted =

@@ -26,8 +26,8 @@
 
 enum http_conn_state {
 	HTTP_CONN_FIRST,	/* reading its first request */
-	HTTP_CONN_BUSY,		/* a whole request read: being answered */
-	HTTP_CONN_IDLE		/* answered, kept alive for the next one */
+	HTTP_CONN_BUSY,		/* its whole request read, being answered */
+	HTTP_CONN_IDLE		/* answered, kept for the next request */
 };
 
 struct http_conn {

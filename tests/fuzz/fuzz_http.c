@@ -333,7 +333,8 @@ fuzz_book(const uint8_t *data, size_t size)
 			}
 			break;
 		case 4:		/* time passes: ms, or tenths of seconds */
-			now += arg < 128 ? arg : (int64_t)(arg - 128) * 97;
+			now += arg < 128 ? arg :
+			    (int64_t)(arg - 128) * 97;
 			break;
 		case 5:		/* a new cap, and room made under it */
 			cap = arg % 16 + 1;
