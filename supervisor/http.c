@@ -69,7 +69,20 @@ struct http_client {
 	SLIST_ENTRY(http_client) adopt_entry;
 };
 
+/*
+ * A listening socket, and the event that watches it while every place is
+ * taken: a client then waiting in the backlog makes a connection give way
+ * before it is accepted, so that no more than the cap are ever open.
+ */
+struct http_listener {
+	struct evhttp_bound_socket *bound;
+	struct event *watch;
+	SLIST_ENTRY(http_listener) entry;
+};
+
 static struct evhttp *http_server;
+static SLIST_HEAD(, http_listener) http_listeners =
+    SLIST_HEAD_INITIALIZER(http_listeners);
 static int http_listen_loopback = 1;	/* every bound address loopback */
 
 static struct http_conns http_book;
@@ -79,7 +92,7 @@ static struct http_client **http_byfd;	/* adopted clients by descriptor */
 static size_t http_nbyfd;
 static struct event *http_adopt_ev;
 static struct event *http_gate_ev;
-static int http_accepting = 1;
+static enum http_gate http_gate_state = HTTP_GATE_ACCEPT;
 static int64_t http_paused_until;	/* after accept() failed, in ms */
 static uint64_t http_nofile;		/* RLIMIT_NOFILE at start */
 static int http_cap_configured;
@@ -87,6 +100,7 @@ static struct http_ratelimit http_rl_accept, http_rl_full;
 
 static void http_gate(void);
 static void http_accept_error_cb(struct evconnlistener *, void *);
+static void http_watch_cb(evutil_socket_t, short, void *);
 
 static int64_t
 http_now(void)
@@ -130,9 +144,11 @@ http_split_listen(const char *addr, char *host, size_t hostlen, char *port,
 
 /* Bind and listen on every address host:port resolves to (numerically). */
 static int
-http_bind(const char *addr, char *err, size_t errlen)
+http_bind(struct event_base *base, const char *addr, char *err,
+    size_t errlen)
 {
 	struct addrinfo hints, *res, *ai;
+	struct http_listener *l;
 	struct evhttp_bound_socket *b;
 	char host[256], port[16];
 	int fd, on = 1, rc, bound = 0, saved = 0;
@@ -183,6 +199,12 @@ http_bind(const char *addr, char *err, size_t errlen)
 		}
 		evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b),
 		    http_accept_error_cb);
+		l = xcalloc(1, sizeof(*l));
+		l->bound = b;
+		if ((l->watch = event_new(base, fd, EV_READ | EV_PERSIST,
+		    http_watch_cb, NULL)) == NULL)
+			fatalx("http: event_new");
+		SLIST_INSERT_HEAD(&http_listeners, l, entry);
 		if (!http_addr_loopback(ai->ai_addr, ai->ai_addrlen))
 			http_listen_loopback = 0;
 		bound++;
@@ -209,16 +231,27 @@ http_held(uint64_t held)
 	return buf;
 }
 
-/* Turn one listening socket on or off (evhttp_foreach_bound_socket). */
+/* Accept, watch or neither, on every listening socket. */
 static void
-http_listener_set(struct evhttp_bound_socket *b, void *arg)
+http_gate_set(enum http_gate state)
 {
-	struct evconnlistener *lev = evhttp_bound_socket_get_listener(b);
+	struct http_listener *l;
+	struct evconnlistener *lev;
 
-	if (*(int *)arg)
-		evconnlistener_enable(lev);
-	else
-		evconnlistener_disable(lev);
+	if (state == http_gate_state)
+		return;
+	SLIST_FOREACH(l, &http_listeners, entry) {
+		lev = evhttp_bound_socket_get_listener(l->bound);
+		if (state == HTTP_GATE_ACCEPT)
+			evconnlistener_enable(lev);
+		else
+			evconnlistener_disable(lev);
+		if (state == HTTP_GATE_WATCH)
+			event_add(l->watch, NULL);
+		else
+			event_del(l->watch);
+	}
+	http_gate_state = state;
 }
 
 /* The cap in force; says so when the open-file limit lowers it. */
@@ -239,28 +272,22 @@ http_cap(void)
 }
 
 /*
- * Accept or not, as the book and a pause after a failed accept() say; when
- * not, look again when a waiting connection can give way or the pause
- * ends.  Called after every change to the book.
+ * Accept, watch for a client to make room for, or neither, as the book
+ * and a rest after a failed accept() say; when neither, look again when a
+ * waiting connection can give way or the rest ends.  Called after every
+ * change to the book.
  */
 static void
 http_gate(void)
 {
 	struct timeval tv;
 	int64_t now = http_now(), wake;
-	int want;
+	enum http_gate state;
 
-	if (now < http_paused_until) {
-		want = 0;
-		wake = http_paused_until;
-	} else
-		want = http_conns_accepting(&http_book, http_cap(), now, &wake);
-	if (want != http_accepting) {
-		evhttp_foreach_bound_socket(http_server, http_listener_set,
-		    &want);
-		http_accepting = want;
-	}
-	if (!want && wake >= 0)
+	state = http_conns_gate(&http_book, http_cap(), now, http_paused_until,
+	    &wake);
+	http_gate_set(state);
+	if (state == HTTP_GATE_SHUT && wake >= 0)
 		evtimer_add(http_gate_ev, tv_ms(&tv, wake > now ?
 		    wake - now : 1));
 	else
@@ -352,6 +379,18 @@ http_make_room(int64_t now)
 	return 0;
 }
 
+/*
+ * A client waits in the backlog and every place is taken: the connection
+ * waiting longest gives way (its close opens the gate), then the client
+ * is accepted.
+ */
+static void
+http_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (http_make_room(http_now()) == -1)
+		http_gate();
+}
+
 /* Index the adopted client by its descriptor; 0 or -1 (no memory). */
 static int
 http_byfd_set(struct http_client *c)
@@ -418,9 +457,11 @@ http_adopt_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * evhttp accepted a connection and asks for its bufferevent: the moment
- * the book counts it.  Over the cap, the longest waiting connection gives
- * way, or the new one is closed as soon as it is adopted.  NULL lets
- * evhttp make its own, unbooked: only when memory runs out.
+ * the book counts it.  The gate stops accepting at the cap, so this is
+ * over it only after a reload lowered the cap: then the longest waiting
+ * connection gives way, or the new one is closed as soon as it is
+ * adopted.  NULL lets evhttp make its own, unbooked: only when memory
+ * runs out.
  */
 static struct bufferevent *
 http_bev_cb(struct event_base *base, void *arg)
@@ -689,7 +730,7 @@ http_listen(struct supervisor *s, const char *addr, char *err, size_t errlen)
 		evhttp_set_gencb(http_server, http_request_cb, NULL);
 		evhttp_set_bevcb(http_server, http_bev_cb, NULL);
 	}
-	if (http_bind(addr, err, errlen) == -1)
+	if (http_bind(s->base, addr, err, errlen) == -1)
 		return -1;
 	(void)http_cap();
 	return 0;

@@ -73,18 +73,24 @@ http_conns_victim(struct http_conns *cs, int64_t now)
 	return c;
 }
 
-int
-http_conns_accepting(struct http_conns *cs, int cap, int64_t now,
-    int64_t *wake_ms)
+enum http_gate
+http_conns_gate(struct http_conns *cs, int cap, int64_t now,
+    int64_t paused_until, int64_t *wake_ms)
 {
 	struct http_conn *c;
 
 	*wake_ms = -1;
-	if (cs->open < cap || http_conns_victim(cs, now) != NULL)
-		return 1;
+	if (now < paused_until) {
+		*wake_ms = paused_until;
+		return HTTP_GATE_SHUT;
+	}
+	if (cs->open < cap)
+		return HTTP_GATE_ACCEPT;
+	if (http_conns_victim(cs, now) != NULL)
+		return HTTP_GATE_WATCH;
 	if ((c = TAILQ_FIRST(&cs->waiting)) != NULL)
 		*wake_ms = c->since_ms + HTTP_RECLAIM_MS;
-	return 0;
+	return HTTP_GATE_SHUT;
 }
 
 int

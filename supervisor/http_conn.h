@@ -64,13 +64,21 @@ int64_t http_conn_deadline(const struct http_conn *);
  */
 struct http_conn *http_conns_victim(struct http_conns *, int64_t now);
 
+/* What the listener does. */
+enum http_gate {
+	HTTP_GATE_ACCEPT,	/* accept: there is room */
+	HTTP_GATE_WATCH,	/* full: a client that comes makes room */
+	HTTP_GATE_SHUT		/* full, nobody can give way yet; or resting */
+};
+
 /*
- * 1 when the listener should accept: under cap, or a connection can give
- * way.  At 0, *wake_ms is when one will be able to (-1: only once a
- * connection changes state or closes).
+ * What the listener should do at now, given the cap and the end of a rest
+ * after accept() failed (paused_until).  At HTTP_GATE_SHUT, *wake_ms is
+ * when to look again (-1: only once a connection changes state or
+ * closes).
  */
-int http_conns_accepting(struct http_conns *, int cap, int64_t now,
-    int64_t *wake_ms);
+enum http_gate http_conns_gate(struct http_conns *, int cap, int64_t now,
+    int64_t paused_until, int64_t *wake_ms);
 
 /*
  * The cap in force: the configured one, but never more than half the

@@ -108,30 +108,37 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def server_conns(pid, port):
-    """TCP connections the process pid holds on its local port (not the
-    listener)."""
-    inodes = set()
+def _socket_inodes(pid):
+    out = set()
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
             target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    n = 0
+            out.add(target[8:-1])
+    return out
+
+
+def server_conns(pid, port):
+    """TCP connections the process pid holds at one instant on its local
+    port (not the listener).  Reading /proc is not atomic: a socket listed
+    both before and after the read of the TCP table was open during all of
+    it, so only those are counted, and each once (the table, read in
+    pieces while it changes, may show a row twice)."""
+    before = _socket_inodes(pid)
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
-                for line in f:
-                    p = line.split()
-                    if (int(p[1].rsplit(":", 1)[1], 16) == port and p[3] != "0A"
-                            and p[9] in inodes):
-                        n += 1
+                rows += [line.split() for line in f]
         except FileNotFoundError:
             pass
-    return n
+    held = before & _socket_inodes(pid)
+    return len({p[9] for p in rows
+                if int(p[1].rsplit(":", 1)[1], 16) == port and p[3] != "0A"
+                and p[9] in held})
 
 
 def closed_by_peer(s, timeout):

@@ -235,11 +235,12 @@ struct model_conn {
 
 static void
 check_book(struct http_conns *cs, struct model_conn *m, int n, int64_t now,
-    int cap)
+    int cap, int64_t paused_until)
 {
 	struct http_conn *c, *prev = NULL, *oldest = NULL;
 	uint64_t oldest_seq = UINT64_MAX, prev_seq = 0;
-	int live = 0, waiting = 0, listed = 0, i, acc;
+	enum http_gate gate;
+	int live = 0, waiting = 0, listed = 0, i;
 	int64_t wake;
 
 	for (i = 0; i < n; i++) {
@@ -278,10 +279,17 @@ check_book(struct http_conns *cs, struct model_conn *m, int n, int64_t now,
 	if (c != (oldest != NULL && now - oldest->since_ms >= HTTP_RECLAIM_MS ?
 	    oldest : NULL))
 		abort();
-	acc = http_conns_accepting(cs, cap, now, &wake);
-	if (acc != (live < cap || c != NULL))
-		abort();
-	if (!acc && wake != (oldest != NULL ?
+	gate = http_conns_gate(cs, cap, now, paused_until, &wake);
+	if (now < paused_until) {
+		if (gate != HTTP_GATE_SHUT || wake != paused_until)
+			abort();
+	} else if (live < cap) {
+		if (gate != HTTP_GATE_ACCEPT)
+			abort();
+	} else if (c != NULL) {
+		if (gate != HTTP_GATE_WATCH)
+			abort();
+	} else if (gate != HTTP_GATE_SHUT || wake != (oldest != NULL ?
 	    oldest->since_ms + HTTP_RECLAIM_MS : -1))
 		abort();
 }
@@ -293,7 +301,7 @@ fuzz_book(const uint8_t *data, size_t size)
 	struct http_conns cs;
 	struct http_ratelimit rl = { 0, 0 };
 	uint64_t seq = 1, held, calls = 0, passes = 0, held_total = 0;
-	int64_t now = 1000, last_pass = -1;
+	int64_t now = 1000, last_pass = -1, paused_until = 0;
 	int n = 0, cap = 4, i;
 	size_t k;
 
@@ -344,7 +352,9 @@ fuzz_book(const uint8_t *data, size_t size)
 				((struct model_conn *)v)->live = 0;
 			}
 			break;
-		case 6:		/* a warning wants out */
+		case 6:		/* accept() failed: a rest, a warning */
+			if (arg & 1)
+				paused_until = now + (arg >> 1);
 			calls++;
 			if (http_ratelimit_pass(&rl, now, 1000, &held)) {
 				if (last_pass >= 0 && now - last_pass < 1000)
@@ -366,7 +376,7 @@ fuzz_book(const uint8_t *data, size_t size)
 			break;
 		}
 		}
-		check_book(&cs, m, n, now, cap);
+		check_book(&cs, m, n, now, cap, paused_until);
 	}
 	for (i = 0; i < n; i++)
 		if (m[i].live)

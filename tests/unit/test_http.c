@@ -139,7 +139,8 @@ test_book(void **state)
 	(void)state;
 	http_conns_init(&cs);
 	assert_null(http_conns_victim(&cs, 1000));
-	assert_true(http_conns_accepting(&cs, 2, 1000, &wake));
+	assert_int_equal(http_conns_gate(&cs, 2, 1000, 0, &wake),
+	    HTTP_GATE_ACCEPT);
 
 	http_conn_open(&cs, &a, 1000);
 	http_conn_open(&cs, &b, 1100);
@@ -148,13 +149,20 @@ test_book(void **state)
 	    1000 + HTTP_REQUEST_DEADLINE_MS);
 	/* Full, and nobody has waited long enough to give way yet. */
 	assert_null(http_conns_victim(&cs, 1000 + HTTP_RECLAIM_MS - 1));
-	assert_false(http_conns_accepting(&cs, 2, 1000 + HTTP_RECLAIM_MS - 1,
-	    &wake));
+	assert_int_equal(http_conns_gate(&cs, 2, 1000 + HTTP_RECLAIM_MS - 1, 0,
+	    &wake), HTTP_GATE_SHUT);
 	assert_int_equal(wake, 1000 + HTTP_RECLAIM_MS);
+	/* Room under a higher cap. */
+	assert_int_equal(http_conns_gate(&cs, 3, 1000, 0, &wake),
+	    HTTP_GATE_ACCEPT);
+	/* Resting after a failed accept(): shut until the rest ends. */
+	assert_int_equal(http_conns_gate(&cs, 3, 1000, 1200, &wake),
+	    HTTP_GATE_SHUT);
+	assert_int_equal(wake, 1200);
 	/* Then the oldest can. */
 	assert_ptr_equal(http_conns_victim(&cs, 1000 + HTTP_RECLAIM_MS), &a);
-	assert_true(http_conns_accepting(&cs, 2, 1000 + HTTP_RECLAIM_MS,
-	    &wake));
+	assert_int_equal(http_conns_gate(&cs, 2, 1000 + HTTP_RECLAIM_MS, 0,
+	    &wake), HTTP_GATE_WATCH);
 
 	/* A busy connection never gives way; the next waiting one does. */
 	http_conn_busy(&cs, &a, 1200);
@@ -165,7 +173,8 @@ test_book(void **state)
 	/* All busy at the cap: wait for a change, no timer. */
 	http_conn_open(&cs, &c, 5000);
 	http_conn_busy(&cs, &c, 5001);
-	assert_false(http_conns_accepting(&cs, 2, 9000, &wake));
+	assert_int_equal(http_conns_gate(&cs, 2, 9000, 0, &wake),
+	    HTTP_GATE_SHUT);
 	assert_int_equal(wake, -1);
 
 	/* Answered: idle, at the end of the line, with the idle deadline. */
