@@ -167,6 +167,11 @@ static const struct config_key config_keys[] = {
 	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "",
 	    0,
 	    "Drop privileges to this user after binding; empty: stay." },
+	{ "supervisor", "http_max_connections", CT_INT,
+	    C(supervisor.http_max_connections), 1, 65536, NULL, "256", 0,
+	    "Open HTTP connections at most (never more than half the\n"
+	    "open-file limit); more wait in the backlog, and idle ones give\n"
+	    "way to new clients." },
 
 	{ "redis", "host", CT_STRING, C(redis.host), 0, 0, NULL, "127.0.0.1", 0,
 	    "Host name or address." },

@@ -66,6 +66,7 @@ struct config {
 		char log_file[PATH_MAX];	/* "" for stderr */
 		int core_dumps;			/* 0: no core, not dumpable */
 		char user[CONFIG_NAME_MAX];
+		int http_max_connections;
 	} supervisor;
 
 	struct redis_config redis;

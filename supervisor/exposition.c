@@ -20,10 +20,6 @@
 #include "exposition.h"
 #include "util.h"
 
-#define CT_TEXT "text/plain; version=0.0.4; charset=utf-8"
-#define CT_OPENMETRICS \
-	"application/openmetrics-text; version=1.0.0; charset=utf-8"
-
 static const char *const expo_state_names[EXPO_NSTATES] = {
 	"starting", "idle", "busy", "draining",
 };
@@ -34,72 +30,6 @@ struct expo_label {
 	const char *name;
 	const char *value;
 };
-
-/*
- * Accept: media ranges separated by commas, each with ;q= and other
- * parameters.  OpenMetrics wins when the client ranks it at least as high
- * as the text format and asks for no version other than 1.0.0 (Prometheus
- * sends openmetrics-text;version=1.0.0 first, with text/plain at q=0.5).
- */
-enum expo_format
-expo_negotiate(const char *accept)
-{
-	const char *p, *end, *semi;
-	char range[256], *param, *save, *tok;
-	double q, q_om = -1, q_text = -1;
-	int om, version_ok;
-	size_t n;
-
-	if (accept == NULL)
-		return EXPO_TEXT;
-	for (p = accept; *p != '\0'; p = *end ? end + 1 : end) {
-		end = strchr(p, ',');
-		if (end == NULL)
-			end = p + strlen(p);
-		n = end - p;
-		if (n >= sizeof(range))
-			continue;
-		memcpy(range, p, n);
-		range[n] = '\0';
-		semi = strchr(range, ';');
-		tok = range;
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		q = 1;
-		version_ok = 1;
-		if (semi != NULL) {
-			range[semi - range] = '\0';
-			for (param = strtok_r((char *)semi + 1, ";", &save);
-			    param != NULL; param = strtok_r(NULL, ";", &save)) {
-				while (*param == ' ' || *param == '\t')
-					param++;
-				if (strncasecmp(param, "q=", 2) == 0)
-					q = strtod(param + 2, NULL);
-				else if (strncasecmp(param, "version=", 8) == 0)
-					version_ok = strncmp(param + 8, "1.0.0",
-					    5) == 0;
-			}
-		}
-		/* Strip trailing blanks of the media type. */
-		n = strlen(tok);
-		while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-			tok[--n] = '\0';
-		om = strcasecmp(tok, "application/openmetrics-text") == 0;
-		if (om && version_ok && q > q_om)
-			q_om = q;
-		else if (!om && (strcasecmp(tok, "text/plain") == 0 ||
-		    strcasecmp(tok, "text/*") == 0 ||
-		    strcmp(tok, "*/*") == 0) && q > q_text)
-			q_text = q;
-	}
-	return q_om > 0 && q_om >= q_text ? EXPO_OPENMETRICS : EXPO_TEXT;
-}
-
-const char *
-expo_content_type(enum expo_format fmt)
-{
-	return fmt == EXPO_OPENMETRICS ? CT_OPENMETRICS : CT_TEXT;
-}
 
 /* The shortest %.Ng that reads back as v. */
 static size_t

@@ -10,14 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http_parse.h"
 #include "metrics.h"
 #include "procstat.h"
 #include "scoreboard.h"
 #include "supervisor.h"
 
 struct evbuffer;
-
-enum expo_format { EXPO_TEXT, EXPO_OPENMETRICS };
 
 /* Worker states exported in digest_workers{state}. */
 #define EXPO_NSTATES 4
@@ -56,10 +55,6 @@ struct expo_snapshot {
 	double last_reload_ok;
 	struct procstat proc;
 };
-
-/* Pick the format from an Accept header (NULL: the text format). */
-enum expo_format expo_negotiate(const char *accept);
-const char *expo_content_type(enum expo_format);
 
 /* Copy everything a scrape shows out of s into snap. */
 void expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap);

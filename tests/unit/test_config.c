@@ -1169,7 +1169,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's counted once. */
-	assert_int_equal(keys, 63);
+	assert_int_equal(keys, 64);
 	free(ex);
 }
 
