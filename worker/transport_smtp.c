@@ -86,6 +86,10 @@ struct transport {
 	int tls_sent;		/* STARTTLS sent ... */
 	int tls_up;		/* ... and the handshake done */
 	char tls_err[192];	/* why TLS was refused, from OpenSSL */
+	/* Before TLS: to find replies that did not answer a command. */
+	int clear_cmds;		/* command lines sent */
+	int clear_replies;	/* replies read (their last lines) */
+	size_t clear_tail;	/* bytes read after the last reply */
 	int auth_state;		/* enum smtp_auth_state */
 	char refusal[96];	/* the reply refusing STARTTLS or AUTH */
 	enum transport_failure failure;	/* why the last flush failed */
@@ -563,6 +567,44 @@ smtp_quickack(struct transport *t)
 }
 
 /*
+ * Count, before TLS, the command lines sent and the replies read, and the
+ * bytes read past the last reply: see smtp_clear_injected.
+ */
+static void
+smtp_count_clear(struct transport *t, const char *p, const char *nl,
+    const char *end, int writing)
+{
+	size_t n = (size_t)(nl - p) + (nl < end);
+
+	if (writing == 1) {
+		t->clear_cmds += nl < end;
+		return;
+	}
+	if (writing != 0)
+		return;
+	if (nl < end && nl - p >= 3 && p[0] >= '1' && p[0] <= '5' &&
+	    (nl - p == 3 || p[3] != '-')) {
+		t->clear_replies++;
+		t->clear_tail = 0;
+	} else
+		t->clear_tail += n;
+}
+
+/*
+ * Whether the handshake found bytes read in clear that answer no command:
+ * replies beyond the greeting and one per command, or the start of one.
+ * Someone on the path can send them after the reply to STARTTLS, and
+ * libESMTP, which keeps what it has read, would take them for replies
+ * inside TLS (to EHLO, AUTH, MAIL...).  Nothing is pipelined before TLS,
+ * so the count is exact.
+ */
+static int
+smtp_clear_injected(const struct transport *t)
+{
+	return t->clear_replies != 1 + t->clear_cmds || t->clear_tail != 0;
+}
+
+/*
  * The replies to STARTTLS and AUTH, which libESMTP acts on without telling
  * (a refused AUTH even goes on to MAIL FROM), and the last reply before
  * QUIT: from them smtp_failure tells why a session failed.  libESMTP shows
@@ -579,6 +621,8 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 	for (; p < end; p = nl + 1) {
 		if ((nl = memchr(p, '\n', end - p)) == NULL)
 			nl = end;
+		if (!t->tls_up)
+			smtp_count_clear(t, p, nl, end, writing);
 		if (writing == 1) {
 			/* Lines of an AUTH exchange are credentials. */
 			if (nl - p >= 5 && strncasecmp(p, "AUTH ", 5) == 0)
@@ -664,6 +708,12 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		break;
 	case SMTP_EV_STARTTLS_OK:
 		ssl = va_arg(ap, SSL *);
+		if (smtp_clear_injected(t)) {
+			snprintf(t->tls_err, sizeof(t->tls_err), "data in "
+			    "clear after the reply to STARTTLS");
+			(void)shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+			break;
+		}
 		if (SSL_version(ssl) == TLS1_3_VERSION &&
 		    smtp_tls13_settle(t, ssl) == -1)
 			break;
@@ -814,6 +864,8 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	smtp_set_monitorcb(ss, smtp_monitor_cb, t, 0);
 	t->no_starttls = t->connected = t->quitting = t->last_code = 0;
 	t->tls_sent = t->tls_up = 0;
+	t->clear_cmds = t->clear_replies = 0;
+	t->clear_tail = 0;
 	t->auth_state = AUTH_NONE;
 	t->refusal[0] = t->last_refusal[0] = t->tls_err[0] = '\0';
 	t->fd = -1;

@@ -15,6 +15,7 @@ and a second CA that signed none of them.
   self-signed certificate or an unknown CA means no AUTH and no message,
   a transport error of kind tls, and the OpenSSL reason in the log.
   `tls_verify = no` opts out, with a warning at start.
+- Replies injected in clear after the reply to STARTTLS end the session.
 - TLS 1.3 servers get their mail too, session after session.
 """
 import os
@@ -263,6 +264,34 @@ def test_unverified_certificate_sends_nothing(tmp_path, redis_tcp, server, certs
                  timeout=10, what="the reason in last_error")
         assert reason in d.log()
         assert job_state(r, jid).get("state") != "done"
+    finally:
+        d.kill()
+
+
+def test_replies_injected_before_tls_end_the_session(tmp_path, redis_tcp, server, certs):
+    """Bytes sent in clear after the reply to STARTTLS (as by someone on the
+    path) must not be taken for replies inside TLS.  fails before: libESMTP
+    took the injected line for the reply to EHLO and went on, every later
+    reply one command off, through MAIL, RCPT, DATA and RSET."""
+    srv = server(tls_context=server_context(*certs["right"]), auth=(USER, PASSWORD),
+                 require_starttls=True, inject="250 AUTH PLAIN LOGIN")
+    r = redis_tcp.client()
+    ws, we = window()
+    seed(r, we)
+    d = Digestd(smtp_conf(tmp_path, redis_tcp, srv,
+                          auth_lines("required", "tls_ca_file = %s\n" % certs["ca"])),
+                tmp_path)
+    d.start()
+    try:
+        jid = enqueue(r, 1, "daily", ws, we)
+        wait_for(lambda: metric_sum(d.metrics(), "digest_transport_failures_total",
+                                    transport="smtp", kind="tls") >= 1,
+                 timeout=30, what="a tls failure counted")
+        assert not any(l.upper().startswith((b"AUTH", b"MAIL")) for _, l in srv.received())
+        assert srv.count() == 0
+        wait_for(lambda: "data in clear after the reply to STARTTLS"
+                 in job_state(r, jid).get("last_error", ""),
+                 timeout=10, what="the reason in last_error")
     finally:
         d.kill()
 

@@ -118,17 +118,20 @@ class RecordingSmtp:
 
     tls_context: offer STARTTLS with it (None: no STARTTLS).  auth: a
     (user, password) pair to offer AUTH PLAIN and LOGIN for; auth_require_tls
-    then decides whether AUTH is offered before STARTTLS.  Messages taken are
-    kept as (rcpt, tls, authenticated login).
+    then decides whether AUTH is offered before STARTTLS.  inject: text sent
+    in clear right after the reply to STARTTLS, in the same write, as an
+    attacker on the path would.  Messages taken are kept as (rcpt, tls,
+    authenticated login).
     """
 
     def __init__(self, tls_context=None, auth=None, auth_require_tls=True,
-                 require_starttls=False):
+                 require_starttls=False, inject=None):
         self.port = free_port()
         self.tls_context = tls_context
         self.auth = auth
         self.auth_require_tls = auth_require_tls
         self.require_starttls = require_starttls
+        self.inject = inject
         self.lines = []
         self.messages = []
         self.lock = threading.Lock()
@@ -147,6 +150,12 @@ class RecordingSmtp:
                     for line in data.splitlines(keepends=True):
                         srv.lines.append((tls, line))
                 super().data_received(data)
+
+            async def push(self, status):
+                if (srv.inject and isinstance(status, str)
+                        and status.startswith("220 Ready to start TLS")):
+                    status += "\r\n" + srv.inject
+                await super().push(status)
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = (srv.auth is not None
