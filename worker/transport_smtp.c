@@ -90,6 +90,8 @@ struct transport {
 	int clear_cmds;		/* command lines sent */
 	int clear_replies;	/* replies read (their last lines) */
 	size_t clear_tail;	/* bytes read after the last reply */
+	char clear_head[4];	/* the start of the line being read */
+	size_t clear_len;	/* its length so far */
 	int auth_state;		/* enum smtp_auth_state */
 	char refusal[96];	/* the reply refusing STARTTLS or AUTH */
 	enum transport_failure failure;	/* why the last flush failed */
@@ -574,7 +576,8 @@ static void
 smtp_count_clear(struct transport *t, const char *p, const char *nl,
     const char *end, int writing)
 {
-	size_t n = (size_t)(nl - p) + (nl < end);
+	const char *h = t->clear_head;
+	size_t n = (size_t)(nl - p);
 
 	if (writing == 1) {
 		t->clear_cmds += nl < end;
@@ -582,12 +585,21 @@ smtp_count_clear(struct transport *t, const char *p, const char *nl,
 	}
 	if (writing != 0)
 		return;
-	if (nl < end && nl - p >= 3 && p[0] >= '1' && p[0] <= '5' &&
-	    (nl - p == 3 || p[3] != '-')) {
+	/* A line may come in two reads: keep its start. */
+	if (t->clear_len < sizeof(t->clear_head))
+		memcpy(t->clear_head + t->clear_len, p,
+		    n < sizeof(t->clear_head) - t->clear_len ? n :
+		    sizeof(t->clear_head) - t->clear_len);
+	t->clear_len += n;
+	if (nl == end)
+		return;
+	if (t->clear_len >= 3 && h[0] >= '1' && h[0] <= '5' &&
+	    (t->clear_len == 3 || h[3] != '-')) {
 		t->clear_replies++;
 		t->clear_tail = 0;
 	} else
-		t->clear_tail += n;
+		t->clear_tail += t->clear_len + 1;
+	t->clear_len = 0;
 }
 
 /*
@@ -601,7 +613,8 @@ smtp_count_clear(struct transport *t, const char *p, const char *nl,
 static int
 smtp_clear_injected(const struct transport *t)
 {
-	return t->clear_replies != 1 + t->clear_cmds || t->clear_tail != 0;
+	return t->clear_replies != 1 + t->clear_cmds || t->clear_tail != 0 ||
+	    t->clear_len != 0;
 }
 
 /*
@@ -865,7 +878,7 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	t->no_starttls = t->connected = t->quitting = t->last_code = 0;
 	t->tls_sent = t->tls_up = 0;
 	t->clear_cmds = t->clear_replies = 0;
-	t->clear_tail = 0;
+	t->clear_tail = t->clear_len = 0;
 	t->auth_state = AUTH_NONE;
 	t->refusal[0] = t->last_refusal[0] = t->tls_err[0] = '\0';
 	t->fd = -1;

@@ -19,8 +19,11 @@ and a second CA that signed none of them.
 - TLS 1.3 servers get their mail too, session after session.
 """
 import os
+import socket
 import ssl
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -294,6 +297,95 @@ def test_replies_injected_before_tls_end_the_session(tmp_path, redis_tcp, server
                  timeout=10, what="the reason in last_error")
     finally:
         d.kill()
+
+
+class FragmentingSmtp:
+    """A minimal SMTP server on 127.0.0.1 whose replies before TLS arrive in
+    pieces (a line cut in two, a pause between): not an injection.  It
+    takes one message per session; messages counts them."""
+
+    def __init__(self, cert, key):
+        self.ctx = server_context(cert, key)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.messages = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(10)
+                self._session(c)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                c.close()
+
+    @staticmethod
+    def _pieces(c, *parts):
+        for p in parts:
+            c.sendall(p)
+            time.sleep(0.05)
+
+    def _session(self, c):
+        f = c.makefile("rb")
+        self._pieces(c, b"220 frag", b"menting ESMTP\r\n")
+        f.readline()                                   # EHLO
+        self._pieces(c, b"250-localhost\r\n250-STA", b"RTTLS\r\n250 8BITMIME\r\n")
+        f.readline()                                   # STARTTLS
+        self._pieces(c, b"220 go", b" ahead\r\n")
+        t = self.ctx.wrap_socket(c, server_side=True)
+        f = t.makefile("rb")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                t.sendall(b"250-localhost\r\n250 8BITMIME\r\n")
+            elif cmd == b"DATA":
+                t.sendall(b"354 go\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                self.messages += 1
+                t.sendall(b"250 OK\r\n")
+            elif cmd == b"QUIT":
+                t.sendall(b"221 bye\r\n")
+                return
+            else:
+                t.sendall(b"250 OK\r\n")
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def test_replies_in_pieces_before_tls_are_not_injected(tmp_path, redis_tcp, certs):
+    srv = FragmentingSmtp(*certs["right"])
+    r = redis_tcp.client()
+    ws, we = window()
+    seed(r, we)
+    try:
+        d = Digestd(smtp_conf(tmp_path, redis_tcp, srv, "starttls = required\n"
+                              "tls_ca_file = %s\n" % certs["ca"]), tmp_path)
+        d.start()
+        try:
+            wait_done(r, enqueue(r, 1, "daily", ws, we), timeout=30, d=d)
+            assert srv.messages == 3
+        finally:
+            d.kill()
+    finally:
+        srv.stop()
 
 
 def test_tls_verify_no_accepts_any_certificate_and_warns(tmp_path, redis_tcp, server, certs):
