@@ -75,7 +75,7 @@ struct config {
 		char url[CONFIG_URL_MAX];
 		int64_t heartbeat_ms;
 		int prefetch;
-		char ca_file[PATH_MAX];		/* amqps://; "": the system's store */
+		char ca_file[PATH_MAX];		/* amqps://; "": system store */
 	} amqp;
 
 	int npools;
@@ -108,7 +108,7 @@ struct config {
 		char host[CONFIG_STR_MAX];
 		int port;
 		int starttls;			/* enum starttls_mode */
-		int tls_verify;			/* 1: chain and host name checked */
+		int tls_verify;			/* check chain and host name */
 		char tls_ca_file[PATH_MAX];	/* "": the system's store */
 		char username[CONFIG_STR_MAX];
 		char password[CONFIG_STR_MAX];
