@@ -9,10 +9,16 @@
  * while a job runs), which sends a heartbeat frame when half the
  * negotiated interval has passed since our last frame and reads whatever
  * the broker sent without blocking.
+ *
+ * An amqps:// URL gets a broker that proves who it is: its certificate
+ * must chain to a CA of amqp.ca_file (or of the system store) and name the
+ * URL's host, or the handshake fails and nothing is sent, not even the
+ * login.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +32,10 @@
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "amqp_link.h"
 #include "jobq_amqp.h"
@@ -175,9 +185,77 @@ amqp_link_tcp_keepalive(int fd)
 		log_warn("amqp: TCP keepalive");
 }
 
+/* Keep OpenSSL's reason for the first certificate that fails. */
+static int
+amqp_link_verify_cb(int ok, X509_STORE_CTX *x)
+{
+	struct amqp_link *l;
+	SSL *ssl;
+
+	if (ok)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(x,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl == NULL ||
+	    (l = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))) == NULL ||
+	    l->tls_err[0] != '\0')
+		return ok;
+	snprintf(l->tls_err, sizeof(l->tls_err), "certificate not verified: "
+	    "%s (depth %d)", X509_verify_cert_error_string(
+	    X509_STORE_CTX_get_error(x)), X509_STORE_CTX_get_error_depth(x));
+	return ok;
+}
+
+/*
+ * Make an SSL socket verify the broker: the chain against ca_file (empty:
+ * the system store, which librabbitmq does not load by itself) and the
+ * host, during the handshake.  librabbitmq's own host check matches DNS
+ * names only, so for an address OpenSSL's check, which reads IP
+ * subjectAltNames, is the only one.  0 / -1 with err.
+ */
+static int
+amqp_link_tls_setup(struct amqp_link *l, amqp_socket_t *sock,
+    const char *host, const char *ca_file, char *err, size_t errlen)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	X509_VERIFY_PARAM *vp;
+	SSL_CTX *ctx;
+	int is_addr;
+
+	ctx = amqp_ssl_socket_get_context(sock);
+	is_addr = inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1;
+	if (ca_file != NULL && ca_file[0] != '\0') {
+		if (amqp_ssl_socket_set_cacert(sock, ca_file) !=
+		    AMQP_STATUS_OK) {
+			snprintf(err, errlen, "amqp ca_file %s: cannot load "
+			    "it", ca_file);
+			return -1;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "amqp: cannot load the system's CA "
+		    "store");
+		return -1;
+	}
+	vp = SSL_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_hostflags(vp,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_app_data(ctx, l) != 1 ||
+	    (is_addr ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) :
+	    X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1) {
+		snprintf(err, errlen, "amqp: cannot set up TLS for %s", host);
+		return -1;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, amqp_link_verify_cb);
+	amqp_ssl_socket_set_verify_peer(sock, 1);
+	amqp_ssl_socket_set_verify_hostname(sock, !is_addr);
+	return 0;
+}
+
 struct amqp_link *
-amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
-    char *err, size_t errlen)
+amqp_link_connect(const char *url, const char *ca_file, int64_t heartbeat_ms,
+    const char *name, char *err, size_t errlen)
 {
 	struct amqp_connection_info ci;
 	struct amqp_link *l;
@@ -215,13 +293,17 @@ amqp_link_connect(const char *url, int64_t heartbeat_ms, const char *name,
 		snprintf(err, errlen, "amqp: cannot create socket");
 		goto fail;
 	}
+	if (ci.ssl && amqp_link_tls_setup(l, sock, ci.host, ca_file, err,
+	    errlen) == -1)
+		goto fail;
 	tv.tv_sec = AMQP_LINK_CONNECT_TIMEOUT_S;
 	tv.tv_usec = 0;
 	amqp_set_handshake_timeout(l->conn, &tv);
 	if ((rc = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv)) !=
 	    AMQP_STATUS_OK) {
-		snprintf(err, errlen, "amqp connect %s:%d: %s", ci.host,
-		    ci.port, amqp_error_string2(rc));
+		snprintf(err, errlen, "amqp connect %s:%d: %s%s%s", ci.host,
+		    ci.port, amqp_error_string2(rc), l->tls_err[0] != '\0' ?
+		    ": " : "", l->tls_err);
 		goto fail;
 	}
 	fd_cloexec(amqp_get_sockfd(l->conn));
@@ -290,7 +372,8 @@ amqp_link_open(const struct config *cfg, char *err, size_t errlen)
 	 * never pump it in between: with heartbeats the broker would close
 	 * it after two intervals.  Heartbeats are for the worker's consumer.
 	 */
-	return amqp_link_connect(cfg->amqp.url, 0, name, err, errlen);
+	return amqp_link_connect(cfg->amqp.url, cfg->amqp.ca_file, 0, name,
+	    err, errlen);
 }
 
 int

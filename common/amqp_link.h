@@ -85,16 +85,19 @@ struct amqp_link {
 	size_t ndeliveries;
 	int last_code;			/* last channel error code */
 	char why[256];			/* why it died */
+	char tls_err[160];		/* why amqps:// refused the broker */
 };
 
 /*
  * Connect to url with heartbeat (ms, rounded up to seconds; 0: none, and
  * TCP keepalive instead), log in, open the channel; name appears as
- * connection_name in rabbitmqctl.  NULL with err.  Only an owner that
+ * connection_name in rabbitmqctl.  With amqps:// the broker's certificate
+ * must verify (chain and host name) against ca_file, or the system's CA
+ * store when ca_file is NULL or empty.  NULL with err.  Only an owner that
  * pumps the link at least every half interval should ask for heartbeats.
  */
-struct amqp_link *amqp_link_connect(const char *url, int64_t heartbeat_ms,
-    const char *name, char *err, size_t errlen);
+struct amqp_link *amqp_link_connect(const char *url, const char *ca_file,
+    int64_t heartbeat_ms, const char *name, char *err, size_t errlen);
 
 /* Put the channel in confirm mode (once).  0 / -1. */
 int amqp_link_confirm_select(struct amqp_link *, char *err, size_t errlen);

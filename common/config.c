@@ -95,7 +95,7 @@ static const char *const transport_choices[] = {
 static const char *const starttls_choices[] = {
 	"off", "optional", "required", NULL
 };
-static const char *const core_dumps_choices[] = { "no", "yes", NULL };
+static const char *const yes_no_choices[] = { "no", "yes", NULL };
 
 #define C(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define P(f) offsetof(struct pool_config, f), \
@@ -161,7 +161,7 @@ static const struct config_key config_keys[] = {
 	{ "supervisor", "log_file", CT_PATH, C(supervisor.log_file), 0, 0, NULL,
 	    "", 0, "Empty: stderr.  Reopened on SIGUSR1." },
 	{ "supervisor", "core_dumps", CT_ENUM, C(supervisor.core_dumps), 0, 0,
-	    core_dumps_choices, "no", 0,
+	    yes_no_choices, "no", 0,
 	    "no: digestd and digestctl dump no core (RLIMIT_CORE 0, not\n"
 	    "dumpable): a core would carry the secrets.  yes: for debugging." },
 	{ "supervisor", "user", CT_STRING, C(supervisor.user), 0, 0, NULL, "",
@@ -226,6 +226,9 @@ static const struct config_key config_keys[] = {
 	    65535 * SEC_MS, NULL, "30s", 0, "0: no heartbeat." },
 	{ "amqp", "prefetch", CT_INT, C(amqp.prefetch), 1, 65535, NULL, "1", 0,
 	    "Unacknowledged jobs a worker may hold." },
+	{ "amqp", "ca_file", CT_PATH, C(amqp.ca_file), 0, 0, NULL, "", 0,
+	    "amqps://: verify the broker's chain and host name against these "
+	    "CA\ncertificates (PEM); empty: the system's CA store." },
 
 	{ "digest", "from", CT_FROM, C(digest.from), 0, 0, NULL,
 	    "Groups <digest@example.com>", CF_NONEMPTY,
@@ -274,14 +277,26 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "port", CT_INT, C(smtp.port), 1, 65535, NULL, "25", 0,
 	    "TCP port." },
 	{ "smtp", "starttls", CT_ENUM, C(smtp.starttls), 0, 0, starttls_choices,
-	    "optional", 0, "off | optional | required" },
+	    "optional", 0, "off | optional | required.  required: no session "
+	    "without TLS, and a\ncertificate that verifies (tls_verify)." },
+	{ "smtp", "tls_verify", CT_ENUM, C(smtp.tls_verify), 0, 0,
+	    yes_no_choices, "yes", 0,
+	    "With starttls = required, verify the server's certificate chain "
+	    "and host\nname; no: accept any certificate (warned at start)." },
+	{ "smtp", "tls_ca_file", CT_PATH, C(smtp.tls_ca_file), 0, 0, NULL, "",
+	    0, "CA certificates (PEM) to verify against; empty: the system's "
+	    "CA store." },
 	{ "smtp", "username", CT_STRING, C(smtp.username), 0, 0, NULL, "", 0,
-	    "AUTH when set." },
+	    "AUTH when set, only inside TLS: needs starttls = required." },
 	{ "smtp", "password", CT_SECRET, C(smtp.password), 0, 0, NULL, "",
 	    CF_SECRET, "AUTH password, with username.  Never logged." },
 	{ "smtp", "password_file", CT_PATH, C(smtp.password_file), 0, 0, NULL,
 	    "", CF_SECRET_FILE, "A file holding the password instead (one "
 	    "trailing newline dropped),\nread at start and on reload." },
+	{ "smtp", "allow_plaintext_auth", CT_ENUM,
+	    C(smtp.allow_plaintext_auth), 0, 0, yes_no_choices, "no", 0,
+	    "yes: allow a username without starttls = required, so that "
+	    "AUTH may go\nin clear (warned at start)." },
 	{ "smtp", "messages_per_session", CT_INT, C(smtp.messages_per_session),
 	    1, 1000000, NULL, "500", 0, "Messages sent on one connection." },
 	{ "smtp", "envelope_from", CT_ADDR, C(smtp.envelope_from), 0, 0, NULL,
@@ -990,6 +1005,28 @@ config_secret_files(struct config_parse *p)
 	return 0;
 }
 
+/* A file named by section.key, if any, must be there to be read. */
+static int
+config_check_file(struct config_parse *p, const char *section,
+    const char *key, const char *path)
+{
+	struct stat st;
+
+	if (path[0] == '\0')
+		return 0;
+	if (stat(path, &st) == -1) {
+		config_fail(p, config_line_of(p, section, key), "[%s] %s: %s: "
+		    "%s", section, key, path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_fail(p, config_line_of(p, section, key), "[%s] %s: %s: "
+		    "not a regular file", section, key, path);
+		return -1;
+	}
+	return 0;
+}
+
 /* The checks that involve more than one key, once the file is read. */
 static int
 config_finish(struct config_parse *p)
@@ -1052,6 +1089,24 @@ config_finish(struct config_parse *p)
 		    "[smtp] password: set without username");
 		return -1;
 	}
+	/*
+	 * A password must not cross the network in clear: without TLS that
+	 * is required, a server that offers no STARTTLS (or an attacker who
+	 * strips it from the EHLO reply) would be handed it.
+	 */
+	if (cfg->smtp.username[0] != '\0' &&
+	    cfg->smtp.starttls != STARTTLS_REQUIRED &&
+	    !cfg->smtp.allow_plaintext_auth) {
+		config_fail(p, config_line_of(p, "smtp", "username"),
+		    "[smtp] username: AUTH needs starttls = required, so that "
+		    "the password never goes in clear (or allow_plaintext_auth "
+		    "= yes)");
+		return -1;
+	}
+	if (config_check_file(p, "smtp", "tls_ca_file",
+	    cfg->smtp.tls_ca_file) == -1 ||
+	    config_check_file(p, "amqp", "ca_file", cfg->amqp.ca_file) == -1)
+		return -1;
 
 	for (i = 0, total = 0; i < cfg->npools; i++) {
 		struct pool_config *pc = &cfg->pools[i];
@@ -1238,6 +1293,26 @@ config_pool(const struct config *cfg, const char *name)
 		if (strcmp(cfg->pools[i].name, name) == 0)
 			return &cfg->pools[i];
 	return NULL;
+}
+
+const char *
+config_warning(const struct config *cfg, int i)
+{
+	const char *w[2];
+	int n = 0;
+
+	if (cfg->transport.type == TRANSPORT_SMTP &&
+	    cfg->smtp.starttls == STARTTLS_REQUIRED && !cfg->smtp.tls_verify)
+		w[n++] = "[smtp] tls_verify = no: the server's certificate is "
+		    "not verified, so anyone on the path can pose as the "
+		    "server and read the mail and the password";
+	if (cfg->transport.type == TRANSPORT_SMTP &&
+	    cfg->smtp.username[0] != '\0' &&
+	    cfg->smtp.starttls != STARTTLS_REQUIRED &&
+	    cfg->smtp.allow_plaintext_auth)
+		w[n++] = "[smtp] allow_plaintext_auth = yes: the SMTP password "
+		    "goes in clear to a server that offers no STARTTLS";
+	return i >= 0 && i < n ? w[i] : NULL;
 }
 
 /* Print help as comment lines, one per line of the text. */

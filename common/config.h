@@ -83,6 +83,7 @@ struct config {
 		char url[CONFIG_URL_MAX];
 		int64_t heartbeat_ms;
 		int prefetch;
+		char ca_file[PATH_MAX];		/* amqps://; "": system store */
 	} amqp;
 
 	int npools;
@@ -116,9 +117,12 @@ struct config {
 		char host[CONFIG_STR_MAX];
 		int port;
 		int starttls;			/* enum starttls_mode */
+		int tls_verify;			/* check chain and host name */
+		char tls_ca_file[PATH_MAX];	/* "": the system's store */
 		char username[CONFIG_STR_MAX];
 		char password[CONFIG_STR_MAX];
 		char password_file[PATH_MAX];
+		int allow_plaintext_auth;	/* AUTH outside TLS allowed */
 		int messages_per_session;
 		char envelope_from[CONFIG_STR_MAX]; /* digest.from_addr if unset */
 		int64_t defer_retry_min_ms;	/* a 4xx recipient's first retry */
@@ -160,6 +164,12 @@ const struct pool_config *config_pool(const struct config *, const char *name);
 /* Parsers shared with the command line; 0 on success, -1 on a bad value. */
 int config_parse_duration(const char *s, int64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
+
+/*
+ * The i-th setting of cfg that weakens security on purpose, as a sentence
+ * for a warning at start and on reload; NULL after the last.
+ */
+const char *config_warning(const struct config *, int i);
 
 /* Print every key with its default and help, as an example file. */
 void config_print_example(FILE *fp);

@@ -267,6 +267,7 @@ main(int argc, char **argv)
 	sigset_t set;
 	char err[1024];
 	const char *file = NULL;
+	const char *w;
 	uint64_t wd;
 	int ch, test = 0, pfd[2];
 	size_t i;
@@ -315,6 +316,8 @@ main(int argc, char **argv)
 			    "failed\n", file);
 			return 1;
 		}
+		for (ch = 0; (w = config_warning(sup->cfg, ch)) != NULL; ch++)
+			fprintf(stderr, "digestd: warning: %s\n", w);
 		printf("digestd: configuration file %s test is successful\n",
 		    file);
 		config_free(sup->cfg);
@@ -341,6 +344,8 @@ main(int argc, char **argv)
 	    sup->cfg->supervisor.log_format);
 	if (log_open_file(sup->cfg->supervisor.log_file) == -1)
 		fatal("open log_file %s", sup->cfg->supervisor.log_file);
+	for (ch = 0; (w = config_warning(sup->cfg, ch)) != NULL; ch++)
+		log_warnx("%s", w);
 	setproctitle("-digestd: supervisor");
 	sup->started_at = now_real();
 	sup->last_reload_ok = sup->started_at;

@@ -19,6 +19,8 @@ reload_config(struct supervisor *s)
 {
 	struct config *ncfg, *old;
 	char err[1024];
+	const char *w;
+	int i;
 
 	if (s->draining) {
 		log_info("SIGHUP ignored while stopping");
@@ -67,5 +69,7 @@ reload_config(struct supervisor *s)
 	s->reloads_ok++;
 	s->last_reload_ok = now_real();
 	log_info("configuration reloaded: %d pool(s)", ncfg->npools);
+	for (i = 0; (w = config_warning(ncfg, i)) != NULL; i++)
+		log_warnx("%s", w);
 	sdnotify("READY=1\nSTATUS=reloaded");
 }

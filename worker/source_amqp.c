@@ -96,7 +96,7 @@ source_amqp_open(struct source *s, char *err, size_t errlen)
 	snprintf(sa->qname, sizeof(sa->qname), "digest.%s", s->queue);
 	snprintf(name, sizeof(name), "digestd worker %s pid=%d", s->consumer,
 	    (int)getpid());
-	sa->link = amqp_link_connect(s->cfg->amqp.url,
+	sa->link = amqp_link_connect(s->cfg->amqp.url, s->cfg->amqp.ca_file,
 	    s->cfg->amqp.heartbeat_ms, name, err, errlen);
 	if (sa->link == NULL)
 		return -1;

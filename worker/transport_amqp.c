@@ -113,7 +113,8 @@ transport_amqp_connect(struct transport *t, char *err, size_t errlen)
 	 * idle spell would cost a reconnect.  TCP keepalive finds a dead
 	 * peer instead, and a confirm that never comes fails the flush.
 	 */
-	t->link = amqp_link_connect(t->cfg->amqp.url, 0, name, err, errlen);
+	t->link = amqp_link_connect(t->cfg->amqp.url, t->cfg->amqp.ca_file, 0,
+	    name, err, errlen);
 	if (t->link == NULL)
 		return -1;
 	amqp_exchange_declare(t->link->conn, AMQP_LINK_CHANNEL,

@@ -11,14 +11,24 @@
  * (the server is unreachable, the connection dropped) has no outcome, and
  * flush returns -1 for it, telling failure() why: connect, tls, auth,
  * sender (MAIL FROM refused) or protocol.
+ *
+ * With starttls = required the server must prove who it is before it gets
+ * anything: OpenSSL verifies the chain against tls_ca_file (or the system
+ * store) and the host name or address against smtp.host during the
+ * handshake, so a session to anyone else ends there, before AUTH and
+ * before any message.  AUTH itself is offered to libESMTP only once TLS is
+ * up, unless the operator allowed it in clear.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -28,6 +38,8 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <auth-client.h>
 #include <libesmtp.h>
@@ -56,7 +68,10 @@ struct transport {
 	const struct config *cfg;
 	char server[CONFIG_STR_MAX + 16];
 	auth_context_t auth;
+	int auth_in_clear;	/* AUTH may go before TLS (allowed) */
 	SSL_CTX *tls;		/* for STARTTLS; NULL when off */
+	int verify;		/* the certificate must verify */
+	char sni[CONFIG_STR_MAX]; /* the server name sent; "" for an address */
 	struct smsg *q;
 	size_t nq;
 	size_t capq;
@@ -70,6 +85,13 @@ struct transport {
 	char last_refusal[96];	/* the last 4xx or 5xx of those */
 	int tls_sent;		/* STARTTLS sent ... */
 	int tls_up;		/* ... and the handshake done */
+	char tls_err[192];	/* why TLS was refused, from OpenSSL */
+	/* Before TLS: to find replies that did not answer a command. */
+	int clear_cmds;		/* command lines sent */
+	int clear_replies;	/* replies read (their last lines) */
+	size_t clear_tail;	/* bytes read after the last reply */
+	char clear_head[4];	/* the start of the line being read */
+	size_t clear_len;	/* its length so far */
 	int auth_state;		/* enum smtp_auth_state */
 	char refusal[96];	/* the reply refusing STARTTLS or AUTH */
 	enum transport_failure failure;	/* why the last flush failed */
@@ -112,6 +134,183 @@ smtp_auth_interact(auth_client_request_t req, char **result, int fields,
 	return 1;
 }
 
+/* The transport an SSL belongs to: its SSL_CTX carries it. */
+static struct transport *
+smtp_tls_transport(const SSL *ssl)
+{
+	return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+}
+
+/*
+ * libESMTP creates the SSL and starts the handshake in one go, so the
+ * server name (SNI) is set here, as the handshake starts, before the
+ * ClientHello is written.  The cast is OpenSSL's own habit: the callback
+ * gets a const SSL that the handshake itself is about to change.
+ */
+static void
+smtp_tls_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct transport *t;
+
+	if (!(where & SSL_CB_HANDSHAKE_START))
+		return;
+	t = smtp_tls_transport(ssl);
+	if (t != NULL && t->sni[0] != '\0')
+		(void)SSL_set_tlsext_host_name((SSL *)ssl, t->sni);
+}
+
+/* Keep OpenSSL's reason for the first certificate that fails. */
+static int
+smtp_tls_verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl;
+	struct transport *t;
+
+	if (ok)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(x,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl == NULL || (t = smtp_tls_transport(ssl)) == NULL ||
+	    t->tls_err[0] != '\0')
+		return ok;
+	snprintf(t->tls_err, sizeof(t->tls_err), "certificate not "
+	    "verified: %s (depth %d)", X509_verify_cert_error_string(
+	    X509_STORE_CTX_get_error(x)), X509_STORE_CTX_get_error_depth(x));
+	return ok;
+}
+
+/*
+ * The SSL_CTX every session of this transport uses.  With starttls =
+ * required (and tls_verify not turned off), the handshake itself fails
+ * unless the chain leads to a CA of tls_ca_file, or of the system store,
+ * and the certificate names smtp.host (a host name, or an address in an
+ * IP subjectAltName).
+ */
+static int
+smtp_tls_setup(struct transport *t, char *err, size_t errlen)
+{
+	const struct config *cfg = t->cfg;
+	const char *host = cfg->smtp.host, *e;
+	X509_VERIFY_PARAM *vp;
+	unsigned char addr[sizeof(struct in6_addr)];
+	int is_addr;
+
+	is_addr = inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1;
+	/* RFC 6066: an address is never sent as a server name. */
+	if (!is_addr)
+		strlcpy(t->sni, host, sizeof(t->sni));
+	t->verify = cfg->smtp.starttls == STARTTLS_REQUIRED &&
+	    cfg->smtp.tls_verify;
+	if ((t->tls = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    SSL_CTX_set_min_proto_version(t->tls, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_app_data(t->tls, t) != 1) {
+		snprintf(err, errlen, "smtp: cannot set up TLS");
+		return -1;
+	}
+	SSL_CTX_set_options(t->tls, SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_info_callback(t->tls, smtp_tls_info_cb);
+	if (!t->verify)
+		return 0;
+	ERR_clear_error();
+	if (cfg->smtp.tls_ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(t->tls,
+		    cfg->smtp.tls_ca_file, NULL) != 1) {
+			e = ERR_reason_error_string(ERR_peek_last_error());
+			snprintf(err, errlen, "smtp: tls_ca_file %s: %s",
+			    cfg->smtp.tls_ca_file, e != NULL ? e :
+			    "no certificate in it");
+			return -1;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(t->tls) != 1) {
+		snprintf(err, errlen, "smtp: cannot load the system's CA "
+		    "store");
+		return -1;
+	}
+	vp = SSL_CTX_get0_param(t->tls);
+	X509_VERIFY_PARAM_set_hostflags(vp,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if ((is_addr ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) :
+	    X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1) {
+		snprintf(err, errlen, "smtp: cannot verify against host %s",
+		    host);
+		return -1;
+	}
+	SSL_CTX_set_verify(t->tls, SSL_VERIFY_PEER, smtp_tls_verify_cb);
+	return 0;
+}
+
+/* Wait up to the SMTP timeout for what an SSL call wants; 0 / -1. */
+static int
+smtp_tls_wait(SSL *ssl, int rc)
+{
+	struct pollfd pfd;
+	int e;
+
+	e = SSL_get_error(ssl, rc);
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+		return -1;
+	pfd.fd = SSL_get_fd(ssl);
+	pfd.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+	pfd.revents = 0;
+	while ((rc = poll(&pfd, 1, SMTP_TIMEOUT_MS)) == -1 && errno == EINTR)
+		;
+	return rc == 1 ? 0 : -1;
+}
+
+/*
+ * Under TLS 1.3 the server sends its session tickets after the handshake,
+ * in records of their own.  libESMTP, once STARTTLS is done, queues EHLO
+ * and polls to read and to write at once; when the tickets are already
+ * there it reads first, OpenSSL takes in the tickets and finds no reply,
+ * and libESMTP waits for the reply to an EHLO still in its buffer until
+ * the timeout ends the session.  Whether the tickets win that race is a
+ * matter of microseconds: about one session in three on loopback.
+ *
+ * So the tickets are taken in here, before libESMTP goes on: a NOOP, sent
+ * and answered inside TLS, comes back after anything the server sent
+ * first.  Its reply, whatever the code, is consumed.  If none comes the
+ * session is ended (its socket shut down, so that libESMTP fails at once)
+ * and -1 returned.
+ */
+static int
+smtp_tls13_settle(struct transport *t, SSL *ssl)
+{
+	char buf[512];
+	size_t have = 0;
+	const char *line, *nl;
+	int n;
+
+	while ((n = SSL_write(ssl, "NOOP\r\n", 6)) <= 0)
+		if (smtp_tls_wait(ssl, n) == -1)
+			goto fail;
+	for (;;) {
+		if ((n = SSL_read(ssl, buf + have, sizeof(buf) - 1 - have))
+		    <= 0) {
+			if (smtp_tls_wait(ssl, n) == -1)
+				goto fail;
+			continue;
+		}
+		have += (size_t)n;
+		buf[have] = '\0';
+		/* Done at the last line: three digits, then text or not. */
+		for (line = buf; (nl = strchr(line, '\n')) != NULL;
+		    line = nl + 1)
+			if (nl - line >= 3 && line[3] != '-')
+				return 0;
+		/* Keep the unfinished line only. */
+		have = strlen(line);
+		memmove(buf, line, have + 1);
+		if (have == sizeof(buf) - 1)
+			have = 0;
+	}
+fail:
+	snprintf(t->tls_err, sizeof(t->tls_err), "no reply to NOOP after "
+	    "the TLS 1.3 handshake");
+	(void)shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+	return -1;
+}
+
 static struct transport *
 smtp_open(const struct config *cfg, char *err, size_t errlen)
 {
@@ -132,22 +331,11 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	else
 		snprintf(t->server, sizeof(t->server), "%s:%d",
 		    cfg->smtp.host, cfg->smtp.port);
-	if (cfg->smtp.starttls != STARTTLS_OFF) {
-		/*
-		 * TLS 1.2 at most: with 1.3 the server's session tickets
-		 * arrive after the handshake, and libESMTP takes them for
-		 * the reply to a command it has not sent yet, then waits
-		 * for that reply forever.
-		 */
-		if ((t->tls = SSL_CTX_new(TLS_client_method())) == NULL ||
-		    SSL_CTX_set_max_proto_version(t->tls, TLS1_2_VERSION)
-		    != 1) {
-			SSL_CTX_free(t->tls);
-			free(t);
-			snprintf(err, errlen, "smtp: cannot set up TLS");
-			return NULL;
-		}
-		(void)SSL_CTX_set_default_verify_paths(t->tls);
+	if (cfg->smtp.starttls != STARTTLS_OFF &&
+	    smtp_tls_setup(t, err, errlen) == -1) {
+		SSL_CTX_free(t->tls);
+		free(t);
+		return NULL;
 	}
 	if (cfg->smtp.username[0] != '\0') {
 		if (!smtp_auth_inited) {
@@ -162,11 +350,14 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 			return NULL;
 		}
 		/*
-		 * PLAIN and LOGIN are allowed without TLS only when the
-		 * operator chose starttls = off: the choice is theirs.
+		 * PLAIN and LOGIN send the password itself: the context is
+		 * handed to a session only inside TLS (smtp_event_cb), or
+		 * from the start when the operator allowed AUTH in clear.
 		 */
 		auth_set_mechanism_flags(t->auth, AUTH_PLUGIN_PLAIN, 0);
 		auth_set_interact_cb(t->auth, smtp_auth_interact, t);
+		t->auth_in_clear = cfg->smtp.allow_plaintext_auth &&
+		    cfg->smtp.starttls != STARTTLS_REQUIRED;
 	}
 	return t;
 }
@@ -378,6 +569,55 @@ smtp_quickack(struct transport *t)
 }
 
 /*
+ * Count, before TLS, the command lines sent and the replies read, and the
+ * bytes read past the last reply: see smtp_clear_injected.
+ */
+static void
+smtp_count_clear(struct transport *t, const char *p, const char *nl,
+    const char *end, int writing)
+{
+	const char *h = t->clear_head;
+	size_t n = (size_t)(nl - p);
+
+	if (writing == 1) {
+		t->clear_cmds += nl < end;
+		return;
+	}
+	if (writing != 0)
+		return;
+	/* A line may come in two reads: keep its start. */
+	if (t->clear_len < sizeof(t->clear_head))
+		memcpy(t->clear_head + t->clear_len, p,
+		    n < sizeof(t->clear_head) - t->clear_len ? n :
+		    sizeof(t->clear_head) - t->clear_len);
+	t->clear_len += n;
+	if (nl == end)
+		return;
+	if (t->clear_len >= 3 && h[0] >= '1' && h[0] <= '5' &&
+	    (t->clear_len == 3 || h[3] != '-')) {
+		t->clear_replies++;
+		t->clear_tail = 0;
+	} else
+		t->clear_tail += t->clear_len + 1;
+	t->clear_len = 0;
+}
+
+/*
+ * Whether the handshake found bytes read in clear that answer no command:
+ * replies beyond the greeting and one per command, or the start of one.
+ * Someone on the path can send them after the reply to STARTTLS, and
+ * libESMTP, which keeps what it has read, would take them for replies
+ * inside TLS (to EHLO, AUTH, MAIL...).  Nothing is pipelined before TLS,
+ * so the count is exact.
+ */
+static int
+smtp_clear_injected(const struct transport *t)
+{
+	return t->clear_replies != 1 + t->clear_cmds || t->clear_tail != 0 ||
+	    t->clear_len != 0;
+}
+
+/*
  * The replies to STARTTLS and AUTH, which libESMTP acts on without telling
  * (a refused AUTH even goes on to MAIL FROM), and the last reply before
  * QUIT: from them smtp_failure tells why a session failed.  libESMTP shows
@@ -394,6 +634,8 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 	for (; p < end; p = nl + 1) {
 		if ((nl = memchr(p, '\n', end - p)) == NULL)
 			nl = end;
+		if (!t->tls_up)
+			smtp_count_clear(t, p, nl, end, writing);
 		if (writing == 1) {
 			/* Lines of an AUTH exchange are credentials. */
 			if (nl - p >= 5 && strncasecmp(p, "AUTH ", 5) == 0)
@@ -467,7 +709,9 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	smtp_message_t m;
 	smtp_recipient_t r;
 	va_list ap;
-	int *ok;
+	SSL *ssl;
+	long vr;
+	int *ok, bits;
 
 	va_start(ap, arg);
 	switch (event) {
@@ -476,7 +720,20 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		smtp_nodelay(t);
 		break;
 	case SMTP_EV_STARTTLS_OK:
+		ssl = va_arg(ap, SSL *);
+		if (smtp_clear_injected(t)) {
+			snprintf(t->tls_err, sizeof(t->tls_err), "data in "
+			    "clear after the reply to STARTTLS");
+			(void)shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+			break;
+		}
+		if (SSL_version(ssl) == TLS1_3_VERSION &&
+		    smtp_tls13_settle(t, ssl) == -1)
+			break;
 		t->tls_up = 1;
+		/* libESMTP reads the EHLO reply, with AUTH, after this. */
+		if (t->auth != NULL && !t->auth_in_clear)
+			smtp_auth_set_context(session, t->auth);
 		break;
 	case SMTP_EV_DISCONNECT:
 		/* libESMTP has closed it: the number may be reused. */
@@ -500,25 +757,48 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 		m = va_arg(ap, smtp_message_t);
 		s = smtp_message_get_application_data(m);
 		break;
+	/*
+	 * libESMTP's own checks, after the handshake.  When verifying,
+	 * OpenSSL has checked the chain and the name already, and a
+	 * failure never gets this far; these refuse anyway if it did.
+	 * Without verification (starttls = optional, or tls_verify = no)
+	 * any certificate is taken: the channel is encrypted, not
+	 * authenticated.  An export-grade cipher is never taken (OpenSSL 3
+	 * offers none).
+	 */
 	case SMTP_EV_WEAK_CIPHER:
-		(void)va_arg(ap, int);
+		bits = va_arg(ap, int);
 		ok = va_arg(ap, int *);
-		*ok = 1;
+		*ok = 0;
+		snprintf(t->tls_err, sizeof(t->tls_err), "weak cipher (%d "
+		    "bits)", bits);
 		break;
 	case SMTP_EV_INVALID_PEER_CERTIFICATE:
-		(void)va_arg(ap, long);
+		vr = va_arg(ap, long);
 		ok = va_arg(ap, int *);
-		/*
-		 * The configuration names no CA, so a certificate cannot be
-		 * verified: starttls = required means the channel must be
-		 * encrypted (Postfix's "encrypt" level), not authenticated.
-		 */
-		*ok = 1;
+		*ok = !t->verify;
+		if (t->verify && t->tls_err[0] == '\0')
+			snprintf(t->tls_err, sizeof(t->tls_err), "certificate "
+			    "not verified: %s", X509_verify_cert_error_string(
+			    vr));
 		break;
 	case SMTP_EV_NO_PEER_CERTIFICATE:
-	case SMTP_EV_WRONG_PEER_CERTIFICATE:
 		ok = va_arg(ap, int *);
-		*ok = 1;
+		*ok = !t->verify;
+		if (t->verify)
+			snprintf(t->tls_err, sizeof(t->tls_err), "no "
+			    "certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		/*
+		 * libESMTP matches DNS names only (not the IP addresses of
+		 * subjectAltName) and falls back to the CN: OpenSSL's check
+		 * against smtp.host, in the verify result, is the one.
+		 */
+		ok = va_arg(ap, int *);
+		(void)va_arg(ap, const char *);
+		ssl = va_arg(ap, SSL *);
+		*ok = !t->verify || SSL_get_verify_result(ssl) == X509_V_OK;
 		break;
 	default:
 		break;
@@ -569,12 +849,10 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 		break;
 	}
 	smtp_starttls_enable(ss, tls);
-	if (t->tls != NULL) {
-		/* A reference for the session, whether or not it frees it. */
-		SSL_CTX_up_ref(t->tls);
+	/* libESMTP takes a reference of its own, and drops it with ss. */
+	if (t->tls != NULL)
 		smtp_starttls_set_ctx(ss, t->tls);
-	}
-	if (t->auth != NULL)
+	if (t->auth != NULL && t->auth_in_clear)
 		smtp_auth_set_context(ss, t->auth);
 	for (i = from, n = 0; i < t->nq && n < per; i++) {
 		s = &t->q[i];
@@ -599,8 +877,10 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	smtp_set_monitorcb(ss, smtp_monitor_cb, t, 0);
 	t->no_starttls = t->connected = t->quitting = t->last_code = 0;
 	t->tls_sent = t->tls_up = 0;
+	t->clear_cmds = t->clear_replies = 0;
+	t->clear_tail = t->clear_len = 0;
 	t->auth_state = AUTH_NONE;
-	t->refusal[0] = t->last_refusal[0] = '\0';
+	t->refusal[0] = t->last_refusal[0] = t->tls_err[0] = '\0';
 	t->fd = -1;
 	ERR_clear_error();
 	ok = smtp_start_session(ss);
@@ -627,6 +907,9 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 		    t->refusal[0] != '\0')
 			snprintf(err, errlen, "smtp %s: %s", t->server,
 			    t->refusal);
+		else if (t->failure == TF_TLS && t->tls_err[0] != '\0')
+			snprintf(err, errlen, "smtp %s: TLS refused: %s",
+			    t->server, t->tls_err);
 		else if (t->failure == TF_TLS)
 			snprintf(err, errlen, "smtp %s: TLS handshake failed: "
 			    "%s", t->server, (e = ERR_reason_error_string(

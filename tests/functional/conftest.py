@@ -65,10 +65,11 @@ def digestd_factory(tmp_path):
 
 @pytest.fixture(scope="session")
 def rabbitmq():
-    """One rabbitmq-server for the whole session (it takes ~7 s to boot)."""
+    """One rabbitmq-server for the whole session (it takes ~7 s to boot),
+    with a TLS listener for the amqps:// tests."""
     from harness import RabbitServer
 
-    srv = RabbitServer()
+    srv = RabbitServer(tls=True)
     try:
         srv.start()
     except Exception as e:  # pragma: no cover - environment problem

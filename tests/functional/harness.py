@@ -409,9 +409,14 @@ class RabbitServer:
     other broker's).  restart() stops and starts the same node on the same
     port and data, as a broker restart in production does.  vhost() gives
     each test its own virtual host, so queues and dead letters never mix.
+
+    With tls, a TLS listener too (tls_port), whose certificate is signed by
+    a test CA (tls_ca) and names localhost only, not 127.0.0.1: amqps URLs
+    to localhost verify, to 127.0.0.1 name the wrong host; tls_other_ca is
+    a CA that signed nothing the broker has.
     """
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="digestd-rabbit-")
         self.port = free_port()
         self.dist_port = free_port()
@@ -419,6 +424,16 @@ class RabbitServer:
         self.proc = None
         self.env = None
         self.vhosts = 0
+        self.tls_port = None
+        if tls:
+            from tls_util import Certs
+            c = Certs(os.path.join(self.dir, "tls"))
+            ca = c.make_ca("ca")
+            self.tls_ca = ca[0]
+            self.tls_other_ca = c.make_ca("other-ca", cn="some other CA")[0]
+            self.tls_cert, self.tls_key = c.leaf("broker", ["DNS:localhost"], ca,
+                                                 cn="localhost")
+            self.tls_port = free_port()
 
     def start(self, timeout=60):
         pw = pwd.getpwnam("rabbitmq")
@@ -429,6 +444,13 @@ class RabbitServer:
         with open(conf, "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
             f.write("loopback_users.guest = true\n")
+            if self.tls_port is not None:
+                f.write("listeners.ssl.default = 127.0.0.1:%d\n" % self.tls_port)
+                f.write("ssl_options.cacertfile = %s\n" % self.tls_ca)
+                f.write("ssl_options.certfile = %s\n" % self.tls_cert)
+                f.write("ssl_options.keyfile = %s\n" % self.tls_key)
+                f.write("ssl_options.verify = verify_none\n")
+                f.write("ssl_options.fail_if_no_peer_cert = false\n")
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[].\n")
         for root, dirs, files in os.walk(self.dir):
@@ -476,6 +498,12 @@ class RabbitServer:
     def url(self, vhost="/"):
         from urllib.parse import quote
         return "amqp://guest:guest@127.0.0.1:%d/%s" % (self.port, quote(vhost, safe=""))
+
+    def tls_url(self, vhost="/", host="localhost"):
+        """amqps:// to the TLS listener, by host name or address."""
+        from urllib.parse import quote
+        return "amqps://guest:guest@%s:%d/%s" % (host, self.tls_port,
+                                                 quote(vhost, safe=""))
 
     def vhost(self, prefix="t"):
         """A fresh virtual host that guest may use; returns its name."""

@@ -1,6 +1,7 @@
 """STARTTLS and AUTH as configured (SPEC 6), against an aiosmtpd server that
-insists on both: starttls = required and optional deliver over TLS after
-AUTH with the configured user; a wrong password delivers nothing and is
+insists on both: starttls = required (verifying the server's certificate)
+and optional (with allow_plaintext_auth, which a username then needs)
+deliver over TLS after AUTH with the configured user; a wrong password delivers nothing and is
 counted as a transport error; the password never reaches the log.
 """
 import os
@@ -97,8 +98,13 @@ def smtp_config(tmp_path, redis, sink, starttls, password):
     path = config(tmp_path, redis, sink=S, max_attempts=2)
     with open(path) as f:
         text = f.read()
+    # The sink's self-signed certificate is the CA that verifies it; a
+    # username without starttls = required needs allow_plaintext_auth, though
+    # this server never offers AUTH before STARTTLS.
     text = text.replace("starttls = off\n", "starttls = %s\nusername = %s\npassword = %s\n"
-                        % (starttls, USER, password))
+                        "tls_ca_file = %s\n%s"
+                        % (starttls, USER, password, sink.cert,
+                           "allow_plaintext_auth = yes\n" if starttls != "required" else ""))
     with open(path, "w") as f:
         f.write(text)
     return path

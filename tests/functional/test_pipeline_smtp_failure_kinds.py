@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import warnings
 
 import pytest
 
@@ -52,9 +53,9 @@ class GreetingRefuser:
         self.sock.close()
 
 
-def tls13_only_server(tmp):
-    """aiosmtpd offering STARTTLS with TLS 1.3 only (digestd speaks up to
-    1.2): the handshake fails."""
+def tls11_only_server(tmp):
+    """aiosmtpd offering STARTTLS with TLS 1.1 at most (digestd speaks 1.2
+    and up): the handshake fails."""
     from aiosmtpd.controller import Controller
 
     cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
@@ -63,7 +64,10 @@ def tls13_only_server(tmp):
                    check=True, capture_output=True)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
@@ -83,7 +87,7 @@ def server(request, smtp_sink, tmp_path):
     elif request.param == "tls":
         yield smtp_sink.port, "required", "tls"
     elif request.param == "tls-handshake":
-        c = tls13_only_server(str(tmp_path))
+        c = tls11_only_server(str(tmp_path))
         try:
             yield c.port, "optional", "tls"
         finally:

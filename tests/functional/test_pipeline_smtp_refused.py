@@ -107,7 +107,8 @@ def test_refused_sender_or_auth_backs_off_and_completes_once_fixed(tmp_path, red
     path = config(tmp_path, redis_tcp, sink=refusing, max_attempts=2)
     if refusing.mode == "auth":
         text = open(path).read().replace(
-            "starttls = off\n", "starttls = off\nusername = %s\npassword = %s\n" % (USER, PASSWORD))
+            "starttls = off\n", "starttls = off\nusername = %s\npassword = %s\n"
+            "allow_plaintext_auth = yes\n" % (USER, PASSWORD))
         with open(path, "w") as f:
             f.write(text)
     kind = refusing.mode

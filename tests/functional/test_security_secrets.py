@@ -182,6 +182,7 @@ port = {sport}
 starttls = off
 username = {user}
 password = {spw}
+allow_plaintext_auth = yes
 """.format(port=port, tmp=tmp_path, name=name, rport=redis.port, rpw=redis_pw,
            hmac=HMAC_KEY, sport=sink.port, user=SMTP_USER, spw=smtp_pw)
     path = os.path.join(str(tmp_path), name)

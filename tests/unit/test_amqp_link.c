@@ -61,8 +61,8 @@ test_bad_url(void **state)
 {
 	char err[256];
 
-	assert_null(amqp_link_connect("http://u:s3cret@host/", 30000, "t", err,
-	    sizeof(err)));
+	assert_null(amqp_link_connect("http://u:s3cret@host/", NULL, 30000, "t",
+	    err, sizeof(err)));
 	assert_non_null(strstr(err, "does not parse"));
 	assert_null(strstr(err, "s3cret"));
 }
@@ -73,8 +73,8 @@ test_refused(void **state)
 	char err[256];
 
 	/* Port 1 on loopback: refused at once, nothing listens there. */
-	assert_null(amqp_link_connect("amqp://u:s3cret@127.0.0.1:1/%2F", 30000,
-	    "t", err, sizeof(err)));
+	assert_null(amqp_link_connect("amqp://u:s3cret@127.0.0.1:1/%2F", NULL,
+	    30000, "t", err, sizeof(err)));
 	assert_non_null(strstr(err, "127.0.0.1:1"));
 	assert_null(strstr(err, "s3cret"));
 }

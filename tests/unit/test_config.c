@@ -1065,6 +1065,80 @@ test_paths(void **state)
 	rmdir(dir);
 }
 
+/*
+ * AUTH only inside TLS: a username needs starttls = required unless AUTH in
+ * clear is allowed, by name; the CA files must be there; the opt-outs are
+ * warned about.
+ */
+static void
+test_tls(void **state)
+{
+	struct config *cfg;
+	char path[] = "/tmp/test_config_ca.XXXXXX";
+	char text[1024];
+	int fd;
+
+	(void)state;
+	cfg = loads_with("");
+	assert_int_equal(cfg->smtp.tls_verify, 1);
+	assert_int_equal(cfg->smtp.allow_plaintext_auth, 0);
+	assert_string_equal(cfg->smtp.tls_ca_file, "");
+	assert_string_equal(cfg->amqp.ca_file, "");
+	assert_null(config_warning(cfg, 0));
+	free(cfg);
+
+	fails_with("[smtp]\nusername = u\npassword = p\n",
+	    "/etc/digestd/t.conf:5: [smtp] username: AUTH needs starttls = "
+	    "required, so that the password never goes in clear (or "
+	    "allow_plaintext_auth = yes)");
+	fails_with("[smtp]\nstarttls = off\npassword = p\nusername = u\n",
+	    "/etc/digestd/t.conf:7: [smtp] username: AUTH needs starttls = "
+	    "required, so that the password never goes in clear (or "
+	    "allow_plaintext_auth = yes)");
+	fails_with("[smtp]\nallow_plaintext_auth = maybe\n",
+	    "/etc/digestd/t.conf:5: [smtp] allow_plaintext_auth: \"maybe\" is "
+	    "not one of no | yes");
+	fails_with("[smtp]\ntls_verify = 1\n",
+	    "/etc/digestd/t.conf:5: [smtp] tls_verify: \"1\" is not one of "
+	    "no | yes");
+
+	cfg = loads_with("[smtp]\nstarttls = required\nusername = u\n");
+	assert_null(config_warning(cfg, 0));
+	free(cfg);
+	cfg = loads_with("[smtp]\nusername = u\nallow_plaintext_auth = yes\n");
+	assert_int_equal(cfg->smtp.allow_plaintext_auth, 1);
+	assert_non_null(strstr(config_warning(cfg, 0),
+	    "allow_plaintext_auth = yes"));
+	assert_null(config_warning(cfg, 1));
+	free(cfg);
+	/* Allowed but moot: TLS is required, nothing goes in clear. */
+	cfg = loads_with("[smtp]\nstarttls = required\nusername = u\n"
+	    "allow_plaintext_auth = yes\ntls_verify = no\n");
+	assert_int_equal(cfg->smtp.tls_verify, 0);
+	assert_non_null(strstr(config_warning(cfg, 0), "tls_verify = no"));
+	assert_null(config_warning(cfg, 1));
+	free(cfg);
+	/* Not verifying matters only where TLS is required. */
+	cfg = loads_with("[smtp]\ntls_verify = no\n");
+	assert_null(config_warning(cfg, 0));
+	free(cfg);
+
+	fails_with("[smtp]\ntls_ca_file = /nonexistent/ca.pem\n",
+	    "/etc/digestd/t.conf:5: [smtp] tls_ca_file: /nonexistent/ca.pem: "
+	    "No such file or directory");
+	fails_with("[amqp]\nca_file = /tmp\n",
+	    "/etc/digestd/t.conf:5: [amqp] ca_file: /tmp: not a regular file");
+	assert_int_not_equal(fd = mkstemp(path), -1);
+	close(fd);
+	snprintf(text, sizeof(text), "[smtp]\ntls_ca_file = %s\n"
+	    "[amqp]\nca_file = %s\n", path, path);
+	cfg = loads_with(text);
+	assert_string_equal(cfg->smtp.tls_ca_file, path);
+	assert_string_equal(cfg->amqp.ca_file, path);
+	free(cfg);
+	unlink(path);
+}
+
 static void
 test_durations_sizes(void **state)
 {
@@ -1169,7 +1243,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's counted once. */
-	assert_int_equal(keys, 64);
+	assert_int_equal(keys, 68);
 	free(ex);
 }
 
@@ -1244,6 +1318,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_core_dumps),
 		cmocka_unit_test(test_queue_redis),
 		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_durations_sizes),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_example_help),
