@@ -854,7 +854,7 @@ test_secret_files(void **state)
 
 	/* Left empty, either is unset; both set is an error. */
 	cfg = load_in(dir, MINIMAL "[redis]\npassword =\npassword_file = rpw\n"
-	    "[smtp]\nusername = u\npassword = p\npassword_file =\n");
+	    "[smtp]\nstarttls = required\nusername = u\npassword = p\npassword_file =\n");
 	if (cfg == NULL)
 		fail_msg("%s", errbuf);
 	assert_string_equal(cfg->redis.password, "HIDDEN-redis");
