@@ -434,6 +434,27 @@ checkpoint_note_error(redisContext *q, const struct config *cfg,
 }
 
 int
+checkpoint_reset(redisContext *q, const struct config *cfg,
+    const char *job_id, char *err, size_t errlen)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, job_id) == -1) {
+		snprintf(err, errlen, "job id too long");
+		return -1;
+	}
+	redisAppendCommand(q, "HSET %s attempts 0", key);
+	redisAppendCommand(q, "HDEL %s state", key);
+	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if (cp_replies(q, 3, NULL) == -1) {
+		snprintf(err, errlen, "redis: %s", q->err ? q->errstr :
+		    "error reply");
+		return -1;
+	}
+	return 0;
+}
+
+int
 checkpoint_refund(redisContext *q, const struct config *cfg,
     const struct job *j)
 {

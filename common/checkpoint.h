@@ -132,6 +132,13 @@ int checkpoint_note_error(redisContext *q, const struct config *,
     const char *job_id, const char *reason);
 
 /*
+ * An operator put the dead job back (digestctl dlq requeue): a fresh
+ * count of attempts, no state.  0, or -1 with err.
+ */
+int checkpoint_reset(redisContext *q, const struct config *,
+    const char *job_id, char *err, size_t errlen);
+
+/*
  * After a checkpoint call failed: 1 when the failure says nothing about
  * the job (the connection was lost, or the server refused for an outage:
  * loading, busy, out of memory, read-only), 0 when the reply was about

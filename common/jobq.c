@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "delayq.h"
 #include "jobq.h"
 #include "log.h"
@@ -23,7 +24,6 @@
 
 #define JOBQ_KEY_MAX 512
 #define JOBQ_ARGV_MAX 64
-#define JOBQ_JOB_TTL_S (7 * 86400)
 #define JOBQ_CLAIM_TTL_S 300		/* a marker before its entry */
 
 /* A command line for redisCommandArgv; strings are borrowed, not owned. */
@@ -797,28 +797,6 @@ jobq_stats(redisContext *c, const struct config *cfg, const char *queue,
 	return 0;
 }
 
-int
-jobq_note_error(redisContext *c, const struct config *cfg, const char *job_id,
-    const char *reason)
-{
-	struct jobq_argv cmds[2];
-	char key[JOBQ_KEY_MAX], ttl[32], err[256];
-
-	if (rkey(key, sizeof(key), cfg->redis.key_prefix, "digest:job:%s",
-	    job_id) == NULL)
-		return -1;
-	snprintf(ttl, sizeof(ttl), "%d", JOBQ_JOB_TTL_S);
-	memset(cmds, 0, sizeof(cmds));
-	jobq_arg(&cmds[0], "HSET");
-	jobq_arg(&cmds[0], key);
-	jobq_arg(&cmds[0], "last_error");
-	jobq_arg(&cmds[0], reason != NULL ? reason : "unknown");
-	jobq_arg(&cmds[1], "EXPIRE");
-	jobq_arg(&cmds[1], key);
-	jobq_arg(&cmds[1], ttl);
-	return jobq_transaction(c, cmds, 2, err, sizeof(err));
-}
-
 int64_t
 jobq_dlq_len(redisContext *c, const struct config *cfg)
 {
@@ -896,7 +874,7 @@ jobq_requeue_entry(redisContext *c, const struct config *cfg,
 	if (job_decode_fields(&j, names, values, n, derr, sizeof(derr)) == 0) {
 		rc = jobq_requeue_owned(c, cfg, queue, id, consumer, &j, err,
 		    errlen);
-		if (rc == 1 && jobq_note_error(c, cfg, j.job_id, reason) == -1)
+		if (rc == 1 && checkpoint_note_error(c, cfg, j.job_id, reason) == -1)
 			rc = -1;
 		else if (rc == 1)
 			rc = 0;

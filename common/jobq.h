@@ -110,13 +110,6 @@ struct jobq_stats {
 int jobq_stats(redisContext *, const struct config *, const char *queue,
     struct jobq_stats *, char *err, size_t errlen);
 /*
- * Record in digest:job:{job_id} why an attempt ended (last_error), keeping
- * the 7-day TTL: set by whoever puts a dead worker's job back.  0 / -1.
- */
-int jobq_note_error(redisContext *, const struct config *, const char *job_id,
-    const char *reason);
-
-/*
  * The consumer name of one worker incarnation: host:supervisor-pid:pool#pos.gen.
  * The generation makes it unique, so that the supervisor can put back
  * everything a dead worker had pending, even an entry delivered an instant

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "ctl.h"
 #include "jobq.h"
 #include "jobq_amqp.h"
@@ -20,7 +21,6 @@
 
 #define DLQ_PAGE 500
 #define DLQ_FIELDS_MAX 32
-#define DLQ_JOB_TTL_S (7 * 86400)
 
 struct dlq_entry {
 	const char *id;
@@ -75,33 +75,12 @@ dlq_time(const char *s, char *buf, size_t len)
 	unix_time_iso(d, buf, len);
 }
 
-/* Reset the job's attempts (and its dead state) in digest:job:{id}. */
+/* Reset the job's attempts (and its dead state) in its checkpoint. */
 static int
 dlq_reset(struct ctl *c, const char *job_id)
 {
-	redisReply *r;
-	char key[512];
-	int i, rv = 0;
-
-	if (rkey(key, sizeof(key), c->cfg->redis.key_prefix, "digest:job:%s",
-	    job_id) == NULL)
-		return -1;
-	redisAppendCommand(c->qr, "HSET %s attempts 0", key);
-	redisAppendCommand(c->qr, "HDEL %s state", key);
-	redisAppendCommand(c->qr, "EXPIRE %s %d", key, DLQ_JOB_TTL_S);
-	for (i = 0; i < 3; i++) {
-		if (redisGetReply(c->qr, (void **)&r) != REDIS_OK || r == NULL) {
-			snprintf(c->err, sizeof(c->err), "redis: %s",
-			    c->qr->errstr);
-			return -1;
-		}
-		if (r->type == REDIS_REPLY_ERROR) {
-			snprintf(c->err, sizeof(c->err), "redis: %s", r->str);
-			rv = -1;
-		}
-		freeReplyObject(r);
-	}
-	return rv;
+	return checkpoint_reset(c->qr, c->cfg, job_id, c->err,
+	    sizeof(c->err));
 }
 
 /* Requeue one dead letter: 1 done, 0 skipped (said why), -1 error. */

@@ -831,7 +831,7 @@ test_secret_files(void **state)
 	cfg = load_in(dir, "[digest]\nunsubscribe_secret_file = key\n"
 	    "[pool.a]\n[redis]\npassword_file = rpw\n"
 	    "[queue_redis]\nhost = q\npassword_file = ./qpw\n"
-	    "[smtp]\nusername = u\npassword_file = spw\n");
+	    "[smtp]\nstarttls = required\nusername = u\npassword_file = spw\n");
 	if (cfg == NULL)
 		fail_msg("%s", errbuf);
 	assert_string_equal(cfg->digest.unsubscribe_secret, KEY);
@@ -854,7 +854,7 @@ test_secret_files(void **state)
 
 	/* Left empty, either is unset; both set is an error. */
 	cfg = load_in(dir, MINIMAL "[redis]\npassword =\npassword_file = rpw\n"
-	    "[smtp]\nusername = u\npassword = p\npassword_file =\n");
+	    "[smtp]\nstarttls = required\nusername = u\npassword = p\npassword_file =\n");
 	if (cfg == NULL)
 		fail_msg("%s", errbuf);
 	assert_string_equal(cfg->redis.password, "HIDDEN-redis");
