@@ -274,8 +274,8 @@ def seed_decoys(r, n, wend):
 
 class Churn(threading.Thread):
     """Writes to groups:active while the scheduler reads it: bumps the
-    scores of real groups (a post arriving) and removes and re-adds decoy
-    groups; stops when told, or after 300 s."""
+    scores of real groups (a post arriving: scores only rise) and removes
+    and re-adds decoy groups; stops when told, or after 300 s."""
 
     def __init__(self, redis, seed, jobs, decoys, wend):
         super().__init__(daemon=True)
@@ -286,6 +286,7 @@ class Churn(threading.Thread):
         self.wend = wend
         self.stop_ev = threading.Event()
         self.bumps = self.removals = 0
+        self.score = wend
 
     def run(self):
         deadline = time.monotonic() + 300
@@ -293,9 +294,10 @@ class Churn(threading.Thread):
             pipe = self.r.pipeline(transaction=False)
             for _ in range(20):
                 g = self.rng.choice(self.gids)
-                # Still inside the window: its posts stay the same.
-                pipe.zadd("groups:active",
-                          {str(g): self.wend - self.rng.randint(1, 50)})
+                # A post arriving now: the score only ever rises, as the
+                # time of a group's latest post does.
+                self.score = max(self.score, self.wend) + 1
+                pipe.zadd("groups:active", {str(g): self.score})
                 self.bumps += 1
                 dgid = self.rng.choice(self.decoys)
                 pipe.zrem("groups:active", str(dgid))
