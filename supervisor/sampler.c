@@ -379,10 +379,8 @@ sampler_spawn(struct supervisor *s)
 	if (sampler_check == NULL && s->base != NULL) {
 		sampler_check = event_new(s->base, -1, EV_PERSIST,
 		    sampler_check_cb, s);
-		tv.tv_sec = SAMPLER_CHECK_MS / 1000;
-		tv.tv_usec = (SAMPLER_CHECK_MS % 1000) * 1000;
-		if (sampler_check == NULL || evtimer_add(sampler_check, &tv) ==
-		    -1)
+		if (sampler_check == NULL || evtimer_add(sampler_check,
+		    tv_ms(&tv, SAMPLER_CHECK_MS)) == -1)
 			log_warnx("sampler: no reload check timer");
 	}
 	sampler_reloads = s->reloads_ok;
@@ -423,9 +421,7 @@ sampler_respawn_in(struct supervisor *s, int64_t ms)
 		log_warnx("sampler: no timer; not restarted");
 		return;
 	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(sampler_timer, &tv);
+	evtimer_add(sampler_timer, tv_ms(&tv, ms));
 }
 
 void
