@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "amqp_link.h"
 #include "delayq.h"
 #include "jobq.h"
 #include "jobq_amqp.h"
