@@ -39,6 +39,7 @@
 #include <hiredis/hiredis.h>
 
 #include "amqp_link.h"
+#include "backoff.h"
 #include "delayq.h"
 #include "jobq.h"
 #include "jobq_amqp.h"
@@ -59,7 +60,7 @@ static const char *const sampler_periods[2] = { "daily", "weekly" };
 static struct event *sampler_timer;	/* respawn */
 static struct event *sampler_check;	/* notices reloads */
 static int64_t sampler_spawned_ns;
-static int64_t sampler_delay_ms;
+static struct backoff sampler_backoff;
 static uint64_t sampler_reloads;	/* s->reloads_ok its config is from */
 
 /*
@@ -454,11 +455,10 @@ sampler_reaped(struct supervisor *s, pid_t pid, int status)
 		    WIFSIGNALED(status) ? WTERMSIG(status) :
 		    WEXITSTATUS(status));
 		/* Back off when it keeps dying, so a crash cannot spin. */
-		if (ran_ms >= SAMPLER_HEALTHY_MS || sampler_delay_ms == 0)
-			sampler_delay_ms = SAMPLER_RESPAWN_MIN_MS;
-		else if ((sampler_delay_ms *= 2) > SAMPLER_RESPAWN_MAX_MS)
-			sampler_delay_ms = SAMPLER_RESPAWN_MAX_MS;
-		delay = sampler_delay_ms;
+		if (ran_ms >= SAMPLER_HEALTHY_MS)
+			backoff_reset(&sampler_backoff);
+		delay = backoff_step(&sampler_backoff, SAMPLER_RESPAWN_MIN_MS,
+		    SAMPLER_RESPAWN_MAX_MS);
 	}
 	sampler_respawn_in(s, delay);
 }

@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "activity.h"
+#include "backoff.h"
 #include "checkpoint.h"
 #include "digest.h"
 #include "eligibility.h"
@@ -197,13 +198,9 @@ static int64_t
 digest_retry_ms(struct run *rn, int tries)
 {
 	const struct config *cfg = rn->ctx->cfg;
-	int64_t ms = cfg->smtp.defer_retry_min_ms;
-	int k;
 
-	for (k = 1; k < tries && ms < cfg->smtp.defer_retry_max_ms; k++)
-		ms *= 2;
-	return ms < cfg->smtp.defer_retry_max_ms ? ms :
-	    cfg->smtp.defer_retry_max_ms;
+	return backoff_delay(cfg->smtp.defer_retry_min_ms,
+	    cfg->smtp.defer_retry_max_ms, tries);
 }
 
 /*
