@@ -17,11 +17,8 @@
 #define EXIT_WORKER_OOM 86
 
 /* Allocators that call fatal on failure: for start-up and the supervisor. */
-void *xmalloc(size_t);
 void *xcalloc(size_t, size_t);
 void *xrealloc(void *, size_t);
-char *xstrdup(const char *);
-int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * Allocators for the worker's job path: on failure they exit with
