@@ -99,6 +99,16 @@ struct amqp_link {
 struct amqp_link *amqp_link_connect(const char *url, const char *ca_file,
     int64_t heartbeat_ms, const char *name, char *err, size_t errlen);
 
+/*
+ * Connect to cfg->amqp.url; NULL with err.  For occasional callers
+ * (digestctl, the queue sampler) that never pump the connection between
+ * calls: it negotiates no AMQP heartbeat and uses TCP keepalive instead.
+ */
+struct amqp_link *amqp_link_open(const struct config *, char *err,
+    size_t errlen);
+/* Close the connection and free the link; NULL does nothing. */
+void amqp_link_close(struct amqp_link *);
+
 /* Put the channel in confirm mode (once).  0 / -1. */
 int amqp_link_confirm_select(struct amqp_link *, char *err, size_t errlen);
 

@@ -27,14 +27,6 @@
 
 struct amqp_link;
 
-/*
- * Connect to cfg->amqp.url; NULL with err.  For occasional callers
- * (digestctl, the queue sampler) that never pump the connection between
- * calls: it negotiates no AMQP heartbeat and uses TCP keepalive instead.
- */
-struct amqp_link *amqp_link_open(const struct config *, char *err, size_t errlen);
-void amqp_link_close(struct amqp_link *);
-
 /* Declare digest.dlx, digest.dlq and digest.{queue} (idempotent).  0 / -1. */
 int jobq_amqp_declare(struct amqp_link *, const char *queue, char *err,
     size_t errlen);

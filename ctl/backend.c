@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp_link.h"
 #include "ctl.h"
 #include "jobq.h"
 #include "jobq_amqp.h"

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "amqp_link.h"
 #include "ctl.h"
 #include "jobq.h"
 #include "jobq_amqp.h"

@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "mime.h"
+#include "mime_decode.h"
 #include "render.h"
 #include "template.h"
 
