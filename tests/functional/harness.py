@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -22,11 +23,38 @@ DIGESTCTL = os.path.join(ROOT, BUILD, "digestctl")
 ASAN = BUILD.endswith("asan")
 
 
+def _ephemeral_low():
+    """The first port of the kernel's range for the local end of outgoing
+    connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_ports = random.SystemRandom()
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral range.
+
+    Servers are stopped and started again on their port (a broker or
+    Redis restart, an SMTP outage).  A port of the ephemeral range may be
+    taken meanwhile as the local end of any connection on the machine,
+    and the server then fails to come back: no port handed out here is
+    one of those."""
+    hi = _ephemeral_low() - 1
+    lo = 10000 if hi > 12000 else 1024
+    for _ in range(1000):
+        port = _ports.randint(lo, hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in %d-%d" % (lo, hi))
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
