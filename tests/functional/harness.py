@@ -21,6 +21,10 @@ BUILD = os.environ.get("DIGESTD_BUILD", "build")
 DIGESTD = os.path.join(ROOT, BUILD, "digestd")
 DIGESTCTL = os.path.join(ROOT, BUILD, "digestctl")
 ASAN = BUILD.endswith("asan")
+# The sanitizer build does the same work several times slower: a bound on
+# elapsed time (a guard against a hang or a gross slowdown, never a
+# measurement) is multiplied by this.
+SLOWDOWN = 5 if ASAN else 1
 
 
 def _ephemeral_low():
