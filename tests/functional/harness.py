@@ -498,7 +498,12 @@ class RabbitServer:
             json.dump(defs, f)
         return path
 
-    def start(self, timeout=60):
+    # Only a guard against a node that never comes up: each pytest-xdist
+    # worker boots its own, all at once at the start of a run, and under
+    # load a boot has taken over a minute.
+    BOOT_TIMEOUT = 240
+
+    def start(self, timeout=BOOT_TIMEOUT):
         pw = pwd.getpwnam("rabbitmq")
         for sub in ("mnesia", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
@@ -652,7 +657,7 @@ class RabbitServer:
             self.proc.wait(timeout=10)
         self.proc = None
 
-    def restart(self, down_for=0.0, timeout=60):
+    def restart(self, down_for=0.0, timeout=BOOT_TIMEOUT):
         """Stop the node, stay down for down_for seconds, start it again."""
         self._stop_node()
         time.sleep(down_for)
