@@ -552,6 +552,18 @@ class RabbitServer:
         wait_for(self._up, timeout=timeout, interval=0.2, what="rabbitmq-server")
         return self
 
+    def log_tail(self, n=4000):
+        """The end of the node's output and log, to say why it failed."""
+        out = []
+        for path in (os.path.join(self.dir, "stdout.log"),
+                     os.path.join(self.dir, "log", "rabbit@localhost.log")):
+            try:
+                with open(path, errors="replace") as f:
+                    out.append("%s:\n%s" % (path, f.read()[-n:]))
+            except OSError:
+                pass
+        return "\n".join(out)
+
     def _up(self):
         if self.proc.poll() is not None:
             raise AssertionError("rabbitmq-server exited: see %s" % self.dir)
