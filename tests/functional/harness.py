@@ -567,8 +567,15 @@ class RabbitServer:
     def _up(self):
         if self.proc.poll() is not None:
             raise AssertionError("rabbitmq-server exited: see %s" % self.dir)
+        import logging
+
+        import pika
+        # Refused while the node boots, which pika logs as errors: a failed
+        # test would show pages of them.
+        quiet = logging.getLogger("pika")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
         try:
-            import pika
             c = pika.BlockingConnection(pika.ConnectionParameters(
                 host="127.0.0.1", port=self.port, connection_attempts=1,
                 socket_timeout=1, blocked_connection_timeout=1))
@@ -576,6 +583,8 @@ class RabbitServer:
             return True
         except Exception:
             return False
+        finally:
+            quiet.setLevel(level)
 
     def url(self, vhost="/"):
         from urllib.parse import quote
