@@ -396,11 +396,15 @@ defer_give_up = {give_up}
 
 class Scraper(threading.Thread):
     """Scrapes /metrics twice a second: counters must never go down, and no
-    child of digestd may stay a zombie from one look to the next."""
+    child of digestd may stay a zombie from one look to the next.
+
+    The main thread scrapes too (around a SIGHUP): one scrape at a time,
+    else an older body compared after a newer one looks like a decrease."""
 
     def __init__(self, d):
         super().__init__(daemon=True)
         self.d = d
+        self.lock = threading.Lock()
         self.stop_ev = threading.Event()
         self.last = {}
         self.decreases = []
@@ -421,6 +425,10 @@ class Scraper(threading.Thread):
         self.lingering |= prev.lingering
 
     def scrape(self):
+        with self.lock:
+            self._scrape()
+
+    def _scrape(self):
         from prometheus_client.parser import text_string_to_metric_families
         with urllib.request.urlopen(self.d.url("/metrics"), timeout=3) as resp:
             text = resp.read().decode("utf-8")
@@ -451,8 +459,10 @@ class Scraper(threading.Thread):
 
     def metric(self, name, **labels):
         total = 0.0
-        for src in (self.base, self.last):
-            for (n, lab), v in src.items():
+        with self.lock:
+            srcs = (list(self.base.items()), list(self.last.items()))
+        for src in srcs:
+            for (n, lab), v in src:
                 d = dict(lab)
                 if n == name and all(d.get(k) == v2
                                      for k, v2 in labels.items()):
