@@ -650,12 +650,25 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
             elif kind == "instance":
                 # The whole instance dies (a node lost); another takes over
                 # the jobs it had in hand, each costing one duplicate at most.
+                # Its workers are frozen first, so that the last scrape
+                # counts every email the instance will ever have sent: a
+                # counter of a dead instance is gone with its memory.
                 ws = status_workers(d)
                 counts["jobs_in_hand"] += sum(1 for w in ws if w.get("job"))
+                kids = d.children()
+                for k in kids:
+                    try:
+                        os.kill(k, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
                 scraper.scrape()
                 scraper.finish()
-                kids = d.children()
                 d.proc.kill()
+                for k in kids:
+                    try:
+                        os.kill(k, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 d.proc.wait(timeout=10)
                 wait_for(lambda: all(_gone(k) for k in kids), timeout=10,
                          what="the instance's workers gone with it")
