@@ -23,7 +23,6 @@
 #include <amqp_framing.h>
 
 #include "amqp_link.h"
-#include "jobq_amqp.h"
 #include "log.h"
 #include "transport.h"
 #include "util.h"
