@@ -54,7 +54,7 @@ struct queue_msg {
 	struct job job;			/* valid when decoded */
 	int decoded;			/* 0: malformed; err says why */
 	char err[256];
-	char entry[SB_ENTRY_MAX];	/* stream id, or the delivery tag as text */
+	char entry[SB_ENTRY_MAX];	/* stream id, or the delivery tag */
 	void *raw;			/* the backend's */
 };
 
@@ -68,7 +68,7 @@ struct queue_consumer {
 	 * The worker's connection to the queue Redis (NULL while it has
 	 * none), where the AMQP backend counts the deliveries of a message.
 	 */
-	struct redisContext *const *qredis;
+	redisContext *const *qredis;
 	/* After a call that failed: the server it failed on. */
 	enum queue_server failed_on;
 	void *priv;			/* the backend's */
@@ -89,8 +89,8 @@ struct queue_admin {
 
 struct queue_stats {
 	int64_t depth;			/* never delivered */
-	int64_t pending;		/* delivered, not acknowledged; -1: unknown */
-	double oldest_enqueued;		/* of the oldest waiting job; 0: none or unknown */
+	int64_t pending;		/* delivered, not acked; -1: unknown */
+	double oldest_enqueued;		/* the oldest job's; 0: none, unknown */
 };
 
 /*
@@ -106,7 +106,7 @@ struct queue_letter {
 	const char *reason;
 	const char *attempts;
 	const char *failed_at;		/* unix time, as written */
-	/* Requeueing: it is back on its queue, with a fresh count of attempts. */
+	/* Requeueing: back on its queue, with a fresh count of attempts. */
 	int requeued;
 	/* Requeueing: why it stays in the dead letters, as a sentence; NULL. */
 	const char *kept;
@@ -120,7 +120,7 @@ typedef void (*queue_letter_cb)(void *arg, const struct queue_letter *);
 struct queue_orphan {
 	char queue[SB_NAME_MAX];
 	char consumer[QUEUE_CONSUMER_MAX];	/* the dead worker's */
-	char reason[32];		/* why its attempt ended: crash, oom... */
+	char reason[32];		/* why its attempt ended: crash... */
 	int clean;			/* it exited 0 */
 	/*
 	 * Its job in hand: 1 job and cursor hold it, 0 none, -1 unknown
@@ -207,7 +207,7 @@ struct queue_backend {
 	 */
 	int (*promote)(struct queue_consumer *, redisContext *q, char *err,
 	    size_t errlen);
-	/* Move the job to the dead letters with reason and attempts.  0 / -1. */
+	/* Move the job to the dead letters, with reason and attempts. 0/-1. */
 	int (*dead_letter)(struct queue_consumer *, struct queue_msg *,
 	    const char *reason, int attempts);
 	/*
@@ -296,10 +296,11 @@ void queue_admin_init(struct queue_admin *, const struct config *,
 void queue_admin_clear(struct queue_admin *);
 
 /*
- * The consumer name of one worker incarnation: host:supervisor-pid:pool#pos.gen.
- * The generation makes it unique, so that the supervisor can put back
- * everything a dead worker had pending, even a job delivered an instant
- * before it died, without touching what its replacement takes.
+ * The consumer name of one worker incarnation,
+ * host:supervisor-pid:pool#pos.gen.  The generation makes it unique, so
+ * that the supervisor can put back everything a dead worker had pending,
+ * even a job delivered an instant before it died, without touching what
+ * its replacement takes.
  */
 void queue_consumer_name(char *buf, size_t len, int supervisor_pid,
     const char *pool, int pos, uint64_t gen);

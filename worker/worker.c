@@ -480,9 +480,9 @@ worker_hold(struct worker *w, struct queue_msg *m, int64_t ms)
  * got.  When the Redis holding the checkpoints went away during the job,
  * reconnect to Redis alone (the job stays ours on the queue meanwhile)
  * and save the progress before giving the job back, so that what the
- * transport took while Redis was away is not sent again.  A stop (a reload retiring
- * this worker, a drain) waits for it too: a drain past drain_timeout
- * ends in SIGKILL anyway.  Bounded: a Redis still away after SAVE_HOLD_MS
+ * transport took while Redis was away is not sent again.  A stop (a
+ * reload retiring this worker, a drain) waits for it too: a drain past
+ * drain_timeout ends in SIGKILL anyway.  Bounded: a Redis still away after SAVE_HOLD_MS
  * leaves the job to be given back as it is.
  */
 #define SAVE_HOLD_MS	30000
