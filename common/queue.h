@@ -15,7 +15,7 @@
  *   administration digestctl's and the sampler's view of every queue
  *                  (struct queue_admin): enqueue, counts, the dead letters;
  *                  and the supervisor's part when a worker dies holding a
- *                  job (orphaned, then requeue_consumer in its requeue
+ *                  job (orphaned, then give_back_consumer in its requeue
  *                  child).
  *
  * Both backends keep in the queue Redis what digestd owns beside the jobs:
@@ -135,7 +135,7 @@ struct queue_orphan {
 enum queue_orphan_plan {
 	QUEUE_ORPHAN_NONE,		/* nothing */
 	QUEUE_ORPHAN_CURSOR,		/* save its job's cursor */
-	QUEUE_ORPHAN_REQUEUE,		/* that, then requeue_consumer */
+	QUEUE_ORPHAN_GIVE_BACK,		/* that, then give_back_consumer */
 };
 
 struct queue_backend {
@@ -276,7 +276,7 @@ struct queue_backend {
 	 * Returns the number put back, or -1 with err; a partial run is
 	 * safe to repeat.
 	 */
-	int (*requeue_consumer)(redisContext *c, const struct config *,
+	int (*give_back_consumer)(redisContext *c, const struct config *,
 	    const char *queue, const char *consumer, const char *reason,
 	    char *err, size_t errlen);
 };

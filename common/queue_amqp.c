@@ -693,5 +693,5 @@ const struct queue_backend queue_amqp_backend = {
 	.admin_clear = queue_amqp_admin_clear,
 
 	.orphaned = queue_amqp_orphaned,
-	.requeue_consumer = queue_amqp_requeue_consumer,
+	.give_back_consumer = queue_amqp_give_back_consumer,
 };

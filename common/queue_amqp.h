@@ -60,7 +60,7 @@ int queue_amqp_trim(struct queue_admin *, const char *queue, char *err,
 void queue_amqp_admin_clear(struct queue_admin *);
 enum queue_orphan_plan queue_amqp_orphaned(struct scoreboard *,
     const struct queue_orphan *);
-int queue_amqp_requeue_consumer(redisContext *, const struct config *,
+int queue_amqp_give_back_consumer(redisContext *, const struct config *,
     const char *queue, const char *consumer, const char *reason, char *err,
     size_t errlen);
 

@@ -449,7 +449,7 @@ queue_amqp_orphaned(struct scoreboard *sb, const struct queue_orphan *o)
 }
 
 int
-queue_amqp_requeue_consumer(redisContext *c, const struct config *cfg,
+queue_amqp_give_back_consumer(redisContext *c, const struct config *cfg,
     const char *queue, const char *consumer, const char *reason, char *err,
     size_t errlen)
 {

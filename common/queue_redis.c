@@ -289,7 +289,7 @@ queue_redis_script_result(redisContext *c, redisReply *r, const char *what,
 }
 
 /* KEYS[1] the stream; ARGV: group, entry, consumer, then the job's fields. */
-static const char queue_redis_requeue_owned_lua[] =
+static const char queue_redis_give_back_owned_lua[] =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
     "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
@@ -297,7 +297,7 @@ static const char queue_redis_requeue_owned_lua[] =
     "return 1\n";
 
 int
-queue_redis_requeue_owned(redisContext *c, const struct config *cfg,
+queue_redis_give_back_owned(redisContext *c, const struct config *cfg,
     const char *queue, const char *entry, const char *consumer,
     const struct job *j, char *err, size_t errlen)
 {
@@ -311,7 +311,7 @@ queue_redis_requeue_owned(redisContext *c, const struct config *cfg,
 	}
 	memset(&a, 0, sizeof(a));
 	queue_redis_arg(&a, "EVAL");
-	queue_redis_arg(&a, queue_redis_requeue_owned_lua);
+	queue_redis_arg(&a, queue_redis_give_back_owned_lua);
 	queue_redis_arg(&a, "1");
 	queue_redis_arg(&a, key);
 	queue_redis_arg(&a, QUEUE_REDIS_GROUP);
@@ -319,7 +319,7 @@ queue_redis_requeue_owned(redisContext *c, const struct config *cfg,
 	queue_redis_arg(&a, consumer);
 	queue_redis_args_job(&a, j, buf);
 	r = redisCommandArgv(c, a.argc, a.argv, a.argvlen);
-	return queue_redis_script_result(c, r, "requeue", err, errlen);
+	return queue_redis_script_result(c, r, "give back", err, errlen);
 }
 
 /*
@@ -787,7 +787,7 @@ queue_redis_give_back(struct queue_consumer *qc, struct queue_msg *m,
 
 	if (rs == NULL || rs->c == NULL || !m->decoded)
 		return -1;
-	switch (queue_redis_requeue_owned(rs->c, qc->cfg, qc->queue,
+	switch (queue_redis_give_back_owned(rs->c, qc->cfg, qc->queue,
 	    m->entry, qc->name, &m->job, err, sizeof(err))) {
 	case -1:
 		log_warnx("give back %s: %s", m->job.job_id, err);
@@ -910,5 +910,5 @@ const struct queue_backend queue_redis_backend = {
 	.admin_clear = queue_redis_admin_clear,
 
 	.orphaned = queue_redis_orphaned,
-	.requeue_consumer = queue_redis_requeue_consumer,
+	.give_back_consumer = queue_redis_give_back_consumer,
 };

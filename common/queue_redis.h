@@ -67,7 +67,7 @@ int queue_redis_dlq_add(redisContext *, const struct config *,
  * off past visibility_timeout) stays with whoever holds it now, so it never
  * runs twice.  1 if put back, 0 if no longer ours, -1 on error.
  */
-int queue_redis_requeue_owned(redisContext *, const struct config *,
+int queue_redis_give_back_owned(redisContext *, const struct config *,
     const char *queue, const char *entry, const char *consumer,
     const struct job *, char *err, size_t errlen);
 
@@ -86,7 +86,7 @@ int queue_redis_trim(struct queue_admin *, const char *queue, char *err,
 void queue_redis_admin_clear(struct queue_admin *);
 enum queue_orphan_plan queue_redis_orphaned(struct scoreboard *,
     const struct queue_orphan *);
-int queue_redis_requeue_consumer(redisContext *, const struct config *,
+int queue_redis_give_back_consumer(redisContext *, const struct config *,
     const char *queue, const char *consumer, const char *reason, char *err,
     size_t errlen);
 

@@ -816,7 +816,7 @@ queue_redis_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
 
 /* Put back (or dead-letter) one pending entry of a dead consumer. */
 static int
-queue_redis_requeue_entry(redisContext *c, const struct config *cfg,
+queue_redis_give_back_entry(redisContext *c, const struct config *cfg,
     const char *queue, const char *key, const char *id, const char *consumer,
     const char *reason, char *err, size_t errlen)
 {
@@ -858,8 +858,8 @@ queue_redis_requeue_entry(redisContext *c, const struct config *cfg,
 		}
 	}
 	if (job_decode_fields(&j, names, values, n, derr, sizeof(derr)) == 0) {
-		rc = queue_redis_requeue_owned(c, cfg, queue, id, consumer, &j,
-		    err, errlen);
+		rc = queue_redis_give_back_owned(c, cfg, queue, id, consumer,
+		    &j, err, errlen);
 		if (rc == 1 && checkpoint_note_error(c, cfg, j.job_id,
 		    reason) == -1)
 			rc = -1;
@@ -873,7 +873,7 @@ queue_redis_requeue_entry(redisContext *c, const struct config *cfg,
 }
 
 int
-queue_redis_requeue_consumer(redisContext *c, const struct config *cfg,
+queue_redis_give_back_consumer(redisContext *c, const struct config *cfg,
     const char *queue, const char *consumer, const char *reason, char *err,
     size_t errlen)
 {
@@ -907,7 +907,7 @@ queue_redis_requeue_consumer(redisContext *c, const struct config *cfg,
 			    r->element[i]->element[0]->str == NULL)
 				continue;
 			strlcpy(id, r->element[i]->element[0]->str, sizeof(id));
-			if (queue_redis_requeue_entry(c, cfg, queue, key, id,
+			if (queue_redis_give_back_entry(c, cfg, queue, key, id,
 			    consumer, reason, err, errlen) == -1) {
 				freeReplyObject(r);
 				return -1;
@@ -933,7 +933,7 @@ queue_redis_orphaned(struct scoreboard *sb, const struct queue_orphan *o)
 	 */
 	if (o->has_job == 0 && o->clean)
 		return QUEUE_ORPHAN_NONE;
-	return QUEUE_ORPHAN_REQUEUE;
+	return QUEUE_ORPHAN_GIVE_BACK;
 }
 
 void

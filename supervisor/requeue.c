@@ -9,7 +9,7 @@
  * First the child saves the cursor of the worker's job in hand, for the
  * instance that takes the job next.  Then, on a backend whose jobs stay
  * with a consumer (Redis), it puts back everything still pending under
- * the dead worker's consumer (requeue_consumer), which is unique to that
+ * the dead worker's consumer (give_back_consumer), which is unique to that
  * worker: the job in its slot, and also one delivered an instant before it
  * died, before it could record it in the slot, and records why its
  * attempt ended.  A job it had acknowledged or given back is no longer
@@ -149,14 +149,14 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 				log_info("job %s: cursor %lld saved",
 				    o->job.job_id, (long long)o->cursor.uid);
 			else
-				log_debug("job %s: the checkpoint is at or past "
-				    "%lld already", o->job.job_id,
+				log_debug("job %s: the checkpoint is at or "
+				    "past %lld already", o->job.job_id,
 				    (long long)o->cursor.uid);
 			i++;
 			delay_ms = 100;
 			continue;
 		}
-		p = qb->requeue_consumer(c, cfg, o->queue, o->consumer,
+		p = qb->give_back_consumer(c, cfg, o->queue, o->consumer,
 		    o->reason, err, sizeof(err));
 		if (p == -1 && !requeue_outage(c, err)) {
 			/* Not for a retry: the others need not wait for it. */
