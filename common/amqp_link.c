@@ -412,15 +412,6 @@ amqp_link_heartbeat(struct amqp_link *l, char *err, size_t errlen)
 	return 0;
 }
 
-static void
-amqp_ms_tv(int64_t ms, struct timeval *tv)
-{
-	if (ms < 0)
-		ms = 0;
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /*
  * Read the header and body frames that follow a basic.deliver, basic.get-ok
  * or basic.return.  What is kept of the properties is copied out first:
@@ -437,7 +428,7 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 	size_t size, got, n;
 	int rc;
 
-	amqp_ms_tv(AMQP_LINK_CONTENT_TIMEOUT_MS, &tv);
+	tv_ms(&tv, AMQP_LINK_CONTENT_TIMEOUT_MS);
 	rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 	if (rc != AMQP_STATUS_OK)
 		return amqp_link_status(l, rc, "content header", err, errlen);
@@ -473,7 +464,7 @@ amqp_link_read_content(struct amqp_link *l, struct amqp_delivery *d,
 			if (amqp_link_heartbeat(l, err, errlen) == -1)
 				return -1;
 		}
-		amqp_ms_tv(AMQP_LINK_CONTENT_TIMEOUT_MS, &tv);
+		tv_ms(&tv, AMQP_LINK_CONTENT_TIMEOUT_MS);
 		rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 		if (rc != AMQP_STATUS_OK)
 			return amqp_link_status(l, rc, "content body", err,
@@ -687,7 +678,7 @@ amqp_link_pump(struct amqp_link *l, int timeout_ms, char *err, size_t errlen)
 		cap = l->heartbeat_s > 0 ? l->heartbeat_s * 500 : 1000;
 		if (left > cap)
 			left = cap;
-		amqp_ms_tv(left, &tv);
+		tv_ms(&tv, left);
 		rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT) {
 			if (now_mono_ns() >= deadline)

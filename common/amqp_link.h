@@ -113,7 +113,7 @@ struct amqp_link *amqp_link_connect(const char *url, const char *ca_file,
  */
 struct amqp_link *amqp_link_open(const struct config *, char *err,
     size_t errlen);
-/* Close the connection and free the link; NULL is fine. */
+/* Close the connection and free the link; NULL does nothing. */
 void amqp_link_close(struct amqp_link *);
 
 /* Put the channel in confirm mode (once).  0 / -1. */

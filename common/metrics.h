@@ -38,7 +38,6 @@ enum skip_reason {
 	SKIP_BAD_DATA,		/* not a user id, or a field too long to read */
 	SKIP_N
 };
-#define TRANSPORT_N 3	/* enum transport_type in config.h */
 /* Why a transport failed (worker/transport.h: the flush contract). */
 enum transport_failure {
 	TF_CONNECT,	/* unreachable, or the connection was lost */

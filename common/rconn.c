@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "rconn.h"
+#include "util.h"
 
 const char *
 rconn_describe(const struct redis_config *rc, char *buf, size_t len)
@@ -45,8 +46,7 @@ rconn_connect(const struct redis_config *rc, char *err, size_t errlen)
 	redisReply *r;
 	char where[PATH_MAX + 8];
 
-	tv.tv_sec = rc->timeout_ms / 1000;
-	tv.tv_usec = (rc->timeout_ms % 1000) * 1000;
+	tv_ms(&tv, rc->timeout_ms);
 	rconn_describe(rc, where, sizeof(where));
 	if (rc->socket[0] != '\0')
 		c = redisConnectUnixWithTimeout(rc->socket, tv);

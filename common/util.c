@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +16,6 @@
 
 #include "log.h"
 #include "util.h"
-
-void *
-xmalloc(size_t n)
-{
-	void *p;
-
-	if ((p = malloc(n == 0 ? 1 : n)) == NULL)
-		fatal("malloc %zu", n);
-	return p;
-}
 
 void *
 xcalloc(size_t n, size_t size)
@@ -46,30 +35,6 @@ xrealloc(void *old, size_t n)
 	if ((p = realloc(old, n == 0 ? 1 : n)) == NULL)
 		fatal("realloc %zu", n);
 	return p;
-}
-
-char *
-xstrdup(const char *s)
-{
-	char *p;
-
-	if ((p = strdup(s)) == NULL)
-		fatal("strdup");
-	return p;
-}
-
-int
-xasprintf(char **ret, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(ret, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatal("asprintf");
-	return n;
 }
 
 void

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 /*
@@ -16,11 +17,8 @@
 #define EXIT_WORKER_OOM 86
 
 /* Allocators that call fatal on failure: for start-up and the supervisor. */
-void *xmalloc(size_t);
 void *xcalloc(size_t, size_t);
 void *xrealloc(void *, size_t);
-char *xstrdup(const char *);
-int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * Allocators for the worker's job path: on failure they exit with
@@ -32,6 +30,20 @@ void *wrealloc(void *, size_t);
 char *wstrdup(const char *);
 /* Called where a library reports it ran out of memory. */
 void worker_oom(void) __attribute__((noreturn));
+
+/*
+ * Fill tv with ms milliseconds (a negative ms counts as 0) and return it,
+ * for evtimer_add, socket and library timeouts.
+ */
+static inline struct timeval *
+tv_ms(struct timeval *tv, int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
 int64_t now_mono_ns(void);

@@ -270,8 +270,7 @@ ctl_http_get(const char *listen, const char *path, int timeout_ms,
 		snprintf(err, errlen, "%s: %s", listen, gai_strerror(e));
 		return -1;
 	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	tv_ms(&tv, timeout_ms);
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
 		    ai->ai_protocol);

@@ -7,9 +7,9 @@ BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
 librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
 libssl-dev libcmocka-dev redis-server"
 
-TEST_PKGS="python3 python3-pytest python3-redis python3-pika python3-aiosmtpd
-python3-prometheus-client prometheus prometheus-alertmanager rabbitmq-server
-procps systemd man-db groff-base clang libclang-rt-14-dev
+TEST_PKGS="python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
+python3-aiosmtpd python3-prometheus-client prometheus prometheus-alertmanager
+rabbitmq-server procps systemd man-db groff-base clang libclang-rt-14-dev
 nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"
 
 # Benchmarks only: php-fpm to compare the supervisor with, gnuplot for the

@@ -16,15 +16,6 @@
 #include "queue.h"
 #include "supervisor.h"
 
-/* Fill tv with ms milliseconds and return it (for evtimer_add). */
-static inline struct timeval *
-tv_ms(struct timeval *tv, int64_t ms)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-	return tv;
-}
-
 /*
  * Set up pools for sup->cfg and start every worker.  notify_rfd is the
  * read end of the notify pipe (watched here), notify_wfd the write end

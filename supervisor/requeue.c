@@ -32,6 +32,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "backoff.h"
 #include "checkpoint.h"
 #include "log.h"
 #include "pool.h"
@@ -41,6 +42,9 @@
 
 /* How long a child keeps trying while the queue Redis is unreachable. */
 #define REQUEUE_GIVE_UP_MS 60000
+/* The wait between tries meanwhile; back to the least after each job. */
+#define REQUEUE_RETRY_MIN_MS 100
+#define REQUEUE_RETRY_MAX_MS 2000
 #define REQUEUE_MAX_CHILDREN 16
 
 struct requeue_item {
@@ -119,11 +123,13 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 	const struct queue_orphan *o;
 	redisContext *c = NULL;
 	char err[512];
-	int64_t start = now_mono_ns(), delay_ms = 100;
+	struct backoff bo;
+	int64_t start = now_mono_ns(), delay_ms;
 	int i = 0, p, moved;
 
 	setproctitle("-digestd: requeue");
 	log_set_proc("requeue", NULL, -1);
+	backoff_reset(&bo);
 	while (i < n) {
 		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
 		    sizeof(err))) == NULL)
@@ -153,7 +159,7 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 				    "past %lld already", o->job.job_id,
 				    (long long)o->cursor.uid);
 			i++;
-			delay_ms = 100;
+			backoff_reset(&bo);
 			continue;
 		}
 		p = qb->give_back_consumer(c, cfg, o->queue, o->consumer,
@@ -163,7 +169,7 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 			log_error("requeue of %s on %s: %s; left to the "
 			    "visibility timeout", o->consumer, o->queue, err);
 			i++;
-			delay_ms = 100;
+			backoff_reset(&bo);
 			continue;
 		}
 		if (p == -1)
@@ -175,7 +181,7 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 			log_info("job %s: already acknowledged or given back",
 			    o->job.job_id);
 		i++;
-		delay_ms = 100;
+		backoff_reset(&bo);
 		continue;
 retry:
 		if (c != NULL) {
@@ -188,12 +194,12 @@ retry:
 			    REQUEUE_GIVE_UP_MS / 1000, err, n - i);
 			_exit(1);
 		}
+		delay_ms = backoff_step(&bo, REQUEUE_RETRY_MIN_MS,
+		    REQUEUE_RETRY_MAX_MS);
 		log_warnx("requeue: %s; retrying in %lld ms", err,
 		    (long long)delay_ms);
 		nanosleep(&(struct timespec){ delay_ms / 1000,
 		    (delay_ms % 1000) * 1000000 }, NULL);
-		if ((delay_ms *= 2) > 2000)
-			delay_ms = 2000;
 	}
 	if (c != NULL)
 		redisFree(c);

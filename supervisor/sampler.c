@@ -38,6 +38,8 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "amqp_link.h"
+#include "backoff.h"
 #include "delayq.h"
 #include "log.h"
 #include "queue.h"
@@ -57,7 +59,7 @@ static const char *const sampler_periods[2] = { "daily", "weekly" };
 static struct event *sampler_timer;	/* respawn */
 static struct event *sampler_check;	/* notices reloads */
 static int64_t sampler_spawned_ns;
-static int64_t sampler_delay_ms;
+static struct backoff sampler_backoff;
 static uint64_t sampler_reloads;	/* s->reloads_ok its config is from */
 
 /*
@@ -344,10 +346,8 @@ sampler_spawn(struct supervisor *s)
 	if (sampler_check == NULL && s->base != NULL) {
 		sampler_check = event_new(s->base, -1, EV_PERSIST,
 		    sampler_check_cb, s);
-		tv.tv_sec = SAMPLER_CHECK_MS / 1000;
-		tv.tv_usec = (SAMPLER_CHECK_MS % 1000) * 1000;
-		if (sampler_check == NULL || evtimer_add(sampler_check, &tv) ==
-		    -1)
+		if (sampler_check == NULL || evtimer_add(sampler_check,
+		    tv_ms(&tv, SAMPLER_CHECK_MS)) == -1)
 			log_warnx("sampler: no reload check timer");
 	}
 	sampler_reloads = s->reloads_ok;
@@ -388,9 +388,7 @@ sampler_respawn_in(struct supervisor *s, int64_t ms)
 		log_warnx("sampler: no timer; not restarted");
 		return;
 	}
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(sampler_timer, &tv);
+	evtimer_add(sampler_timer, tv_ms(&tv, ms));
 }
 
 void
@@ -422,11 +420,10 @@ sampler_reaped(struct supervisor *s, pid_t pid, int status)
 		    WIFSIGNALED(status) ? WTERMSIG(status) :
 		    WEXITSTATUS(status));
 		/* Back off when it keeps dying, so a crash cannot spin. */
-		if (ran_ms >= SAMPLER_HEALTHY_MS || sampler_delay_ms == 0)
-			sampler_delay_ms = SAMPLER_RESPAWN_MIN_MS;
-		else if ((sampler_delay_ms *= 2) > SAMPLER_RESPAWN_MAX_MS)
-			sampler_delay_ms = SAMPLER_RESPAWN_MAX_MS;
-		delay = sampler_delay_ms;
+		if (ran_ms >= SAMPLER_HEALTHY_MS)
+			backoff_reset(&sampler_backoff);
+		delay = backoff_step(&sampler_backoff, SAMPLER_RESPAWN_MIN_MS,
+		    SAMPLER_RESPAWN_MAX_MS);
 	}
 	sampler_respawn_in(s, delay);
 }

@@ -1,5 +1,5 @@
 /*
- * The eligibility rules of SPEC 5, kept free of I/O: digest.c reads the
+ * The eligibility rules of SPEC 5, kept free of I/O: activity.c reads the
  * user hashes, this file decides.
  */
 #include <stdlib.h>

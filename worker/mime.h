@@ -3,8 +3,9 @@
  * buffer, UTF-8 cleaning of untrusted text, HTML escaping, the URL check
  * that decides what may become a link, quoted-printable and base64 body
  * encodings, RFC 2047 encoded-words for header text and phrases, and the
- * address check.  The decoders exist for tests and the fuzz target, which
- * check that what the encoders write reads back.
+ * address check.  Their decoders, which the tests and the fuzz target use
+ * to check that what the encoders write reads back, are test support
+ * (tests/unit/mime_decode.h).
  *
  * Nothing here knows about digests; render.c puts the pieces together.
  */
@@ -90,16 +91,12 @@ int mime_url_safe(struct rbuf *out, const char *url, size_t maxlen);
  * boundaries start with it.
  */
 void mime_qp_encode(struct rbuf *out, const char *s, size_t len);
-/* Decode quoted-printable; CRLF and LF both come out as LF.  0 or -1. */
-int mime_qp_decode(struct rbuf *out, const char *s, size_t len);
 
 /*
  * Base64; wrap > 0 puts a CRLF between lines of wrap output characters
  * (none before the first or after the last).
  */
 void mime_b64_encode(struct rbuf *out, const void *p, size_t len, size_t wrap);
-/* Decode base64, skipping CR, LF and spaces.  0 or -1 on a bad character. */
-int mime_b64_decode(struct rbuf *out, const char *s, size_t len);
 
 /*
  * Header text (RFC 5322 unstructured, e.g. a Subject), already cleaned to
@@ -119,21 +116,11 @@ size_t mime_header_phrase(struct rbuf *out, size_t col, const char *s,
     size_t len);
 
 /*
- * Decode a header value: unfold, decode encoded-words (B and Q, UTF-8 or
- * US-ASCII) and drop the white space between adjacent ones.  Quoted
- * strings lose their quotes and backslashes.  0 or -1 on a malformed word.
- */
-int mime_header_decode(struct rbuf *out, const char *s, size_t len);
-
-/*
  * 0 if addr is a plain ASCII addr-spec we can put between angle brackets:
  * local@domain, no space, control, quote or bracket, a local part of at
  * most 64 and a whole of at most 254 octets, a domain of letters, digits,
  * hyphens and dots with no empty label.  Else -1.
  */
 int mime_addr_check(const char *addr);
-
-/* 1 if s (len bytes) is well-formed UTF-8, else 0. */
-int mime_utf8_valid(const char *s, size_t len);
 
 #endif

@@ -60,6 +60,12 @@ struct transport_ops {
 	 * failure counts as protocol.
 	 */
 	enum transport_failure (*failure)(struct transport *);
+	/*
+	 * The most messages one flush should carry: the worker flushes at
+	 * least this often (and at every digest.batch_size).  0, or no
+	 * flush_max at all: no limit of the transport's own.
+	 */
+	size_t (*flush_max)(struct transport *);
 	void (*close)(struct transport *);
 };
 

@@ -233,5 +233,6 @@ const struct transport_ops transport_amqp_ops = {
 	.open = transport_amqp_open,
 	.send = transport_amqp_send,
 	.flush = transport_amqp_flush,
+	/* No flush_max: a flush is one round of confirms, however long. */
 	.close = transport_amqp_close,
 };

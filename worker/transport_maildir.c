@@ -32,6 +32,13 @@
 #include "transport.h"
 #include "util.h"
 
+/*
+ * A maildir flush syncs its messages' files together, then renames each
+ * into new/ and syncs the directory before reporting it: 16 a flush share
+ * the file sync.
+ */
+#define MAILDIR_FLUSH		16
+
 /* A queued message: the transport's own copy. */
 struct mdmsg {
 	struct email e;
@@ -309,6 +316,12 @@ out:
 	return rc;
 }
 
+static size_t
+maildir_flush_max(struct transport *t)
+{
+	return MAILDIR_FLUSH;
+}
+
 static void
 maildir_close(struct transport *t)
 {
@@ -332,5 +345,6 @@ const struct transport_ops transport_maildir_ops = {
 	.open = maildir_open,
 	.send = maildir_send,
 	.flush = maildir_flush,
+	.flush_max = maildir_flush_max,
 	.close = maildir_close,
 };

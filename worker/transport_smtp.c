@@ -972,6 +972,14 @@ smtp_last_failure(struct transport *t)
 	return t->failure;
 }
 
+/* A flush holds at most one session's messages. */
+static size_t
+smtp_flush_max(struct transport *t)
+{
+	return t->cfg->smtp.messages_per_session > 0 ?
+	    (size_t)t->cfg->smtp.messages_per_session : 1;
+}
+
 static void
 smtp_close(struct transport *t)
 {
@@ -995,5 +1003,6 @@ const struct transport_ops transport_smtp_ops = {
 	.send = smtp_send,
 	.flush = smtp_flush,
 	.failure = smtp_last_failure,
+	.flush_max = smtp_flush_max,
 	.close = smtp_close,
 };

@@ -24,6 +24,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "backoff.h"
 #include "digest.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,8 +39,9 @@
 #define CONNECT_BACKOFF_MAX_MS 5000
 /* How long a worker told to stop still tries to give back a job. */
 #define GIVEBACK_HOLD_MS 10000
+/* After a job given back: 250 ms doubling to 8 s, reset by a job done. */
 #define RETRY_BACKOFF_MIN_MS 250
-#define RETRY_BACKOFF_MAX_MS 30000
+#define RETRY_BACKOFF_MAX_MS 8000
 /*
  * After the mail server refused the envelope sender (5xx to MAIL FROM) or
  * AUTH, which an operator has to fix: 5 s, doubling to 5 minutes, so that
@@ -280,12 +282,14 @@ static void
 worker_connect(struct worker *w)
 {
 	char err[512];
-	int64_t delay = CONNECT_BACKOFF_MIN_MS;
+	int64_t delay;
 	int failures = 0;
 	unsigned char b = (unsigned char)(w->slotno % 256);
 
 	sb_set_state(w->slot, SB_STARTING);
 	while (worker_try_connect(w, err, sizeof(err)) == -1) {
+		delay = backoff_delay(CONNECT_BACKOFF_MIN_MS,
+		    CONNECT_BACKOFF_MAX_MS, failures + 1);
 		/* Every failure at first, then one line in ten. */
 		if (failures++ < 3 || failures % 10 == 0)
 			log_warnx("connect: %s; retrying in %lld ms", err,
@@ -302,8 +306,6 @@ worker_connect(struct worker *w)
 			worker_housekeeping(w);
 			worker_pause(delay);
 		}
-		if ((delay *= 2) > CONNECT_BACKOFF_MAX_MS)
-			delay = CONNECT_BACKOFF_MAX_MS;
 	}
 	if (failures > 0)
 		log_info("connected after %d attempt(s)", failures + 1);
@@ -493,7 +495,7 @@ worker_save_progress(struct worker *w, struct queue_msg *m,
 {
 	const struct job *j = &m->job;
 	char err[256];
-	int64_t delay = CONNECT_BACKOFF_MIN_MS;
+	int64_t delay;
 	int64_t until = now_mono_ns() + SAVE_HOLD_MS * 1000000LL;
 	int tries = 0;
 
@@ -526,11 +528,11 @@ worker_save_progress(struct worker *w, struct queue_msg *m,
 		if (tries++ == 0)
 			log_warnx("holding the job until Redis takes its "
 			    "progress: %s", err);
+		delay = backoff_delay(CONNECT_BACKOFF_MIN_MS,
+		    CONNECT_BACKOFF_MAX_MS, tries);
 		if (now_mono_ns() + delay * 1000000LL >= until)
 			break;
 		worker_hold(w, m, delay);
-		if ((delay *= 2) > CONNECT_BACKOFF_MAX_MS)
-			delay = CONNECT_BACKOFF_MAX_MS;
 	}
 	log_warnx("progress not saved: Redis still away after %d s",
 	    SAVE_HOLD_MS / 1000);
@@ -903,19 +905,15 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 			worker_exit(&w, 0);
 		}
 		if (w.retries > 0) {
-			delay = RETRY_BACKOFF_MIN_MS << (w.retries > 5 ? 5 :
-			    w.retries - 1);
-			if (delay > RETRY_BACKOFF_MAX_MS)
-				delay = RETRY_BACKOFF_MAX_MS;
+			delay = backoff_delay(RETRY_BACKOFF_MIN_MS,
+			    RETRY_BACKOFF_MAX_MS, w.retries);
 			/*
 			 * The job went back to its queue: the wait holds
 			 * nothing but this worker, which heartbeats.
 			 */
 			if (w.refusals > 0) {
-				delay = (int64_t)REFUSED_BACKOFF_MIN_MS <<
-				    (w.refusals > 7 ? 7 : w.refusals - 1);
-				if (delay > REFUSED_BACKOFF_MAX_MS)
-					delay = REFUSED_BACKOFF_MAX_MS;
+				delay = backoff_delay(REFUSED_BACKOFF_MIN_MS,
+				    REFUSED_BACKOFF_MAX_MS, w.refusals);
 				log_warnx("the mail server refuses us (sender "
 				    "or AUTH); next attempt in %lld s",
 				    (long long)delay / 1000);

@@ -274,8 +274,8 @@ def seed_decoys(r, n, wend):
 
 class Churn(threading.Thread):
     """Writes to groups:active while the scheduler reads it: bumps the
-    scores of real groups (a post arriving) and removes and re-adds decoy
-    groups; stops when told, or after 300 s."""
+    scores of real groups (a post arriving: scores only rise) and removes
+    and re-adds decoy groups; stops when told, or after 300 s."""
 
     def __init__(self, redis, seed, jobs, decoys, wend):
         super().__init__(daemon=True)
@@ -286,6 +286,7 @@ class Churn(threading.Thread):
         self.wend = wend
         self.stop_ev = threading.Event()
         self.bumps = self.removals = 0
+        self.score = wend
 
     def run(self):
         deadline = time.monotonic() + 300
@@ -293,9 +294,10 @@ class Churn(threading.Thread):
             pipe = self.r.pipeline(transaction=False)
             for _ in range(20):
                 g = self.rng.choice(self.gids)
-                # Still inside the window: its posts stay the same.
-                pipe.zadd("groups:active",
-                          {str(g): self.wend - self.rng.randint(1, 50)})
+                # A post arriving now: the score only ever rises, as the
+                # time of a group's latest post does.
+                self.score = max(self.score, self.wend) + 1
+                pipe.zadd("groups:active", {str(g): self.score})
                 self.bumps += 1
                 dgid = self.rng.choice(self.decoys)
                 pipe.zrem("groups:active", str(dgid))
@@ -394,11 +396,15 @@ defer_give_up = {give_up}
 
 class Scraper(threading.Thread):
     """Scrapes /metrics twice a second: counters must never go down, and no
-    child of digestd may stay a zombie from one look to the next."""
+    child of digestd may stay a zombie from one look to the next.
+
+    The main thread scrapes too (around a SIGHUP): one scrape at a time,
+    else an older body compared after a newer one looks like a decrease."""
 
     def __init__(self, d):
         super().__init__(daemon=True)
         self.d = d
+        self.lock = threading.Lock()
         self.stop_ev = threading.Event()
         self.last = {}
         self.decreases = []
@@ -419,6 +425,10 @@ class Scraper(threading.Thread):
         self.lingering |= prev.lingering
 
     def scrape(self):
+        with self.lock:
+            self._scrape()
+
+    def _scrape(self):
         from prometheus_client.parser import text_string_to_metric_families
         with urllib.request.urlopen(self.d.url("/metrics"), timeout=3) as resp:
             text = resp.read().decode("utf-8")
@@ -449,8 +459,10 @@ class Scraper(threading.Thread):
 
     def metric(self, name, **labels):
         total = 0.0
-        for src in (self.base, self.last):
-            for (n, lab), v in src.items():
+        with self.lock:
+            srcs = (list(self.base.items()), list(self.last.items()))
+        for src in srcs:
+            for (n, lab), v in src:
                 d = dict(lab)
                 if n == name and all(d.get(k) == v2
                                      for k, v2 in labels.items()):
@@ -638,12 +650,25 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
             elif kind == "instance":
                 # The whole instance dies (a node lost); another takes over
                 # the jobs it had in hand, each costing one duplicate at most.
+                # Its workers are frozen first, so that the last scrape
+                # counts every email the instance will ever have sent: a
+                # counter of a dead instance is gone with its memory.
                 ws = status_workers(d)
                 counts["jobs_in_hand"] += sum(1 for w in ws if w.get("job"))
+                kids = d.children()
+                for k in kids:
+                    try:
+                        os.kill(k, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
                 scraper.scrape()
                 scraper.finish()
-                kids = d.children()
                 d.proc.kill()
+                for k in kids:
+                    try:
+                        os.kill(k, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 d.proc.wait(timeout=10)
                 wait_for(lambda: all(_gone(k) for k in kids), timeout=10,
                          what="the instance's workers gone with it")

@@ -11,7 +11,7 @@ def vhost(rabbitmq):
     """A fresh vhost: the test's own queues, exchanges and dead letters."""
     name = rabbitmq.vhost("t")
     yield name
-    rabbitmq.ctl("delete_vhost", name)
+    rabbitmq.drop_vhost(name)
 
 
 @pytest.fixture

@@ -65,16 +65,18 @@ def digestd_factory(tmp_path):
 
 @pytest.fixture(scope="session")
 def rabbitmq():
-    """One rabbitmq-server for the whole session (it takes ~7 s to boot),
-    with a TLS listener for the amqps:// tests."""
+    """One rabbitmq-server for the whole session, or for each pytest-xdist
+    worker (a boot takes 7 s of CPU), with a TLS listener for the amqps://
+    tests."""
     from harness import RabbitServer
 
     srv = RabbitServer(tls=True)
     try:
         srv.start()
     except Exception as e:  # pragma: no cover - environment problem
+        why = srv.log_tail()
         srv.stop()
-        pytest.fail("rabbitmq-server did not start: %s" % e)
+        pytest.fail("rabbitmq-server did not start: %s\n%s" % (e, why))
     try:
         yield srv
     finally:

@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -20,13 +21,44 @@ BUILD = os.environ.get("DIGESTD_BUILD", "build")
 DIGESTD = os.path.join(ROOT, BUILD, "digestd")
 DIGESTCTL = os.path.join(ROOT, BUILD, "digestctl")
 ASAN = BUILD.endswith("asan")
+# The sanitizer build does the same work several times slower: a bound on
+# elapsed time (a guard against a hang or a gross slowdown, never a
+# measurement) is multiplied by this.
+SLOWDOWN = 5 if ASAN else 1
+
+
+def _ephemeral_low():
+    """The first port of the kernel's range for the local end of outgoing
+    connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_ports = random.SystemRandom()
 
 
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral range.
+
+    Servers are stopped and started again on their port (a broker or
+    Redis restart, an SMTP outage).  A port of the ephemeral range may be
+    taken meanwhile as the local end of any connection on the machine,
+    and the server then fails to come back: no port handed out here is
+    one of those."""
+    hi = _ephemeral_low() - 1
+    lo = 10000 if hi > 12000 else 1024
+    for _ in range(1000):
+        port = _ports.randint(lo, hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in %d-%d" % (lo, hi))
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
@@ -414,7 +446,13 @@ class RabbitServer:
     a test CA (tls_ca) and names localhost only, not 127.0.0.1: amqps URLs
     to localhost verify, to 127.0.0.1 name the wrong host; tls_other_ca is
     a CA that signed nothing the broker has.
+
+    The node boots with VHOST_POOL virtual hosts already made (from a
+    definitions file): a rabbitmqctl call starts an Erlang VM, seconds
+    under load, and a test would otherwise pay for two of them.
     """
+
+    VHOST_POOL = 32
 
     def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="digestd-rabbit-")
@@ -424,6 +462,8 @@ class RabbitServer:
         self.proc = None
         self.env = None
         self.vhosts = 0
+        self.pool = ["v%d_%d" % (os.getpid(), i) for i in range(self.VHOST_POOL)]
+        self.unused = list(self.pool)
         self.tls_port = None
         if tls:
             from tls_util import Certs
@@ -435,15 +475,45 @@ class RabbitServer:
                                                  cn="localhost")
             self.tls_port = free_port()
 
-    def start(self, timeout=60):
+    def _definitions(self):
+        """The definitions the node loads at boot: guest (whom the node no
+        longer seeds when there are definitions), "/" and the pool."""
+        import base64
+        import hashlib
+        import json
+
+        salt = os.urandom(4)
+        digest = hashlib.sha256(salt + b"guest").digest()
+        names = ["/"] + self.pool
+        defs = {
+            "users": [{"name": "guest", "tags": ["administrator"],
+                       "password_hash": base64.b64encode(salt + digest).decode(),
+                       "hashing_algorithm": "rabbit_password_hashing_sha256"}],
+            "vhosts": [{"name": n} for n in names],
+            "permissions": [{"user": "guest", "vhost": n, "configure": ".*",
+                             "write": ".*", "read": ".*"} for n in names],
+        }
+        path = os.path.join(self.dir, "definitions.json")
+        with open(path, "w") as f:
+            json.dump(defs, f)
+        return path
+
+    # Only a guard against a node that never comes up: each pytest-xdist
+    # worker boots its own, all at once at the start of a run, and under
+    # load a boot has taken over a minute.
+    BOOT_TIMEOUT = 240
+
+    def start(self, timeout=BOOT_TIMEOUT):
         pw = pwd.getpwnam("rabbitmq")
         for sub in ("mnesia", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         os.chmod(self.dir, 0o755)
         conf = os.path.join(self.dir, "rabbitmq.conf")
+        defs = self._definitions()
         with open(conf, "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
             f.write("loopback_users.guest = true\n")
+            f.write("load_definitions = %s\n" % defs)
             if self.tls_port is not None:
                 f.write("listeners.ssl.default = 127.0.0.1:%d\n" % self.tls_port)
                 f.write("ssl_options.cacertfile = %s\n" % self.tls_ca)
@@ -482,11 +552,30 @@ class RabbitServer:
         wait_for(self._up, timeout=timeout, interval=0.2, what="rabbitmq-server")
         return self
 
+    def log_tail(self, n=4000):
+        """The end of the node's output and log, to say why it failed."""
+        out = []
+        for path in (os.path.join(self.dir, "stdout.log"),
+                     os.path.join(self.dir, "log", "rabbit@localhost.log")):
+            try:
+                with open(path, errors="replace") as f:
+                    out.append("%s:\n%s" % (path, f.read()[-n:]))
+            except OSError:
+                pass
+        return "\n".join(out)
+
     def _up(self):
         if self.proc.poll() is not None:
             raise AssertionError("rabbitmq-server exited: see %s" % self.dir)
+        import logging
+
+        import pika
+        # Refused while the node boots, which pika logs as errors: a failed
+        # test would show pages of them.
+        quiet = logging.getLogger("pika")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
         try:
-            import pika
             c = pika.BlockingConnection(pika.ConnectionParameters(
                 host="127.0.0.1", port=self.port, connection_attempts=1,
                 socket_timeout=1, blocked_connection_timeout=1))
@@ -494,6 +583,8 @@ class RabbitServer:
             return True
         except Exception:
             return False
+        finally:
+            quiet.setLevel(level)
 
     def url(self, vhost="/"):
         from urllib.parse import quote
@@ -507,6 +598,8 @@ class RabbitServer:
 
     def vhost(self, prefix="t"):
         """A fresh virtual host that guest may use; returns its name."""
+        if self.unused:
+            return self.unused.pop(0)
         self.vhosts += 1
         name = "%s%d_%d" % (prefix, os.getpid(), self.vhosts)
         for args in (("add_vhost", name),
@@ -585,14 +678,22 @@ class RabbitServer:
             self.proc.wait(timeout=10)
         self.proc = None
 
-    def restart(self, down_for=0.0, timeout=60):
+    def restart(self, down_for=0.0, timeout=BOOT_TIMEOUT):
         """Stop the node, stay down for down_for seconds, start it again."""
         self._stop_node()
         time.sleep(down_for)
         return self.start(timeout=timeout)
 
+    def drop_vhost(self, name):
+        """Done with vhost name.  One of the pool is left as it is: the
+        node and its data go at stop(), and a rabbitmqctl call costs
+        seconds."""
+        if name not in self.pool:
+            self.ctl("delete_vhost", name)
+
     def stop(self):
-        self._stop_node()
+        # Its data goes with it: no orderly shutdown (seconds) is needed.
+        self._stop_node(signal.SIGKILL)
         for pid in self._epmd_pids():
             kill_pid(pid, signal.SIGTERM, timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -257,13 +257,23 @@ def jobs_settled(q, queues=("priority", "standard"), pending=None):
     return True
 
 
+def workers_idle(d):
+    """True when no worker of d has a job in hand.  A worker counts its
+    job just after acknowledging it, and only then lets it go: its figures
+    are final once its queue entry is gone and it holds nothing."""
+    try:
+        return not any(w.get("job") for w in d.status()["workers"])
+    except Exception:
+        return False
+
+
 def wait_settled(q, digestds=(), timeout=120, queues=("priority", "standard"),
                  pending=None):
     def ok():
         for d in digestds:
             if d.exited():
                 raise AssertionError("digestd exited:\n" + d.log()[-3000:])
-        return jobs_settled(q, queues, pending)
+        return jobs_settled(q, queues, pending) and all(workers_idle(d) for d in digestds)
     wait_for(ok, timeout=timeout, interval=0.1, what="queues drained")
 
 

@@ -115,6 +115,18 @@ def queue_state(r, queue, prefix=""):
     return r.xlen(key), 0
 
 
+def wait_queue_state(r, queue, want, timeout=10, prefix=""):
+    """Wait (bounded) until queue_state() is want.  A worker acknowledges
+    its job just after it marks the checkpoint done or dead, so a test that
+    saw the checkpoint must wait for the acknowledgement too."""
+    try:
+        wait_for(lambda: queue_state(r, queue, prefix) == want, timeout=timeout,
+                 what="queue %s at %r" % (queue, want))
+    except AssertionError:
+        raise AssertionError("queue %s at %r, not %r" % (
+            queue, queue_state(r, queue, prefix), want))
+
+
 def checkpoint(r, job_id, prefix=""):
     return r.hgetall(prefix + "digest:job:%s" % job_id)
 

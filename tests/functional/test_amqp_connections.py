@@ -19,7 +19,7 @@ from amqp_util import (
     worker_pids,
     write_groups,
 )
-from harness import digestctl
+from harness import digestctl, wait_for
 
 NJOBS = 1000
 
@@ -38,8 +38,10 @@ def test_one_connection_per_worker_over_1000_jobs(tmp_path, redis_tcp, rabbitmq,
     log_at = len(rabbit_log(rabbitmq))
     d = start_digestd(digestd_factory, cfg)
     t0 = time.monotonic()
-    pids = set(worker_pids(d))
-    assert len(pids) == 2
+    # /readyz wants one ready worker per pool: the second may not have
+    # taken its title yet.
+    pids = set(wait_for(lambda: (lambda p: p if len(p) == 2 else None)(worker_pids(d)),
+                        timeout=30, what="two workers"))
 
     samples = []
     stop = threading.Event()

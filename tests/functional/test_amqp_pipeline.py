@@ -91,6 +91,9 @@ def test_bad_bodies_are_dead_lettered(tmp_path, redis_tcp, rabbitmq, vhost,
         bodies[body] = h["x-digest-reason"]
     assert set(bodies) == {b"this is not json",
                            json.dumps({"job_id": "daily.1.5.0", "period": "daily"}).encode()}
+    # A job is counted just after its checkpoint says done.
+    wait_for(lambda: metric_sum(d.metrics(), "digest_jobs_total", result="ok") >= 1,
+             timeout=10, what="the job counted")
     m = d.metrics()
     assert metric_sum(m, "digest_jobs_total", result="dead_lettered") == 2
     assert metric_sum(m, "digest_jobs_total", result="ok") == 1

@@ -116,4 +116,4 @@ def test_redis_crash_mid_job_amqp_progress_saved_first(tmp_path, rabbitmq):
             d.kill()
         sink.stop()
         redis.stop()
-        rabbitmq.ctl("delete_vhost", vhost)
+        rabbitmq.drop_vhost(vhost)

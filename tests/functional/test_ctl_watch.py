@@ -38,9 +38,11 @@ def test_watch_times_out(tmp_path, rsrv):
 
 class Metrics(http.server.BaseHTTPRequestHandler):
     body = ""
+    scraped = threading.Event()
 
     def do_GET(self):
         b = Metrics.body.encode()
+        Metrics.scraped.set()
         self.send_response(200 if self.path == "/metrics" else 404)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(b)))
@@ -77,6 +79,7 @@ def test_watch_follows_a_consumer_until_empty(tmp_path, rsrv):
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
 
     Metrics.body = metrics_text(100, 10, 0)
+    Metrics.scraped.clear()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Metrics)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
@@ -85,6 +88,9 @@ def test_watch_follows_a_consumer_until_empty(tmp_path, rsrv):
     def consume():
         c = rsrv.client()
         done = 0
+        # Not before watch has taken its first figures (its baseline and
+        # its first line), however long it takes to start.
+        Metrics.scraped.wait(30)
         while not stop.is_set() and done < 5:
             time.sleep(0.4)
             got = c.xreadgroup("digestd", "w", {"digest:q:standard": ">"}, count=1)

@@ -18,7 +18,7 @@ import os
 import re
 from html.parser import HTMLParser
 
-from harness import ROOT, Digestd, metric_sum
+from harness import ROOT, Digestd, metric_sum, wait_for
 from pipeline_data import (  # noqa: F401 (fixture)
     config, enqueue, redis_tcp, wait_done, window)
 
@@ -136,6 +136,10 @@ def test_hostile_corpus(tmp_path, redis_tcp, smtp_sink):
         for jid in jobs:
             st = wait_done(r, jid, timeout=60, d=d)
             assert st["state"] == "done", st
+        # A job is counted just after its checkpoint says done.
+        wait_for(lambda: metric_sum(d.metrics(), "digest_jobs_total",
+                                    result="ok") >= len(jobs),
+                 timeout=10, what="every job counted")
         text = d.metrics()
     finally:
         d.kill()

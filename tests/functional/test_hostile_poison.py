@@ -11,8 +11,8 @@ import pytest
 from harness import ASAN, metric_sum, wait_for
 from supervisor_fixtures import (  # noqa: F401 (fixtures)
     BIG_BATCH, SlowSmtpSink, checkpoint, dead_letters, enqueue, job_fields,
-    log_lines, queue_state, redis_tcp, restarts, seed_big_group, seed_group,
-    sup_config)
+    log_lines, redis_tcp, restarts, seed_big_group, seed_group, sup_config,
+    wait_queue_state)
 
 MAX_ATTEMPTS = 3
 
@@ -95,7 +95,11 @@ def test_malformed_jobs_dead_lettered_at_once(tmp_path, redis_tcp, sink, digestd
     run_batch(r, others, d)
     wait_for(lambda: len(dead_letters(r)) == len(bad), timeout=10, what="dead letters")
     check_malformed(r, bad, dead_letters(r))
-    assert queue_state(r, "standard") == (0, 0)
+    # A job is acknowledged, then counted, just after its checkpoint says
+    # done: wait for both before reading them.
+    wait_queue_state(r, "standard", (0, 0))
+    wait_for(lambda: metric_sum(d.metrics(), "digest_jobs_total", result="ok") >= len(others),
+             timeout=10, what="every job counted")
     text = d.metrics()
     assert metric_sum(text, "digest_jobs_total", result="dead_lettered") == len(bad)
     assert metric_sum(text, "digest_jobs_total", result="ok") == len(others)
@@ -131,13 +135,15 @@ def test_poison_jobs_dead_lettered_pool_keeps_its_rate(tmp_path, redis_tcp, sink
     (dl,) = [f for _, f in dls if f["job_id"] == poison["job_id"]]
     assert dl["reason"] == "oom", dl
     assert int(dl["attempts"]) == MAX_ATTEMPTS + 1, dl
-    assert checkpoint(r, poison["job_id"])["state"] == "dead"
+    # The checkpoint is marked dead just after the dead letter is written.
+    wait_for(lambda: checkpoint(r, poison["job_id"]).get("state") == "dead",
+             timeout=10, what="checkpoint dead")
     # Exactly max_attempts workers died of it, every one counted as oom.
     wait_for(lambda: restarts(d, "standard", "oom") == MAX_ATTEMPTS, timeout=5,
              what="oom restarts counted")
     assert restarts(d, "standard", "crash") == 0
     assert len(log_lines(d, "worker exited", reason="oom")) == MAX_ATTEMPTS
-    assert queue_state(r, "standard") == (0, 0)
+    wait_queue_state(r, "standard", (0, 0))
     assert sink.count() == 16 * 40
     assert d.stop() == 0
     print("poison: %.2f s for 8 jobs alone, %.2f s beside the poison" % (base, mixed))

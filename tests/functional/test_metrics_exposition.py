@@ -184,7 +184,17 @@ def test_sampler_respawned_after_kill(digestd):
 def test_health_ready_status(digestd):
     assert fetch(digestd.port, "/healthz")[0] == 200
     assert fetch(digestd.port, "/readyz")[0] == 200
-    code, headers, body = fetch(digestd.port, "/status")
+
+    # /readyz needs one ready worker per pool, not all of them: the others
+    # may still be starting.  With no job queued, each becomes idle.
+    def all_idle():
+        code, headers, body = fetch(digestd.port, "/status")
+        st = json.loads(body)
+        if all(w["state"] == "idle" for w in st["workers"]):
+            return code, headers, body
+        return None
+
+    code, headers, body = wait_for(all_idle, timeout=30, what="every worker idle")
     assert headers["Content-Type"].startswith("application/json")
     st = json.loads(body)
     assert set(st["pools"]) == set(POOLS)

@@ -101,9 +101,13 @@ def test_prometheus_scrapes_digestd(tmp_path, redis_tcp):
             os.path.dirname(__file__), "..", "..", "VERSION")).read().strip()
         assert info[0]["value"][1] == "1"
 
-        workers = prom.query('sum by (pool) (digest_workers{state="idle"})')
-        got = {w["metric"]["pool"]: float(w["value"][1]) for w in workers}
-        assert got == {"priority": 1.0, "standard": 2.0}, got
+        # /readyz wants one ready worker per pool: the second of `standard`
+        # may still have been starting at the first scrapes.
+        def idle():
+            workers = prom.query('sum by (pool) (digest_workers{state="idle"})')
+            got = {w["metric"]["pool"]: float(w["value"][1]) for w in workers}
+            return got if got == {"priority": 1.0, "standard": 2.0} else None
+        wait_for(idle, timeout=30, interval=0.5, what="every worker idle")
 
         states = prom.query("digest_workers")
         assert len(states) == 8     # 2 pools x 4 states, no duplicates

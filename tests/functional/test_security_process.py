@@ -167,7 +167,13 @@ def test_user_drops_privileges_everywhere(tmp_path):
         wait_done(r, enqueue(r, 1, "daily", ws, we), timeout=30, d=d)
         assert len(maildir_messages(outbox)) == 3
         check_modes(outbox, log_file, nobody.pw_uid)
-        # Every process, running as nobody, writes to the log file.
+        # Every process, running as nobody, writes to the log file (the
+        # worker says "job done" just after the checkpoint does).
+        def read_log():
+            with open(log_file) as f:
+                text = f.read()
+            return text if "role=worker" in text and "job done" in text else None
+        wait_for(read_log, timeout=10, what="the worker's lines in the log file")
         with open(log_file) as f:
             logged = f.read()
         assert "Permission denied" not in logged + d.log(), d.log()[-2000:]

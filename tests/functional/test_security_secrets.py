@@ -268,14 +268,25 @@ def test_secrets_never_shown(tmp_path, auth_redis, auth_sink):
                        name="bad-redis.conf")
     d2 = Digestd(bad, tmp_path)
     d2.start(wait_ready=False)
+    bad_log = os.path.join(str(tmp_path), "bad-redis.conf.log")
+
+    def refused():
+        try:
+            with open(bad_log) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return False
+        return len([l for l in lines if "role=worker" in l and "auth" in l.lower()]) >= 2
     try:
-        time.sleep(2.0)
+        # Until the workers have tried the password, been refused and
+        # tried again: what they show meanwhile is looked at below.
+        wait_for(refused, timeout=30, what="the refused password logged")
         seen.update(("bad redis cmdline %d" % p, t) for p, t in proc_texts(d2).items())
         seen["bad redis /status"] = d2.http("/status")[2]
     finally:
         d2.kill()
     seen["bad redis stderr"] = d2.log()
-    with open(os.path.join(str(tmp_path), "bad-redis.conf.log")) as f:
+    with open(bad_log) as f:
         seen["bad redis log_file"] = f.read()
     assert "WRONGPASS" in seen["bad redis log_file"] or "invalid" in \
         seen["bad redis log_file"].lower() or "auth" in seen["bad redis log_file"].lower()

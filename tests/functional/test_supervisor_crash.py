@@ -7,8 +7,8 @@ import time
 
 from harness import wait_for
 from supervisor_fixtures import (  # noqa: F401
-    busy_worker, checkpoint, enqueue, job_fields, log_lines, queue_state,
-    redis_tcp, restarts, seed_group, slow_sink, sup_config, wait_workers,
+    busy_worker, checkpoint, enqueue, job_fields, log_lines, redis_tcp,
+    restarts, seed_group, slow_sink, sup_config, wait_queue_state, wait_workers,
     workers, alive)
 
 
@@ -44,7 +44,7 @@ def test_kill9_busy_worker_is_replaced_and_job_rerun(tmp_path, redis_tcp, slow_s
     assert got == {"u%d@example.org" % u for u in uids}
     # At most the batch in flight is sent twice.
     assert len(slow_sink.recipients()) <= len(uids) + 2
-    assert queue_state(r, "priority") == (0, 0)
+    wait_queue_state(r, "priority", (0, 0))
 
     lines = log_lines(d, "worker exited", reason="crash", worker=old)
     assert lines and ("job=%s" % fields["job_id"]) in lines[0], d.log()

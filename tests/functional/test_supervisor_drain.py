@@ -7,7 +7,7 @@ import time
 from harness import wait_for
 from supervisor_fixtures import (  # noqa: F401
     checkpoint, enqueue, job_fields, log_lines, queue_state, redis_tcp,
-    seed_group, slow_sink, sup_config, wait_workers, workers)
+    seed_group, slow_sink, sup_config, wait_queue_state, wait_workers, workers)
 
 
 def test_sigterm_drains_and_loses_no_job(tmp_path, redis_tcp, slow_sink, digestd_factory):
@@ -49,5 +49,5 @@ def test_sigterm_drains_and_loses_no_job(tmp_path, redis_tcp, slow_sink, digestd
                  timeout=40, what="job %s done" % fields["job_id"])
     got = set(slow_sink.recipients())
     assert got == {"u%d@example.org" % u for _, uids in jobs for u in uids}
-    assert queue_state(r, "priority") == (0, 0)
+    wait_queue_state(r, "priority", (0, 0))
     assert d2.stop() == 0

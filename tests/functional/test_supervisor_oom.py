@@ -37,7 +37,9 @@ def test_worker_over_memory_limit_is_oom_and_job_dead_lettered(tmp_path, redis_t
     (dl_id, dl) = dead_letters(r)[0]
     assert dl["job_id"] == big_job["job_id"]
     assert dl["reason"] == "oom", dl
-    assert checkpoint(r, big_job["job_id"])["state"] == "dead"
+    # The checkpoint is marked dead just after the dead letter is written.
+    wait_for(lambda: checkpoint(r, big_job["job_id"]).get("state") == "dead",
+             timeout=10, what="checkpoint dead")
     assert len(log_lines(d, "worker exited", reason="oom")) == 2, d.log()
     wait_for(lambda: restarts(d, "big", "oom") == 2, timeout=3, what="oom counted")
     assert restarts(d, "big", "crash") == 0

@@ -6,8 +6,8 @@ import time
 
 from harness import wait_for
 from supervisor_fixtures import (  # noqa: F401
-    SlowSmtpSink, checkpoint, enqueue, ensure_stream, job_fields, queue_state,
-    redis_tcp, seed_group, sup_config, wait_workers)
+    SlowSmtpSink, checkpoint, enqueue, ensure_stream, job_fields, redis_tcp,
+    seed_group, sup_config, wait_queue_state, wait_workers)
 
 
 def test_abandoned_entry_is_reclaimed_after_visibility_timeout(tmp_path, redis_tcp,
@@ -29,7 +29,7 @@ def test_abandoned_entry_is_reclaimed_after_visibility_timeout(tmp_path, redis_t
              what="reclaimed job done")
     assert time.monotonic() - t_taken >= 2.0
     assert checkpoint(r, f["job_id"])["attempts"] == "1"
-    assert queue_state(r, "priority") == (0, 0)
+    wait_queue_state(r, "priority", (0, 0))
 
 
 def test_long_running_job_is_not_reclaimed(tmp_path, redis_tcp, digestd_factory):
@@ -52,6 +52,6 @@ def test_long_running_job_is_not_reclaimed(tmp_path, redis_tcp, digestd_factory)
         assert cp["attempts"] == "1", cp
         rc = sink.recipients()
         assert len(rc) == len(set(rc)) == 16
-        assert queue_state(r, "priority") == (0, 0)
+        wait_queue_state(r, "priority", (0, 0))
     finally:
         sink.stop()

@@ -26,7 +26,10 @@ def test_sigstop_worker_replaced_as_stall(tmp_path, redis_tcp, digestd_factory):
     wait_for(lambda: not alive(victim), timeout=4, interval=0.01, what="stalled worker killed")
     wait_workers(d, 2, "priority", timeout=3, exclude={victim})
     elapsed = time.monotonic() - t0
-    assert 1.9 <= elapsed <= 3.0, elapsed
+    # stall_timeout runs from the last heartbeat, not from the SIGSTOP: an
+    # idle worker beats once a fetch (1 s), so its last beat may be up to a
+    # second old when it is stopped.
+    assert 0.9 <= elapsed <= 3.0, elapsed
 
     # The others were left alone.
     assert all(alive(p) for p in others)

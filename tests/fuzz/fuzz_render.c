@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "mime.h"
+#include "mime_decode.h"
 #include "render.h"
 #include "template.h"
 
@@ -85,12 +86,44 @@ static const char *known_headers[] = { "From:", "To:", "Subject:", "Date:",
 	"List-Unsubscribe-Post:", "X-Digest-Job:", "MIME-Version:",
 	"Content-Type:", NULL };
 
+/*
+ * Every href attribute of a tag is http or https.  An attribute's name
+ * follows white space outside any quoted value; a value (a url, say) may
+ * itself hold "href=", which is no attribute.
+ */
+static void
+check_tag_hrefs(const char *tag)
+{
+	const char *a, *v;
+	char quote = '\0';
+
+	for (a = tag; *a != '\0'; a++) {
+		if (quote != '\0') {
+			if (*a == quote)
+				quote = '\0';
+			continue;
+		}
+		if (*a == '"' || *a == '\'') {
+			quote = *a;
+			continue;
+		}
+		if (!isspace((unsigned char)*a) ||
+		    strncasecmp(a + 1, "href=", 5) != 0)
+			continue;
+		v = a + 6;
+		if (*v == '"' || *v == '\'')
+			v++;
+		check(strncasecmp(v, "http://", 7) == 0 ||
+		    strncasecmp(v, "https://", 8) == 0, "href not http(s)");
+	}
+}
+
 static void
 check_html(const char *h)
 {
 	const char *p;
 
-	const char *e, *a;
+	const char *e;
 	static char tag[32768];
 
 	check(strcasestr(h, "<script") == NULL, "<script in the HTML part");
@@ -104,14 +137,7 @@ check_html(const char *h)
 		check((size_t)(e - p) < sizeof(tag), "tag too long");
 		memcpy(tag, p, (size_t)(e - p));
 		tag[e - p] = '\0';
-		for (a = tag; (a = strcasestr(a, "href=")) != NULL;) {
-			a += 5;
-			if (*a == '"' || *a == '\'')
-				a++;
-			check(strncasecmp(a, "http://", 7) == 0 ||
-			    strncasecmp(a, "https://", 8) == 0,
-			    "href not http(s)");
-		}
+		check_tag_hrefs(tag);
 	}
 }
 

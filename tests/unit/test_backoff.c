@@ -1,8 +1,9 @@
 /*
- * Unit tests for the per-slot restart backoff (supervisor/backoff.c):
- * immediate restart after a healthy run, doubling from min to max after
- * short runs, jitter inside [min, max] and +/-25%, reset, and sane
- * results for degenerate settings.
+ * Unit tests for the backoff (common/backoff.c).  The per-slot restart
+ * backoff: immediate restart after a healthy run, doubling from min to
+ * max after short runs, jitter inside [min, max] and +/-25%, reset, and
+ * sane results for degenerate settings.  The plain doubling of the retry
+ * loops: min, 2*min ... max, without overflow, and its counted form.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,6 +153,44 @@ test_degenerate_settings(void **state)
 	assert_true(d > 0);
 }
 
+static void
+test_delay_doubles_to_max(void **state)
+{
+	/* The worker's connect retries: 100 ms doubling to 5 s. */
+	int64_t want[] = { 100, 200, 400, 800, 1600, 3200, 5000, 5000 };
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		assert_int_equal(backoff_delay(100, 5000, (int)i + 1), want[i]);
+	/* Below 1 counts as the first failure. */
+	assert_int_equal(backoff_delay(100, 5000, 0), 100);
+	assert_int_equal(backoff_delay(100, 5000, -3), 100);
+	/* As the deferred recipients' clock: max below min gives max. */
+	assert_int_equal(backoff_delay(600000, 60000, 3), 60000);
+	/* No overflow, however many failures or however large max. */
+	assert_int_equal(backoff_delay(1, INT64_MAX, 1000), INT64_MAX);
+	assert_int_equal(backoff_delay(INT64_MAX / 2 + 1, INT64_MAX, 2),
+	    INT64_MAX);
+	assert_int_equal(backoff_delay(3, INT64_MAX - 1, 70), INT64_MAX - 1);
+}
+
+static void
+test_step_counts_and_resets(void **state)
+{
+	struct backoff b;
+	int k;
+
+	backoff_reset(&b);
+	assert_int_equal(backoff_step(&b, 1000, 30000), 1000);
+	assert_int_equal(backoff_step(&b, 1000, 30000), 2000);
+	assert_int_equal(backoff_step(&b, 1000, 30000), 4000);
+	for (k = 0; k < 1000; k++)
+		assert_true(backoff_step(&b, 1000, 30000) <= 30000);
+	assert_int_equal(backoff_step(&b, 1000, 30000), 30000);
+	backoff_reset(&b);
+	assert_int_equal(backoff_step(&b, 1000, 30000), 1000);
+}
+
 int
 main(void)
 {
@@ -164,6 +203,8 @@ main(void)
 		cmocka_unit_test(test_healthy_threshold_floor),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_degenerate_settings),
+		cmocka_unit_test(test_delay_doubles_to_max),
+		cmocka_unit_test(test_step_counts_and_resets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

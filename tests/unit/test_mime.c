@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mime.h"
+#include "mime_decode.h"
 
 static uint32_t rng = 12345;
 

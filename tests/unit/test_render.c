@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "mime.h"
+#include "mime_decode.h"
 #include "render.h"
 #include "unsub.h"
 

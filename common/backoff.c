@@ -1,17 +1,40 @@
 /*
- * Exponential restart backoff with jitter, per worker slot (backoff.h).
- * Kept free of clocks and I/O: the caller passes the run time and the
- * random number, which is what lets tests/unit/test_backoff.c pin it.
+ * Exponential backoff (backoff.h): the plain doubling of the retry loops,
+ * and the worker slots' restart backoff with jitter.  Kept free of clocks
+ * and I/O: the caller passes the run time and the random number, which is
+ * what lets tests/unit/test_backoff.c pin it.
  */
 #include "backoff.h"
 
 /* Beyond this many doublings the delay is at max anyway; avoids overflow. */
 #define BACKOFF_MAX_SHIFT 30
+/* Past this many failures in a row, any int64 delay has reached max. */
+#define BACKOFF_MAX_STEPS 64
 
 void
 backoff_reset(struct backoff *b)
 {
 	b->failures = 0;
+}
+
+int64_t
+backoff_delay(int64_t min_ms, int64_t max_ms, int n)
+{
+	int64_t d = min_ms;
+	int k;
+
+	/* Doubling one step at a time: no shift past the width, no overflow. */
+	for (k = 1; k < n && d > 0 && d < max_ms; k++)
+		d = d > max_ms / 2 ? max_ms : d * 2;
+	return d < max_ms ? d : max_ms;
+}
+
+int64_t
+backoff_step(struct backoff *b, int64_t min_ms, int64_t max_ms)
+{
+	if (b->failures < BACKOFF_MAX_STEPS)
+		b->failures++;
+	return backoff_delay(min_ms, max_ms, b->failures);
 }
 
 int64_t
@@ -51,9 +74,7 @@ backoff_next(struct backoff *b, int64_t ran_ms, int64_t min_ms,
 	shift = b->failures - 1;
 	if (shift > BACKOFF_MAX_SHIFT)
 		shift = BACKOFF_MAX_SHIFT;
-	d = min_ms << shift;
-	if (d > max_ms || d < min_ms)
-		d = max_ms;
+	d = backoff_delay(min_ms, max_ms, shift + 1);
 	if (b->failures < BACKOFF_MAX_SHIFT + 2)
 		b->failures++;
 
