@@ -1,4 +1,4 @@
-"""The man pages: digestd(8), digestctl(8), digestd.conf(5) render without
+"""The man pages: digestd(8), digestctl(1), digestd.conf(5) render without
 a single warning (groff -mdoc -ww, and man -l --warnings), document every
 command, option and config key that the binaries and the example config
 have, and `make install DESTDIR=...` puts them where man finds them.
@@ -13,7 +13,7 @@ from harness import DIGESTCTL, DIGESTD, ROOT
 import deploy_helpers as dh
 
 MAN = os.path.join(ROOT, "man")
-PAGES = ["digestd.8", "digestctl.8", "digestd.conf.5"]
+PAGES = ["digestd.8", "digestctl.1", "digestd.conf.5"]
 
 
 def page(name):
@@ -64,7 +64,7 @@ def test_digestd_options_and_signals():
 
 
 def test_digestctl_commands():
-    text = page("digestctl.8")
+    text = page("digestctl.1")
     p = subprocess.run([DIGESTCTL, "-h"], capture_output=True, text=True, timeout=10)
     cmds = set(re.findall(r"^\s+([a-z][a-z-]+)\b", p.stdout, re.M))
     for spec in ("schedule", "enqueue", "stats", "watch", "dlq", "seed"):
