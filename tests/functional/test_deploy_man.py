@@ -124,7 +124,7 @@ def test_make_install_puts_pages_where_man_finds_them(tmp_path):
     assert os.access(dest / "usr" / "sbin" / "digestd", os.X_OK)
     assert os.access(dest / "usr" / "bin" / "digestctl", os.X_OK)
     env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
-    for sec, topic in (("5", "digestd.conf"), ("8", "digestctl"), ("8", "digestd")):
+    for sec, topic in (("5", "digestd.conf"), ("1", "digestctl"), ("8", "digestd")):
         p = subprocess.run([dh.tool("man"), "-M", str(mandir), sec, topic],
                            capture_output=True, text=True, timeout=60, env=env)
         assert p.returncode == 0, p.stderr
