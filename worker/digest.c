@@ -484,6 +484,7 @@ digest_send(struct run *rn, struct member *m)
 		return 0;
 	}
 	e.uid = m->uid;
+	e.gid = rn->job->group_id;
 	e.rcpt = m->email;
 	e.message_id = mid;
 	e.job_id = rn->job->job_id;

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "address.h"
+#include "log.h"
 #include "mime.h"
 #include "render.h"
 #include "template.h"
@@ -299,7 +301,8 @@ render_new(const struct config *cfg, char *err, size_t errlen)
 	    template_builtin_html, 1, err, errlen)) == NULL)
 		goto fail;
 	if (render_from(r, cfg, err, errlen) == -1 ||
-	    render_unsub_base(r, cfg, err, errlen) == -1)
+	    render_unsub_base(r, cfg, err, errlen) == -1 ||
+	    address_verp_check(cfg->smtp.envelope_from, err, errlen) == -1)
 		goto fail;
 	if (cfg->digest.unsubscribe_secret[0] == '\0') {
 		snprintf(err, errlen, "digest.unsubscribe_secret is required");
@@ -706,6 +709,8 @@ render_job(struct render *r, const struct job *job,
 	rbuf_reset(&r->tail_hdr);
 	rbuf_adds(&r->tail_hdr, "List-Unsubscribe-Post: "
 	    "List-Unsubscribe=One-Click\r\n");
+	/* RFC 3834: no vacation or out-of-office reply should answer it. */
+	rbuf_adds(&r->tail_hdr, "Auto-Submitted: auto-generated\r\n");
 	rbuf_adds(&r->tail_hdr, "X-Digest-Job: ");
 	rbuf_adds(&r->tail_hdr, r->job_id);
 	rbuf_adds(&r->tail_hdr, "\r\nMIME-Version: 1.0\r\n"

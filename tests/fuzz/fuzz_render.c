@@ -83,8 +83,8 @@ check(int cond, const char *what)
 
 static const char *known_headers[] = { "From:", "To:", "Subject:", "Date:",
 	"Message-ID:", "List-Id:", "List-Unsubscribe:",
-	"List-Unsubscribe-Post:", "X-Digest-Job:", "MIME-Version:",
-	"Content-Type:", NULL };
+	"List-Unsubscribe-Post:", "Auto-Submitted:", "X-Digest-Job:",
+	"MIME-Version:", "Content-Type:", NULL };
 
 /*
  * Every href attribute of a tag is http or https.  An attribute's name

@@ -105,7 +105,7 @@ assert_wire_format(const char *s, size_t len)
 
 static const char *allowed_headers[] = { "From", "To", "Subject", "Date",
 	"Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
-	"X-Digest-Job", "MIME-Version", "Content-Type", NULL };
+	"Auto-Submitted", "X-Digest-Job", "MIME-Version", "Content-Type", NULL };
 
 static void
 parse_msg(const char *s, size_t len, struct msg *m)
