@@ -285,7 +285,7 @@ test_headers(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "Cooking", "https://example.com/g/42", 10 };
 	struct post posts[2];
-	struct recipient rc = { 9, "user@example.com", "John Doe" };
+	struct recipient rc = { 9, "user@example.com", "John Doe", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *v;
@@ -358,7 +358,7 @@ test_parts(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "Cooking", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "Ann" };
+	struct recipient rc = { 9, "user@example.com", "Ann", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 
@@ -384,7 +384,7 @@ test_header_injection(void **state)
 	struct group_info g = { 42, "X\r\nBcc: evil@example.com", NULL, 10 };
 	struct post posts[1];
 	struct recipient rc = { 9, "user@example.com",
-	    "Eve\r\nBcc: evil@example.com\n\rX-Evil: 1" };
+	    "Eve\r\nBcc: evil@example.com\n\rX-Evil: 1", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *hend;
@@ -429,7 +429,7 @@ test_html_escaping(void **state)
 	struct group_info g = { 42, "<b>G</b> & \"co\"",
 	    "https://e.com/g?a=1&b=\"><script>x</script>", 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "<i>Ann</i>" };
+	struct recipient rc = { 9, "user@example.com", "<i>Ann</i>", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *html;
@@ -493,7 +493,7 @@ test_unsafe_urls(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", "javascript:alert(1)", 10 };
 	struct post posts[10];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	char titles[10][32];
 	struct msg m;
 	struct rbuf raw = { 0 };
@@ -531,7 +531,7 @@ test_selection_and_order(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[14];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	char titles[14][32];
 	struct msg m;
 	struct rbuf raw = { 0 };
@@ -620,7 +620,7 @@ test_prolific_author(void **state)
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[300];
 	char titles[300][32];
-	struct recipient rc = { 5, "user@example.com", NULL };
+	struct recipient rc = { 5, "user@example.com", NULL, NULL };
 	struct render *r;
 	struct rbuf raw = { 0 };
 	struct msg m;
@@ -691,7 +691,7 @@ test_bad_recipient(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, NULL, "N" };
+	struct recipient rc = { 9, NULL, "N", NULL };
 	struct render *r;
 	struct rbuf raw = { 0 };
 	char err[256], mid[128];
@@ -726,7 +726,7 @@ test_non_ascii(void **state)
 	    "\xf0\x9f\x8d\xb0 and a rather long tail to force folding";
 	struct group_info g = { 42, name, NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "J\xc3\xb6rg" };
+	struct recipient rc = { 9, "user@example.com", "J\xc3\xb6rg", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	char *d, want[512];
@@ -781,7 +781,7 @@ test_bidi_controls(void **state)
 	struct group_info g = { 42, "Tea \xe2\x80\xae" "fdp.exe", NULL, 10 };
 	struct post posts[1];
 	struct recipient rc = { 9, "user@example.com",
-	    "\xe2\x81\xa7" "Eve\xe2\x80\x8f" };
+	    "\xe2\x81\xa7" "Eve\xe2\x80\x8f", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *hdrs[] = { "Subject", "To", "From", "List-Id" };
@@ -827,7 +827,7 @@ test_invalid_utf8_and_caps(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G\xff\xfe", NULL, 10 };
 	struct post posts[2];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	char *huge, *d;
@@ -871,7 +871,7 @@ test_unsubscribe_url(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 
@@ -930,7 +930,7 @@ test_template_paths(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G & Co", NULL, 10 };
 	struct post posts[3];
-	struct recipient rc = { 9, "user@example.com", "Ann" };
+	struct recipient rc = { 9, "user@example.com", "Ann", NULL };
 	char dir[] = "/tmp/test_render.XXXXXX";
 	char long_title[200];
 	struct msg m;
@@ -993,8 +993,8 @@ test_reuse(void **state)
 	struct group_info g1 = { 42, "First group", NULL, 10 };
 	struct group_info g2 = { 43, "Second group", NULL, 10 };
 	struct post a[1], b[2];
-	struct recipient r1 = { 9, "a@example.com", "Ann" };
-	struct recipient r2 = { 10, "b@example.com", NULL };
+	struct recipient r1 = { 9, "a@example.com", "Ann", NULL };
+	struct recipient r2 = { 10, "b@example.com", NULL, NULL };
 	struct render *r;
 	struct rbuf raw = { 0 }, first = { 0 };
 	struct msg m;

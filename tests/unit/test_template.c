@@ -295,10 +295,10 @@ test_load_missing(void **state)
 	char err[256];
 
 	(void)state;
-	assert_null(template_load("/nonexistent/digest.txt", 0, err,
+	assert_null(template_load("/nonexistent/digest.txt", 0, 0, err,
 	    sizeof(err)));
 	assert_non_null(strstr(err, "/nonexistent/digest.txt: "));
-	assert_null(template_load("/tmp", 0, err, sizeof(err)));
+	assert_null(template_load("/tmp", 0, 0, err, sizeof(err)));
 	assert_non_null(strstr(err, "/tmp: not a regular file"));
 }
 
@@ -313,7 +313,7 @@ test_load_fifo(void **state)
 	snprintf(path, sizeof(path), "%s/digest.txt", dir);
 	assert_int_equal(mkfifo(path, 0600), 0);
 	alarm(10);
-	assert_null(template_load(path, 0, err, sizeof(err)));
+	assert_null(template_load(path, 0, 0, err, sizeof(err)));
 	alarm(0);
 	assert_non_null(strstr(err, "/digest.txt: not a regular file"));
 	unlink(path);
