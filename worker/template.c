@@ -581,6 +581,11 @@ template_plural(const struct template *t, const struct tnode *n,
 		f = bar + 1;
 	if ((bar = memchr(f, '|', (size_t)(end - f))) != NULL)
 		end = bar;
+	/* "{{n | post | posts}}" reads as "{{n|post|posts}}". */
+	while (f < end && (*f == ' ' || *f == '\t'))
+		f++;
+	while (end > f && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
 	rbuf_add(out, f, (size_t)(end - f));
 }
 

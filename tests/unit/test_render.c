@@ -984,6 +984,112 @@ test_template_paths(void **state)
 	free(cfg);
 }
 
+static void
+d_subject_check(struct msg *m, const char *want, const char *locale)
+{
+	char *d = msg_header_decoded(m, "Subject");
+
+	if (strcmp(d, want) != 0)
+		fail_msg("%s: subject \"%s\", want \"%s\"", locale ? locale :
+		    "(null)", d, want);
+	free(d);
+}
+
+/*
+ * The recipient's locale picks template_dir/{locale}/: the exact one,
+ * else its parent language, else the default set; case and '-' or '_'
+ * do not matter; a file missing there is the parent's.
+ */
+static void
+test_locales(void **state)
+{
+	struct config *cfg = test_config();
+	struct job j = test_job();
+	struct group_info g = { 42, "Kochen", NULL, 10 };
+	struct post posts[2];
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
+	static const struct {
+		const char *locale;
+		const char *subject;
+		const char *first;
+	} cases[] = {
+		{ "de", "Kochen: 2 Beitr\xc3\xa4ge", "Hallo\n" },
+		{ "DE-at", "Kochen: 2 Beitr\xc3\xa4ge", "Servus\n" },
+		{ "de_AT_x1", "Kochen: 2 Beitr\xc3\xa4ge", "Servus\n" },
+		{ "de-CH", "Kochen: 2 Beitr\xc3\xa4ge", "Hallo\n" },
+		{ "xx", "Your daily digest: Kochen", "Hello,\n" },
+		{ "images", "Your daily digest: Kochen", "Hello,\n" },
+		{ "", "Your daily digest: Kochen", "Hello,\n" },
+		{ NULL, "Your daily digest: Kochen", "Hello,\n" },
+		{ "de/../..", "Your daily digest: Kochen", "Hello,\n" },
+	};
+	char dir[] = "/tmp/test_render.XXXXXX", sub[128], err[512], mid[256];
+	struct render *r;
+	struct rbuf raw = { 0 };
+	struct msg m;
+	size_t i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	strcpy(cfg->digest.template_dir, dir);
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(sub, "digest.txt", "Hallo\n{{#posts}}\n{{title}}\n"
+	    "{{/posts}}\n");
+	write_file(sub, "subject.txt", "{{group_name}}: {{post_count}} "
+	    "{{post_count|Beitrag|Beitr\xc3\xa4ge}}\n");
+	snprintf(sub, sizeof(sub), "%s/de_AT", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(sub, "digest.txt", "Servus\n{{#posts}}\n{{title}}\n"
+	    "{{/posts}}\n");
+	snprintf(sub, sizeof(sub), "%s/images", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	posts[0] = mkpost(1, 1764300000, 7, 3, 0, "Eins", NULL);
+	posts[1] = mkpost(2, 1764300000, 8, 2, 0, "Zwei", NULL);
+
+	r = render_new(cfg, err, sizeof(err));
+	if (r == NULL)
+		fail_msg("render_new: %s", err);
+	assert_int_equal(render_job(r, &j, &g, posts, 2), 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rc.locale = cases[i].locale;
+		rbuf_reset(&raw);
+		assert_int_equal(render_message(r, &rc, &raw, mid, sizeof(mid)),
+		    2);
+		parse_msg(raw.p, raw.len, &m);
+		d_subject_check(&m, cases[i].subject, cases[i].locale);
+		if (strncmp(m.part[0].p, cases[i].first,
+		    strlen(cases[i].first)) != 0)
+			fail_msg("%s: body %s", cases[i].locale, m.part[0].p);
+		msg_free(&m);
+	}
+	render_free(r);
+
+	/* Two directories for one language are an error, not a guess. */
+	snprintf(sub, sizeof(sub), "%s/DE", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_null(render_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "two directories for language"));
+	rmdir(sub);
+	/* A broken file in a language's directory names it. */
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	write_file(sub, "subject.txt", "{{title}}\n");
+	assert_null(render_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "/de/subject.txt:1:"));
+
+	snprintf(sub, sizeof(sub), "%s/de/subject.txt", dir);
+	unlink(sub);
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	remove_dir(sub);
+	snprintf(sub, sizeof(sub), "%s/de_AT", dir);
+	remove_dir(sub);
+	snprintf(sub, sizeof(sub), "%s/images", dir);
+	rmdir(sub);
+	remove_dir(dir);
+	rbuf_free(&raw);
+	free(cfg);
+}
+
 /* One render reused across jobs and recipients keeps nothing stale. */
 static void
 test_reuse(void **state)
@@ -1053,6 +1159,7 @@ main(void)
 		cmocka_unit_test(test_unsubscribe_url),
 		cmocka_unit_test(test_template_paths),
 		cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_locales),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
