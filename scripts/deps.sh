@@ -19,7 +19,7 @@ set -eu
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
 librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
-libssl-dev"
+libssl-dev libidn2-dev"
 
 DEMO_PKGS="redis-server"
 
