@@ -82,8 +82,8 @@ wants_help(int argc, char **argv)
 
 /*
  * The command's arguments with every --name=value split in two, so that
- * each command reads "--name value" only.  The array is allocated; its
- * strings point into argv or are allocated, and live until exit.
+ * each command reads "--name value" only: the '=' in argv becomes a NUL.
+ * The array is allocated (the caller frees it); its strings are argv's.
  */
 static char **
 split_long_options(int argc, char **argv, int *nargc)
@@ -95,8 +95,8 @@ split_long_options(int argc, char **argv, int *nargc)
 	for (i = 0; i < argc; i++) {
 		if (i > 0 && strncmp(argv[i], "--", 2) == 0 &&
 		    (eq = strchr(argv[i], '=')) != NULL && eq > argv[i] + 2) {
-			out[n] = xcalloc(1, (size_t)(eq - argv[i]) + 1);
-			memcpy(out[n++], argv[i], (size_t)(eq - argv[i]));
+			*eq = '\0';
+			out[n++] = argv[i];
 			out[n++] = eq + 1;
 		} else
 			out[n++] = argv[i];
@@ -116,6 +116,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl c;
+	char **args;
 	const char *file = NULL;
 	char err[CTL_ERR_MAX];
 	size_t i;
@@ -161,7 +162,6 @@ main(int argc, char **argv)
 		printf("usage: digestctl [-c FILE] %s\n", cmd->usage);
 		return 0;
 	}
-	argv = split_long_options(argc, argv, &argc);
 
 	/* The config holds the secrets: no core of this process either. */
 	if (coredump_disable() == -1) {
@@ -184,7 +184,9 @@ main(int argc, char **argv)
 		config_free(c.cfg);
 		return 1;
 	}
-	rv = cmd->fn(&c, argc - 1, argv + 1);
+	args = split_long_options(argc, argv, &argc);
+	rv = cmd->fn(&c, argc - 1, args + 1);
+	free(args);
 	ctl_close(&c);
 	config_free(c.cfg);
 	return rv;
