@@ -31,6 +31,7 @@
 #include "checkpoint.h"
 #include "digest.h"
 #include "eligibility.h"
+#include "feedback.h"
 #include "log.h"
 #include "metrics.h"
 #include "render.h"
@@ -335,6 +336,41 @@ digest_advance(struct run *rn)
 		digest_cp_failed(rn);
 }
 
+/*
+ * Record m as given up in digest:rejected, with the reply that ended it
+ * (and, for a 5xx saying the mailbox does not exist, its address in
+ * digest:suppressed), and read the answer back before the frontier may
+ * pass m: a cursor saved past a reject whose record Redis does not hold
+ * would lose the record.  0, or -1 when Redis did not take it: m is then
+ * not done, and is tried again (the server refuses it again, and the
+ * record is written then).
+ */
+static int
+digest_give_up(struct run *rn, const struct member *m, const char *reply,
+    int permanent)
+{
+	struct feedback_reject fr;
+	int n;
+
+	fr.uid = m->uid;
+	fr.email = m->email;
+	fr.gid = rn->job->group_id;
+	fr.job_id = rn->job->job_id;
+	fr.reply = reply;
+	fr.permanent = permanent;
+	if ((n = feedback_reject(rn->ctx->queue, rn->ctx->cfg, &fr)) == -1) {
+		digest_cp_failed(rn);
+		return -1;
+	}
+	/* Read back in order with the checkpoint's own writes. */
+	rn->cp->pending += n;
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1) {
+		digest_cp_failed(rn);
+		return -1;
+	}
+	return 0;
+}
+
 static struct member *
 digest_find(struct run *rn, int64_t uid)
 {
@@ -379,6 +415,13 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
 		log_info("rejected uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
+		if (digest_give_up(rn, m, detail, 1) == -1) {
+			/* Still parked, or held like a message without an
+			   outcome: tried again. */
+			if (!rn->parked_pass)
+				m->state = M_UNCONFIRMED;
+			break;
+		}
 		digest_unpark(rn, m->uid);
 		break;
 	case TP_DEFERRED:
@@ -397,6 +440,11 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 			    detail ? detail : "");
 			metric_inc(rn->cells, MC_EMAIL(rn->tp_type,
 			    EMAIL_REJECTED));
+			if (digest_give_up(rn, m, detail, 0) == -1) {
+				if (!rn->parked_pass)
+					m->state = M_UNCONFIRMED;
+				break;
+			}
 			digest_unpark(rn, m->uid);
 			break;
 		}
@@ -727,6 +775,7 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	rn.last_tick_ns = now_mono_ns();
 	reason[0] = '\0';
 	rn.ar.c = ctx->data;
+	rn.ar.q = ctx->queue;
 	rn.ar.cfg = cfg;
 	rn.ar.job = job;
 	rn.ar.cp = cp;
