@@ -328,8 +328,11 @@ digest_advance(struct run *rn)
 	rn->front = f;
 	if (!moved)
 		return;
-	/* Not past a recipient whose wait Redis does not know yet. */
-	if (rn->cp->nunsaved == 0)
+	/*
+	 * Not past a recipient whose wait, or whose reject, Redis does not
+	 * know yet.
+	 */
+	if (rn->cp->nunsaved == 0 && rn->cp->nrejects == 0)
 		sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
 	if (checkpoint_progress(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1)
@@ -341,10 +344,36 @@ digest_advance(struct run *rn)
  * (and, for a 5xx saying the mailbox does not exist, its address in
  * digest:suppressed), and read the answer back before the frontier may
  * pass m: a cursor saved past a reject whose record Redis does not hold
- * would lose the record.  0, or -1 when Redis did not take it: m is then
- * not done, and is tried again (the server refuses it again, and the
- * record is written then).
+ * would lose the record.  When Redis does not take it, the record is
+ * kept for the next save, which writes it before the cursor, and the
+ * slot's cursor (which the supervisor saves alone if this worker dies)
+ * stays behind until then, as for a deferral.  0, or -1 when it could be
+ * neither written nor kept: m is then not done, and is tried again (the
+ * server refuses it again, and the record is written then).
  */
+/* Keep m's reject for the next checkpoint save; 0, or -1 if no room. */
+static int
+digest_reject_later(struct run *rn, const struct member *m,
+    const char *reply, int permanent)
+{
+	struct checkpoint *cp = rn->cp;
+	struct cp_reject *cr;
+
+	if (cp->nrejects == CP_REJECTS_MAX)
+		return -1;
+	cr = &cp->rejects[cp->nrejects];
+	if (strlcpy(cr->email, m->email, sizeof(cr->email)) >=
+	    sizeof(cr->email))
+		return -1;
+	/* A reply is one line of the server's: cut, it is still its reply. */
+	(void)strlcpy(cr->reply, reply != NULL ? reply : "",
+	    sizeof(cr->reply));
+	cr->uid = m->uid;
+	cr->permanent = permanent;
+	cp->nrejects++;
+	return 0;
+}
+
 static int
 digest_give_up(struct run *rn, const struct member *m, const char *reply,
     int permanent)
@@ -358,17 +387,14 @@ digest_give_up(struct run *rn, const struct member *m, const char *reply,
 	fr.job_id = rn->job->job_id;
 	fr.reply = reply;
 	fr.permanent = permanent;
-	if ((n = feedback_reject(rn->ctx->queue, rn->ctx->cfg, &fr)) == -1) {
-		digest_cp_failed(rn);
-		return -1;
+	if ((n = feedback_reject(rn->ctx->queue, rn->ctx->cfg, &fr)) != -1) {
+		/* Read back in order with the checkpoint's own writes. */
+		rn->cp->pending += n;
+		if (checkpoint_sync(rn->ctx->queue, rn->cp) == 0)
+			return 0;
 	}
-	/* Read back in order with the checkpoint's own writes. */
-	rn->cp->pending += n;
-	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1) {
-		digest_cp_failed(rn);
-		return -1;
-	}
-	return 0;
+	digest_cp_failed(rn);
+	return digest_reject_later(rn, m, reply, permanent);
 }
 
 static struct member *
