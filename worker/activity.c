@@ -38,6 +38,7 @@
 #define CAP_NAME		256
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
+#define CAP_LOCALE		64	/* a language tag; longer is none */
 _Static_assert(CAP_EMAIL <= FEEDBACK_EMAIL_MAX,
     "every address can be looked up in the suppression set");
 /*
@@ -423,6 +424,7 @@ activity_members_free(struct member *m, size_t n)
 	for (i = 0; i < n; i++) {
 		free(m[i].email);
 		free(m[i].name);
+		free(m[i].locale);
 	}
 	free(m);
 }
@@ -563,7 +565,8 @@ activity_suppressed(struct activity *ar, struct member *ms, size_t nm)
 		if (in[k++]) {
 			free(ms[i].email);
 			free(ms[i].name);
-			ms[i].email = ms[i].name = NULL;
+			free(ms[i].locale);
+			ms[i].email = ms[i].name = ms[i].locale = NULL;
 			ms[i].skipped = 1;
 			metric_inc(ar->cells, MC_SKIPPED + SKIP_SUPPRESSED);
 			ar->cp->skipped++;
@@ -589,7 +592,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 {
 	/* In the order of the HMGET below. */
 	static const char *const fields[] = { "email", "name", "last_seen",
-	    "digest" };
+	    "digest", "locale" };
 	const char *pfx = ar->cfg->redis.key_prefix;
 	redisContext *q;
 	redisReply *r;
@@ -633,7 +636,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 			continue;
 		rkey(key, sizeof(key), pfx, "user:%lld", (long long)ms[i].uid);
 		if (activity_append(ar, "HMGET user",
-		    "HMGET %s email name last_seen digest", key) == -1)
+		    "HMGET %s email name last_seen digest locale", key) == -1)
 			goto out;
 	}
 	/* Both in flight before waiting for either. */
@@ -696,6 +699,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 		} else {
 			m->email = wstrdup(em.email);
 			m->name = activity_field_dup(r, 1, CAP_NAME);
+			m->locale = activity_field_dup(r, 4, CAP_LOCALE);
 		}
 		freeReplyObject(r);
 	}
