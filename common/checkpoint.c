@@ -205,8 +205,9 @@ checkpoint_save(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
 {
 	const struct parked *p;
+	struct feedback_reject fr;
 	char key[512];
-	int i, rc;
+	int i, n, nrej = 0, rc;
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
@@ -214,9 +215,21 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 	if (q->err)
 		return -1;
 	/*
-	 * The parked recipients first: Redis applies one connection's
-	 * commands in order, so the cursor never lands without them.
+	 * The records of rejects and the parked recipients first: Redis
+	 * applies one connection's commands in order, so the cursor never
+	 * lands without them.
 	 */
+	for (i = 0; i < cp->nrejects; i++) {
+		fr.uid = cp->rejects[i].uid;
+		fr.email = cp->rejects[i].email;
+		fr.gid = j->group_id;
+		fr.job_id = j->job_id;
+		fr.reply = cp->rejects[i].reply;
+		fr.permanent = cp->rejects[i].permanent;
+		if ((n = feedback_reject(q, cfg, &fr)) == -1)
+			return -1;
+		nrej += n;
+	}
 	for (i = 0; i < cp->nunsaved; i++) {
 		p = &cp->unsaved[i];
 		redisAppendCommand(q, "HSET %s d:%lld %lld:%lld:%d deferred %lld",
@@ -226,9 +239,10 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 	cp_append_progress(q, key, cp);
 	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	if (cp_replies(q, cp->nunsaved + 3, NULL) == -1)
+	if (cp_replies(q, nrej + cp->nunsaved + 3, NULL) == -1)
 		return -1;
 	cp->nunsaved = 0;
+	cp->nrejects = 0;
 	return rc;
 }
 

@@ -32,6 +32,7 @@
 
 #include "config.h"
 #include "cursor.h"
+#include "feedback.h"
 #include "job.h"
 
 #define CHECKPOINT_TTL_S (7 * 86400)
@@ -46,6 +47,19 @@ struct parked {
 
 /* Parked recipients Redis could not take yet, kept for the next save. */
 #define CP_UNSAVED_MAX 16
+
+/*
+ * A recipient given up whose record (digest:rejected, and the suppression
+ * of its address) Redis could not take yet: written before the cursor by
+ * the next checkpoint_save.
+ */
+struct cp_reject {
+	int64_t uid;
+	int permanent;
+	char email[FEEDBACK_EMAIL_MAX + 1];
+	char reply[160];
+};
+#define CP_REJECTS_MAX 16
 
 struct checkpoint {
 	struct cursor cursor;	/* the last member done; unset at first */
@@ -67,6 +81,9 @@ struct checkpoint {
 	struct parked unsaved[CP_UNSAVED_MAX];
 	int nunsaved;
 	size_t parked;
+	/* Likewise the records of recipients given up meanwhile. */
+	struct cp_reject rejects[CP_REJECTS_MAX];
+	int nrejects;
 };
 
 /*
@@ -79,8 +96,9 @@ int checkpoint_start(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
 
 /*
- * Save cursor and counts, with the parked recipients not saved yet, and
- * read back what was pending.  0 or -1.
+ * Save cursor and counts, with the parked recipients and the records of
+ * rejects not saved yet (before the cursor), and read back what was
+ * pending.  0 or -1.
  */
 int checkpoint_save(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
