@@ -25,7 +25,7 @@ struct preview {
 	char *msg;			/* the RFC 5322 message, CRLF; owned */
 	size_t len;
 	char message_id[512];		/* without angle brackets */
-	char rcpt[512];			/* the member's address */
+	char rcpt[512];			/* the envelope address the worker uses */
 	char rule[32];			/* not eligible: the rule that failed */
 	char why[512];			/* ... and what it found */
 };
@@ -33,13 +33,15 @@ struct preview {
 /*
  * Build the email member uid of group gid gets for the window
  * [window_start, window_end] of period, reading the activity store data
- * only (nothing is written anywhere): p->eligible and p->msg, or the
+ * and the mutes and suppression list on the queue Redis queue (nothing is
+ * written anywhere): p->eligible and p->msg, or the
  * rule that skips the member in p->rule and p->why.  0, or -1 with err
  * when the store could not be read.  Free with preview_clear.
  */
-int preview_build(const struct config *, redisContext *data, int64_t gid,
-    int64_t uid, const char *period, int64_t window_start,
-    int64_t window_end, struct preview *p, char *err, size_t errlen);
+int preview_build(const struct config *, redisContext *data,
+    redisContext *queue, int64_t gid, int64_t uid, const char *period,
+    int64_t window_start, int64_t window_end, struct preview *p, char *err,
+    size_t errlen);
 void preview_clear(struct preview *);
 
 /*

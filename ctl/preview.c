@@ -164,7 +164,7 @@ preview_make(struct ctl *c, const char *cmd, const struct preview_args *a,
 
 	period_window(a->period, c->cfg->schedule.day_start_s, a->now, &ws,
 	    &we);
-	if (preview_build(c->cfg, c->data, a->gid, a->uid,
+	if (preview_build(c->cfg, c->data, c->qr, a->gid, a->uid,
 	    period_name(a->period), ws, we, p, c->err, sizeof(c->err)) == -1) {
 		fprintf(stderr, "digestctl %s: %s\n", cmd, ctl_vis(c->err));
 		return -1;

@@ -2,7 +2,9 @@
  * One member's email as the worker would send it now, for digestctl
  * preview and send-test (common/preview.h).  It goes the worker's way:
  * the group and its window's posts through activity.c, the member's user
- * hash and the rules through activity_users and eligibility.c, the email
+ * hash, the rules, the mutes and the suppression list through
+ * activity_users and eligibility.c (on the queue Redis q for the last
+ * two, as the worker reads them), the email
  * through render.c, and send-test through the configured transport.  It
  * reads the activity store and writes nothing, anywhere: no checkpoint,
  * no counter a scrape would see (the skip counters it reads are its own).
@@ -87,6 +89,10 @@ preview_explain(const struct config *cfg, redisContext *c, int64_t uid,
 		    seen ? seen : "missing", (long long)ej->inactive_after_s,
 		    (long long)ej->window_end);
 		break;
+	case SKIP_SUPPRESSED:
+		snprintf(p->why, sizeof(p->why), "its address is on the "
+		    "suppression list, or the user muted this group");
+		break;
 	case SKIP_NOTHING_NEW:
 		snprintf(p->why, sizeof(p->why), "no post of the window (%zu) "
 		    "was written by someone else", ej->nposts);
@@ -134,8 +140,8 @@ preview_job(const struct config *cfg, redisContext *c, int64_t gid,
 }
 
 int
-preview_build(const struct config *cfg, redisContext *c, int64_t gid,
-    int64_t uid, const char *period, int64_t ws, int64_t we,
+preview_build(const struct config *cfg, redisContext *c, redisContext *q,
+    int64_t gid, int64_t uid, const char *period, int64_t ws, int64_t we,
     struct preview *p, char *err, size_t errlen)
 {
 	metric_cell cells[MC_NCELLS];
@@ -169,6 +175,7 @@ preview_build(const struct config *cfg, redisContext *c, int64_t gid,
 	memset(&ar, 0, sizeof(ar));
 	reason[0] = '\0';
 	ar.c = c;
+	ar.q = q;
 	ar.cfg = cfg;
 	ar.job = &p->job;
 	ar.cp = &cp;
@@ -216,6 +223,7 @@ preview_build(const struct config *cfg, redisContext *c, int64_t gid,
 	rc.uid = uid;
 	rc.email = m.email;
 	rc.name = m.name;
+	rc.locale = m.locale;
 	np = render_message(rd, &rc, &out, p->message_id,
 	    sizeof(p->message_id));
 	if (np <= 0) {
@@ -229,12 +237,13 @@ preview_build(const struct config *cfg, redisContext *c, int64_t gid,
 	p->msg = out.p;
 	p->len = out.len;
 	out.p = NULL;
-	strlcpy(p->rcpt, m.email, sizeof(p->rcpt));
+	strlcpy(p->rcpt, render_rcpt(rd), sizeof(p->rcpt));
 	rv = 0;
 out:
 	rbuf_free(&out);
 	free(m.email);
 	free(m.name);
+	free(m.locale);
 	activity_group_clear(&ag);
 	activity_clear(&ar);
 	render_free(rd);
@@ -289,6 +298,7 @@ preview_send(const struct config *cfg, const struct preview *p,
 		return -1;
 	memset(&e, 0, sizeof(e));
 	e.uid = p->job.member_min;
+	e.gid = p->job.group_id;
 	e.rcpt = to;
 	e.message_id = p->message_id;
 	e.job_id = p->job.job_id;

@@ -60,6 +60,10 @@ def test_preview_equals_sent_and_writes_nothing(tmp_path, redis_tcp, digestd_fac
     assert "no_email" in out
     out = preview(cfg, "--group", "61", "--user", "999").decode()
     assert "not_member" in out
+    r.sadd("digest:suppressed", "u%d@example.org" % uids[0])
+    out = preview(cfg, "--group", "61", "--user", str(uids[0])).decode()
+    assert "suppressed" in out
+    r.delete("digest:suppressed")
     assert snapshot(raw) == before
 
     d = digestd_factory(config_path=cfg).start()
