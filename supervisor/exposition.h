@@ -39,6 +39,8 @@ struct expo_queue {
 	double oldest_enqueued;
 	double delayed;		/* jobs waiting for deferred recipients */
 	double next_due;	/* the earliest of them; 0 if none */
+	double paused;		/* 1 while an operator has it paused */
+	double paused_at;	/* since when; 0 if not paused */
 };
 
 struct expo_snapshot {

@@ -1,7 +1,7 @@
 /*
  * The queue sampler (SPEC 1 and 7): a child of the supervisor that every
- * SAMPLER_INTERVAL_MS reads each configured queue's depth, pending count
- * and oldest enqueue time, the dead letters, and the scheduler's last
+ * SAMPLER_INTERVAL_MS reads each configured queue's depth, pending count,
+ * oldest enqueue time and pause (digest:paused:{queue}), the dead letters, and the scheduler's last
  * successful runs, and publishes them in the shared segment
  * (sb_stats_write) for /metrics and /status.
  *
@@ -168,6 +168,7 @@ sampler_round(struct sampler *sm)
 {
 	const struct config *cfg = sm->cfg;
 	struct queue_stats qs;
+	struct queue_pause pz;
 	struct sb_stats prev;
 	redisContext *rc;
 	char err[256];
@@ -215,7 +216,16 @@ sampler_round(struct sampler *sm)
 		else
 			sm->st.dead_letters = n;
 	}
-	/* So do the delayed sets and the scheduler's record. */
+	/* So do the pauses, the delayed sets and the scheduler's record. */
+	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
+		if (queue_pause_read(rc, cfg, sm->st.queues[i].name, &pz, err,
+		    sizeof(err)) == -1) {
+			sampler_fail(sm, "paused queues", err);
+			break;
+		}
+		sm->st.queues[i].paused = pz.paused;
+		sm->st.queues[i].paused_at = pz.paused ? pz.at : 0;
+	}
 	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
 		if (delayq_stats(rc, cfg, sm->st.queues[i].name,
 		    &sm->st.queues[i].delayed, &sm->st.queues[i].next_due, err,

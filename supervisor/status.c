@@ -157,6 +157,12 @@ status_queues_json(const struct expo_snapshot *snap)
 		    json_null() : json_integer(snap->queues[i].delayed));
 		json_object_set_new(q, "next_due", snap->queues[i].next_due > 0 ?
 		    json_real(snap->queues[i].next_due) : json_null());
+		/* An operator's pause (digestctl pause); null while unknown. */
+		json_object_set_new(q, "paused", isnan(snap->queues[i].paused) ?
+		    json_null() : json_boolean(snap->queues[i].paused > 0));
+		json_object_set_new(q, "paused_at",
+		    snap->queues[i].paused_at > 0 ?
+		    json_real(snap->queues[i].paused_at) : json_null());
 		json_object_set_new_nocheck(queues, status_clean(key,
 		    snap->queues[i].name, sizeof(key)), q);
 	}
@@ -297,6 +303,7 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 	};
 	static const char *const queue_head[] = {
 		"queue", "depth", "pending", "oldest enqueued (s ago)",
+		"paused",
 	};
 	static const char *const worker_head[] = {
 		"pool", "slot", "pid", "state", "job", "running (s)",
@@ -345,7 +352,7 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 		status_html_row(b, "td", cells, 8);
 	}
 	evbuffer_add_printf(b, "</table>\n<h2>Queues</h2><table>\n");
-	status_html_row(b, "th", queue_head, 4);
+	status_html_row(b, "th", queue_head, 5);
 	for (i = 0; i < snap.nqueues; i++) {
 		snprintf(v[0], sizeof(v[0]), "%s", snap.queues[i].name);
 		status_html_num(v[1], sizeof(v[0]), snap.queues[i].depth);
@@ -355,7 +362,9 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 			    now - snap.queues[i].oldest_enqueued);
 		else
 			strlcpy(v[3], "-", sizeof(v[3]));
-		status_html_row(b, "td", cells, 4);
+		strlcpy(v[4], snap.queues[i].paused > 0 ? "PAUSED" : "-",
+		    sizeof(v[4]));
+		status_html_row(b, "td", cells, 5);
 	}
 	evbuffer_add_printf(b, "</table>\n<h2>Workers</h2><table>\n");
 	status_html_row(b, "th", worker_head, 10);
