@@ -140,7 +140,8 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	reply_str(r->element[0], state, sizeof(state));
-	if (strcmp(state, "done") == 0) {
+	/* A run an operator cancelled is as finished as one done. */
+	if (strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0) {
 		freeReplyObject(r);
 		return 1;
 	}
@@ -452,6 +453,36 @@ checkpoint_reset(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	return 0;
+}
+
+int
+checkpoint_forget(redisContext *q, const struct config *cfg,
+    const char *job_id, char *err, size_t errlen)
+{
+	static const char lua[] =
+	    "local s = redis.call('HGET', KEYS[1], 'state')\n"
+	    "if s == 'running' or s == 'waiting' then return 0 end\n"
+	    "return redis.call('DEL', KEYS[1])\n";
+	redisReply *r;
+	char key[512];
+	int rv;
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, job_id) == -1) {
+		snprintf(err, errlen, "job id too long");
+		return -1;
+	}
+	/* One script: a worker that starts it meanwhile keeps its own. */
+	r = redisCommand(q, "EVAL %s 1 %s", lua, key);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "redis: %s", r == NULL ? q->errstr :
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rv = r->integer > 0;
+	freeReplyObject(r);
+	return rv;
 }
 
 int

@@ -3,7 +3,8 @@
  * which this module alone builds, reads and expires (7 days, refreshed at
  * every write).  Its fields:
  *
- *   state         running, waiting, done, dead
+ *   state         running, waiting, done, dead, cancelled (an operator
+ *                 cancelled its run: finished, as done is)
  *   cursor        the last member done (a user id), cursor_score its score
  *   sent, skipped counts of this job so far
  *   attempts      deliveries of the job, each counted when it starts
@@ -71,7 +72,7 @@ struct checkpoint {
 /*
  * Count this delivery as an attempt (HINCRBY), mark the job running,
  * refresh the TTL and load cursor, counts and the last error.  A job
- * already done returns 1 (acknowledge it and move on).  0, 1, or -1 on a
+ * already done, or cancelled, returns 1 (acknowledge it and move on).  0, 1, or -1 on a
  * Redis error.
  */
 int checkpoint_start(redisContext *q, const struct config *, const struct job *,
@@ -136,6 +137,16 @@ int checkpoint_note_error(redisContext *q, const struct config *,
  * count of attempts, no state.  0, or -1 with err.
  */
 int checkpoint_reset(redisContext *q, const struct config *,
+    const char *job_id, char *err, size_t errlen);
+
+/*
+ * An operator enqueues the job again by force (digestctl enqueue --force):
+ * a finished checkpoint (done, dead, cancelled) is removed, so that the
+ * job runs again from its first member; a running or waiting one is
+ * kept (the job resumes from it).  1
+ * removed, 0 kept or none, -1 with err.
+ */
+int checkpoint_forget(redisContext *q, const struct config *,
     const char *job_id, char *err, size_t errlen);
 
 /*

@@ -653,6 +653,12 @@ digest_walk(struct run *rn, int *done)
 			return bo;
 		if (digest_save(rn) == -1)
 			return B_RETRY;
+		/* A pause or a cancel takes effect here, the batch saved. */
+		if (!last && rn->ctx->batch_end != NULL &&
+		    rn->ctx->batch_end(rn->ctx->tick_arg)) {
+			rn->walk_open = 0;
+			return B_STOPPED;
+		}
 	}
 	*done = 1;
 	return B_OK;
