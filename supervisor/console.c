@@ -176,19 +176,10 @@ console_walk_cb(void *arg, const struct queue_letter *lt)
 	struct console_walk *w = arg;
 
 	w->matched++;
-	if (lt->requeued)
+	if (lt->requeued || lt->deleted)
 		w->done++;
 	else if (lt->kept != NULL)
 		strlcpy(w->kept, lt->kept, sizeof(w->kept));
-}
-
-static void
-console_walk_delete_cb(void *arg, const struct queue_letter *lt)
-{
-	struct console_walk *w = arg;
-
-	w->matched++;
-	w->done++;
 }
 
 /* A POST: the session, the token, then the action. */
@@ -264,7 +255,7 @@ console_action(struct console *c, struct evhttp_request *req,
 		rc = route == CONSOLE_ROUTE_REQUEUE ?
 		    console_dlq_requeue(&c->qa, id, console_walk_cb, &walk,
 		    err, sizeof(err)) :
-		    console_dlq_delete(&c->qa, id, console_walk_delete_cb,
+		    console_dlq_delete(&c->qa, id, console_walk_cb,
 		    &walk, err, sizeof(err));
 		if (rc == -1)
 			break;
