@@ -350,6 +350,10 @@ console_handle(struct evhttp_request *req, void *arg)
 		http_reply(req, 200, "OK", "text/css; charset=utf-8", b);
 		evbuffer_free(b);
 		return;
+	case CONSOLE_ROUTE_ICON:
+		/* Browsers ask; nothing is a better answer than a 404. */
+		http_reply(req, 204, "No Content", "image/x-icon", NULL);
+		return;
 	case CONSOLE_ROUTE_PAUSE:
 	case CONSOLE_ROUTE_RESUME:
 	case CONSOLE_ROUTE_REQUEUE:

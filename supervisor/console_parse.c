@@ -41,6 +41,7 @@ console_route(const char *method, const char *path, const char **allow)
 		{ "/dlq", 0, CONSOLE_ROUTE_DLQ },
 		{ "/console.js", 0, CONSOLE_ROUTE_SCRIPT },
 		{ "/console.css", 0, CONSOLE_ROUTE_STYLE },
+		{ "/favicon.ico", 0, CONSOLE_ROUTE_ICON },
 		{ "/pause", 1, CONSOLE_ROUTE_PAUSE },
 		{ "/resume", 1, CONSOLE_ROUTE_RESUME },
 		{ "/dlq/requeue", 1, CONSOLE_ROUTE_REQUEUE },

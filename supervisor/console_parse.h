@@ -18,6 +18,7 @@ enum console_route {
 	CONSOLE_ROUTE_DLQ,		/* GET /dlq: the dead letters */
 	CONSOLE_ROUTE_SCRIPT,		/* GET /console.js */
 	CONSOLE_ROUTE_STYLE,		/* GET /console.css */
+	CONSOLE_ROUTE_ICON,		/* GET /favicon.ico: none */
 	CONSOLE_ROUTE_PAUSE,		/* POST /pause */
 	CONSOLE_ROUTE_RESUME,		/* POST /resume */
 	CONSOLE_ROUTE_REQUEUE,		/* POST /dlq/requeue */

@@ -16,6 +16,7 @@ JavaScript, forged posts).
 Chromium and chromedriver are started per test and stopped by pid.
 """
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -203,9 +204,10 @@ def test_page_shows_queues_and_this_instance_and_refreshes(tmp_path, redis_tcp,
     d = start(digestd_factory, console_config(tmp_path, redis_tcp, cport, workers=2))
     console_up(cport)
     me = instance_of(d)
-    # The sampler registers the instance at its first round.
-    wait_for(lambda: redis_tcp.client().exists("digest:instance:" + me), timeout=15,
-             what="the instance record")
+    # The sampler registers the instance every round (5 s), workers and all.
+    wait_for(lambda: len(json.loads(redis_tcp.client().hget("digest:instance:" + me,
+                                                            "workers") or "[]")) == 2,
+             timeout=15, what="the instance record with its workers")
     r = redis_tcp.client()
     assert 0 < r.ttl("digest:instance:" + me) <= 15
     assert r.zscore("digest:instances", me) is not None
