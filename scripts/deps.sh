@@ -27,7 +27,7 @@ UNIT_PKGS="libcmocka-dev"
 
 PACKAGE_PKGS="dpkg-dev debhelper lintian"
 
-FUNCTIONAL_PKGS="python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
+FUNCTIONAL_PKGS="chromium chromium-driver python3-selenium python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
 python3-aiosmtpd python3-prometheus-client prometheus prometheus-alertmanager
 rabbitmq-server procps systemd man-db groff-base clang libclang-rt-14-dev
 nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"

@@ -41,6 +41,7 @@
 #include "amqp_link.h"
 #include "backoff.h"
 #include "delayq.h"
+#include "instance.h"
 #include "log.h"
 #include "queue.h"
 #include "rconn.h"
@@ -79,6 +80,9 @@ struct sampler {
 	struct queue_admin qa;	/* the queues, through rc */
 	struct sb_stats st;	/* the last values published */
 	int failing;		/* the previous round failed: log recovery */
+	const char *instance;	/* this instance's id */
+	double started_at;	/* when the supervisor started */
+	struct instance_rates rates;
 };
 
 static void
@@ -238,6 +242,10 @@ sampler_round(struct sampler *sm)
 		if ((t = sampler_sched(sm, rc, sampler_periods[q])) >= 0)
 			sm->st.sched_last_success[q] = t;
 	}
+	/* This instance in the registry the web consoles read. */
+	if (rc != NULL && rc->err == 0 && instance_publish(rc, cfg, sm->sb,
+	    sm->instance, sm->started_at, &sm->rates, err, sizeof(err)) == -1)
+		sampler_fail(sm, "instance record", err);
 	if (rc != NULL && rc->err != 0)
 		sampler_fail(sm, "queue redis", rc->errstr);
 
@@ -289,6 +297,8 @@ sampler_child(struct supervisor *s, pid_t parent)
 	memset(&sm, 0, sizeof(sm));
 	sm.cfg = s->cfg;
 	sm.sb = s->sb;
+	sm.instance = s->instance_id;
+	sm.started_at = s->started_at;
 	queue_admin_init(&sm.qa, sm.cfg, NULL);
 	/*
 	 * Start from what is published, so a respawn never resets gauges
