@@ -24,6 +24,7 @@ SECRETS = {
     "queue_redis": "queue-redis-password-from-a-file",
     "smtp": "smtp-password-from-a-file",
     "amqp": "amqp-password-never-printed",
+    "console": "console-password-never-printed",
 }
 
 
@@ -53,6 +54,7 @@ def every_secret_config(tmp_path):
     text = """\
 [supervisor]
 listen = 127.0.0.1:9999
+console_password = %(console)s
 [redis]
 host = 127.0.0.1
 password = %(redis)s
@@ -86,6 +88,7 @@ def test_dump_masks_every_secret_and_shows_every_key(tmp_path):
         assert secret not in p.stdout + p.stderr, secret
     got = sections(p.stdout)
     assert got["redis"]["password"] == "********"
+    assert got["supervisor"]["console_password"] == "********"
     assert got["queue_redis"]["password"] == "********"
     assert got["queue_redis"]["password_file"] == os.path.join(str(tmp_path),
                                                                "queue_redis.pw")
