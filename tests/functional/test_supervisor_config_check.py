@@ -234,7 +234,10 @@ workers = 1
         assert st["queues"][q]["delayed"] is None, st["queues"]
     assert st["dead_letters"] is None
     assert st["sampled_at"] is None
-    assert "digest_queue_depth{queue=\"standard\"} NaN" in d.metrics()
+    # /metrics has every series from the first scrape, as 0 until sampled.
+    m = d.metrics()
+    assert "\ndigest_queue_depth{queue=\"standard\"} 0\n" in m
+    assert "\ndigest_queue_sampled_timestamp_seconds 0\n" in m
 
     srv = RedisServer(rdir).start()
     try:
