@@ -1,0 +1,158 @@
+"""One-click unsubscribe (docs/design.md#unsubscribe-endpoint), end to
+end on real servers: the List-Unsubscribe URL of an email the SMTP sink
+received, pointed at the local endpoint and POSTed as a mail client does
+(RFC 8058: body `List-Unsubscribe=One-Click`), answers 200 and mutes the
+user in that group only: the next digest of that group skips them
+(counted `opted_out`) while their digest of another group still arrives.
+A link with any of u, g or t altered gets 403 and leaves the muted set as
+it was; GET shows a page whose form makes the same POST; the body is
+accepted form-urlencoded or multipart, and refused without One-Click.
+"""
+import email
+import re
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from harness import Digestd, free_port, metric_sum, wait_for
+from pipeline_data import (Data, config, enqueue, redis_tcp,  # noqa: F401
+                           wait_done, window)
+
+TIMEOUT = 10                # a hang guard for each HTTP request
+
+
+def request(url, data=None, ctype="application/x-www-form-urlencoded",
+            method=None):
+    """(status, headers, body text) of one request; errors are answers."""
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def links_of(sink):
+    """{(rcpt, gid): List-Unsubscribe URL} of every message the sink got."""
+    out = {}
+    with sink.lock:
+        msgs = list(sink.messages)
+    for _, rcpt, raw in msgs:
+        msg = email.message_from_bytes(raw)
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = re.fullmatch(r"<(.*)>", str(msg["List-Unsubscribe"]).strip()).group(1)
+        out[(rcpt, int(parse_qs(urlsplit(url).query)["g"][0]))] = url
+    return out
+
+
+def local(url, port):
+    """The link with its scheme and host replaced by the local endpoint."""
+    parts = urlsplit(url)
+    return "http://127.0.0.1:%d%s?%s" % (port, parts.path, parts.query)
+
+
+def unsub_config(tmp_path, redis, sink, port):
+    path = config(tmp_path, redis, sink=sink)
+    with open(path) as f:
+        text = f.read()
+    text = text.replace("log_level = info\n", "log_level = info\n"
+                        "unsubscribe_listen = 127.0.0.1:%d\n" % port, 1)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def altered(url, field, value):
+    parts = urlsplit(url)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    q[field] = value
+    return "%s://%s%s?%s" % (parts.scheme, parts.netloc, parts.path, urlencode(q))
+
+
+def test_one_click_unsubscribe_mutes_one_group(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
+    ws, we = window()
+    d = Data(r)
+    for gid in (71, 72):
+        d.group(gid, name="Group %d" % gid)
+        d.members(gid, [7, 8])
+        d.post(gid, gid * 10, we - 60, title="Hello %d" % gid, author_id=1)
+    for u in (7, 8):
+        d.user(u, email="u%d@example.org" % u)
+    port = free_port()
+    cfg = unsub_config(tmp_path, redis_tcp, smtp_sink, port)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        wait_done(r, enqueue(r, 71, "daily", ws, we), timeout=30, d=proc)
+        wait_done(r, enqueue(r, 72, "daily", ws, we), timeout=30, d=proc)
+        links = links_of(smtp_sink)
+        assert sorted(links) == [("u7@example.org", 71), ("u7@example.org", 72),
+                                 ("u8@example.org", 71), ("u8@example.org", 72)]
+        url = local(links[("u7@example.org", 71)], port)
+        wait_for(lambda: request(url)[0] == 200, timeout=10, interval=0.1,
+                 what="the unsubscribe endpoint")
+
+        # GET: a page whose form POSTs the same link, no script, a CSP.
+        status, headers, page = request(url)
+        assert status == 200
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "<script" not in page
+        form = re.search(r'<form method="post" action="([^"]*)">', page)
+        assert form is not None, page
+        action = form.group(1).replace("&amp;", "&")
+        assert parse_qs(urlsplit(action).query) == parse_qs(urlsplit(url).query)
+        assert 'name="List-Unsubscribe" value="One-Click"' in page
+        assert not r.exists("digest:muted:71")
+
+        # Altered links: 403, nothing written.
+        tok = parse_qs(urlsplit(url).query)["t"][0]
+        bad_tok = ("0" if tok[0] != "0" else "1") + tok[1:]
+        for bad in (altered(url, "t", bad_tok), altered(url, "u", "8"),
+                    altered(url, "g", "72"), altered(url, "u", "07"),
+                    altered(url, "t", tok.upper()), url + "&u=8"):
+            status, _, _ = request(bad, data=b"List-Unsubscribe=One-Click")
+            assert status == 403, bad
+            assert request(bad)[0] == 403, bad
+        assert not r.exists("digest:muted:71", "digest:muted:72")
+
+        # A POST without the One-Click body changes nothing either.
+        assert request(url, data=b"List-Unsubscribe=Other")[0] == 400
+        assert request(url, data=b"", method="POST")[0] == 400
+        assert not r.exists("digest:muted:71")
+
+        # As a mail client does it: 200, u7 muted in group 71 only.
+        status, _, body = request(url, data=b"List-Unsubscribe=One-Click")
+        assert status == 200, body
+        assert r.smembers("digest:muted:71") == {"7"}
+        assert not r.exists("digest:muted:72")
+
+        # Multipart, as some clients send it: the same outcome (idempotent).
+        boundary = "----b0undary"
+        mp = ("--%s\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\""
+              "\r\n\r\nOne-Click\r\n--%s--\r\n" % (boundary, boundary)).encode()
+        status, _, _ = request(url, data=mp, ctype="multipart/form-data; "
+                               "boundary=%s" % boundary)
+        assert status == 200
+        assert r.smembers("digest:muted:71") == {"7"}
+
+        # The next digests: group 71 skips u7, group 72 still reaches u7.
+        with smtp_sink.lock:
+            smtp_sink.messages.clear()
+        we2 = we + 86400
+        d.post(71, 711, we2 - 60, title="Later 71", author_id=1)
+        d.post(72, 721, we2 - 60, title="Later 72", author_id=1)
+        j71 = enqueue(r, 71, "daily", we, we2)
+        j72 = enqueue(r, 72, "daily", we, we2)
+        st71 = wait_done(r, j71, timeout=30, d=proc)
+        wait_done(r, j72, timeout=30, d=proc)
+        assert sorted(links_of(smtp_sink)) == [
+            ("u7@example.org", 72), ("u8@example.org", 71), ("u8@example.org", 72)]
+        assert st71.get("skipped") == "1"
+        assert metric_sum(proc.metrics(), "digest_recipients_skipped_total",
+                          reason="opted_out") == 1
+    finally:
+        proc.kill()
