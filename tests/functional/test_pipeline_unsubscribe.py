@@ -7,16 +7,20 @@ user in that group only: the next digest of that group skips them
 A link with any of u, g or t altered gets 403 and leaves the muted set as
 it was; GET shows a page whose form makes the same POST; the body is
 accepted form-urlencoded or multipart, and refused without One-Click.
+The endpoint is a child of the supervisor: killed, it is restarted; after
+a reload with a new secret, old links get 403 and new ones work.
 """
 import email
+import os
 import re
+import signal
 import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from harness import Digestd, free_port, metric_sum, wait_for
-from pipeline_data import (Data, config, enqueue, redis_tcp,  # noqa: F401
-                           wait_done, window)
+from pipeline_data import (SECRET, Data, config, enqueue,  # noqa: F401
+                           redis_tcp, token, wait_done, window)
 
 TIMEOUT = 10                # a hang guard for each HTTP request
 
@@ -154,5 +158,59 @@ def test_one_click_unsubscribe_mutes_one_group(tmp_path, redis_tcp, smtp_sink):
         assert st71.get("skipped") == "1"
         assert metric_sum(proc.metrics(), "digest_recipients_skipped_total",
                           reason="opted_out") == 1
+    finally:
+        proc.kill()
+
+
+def unsub_child(pid):
+    """The pid of the supervisor's `digestd: unsubscribe` child, or None."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"unsubscribe" in cmd:
+            return int(d)
+    return None
+
+
+def test_unsubscribe_child_restarted_and_reloaded(tmp_path, redis_tcp, smtp_sink):
+    r = redis_tcp.client()
+    port = free_port()
+    cfg = unsub_config(tmp_path, redis_tcp, smtp_sink, port)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        url = "http://127.0.0.1:%d/unsubscribe?u=5&g=6&t=%s" % (port, token(5, 6))
+        wait_for(lambda: request(url)[0] == 200, timeout=10, interval=0.1,
+                 what="the unsubscribe endpoint")
+        first = unsub_child(proc.pid())
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: unsub_child(proc.pid()) not in (None, first),
+                 timeout=15, interval=0.1, what="a new unsubscribe child")
+        wait_for(lambda: request(url)[0] == 200, timeout=10, interval=0.1,
+                 what="the endpoint back")
+        assert not proc.exited()
+
+        # A new secret: the old link is refused, the new one mutes.
+        new = "another-secret-for-the-reload-0123456789"
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace(SECRET, new))
+        os.kill(proc.pid(), signal.SIGHUP)
+        wait_for(lambda: request(url)[0] == 403, timeout=15, interval=0.1,
+                 what="the old secret refused")
+        fresh = "http://127.0.0.1:%d/unsubscribe?u=5&g=6&t=%s" % (
+            port, token(5, 6, secret=new))
+        status, _, _ = request(fresh, data=b"List-Unsubscribe=One-Click")
+        assert status == 200
+        assert r.smembers("digest:muted:6") == {"5"}
     finally:
         proc.kill()
