@@ -36,7 +36,7 @@ going down.
     tests/chaos/run.py [--backend redis|amqp] [--short] [--seed N] [--json]
 
 The full form is `make chaos`; the functional suite runs the short form
-(tests/functional/test_chaos_*.py) through run_chaos().  Exit status 0
+(tests/functional/chaos/) through run_chaos().  Exit status 0
 when every check holds.
 """
 import argparse
@@ -54,7 +54,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "functional"))
 
-from harness import (  # noqa: E402
+from lib.harness import (  # noqa: E402
     DIGESTCTL,
     _gone,
     Digestd,
@@ -497,7 +497,7 @@ def dead_letters(r, rabbit, vhost):
     """Entries of digest:dlq, plus messages of digest.dlq on the broker."""
     n = r.xlen("digest:dlq") if r.exists("digest:dlq") else 0
     if vhost is not None:
-        from amqp_util import queue_counts
+        from lib.amqp_util import queue_counts
         q = queue_counts(rabbit, vhost, "digest.dlq")
         n += q[0] if q else 0
     return n
@@ -539,7 +539,7 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
         amqp_url = vhost = None
         if backend == "amqp":
             if rabbit is None:
-                from harness import RabbitServer
+                from lib.harness import RabbitServer
                 rabbit = RabbitServer()
                 rabbit.start()
                 own_rabbit = True

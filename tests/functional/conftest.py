@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import (  # noqa: E402
+from lib.harness import (  # noqa: E402
     ROOT,
     Digestd,
     RedisServer,
@@ -68,7 +68,7 @@ def rabbitmq():
     """One rabbitmq-server for the whole session, or for each pytest-xdist
     worker (a boot takes 7 s of CPU), with a TLS listener for the amqps://
     tests."""
-    from harness import RabbitServer
+    from lib.harness import RabbitServer
 
     srv = RabbitServer(tls=True)
     try:

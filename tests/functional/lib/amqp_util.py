@@ -1,0 +1,322 @@
+"""Helpers for the AMQP tests: configs on a per-test vhost of the session's
+rabbitmq-server, a slow SMTP sink, broker-side readers (pika), and a run
+of digestd to completion.
+
+Only loopback servers are used; every wait is bounded.
+"""
+import json
+import os
+import threading
+import time
+
+from lib.harness import free_port, wait_for
+
+SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
+DAY = 86400
+
+
+def now_for_tests():
+    """A fixed 'now' inside today's period, so that seed and schedule agree."""
+    t = int(time.time())
+    return t - t % DAY + 3600
+
+
+class TcpRedis:
+    """A RedisServer reached over loopback TCP in the digestd config."""
+
+    def __init__(self, dirpath):
+        from lib.harness import RedisServer
+        self.srv = RedisServer(dirpath, port=free_port())
+
+    def start(self):
+        self.srv.start()
+        return self
+
+    def stop(self):
+        self.srv.stop()
+
+    def client(self, **kw):
+        return self.srv.client(**kw)
+
+    def config_section(self, name="redis", prefix=""):
+        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.srv.port)
+        if name == "redis" and prefix:
+            s += "key_prefix = %s\n" % prefix
+        return s
+
+
+def config(tmp_path, redis, rabbit, vhost, backend="amqp", transport="maildir",
+           sink=None, maildir=None, workers=1, pools=("standard",), heartbeat="30s",
+           prefetch=1, batch=500, max_attempts=3, exchange="digest.email",
+           routing_key="email", per_session=500, name="digestd.conf", extra="",
+           log_level="info"):
+    """A digestd config; the queue backend and transport are chosen here."""
+    port = free_port()
+    if transport == "smtp":
+        tp = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\nport = %d\n"
+              "starttls = off\nmessages_per_session = %d\n" % (sink.port, per_session))
+    elif transport == "amqp":
+        tp = ("[transport]\ntype = amqp\n\n[amqp_out]\nexchange = %s\nrouting_key = %s\n"
+              % (exchange, routing_key))
+    else:
+        tp = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
+            maildir or os.path.join(str(tmp_path), "outbox"))
+    pool_text = "".join("[pool.%s]\nqueue = %s\nworkers = %d\nmemory_limit = 256M\n\n"
+                        % (p, p, workers) for p in pools)
+    text = """\
+[supervisor]
+listen = 127.0.0.1:{port}
+drain_timeout = 20s
+stall_timeout = 30s
+restart_backoff_min = 10ms
+restart_backoff_max = 500ms
+log_level = {log_level}
+
+{redis}
+[queue]
+backend = {backend}
+max_attempts = {max_attempts}
+
+[amqp]
+url = {url}
+heartbeat = {heartbeat}
+prefetch = {prefetch}
+
+{pools}
+[digest]
+from = Groups <digest@example.com>
+unsubscribe_secret = {secret}
+unsubscribe_url = https://example.com/unsubscribe
+batch_size = {batch}
+
+{tp}
+{extra}
+""".format(port=port, redis=redis.config_section(), backend=backend,
+           max_attempts=max_attempts, url=rabbit.url(vhost), heartbeat=heartbeat,
+           prefetch=prefetch, pools=pool_text, secret=SECRET, batch=batch, tp=tp,
+           extra=extra, log_level=log_level)
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class SlowSmtpSink:
+    """An aiosmtpd sink that waits `delay` seconds before answering each DATA,
+    as a slow relay does, and keeps what it accepts."""
+
+    def __init__(self, delay=0.0):
+        self.port = free_port()
+        self.delay = delay
+        self.messages = []          # (rcpt, bytes)
+        self.lock = threading.Lock()
+        self.controller = None
+
+    def start(self):
+        import asyncio
+
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                if sink.delay:
+                    await asyncio.sleep(sink.delay)
+                with sink.lock:
+                    for r in envelope.rcpt_tos:
+                        sink.messages.append((r, envelope.original_content))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     decode_data=False)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def count(self):
+        with self.lock:
+            return len(self.messages)
+
+    def ids(self):
+        """[(message-id, rcpt)] of every accepted message, duplicates kept."""
+        import email
+        import email.policy
+        with self.lock:
+            msgs = list(self.messages)
+        out = []
+        for rcpt, data in msgs:
+            m = email.message_from_bytes(data, policy=email.policy.default)
+            out.append((m["Message-ID"], rcpt))
+        return out
+
+
+def maildir_ids(path):
+    """[(message-id, To)] of the messages in path/new, duplicates kept."""
+    import email
+    import email.policy
+    out = []
+    d = os.path.join(path, "new")
+    if not os.path.isdir(d):
+        return out
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), "rb") as f:
+            m = email.message_from_bytes(f.read(), policy=email.policy.default)
+        out.append((m["Message-ID"], m["To"].addresses[0].addr_spec))
+    return out
+
+
+def queue_counts(rabbit, vhost, queue):
+    """(ready, consumers) of a queue, by a passive declare; None if missing."""
+    import pika
+    conn = rabbit.connection(vhost)
+    try:
+        ch = conn.channel()
+        try:
+            ok = ch.queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            return None
+        return ok.method.message_count, ok.method.consumer_count
+    finally:
+        conn.close()
+
+
+def drain_queue(rabbit, vhost, queue, limit=100000):
+    """Every message of a queue as (properties, body), removed (basic.get, ack)."""
+    conn = rabbit.connection(vhost)
+    out = []
+    try:
+        ch = conn.channel()
+        for _ in range(limit):
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            out.append((props, body))
+    finally:
+        conn.close()
+    return out
+
+
+def publish(rabbit, vhost, queue, body, content_type="application/json"):
+    """Publish one persistent message to a queue through the default exchange."""
+    import pika
+    conn = rabbit.connection(vhost)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("", queue, body, pika.BasicProperties(
+            delivery_mode=2, content_type=content_type), mandatory=True)
+    finally:
+        conn.close()
+
+
+def job_checkpoints(r, prefix=""):
+    """{job_id: checkpoint hash} of every digest:job:* key."""
+    out = {}
+    for k in r.scan_iter(match=prefix + "digest:job:*", count=1000):
+        out[k[len(prefix) + len("digest:job:"):]] = r.hgetall(k)
+    return out
+
+
+def wait_all_done(r, njobs, timeout=120, d=None):
+    """Wait until njobs checkpoints say done; returns the checkpoints."""
+    def done():
+        if d is not None and d.exited():
+            raise AssertionError("digestd exited:\n" + d.log()[-3000:])
+        cps = job_checkpoints(r)
+        n = sum(1 for c in cps.values() if c.get("state") == "done")
+        return cps if n >= njobs else None
+    return wait_for(done, timeout=timeout, interval=0.2, what="%d jobs done" % njobs)
+
+
+def scheduled(stdout):
+    """The number of jobs `digestctl schedule` says it enqueued."""
+    for line in stdout.splitlines():
+        if "jobs enqueued:" in line:
+            return int(line.split("jobs enqueued:")[1].split()[0])
+    raise AssertionError("no 'jobs enqueued' in: " + stdout)
+
+
+def start_digestd(factory, cfg, timeout=30):
+    d = factory(config_path=cfg)
+    d.start(timeout=timeout)
+    return d
+
+
+def worker_pids(d):
+    """Pids of digestd's workers (its children that are workers)."""
+    out = []
+    for pid in d.children():
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if b"worker" in f.read():
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def json_body(body):
+    return json.loads(body.decode("utf-8"))
+
+
+def write_groups(r, groups, window_end, prefix=""):
+    """Groups as the host application writes them: {gid: [uid, ...]}.
+
+    Every member has an email and no digest preference, and each group has
+    two posts inside the window by user 1 (never a member), so that every
+    member is due exactly one email: the expected set is all members.
+    """
+    p = prefix
+    pipe = r.pipeline(transaction=False)
+    for gid, uids in groups.items():
+        pipe.hset(p + "group:%d" % gid, mapping={"name": "Group %d" % gid,
+                                                "url": "https://example.com/g/%d" % gid})
+        for k in range(0, len(uids), 1000):
+            pipe.zadd(p + "group:%d:members" % gid, {str(u): u for u in uids[k:k + 1000]})
+        for i in (1, 2):
+            pid = gid * 10 + i
+            pipe.zadd(p + "group:%d:posts" % gid, {str(pid): window_end - 100 * i})
+            pipe.hset(p + "post:%d" % pid, mapping={
+                "title": "Post %d" % pid, "url": "https://example.com/p/%d" % pid,
+                "author_id": "1", "author_name": "Ann", "excerpt": "x",
+                "likes": str(i), "comments": "0"})
+        pipe.zadd(p + "groups:active", {str(gid): window_end - 100})
+        for u in uids:
+            pipe.hset(p + "user:%d" % u, mapping={"email": "u%d@example.org" % u,
+                                                 "name": "User %d" % u,
+                                                 "last_seen": str(window_end)})
+    pipe.execute()
+
+
+def expected_pairs(groups, window_end, period="daily", domain="example.com"):
+    """{(message-id, rcpt)} that write_groups' data must produce."""
+    return {("<%s.%d.%d.0.%d@%s>" % (period, window_end, gid, u, domain),
+             "u%d@example.org" % u)
+            for gid, uids in groups.items() for u in uids}
+
+
+def rabbit_log(rabbit):
+    """The broker's own log (one node, one file per run of the node)."""
+    out = []
+    logdir = os.path.join(rabbit.dir, "log")
+    for name in sorted(os.listdir(logdir)):
+        if name.endswith(".log"):
+            with open(os.path.join(logdir, name), errors="replace") as f:
+                out.append(f.read())
+    return "\n".join(out)
+
+
+def bind_outbox(rabbit, vhost, exchange, key, queue, arguments=None):
+    conn = rabbit.connection(vhost)
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+        ch.queue_declare(queue, durable=True, arguments=arguments)
+        ch.queue_bind(queue, exchange, routing_key=key)
+    finally:
+        conn.close()

@@ -1,0 +1,344 @@
+"""Servers and configs for the scale-out tests: redis-servers on loopback
+ports (primaries and replicas), twemproxy (nutcracker) in front of shards,
+HAProxy in front of a primary and its replica, and digestd configs with a
+separate [queue_redis].
+
+Everything is started on free loopback ports in the test's temp dir and
+stopped by pid; every wait is bounded.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from lib.harness import ROOT, RedisServer, SmtpSink, free_port, stop_popen, wait_for
+from lib.pipeline_data import SECRET, UNSUB_URL
+
+HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
+
+
+class TcpRedis(RedisServer):
+    """A redis-server on a loopback port, with extra arguments
+    (--replicaof and the like)."""
+
+    def __init__(self, dirpath, extra=()):
+        super().__init__(dirpath, port=free_port())
+        self.extra = list(extra)
+
+    def start(self):
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--unixsocket", self.socket, "--unixsocketperm", "700",
+            "--dir", self.dir, "--save", "", "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", os.path.join(self.dir, "redis.log"),
+        ] + self.extra
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._ping(), timeout=10, what="redis-server")
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def section(self, name="redis", prefix=""):
+        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.port)
+        if prefix and name == "redis":
+            s += "key_prefix = %s\n" % prefix
+        return s
+
+    def commands(self):
+        """{command: calls} from INFO commandstats."""
+        out = {}
+        for k, v in self.client().info("commandstats").items():
+            out[k.split("_", 1)[1].lower()] = int(v["calls"])
+        return out
+
+
+def tcp_section(port, name="redis", prefix=""):
+    s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, port)
+    if prefix and name == "redis":
+        s += "key_prefix = %s\n" % prefix
+    return s
+
+
+class Nutcracker:
+    """twemproxy over some redis-servers: ketama distribution, fnv1a_64."""
+
+    def __init__(self, dirpath, servers):
+        self.dir = str(dirpath)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.stats_port = free_port()
+        self.conf = os.path.join(self.dir, "nutcracker.yml")
+        self.log = os.path.join(self.dir, "nutcracker.log")
+        lines = [
+            "digest:",
+            "  listen: 127.0.0.1:%d" % self.port,
+            "  hash: fnv1a_64",
+            "  distribution: ketama",
+            "  redis: true",
+            "  auto_eject_hosts: false",
+            "  timeout: 2000",
+            "  preconnect: true",
+            "  servers:",
+        ]
+        for i, s in enumerate(servers):
+            lines.append("   - 127.0.0.1:%d:1 shard%d" % (s.port, i))
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
+        t = subprocess.run([exe, "-t", "-c", self.conf], capture_output=True,
+                           text=True, timeout=10)
+        assert t.returncode == 0, t.stdout + t.stderr
+        self.proc = subprocess.Popen(
+            [exe, "-c", self.conf, "-o", self.log, "-v", "6",
+             "-s", str(self.stats_port), "-a", "127.0.0.1",
+             "-p", os.path.join(self.dir, "nutcracker.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ping, timeout=10, what="nutcracker")
+        return self
+
+    def _ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"*2\r\n$6\r\nEXISTS\r\n$1\r\nx\r\n")
+                return s.recv(64).startswith(b":")
+        except OSError:
+            return False
+
+    def client(self):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+
+    def stop(self):
+        if self.proc is not None:
+            stop_popen(self.proc, signal.SIGTERM)
+            self.proc = None
+
+    def errors(self):
+        """Lines of the proxy's log that tell of a request it refused."""
+        try:
+            with open(self.log) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return []
+        pat = re.compile(r"unsupported|bad req|parsed bad|error|failed",
+                         re.IGNORECASE)
+        return [l for l in text.splitlines() if pat.search(l)]
+
+
+class Haproxy:
+    """HAProxy with a copy of deploy/haproxy/haproxy.cfg on the test's ports."""
+
+    def __init__(self, dirpath, primary_port, replica_port):
+        self.dir = str(dirpath)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        with open(HAPROXY_CFG) as f:
+            text = f.read()
+        assert "127.0.0.1:6390" in text and "127.0.0.1:6391" in text \
+            and "127.0.0.1:6392" in text, "ports of haproxy.cfg changed"
+        text = (text.replace("127.0.0.1:6390", "127.0.0.1:%d" % self.port)
+                .replace("127.0.0.1:6391", "127.0.0.1:%d" % primary_port)
+                .replace("127.0.0.1:6392", "127.0.0.1:%d" % replica_port))
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(text)
+        self.log = os.path.join(self.dir, "haproxy.log")
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        c = subprocess.run([exe, "-c", "-f", self.cfg], capture_output=True,
+                           text=True, timeout=20)
+        assert c.returncode == 0, c.stdout + c.stderr
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([exe, "-db", "-f", self.cfg],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        return self
+
+    def role_via_proxy(self):
+        """(role, run_id) of the server HAProxy sends a new session to."""
+        import redis
+        try:
+            r = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
+                            socket_connect_timeout=1, decode_responses=True)
+            info = r.info()
+            return info.get("role"), info.get("run_id")
+        except Exception:
+            return None, None
+
+    def stop(self):
+        if self.proc is not None:
+            stop_popen(self.proc, signal.SIGTERM)
+            self.proc = None
+        if getattr(self, "logf", None):
+            self.logf.close()
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def config(tmp_path, redis_sect, queue_sect="", pools=("standard",), workers=2,
+           maildir=None, sink=None, listen=None, extra="", name="digestd.conf",
+           visibility="10m", max_attempts=3, batch=500):
+    """A digestd config: [redis] (and [queue_redis]) as given, maildir or
+    SMTP transport, one pool per queue."""
+    port = listen or free_port()
+    if sink is not None:
+        transport = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\n"
+                     "port = %d\nstarttls = off\n" % sink.port)
+    else:
+        transport = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
+            maildir or os.path.join(str(tmp_path), "outbox"))
+    pool_text = "".join("[pool.%s]\nqueue = %s\nworkers = %d\nmemory_limit = 256M\n\n"
+                        % (p, p, workers) for p in pools)
+    text = """\
+[supervisor]
+listen = 127.0.0.1:{port}
+drain_timeout = 20s
+stall_timeout = 20s
+restart_backoff_min = 10ms
+restart_backoff_max = 500ms
+log_level = info
+
+{redis}
+{queue_redis}
+[queue]
+max_attempts = {max_attempts}
+visibility_timeout = {vis}
+
+{pools}
+[digest]
+from = Groups <digest@example.com>
+unsubscribe_secret = {secret}
+unsubscribe_url = {url}
+batch_size = {batch}
+max_posts = 10
+
+{transport}
+{extra}
+""".format(port=port, redis=redis_sect, queue_redis=queue_sect,
+           max_attempts=max_attempts, vis=visibility, pools=pool_text,
+           secret=SECRET, url=UNSUB_URL, batch=batch, transport=transport,
+           extra=extra)
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def digest_keys(client):
+    """Every digest:* key of a Redis, with its type."""
+    return {k: client.type(k) for k in client.scan_iter(match="*digest:*", count=1000)}
+
+
+def jobs_settled(q, queues=("priority", "standard"), pending=None):
+    """True when every stream's entries were delivered and acknowledged
+    (but for pending[queue] entries known to be held elsewhere)."""
+    for name in queues:
+        key = "digest:q:" + name
+        if not q.exists(key):
+            continue
+        for g in q.xinfo_groups(key):
+            if g["pending"] > (pending or {}).get(name, 0) or (g.get("lag") or 0):
+                return False
+    return True
+
+
+def workers_idle(d):
+    """True when no worker of d has a job in hand.  A worker counts its
+    job just after acknowledging it, and only then lets it go: its figures
+    are final once its queue entry is gone and it holds nothing."""
+    try:
+        return not any(w.get("job") for w in d.status()["workers"])
+    except Exception:
+        return False
+
+
+def wait_settled(q, digestds=(), timeout=120, queues=("priority", "standard"),
+                 pending=None):
+    def ok():
+        for d in digestds:
+            if d.exited():
+                raise AssertionError("digestd exited:\n" + d.log()[-3000:])
+        return jobs_settled(q, queues, pending) and all(workers_idle(d) for d in digestds)
+    wait_for(ok, timeout=timeout, interval=0.1, what="queues drained")
+
+
+def checkpoints(q):
+    """{job_id: checkpoint hash} of every digest:job:* key."""
+    return {k.split("digest:job:", 1)[1]: q.hgetall(k)
+            for k in q.scan_iter(match="*digest:job:*", count=1000)}
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class SlowSink(SmtpSink):
+    """An SMTP sink that takes `delay` seconds over each message, so that
+    jobs are still in hand when the test kills their instance."""
+
+    def __init__(self, delay=0.05):
+        super().__init__()
+        self.delay = delay
+
+    def start(self):
+        import asyncio
+
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                await asyncio.sleep(sink.delay)
+                with sink.lock:
+                    for r in envelope.rcpt_tos:
+                        sink.messages.append((envelope.mail_from, r,
+                                              envelope.original_content))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     decode_data=False)
+        self.controller.start()
+        return self
+
+
+def sink_pairs(*sinks):
+    """(Message-ID, recipient) of every message the sinks accepted."""
+    import email
+    import email.policy
+    out = []
+    for s in sinks:
+        with s.lock:
+            msgs = list(s.messages)
+        for _, rcpt, raw in msgs:
+            m = email.message_from_bytes(raw, policy=email.policy.default)
+            out.append((m["Message-ID"], rcpt))
+    return out
+
+
+def unbounded_keys(client):
+    """digest:* keys with neither a TTL nor a trim rule (only the queue
+    streams and the dead-letter stream may go without a TTL)."""
+    out = []
+    for k, typ in digest_keys(client).items():
+        kind = k.split("digest:", 1)[1].split(":", 1)[0]
+        if typ == "stream" and kind in ("q", "dlq"):
+            continue
+        if client.ttl(k) < 0:
+            out.append((k, typ))
+    return out
