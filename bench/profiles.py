@@ -247,9 +247,9 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "%d for %d emails in %d jobs: %.3f per email, %.1f per job, "
             "with %.0f emails per job on average in this data (Zipf group "
             "sizes: most groups are small). From the code, a job's reads "
-            "are: XREADGROUP (worker/source_redis.c); the checkpoint's "
+            "are: XREADGROUP (common/queue_redis.c); the checkpoint's "
             "HMGET and its begin pipeline (`checkpoint_load`, "
-            "`checkpoint_begin`, worker/checkpoint.c); in "
+            "`checkpoint_begin`, common/checkpoint.c); in "
             "`activity_group` (worker/activity.c) the group pipeline "
             "(HMGET group, ZCARD, ZREVRANGEBYSCORE posts), the posts' "
             "ranking round (HMGET, HLEN) and their text round (HMGET); per "
@@ -262,7 +262,7 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
             "two rounds into one, the finish with the XACK on one "
             "connection) would save about four reads per job. Not changed "
             "here: it is the job path of worker/activity.c, worker/digest.c, "
-            "worker/checkpoint.c and worker/source_redis.c, and needs its "
+            "common/checkpoint.c and common/queue_redis.c, and needs its "
             "own tests." % (
                 sr, rd["reads"], wr, dd["emails"], jobs, wr / dd["emails"],
                 wr / jobs, epj, per_email))

@@ -38,7 +38,6 @@
 #include <openssl/x509v3.h>
 
 #include "amqp_link.h"
-#include "jobq_amqp.h"
 #include "log.h"
 #include "util.h"
 
@@ -578,7 +577,7 @@ amqp_link_dispatch(struct amqp_link *l, amqp_frame_t *f, char *err,
 		d->redelivered = m->redelivered;
 		amqp_bytes_str(m->routing_key, d->routing_key,
 		    sizeof(d->routing_key));
-		if (amqp_link_read_content(l, d, JOBQ_AMQP_BODY_MAX, err,
+		if (amqp_link_read_content(l, d, AMQP_LINK_BODY_MAX, err,
 		    errlen) == -1) {
 			amqp_delivery_free(d);
 			return -1;

@@ -1,7 +1,7 @@
 /*
  * One AMQP connection with one channel, as kept by a worker's queue
- * source, its amqp transport, or digestctl: the internals behind the
- * opaque struct amqp_link of jobq_amqp.h.
+ * consumer, its amqp transport, digestctl or the sampler, for as long as
+ * its owner lives.
  *
  * librabbitmq 0.11 reads the socket only inside its own calls, so every
  * frame that arrives goes through one reader here (amqp_link_pump):
@@ -29,6 +29,13 @@
 
 #define AMQP_LINK_CHANNEL 1
 #define AMQP_LINK_CONFIRM_TIMEOUT_MS 30000
+/*
+ * The largest body a consumer's delivery may bring in: a job is a few
+ * hundred bytes of JSON, and a worker must never hold in memory what a
+ * publisher could make as large as the broker allows (128 MB by
+ * default).  A larger body is never read (amqp_link_read_content).
+ */
+#define AMQP_LINK_BODY_MAX	65536
 
 /*
  * A message delivered by basic.deliver or basic.get, copied out.  A body

@@ -26,7 +26,7 @@
 
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
-enum queue_backend { QUEUE_BACKEND_REDIS, QUEUE_BACKEND_AMQP };
+enum queue_backend_type { QUEUE_BACKEND_REDIS, QUEUE_BACKEND_AMQP };
 enum transport_type {
 	TRANSPORT_SMTP,
 	TRANSPORT_AMQP,
@@ -79,7 +79,7 @@ struct config {
 	struct redis_config queue_redis; /* == redis when absent */
 
 	struct {
-		int backend;			/* enum queue_backend */
+		int backend;			/* enum queue_backend_type */
 		int max_attempts;
 		int64_t visibility_timeout_ms;
 	} queue;

@@ -137,6 +137,13 @@ const struct metric_desc metrics_desc[] = {
 		.base = MC_REDIS_ERRORS,
 	},
 	{
+		.name = "digest_broker_errors",
+		.help = "Errors talking to the AMQP broker that carries the "
+		    "jobs (queue.backend amqp).",
+		.type = METRIC_COUNTER,
+		.base = MC_BROKER_ERRORS,
+	},
+	{
 		.name = "digest_transport_errors",
 		.help = "Errors of the transport itself (connection, "
 		    "protocol), by transport.",

@@ -59,7 +59,8 @@ enum {
 	MC_EMAILS = MC_JOBS + JOB_RESULT_N,		/* [transport][email_result] */
 	MC_SKIPPED = MC_EMAILS + TRANSPORT_N * EMAIL_RESULT_N, /* [skip_reason] */
 	MC_REDIS_ERRORS = MC_SKIPPED + SKIP_N,
-	MC_TRANSPORT_ERRORS = MC_REDIS_ERRORS + 1,	/* [transport] */
+	MC_BROKER_ERRORS = MC_REDIS_ERRORS + 1,	/* the AMQP queue's */
+	MC_TRANSPORT_ERRORS = MC_BROKER_ERRORS + 1,	/* [transport] */
 	/* [transport][transport_failure] */
 	MC_TRANSPORT_FAILURES = MC_TRANSPORT_ERRORS + TRANSPORT_N,
 	/* [hist_id][HIST_CELLS] */

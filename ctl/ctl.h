@@ -1,7 +1,8 @@
 /*
  * digestctl's commands and what they share: the loaded configuration, the
  * two Redis connections (the activity store and the queue Redis, the same
- * server unless [queue_redis] is set), and the queue backend.
+ * server unless [queue_redis] is set), and the queues, through the
+ * configured backend (queue.h).
  */
 #ifndef DIGESTCTL_CTL_H
 #define DIGESTCTL_CTL_H
@@ -13,49 +14,29 @@
 
 #include "config.h"
 #include "job.h"
+#include "queue.h"
 
 #define CTL_ERR_MAX 1024
 #define CTL_MAX_QUEUES (CONFIG_MAX_POOLS + 2)
-
-struct amqp_link;
 
 struct ctl {
 	struct config *cfg;
 	redisContext *data;		/* [redis]: groups, posts, users */
 	redisContext *qr;		/* [queue_redis] or the same as data */
-	struct amqp_link *amqp;		/* queue.backend amqp: opened lazily */
+	struct queue_admin qa;		/* the queues, set up by ctl_connect */
 	char err[CTL_ERR_MAX];
 };
 
-/* Connect to both Redis servers as needed.  0, or -1 with c->err. */
+/*
+ * Connect to both Redis servers as needed, and set up the queues' handle.
+ * 0, or -1 with c->err.
+ */
 int ctl_connect(struct ctl *);
-/* Close what ctl_connect and the backend opened. */
+/* Close what ctl_connect and the queue backend opened. */
 void ctl_close(struct ctl *);
 
 /* The queues digestctl knows: priority, standard and every pool's. */
 int ctl_queues(const struct config *, const char *names[CTL_MAX_QUEUES]);
-
-/*
- * Enqueue j on queue with the configured backend; the digest:enq marker
- * lives in the queue Redis for both.  1 added, 0 already there, -1 error
- * (in c->err).
- */
-int ctl_enqueue(struct ctl *, const char *queue, const struct job *, int force);
-
-/*
- * Enqueue jobs[0..n) on queue, pipelined where the backend allows;
- * added[i] tells whether jobs[i] was added.  The number added, or -1.
- */
-int ctl_enqueue_many(struct ctl *, const char *queue, const struct job *jobs,
-    size_t n, int force, int *added);
-
-struct ctl_qstats {
-	int64_t depth;
-	int64_t pending;	/* -1: unknown (amqp) */
-	double oldest_enqueued;	/* 0: none or unknown */
-};
-int ctl_queue_stats(struct ctl *, const char *queue, struct ctl_qstats *);
-int64_t ctl_dlq_len(struct ctl *);
 
 /*
  * s, text from Redis or a broker (a field, a reason, an error reply),

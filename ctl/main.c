@@ -3,9 +3,10 @@
  *
  *   digestctl -c FILE COMMAND [ARGS]
  *
- * Each command lives in its own file under ctl/; this one reads the
- * configuration, connects, and dispatches.  Exit status 0 on success, 1
- * on failure with the reason on stderr, 2 for a usage error.
+ * Each command lives in its own file under ctl/, and what they share in
+ * ctl.c; this one reads the configuration, connects, and dispatches.
+ * Exit status 0 on success, 1 on failure with the reason on stderr, 2
+ * for a usage error.
  */
 #include <errno.h>
 #include <signal.h>

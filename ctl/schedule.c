@@ -23,7 +23,6 @@
 #include <time.h>
 
 #include "ctl.h"
-#include "jobq.h"
 #include "period.h"
 #include "rconn.h"
 #include "util.h"
@@ -259,8 +258,9 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 			mq++;
 		}
 		last_i = first_i + mq;
-		if (ctl_enqueue_many(c, queues[first_i], &jobs[first_i], mq,
-		    s->force, &added[first_i]) == -1)
+		if (c->qa.qb->enqueue(&c->qa, queues[first_i],
+		    &jobs[first_i], mq, s->force, &added[first_i], c->err,
+		    sizeof(c->err)) == -1)
 			rv = -1;
 		for (b = first_i; b < first_i + mq; b++) {
 			if (!added[b])
@@ -497,9 +497,10 @@ sched_record(struct sched_run *s, double start, double end, int ok,
 }
 
 /*
- * Trim the queue streams of acknowledged entries older than two weekly
- * periods.  The scheduler runs every period, which makes it the natural
- * owner of this chore; a failure is worth a warning, not a failed run.
+ * Trim the queues of what they no longer need to keep (queue.h: trim; on
+ * Redis, acknowledged entries older than two weekly periods).  The
+ * scheduler runs every period, which makes it the natural owner of this
+ * chore; a failure is worth a warning, not a failed run.
  */
 static void
 sched_trim(struct ctl *c)
@@ -508,11 +509,9 @@ sched_trim(struct ctl *c)
 	char err[256];
 	int i, n;
 
-	if (c->cfg->queue.backend != QUEUE_BACKEND_REDIS)
-		return;
 	n = ctl_queues(c->cfg, names);
 	for (i = 0; i < n; i++)
-		if (jobq_trim(c->qr, c->cfg, names[i], err, sizeof(err)) == -1)
+		if (c->qa.qb->trim(&c->qa, names[i], err, sizeof(err)) == -1)
 			fprintf(stderr, "digestctl schedule: trimming queue %s: "
 			    "%s\n", names[i], ctl_vis(err));
 }

@@ -144,7 +144,7 @@ int
 ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	const char *names[CTL_MAX_QUEUES];
-	struct ctl_qstats st;
+	struct queue_stats st;
 	json_t *root, *queues, *q, *sched, *sd, *sw;
 	char age[32], *s;
 	int64_t dlq;
@@ -164,7 +164,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 	json_object_set_new(root, "queues", queues);
 	n = ctl_queues(c->cfg, names);
 	for (i = 0; i < n; i++) {
-		if (ctl_queue_stats(c, names[i], &st) == -1) {
+		if (c->qa.qb->stats(&c->qa, names[i], &st, c->err,
+		    sizeof(c->err)) == -1) {
 			fprintf(stderr, "digestctl stats: queue %s: %s\n",
 			    names[i], ctl_vis(c->err));
 			json_decref(root);
@@ -178,7 +179,7 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 		    json_real(st.oldest_enqueued));
 		json_object_set_new(queues, names[i], q);
 	}
-	if ((dlq = ctl_dlq_len(c)) == -1) {
+	if ((dlq = c->qa.qb->dlq_len(&c->qa, c->err, sizeof(c->err))) == -1) {
 		fprintf(stderr, "digestctl stats: dead letters: %s\n",
 		    ctl_vis(c->err));
 		json_decref(root);

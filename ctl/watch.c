@@ -71,12 +71,13 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 {
 	const char *names[CTL_MAX_QUEUES], *v;
 	struct watch_queue q[CTL_MAX_QUEUES];
-	struct ctl_qstats st;
+	struct queue_stats st;
 	char *text, herr[256], bar[WATCH_BAR + 3];
 	double interval = 1.0, rate = 0, sent, sent_base = 0, sent_prev = 0;
 	double busy, t, t0, tprev, total, frac;
 	int64_t timeout_ms = 4 * 3600 * 1000, left;
 	int i, n, tty, have_metrics, first = 1, lines = 0, rv;
+	int unknown;		/* a queue cannot tell its pending jobs */
 
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--interval") == 0) {
@@ -107,15 +108,19 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 	t0 = tprev = now_mono_ns() / 1e9;
 	for (;;) {
 		left = 0;
+		unknown = 0;
 		for (i = 0; i < n; i++) {
 			q[i].name = names[i];
-			if (ctl_queue_stats(c, names[i], &st) == -1) {
+			if (c->qa.qb->stats(&c->qa, names[i], &st, c->err,
+			    sizeof(c->err)) == -1) {
 				fprintf(stderr, "digestctl watch: queue %s: %s\n",
 				    names[i], ctl_vis(c->err));
 				return 1;
 			}
 			q[i].outstanding = st.depth + (st.pending > 0 ?
 			    st.pending : 0);
+			if (st.pending < 0)
+				unknown = 1;
 			if (first)
 				q[i].initial = q[i].outstanding;
 			left += q[i].outstanding;
@@ -194,11 +199,11 @@ ctl_cmd_watch(struct ctl *c, int argc, char **argv)
 		fflush(stdout);
 		first = 0;
 		/*
-		 * AMQP tells only the ready messages: a job in a worker's
-		 * hands is not counted, so wait for the workers too.
+		 * A queue that cannot tell its pending jobs (AMQP: only the
+		 * ready messages) does not count a job in a worker's hands,
+		 * so wait for the workers too.
 		 */
-		if (left == 0 && c->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
-		    have_metrics && busy > 0)
+		if (left == 0 && unknown && have_metrics && busy > 0)
 			left = zpage_floor(ceil(busy));
 		if (left == 0) {
 			rv = 0;

@@ -31,9 +31,9 @@
 #include <event2/event.h>
 
 #include "backoff.h"
-#include "jobq.h"
 #include "log.h"
 #include "pool.h"
+#include "queue.h"
 #include "util.h"
 #include "worker_main.h"
 
@@ -625,10 +625,12 @@ pool_worker_died(int i, int status)
 	struct pslot *ps = &slots[i];
 	struct sb_slot *s = &psup->sb->slots[i];
 	struct timeval tv;
+	struct queue_orphan o;
+	enum queue_orphan_plan plan;
 	struct job job;
 	char entry[SB_ENTRY_MAX], how[32], num[16], sbn[16], pidbuf[16];
 	char ran[32];
-	char mono[32], consumer[160];
+	char mono[32];
 	const char *reason_name, *why;
 	int64_t now = now_mono_ns(), delay;
 	struct cursor cursor;
@@ -678,32 +680,30 @@ pool_worker_died(int i, int status)
 
 	/*
 	 * The job in hand goes back to its queue now rather than after the
-	 * visibility timeout.  The requeue child skips it if the worker
-	 * had already acknowledged or given it back.  An unknown job is
-	 * requeued as none: everything its consumer still holds goes back,
-	 * from the job's last checkpoint.
+	 * visibility timeout, as its backend says (queue.h: orphaned), from
+	 * a requeue child.  That skips a job the worker had already
+	 * acknowledged or given back.  An unknown job is requeued as none:
+	 * everything its consumer still holds goes back, from the job's last
+	 * checkpoint.
 	 */
-	if (psup->cfg->queue.backend == QUEUE_BACKEND_REDIS && (has_job ||
-	    !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-		why = reason >= 0 ? reason_name :
-		    (stopping && !stop_fast ? "drain_timeout" : "stopped");
-		if (ps->killed_timeout)
-			why = "job_timeout";
-		jobq_consumer_name(consumer, sizeof(consumer), (int)getpid(),
-		    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
-		requeue_add(ps->queue, has_job == 1 ? &job : NULL, why,
-		    consumer, &cursor);
-	} else if (psup->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
-	    has_job == 1 && cursor.set) {
-		/*
-		 * The broker has the job back already, and may hand it to
-		 * another worker before Redis has this one's progress: the
-		 * workers here find the cursor in the segment, the other
-		 * instances in Redis once the child has saved it.
-		 */
-		sb_orphan_add(psup->sb, job.job_id, &cursor);
-		requeue_add_cursor(&job, &cursor);
+	why = reason >= 0 ? reason_name :
+	    (stopping && !stop_fast ? "drain_timeout" : "stopped");
+	if (ps->killed_timeout)
+		why = "job_timeout";
+	memset(&o, 0, sizeof(o));
+	strlcpy(o.queue, ps->queue, sizeof(o.queue));
+	strlcpy(o.reason, why, sizeof(o.reason));
+	queue_consumer_name(o.consumer, sizeof(o.consumer), (int)getpid(),
+	    reg_name(ps->reg), ps->pos, atomic_load(&s->gen));
+	o.clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	o.has_job = has_job;
+	if (has_job == 1) {
+		o.job = job;
+		o.cursor = cursor;
 	}
+	plan = queue_backend_for(psup->cfg)->orphaned(psup->sb, &o);
+	if (plan != QUEUE_ORPHAN_NONE)
+		requeue_add(&o, plan);
 	metrics_fold_slot(psup, i);
 	/* Before anything reads or reuses the slot: its job may be torn. */
 	sb_job_reset(s);

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "job.h"
+#include "queue.h"
 #include "supervisor.h"
 
 /*
@@ -71,11 +72,11 @@ void pool_child_reset(int keep);
  * from a short-lived child so that the supervisor never blocks on Redis.
  */
 void requeue_init(struct supervisor *);
-/* Queue a job for requeueing; the child is forked from the event loop. */
-void requeue_add(const char *queue, const struct job *, const char *reason,
-    const char *consumer, const struct cursor *);
-/* amqp: save a dead worker's cursor in its job's checkpoint, no more. */
-void requeue_add_cursor(const struct job *, const struct cursor *);
+/*
+ * Hand a dead worker to a requeue child, which does what plan says (its
+ * backend's orphaned); the child is forked from the event loop.
+ */
+void requeue_add(const struct queue_orphan *, enum queue_orphan_plan);
 /* 1 if pid was a requeue child (it is accounted for), else 0. */
 int requeue_reaped(pid_t, int status);
 /* 1 while jobs wait to be requeued or a requeue child runs. */

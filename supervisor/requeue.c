@@ -1,20 +1,21 @@
 /*
  * Putting a dead worker's job back in its queue at once.  The supervisor
  * knows the job from the worker's slot, but must never block on Redis, so
- * the jobs are handed to a short-lived child that connects to the queue
- * Redis, requeues each one (jobq_requeue_consumer) and records why its
- * attempt ended, retrying with backoff while Redis is down.
+ * the dead workers are handed to a short-lived child that connects to the
+ * queue Redis and does what the queue backend planned for each
+ * (queue.h: orphaned), retrying with backoff while Redis is down.  Deaths
+ * of the same loop iteration share one child.
  *
- * Jobs of workers that die in the same loop iteration share one child.
- * On the Redis backend the child puts back everything still pending under
- * the dead worker's consumer, which is unique to that worker: the job in
- * its slot, and also an entry delivered an instant before it died, before
- * it could record it in the slot.  An entry it had acknowledged or given
- * back is no longer pending, so no job ever runs twice because of this.
- *
- * On the amqp backend the broker puts the job back itself: the child only
- * saves the dead worker's cursor (requeue_add_cursor), for the instance
- * that takes the job next.
+ * First the child saves the cursor of the worker's job in hand, for the
+ * instance that takes the job next.  Then, on a backend whose jobs stay
+ * with a consumer (Redis), it puts back everything still pending under
+ * the dead worker's consumer (give_back_consumer), which is unique to that
+ * worker: the job in its slot, and also one delivered an instant before it
+ * died, before it could record it in the slot, and records why its
+ * attempt ended.  A job it had acknowledged or given back is no longer
+ * pending, so no job ever runs twice because of this.  On a backend that
+ * redelivers (AMQP), the broker has put the job back itself: saving the
+ * cursor is all.
  */
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -33,9 +34,9 @@
 
 #include "backoff.h"
 #include "checkpoint.h"
-#include "jobq.h"
 #include "log.h"
 #include "pool.h"
+#include "queue.h"
 #include "rconn.h"
 #include "util.h"
 
@@ -47,13 +48,8 @@
 #define REQUEUE_MAX_CHILDREN 16
 
 struct requeue_item {
-	char queue[SB_NAME_MAX];
-	struct job job;
-	char reason[32];
-	char consumer[160];	/* the dead worker's */
-	int has_job;
-	int cursor_only;	/* amqp: the broker requeues, we save the cursor */
-	struct cursor cursor;	/* the last member it had done, from its slot */
+	struct queue_orphan o;
+	enum queue_orphan_plan plan;
 };
 
 static struct supervisor *rsup;
@@ -77,8 +73,8 @@ requeue_init(struct supervisor *s)
 		fatalx("requeue: evtimer_new");
 }
 
-static struct requeue_item *
-requeue_item_new(void)
+void
+requeue_add(const struct queue_orphan *o, enum queue_orphan_plan plan)
 {
 	struct requeue_item *it;
 	struct timeval tv;
@@ -88,52 +84,20 @@ requeue_item_new(void)
 	if (npending == SB_MAX_SLOTS) {
 		log_warnx("requeue backlog full; left to the visibility "
 		    "timeout");
-		return NULL;
+		return;
 	}
 	it = &pending[npending++];
-	memset(it, 0, sizeof(*it));
+	it->o = *o;
+	it->plan = plan;
 	/* Batch the deaths of this loop iteration into one child. */
 	evtimer_add(flush_ev, tv_ms(&tv, 0));
-	return it;
-}
-
-void
-requeue_add_cursor(const struct job *j, const struct cursor *cursor)
-{
-	struct requeue_item *it;
-
-	if ((it = requeue_item_new()) == NULL)
-		return;
-	it->job = *j;
-	it->has_job = 1;
-	it->cursor_only = 1;
-	it->cursor = *cursor;
-	strlcpy(it->reason, "cursor", sizeof(it->reason));
-}
-
-void
-requeue_add(const char *queue, const struct job *j, const char *reason,
-    const char *consumer, const struct cursor *cursor)
-{
-	struct requeue_item *it;
-
-	if ((it = requeue_item_new()) == NULL)
-		return;
-	strlcpy(it->queue, queue, sizeof(it->queue));
-	if (j != NULL) {
-		it->job = *j;
-		it->has_job = 1;
-		it->cursor = *cursor;
-	}
-	strlcpy(it->consumer, consumer, sizeof(it->consumer));
-	strlcpy(it->reason, reason, sizeof(it->reason));
 }
 
 /*
  * Whether a failed call met an outage (no connection, or a reply such as
  * LOADING, READONLY or OOM: worth retrying) rather than the data (a key
  * of the wrong type, a deleted stream: no retry can help).  err reads
- * "what: reply", as jobq formats it.
+ * "what: reply", as the queue backends format it.
  */
 static int
 requeue_outage(const redisContext *c, const char *err)
@@ -155,6 +119,8 @@ requeue_outage(const redisContext *c, const char *err)
 static void __attribute__((noreturn))
 requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 {
+	const struct queue_backend *qb = queue_backend_for(cfg);
+	const struct queue_orphan *o;
 	redisContext *c = NULL;
 	char err[512];
 	struct backoff bo;
@@ -168,6 +134,7 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
 		    sizeof(err))) == NULL)
 			goto retry;
+		o = &items[i].o;
 		/*
 		 * The worker moved its cursor in the slot after each message,
 		 * and sent it to Redis, which may not have taken the last of
@@ -175,35 +142,32 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		 * the last message done.
 		 */
 		moved = 0;
-		if (items[i].has_job && (moved = checkpoint_save_cursor(c,
-		    cfg, items[i].job.job_id, &items[i].cursor, err,
-		    sizeof(err))) == -1) {
+		if (o->has_job == 1 && (moved = checkpoint_save_cursor(c, cfg,
+		    o->job.job_id, &o->cursor, err, sizeof(err))) == -1) {
 			if (requeue_outage(c, err))
 				goto retry;
-			log_warnx("job %s: cursor not saved: %s",
-			    items[i].job.job_id, err);
+			log_warnx("job %s: cursor not saved: %s", o->job.job_id,
+			    err);
 			moved = 0;
 		}
-		if (items[i].cursor_only) {
+		if (items[i].plan == QUEUE_ORPHAN_CURSOR) {
 			if (moved > 0)
 				log_info("job %s: cursor %lld saved",
-				    items[i].job.job_id,
-				    (long long)items[i].cursor.uid);
+				    o->job.job_id, (long long)o->cursor.uid);
 			else
-				log_debug("job %s: the checkpoint is at or past "
-				    "%lld already", items[i].job.job_id,
-				    (long long)items[i].cursor.uid);
+				log_debug("job %s: the checkpoint is at or "
+				    "past %lld already", o->job.job_id,
+				    (long long)o->cursor.uid);
 			i++;
 			backoff_reset(&bo);
 			continue;
 		}
-		p = jobq_requeue_consumer(c, cfg, items[i].queue,
-		    items[i].consumer, items[i].reason, err, sizeof(err));
+		p = qb->give_back_consumer(c, cfg, o->queue, o->consumer,
+		    o->reason, err, sizeof(err));
 		if (p == -1 && !requeue_outage(c, err)) {
 			/* Not for a retry: the others need not wait for it. */
 			log_error("requeue of %s on %s: %s; left to the "
-			    "visibility timeout", items[i].consumer,
-			    items[i].queue, err);
+			    "visibility timeout", o->consumer, o->queue, err);
 			i++;
 			backoff_reset(&bo);
 			continue;
@@ -212,10 +176,10 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 			goto retry;
 		if (p > 0)
 			log_info("%d job(s) of %s requeued on %s (%s)", p,
-			    items[i].consumer, items[i].queue, items[i].reason);
-		else if (items[i].has_job)
+			    o->consumer, o->queue, o->reason);
+		else if (o->has_job == 1)
 			log_info("job %s: already acknowledged or given back",
-			    items[i].job.job_id);
+			    o->job.job_id);
 		i++;
 		backoff_reset(&bo);
 		continue;

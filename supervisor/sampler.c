@@ -41,9 +41,8 @@
 #include "amqp_link.h"
 #include "backoff.h"
 #include "delayq.h"
-#include "jobq.h"
-#include "jobq_amqp.h"
 #include "log.h"
+#include "queue.h"
 #include "rconn.h"
 #include "supervisor.h"
 #include "util.h"
@@ -77,7 +76,7 @@ struct sampler {
 	const struct config *cfg;
 	struct scoreboard *sb;
 	redisContext *rc;
-	struct amqp_link *amqp;
+	struct queue_admin qa;	/* the queues, through rc */
 	struct sb_stats st;	/* the last values published */
 	int failing;		/* the previous round failed: log recovery */
 };
@@ -105,19 +104,6 @@ sampler_redis(struct sampler *sm)
 	if (sm->rc == NULL)
 		sampler_fail(sm, "queue redis", err);
 	return sm->rc;
-}
-
-static struct amqp_link *
-sampler_amqp(struct sampler *sm)
-{
-	char err[256];
-
-	if (sm->amqp != NULL)
-		return sm->amqp;
-	sm->amqp = amqp_link_open(sm->cfg, err, sizeof(err));
-	if (sm->amqp == NULL)
-		sampler_fail(sm, "amqp", err);
-	return sm->amqp;
 }
 
 /* digest:sched:{period}'s last success, or -1 on error (0: never). */
@@ -178,11 +164,9 @@ static void
 sampler_round(struct sampler *sm)
 {
 	const struct config *cfg = sm->cfg;
-	struct jobq_stats js;
-	struct jobq_amqp_stats as;
+	struct queue_stats qs;
 	struct sb_stats prev;
 	redisContext *rc;
-	struct amqp_link *al;
 	char err[256];
 	int64_t n;
 	double t;
@@ -205,48 +189,28 @@ sampler_round(struct sampler *sm)
 				sm->st.queues[q] = prev.queues[j];
 	}
 
+	/*
+	 * The queues, through the backend; on AMQP the broker answers for
+	 * them even while the queue Redis is away.  A failed call leaves the
+	 * rest of them to the next round.
+	 */
 	rc = sampler_redis(sm);
-	if (cfg->queue.backend == QUEUE_BACKEND_AMQP) {
-		al = sampler_amqp(sm);
-		for (i = 0; al != NULL && i < sm->st.nqueues; i++) {
-			if (jobq_amqp_stats(al, sm->st.queues[i].name, &as, err,
-			    sizeof(err)) == -1) {
-				sampler_fail(sm, "amqp queue stats", err);
-				/* The channel is likely closed: start over. */
-				amqp_link_close(sm->amqp);
-				sm->amqp = al = NULL;
-				break;
-			}
-			sm->st.queues[i].depth = as.depth;
-			sm->st.queues[i].pending = as.pending;
-			sm->st.queues[i].oldest_enqueued = 0;
+	sm->qa.qr = rc;
+	for (i = 0; i < sm->st.nqueues; i++) {
+		if (sm->qa.qb->stats(&sm->qa, sm->st.queues[i].name, &qs, err,
+		    sizeof(err)) == -1) {
+			sampler_fail(sm, "queue stats", err);
+			break;
 		}
-		if (al != NULL) {
-			if ((n = jobq_amqp_dlq_len(al, err, sizeof(err))) < 0) {
-				sampler_fail(sm, "amqp dead letters", err);
-				amqp_link_close(sm->amqp);
-				sm->amqp = NULL;
-			} else
-				sm->st.dead_letters = n;
-		}
-	} else if (rc != NULL) {
-		for (i = 0; i < sm->st.nqueues; i++) {
-			if (jobq_stats(rc, cfg, sm->st.queues[i].name, &js, err,
-			    sizeof(err)) == -1) {
-				sampler_fail(sm, "queue stats", err);
-				break;
-			}
-			sm->st.queues[i].depth = js.depth;
-			sm->st.queues[i].pending = js.pending;
-			sm->st.queues[i].oldest_enqueued = js.oldest_enqueued;
-		}
-		if (rc->err == 0) {
-			if ((n = jobq_dlq_len(rc, cfg)) < 0)
-				sampler_fail(sm, "dead letters",
-				    rc->err ? rc->errstr : "XLEN failed");
-			else
-				sm->st.dead_letters = n;
-		}
+		sm->st.queues[i].depth = qs.depth;
+		sm->st.queues[i].pending = qs.pending;
+		sm->st.queues[i].oldest_enqueued = qs.oldest_enqueued;
+	}
+	if (i == sm->st.nqueues) {
+		if ((n = sm->qa.qb->dlq_len(&sm->qa, err, sizeof(err))) < 0)
+			sampler_fail(sm, "dead letters", err);
+		else
+			sm->st.dead_letters = n;
 	}
 	/* So do the delayed sets and the scheduler's record. */
 	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
@@ -312,6 +276,7 @@ sampler_child(struct supervisor *s, pid_t parent)
 	memset(&sm, 0, sizeof(sm));
 	sm.cfg = s->cfg;
 	sm.sb = s->sb;
+	queue_admin_init(&sm.qa, sm.cfg, NULL);
 	/*
 	 * Start from what is published, so a respawn never resets gauges
 	 * (unreadable, it is zeroes: the first round fills them in).

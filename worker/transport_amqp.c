@@ -10,7 +10,7 @@
  * bound for the routing key) before the ack, means deferred: the job is
  * retried and the message is not counted as sent.  The connection stays
  * open across batches and jobs, and is opened again when it was lost.
- * It is a connection of its own, apart from the queue source's: the
+ * It is a connection of its own, apart from the queue consumer's: the
  * broker throttles publishers by blocking their connection, which must
  * never hold up the consumer's acknowledgements and heartbeats.
  */
@@ -23,7 +23,6 @@
 #include <amqp_framing.h>
 
 #include "amqp_link.h"
-#include "jobq_amqp.h"
 #include "log.h"
 #include "transport.h"
 #include "util.h"

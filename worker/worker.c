@@ -26,11 +26,10 @@
 
 #include "backoff.h"
 #include "digest.h"
-#include "jobq.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue.h"
 #include "rconn.h"
-#include "source.h"
 #include "transport.h"
 #include "util.h"
 #include "worker_main.h"
@@ -64,12 +63,12 @@ struct worker {
 	const char *pool;
 	int pos;
 	uint64_t log_gen;
-	struct source src;
-	int src_open;
+	struct queue_consumer qc;	/* the pool's queue */
+	int qc_open;
 	redisContext *data;
 	redisContext *queue;	/* == data unless [queue_redis] is set */
 	struct digest_ctx dctx;
-	struct source_msg *cur;	/* the job in hand, for keepalive */
+	struct queue_msg *cur;	/* the job in hand, for keepalive */
 	int64_t last_keepalive_ns;
 	int64_t last_rss_ns;
 	int64_t next_promote_ns;	/* when to look at the delayed set */
@@ -206,11 +205,19 @@ worker_pause(int64_t ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Count a failed call of the queue against the server it failed on. */
+static void
+worker_queue_error(struct worker *w)
+{
+	metric_inc(w->slot->cells, w->qc.failed_on == QUEUE_SERVER_BROKER ?
+	    MC_BROKER_ERRORS : MC_REDIS_ERRORS);
+}
+
 static void __attribute__((noreturn))
 worker_exit(struct worker *w, int code)
 {
-	if (w->src_open)
-		w->src.ops->close(&w->src);
+	if (w->qc_open)
+		w->qc.qb->close(&w->qc);
 	if (w->queue != NULL && w->queue != w->data)
 		redisFree(w->queue);
 	if (w->data != NULL)
@@ -224,9 +231,9 @@ worker_exit(struct worker *w, int code)
 static void
 worker_disconnect(struct worker *w)
 {
-	if (w->src_open) {
-		w->src.ops->close(&w->src);
-		w->src_open = 0;
+	if (w->qc_open) {
+		w->qc.qb->close(&w->qc);
+		w->qc_open = 0;
 	}
 	if (w->queue != NULL && w->queue != w->data)
 		redisFree(w->queue);
@@ -236,23 +243,30 @@ worker_disconnect(struct worker *w)
 	w->dctx.data = w->dctx.queue = NULL;
 }
 
+/* Connect what is not connected; a failure is counted.  0 / -1. */
 static int
 worker_try_connect(struct worker *w, char *err, size_t errlen)
 {
-	if (!w->src_open) {
-		if (w->src.ops->open(&w->src, err, errlen) == -1)
+	if (!w->qc_open) {
+		if (w->qc.qb->open(&w->qc, err, errlen) == -1) {
+			worker_queue_error(w);
 			return -1;
-		w->src_open = 1;
+		}
+		w->qc_open = 1;
 	}
 	if (w->data == NULL &&
-	    (w->data = rconn_connect(&w->cfg->redis, err, errlen)) == NULL)
+	    (w->data = rconn_connect(&w->cfg->redis, err, errlen)) == NULL) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		return -1;
+	}
 	if (w->queue == NULL) {
 		if (!w->cfg->has_queue_redis)
 			w->queue = w->data;
 		else if ((w->queue = rconn_connect(&w->cfg->queue_redis, err,
-		    errlen)) == NULL)
+		    errlen)) == NULL) {
+			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 			return -1;
+		}
 	}
 	w->dctx.data = w->data;
 	w->dctx.queue = w->queue;
@@ -276,7 +290,6 @@ worker_connect(struct worker *w)
 	while (worker_try_connect(w, err, sizeof(err)) == -1) {
 		delay = backoff_delay(CONNECT_BACKOFF_MIN_MS,
 		    CONNECT_BACKOFF_MAX_MS, failures + 1);
-		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		/* Every failure at first, then one line in ten. */
 		if (failures++ < 3 || failures % 10 == 0)
 			log_warnx("connect: %s; retrying in %lld ms", err,
@@ -319,14 +332,14 @@ worker_tick(void *arg)
 		every = w->cfg->queue.visibility_timeout_ms * 250000LL;
 	if (w->cur != NULL && now - w->last_keepalive_ns >= every) {
 		w->last_keepalive_ns = now;
-		if ((rc = w->src.ops->keepalive(&w->src, w->cur)) == 1) {
+		if ((rc = w->qc.qb->keepalive(&w->qc, w->cur)) == 1) {
 			log_warnx("job %s was taken over by another instance; "
 			    "stopping it", w->cur->job.job_id);
 			w->job_lost = 1;
 			return -1;
 		}
 		if (rc == -1) {
-			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			worker_queue_error(w);
 			w->keepalive_failed = 1;
 			return -1;
 		}
@@ -342,13 +355,13 @@ worker_tick(void *arg)
 }
 
 static void
-worker_dead_letter(struct worker *w, struct source_msg *m,
+worker_dead_letter(struct worker *w, struct queue_msg *m,
     const char *reason, int attempts)
 {
 	log_kv(LOG_LEVEL_WARN, "job dead-lettered", "entry", m->entry,
 	    "reason", reason, NULL);
-	if (w->src.ops->dead_letter(&w->src, m, reason, attempts) == -1) {
-		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	if (w->qc.qb->dead_letter(&w->qc, m, reason, attempts) == -1) {
+		worker_queue_error(w);
 		return;
 	}
 	if (m->decoded && checkpoint_finish(w->queue, w->cfg, &m->job, "dead",
@@ -371,10 +384,10 @@ worker_keep(struct worker *w, const char *reason)
 
 /* Give a job back to its queue; 0 or -1. */
 static int
-worker_give_back(struct worker *w, struct source_msg *m, const char *reason)
+worker_give_back(struct worker *w, struct queue_msg *m, const char *reason)
 {
-	if (w->src.ops->retry(&w->src, m, reason) == -1) {
-		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	if (w->qc.qb->give_back(&w->qc, m, reason) == -1) {
+		worker_queue_error(w);
 		log_warnx("job %s could not be given back (%s); left pending",
 		    m->job.job_id, reason);
 		worker_keep(w, reason);
@@ -408,12 +421,12 @@ worker_save_slot_cursor(struct worker *w, const struct job *j)
 /*
  * Give back, now that we are connected again, the job whose give-back
  * failed; else it would wait for visibility_timeout although this
- * instance lives.  On the amqp backend the broker has put it back
+ * instance lives.  A queue that redelivers (queue.h) has put it back
  * already, when the connection dropped.  If this fails too, exit: the
  * job is still in our slot and the supervisor requeues it.
  */
 static void
-worker_give_back_again(struct worker *w, struct source_msg *m)
+worker_give_back_again(struct worker *w, struct queue_msg *m)
 {
 	w->giveback_failed = 0;
 	if (w->giveback_refund) {
@@ -421,7 +434,7 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 	}
-	if (w->cfg->queue.backend == QUEUE_BACKEND_REDIS) {
+	if (!w->qc.qb->redelivers) {
 		/*
 		 * Record first how far the job got: what the transport took
 		 * while Redis was away is then not sent again.
@@ -442,12 +455,12 @@ worker_give_back_again(struct worker *w, struct source_msg *m)
 }
 
 /*
- * Wait ms while holding a job: heartbeat in the slot and on the broker
+ * Wait ms while holding a job: heartbeat in the slot and on the queue
  * connection (while it lives), but unlike worker_sleep, a stop does not
  * cut the wait short.
  */
 static void
-worker_hold(struct worker *w, struct source_msg *m, int64_t ms)
+worker_hold(struct worker *w, struct queue_msg *m, int64_t ms)
 {
 	int64_t end = now_mono_ns() + ms * 1000000;
 
@@ -456,7 +469,7 @@ worker_hold(struct worker *w, struct source_msg *m, int64_t ms)
 		if (!w->keepalive_failed && now_mono_ns() -
 		    w->last_keepalive_ns >= KEEPALIVE_EVERY_NS) {
 			w->last_keepalive_ns = now_mono_ns();
-			if (w->src.ops->keepalive(&w->src, m) == -1)
+			if (w->qc.qb->keepalive(&w->qc, m) == -1)
 				w->keepalive_failed = 1;
 		}
 		worker_pause(100);
@@ -464,20 +477,20 @@ worker_hold(struct worker *w, struct source_msg *m, int64_t ms)
 }
 
 /*
- * On the amqp backend the broker takes a job back at once, and another
- * worker may start it before this one has recorded how far it got.  When
- * the Redis holding the checkpoints went away during the job, reconnect
- * to Redis alone (the job stays ours on the broker meanwhile) and save the
- * progress before giving the job back, so that what the transport took
- * while Redis was away is not sent again.  A stop (a reload retiring
- * this worker, a drain) waits for it too: a drain past drain_timeout
- * ends in SIGKILL anyway.  Bounded: a Redis still away after SAVE_HOLD_MS
+ * A queue that redelivers (queue.h: AMQP) takes a job back at once, and
+ * another worker may start it before this one has recorded how far it
+ * got.  When the Redis holding the checkpoints went away during the job,
+ * reconnect to Redis alone (the job stays ours on the queue meanwhile)
+ * and save the progress before giving the job back, so that what the
+ * transport took while Redis was away is not sent again.  A stop (a
+ * reload retiring this worker, a drain) waits for it too: a drain past
+ * drain_timeout ends in SIGKILL anyway.  Bounded: a Redis still away after SAVE_HOLD_MS
  * leaves the job to be given back as it is.
  */
 #define SAVE_HOLD_MS	30000
 
 static void
-worker_save_progress(struct worker *w, struct source_msg *m,
+worker_save_progress(struct worker *w, struct queue_msg *m,
     struct checkpoint *cp)
 {
 	const struct job *j = &m->job;
@@ -486,8 +499,7 @@ worker_save_progress(struct worker *w, struct source_msg *m,
 	int64_t until = now_mono_ns() + SAVE_HOLD_MS * 1000000LL;
 	int tries = 0;
 
-	if (w->cfg->queue.backend != QUEUE_BACKEND_AMQP || w->queue == NULL ||
-	    w->queue->err == 0)
+	if (!w->qc.qb->redelivers || w->queue == NULL || w->queue->err == 0)
 		return;
 	for (;;) {
 		if (w->queue != w->data && w->queue != NULL)
@@ -547,9 +559,9 @@ worker_promote(struct worker *w)
 	 * A failure here leaves the connection to whoever uses it next: the
 	 * fetch or the job reconnects, with backoff.  One line a minute.
 	 */
-	if ((n = w->src.ops->promote(&w->src, w->queue, err, sizeof(err))) ==
+	if ((n = w->qc.qb->promote(&w->qc, w->queue, err, sizeof(err))) ==
 	    -1) {
-		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		worker_queue_error(w);
 		if (now >= w->promote_warned_ns) {
 			log_warnx("delayed jobs: %s", err);
 			w->promote_warned_ns = now + 60000000000LL;
@@ -588,9 +600,9 @@ worker_transport_failures(struct worker *w, uint64_t errors_before,
 		w->refusals = 0;
 }
 
-/* Run one delivered job, from decoding to ack, retry or dead letter. */
+/* Run one delivered job, from decoding to ack, give-back or dead letter. */
 static void
-worker_run(struct worker *w, struct source_msg *m)
+worker_run(struct worker *w, struct queue_msg *m)
 {
 	struct checkpoint cp;
 	enum digest_result res = DIGEST_DONE;	/* until the job runs */
@@ -628,15 +640,15 @@ worker_run(struct worker *w, struct source_msg *m)
 	}
 	if (rc == 1) {
 		log_info("job already done; acknowledged");
-		if (w->src.ops->ack(&w->src, m) == -1)
-			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (w->qc.qb->ack(&w->qc, m) == -1)
+			worker_queue_error(w);
 		goto out;
 	}
 	/*
 	 * A worker that died with this job in hand may have got further
-	 * than Redis knows (amqp: the broker gave it to us at once).
+	 * than Redis knows (a queue that redelivers gave it to us at once).
 	 */
-	if (w->cfg->queue.backend == QUEUE_BACKEND_AMQP &&
+	if (w->qc.qb->redelivers &&
 	    sb_orphan_cursor(w->sb, m->job.job_id, &orphan) &&
 	    cursor_cmp(&orphan, &cp.cursor) > 0) {
 		log_info("resuming after %lld, where a worker that died left "
@@ -698,8 +710,8 @@ worker_run(struct worker *w, struct source_msg *m)
 		if (checkpoint_finish(w->queue, w->cfg, &m->job, "done",
 		    NULL) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		if (w->src.ops->ack(&w->src, m) == -1) {
-			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		if (w->qc.qb->ack(&w->qc, m) == -1) {
+			worker_queue_error(w);
 			log_warnx("ack failed; the job stays pending");
 		}
 		metric_inc(w->slot->cells, MC_JOBS + JOB_OK);
@@ -759,9 +771,9 @@ worker_run(struct worker *w, struct source_msg *m)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_kv(LOG_LEVEL_INFO, "job waits for deferred recipients",
 		    "reason", reason, NULL);
-		if (w->src.ops->defer(&w->src, m, w->queue, cp.due_ms / 1000.0)
+		if (w->qc.qb->defer(&w->qc, m, w->queue, cp.due_ms / 1000.0)
 		    == -1) {
-			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+			worker_queue_error(w);
 			/* It runs again, and waits again. */
 			if (worker_give_back(w, m, reason) == -1)
 				break;
@@ -796,7 +808,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
     int notify_fd)
 {
 	struct worker w;
-	struct source_msg m;
+	struct queue_msg m;
 	char err[512];
 	int64_t delay;
 	int rc, reg;
@@ -820,16 +832,13 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		log_error("pool %s is not in the configuration", w.pool);
 		exit(1);
 	}
-	w.src.cfg = cfg;
-	w.src.queue = w.pc->queue;
-	w.src.qredis = &w.queue;
-	if (cfg->queue.backend == QUEUE_BACKEND_AMQP)
-		w.src.ops = &source_amqp_ops;
-	else
-		w.src.ops = &source_redis_ops;
+	w.qc.qb = queue_backend_for(cfg);
+	w.qc.cfg = cfg;
+	w.qc.queue = w.pc->queue;
+	w.qc.qredis = &w.queue;
 	/* Unique to this worker: the supervisor requeues by it if we die. */
-	jobq_consumer_name(w.src.consumer, sizeof(w.src.consumer),
-	    (int)getppid(), w.pool, w.pos, atomic_load(&w.slot->gen));
+	queue_consumer_name(w.qc.name, sizeof(w.qc.name), (int)getppid(),
+	    w.pool, w.pos, atomic_load(&w.slot->gen));
 
 	w.dctx.cfg = cfg;
 	w.dctx.slot = w.slot;
@@ -855,12 +864,12 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		}
 		worker_promote(&w);
 		memset(&m, 0, sizeof(m));
-		rc = w.src.ops->fetch(&w.src, &m, FETCH_TIMEOUT_MS, err,
+		rc = w.qc.qb->fetch(&w.qc, &m, FETCH_TIMEOUT_MS, err,
 		    sizeof(err));
 		if (rc == -1) {
-			metric_inc(w.slot->cells, MC_REDIS_ERRORS);
+			worker_queue_error(&w);
 			log_warnx("queue: %s; reconnecting", err);
-			w.src.ops->msg_clear(&w.src, &m);
+			w.qc.qb->msg_clear(&w.qc, &m);
 			worker_disconnect(&w);
 			worker_connect(&w);
 			continue;
@@ -870,7 +879,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 		/* The fetch may have waited across a SIGUSR1: log to the new file. */
 		worker_housekeeping(&w);
 		worker_run(&w, &m);
-		w.src.ops->msg_clear(&w.src, &m);
+		w.qc.qb->msg_clear(&w.qc, &m);
 		atomic_fetch_add(&w.slot->jobs_done, 1);
 
 		/*

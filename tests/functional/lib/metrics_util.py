@@ -50,6 +50,7 @@ def expected_series(pools, queues):
         for r in SKIP_REASONS:
             add("digest_recipients_skipped_total", pool=p, reason=r)
         add("digest_redis_errors_total", pool=p)
+        add("digest_broker_errors_total", pool=p)
         add("digest_worker_memory_bytes", pool=p)
         for h in HISTOGRAMS:
             add(h + "_sum", pool=p)
