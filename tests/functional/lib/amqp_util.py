@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+from lib import config as conf
 from lib.harness import free_port, wait_for
 
 SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
@@ -51,54 +52,23 @@ def config(tmp_path, redis, rabbit, vhost, backend="amqp", transport="maildir",
            routing_key="email", per_session=500, name="digestd.conf", extra="",
            log_level="info"):
     """A digestd config; the queue backend and transport are chosen here."""
-    port = free_port()
     if transport == "smtp":
-        tp = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\nport = %d\n"
-              "starttls = off\nmessages_per_session = %d\n" % (sink.port, per_session))
+        tp = conf.smtp(sink, per_session)
     elif transport == "amqp":
-        tp = ("[transport]\ntype = amqp\n\n[amqp_out]\nexchange = %s\nrouting_key = %s\n"
-              % (exchange, routing_key))
+        tp = {"transport": {"type": "amqp"}, "maildir": None,
+              "amqp_out": {"exchange": exchange, "routing_key": routing_key}}
     else:
-        tp = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
-            maildir or os.path.join(str(tmp_path), "outbox"))
-    pool_text = "".join("[pool.%s]\nqueue = %s\nworkers = %d\nmemory_limit = 256M\n\n"
-                        % (p, p, workers) for p in pools)
-    text = """\
-[supervisor]
-listen = 127.0.0.1:{port}
-drain_timeout = 20s
-stall_timeout = 30s
-restart_backoff_min = 10ms
-restart_backoff_max = 500ms
-log_level = {log_level}
-
-{redis}
-[queue]
-backend = {backend}
-max_attempts = {max_attempts}
-
-[amqp]
-url = {url}
-heartbeat = {heartbeat}
-prefetch = {prefetch}
-
-{pools}
-[digest]
-from = Groups <digest@example.com>
-unsubscribe_secret = {secret}
-unsubscribe_url = https://example.com/unsubscribe
-batch_size = {batch}
-
-{tp}
-{extra}
-""".format(port=port, redis=redis.config_section(), backend=backend,
-           max_attempts=max_attempts, url=rabbit.url(vhost), heartbeat=heartbeat,
-           prefetch=prefetch, pools=pool_text, secret=SECRET, batch=batch, tp=tp,
-           extra=extra, log_level=log_level)
-    path = os.path.join(str(tmp_path), name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+        tp = {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}}
+    return conf.build(tmp_path, conf.merge(
+        {"supervisor": {"drain_timeout": "20s", "stall_timeout": "30s",
+                        "restart_backoff_max": "500ms", "log_level": log_level},
+         "queue": {"backend": backend, "max_attempts": max_attempts},
+         "amqp": {"url": rabbit.url(vhost), "heartbeat": heartbeat,
+                  "prefetch": prefetch},
+         "digest": {"batch_size": batch}},
+        {"pool.%s" % p: {"queue": p, "workers": workers, "memory_limit": "256M"}
+         for p in pools},
+        tp), sections=(redis.config_section(),), extra=extra, name=name)
 
 
 class SlowSmtpSink:

@@ -1,11 +1,11 @@
 """Helpers for the digestctl tests: a config on a private redis-server and
 readers for the queues digestctl writes."""
-import os
 import subprocess
 
 import pytest
 
-from lib.harness import DIGESTCTL, RedisServer, base_config, free_port, write_config
+from lib import config as conf
+from lib.harness import DIGESTCTL, RedisServer, free_port
 
 DAY = 86400
 # 2025-11-29 00:00:00 UTC, a Saturday; 2025-11-24 was a Monday.
@@ -49,14 +49,13 @@ def redis_section(srv, name="redis", prefix="", unix=False):
 def ctl_config(tmp_path, redis, extra="", schedule="", name="digestd.conf",
                queue_redis=None, prefix="", unix=False):
     """A complete config on redis with the two usual pools."""
-    sect = redis_section(redis, prefix=prefix, unix=unix)
+    sects = [redis_section(redis, prefix=prefix, unix=unix)]
     if queue_redis is not None:
-        sect += redis_section(queue_redis, name="queue_redis", unix=unix)
-    sect += "[pool.priority]\nworkers = 1\n[pool.standard]\nworkers = 1\n"
-    if schedule:
-        sect += "[schedule]\n" + schedule
-    text, _ = base_config(tmp_path, extra=sect + extra)
-    return write_config(tmp_path, text, name=name)
+        sects.append(redis_section(queue_redis, name="queue_redis", unix=unix))
+    return conf.build(tmp_path, conf.merge(
+        conf.pools(("priority", "standard"), workers=1),
+        {"schedule": conf.parse_lines(schedule)} if schedule else {}),
+        sections=sects, extra=extra, name=name)
 
 
 def entries(r, queue, prefix=""):

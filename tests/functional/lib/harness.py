@@ -16,6 +16,8 @@ import threading
 import time
 import urllib.request
 
+from lib import config
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BUILD = os.environ.get("DIGESTD_BUILD", "build")
 DIGESTD = os.path.join(ROOT, BUILD, "digestd")
@@ -215,39 +217,15 @@ class SmtpSink:
         return "[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n" % self.port
 
 
-BASE_CONFIG = """\
-[supervisor]
-listen = 127.0.0.1:{port}
-drain_timeout = 10s
-stall_timeout = 5s
-restart_backoff_min = 10ms
-restart_backoff_max = 1s
-log_level = info
-
-[digest]
-from = Groups <digest@example.com>
-unsubscribe_secret = test-secret-do-not-log-4f8a2c91d7e3
-unsubscribe_url = https://example.com/unsubscribe
-
-[transport]
-type = maildir
-
-[maildir]
-path = {tmp}/outbox
-"""
-
-
 def write_config(tmp_path, text, name="digestd.conf"):
-    path = os.path.join(str(tmp_path), name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    """Write a config text into tmp_path; returns its path."""
+    return config.write(tmp_path, text, name)
 
 
 def base_config(tmp_path, port=None, extra=""):
-    """A complete config: BASE_CONFIG plus the sections in extra."""
-    port = port or free_port()
-    return BASE_CONFIG.format(port=port, tmp=str(tmp_path)) + extra, port
+    """A complete config: the default (lib/config.py) plus the sections in
+    extra; returns (text, listen port)."""
+    return config.text(tmp_path, port=port, extra=extra)
 
 
 class Digestd:

@@ -5,8 +5,9 @@ reachable over loopback TCP.
 import os
 import urllib.request
 
-from lib.harness import Digestd, free_port, wait_for
-from lib.pipeline_data import SECRET, UNSUB_URL, redis_section
+from lib import config as conf
+from lib.harness import Digestd, wait_for
+from lib.pipeline_data import redis_section
 
 OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
              "application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -136,50 +137,15 @@ def two_pool_config(tmp_path, redis, port=None, sink=None, workers=(1, 2),
                     extra="", stall="20s", max_attempts=3,
                     visibility="10m"):
     """Pools `priority` and `standard` on their queues, maildir or SMTP."""
-    port = port or free_port()
-    if sink is not None:
-        transport = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\n"
-                     "port = %d\nstarttls = off\nmessages_per_session = 100\n"
-                     % sink.port)
-    else:
-        transport = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
-            os.path.join(str(tmp_path), "outbox"))
-    text = """\
-[supervisor]
-listen = 127.0.0.1:{port}
-drain_timeout = 20s
-stall_timeout = {stall}
-restart_backoff_min = 10ms
-restart_backoff_max = 500ms
-
-{redis}
-[queue]
-max_attempts = {max_attempts}
-visibility_timeout = {visibility}
-
-[pool.priority]
-queue = priority
-workers = {w0}
-
-[pool.standard]
-queue = standard
-workers = {w1}
-
-[digest]
-from = Groups <digest@example.com>
-unsubscribe_secret = {secret}
-unsubscribe_url = {url}
-batch_size = 100
-
-{transport}
-{extra}
-""".format(port=port, redis=redis_section(redis), w0=workers[0], w1=workers[1],
-           secret=SECRET, url=UNSUB_URL, transport=transport, extra=extra,
-           stall=stall, max_attempts=max_attempts, visibility=visibility)
-    path = os.path.join(str(tmp_path), "digestd.conf")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return conf.build(tmp_path, conf.merge(
+        {"supervisor": {"drain_timeout": "20s", "stall_timeout": stall,
+                        "restart_backoff_max": "500ms", "log_level": None},
+         "queue": {"max_attempts": max_attempts, "visibility_timeout": visibility},
+         "pool.priority": {"queue": "priority", "workers": workers[0]},
+         "pool.standard": {"queue": "standard", "workers": workers[1]},
+         "digest": {"batch_size": 100}},
+        conf.smtp(sink, 100) if sink is not None else {}),
+        sections=(redis_section(redis),), extra=extra, port=port)
 
 
 def start_digestd(tmp_path, cfg, wait_ready=True):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from lib import config as conf
 from lib.harness import RedisServer, free_port, wait_for
 
 SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
@@ -55,50 +56,17 @@ def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
            large=10000, memory_limit="256M", per_session=500, extra="",
            prefix="", max_attempts=3):
     """A digestd config with one pool, `standard`, and the chosen transport."""
-    port = free_port()
-    if sink is not None:
-        transport = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\n"
-                     "port = %d\nstarttls = off\nmessages_per_session = %d\n"
-                     % (sink.port, per_session))
-    else:
-        transport = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
-            maildir or os.path.join(str(tmp_path), "outbox"))
-    text = """\
-[supervisor]
-listen = 127.0.0.1:{port}
-drain_timeout = 20s
-stall_timeout = 20s
-restart_backoff_min = 10ms
-restart_backoff_max = 500ms
-log_level = info
-
-{redis}
-[queue]
-max_attempts = {max_attempts}
-
-[pool.standard]
-queue = standard
-workers = {workers}
-memory_limit = {memory_limit}
-
-[digest]
-from = Groups <digest@example.com>
-unsubscribe_secret = {secret}
-unsubscribe_url = {url}
-batch_size = {batch}
-large_group_threshold = {large}
-max_posts = 10
-
-{transport}
-{extra}
-""".format(port=port, redis=redis_section(redis, prefix),
-           workers=workers, memory_limit=memory_limit, secret=SECRET,
-           url=UNSUB_URL, batch=batch, large=large, transport=transport,
-           extra=extra, max_attempts=max_attempts)
-    path = os.path.join(str(tmp_path), "digestd.conf")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return conf.build(tmp_path, conf.merge(
+        {"supervisor": {"drain_timeout": "20s", "stall_timeout": "20s",
+                        "restart_backoff_max": "500ms"},
+         "queue": {"max_attempts": max_attempts},
+         "pool.standard": {"queue": "standard", "workers": workers,
+                           "memory_limit": memory_limit},
+         "digest": {"batch_size": batch, "large_group_threshold": large,
+                    "max_posts": 10}},
+        conf.smtp(sink, per_session) if sink is not None else
+        {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}}),
+        sections=(redis_section(redis, prefix),), extra=extra)
 
 
 class Data:

@@ -14,8 +14,8 @@ import socket
 import subprocess
 import time
 
+from lib import config as conf
 from lib.harness import ROOT, RedisServer, SmtpSink, free_port, stop_popen, wait_for
-from lib.pipeline_data import SECRET, UNSUB_URL
 
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
 
@@ -195,48 +195,16 @@ def config(tmp_path, redis_sect, queue_sect="", pools=("standard",), workers=2,
            visibility="10m", max_attempts=3, batch=500):
     """A digestd config: [redis] (and [queue_redis]) as given, maildir or
     SMTP transport, one pool per queue."""
-    port = listen or free_port()
-    if sink is not None:
-        transport = ("[transport]\ntype = smtp\n\n[smtp]\nhost = 127.0.0.1\n"
-                     "port = %d\nstarttls = off\n" % sink.port)
-    else:
-        transport = "[transport]\ntype = maildir\n\n[maildir]\npath = %s\n" % (
-            maildir or os.path.join(str(tmp_path), "outbox"))
-    pool_text = "".join("[pool.%s]\nqueue = %s\nworkers = %d\nmemory_limit = 256M\n\n"
-                        % (p, p, workers) for p in pools)
-    text = """\
-[supervisor]
-listen = 127.0.0.1:{port}
-drain_timeout = 20s
-stall_timeout = 20s
-restart_backoff_min = 10ms
-restart_backoff_max = 500ms
-log_level = info
-
-{redis}
-{queue_redis}
-[queue]
-max_attempts = {max_attempts}
-visibility_timeout = {vis}
-
-{pools}
-[digest]
-from = Groups <digest@example.com>
-unsubscribe_secret = {secret}
-unsubscribe_url = {url}
-batch_size = {batch}
-max_posts = 10
-
-{transport}
-{extra}
-""".format(port=port, redis=redis_sect, queue_redis=queue_sect,
-           max_attempts=max_attempts, vis=visibility, pools=pool_text,
-           secret=SECRET, url=UNSUB_URL, batch=batch, transport=transport,
-           extra=extra)
-    path = os.path.join(str(tmp_path), name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return conf.build(tmp_path, conf.merge(
+        {"supervisor": {"drain_timeout": "20s", "stall_timeout": "20s",
+                        "restart_backoff_max": "500ms"},
+         "queue": {"max_attempts": max_attempts, "visibility_timeout": visibility},
+         "digest": {"batch_size": batch, "max_posts": 10}},
+        {"pool.%s" % p: {"queue": p, "workers": workers, "memory_limit": "256M"}
+         for p in pools},
+        conf.smtp(sink) if sink is not None else
+        {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}}),
+        sections=(redis_sect, queue_sect), extra=extra, port=listen, name=name)
 
 
 def digest_keys(client):

@@ -6,12 +6,10 @@ Every wait is bounded; every process started here is stopped by pid.
 """
 import asyncio
 import os
-import re
-import signal
-import threading
 import time
 
-from lib.harness import SmtpSink, base_config, free_port, wait_for
+from lib import config as conf
+from lib.harness import SmtpSink, free_port, wait_for
 
 
 def seed_group(r, gid, members=5, posts=3, excerpt_bytes=40, window_end=None,
@@ -173,58 +171,21 @@ class SlowSmtpSink(SmtpSink):
 
 def sup_config(tmp_path, redis, pools, supervisor="", extra="", smtp=None,
                port=None, digest=""):
-    """A full config: the harness's base, redis, the pools, optional smtp.
+    """A full config: the default, redis, the pools, optional smtp.
 
-    pools: {name: {"workers": 2, ...}}; supervisor: extra lines for
-    [supervisor] (they override the base's keys).
+    pools: {name: {"workers": 2, ...}}; supervisor and digest: "key = value"
+    lines for those sections (they override the default's keys).
     """
-    text, port = base_config(tmp_path, port=port)
-    if supervisor:
-        text = _override(text, "supervisor", supervisor)
-    if digest:
-        text = _override(text, "digest", digest)
+    tp = {}
     if smtp is not None:
-        text = text.replace("[transport]\ntype = maildir", "[transport]\ntype = smtp")
-        text += "\n" + smtp.config_section() + "messages_per_session = 1000\n"
-    text += "\n" + redis.config_section("redis") + "\n"
-    for name, kv in pools.items():
-        text += "[pool.%s]\n" % name
-        for k, v in kv.items():
-            text += "%s = %s\n" % (k, v)
-        text += "\n"
-    text += extra
-    return text, port
-
-
-def _override(text, section, lines):
-    """Replace or add keys of [section] in an INI text."""
-    out, cur = [], None
-    new = {}
-    for line in lines.strip().splitlines():
-        k, v = line.split("=", 1)
-        new[k.strip()] = v.strip()
-    done = set()
-    for line in text.splitlines():
-        m = re.match(r"\[(.+)\]", line.strip())
-        if m:
-            if cur == section:
-                for k, v in new.items():
-                    if k not in done:
-                        out.append("%s = %s" % (k, v))
-                        done.add(k)
-            cur = m.group(1)
-        elif cur == section and "=" in line:
-            k = line.split("=", 1)[0].strip()
-            if k in new:
-                out.append("%s = %s" % (k, new[k]))
-                done.add(k)
-                continue
-        out.append(line)
-    if cur == section:
-        for k, v in new.items():
-            if k not in done:
-                out.append("%s = %s" % (k, v))
-    return "\n".join(out) + "\n"
+        tp = conf.smtp(smtp, 1000)
+        del tp["maildir"]       # left in, unused, as it always was
+    return conf.text(tmp_path, conf.merge(
+        {"supervisor": conf.parse_lines(supervisor),
+         "digest": conf.parse_lines(digest)},
+        tp,
+        {"pool.%s" % name: kv for name, kv in pools.items()}),
+        sections=(redis.config_section("redis"),), extra=extra, port=port)
 
 
 def proc_title(pid):
