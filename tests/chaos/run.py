@@ -57,8 +57,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "functional"))
 from lib.harness import (  # noqa: E402
     DIGESTCTL,
     _gone,
+    AofRedis,
     Digestd,
-    RedisServer,
     SmtpSink,
     free_port,
     wait_for,
@@ -84,33 +84,6 @@ UID = re.compile(r"^u(\d+)@")
 
 MSGID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.I | re.M)
 DATE = re.compile(rb"^Date:[ \t]*([^\r\n]+)", re.I | re.M)
-
-
-class AofRedis(RedisServer):
-    """redis-server with AOF and appendfsync always; crash() kills it."""
-
-    def __init__(self, dirpath):
-        super().__init__(dirpath, port=0, aof=True)
-
-    def start(self):
-        args = [
-            "redis-server", "--port", "0", "--unixsocket", self.socket,
-            "--unixsocketperm", "700", "--dir", self.dir, "--save", "",
-            "--daemonize", "no", "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--logfile", os.path.join(self.dir, "redis.log"),
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._ping(), timeout=30, what="redis-server")
-        return self
-
-    def crash(self, down_for):
-        """SIGKILL, stay down for down_for seconds, start on the same AOF."""
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        time.sleep(down_for)
-        return self.start()
 
 
 class Sink(SmtpSink):

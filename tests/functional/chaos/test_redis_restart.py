@@ -10,20 +10,16 @@ import re
 import sys
 import time
 
-from lib.harness import Digestd, wait_for
+from lib.harness import AofRedis, Digestd, SmtpSink, wait_for
 from lib.pipeline_data import Data, config, enqueue, wait_done, window
-from lib.supervisor_fixtures import SlowSmtpSink
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "chaos"))
-
-from run import AofRedis  # noqa: E402
 
 BATCH = 10
 
 
 def test_redis_crash_mid_job_job_given_back_after_reconnect(tmp_path):
     redis = AofRedis(tmp_path / "redis").start()
-    sink = SlowSmtpSink(delay=0.04)
+    sink = SmtpSink(delay=0.04)
     sink.start()
     d = None
     try:
@@ -78,7 +74,7 @@ def test_redis_crash_mid_job_amqp_progress_saved_first(tmp_path, rabbitmq):
 
     vhost = rabbitmq.vhost("crash")
     redis = AofRedis(tmp_path / "redis").start()
-    sink = SlowSmtpSink(delay=0.04)
+    sink = SmtpSink(delay=0.04)
     sink.start()
     d = None
     try:

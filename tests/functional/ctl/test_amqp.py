@@ -3,20 +3,19 @@ jobs to digest.{queue}, idempotent through the Redis marker; stats and the
 dead letters read the broker."""
 import json
 
-from lib.amqp_fixtures import vhost  # noqa: F401
 from lib.amqp_util import drain_queue, queue_counts
-from lib.ctl_util import DAY, SAT, add_group, ctl_config, rsrv  # noqa: F401
+from lib.ctl_util import DAY, SAT, add_group, ctl_config  # noqa: F401
 from lib.harness import digestctl
 
 
-def amqp_config(tmp_path, rsrv, rabbitmq, vhost):
-    return ctl_config(tmp_path, rsrv, extra="[queue]\nbackend = amqp\n[amqp]\nurl = %s\n"
+def amqp_config(tmp_path, redis_tcp, rabbitmq, vhost):
+    return ctl_config(tmp_path, redis_tcp, extra="[queue]\nbackend = amqp\n[amqp]\nurl = %s\n"
                       % rabbitmq.url(vhost), schedule="priority_threshold = 5\n")
 
 
-def test_schedule_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
-    r = rsrv.client()
-    cfg = amqp_config(tmp_path, rsrv, rabbitmq, vhost)
+def test_schedule_on_amqp(tmp_path, redis_tcp, rabbitmq, vhost):
+    r = redis_tcp.client()
+    cfg = amqp_config(tmp_path, redis_tcp, rabbitmq, vhost)
     add_group(r, 1, range(1, 10), [(10 + i, SAT - 5) for i in range(3)])   # 3*3 = 9
     add_group(r, 2, [4, 8], [(20, SAT - 5)])                              # 1.4
     add_group(r, 3, [5, 6, 7], [(30, SAT - 5)])                           # 1.7
@@ -47,10 +46,10 @@ def test_schedule_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
     assert props.content_type == "application/json" and props.delivery_mode == 2
 
 
-def test_dlq_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
+def test_dlq_on_amqp(tmp_path, redis_tcp, rabbitmq, vhost):
     import pika
-    r = rsrv.client()
-    cfg = amqp_config(tmp_path, rsrv, rabbitmq, vhost)
+    r = redis_tcp.client()
+    cfg = amqp_config(tmp_path, redis_tcp, rabbitmq, vhost)
     add_group(r, 1, [1, 2], [(1, SAT - 5)])
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
     (props, body), = drain_queue(rabbitmq, vhost, "digest.standard")
@@ -75,11 +74,11 @@ def test_dlq_on_amqp(tmp_path, rsrv, rabbitmq, vhost):
     assert r.hget("digest:job:" + job["job_id"], "attempts") == "0"
 
 
-def test_watch_on_amqp_waits_for_busy_workers(tmp_path, rsrv, rabbitmq, vhost,
+def test_watch_on_amqp_waits_for_busy_workers(tmp_path, redis_tcp, rabbitmq, vhost,
                                               digestd_factory):
     import time
-    r = rsrv.client()
-    cfg = amqp_config(tmp_path, rsrv, rabbitmq, vhost)
+    r = redis_tcp.client()
+    cfg = amqp_config(tmp_path, redis_tcp, rabbitmq, vhost)
     now = int(time.time())
     digestctl(cfg, "seed", "--groups", "10", "--members", "1200", "--posts", "150",
               "--now", str(now))

@@ -2,7 +2,8 @@
 import subprocess
 import time
 
-from lib.ctl_util import HOSTILE, SAT, DAY, assert_printable, ctl_config, entries, rsrv, run_raw  # noqa: F401
+from lib.ctl_util import (  # noqa: F401
+    HOSTILE, SAT, DAY, assert_printable, ctl_config, entries, run_raw)
 from lib.harness import DIGESTCTL, digestctl
 
 
@@ -18,9 +19,9 @@ def dead(r, gid, queue="standard", reason="crash", attempts=3):
     return job
 
 
-def test_dlq_list(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_dlq_list(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     p = digestctl(cfg, "dlq", "list")
     assert "0 dead letter(s)" in p.stdout
     dead(r, 1, reason="oom")
@@ -37,9 +38,9 @@ def test_dlq_list(tmp_path, rsrv):
     assert "3 dead letter(s)" in p.stdout
 
 
-def test_dlq_requeue_one_and_all(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_dlq_requeue_one_and_all(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     j1 = dead(r, 1)
     j2 = dead(r, 2, queue="priority")
     j3 = dead(r, 3)
@@ -70,9 +71,9 @@ def test_dlq_requeue_one_and_all(tmp_path, rsrv):
     assert r.xlen("digest:dlq") == 0
 
 
-def test_dlq_requeue_keeps_undecodable(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_dlq_requeue_keeps_undecodable(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     dead(r, 1)
     r.xadd("digest:dlq", {"job_id": "x", "group_id": "nope", "reason": "decode",
                           "queue": "standard"})
@@ -83,22 +84,22 @@ def test_dlq_requeue_keeps_undecodable(tmp_path, rsrv):
     assert r.xlen("digest:dlq") == 1
 
 
-def test_dlq_usage(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
+def test_dlq_usage(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
     for args in (["dlq"], ["dlq", "requeue"], ["dlq", "requeue", "a", "--all"],
                  ["dlq", "purge"]):
         assert digestctl(cfg, *args, check=False).returncode == 2, args
 
 
-def test_dlq_of_a_real_worker(tmp_path, rsrv, digestd_factory):
+def test_dlq_of_a_real_worker(tmp_path, redis_tcp, digestd_factory):
     """A job that does not decode goes straight to the dead letters through
     jobq; dlq list shows it and stats counts it; a good job requeued from
     the dead letters is then done by the workers."""
     import json
     from lib.harness import wait_for
     from lib.ctl_util import add_group
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     d = digestd_factory(config_path=cfg).start()
     r.xadd("digest:q:standard", {"job_id": "bogus.1", "group_id": "x"})
     wait_for(lambda: r.exists("digest:dlq") and r.xlen("digest:dlq") == 1, timeout=20,
@@ -135,12 +136,12 @@ def test_dlq_of_a_real_worker(tmp_path, rsrv, digestd_factory):
 
 
 # Terminal control sequences: set the title, clear the screen, colour, a
-def test_dlq_output_has_no_terminal_controls(tmp_path, rsrv):
+def test_dlq_output_has_no_terminal_controls(tmp_path, redis_tcp):
     """Whoever can write a dead letter (any Redis client) must not be able
     to drive the operator's terminal through `digestctl dlq`: every field
     is printed with its controls made visible (\\x1b), never raw."""
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     job = dead(r, 1)
     # A hostile letter: every field it shows, and a time out of range.
     r.xadd("digest:dlq", {b"job_id": b"daily.1." + HOSTILE, b"queue": HOSTILE,

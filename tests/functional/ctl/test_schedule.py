@@ -4,13 +4,14 @@ exactly one shard, whatever its score), the run record."""
 import math
 import random
 
-from lib.ctl_util import DAY, MON, SAT, add_group, ctl_config, entries, rsrv, start_redis, stop_redis  # noqa: F401
-from lib.harness import SLOWDOWN, digestctl
+from lib.ctl_util import (  # noqa: F401
+    DAY, MON, SAT, add_group, ctl_config, entries)
+from lib.harness import SLOWDOWN, TcpRedis, digestctl
 
 
-def test_schedule_twice_enqueues_nothing_new(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="priority_threshold = 1000\n")
+def test_schedule_twice_enqueues_nothing_new(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="priority_threshold = 1000\n")
     now = SAT + 3600
     for gid in (1, 2, 3):
         add_group(r, gid, range(10, 20), [(gid * 100 + i, SAT - 100 - i) for i in range(3)])
@@ -40,9 +41,9 @@ def test_schedule_twice_enqueues_nothing_new(tmp_path, rsrv):
     assert [g["name"] for g in groups] == ["digestd"]
 
 
-def test_job_fields(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_job_fields(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     add_group(r, 42, [5, 7, 9], [(1, SAT - 10)])
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 10))
     (e,) = entries(r, "standard")
@@ -57,9 +58,9 @@ def test_job_fields(tmp_path, rsrv):
                       "member_min", "member_max", "enqueued_at", "last_shard"}
 
 
-def test_window_bounds_and_active_filter(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="day_start = 06:00\n")
+def test_window_bounds_and_active_filter(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="day_start = 06:00\n")
     end = SAT + 6 * 3600          # the period that ended Saturday 06:00
     start = end - DAY
     add_group(r, 1, [1], [(11, end)])               # at the end: inside
@@ -79,9 +80,9 @@ def test_window_bounds_and_active_filter(tmp_path, rsrv):
     assert int(rec["window_end"]) == end - DAY
 
 
-def test_weekly_window_ends_on_monday(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_weekly_window_ends_on_monday(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     add_group(r, 7, [1, 2], [(1, MON - 3 * DAY), (2, MON + DAY)])
     # Saturday: the week that ended on Monday.
     digestctl(cfg, "schedule", "--period", "weekly", "--now", str(SAT))
@@ -92,9 +93,9 @@ def test_weekly_window_ends_on_monday(tmp_path, rsrv):
     assert r.hgetall("digest:sched:weekly")["status"] == "ok"
 
 
-def test_priority_routing(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="priority_threshold = 10\n")
+def test_priority_routing(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="priority_threshold = 10\n")
     t = SAT - 50
     add_group(r, 1, range(1, 10), [(100 + i, t) for i in range(4)])   # 4*3 = 12
     add_group(r, 2, range(1, 17), [(200, t)])                         # 1*4 = 4
@@ -109,9 +110,9 @@ def test_priority_routing(tmp_path, rsrv):
     assert rec["jobs_priority"] == "2" and rec["jobs_standard"] == "1"
 
 
-def test_big_group_is_sharded_by_rank(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 10\n")
+def test_big_group_is_sharded_by_rank(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="shard_size = 10\n")
     members = [3 * i + 1 for i in range(25)]      # 1, 4, ..., 73: ids are not ranks
     add_group(r, 9, members, [(1, SAT - 1)])
     add_group(r, 10, [5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [(2, SAT - 1)])  # exactly one shard
@@ -134,9 +135,9 @@ def test_big_group_is_sharded_by_rank(tmp_path, rsrv):
     assert "already enqueued: 4" in p.stdout
 
 
-def test_key_prefix(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, prefix="app:")
+def test_key_prefix(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, prefix="app:")
     add_group(r, 1, [1, 2], [(1, SAT - 1)], prefix="app:")
     add_group(r, 2, [1, 2], [(2, SAT - 1)])     # unprefixed: not ours
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
@@ -145,11 +146,11 @@ def test_key_prefix(tmp_path, rsrv):
     assert not r.exists("digest:q:standard")
 
 
-def test_queue_redis_holds_the_queues(tmp_path, rsrv):
-    q = start_redis(tmp_path / "qredis")
+def test_queue_redis_holds_the_queues(tmp_path, redis_tcp):
+    q = TcpRedis(tmp_path / "qredis").start()
     try:
-        r, qr = rsrv.client(), q.client()
-        cfg = ctl_config(tmp_path, rsrv, queue_redis=q)
+        r, qr = redis_tcp.client(), q.client()
+        cfg = ctl_config(tmp_path, redis_tcp, queue_redis=q)
         add_group(r, 1, [1, 2], [(1, SAT - 1)])
         digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
         assert len(entries(qr, "standard")) == 1
@@ -158,12 +159,12 @@ def test_queue_redis_holds_the_queues(tmp_path, rsrv):
         p = digestctl(cfg, "stats", "--json")
         assert '"depth": 1' in p.stdout
     finally:
-        stop_redis(q)
+        q.stop()
 
 
-def test_schedule_failure_is_recorded(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_schedule_failure_is_recorded(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     add_group(r, 1, [1], [(1, SAT - 1)])
     # A key of the wrong type makes the read fail.
     r.delete("group:1:posts")
@@ -176,8 +177,8 @@ def test_schedule_failure_is_recorded(tmp_path, rsrv):
     assert "last_success" not in rec
 
 
-def test_schedule_usage_errors(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
+def test_schedule_usage_errors(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
     for args in (["schedule"], ["schedule", "--period", "monthly"],
                  ["schedule", "--period", "daily", "--now", "soon"]):
         p = digestctl(cfg, *args, check=False)
@@ -186,16 +187,16 @@ def test_schedule_usage_errors(tmp_path, rsrv):
     assert p.returncode == 2
 
 
-def test_schedule_unreachable_redis(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
-    stop_redis(rsrv)
+def test_schedule_unreachable_redis(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
+    redis_tcp.stop()
     p = digestctl(cfg, "schedule", "--period", "daily", check=False)
     assert p.returncode == 1 and "redis" in p.stderr
 
 
-def test_enqueue_one_group(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 2\n")
+def test_enqueue_one_group(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="shard_size = 2\n")
     add_group(r, 5, [1, 2, 3], [(1, SAT - 5 * DAY)])   # no post in the window
     p = digestctl(cfg, "enqueue", "--group", "5", "--period", "daily", "--queue", "priority",
                   "--now", str(SAT + 1))
@@ -211,10 +212,10 @@ def test_enqueue_one_group(tmp_path, rsrv):
     assert p.returncode == 1 and "no members" in p.stderr
 
 
-def test_schedule_many_groups_quickly(tmp_path, rsrv):
+def test_schedule_many_groups_quickly(tmp_path, redis_tcp):
     import time
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 100\n")
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="shard_size = 100\n")
     pipe = r.pipeline(transaction=False)
     for gid in range(1, 3001):
         pipe.zadd("group:%d:members" % gid, {str(u): u for u in range(1, 2 + gid % 250)})
@@ -230,10 +231,10 @@ def test_schedule_many_groups_quickly(tmp_path, rsrv):
     assert took < 10 * SLOWDOWN, took
 
 
-def test_schedule_trims_acknowledged_old_entries(tmp_path, rsrv):
+def test_schedule_trims_acknowledged_old_entries(tmp_path, redis_tcp):
     import time
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     now_ms = int(time.time() * 1000)
     old = now_ms - 20 * DAY * 1000
     job = {"job_id": "x", "group_id": "1"}
@@ -265,20 +266,20 @@ def test_schedule_trims_acknowledged_old_entries(tmp_path, rsrv):
     assert [i for i, _ in r.xrange("digest:q:standard")] == [ids[3]]
 
 
-def test_schedule_over_unix_socket(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, unix=True)
+def test_schedule_over_unix_socket(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, unix=True)
     add_group(r, 1, [1, 2], [(1, SAT - 1)])
     p = digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
     assert "jobs enqueued: 1" in p.stdout
     assert len(entries(r, "standard")) == 1
 
 
-def test_concurrent_schedulers_enqueue_each_job_once(tmp_path, rsrv):
+def test_concurrent_schedulers_enqueue_each_job_once(tmp_path, redis_tcp):
     import subprocess
     from lib.harness import DIGESTCTL
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 3\n")
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="shard_size = 3\n")
     pipe = r.pipeline(transaction=False)
     for gid in range(1, 801):
         pipe.zadd("group:%d:members" % gid, {str(u): u for u in range(1, 2 + gid % 9)})
@@ -331,9 +332,9 @@ ODD = [float("-inf"), -1e19, -9.3e18, -5.5, -5.2, -1, 0, 0, 0, 0, 0, 0, 0.5, 0.9
        2.0 ** 53, 2.0 ** 53 + 2, 9.2e18, 9.3e18, 1e19, float("inf"), float("inf")]
 
 
-def test_shards_cover_odd_scores_once(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv, schedule="shard_size = 5\n")
+def test_shards_cover_odd_scores_once(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp, schedule="shard_size = 5\n")
     odd = {"u%02d" % i: s for i, s in enumerate(ODD)}
     add_group(r, 1, [], [(1, SAT - 1)])
     r.zadd("group:1:members", odd)

@@ -5,7 +5,7 @@ the run's record counts each job and each group once."""
 import random
 import threading
 
-from lib.ctl_util import DAY, SAT, ctl_config, entries, rsrv  # noqa: F401
+from lib.ctl_util import DAY, SAT, ctl_config, entries  # noqa: F401
 from lib.harness import digestctl
 
 NGROUPS = 3000
@@ -65,9 +65,9 @@ class Churn(threading.Thread):
                 self.started_ops.set()
 
 
-def test_groups_present_throughout_get_exactly_one_job(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_groups_present_throughout_get_exactly_one_job(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     for rnd in range(ROUNDS):
         window_end = SAT + rnd * DAY
         setup_round(r, window_end)

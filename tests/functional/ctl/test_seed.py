@@ -2,8 +2,8 @@
 spreads the pipeline needs, written fast enough for benchmarks."""
 import time
 
-from lib.ctl_util import SAT, DAY, ctl_config, rsrv, start_redis, stop_redis  # noqa: F401
-from lib.harness import SLOWDOWN, digestctl
+from lib.ctl_util import SAT, DAY, ctl_config  # noqa: F401
+from lib.harness import SLOWDOWN, TcpRedis, digestctl
 
 NOW = SAT + 9 * 3600
 
@@ -23,16 +23,16 @@ def snapshot(r):
     return out
 
 
-def test_seed_is_deterministic(tmp_path, rsrv):
-    other = start_redis(tmp_path / "other")
+def test_seed_is_deterministic(tmp_path, redis_tcp):
+    other = TcpRedis(tmp_path / "other").start()
     try:
-        cfg1 = ctl_config(tmp_path, rsrv, name="a.conf")
+        cfg1 = ctl_config(tmp_path, redis_tcp, name="a.conf")
         cfg2 = ctl_config(tmp_path, other, name="b.conf")
         args = ["seed", "--groups", "40", "--members", "3000", "--posts", "800",
                 "--seed", "7", "--now", str(NOW)]
         p1 = digestctl(cfg1, *args)
         p2 = digestctl(cfg2, *args)
-        a, b = snapshot(rsrv.client()), snapshot(other.client())
+        a, b = snapshot(redis_tcp.client()), snapshot(other.client())
         assert len(a) > 1000
         assert a == b
         assert p1.stdout.splitlines()[:3] == p2.stdout.splitlines()[:3]
@@ -45,12 +45,12 @@ def test_seed_is_deterministic(tmp_path, rsrv):
         digestctl(cfg2, *(args[:-3] + ["8", "--now", str(NOW)]))
         assert snapshot(other.client()) != a
     finally:
-        stop_redis(other)
+        other.stop()
 
 
-def test_seed_data_model_and_spread(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_seed_data_model_and_spread(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     digestctl(cfg, "seed", "--groups", "100", "--members", "20000", "--posts", "3000",
               "--now", str(NOW))
     groups = r.zrange("groups:active", 0, -1, withscores=True)
@@ -100,9 +100,9 @@ def test_seed_data_model_and_spread(tmp_path, rsrv):
     assert r.xlen("digest:q:standard") + r.xlen("digest:q:priority") > 50
 
 
-def test_seed_speed(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_seed_speed(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     t0 = time.monotonic()
     p = digestctl(cfg, "seed", "--groups", "300", "--members", "300000", "--posts", "10000")
     took = time.monotonic() - t0
@@ -111,8 +111,8 @@ def test_seed_speed(tmp_path, rsrv):
     assert took < 15 * SLOWDOWN, (took, p.stdout)
 
 
-def test_seed_usage(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
+def test_seed_usage(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
     for args in (["seed"], ["seed", "--groups", "0", "--members", "1", "--posts", "1"],
                  ["seed", "--groups", "x", "--members", "1", "--posts", "1"],
                  ["seed", "--groups", "1", "--members", "1", "--posts", "1", "--what", "1"]):

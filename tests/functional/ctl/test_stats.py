@@ -3,7 +3,7 @@ depth and pending as a consumer takes jobs, dead letters, schedule runs."""
 import json
 import time
 
-from lib.ctl_util import SAT, add_group, ctl_config, rsrv  # noqa: F401
+from lib.ctl_util import SAT, add_group, ctl_config  # noqa: F401
 from lib.harness import digestctl
 
 
@@ -11,8 +11,8 @@ def stats(cfg):
     return json.loads(digestctl(cfg, "stats", "--json").stdout)
 
 
-def test_stats_empty_shape(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv, extra="[pool.bulk]\nqueue = bulk\nworkers = 1\n")
+def test_stats_empty_shape(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp, extra="[pool.bulk]\nqueue = bulk\nworkers = 1\n")
     s = stats(cfg)
     assert set(s) == {"queues", "dead_letters", "schedule"}
     assert set(s["queues"]) == {"priority", "standard", "bulk"}
@@ -21,12 +21,12 @@ def test_stats_empty_shape(tmp_path, rsrv):
     assert s["dead_letters"] == 0
     assert s["schedule"] == {"daily": None, "weekly": None}
     # stats only reads: it creates no stream.
-    assert rsrv.client().keys("digest:*") == []
+    assert redis_tcp.client().keys("digest:*") == []
 
 
-def test_stats_depth_pending_oldest(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_stats_depth_pending_oldest(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     for gid in range(1, 6):
         add_group(r, gid, [1, 2], [(gid, SAT - gid)])
     before = time.time()
@@ -56,9 +56,9 @@ def test_stats_depth_pending_oldest(tmp_path, rsrv):
     assert q["oldest_enqueued_at"] == float(third["enqueued_at"])
 
 
-def test_stats_dead_letters_and_table(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_stats_dead_letters_and_table(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     for i in range(3):
         r.xadd("digest:dlq", {"job_id": "daily.1.%d.0" % i, "reason": "crash",
                               "attempts": "3", "failed_at": "1", "queue": "standard"})
@@ -71,8 +71,8 @@ def test_stats_dead_letters_and_table(tmp_path, rsrv):
     assert p.returncode == 2
 
 
-def test_bad_config_and_usage(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv, extra="[schedule]\nshard_sise = 10\n")
+def test_bad_config_and_usage(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp, extra="[schedule]\nshard_sise = 10\n")
     p = digestctl(cfg, "stats", check=False)
     assert p.returncode == 1 and "shard_sise" in p.stderr and cfg in p.stderr
     p = digestctl(str(tmp_path / "missing.conf"), "stats", check=False)
@@ -85,11 +85,11 @@ def test_bad_config_and_usage(tmp_path, rsrv):
     assert p.returncode == 0 and "schedule --period" in p.stdout
 
 
-def test_stats_depth_when_redis_cannot_tell_lag(tmp_path, rsrv):
+def test_stats_depth_when_redis_cannot_tell_lag(tmp_path, redis_tcp):
     # Deleting an entry nobody has read leaves Redis unable to compute the
     # group's lag (XINFO says nil): depth is then counted.
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     for gid in range(1, 6):
         add_group(r, gid, [1, 2], [(gid, SAT - gid)])
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
@@ -101,12 +101,12 @@ def test_stats_depth_when_redis_cannot_tell_lag(tmp_path, rsrv):
     assert (q["depth"], q["pending"]) == (3, 1)
 
 
-def test_stats_output_has_no_terminal_controls(tmp_path, rsrv):
+def test_stats_output_has_no_terminal_controls(tmp_path, redis_tcp):
     """A schedule record written by anyone with access to Redis cannot put
     a terminal control into `digestctl stats`, plain or --json."""
     from lib.ctl_util import HOSTILE, assert_printable, run_raw
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     r.hset("digest:sched:daily", mapping={
         b"status": b"ok" + HOSTILE, b"error": b"bad " + HOSTILE, b"end": b"1e300",
         b"start": HOSTILE, b"window_start": HOSTILE, b"jobs_priority": b"1"})

@@ -2,7 +2,7 @@
 import hashlib
 import hmac
 
-from lib.ctl_util import ctl_config, rsrv  # noqa: F401
+from lib.ctl_util import ctl_config  # noqa: F401
 from lib.harness import digestctl
 
 SECRET = b"test-secret-do-not-log-4f8a2c91d7e3"
@@ -12,8 +12,8 @@ def token(uid, gid):
     return hmac.new(SECRET, ("%d:%d" % (uid, gid)).encode(), hashlib.sha256).hexdigest()
 
 
-def test_verify_unsubscribe(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
+def test_verify_unsubscribe(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
     t = token(123, 45)
     p = digestctl(cfg, "verify-unsubscribe", "--uid", "123", "--gid", "45", "--token", t)
     assert p.returncode == 0
@@ -30,9 +30,8 @@ def test_verify_unsubscribe(tmp_path, rsrv):
     assert p.returncode == 2
 
 
-def test_verify_needs_no_redis(tmp_path, rsrv):
-    from lib.ctl_util import stop_redis
-    cfg = ctl_config(tmp_path, rsrv)
-    stop_redis(rsrv)
+def test_verify_needs_no_redis(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
+    redis_tcp.stop()
     p = digestctl(cfg, "verify-unsubscribe", "--uid", "7", "--gid", "8", "--token", token(7, 8))
     assert p.returncode == 0

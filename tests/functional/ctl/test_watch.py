@@ -7,12 +7,12 @@ import subprocess
 import threading
 import time
 
-from lib.ctl_util import SAT, add_group, ctl_config, rsrv  # noqa: F401
+from lib.ctl_util import SAT, add_group, ctl_config  # noqa: F401
 from lib.harness import DIGESTCTL, digestctl, free_port
 
 
-def test_watch_empty_queues_exit_at_once(tmp_path, rsrv):
-    cfg = ctl_config(tmp_path, rsrv)
+def test_watch_empty_queues_exit_at_once(tmp_path, redis_tcp):
+    cfg = ctl_config(tmp_path, redis_tcp)
     t0 = time.monotonic()
     p = digestctl(cfg, "watch", "--interval", "0.1", timeout=20)
     assert time.monotonic() - t0 < 5
@@ -22,9 +22,9 @@ def test_watch_empty_queues_exit_at_once(tmp_path, rsrv):
     assert "metrics=unavailable" in p.stdout
 
 
-def test_watch_times_out(tmp_path, rsrv):
-    r = rsrv.client()
-    cfg = ctl_config(tmp_path, rsrv)
+def test_watch_times_out(tmp_path, redis_tcp):
+    r = redis_tcp.client()
+    cfg = ctl_config(tmp_path, redis_tcp)
     add_group(r, 1, [1], [(1, SAT - 1)])
     digestctl(cfg, "schedule", "--period", "daily", "--now", str(SAT + 1))
     t0 = time.monotonic()
@@ -66,10 +66,10 @@ def metrics_text(sent, jobs_ok, busy):
             'digest_workers{pool="standard",state="idle"} 5\n' % (sent, jobs_ok, busy))
 
 
-def test_watch_follows_a_consumer_until_empty(tmp_path, rsrv):
-    r = rsrv.client()
+def test_watch_follows_a_consumer_until_empty(tmp_path, redis_tcp):
+    r = redis_tcp.client()
     port = free_port()
-    cfg = ctl_config(tmp_path, rsrv)
+    cfg = ctl_config(tmp_path, redis_tcp)
     with open(cfg) as f:
         text = re.sub(r"listen = 127.0.0.1:\d+", "listen = 127.0.0.1:%d" % port, f.read())
     with open(cfg, "w") as f:
@@ -86,7 +86,7 @@ def test_watch_follows_a_consumer_until_empty(tmp_path, rsrv):
     stop = threading.Event()
 
     def consume():
-        c = rsrv.client()
+        c = redis_tcp.client()
         done = 0
         # Not before watch has taken its first figures (its baseline and
         # its first line), however long it takes to start.
@@ -121,10 +121,10 @@ def test_watch_follows_a_consumer_until_empty(tmp_path, rsrv):
     assert r.xinfo_groups("digest:q:standard")[0]["pending"] == 0
 
 
-def test_watch_tty_redraws(tmp_path, rsrv):
+def test_watch_tty_redraws(tmp_path, redis_tcp):
     import os
     import pty
-    cfg = ctl_config(tmp_path, rsrv)
+    cfg = ctl_config(tmp_path, redis_tcp)
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(DIGESTCTL, [DIGESTCTL, "-c", cfg, "watch", "--interval", "0.1"])
@@ -144,12 +144,12 @@ def test_watch_tty_redraws(tmp_path, rsrv):
     assert "\033[2K" in text and "[" in text and "priority" in text
 
 
-def test_watch_with_digestd(tmp_path, rsrv, digestd_factory):
+def test_watch_with_digestd(tmp_path, redis_tcp, digestd_factory):
     """The whole loop: seed, schedule, digestd works the queues, watch
     follows it from /metrics until they are empty."""
     import os
     from lib.harness import maildir_messages, metric_sum
-    cfg = ctl_config(tmp_path, rsrv)
+    cfg = ctl_config(tmp_path, redis_tcp)
     now = int(time.time())
     digestctl(cfg, "seed", "--groups", "15", "--members", "1500", "--posts", "200",
               "--now", str(now))

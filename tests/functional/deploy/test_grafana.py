@@ -162,4 +162,4 @@ workers = 1
         dh.stop_proc(exporter)
         if d is not None:
             d.kill()
-        dh.stop_redis(srv)
+        srv.stop()

@@ -105,4 +105,4 @@ workers = 2
         dh.stop_proc(exporter)
         if d is not None:
             d.kill()
-        dh.stop_redis(srv)
+        srv.stop()

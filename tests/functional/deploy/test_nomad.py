@@ -377,8 +377,8 @@ def test_schedule_command_line_runs(tmp_path):
         assert r.exists("digest:sched:daily")
         assert r.ttl("digest:sched:daily") > 0
     finally:
-        dh.stop_redis(act)
-        dh.stop_redis(queue)
+        act.stop()
+        queue.stop()
 
 
 def test_service_config_runs_with_the_queue_password(tmp_path):
@@ -427,8 +427,8 @@ def test_service_config_runs_with_the_queue_password(tmp_path):
             except subprocess.TimeoutExpired:
                 kill_pid(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        dh.stop_redis(act)
-        dh.stop_redis(queue)
+        act.stop()
+        queue.stop()
     out = open(str(tmp_path / "digestd.log")).read()
     for s in SECRETS.values():
         assert s not in out

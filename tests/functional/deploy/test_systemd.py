@@ -318,7 +318,7 @@ workers = 1
     finally:
         if proc is not None:
             dh.stop_proc(proc)
-        dh.stop_redis(srv)
+        srv.stop()
     used = check_trace(trace.read_text(), allowed, families)
     assert {"execve", "clone", "socket", "connect", "bind", "listen", "prctl"} <= used, used
 
@@ -370,6 +370,6 @@ queue = standard
         assert p.returncode == 0, p.stdout + p.stderr
         assert srv.client().xlen("digest:q:standard") > 0
     finally:
-        dh.stop_redis(srv)
+        srv.stop()
     used = check_trace(trace.read_text(), allowed, families)
     assert {"execve", "socket", "connect"} <= used

@@ -1,16 +1,15 @@
 """Helpers for the AMQP tests: configs on a per-test vhost of the session's
-rabbitmq-server, a slow SMTP sink, broker-side readers (pika), and a run
-of digestd to completion.
+rabbitmq-server, broker-side readers (pika), and a run of digestd to
+completion.
 
 Only loopback servers are used; every wait is bounded.
 """
 import json
 import os
-import threading
 import time
 
 from lib import config as conf
-from lib.harness import free_port, wait_for
+from lib.harness import wait_for
 
 SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
 DAY = 86400
@@ -20,30 +19,6 @@ def now_for_tests():
     """A fixed 'now' inside today's period, so that seed and schedule agree."""
     t = int(time.time())
     return t - t % DAY + 3600
-
-
-class TcpRedis:
-    """A RedisServer reached over loopback TCP in the digestd config."""
-
-    def __init__(self, dirpath):
-        from lib.harness import RedisServer
-        self.srv = RedisServer(dirpath, port=free_port())
-
-    def start(self):
-        self.srv.start()
-        return self
-
-    def stop(self):
-        self.srv.stop()
-
-    def client(self, **kw):
-        return self.srv.client(**kw)
-
-    def config_section(self, name="redis", prefix=""):
-        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.srv.port)
-        if name == "redis" and prefix:
-            s += "key_prefix = %s\n" % prefix
-        return s
 
 
 def config(tmp_path, redis, rabbit, vhost, backend="amqp", transport="maildir",
@@ -69,60 +44,6 @@ def config(tmp_path, redis, rabbit, vhost, backend="amqp", transport="maildir",
         {"pool.%s" % p: {"queue": p, "workers": workers, "memory_limit": "256M"}
          for p in pools},
         tp), sections=(redis.config_section(),), extra=extra, name=name)
-
-
-class SlowSmtpSink:
-    """An aiosmtpd sink that waits `delay` seconds before answering each DATA,
-    as a slow relay does, and keeps what it accepts."""
-
-    def __init__(self, delay=0.0):
-        self.port = free_port()
-        self.delay = delay
-        self.messages = []          # (rcpt, bytes)
-        self.lock = threading.Lock()
-        self.controller = None
-
-    def start(self):
-        import asyncio
-
-        from aiosmtpd.controller import Controller
-
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                if sink.delay:
-                    await asyncio.sleep(sink.delay)
-                with sink.lock:
-                    for r in envelope.rcpt_tos:
-                        sink.messages.append((r, envelope.original_content))
-                return "250 Message accepted"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False)
-        self.controller.start()
-        return self
-
-    def stop(self):
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    def count(self):
-        with self.lock:
-            return len(self.messages)
-
-    def ids(self):
-        """[(message-id, rcpt)] of every accepted message, duplicates kept."""
-        import email
-        import email.policy
-        with self.lock:
-            msgs = list(self.messages)
-        out = []
-        for rcpt, data in msgs:
-            m = email.message_from_bytes(data, policy=email.policy.default)
-            out.append((m["Message-ID"], rcpt))
-        return out
 
 
 def maildir_ids(path):

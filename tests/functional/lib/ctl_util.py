@@ -2,10 +2,8 @@
 readers for the queues digestctl writes."""
 import subprocess
 
-import pytest
-
 from lib import config as conf
-from lib.harness import DIGESTCTL, RedisServer, free_port
+from lib.harness import DIGESTCTL
 
 DAY = 86400
 # 2025-11-29 00:00:00 UTC, a Saturday; 2025-11-24 was a Monday.
@@ -13,45 +11,12 @@ SAT = 1764374400
 MON = 1763942400
 
 
-def start_redis(path):
-    """A redis-server on a loopback port (and a unix socket)."""
-    return RedisServer(path, port=free_port()).start()
-
-
-def stop_redis(srv):
-    """Stop by pid and reap at once (no waiting on a zombie)."""
-    if srv.proc is not None:
-        srv.proc.terminate()
-        srv.proc.wait(timeout=10)
-        srv.proc = None
-
-
-@pytest.fixture
-def rsrv(tmp_path):
-    """A private redis-server for one test."""
-    srv = start_redis(tmp_path / "redis")
-    try:
-        yield srv
-    finally:
-        stop_redis(srv)
-
-
-def redis_section(srv, name="redis", prefix="", unix=False):
-    if unix:
-        s = "[%s]\nsocket = %s\ntimeout = 2s\n" % (name, srv.socket)
-    else:
-        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, srv.port)
-    if prefix:
-        s += "key_prefix = %s\n" % prefix
-    return s
-
-
 def ctl_config(tmp_path, redis, extra="", schedule="", name="digestd.conf",
                queue_redis=None, prefix="", unix=False):
     """A complete config on redis with the two usual pools."""
-    sects = [redis_section(redis, prefix=prefix, unix=unix)]
+    sects = [redis.config_section(prefix=prefix, unix=unix)]
     if queue_redis is not None:
-        sects.append(redis_section(queue_redis, name="queue_redis", unix=unix))
+        sects.append(queue_redis.config_section("queue_redis", unix=unix))
     return conf.build(tmp_path, conf.merge(
         conf.pools(("priority", "standard"), workers=1),
         {"schedule": conf.parse_lines(schedule)} if schedule else {}),

@@ -162,12 +162,6 @@ def stop_proc(proc, timeout=10):
         proc.wait(timeout=timeout)
 
 
-def stop_redis(srv):
-    """Stop a harness RedisServer without waiting on its zombie."""
-    stop_proc(srv.proc)
-    srv.proc = None
-
-
 class PrometheusServer:
     """prometheus on 127.0.0.1 with its own storage in a temp dir, scraping
     the given targets every second and evaluating rule_files every second.

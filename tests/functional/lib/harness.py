@@ -114,17 +114,28 @@ def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
 
 
 class RedisServer:
-    """redis-server on a unix socket (and optionally a loopback port)."""
+    """redis-server on a unix socket in dirpath, and on a loopback port
+    when port is given (TcpRedis picks a free one).
 
-    def __init__(self, dirpath, port=0, aof=False):
+    aof keeps an append-only file, fsynced at every write with
+    fsync_always (AofRedis: a crash then loses no acknowledged write);
+    extra adds arguments (--replicaof and the like).  A config reaches it
+    over TCP when it has a port, else on its socket (config_section)."""
+
+    def __init__(self, dirpath, port=0, aof=False, extra=(), fsync_always=False,
+                 timeout=10):
         self.dir = str(dirpath)
         os.makedirs(self.dir, exist_ok=True)
         self.socket = os.path.join(self.dir, "redis.sock")
         self.port = port
         self.aof = aof
+        self.fsync_always = fsync_always
+        self.extra = list(extra)
+        self.timeout = timeout
         self.proc = None
 
-    def start(self):
+    def start(self, wait=True):
+        """Start it; with wait, return once it answers PING."""
         args = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
             "--unixsocket", self.socket, "--unixsocketperm", "700",
@@ -132,9 +143,12 @@ class RedisServer:
             "--appendonly", "yes" if self.aof else "no",
             "--logfile", os.path.join(self.dir, "redis.log"),
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+        if self.fsync_always:
+            args += ["--appendfsync", "always"]
+        self.proc = subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._ping(), timeout=10, what="redis-server")
+        if wait:
+            wait_for(lambda: self._ping(), timeout=self.timeout, what="redis-server")
         return self
 
     def _ping(self):
@@ -152,28 +166,70 @@ class RedisServer:
             stop_popen(self.proc, signal.SIGTERM)
             self.proc = None
 
-    def config_section(self, name="redis", prefix=""):
-        s = "[%s]\nsocket = %s\ntimeout = 2s\n" % (name, self.socket)
-        if name == "redis" and prefix:
+    def crash(self, down_for):
+        """SIGKILL, stay down for down_for seconds, start on the same data."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        time.sleep(down_for)
+        return self.start()
+
+    def config_section(self, name="redis", prefix="", unix=None):
+        """[name] reaching this server: on its socket when unix (by default
+        when it has no port), else over loopback TCP."""
+        if unix is None:
+            unix = not self.port
+        if unix:
+            s = "[%s]\nsocket = %s\ntimeout = 2s\n" % (name, self.socket)
+        else:
+            s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.port)
+        if prefix:
             s += "key_prefix = %s\n" % prefix
         return s
+
+    def commands(self):
+        """{command: calls} from INFO commandstats."""
+        out = {}
+        for k, v in self.client().info("commandstats").items():
+            out[k.split("_", 1)[1].lower()] = int(v["calls"])
+        return out
+
+
+class TcpRedis(RedisServer):
+    """A RedisServer on a free loopback port, which configs reach over TCP."""
+
+    def __init__(self, dirpath, extra=(), aof=False):
+        super().__init__(dirpath, port=free_port(), aof=aof, extra=extra)
+
+
+class AofRedis(RedisServer):
+    """A RedisServer on its socket with AOF and appendfsync always, so that
+    crash() and a start on the same AOF keep every acknowledged write."""
+
+    def __init__(self, dirpath):
+        super().__init__(dirpath, aof=True, fsync_always=True, timeout=30)
 
 
 class SmtpSink:
     """An SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it accepts.
 
     reply_for(rcpt) may return an SMTP reply string such as "450 try later"
-    or "550 no such user" to refuse that recipient; None accepts.
+    or "550 no such user" to refuse that recipient; None accepts.  delay
+    (settable at any time) is how long it takes over each DATA, as a slow
+    relay does, so that a job is still in hand when a test kills its
+    worker or instance.
     """
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, delay=0.0):
         self.port = port or free_port()
+        self.delay = delay
         self.messages = []          # (mail_from, rcpt, bytes)
         self.lock = threading.Lock()
         self.reply_for = None
         self.controller = None
 
     def start(self):
+        import asyncio
+
         from aiosmtpd.controller import Controller
 
         sink = self
@@ -188,6 +244,8 @@ class SmtpSink:
                 return "250 OK"
 
             async def handle_DATA(self, server, session, envelope):
+                if sink.delay:
+                    await asyncio.sleep(sink.delay)
                 with sink.lock:
                     for r in envelope.rcpt_tos:
                         sink.messages.append((envelope.mail_from, r, envelope.original_content))
@@ -212,6 +270,18 @@ class SmtpSink:
     def count(self):
         with self.lock:
             return len(self.messages)
+
+    def recipients(self):
+        """The recipient of every accepted message, in order."""
+        with self.lock:
+            return [m[1] for m in self.messages]
+
+    def ids(self):
+        """[(message-id, rcpt)] of every accepted message, duplicates kept."""
+        with self.lock:
+            msgs = list(self.messages)
+        return [(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"],
+                 rcpt) for _, rcpt, raw in msgs]
 
     def config_section(self):
         return "[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n" % self.port

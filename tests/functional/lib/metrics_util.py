@@ -7,7 +7,6 @@ import urllib.request
 
 from lib import config as conf
 from lib.harness import Digestd, wait_for
-from lib.pipeline_data import redis_section
 
 OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
              "application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -145,7 +144,7 @@ def two_pool_config(tmp_path, redis, port=None, sink=None, workers=(1, 2),
          "pool.standard": {"queue": "standard", "workers": workers[1]},
          "digest": {"batch_size": 100}},
         conf.smtp(sink, 100) if sink is not None else {}),
-        sections=(redis_section(redis),), extra=extra, port=port)
+        sections=(redis.config_section(),), extra=extra, port=port)
 
 
 def start_digestd(tmp_path, cfg, wait_ready=True):

@@ -9,10 +9,8 @@ import hmac
 import os
 import time
 
-import pytest
-
 from lib import config as conf
-from lib.harness import RedisServer, free_port, wait_for
+from lib.harness import wait_for
 
 SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
 UNSUB_URL = "https://example.com/unsubscribe"
@@ -31,27 +29,6 @@ def token(uid, gid, secret=SECRET):
                     hashlib.sha256).hexdigest()
 
 
-@pytest.fixture
-def redis_tcp(tmp_path):
-    """A private redis-server on a loopback port (and a unix socket)."""
-    srv = RedisServer(tmp_path / "redis-tcp", port=free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def redis_section(redis, prefix=""):
-    """[redis] for srv: over loopback TCP when it has a port, else its socket."""
-    if not redis.port:
-        return redis.config_section(prefix=prefix)
-    s = "[redis]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % redis.port
-    if prefix:
-        s += "key_prefix = %s\n" % prefix
-    return s
-
-
 def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
            large=10000, memory_limit="256M", per_session=500, extra="",
            prefix="", max_attempts=3):
@@ -66,7 +43,7 @@ def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
                     "max_posts": 10}},
         conf.smtp(sink, per_session) if sink is not None else
         {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}}),
-        sections=(redis_section(redis, prefix),), extra=extra)
+        sections=(redis.config_section(prefix=prefix),), extra=extra)
 
 
 class Data:

@@ -15,57 +15,9 @@ import subprocess
 import time
 
 from lib import config as conf
-from lib.harness import ROOT, RedisServer, SmtpSink, free_port, stop_popen, wait_for
+from lib.harness import ROOT, free_port, stop_popen, wait_for
 
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
-
-
-class TcpRedis(RedisServer):
-    """A redis-server on a loopback port, with extra arguments
-    (--replicaof and the like)."""
-
-    def __init__(self, dirpath, extra=()):
-        super().__init__(dirpath, port=free_port())
-        self.extra = list(extra)
-
-    def start(self):
-        args = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--unixsocket", self.socket, "--unixsocketperm", "700",
-            "--dir", self.dir, "--save", "", "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", os.path.join(self.dir, "redis.log"),
-        ] + self.extra
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._ping(), timeout=10, what="redis-server")
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def section(self, name="redis", prefix=""):
-        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.port)
-        if prefix and name == "redis":
-            s += "key_prefix = %s\n" % prefix
-        return s
-
-    def commands(self):
-        """{command: calls} from INFO commandstats."""
-        out = {}
-        for k, v in self.client().info("commandstats").items():
-            out[k.split("_", 1)[1].lower()] = int(v["calls"])
-        return out
-
-
-def tcp_section(port, name="redis", prefix=""):
-    s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, port)
-    if prefix and name == "redis":
-        s += "key_prefix = %s\n" % prefix
-    return s
 
 
 class Nutcracker:
@@ -167,6 +119,10 @@ class Haproxy:
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         return self
 
+    def config_section(self, name="redis"):
+        """[name] reaching whichever server HAProxy sends a session to."""
+        return "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.port)
+
     def role_via_proxy(self):
         """(role, run_id) of the server HAProxy sends a new session to."""
         import redis
@@ -253,36 +209,6 @@ def checkpoints(q):
 
 def now_ms():
     return int(time.time() * 1000)
-
-
-class SlowSink(SmtpSink):
-    """An SMTP sink that takes `delay` seconds over each message, so that
-    jobs are still in hand when the test kills their instance."""
-
-    def __init__(self, delay=0.05):
-        super().__init__()
-        self.delay = delay
-
-    def start(self):
-        import asyncio
-
-        from aiosmtpd.controller import Controller
-
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                await asyncio.sleep(sink.delay)
-                with sink.lock:
-                    for r in envelope.rcpt_tos:
-                        sink.messages.append((envelope.mail_from, r,
-                                              envelope.original_content))
-                return "250 Message accepted"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False)
-        self.controller.start()
-        return self
 
 
 def sink_pairs(*sinks):

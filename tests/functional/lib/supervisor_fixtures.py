@@ -4,12 +4,11 @@ reading worker pids from the process table and /status.
 
 Every wait is bounded; every process started here is stopped by pid.
 """
-import asyncio
 import os
 import time
 
 from lib import config as conf
-from lib.harness import SmtpSink, free_port, wait_for
+from lib.harness import wait_for
 
 
 def seed_group(r, gid, members=5, posts=3, excerpt_bytes=40, window_end=None,
@@ -133,42 +132,6 @@ def dead_letters(r, prefix=""):
     return r.xrange(prefix + "digest:dlq")
 
 
-class SlowSmtpSink(SmtpSink):
-    """An SmtpSink that waits delay seconds before accepting each message,
-    so that a job is still running when a test kills or stops its worker."""
-
-    def __init__(self, delay=0.2, port=None):
-        super().__init__(port=port)
-        self.delay = delay
-
-    def start(self):
-        from aiosmtpd.controller import Controller
-
-        sink = self
-
-        class Handler:
-            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-                envelope.rcpt_tos.append(address)
-                return "250 OK"
-
-            async def handle_DATA(self, server, session, envelope):
-                await asyncio.sleep(sink.delay)
-                with sink.lock:
-                    for rc in envelope.rcpt_tos:
-                        sink.messages.append((envelope.mail_from, rc,
-                                              envelope.original_content))
-                return "250 Message accepted"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, data_size_limit=64 * 1024 * 1024)
-        self.controller.start()
-        return self
-
-    def recipients(self):
-        with self.lock:
-            return [m[1] for m in self.messages]
-
-
 def sup_config(tmp_path, redis, pools, supervisor="", extra="", smtp=None,
                port=None, digest=""):
     """A full config: the default, redis, the pools, optional smtp.
@@ -251,30 +214,6 @@ def restarts(d, pool, reason):
     return v or 0.0
 
 
-class TcpRedis:
-    """A RedisServer reached over loopback TCP (host/port in the config)."""
-
-    def __init__(self, srv):
-        self.srv = srv
-
-    def client(self, **kw):
-        return self.srv.client(**kw)
-
-    def config_section(self, name="redis", prefix=""):
-        s = "[%s]\nhost = 127.0.0.1\nport = %d\ntimeout = 2s\n" % (name, self.srv.port)
-        if name == "redis" and prefix:
-            s += "key_prefix = %s\n" % prefix
-        return s
-
-
-def start_redis(tmp_path):
-    from lib.harness import RedisServer
-
-    srv = RedisServer(tmp_path / "redis", port=free_port())
-    srv.start()
-    return srv
-
-
 def log_lines(d, msg=None, **kv):
     """Lines of d's log with msg="..." and every key=value given."""
     out = []
@@ -293,27 +232,3 @@ def wait_workers(d, n, pool=None, timeout=15, exclude=()):
         ws = {p: t for p, t in ws.items() if p not in exclude and alive(p)}
         return ws if len(ws) == n else None
     return wait_for(ok, timeout=timeout, what="%d workers of %s" % (n, pool))
-
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture
-def redis_tcp(tmp_path):
-    """A private redis-server on a loopback port, stopped at the end."""
-    srv = start_redis(tmp_path)
-    try:
-        yield TcpRedis(srv)
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def slow_sink():
-    """An SMTP sink that takes 0.2 s per message."""
-    sink = SlowSmtpSink(delay=0.2)
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()

@@ -22,9 +22,8 @@ import pathlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lib.harness import Digestd, wait_for, write_config  # noqa: E402
-from lib.supervisor_fixtures import (  # noqa: E402
-    TcpRedis, alive, start_redis, sup_config, workers)
+from lib.harness import Digestd, TcpRedis, wait_for, write_config  # noqa: E402
+from lib.supervisor_fixtures import alive, sup_config, workers  # noqa: E402
 
 WORKERS = 40
 PACE = 1.2 / WORKERS     # each slot is killed again after ~1.2 s
@@ -50,10 +49,10 @@ def pct(xs, p):
 def main():
     kills = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="digestd-latency-"))
-    srv = start_redis(tmp)
+    srv = TcpRedis(tmp / "redis").start()
     d = None
     try:
-        text, _ = sup_config(tmp, TcpRedis(srv), {"priority": {"workers": WORKERS}},
+        text, _ = sup_config(tmp, srv, {"priority": {"workers": WORKERS}},
                              supervisor="log_level = debug\nrestart_backoff_min = 10ms\n"
                                         "restart_backoff_max = 1s")
         d = Digestd(write_config(tmp, text), tmp).start()

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import config
 from lib.ctl_util import add_group
 from lib.harness import Digestd, digestctl, free_port, metric, wait_for

@@ -19,7 +19,7 @@ from lib.harness import Digestd, wait_for
 from lib.metrics_util import (CT_OM, CT_TEXT, HISTOGRAMS, OM_ACCEPT, expected_series,
                           fetch, samples, series_keys, start_digestd,
                           stop_digestd, two_pool_config)
-from lib.pipeline_data import redis_tcp, enqueue, window  # noqa: F401
+from lib.pipeline_data import enqueue, window  # noqa: F401
 
 POOLS = ["priority", "standard"]
 

@@ -15,7 +15,6 @@ import pytest
 from lib.harness import free_port, kill_pid, wait_for
 from lib.metrics_util import (OM_ACCEPT, fetch, samples, start_digestd,
                           stop_digestd, two_pool_config)
-from lib.pipeline_data import redis_tcp  # noqa: F401
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 

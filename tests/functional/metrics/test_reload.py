@@ -8,7 +8,7 @@ import time
 
 from lib.harness import wait_for
 from lib.metrics_util import fetch, samples, start_digestd, stop_digestd, two_pool_config
-from lib.pipeline_data import Data, enqueue, job_state, redis_tcp, window  # noqa: F401
+from lib.pipeline_data import Data, enqueue, job_state, window  # noqa: F401
 
 
 def scrape(d):

@@ -5,19 +5,10 @@ reason while the worker carries on."""
 import json
 import os
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
-    TcpRedis,
-    config,
-    drain_queue,
-    maildir_ids,
-    now_for_tests,
-    publish,
-    scheduled,
-    start_digestd,
-    wait_all_done,
-)
-from lib.harness import digestctl, metric_sum, wait_for
+    config, drain_queue, maildir_ids, now_for_tests, publish, scheduled,
+    start_digestd, wait_all_done)
+from lib.harness import TcpRedis, digestctl, metric_sum, wait_for
 
 
 def run_backend(factory, tmp_path, rabbit, vhost, backend, now):

@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import config, expected_pairs, maildir_ids, now_for_tests, scheduled, \
     write_groups
 from lib.harness import ASAN, DIGESTD, digestctl, kill_pid, stop_popen, wait_for

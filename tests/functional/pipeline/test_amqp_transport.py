@@ -9,7 +9,6 @@ import email.policy
 import time
 
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
     bind_outbox,
     config,

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from lib.amqp_util import TcpRedis, config as amqp_config, write_groups
-from lib.harness import Digestd, SmtpSink, digestctl, metric_sum, wait_for
+from lib.amqp_util import config as amqp_config, write_groups
+from lib.harness import (
+    Digestd, SmtpSink, TcpRedis, digestctl, metric_sum, wait_for)
 from lib.pipeline_data import window
 
 GIVE_UP = 12.0
@@ -69,7 +70,7 @@ def backend(request):
 @pytest.fixture
 def tcp_redis(tmp_path):
     srv = TcpRedis(tmp_path / "redis")
-    srv.srv.aof = True      # the delayed set must outlive a restart
+    srv.aof = True      # the delayed set must outlive a restart
     srv.start()
     try:
         yield srv
@@ -264,8 +265,8 @@ def test_deferred_while_redis_is_away_is_not_lost(tmp_path, tcp_redis):
     seen = []
 
     def crash_then_restart():
-        tcp_redis.srv.proc.kill()
-        tcp_redis.srv.proc.wait(timeout=10)
+        tcp_redis.proc.kill()
+        tcp_redis.proc.wait(timeout=10)
         time.sleep(1.5)
         tcp_redis.start()
 

@@ -13,8 +13,8 @@ import re
 import stat
 
 from lib.harness import Digestd, metric_sum
-from lib.pipeline_data import (redis_tcp, SECRET, UNSUB_URL, Data, config, enqueue, token,  # noqa: F401
-                           wait_done, window)
+from lib.pipeline_data import (  # noqa: F401
+    SECRET, UNSUB_URL, Data, config, enqueue, token, wait_done, window)
 
 
 P = "tenant1:"

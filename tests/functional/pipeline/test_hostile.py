@@ -4,7 +4,8 @@ window of 3,000 posts is read only as its newest 1,000, keys of the wrong
 type read as missing, and a member id that is not a number is passed over.
 """
 from lib.harness import Digestd, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, job_state, rcpts, wait_done, window)
 
 
 def test_pipeline_hostile_data(tmp_path, redis_tcp, smtp_sink):

@@ -19,8 +19,8 @@ import re
 from html.parser import HTMLParser
 
 from lib.harness import ROOT, Digestd, metric_sum, wait_for
-from lib.pipeline_data import (  # noqa: F401 (fixture)
-    config, enqueue, redis_tcp, wait_done, window)
+from lib.pipeline_data import (  # noqa: F401
+    config, enqueue, wait_done, window)
 
 CORPUS = os.path.join(ROOT, "tests", "corpus", "hostile", "records.json")
 WANT_HEADERS = {"from", "to", "subject", "date", "message-id", "list-id",

@@ -7,7 +7,8 @@ else gets exactly one email, the worker is never restarted for memory,
 and the job is done at its first attempt.
 """
 from lib.harness import Digestd, metric, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, rcpts, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, rcpts, window)
 
 GID = 12
 MB = 1 << 20

@@ -8,7 +8,8 @@ import signal
 import time
 
 from lib.harness import Digestd, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wait_done, window
+from lib.pipeline_data import (
+    Data, config, enqueue, job_state, rcpts, wait_done, window)
 
 N = 300
 

@@ -8,7 +8,8 @@ served too.
 import collections
 
 from lib.harness import Digestd, digestctl, metric_sum
-from lib.pipeline_data import Data, config, rcpts, redis_tcp, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, rcpts, wait_done, window)
 
 
 def odd_group(r, gid, we):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from lib.harness import ASAN, Digestd, metric_sum
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, rcpts, wait_done, window
+from lib.pipeline_data import Data, config, enqueue, rcpts, wait_done, window
 
 N = int(os.environ.get("DIGESTD_BIG_GROUP", "200000"))
 

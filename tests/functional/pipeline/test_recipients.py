@@ -10,7 +10,8 @@ import email.policy
 import time
 
 from lib.harness import Digestd, metric_sum, wait_for
-from lib.pipeline_data import EXPECTED, OLD, Data, craft, redis_tcp, config, enqueue, rcpts, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    EXPECTED, OLD, Data, craft, config, enqueue, rcpts, wait_done, window)
 
 def plain_part(msg):
     for part in msg.walk():

@@ -8,8 +8,8 @@ import email.policy
 import os
 
 from lib.harness import Digestd
-from lib.pipeline_data import (redis_tcp, SECRET, UNSUB_URL, Data, config, enqueue, token,
-                           wait_done, window)
+from lib.pipeline_data import (
+    SECRET, UNSUB_URL, Data, config, enqueue, token, wait_done, window)
 
 TEXT = """\
 Dear {{recipient_name}} of {{group_name}},

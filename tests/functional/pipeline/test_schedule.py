@@ -5,7 +5,7 @@ scheduling the same window again enqueues and sends nothing.
 import time
 
 from lib.harness import Digestd, digestctl, wait_for
-from lib.pipeline_data import redis_tcp, config, rcpts, window  # noqa: F401
+from lib.pipeline_data import config, rcpts, window  # noqa: F401
 from lib.pipeline_data import EXPECTED, craft
 
 

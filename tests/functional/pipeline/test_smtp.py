@@ -9,7 +9,8 @@ real digestd (SPEC 6): each message judged by its own reply.
 import time
 
 from lib.harness import Digestd, SmtpSink, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, job_state, rcpts, wait_done, window
+from lib.pipeline_data import (
+    Data, config, enqueue, job_state, rcpts, wait_done, window)
 
 
 def group(r, gid, n, we, base=100):

@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from lib.harness import Digestd, free_port, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, job_state, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, job_state, wait_done, window)
 
 USER = "digest"
 PASSWORD = "s3cret-smtp-pass"

@@ -15,7 +15,8 @@ import warnings
 import pytest
 
 from lib.harness import Digestd, free_port, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, job_state, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, job_state, window)
 
 
 class GreetingRefuser:

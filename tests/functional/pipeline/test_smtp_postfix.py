@@ -13,7 +13,8 @@ import time
 import pytest
 
 from lib.harness import POSTFIX, Digestd, PostfixServer, metric_sum, wait_for
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, wait_done, window)
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(POSTFIX), reason="no postfix"),

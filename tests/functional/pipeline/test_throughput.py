@@ -15,7 +15,8 @@ import time
 import pytest
 
 from lib.harness import Digestd
-from lib.pipeline_data import redis_tcp, Data, config, enqueue, rcpts, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, rcpts, wait_done, window)
 
 GROUPS, MEMBERS = 10, 2000
 

@@ -6,7 +6,6 @@ import re
 import threading
 import time
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
     config,
     drain_queue,

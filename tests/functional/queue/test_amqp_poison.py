@@ -14,7 +14,6 @@ import time
 import pika
 import pytest
 
-from lib.amqp_fixtures import redis_tcp, slow_sink, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
     config,
     drain_queue,
@@ -207,7 +206,7 @@ def test_job_killing_its_worker_before_its_attempt_counts(tmp_path, redis_tcp, r
     assert d.stop() == 0
 
 
-def test_job_killing_its_worker_mid_job(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+def test_job_killing_its_worker_mid_job(tmp_path, redis_tcp, rabbitmq, vhost, smtp_sink,
                                         digestd_factory):
     """A job whose worker dies every time it runs (killed here as soon as
     it shows the job) reaches the dead letters after exactly max_attempts
@@ -217,8 +216,8 @@ def test_job_killing_its_worker_mid_job(tmp_path, redis_tcp, rabbitmq, vhost, sl
               for g in (1, 2, 3)}
     now, end = seed(r, groups)
     poison = "daily.%d.1.0" % end
-    slow_sink.delay = 0.02
-    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+    smtp_sink.delay = 0.02
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                  workers=2, batch=5, per_session=5, max_attempts=MAX_ATTEMPTS)
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 3
@@ -245,7 +244,7 @@ def test_job_killing_its_worker_mid_job(tmp_path, redis_tcp, rabbitmq, vhost, sl
     ((job, queue, reason),) = dlq_lines(cfg)
     assert (job, queue) == (poison, "standard") and reason, (job, queue, reason)
     assert r.hget("digest:job:" + poison, "state") == "dead"
-    got = set(slow_sink.ids())
+    got = set(smtp_sink.ids())
     assert expected_pairs({g: groups[g] for g in (2, 3)}, end) <= got
     assert metric_sum(d.metrics(), "digest_worker_restarts_total",
                       reason="crash") == MAX_ATTEMPTS

@@ -6,7 +6,6 @@ import json
 
 import pika
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import config, drain_queue, queue_counts
 from lib.ctl_util import DAY, SAT, add_group
 from lib.harness import digestctl

@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 
-from lib.amqp_fixtures import slow_sink, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
     config,
     expected_pairs,
@@ -20,16 +19,13 @@ from lib.amqp_util import (
     worker_pids,
     write_groups,
 )
-from lib.harness import digestctl, metric_sum, wait_for
+from lib.harness import AofRedis, digestctl, metric_sum, wait_for
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "chaos"))
-
-from run import AofRedis  # noqa: E402
 
 MEMBERS = list(range(100, 180))
 
 
-def test_worker_killed_while_holding_a_job_for_redis(tmp_path, rabbitmq, vhost, slow_sink,
+def test_worker_killed_while_holding_a_job_for_redis(tmp_path, rabbitmq, vhost, smtp_sink,
                                                      digestd_factory):
     redis = AofRedis(tmp_path / "redis").start()
     try:
@@ -38,13 +34,13 @@ def test_worker_killed_while_holding_a_job_for_redis(tmp_path, rabbitmq, vhost, 
         end = now - now % 86400
         groups = {7: MEMBERS}
         write_groups(r, groups, end)
-        slow_sink.delay = 0.05
-        cfg = config(tmp_path, redis, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+        smtp_sink.delay = 0.05
+        cfg = config(tmp_path, redis, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                      batch=10, per_session=10)
         assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                    str(now)).stdout) == 1
         d = start_digestd(digestd_factory, cfg)
-        wait_for(lambda: slow_sink.count() >= 20, timeout=60, what="20 emails")
+        wait_for(lambda: smtp_sink.count() >= 20, timeout=60, what="20 emails")
         redis.proc.kill()
         redis.proc.wait(timeout=10)
         wait_for(lambda: "holding the job until Redis" in d.log(), timeout=30,
@@ -52,14 +48,14 @@ def test_worker_killed_while_holding_a_job_for_redis(tmp_path, rabbitmq, vhost, 
         # Whatever the flush in progress delivered is now only in memory
         # and in the worker's slot.
         time.sleep(1.0)
-        at_kill = slow_sink.count()
+        at_kill = smtp_sink.count()
         (victim,) = worker_pids(d)
         os.kill(victim, signal.SIGKILL)
         time.sleep(1.0)
         redis.start()
         r = redis.client()
         wait_all_done(r, 1, timeout=90, d=d)
-        got = slow_sink.ids()
+        got = smtp_sink.ids()
         want = expected_pairs(groups, end)
         assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
         dups = len(got) - len(set(got))

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-from lib.amqp_fixtures import redis_tcp, slow_sink, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import (
     config,
     drain_queue,
@@ -31,25 +30,25 @@ def setup_groups(r, groups):
 
 
 def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vhost,
-                                               slow_sink, digestd_factory):
+                                               smtp_sink, digestd_factory):
     r = redis_tcp.client()
     groups = {7: list(range(100, 160))}
     now, end = setup_groups(r, groups)
-    slow_sink.delay = 0.1
-    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+    smtp_sink.delay = 0.1
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                  batch=5, per_session=5)
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 1
     d = start_digestd(digestd_factory, cfg)
-    wait_for(lambda: slow_sink.count() >= 20, timeout=60, what="20 emails")
+    wait_for(lambda: smtp_sink.count() >= 20, timeout=60, what="20 emails")
     (victim,) = worker_pids(d)
     os.kill(victim, signal.SIGKILL)
-    at_kill = slow_sink.count()
+    at_kill = smtp_sink.count()
     assert at_kill < 60, "the job ended before the kill"
 
     cps = wait_all_done(r, 1, timeout=90, d=d)
     cp = cps["daily.%d.7.0" % end]
-    got = slow_sink.ids()
+    got = smtp_sink.ids()
     want = expected_pairs(groups, end)
     assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
     dups = len(got) - len(set(got))
@@ -66,18 +65,18 @@ def test_kill9_mid_job_resumes_from_checkpoint(tmp_path, redis_tcp, rabbitmq, vh
     assert d.stop() == 0
 
 
-def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, smtp_sink,
                                      digestd_factory):
     r = redis_tcp.client()
     groups = {g: list(range(1000 * g, 1000 * g + 30)) for g in range(1, 7)}
     now, end = setup_groups(r, groups)
-    slow_sink.delay = 0.05
-    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+    smtp_sink.delay = 0.05
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                  workers=2, batch=5, per_session=5, heartbeat="5s")
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 6
     d = start_digestd(digestd_factory, cfg)
-    wait_for(lambda: slow_sink.count() >= 15, timeout=60, what="15 emails")
+    wait_for(lambda: smtp_sink.count() >= 15, timeout=60, what="15 emails")
 
     rabbitmq._stop_node()
     try:
@@ -95,7 +94,7 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
              what="workers back after the broker restart")
 
     wait_all_done(r, 6, timeout=120, d=d)
-    got = slow_sink.ids()
+    got = smtp_sink.ids()
     want = expected_pairs(groups, end)
     assert set(got) == want, "lost: %s" % sorted(want - set(got))[:5]
     # At most the message in flight per worker and job cut off.
@@ -111,21 +110,21 @@ def test_broker_restart_nothing_lost(tmp_path, redis_tcp, rabbitmq, vhost, slow_
     assert d.stop() == 0
 
 
-def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, smtp_sink,
                                   digestd_factory):
     r = redis_tcp.client()
     groups = {9: list(range(100, 115))}
     now, end = setup_groups(r, groups)
     # 15 emails at 0.7 s each: over 10 s, more than 3 x 2 s heartbeats,
     # with the worker inside SMTP nearly all of the time.
-    slow_sink.delay = 0.7
-    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+    smtp_sink.delay = 0.7
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                  heartbeat="2s")
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 1
     log_at = len(rabbit_log(rabbitmq))
     d = start_digestd(digestd_factory, cfg)
-    wait_for(lambda: slow_sink.count() >= 1, timeout=30, what="the first email")
+    wait_for(lambda: smtp_sink.count() >= 1, timeout=30, what="the first email")
     t0 = time.monotonic()
     before = {c["name"] for c in rabbitmq.connections(vhost)
               if c["connection_name"].startswith("digestd worker")}
@@ -136,7 +135,7 @@ def test_long_job_not_redelivered(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
     assert took > 7.0, "the job should outlast three heartbeat intervals (%.1fs)" % took
     cp = cps["daily.%d.9.0" % end]
     assert int(cp["attempts"]) == 1, cp
-    got = slow_sink.ids()
+    got = smtp_sink.ids()
     assert sorted(got) == sorted(expected_pairs(groups, end)), "duplicates or losses"
     # The same connection, still open: the broker never dropped it.
     after = {c["name"] for c in rabbitmq.connections(vhost)
@@ -172,20 +171,20 @@ def test_readyz_not_ready_while_broker_down(tmp_path, redis_tcp, rabbitmq, vhost
     assert d.stop() == 0
 
 
-def test_drain_gives_the_job_back(tmp_path, redis_tcp, rabbitmq, vhost, slow_sink,
+def test_drain_gives_the_job_back(tmp_path, redis_tcp, rabbitmq, vhost, smtp_sink,
                                   digestd_factory):
     r = redis_tcp.client()
     groups = {4: list(range(100, 140))}
     now, end = setup_groups(r, groups)
-    slow_sink.delay = 0.1
-    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=slow_sink,
+    smtp_sink.delay = 0.1
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, transport="smtp", sink=smtp_sink,
                  batch=5, per_session=5)
     assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
                                str(now)).stdout) == 1
     d = start_digestd(digestd_factory, cfg)
-    wait_for(lambda: slow_sink.count() >= 10, timeout=60, what="10 emails")
+    wait_for(lambda: smtp_sink.count() >= 10, timeout=60, what="10 emails")
     assert d.stop() == 0
-    at_stop = slow_sink.count()
+    at_stop = smtp_sink.count()
     assert at_stop < 40
     # Checkpointed and given back: the job waits on its queue again.
     job = "daily.%d.4.0" % end
@@ -195,7 +194,7 @@ def test_drain_gives_the_job_back(tmp_path, redis_tcp, rabbitmq, vhost, slow_sin
 
     d2 = start_digestd(digestd_factory, cfg)
     wait_all_done(r, 1, timeout=60, d=d2)
-    got = slow_sink.ids()
+    got = smtp_sink.ids()
     assert set(got) == expected_pairs(groups, end)
     assert len(got) - len(set(got)) <= 1
     assert drain_queue(rabbitmq, vhost, "digest.standard") == []

@@ -8,11 +8,10 @@ import time
 
 import pytest
 
-from lib.harness import ASAN, metric_sum, wait_for
-from lib.supervisor_fixtures import (  # noqa: F401 (fixtures)
-    BIG_BATCH, SlowSmtpSink, checkpoint, dead_letters, enqueue, job_fields,
-    log_lines, redis_tcp, restarts, seed_big_group, seed_group, sup_config,
-    wait_queue_state)
+from lib.harness import ASAN, SmtpSink, metric_sum, wait_for
+from lib.supervisor_fixtures import (  # noqa: F401
+    BIG_BATCH, checkpoint, dead_letters, enqueue, job_fields, log_lines,
+    restarts, seed_big_group, seed_group, sup_config, wait_queue_state)
 
 MAX_ATTEMPTS = 3
 
@@ -20,7 +19,7 @@ MAX_ATTEMPTS = 3
 @pytest.fixture
 def sink():
     """An SMTP sink taking 10 ms a message: a steady rate to compare with."""
-    s = SlowSmtpSink(delay=0.01)
+    s = SmtpSink(delay=0.01)
     s.start()
     try:
         yield s

@@ -16,9 +16,10 @@ import time
 import pytest
 import redis as redis_py
 
-from lib.harness import Digestd, SmtpSink, metric, metric_sum, wait_for
+from lib.harness import (
+    Digestd, SmtpSink, TcpRedis, metric, metric_sum, wait_for)
 from lib.pipeline_data import Data, enqueue, wait_done, window
-from lib.scale_util import SlowSink, TcpRedis, config
+from lib.scale_util import config
 
 MEMBERS = 40
 
@@ -31,18 +32,15 @@ class LoadingRedis(TcpRedis):
         c = self.client()
         c.save()
         self.stop()
-        args = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--unixsocket", self.socket, "--unixsocketperm", "700",
-            "--dir", self.dir, "--save", "", "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", os.path.join(self.dir, "redis.log"),
+        self.extra = [
             "--key-load-delay", str(delay_us),
             # Answer (LOADING) while loading, not only between 2 MB reads.
             "--loading-process-events-interval-bytes", "1024",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        try:
+            self.start(wait=False)
+        finally:
+            self.extra = []
         wait_for(lambda: self.state() == "loading", timeout=10,
                  what="redis-server loading")
 
@@ -99,7 +97,7 @@ def seed_groups(data, gids, members=MEMBERS):
 
 
 def start(tmp_path, data, queue, sink, max_attempts=3, batch=10):
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("standard",), workers=1, sink=sink, batch=batch,
                  max_attempts=max_attempts)
     return Digestd(cfg, tmp_path).start()
@@ -266,7 +264,7 @@ def queue_outage_mid_job(tmp_path, servers, begin, end):
     dead-letter it."""
     data, queue = servers
     want = seed_groups(data, [5], members=60)
-    sink = SlowSink(delay=0.05).start()
+    sink = SmtpSink(delay=0.05).start()
     d = None
     q = queue.client()
     try:

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from lib.harness import Digestd, SmtpSink, digestctl, wait_for
-from lib.scale_util import (HAPROXY_CFG, Haproxy, SlowSink, TcpRedis, config,
-                        sink_pairs, tcp_section, unbounded_keys, wait_settled)
+from lib.harness import Digestd, SmtpSink, TcpRedis, digestctl, wait_for
+from lib.scale_util import (
+    HAPROXY_CFG, Haproxy, config, sink_pairs, unbounded_keys,
+    wait_settled)
 
 SEED = ("seed", "--groups", "12", "--members", "900", "--posts", "80",
         "--seed", "31")
@@ -47,7 +48,7 @@ def baseline(tmp_path):
     r = TcpRedis(tmp_path / "single").start()
     sink = SmtpSink().start()
     try:
-        cfg = config(tmp_path, r.section(), pools=POOLS, workers=WORKERS,
+        cfg = config(tmp_path, r.config_section(), pools=POOLS, workers=WORKERS,
                      sink=sink, name="single.conf")
         digestctl(cfg, *SEED)
         digestctl(cfg, "schedule", "--period", "daily")
@@ -91,11 +92,11 @@ def test_replica_promoted_during_a_run(tmp_path, servers):
     wait_for(lambda: proxy.role_via_proxy() == ("master", a_id), timeout=10,
              what="HAProxy on the primary")
 
-    sink = SlowSink(delay=0.03).start()
+    sink = SmtpSink(delay=0.03).start()
     d = None
     try:
-        cfg = config(tmp_path, data.section(),
-                     tcp_section(proxy.port, name="queue_redis"), pools=POOLS,
+        cfg = config(tmp_path, data.config_section(),
+                     proxy.config_section("queue_redis"), pools=POOLS,
                      workers=WORKERS, sink=sink, visibility="3s", batch=BATCH)
         digestctl(cfg, *SEED)
         digestctl(cfg, "schedule", "--period", "daily")

@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from lib.harness import Digestd, SmtpSink, _gone, digestctl, metric_sum, wait_for
-from lib.scale_util import (SlowSink, TcpRedis, checkpoints, config, sink_pairs,
-                        unbounded_keys, wait_settled)
+from lib.harness import (
+    Digestd, SmtpSink, TcpRedis, _gone, digestctl, metric_sum, wait_for)
+from lib.scale_util import (
+    checkpoints, config, sink_pairs, unbounded_keys, wait_settled)
 
 SEED = ("seed", "--groups", "20", "--members", "1200", "--posts", "100",
         "--seed", "21")
@@ -39,7 +40,7 @@ def baseline(tmp_path):
     r = TcpRedis(tmp_path / "single").start()
     sink = SmtpSink().start()
     try:
-        cfg = config(tmp_path, r.section(), pools=POOLS, workers=WORKERS,
+        cfg = config(tmp_path, r.config_section(), pools=POOLS, workers=WORKERS,
                      sink=sink, name="single.conf")
         digestctl(cfg, *SEED)
         digestctl(cfg, "schedule", "--period", "daily")
@@ -65,7 +66,7 @@ def test_two_instances_share_the_queues(tmp_path, redis2):
     sinks = [SmtpSink().start(), SmtpSink().start()]
     ds = []
     try:
-        cfgs = [config(tmp_path, data.section(), queue.section("queue_redis"),
+        cfgs = [config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                        pools=POOLS, workers=WORKERS, sink=sinks[i],
                        name="i%d.conf" % i) for i in range(2)]
         digestctl(cfgs[0], *SEED)
@@ -105,13 +106,13 @@ def test_killed_instance_jobs_reclaimed_by_another(tmp_path, redis2):
     want, _ = baseline(tmp_path)
     data, queue = redis2
     q = queue.client()
-    slow, fast = SlowSink(delay=0.05).start(), SmtpSink().start()
+    slow, fast = SmtpSink(delay=0.05).start(), SmtpSink().start()
     a = b = None
     try:
-        cfg_a = config(tmp_path, data.section(), queue.section("queue_redis"),
+        cfg_a = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                        pools=POOLS, workers=WORKERS, sink=slow, name="a.conf",
                        visibility="3s", batch=10)
-        cfg_b = config(tmp_path, data.section(), queue.section("queue_redis"),
+        cfg_b = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                        pools=POOLS, workers=WORKERS, sink=fast, name="b.conf",
                        visibility="3s", batch=10)
         digestctl(cfg_a, *SEED)

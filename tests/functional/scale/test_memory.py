@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lib.harness import Digestd, digestctl, wait_for
-from lib.scale_util import TcpRedis, config, digest_keys, now_ms, wait_settled
+from lib.harness import Digestd, TcpRedis, digestctl, wait_for
+from lib.scale_util import config, digest_keys, now_ms, wait_settled
 
 DAY = 86400
 WEEK = 7 * DAY
@@ -79,7 +79,7 @@ def check_bounds(q):
 
 def test_two_weeks_processed_keys_bounded_streams_trimmed(tmp_path, two_redis):
     data, queue = two_redis
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"), workers=2)
     q = queue.client()
 
@@ -155,7 +155,7 @@ def test_two_weeks_unconsumed_keys_bounded(tmp_path, two_redis):
     away: it is work to do), every other key still has its TTL, and a run
     of the schedule is still idempotent."""
     data, queue = two_redis
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"))
     q = queue.client()
     simulate(cfg, q)
@@ -189,7 +189,7 @@ def test_queue_redis_bytes_per_job(tmp_path, two_redis):
     processed job (stream entry, enqueue marker, checkpoint) costs well
     under 1 KB of used_memory."""
     data, queue = two_redis
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"), workers=2)
     digestctl(cfg, "seed", "--groups", "3000", "--members", "60000", "--posts",
               "12000", "--seed", "3")
@@ -221,7 +221,7 @@ def test_consumers_of_gone_workers_are_removed(tmp_path, two_redis):
     scheduler's trim removes those that hold nothing and have not been
     seen for visibility_timeout, and never one that still holds a job."""
     data, queue = two_redis
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"), workers=2, visibility="3s")
     q = queue.client()
     key = "digest:q:standard"

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from lib.harness import Digestd, digestctl, maildir_messages
-from lib.scale_util import (TcpRedis, checkpoints, config, digest_keys,
-                        wait_settled)
+from lib.harness import Digestd, TcpRedis, digestctl, maildir_messages
+from lib.scale_util import checkpoints, config, digest_keys, wait_settled
 
 # Commands that write, or that touch queues: none may reach the activity
 # store once the host application's data is in.
@@ -52,7 +51,7 @@ def run_pipeline(tmp_path, cfg, q, outbox):
 def test_queue_redis_holds_every_digest_key(tmp_path, two_redis):
     data, queue = two_redis
     outbox = os.path.join(str(tmp_path), "outbox")
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"), maildir=outbox)
     seed(cfg)
     dc, qc = data.client(), queue.client()
@@ -133,7 +132,7 @@ def test_queue_redis_holds_every_digest_key(tmp_path, two_redis):
 def test_without_queue_redis_one_redis_serves_both(tmp_path, two_redis):
     data, queue = two_redis
     outbox = os.path.join(str(tmp_path), "outbox")
-    cfg = config(tmp_path, data.section(), pools=("priority", "standard"),
+    cfg = config(tmp_path, data.config_section(), pools=("priority", "standard"),
                  maildir=outbox)
     seed(cfg)
     dc = data.client()
@@ -150,11 +149,11 @@ def test_same_emails_with_and_without_queue_redis(tmp_path, two_redis):
     """Moving the queues changes where keys live, not what is sent."""
     data, queue = two_redis
     seen = []
-    for i, qsect in enumerate(("", queue.section("queue_redis"))):
+    for i, qsect in enumerate(("", queue.config_section("queue_redis"))):
         data.client().flushall()
         queue.client().flushall()
         outbox = os.path.join(str(tmp_path), "outbox%d" % i)
-        cfg = config(tmp_path, data.section(), qsect,
+        cfg = config(tmp_path, data.config_section(), qsect,
                      pools=("priority", "standard"), maildir=outbox,
                      name="d%d.conf" % i)
         seed(cfg)
@@ -166,7 +165,7 @@ def test_same_emails_with_and_without_queue_redis(tmp_path, two_redis):
 
 def test_digestctl_enqueue_on_queue_redis(tmp_path, two_redis):
     data, queue = two_redis
-    cfg = config(tmp_path, data.section(), queue.section("queue_redis"),
+    cfg = config(tmp_path, data.config_section(), queue.config_section("queue_redis"),
                  pools=("priority", "standard"))
     seed(cfg)
     dc, qc = data.client(), queue.client()

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from lib.harness import Digestd, SmtpSink, digestctl
-from lib.scale_util import Nutcracker, TcpRedis, config, wait_settled
+from lib.harness import Digestd, SmtpSink, TcpRedis, digestctl
+from lib.scale_util import Nutcracker, config, wait_settled
 
 SEED = ("seed", "--groups", "15", "--members", "1500", "--posts", "120",
         "--seed", "11")
@@ -74,8 +74,8 @@ def test_sharded_store_gives_the_same_emails(tmp_path, cluster):
     plain = TcpRedis(tmp_path / "plain").start()
     plain_q = TcpRedis(tmp_path / "plain-queue").start()
     try:
-        want, want_st, _ = run(tmp_path, plain.section(),
-                               plain_q.section("queue_redis"), plain_q.client(),
+        want, want_st, _ = run(tmp_path, plain.config_section(),
+                               plain_q.config_section("queue_redis"), plain_q.client(),
                                "plain.conf")
     finally:
         plain_q.stop()
@@ -84,7 +84,7 @@ def test_sharded_store_gives_the_same_emails(tmp_path, cluster):
 
     got, got_st, log = run(tmp_path, "[redis]\nhost = 127.0.0.1\nport = %d\n"
                            "timeout = 2s\n" % proxy.port,
-                           queue.section("queue_redis"), queue.client(),
+                           queue.config_section("queue_redis"), queue.client(),
                            "proxy.conf")
 
     # The data really is sharded: every shard holds part of it, and no

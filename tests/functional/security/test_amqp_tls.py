@@ -8,7 +8,6 @@ not sign it (or the system store), the broker is refused before the login,
 and the log and digestctl say OpenSSL's reason."""
 import pytest
 
-from lib.amqp_fixtures import redis_tcp, vhost  # noqa: F401 (fixtures)
 from lib.amqp_util import config, drain_queue, now_for_tests, wait_all_done, write_groups
 from lib.harness import Digestd, digestctl, metric_sum, wait_for
 from lib.amqp_util import bind_outbox

@@ -190,6 +190,6 @@ def test_processes_holding_the_config_dump_no_core(base, core_dumps):
                 kill_pid(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         logf.close()
-        dh.stop_redis(srv)
+        srv.stop()
     log = open(os.path.join(base, "digestd.log")).read()
     assert ("core_dumps = yes" in log) == (core_dumps == "yes"), log[-2000:]

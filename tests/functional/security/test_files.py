@@ -8,8 +8,8 @@ import signal
 import subprocess
 
 from lib.harness import DIGESTD, Digestd, metric, wait_for
-from lib.pipeline_data import (redis_tcp, Data, config, enqueue,  # noqa: F401
-                           wait_done, window)
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, wait_done, window)
 from lib.supervisor_fixtures import log_lines, wait_workers, workers
 
 TEXT = """\

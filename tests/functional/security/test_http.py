@@ -18,7 +18,7 @@ import time
 import pytest
 
 from lib.harness import DIGESTD, Digestd, wait_for
-from lib.supervisor_fixtures import redis_tcp, sup_config  # noqa: F401
+from lib.supervisor_fixtures import sup_config  # noqa: F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

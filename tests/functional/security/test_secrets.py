@@ -17,7 +17,8 @@ import time
 import pytest
 
 from lib.harness import (
-    DIGESTD, Digestd, digestctl, free_port, kill_pid, metric_sum, wait_for)
+    DIGESTD, Digestd, TcpRedis, digestctl, free_port, kill_pid, metric_sum,
+    wait_for)
 from lib.pipeline_data import Data, enqueue, wait_done, window
 
 REDIS_PW = "RedisPw-7f3a91c2d0"
@@ -45,40 +46,16 @@ def assert_clean(where, text):
         assert s not in text, "%s shows a secret (%s...)" % (where, s[:6])
 
 
-class AuthRedis:
-    """redis-server on a loopback port with requirepass."""
+class AuthRedis(TcpRedis):
+    """A TcpRedis with requirepass."""
 
     def __init__(self, d):
-        self.dir = str(d)
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", self.dir, "--save", "", "--appendonly", "no",
-             "--requirepass", REDIS_PW, "--logfile", os.path.join(self.dir, "r.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._ping, timeout=10, what="redis-server")
-        return self
-
-    def _ping(self):
-        try:
-            return self.client().ping()
-        except Exception:
-            return False
+        super().__init__(d, extra=["--requirepass", REDIS_PW])
 
     def client(self):
         import redis
         return redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PW,
                            decode_responses=True)
-
-    def stop(self):
-        if self.proc is not None:
-            kill_pid(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 class AuthSink:

@@ -28,7 +28,8 @@ import time
 import pytest
 
 from lib.harness import DIGESTD, Digestd, metric_sum, wait_for
-from lib.pipeline_data import Data, config, enqueue, job_state, redis_tcp, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, job_state, wait_done, window)
 from lib.tls_util import Certs, RecordingSmtp, server_context
 
 USER = "digest-sender"

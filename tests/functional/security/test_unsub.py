@@ -8,7 +8,8 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from lib.harness import ROOT, Digestd, digestctl, maildir_messages
-from lib.pipeline_data import Data, config, enqueue, redis_tcp, wait_done, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, config, enqueue, wait_done, window)
 
 
 def verify(cfg, uid, gid, tok):

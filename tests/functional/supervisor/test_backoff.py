@@ -8,8 +8,8 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, checkpoint, enqueue, job_fields, log_lines, redis_tcp, seed_group,
-    sup_config, wait_workers, workers)
+    alive, checkpoint, enqueue, job_fields, log_lines, seed_group, sup_config,
+    wait_workers, workers)
 
 
 def _cpu_s(pid):

@@ -7,9 +7,8 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    busy_worker, checkpoint, enqueue, job_fields, log_lines, redis_tcp,
-    restarts, seed_group, slow_sink, sup_config, wait_queue_state, wait_workers,
-    workers, alive)
+    busy_worker, checkpoint, enqueue, job_fields, log_lines, restarts,
+    seed_group, sup_config, wait_queue_state, wait_workers, workers, alive)
 
 
 def test_kill9_busy_worker_is_replaced_and_job_rerun(tmp_path, redis_tcp, slow_sink,

@@ -6,8 +6,8 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    checkpoint, enqueue, job_fields, log_lines, queue_state, redis_tcp,
-    seed_group, slow_sink, sup_config, wait_queue_state, wait_workers, workers)
+    checkpoint, enqueue, job_fields, log_lines, queue_state, seed_group,
+    sup_config, wait_queue_state, wait_workers, workers)
 
 
 def test_sigterm_drains_and_loses_no_job(tmp_path, redis_tcp, slow_sink, digestd_factory):

@@ -4,15 +4,15 @@ visibility timeout), and digestd still exits 0."""
 import signal
 import time
 
-from lib.harness import wait_for
+from lib.harness import SmtpSink, wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    SlowSmtpSink, busy_worker, checkpoint, enqueue, job_fields, log_lines,
-    queue_state, redis_tcp, seed_group, sup_config, wait_workers)
+    busy_worker, checkpoint, enqueue, job_fields, log_lines, queue_state,
+    seed_group, sup_config, wait_workers)
 
 
 def test_job_longer_than_drain_timeout_is_killed_and_requeued(tmp_path, redis_tcp,
                                                               digestd_factory):
-    sink = SlowSmtpSink(delay=4.0).start()
+    sink = SmtpSink(delay=4.0).start()
     try:
         r = redis_tcp.client()
         uids = seed_group(r, 31, members=4)

@@ -4,14 +4,14 @@ back to the queue with last_error job_timeout and, past max_attempts, to
 the dead letters."""
 import time
 
-from lib.harness import wait_for
+from lib.harness import SmtpSink, wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    SlowSmtpSink, checkpoint, dead_letters, enqueue, job_fields, log_lines,
-    queue_state, redis_tcp, restarts, seed_group, sup_config, wait_workers)
+    checkpoint, dead_letters, enqueue, job_fields, log_lines, queue_state,
+    restarts, seed_group, sup_config, wait_workers)
 
 
 def test_job_over_job_timeout_is_killed_and_retried(tmp_path, redis_tcp, digestd_factory):
-    sink = SlowSmtpSink(delay=0.4).start()
+    sink = SmtpSink(delay=0.4).start()
     try:
         r = redis_tcp.client()
         uids = seed_group(r, 61, members=20)

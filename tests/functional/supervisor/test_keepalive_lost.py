@@ -7,9 +7,8 @@ back or dead-lettering it: the new owner has it.
 """
 import time
 
-from lib.harness import Digestd, metric, wait_for
+from lib.harness import Digestd, SmtpSink, metric, wait_for
 from lib.pipeline_data import Data, config, enqueue, wait_done, window
-from lib.supervisor_fixtures import SlowSmtpSink
 
 GID = 7
 OTHER = "other-host:4242:standard#0.1"
@@ -30,7 +29,7 @@ def test_keepalive_leaves_a_reclaimed_job_to_its_new_owner(tmp_path, redis_serve
     for u in uids:
         data.user(u, email="u%d@example.org" % u)
     data.post(GID, 1, we - 60, title="Hello", author_id=999)
-    sink = SlowSmtpSink(delay=0.1)
+    sink = SmtpSink(delay=0.1)
     sink.start()
     d = None
     try:

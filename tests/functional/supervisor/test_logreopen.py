@@ -5,7 +5,7 @@ import signal
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    checkpoint, enqueue, job_fields, redis_tcp, seed_group, sup_config, wait_workers)
+    checkpoint, enqueue, job_fields, seed_group, sup_config, wait_workers)
 
 
 def test_sigusr1_reopens_log_file(tmp_path, redis_tcp, digestd_factory):

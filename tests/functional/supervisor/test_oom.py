@@ -7,7 +7,7 @@ import pytest
 from lib.harness import ASAN, wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
     BIG_BATCH, checkpoint, dead_letters, enqueue, job_fields, log_lines,
-    queue_state, redis_tcp, restarts, seed_big_group, seed_group, sup_config,
+    queue_state, restarts, seed_big_group, seed_group, sup_config,
     wait_workers, workers)
 
 pytestmark = pytest.mark.skipif(

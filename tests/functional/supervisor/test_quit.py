@@ -5,8 +5,8 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, busy_worker, checkpoint, enqueue, job_fields, log_lines, queue_state,
-    redis_tcp, seed_group, slow_sink, sup_config, wait_workers, workers)
+    alive, busy_worker, checkpoint, enqueue, job_fields, log_lines,
+    queue_state, seed_group, sup_config, wait_workers, workers)
 
 
 def test_sigquit_kills_workers_and_requeues(tmp_path, redis_tcp, slow_sink, digestd_factory):

@@ -4,10 +4,10 @@ worker once idle that long; while a job runs, its worker keeps the entry's
 idle time fresh (XCLAIM JUSTID), so no reclaim takes a live job."""
 import time
 
-from lib.harness import wait_for
+from lib.harness import SmtpSink, wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    SlowSmtpSink, checkpoint, enqueue, ensure_stream, job_fields, redis_tcp,
-    seed_group, sup_config, wait_queue_state, wait_workers)
+    checkpoint, enqueue, ensure_stream, job_fields, seed_group, sup_config,
+    wait_queue_state, wait_workers)
 
 
 def test_abandoned_entry_is_reclaimed_after_visibility_timeout(tmp_path, redis_tcp,
@@ -33,7 +33,7 @@ def test_abandoned_entry_is_reclaimed_after_visibility_timeout(tmp_path, redis_t
 
 
 def test_long_running_job_is_not_reclaimed(tmp_path, redis_tcp, digestd_factory):
-    sink = SlowSmtpSink(delay=0.5).start()
+    sink = SmtpSink(delay=0.5).start()
     try:
         r = redis_tcp.client()
         uids = seed_group(r, 92, members=16)

@@ -2,8 +2,8 @@
 counted as `recycle`, without losing the next job."""
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, checkpoint, enqueue, job_fields, log_lines, redis_tcp, restarts,
-    seed_group, sup_config, wait_queue_state, wait_workers, workers)
+    alive, checkpoint, enqueue, job_fields, log_lines, restarts, seed_group,
+    sup_config, wait_queue_state, wait_workers, workers)
 
 
 def test_max_jobs_recycles_worker(tmp_path, redis_tcp, digestd_factory):

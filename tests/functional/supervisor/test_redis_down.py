@@ -5,8 +5,8 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    checkpoint, enqueue, job_fields, log_lines, redis_tcp, seed_group,
-    status_workers, sup_config, wait_workers, workers)
+    checkpoint, enqueue, job_fields, log_lines, seed_group, status_workers,
+    sup_config, wait_workers, workers)
 
 
 def test_workers_reconnect_after_redis_restart(tmp_path, redis_tcp, digestd_factory):
@@ -14,7 +14,7 @@ def test_workers_reconnect_after_redis_restart(tmp_path, redis_tcp, digestd_fact
     d = digestd_factory(text).start()
     before = set(wait_workers(d, 2, "priority"))
 
-    redis_tcp.srv.stop()
+    redis_tcp.stop()
     wait_for(lambda: len(status_workers(d, "priority", state="starting")) == 2,
              timeout=10, what="workers reconnecting")
     assert d.http_status("/readyz") == 503
@@ -22,7 +22,7 @@ def test_workers_reconnect_after_redis_restart(tmp_path, redis_tcp, digestd_fact
     assert set(workers(d)) == before
     assert not log_lines(d, "worker exited")
 
-    redis_tcp.srv.start()
+    redis_tcp.start()
     wait_for(lambda: d.http_status("/readyz") == 200, timeout=15, what="ready again")
     r = redis_tcp.client()
     uids = seed_group(r, 95, members=2)

@@ -6,9 +6,8 @@ import time
 
 from lib.harness import metric, wait_for, write_config
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, checkpoint, enqueue, job_fields, log_lines, redis_tcp, restarts,
-    seed_group, slow_sink, status_workers, sup_config, wait_queue_state,
-    wait_workers, workers)
+    alive, checkpoint, enqueue, job_fields, log_lines, restarts, seed_group,
+    status_workers, sup_config, wait_queue_state, wait_workers, workers)
 
 
 def test_sighup_valid_resizes_adds_and_rolls(tmp_path, redis_tcp, slow_sink,

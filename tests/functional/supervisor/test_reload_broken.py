@@ -5,7 +5,7 @@ import signal
 
 from lib.harness import metric, wait_for, write_config
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, log_lines, redis_tcp, sup_config, wait_workers, workers)
+    alive, log_lines, sup_config, wait_workers, workers)
 
 
 def test_sighup_broken_file_changes_nothing(tmp_path, redis_tcp, digestd_factory):

@@ -6,7 +6,7 @@ import signal
 import socket
 
 from lib.harness import wait_for
-from lib.supervisor_fixtures import redis_tcp, sup_config, wait_workers  # noqa: F401
+from lib.supervisor_fixtures import sup_config, wait_workers  # noqa: F401
 
 
 def _listen(path):

@@ -6,8 +6,7 @@ import time
 
 from lib.harness import wait_for
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, log_lines, proc_state, redis_tcp, restarts, sup_config, wait_workers,
-    workers)
+    alive, log_lines, proc_state, restarts, sup_config, wait_workers, workers)
 
 
 def test_sigstop_worker_replaced_as_stall(tmp_path, redis_tcp, digestd_factory):

@@ -9,7 +9,7 @@ import time
 
 from lib.harness import DIGESTD, free_port, wait_for, write_config
 from lib.supervisor_fixtures import (  # noqa: F401
-    log_lines, redis_tcp, sup_config, wait_workers, workers)
+    log_lines, sup_config, wait_workers, workers)
 
 
 def _sig_held(pid):

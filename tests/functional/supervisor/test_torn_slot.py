@@ -27,7 +27,8 @@ import urllib.request
 
 from lib.harness import ROOT, wait_for
 from lib.metrics_util import samples, start_digestd, stop_digestd, two_pool_config
-from lib.pipeline_data import Data, enqueue, job_state, rcpts, redis_tcp, window  # noqa: F401
+from lib.pipeline_data import (  # noqa: F401
+    Data, enqueue, job_state, rcpts, window)
 
 HTTP_TIMEOUT = 3        # a supervisor that spins answers nothing: fail fast
 KILLS = 24              # every other one torn

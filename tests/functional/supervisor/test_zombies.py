@@ -6,7 +6,7 @@ import time
 
 from lib.harness import wait_for, zombies_of
 from lib.supervisor_fixtures import (  # noqa: F401
-    alive, log_lines, redis_tcp, sup_config, wait_workers, workers)
+    alive, log_lines, sup_config, wait_workers, workers)
 
 
 def test_no_zombie_after_100_kill_cycles(tmp_path, redis_tcp, digestd_factory):
