@@ -402,21 +402,21 @@ class Scraper(threading.Thread):
             self._scrape()
 
     def _scrape(self):
-        from prometheus_client.parser import text_string_to_metric_families
+        from lib.metrics_util import families
         with urllib.request.urlopen(self.d.url("/metrics"), timeout=3) as resp:
             text = resp.read().decode("utf-8")
         self.text = text
-        for fam in text_string_to_metric_families(text):
-            if fam.type not in ("counter", "histogram"):
+        for _, typ, samples in families(text):
+            if typ not in ("counter", "histogram"):
                 continue
-            for s in fam.samples:
-                if fam.type == "counter" and not s.name.endswith("_total"):
+            for name, labels, value in samples:
+                if typ == "counter" and not name.endswith("_total"):
                     continue
-                key = (s.name, tuple(sorted(s.labels.items())))
+                key = (name, tuple(sorted(labels.items())))
                 prev = self.last.get(key)
-                if prev is not None and s.value < prev:
-                    self.decreases.append((key, prev, s.value))
-                self.last[key] = s.value
+                if prev is not None and value < prev:
+                    self.decreases.append((key, prev, value))
+                self.last[key] = value
         self.scrapes += 1
 
     def run(self):

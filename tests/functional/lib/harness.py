@@ -409,13 +409,10 @@ class Digestd:
 
 def parse_metrics(text):
     """{(name, frozenset(labels.items())): value} of a text exposition."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from lib.metrics_util import samples
 
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
+    return {(name, frozenset(labels.items())): value
+            for name, labels, value in samples(text)}
 
 
 def metric(text, name, **labels):

@@ -1,6 +1,6 @@
-"""Helpers for the /metrics tests: the series SPEC 7 promises, a small and
-fast parser for the text format, and a digestd with two pools on a Redis
-reachable over loopback TCP.
+"""Helpers for the /metrics tests: the series docs/design.md#metric-series
+promises, the suite's one parser of the exposition formats, and a digestd
+with two pools on a Redis reachable over loopback TCP.
 """
 import os
 import urllib.request
@@ -104,20 +104,34 @@ def parse_labels(s):
     return out
 
 
+def _sample(line):
+    key, value = line.rsplit(" ", 1)
+    if "{" in key:
+        name, rest = key.split("{", 1)
+        labels = parse_labels(rest[:-1])
+    else:
+        name, labels = key, {}
+    return name, labels, float(value)
+
+
 def samples(text):
-    """[(name, labels dict, value)] of every sample line, in order."""
-    out = []
+    """[(name, labels dict, value)] of every sample line, in order: the
+    suite's one parser of the exposition formats."""
+    return [_sample(line) for line in text.splitlines()
+            if line and not line.startswith("#")]
+
+
+def families(text):
+    """[(family, type, samples)] in order: the samples that follow each
+    # TYPE line (family None, type "untyped" for any before the first)."""
+    out = [(None, "untyped", [])]
     for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, value = line.rsplit(" ", 1)
-        if "{" in key:
-            name, rest = key.split("{", 1)
-            labels = parse_labels(rest[:-1])
-        else:
-            name, labels = key, {}
-        out.append((name, labels, float(value)))
-    return out
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            out.append((name, typ.strip(), []))
+        elif line and not line.startswith("#"):
+            out[-1][2].append(_sample(line))
+    return [f for f in out if f[0] is not None or f[2]]
 
 
 def series_keys(text):
