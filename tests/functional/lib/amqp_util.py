@@ -11,7 +11,6 @@ import time
 from lib import config as conf
 from lib.harness import wait_for
 
-SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
 DAY = 86400
 
 

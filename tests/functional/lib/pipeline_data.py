@@ -10,10 +10,9 @@ import os
 import time
 
 from lib import config as conf
+from lib.config import SECRET, UNSUB_URL  # noqa: F401 (the tests' own)
 from lib.harness import wait_for
 
-SECRET = "test-secret-do-not-log-4f8a2c91d7e3"
-UNSUB_URL = "https://example.com/unsubscribe"
 DAY = 86400
 
 
