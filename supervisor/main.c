@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "coredump.h"
+#include "instance.h"
 #include "log.h"
 #include "pool.h"
 #include "sdnotify.h"
@@ -208,12 +209,16 @@ reap_stragglers(void)
 
 	if (sup->sampler_pid > 0)
 		kill(sup->sampler_pid, SIGKILL);
+	if (sup->console_pid > 0)
+		kill(sup->console_pid, SIGKILL);
 	while (now_mono_ns() < deadline) {
 		pid = waitpid(-1, &status, WNOHANG);
 		if (pid > 0) {
 			if (!requeue_reaped(pid, status) &&
 			    pid == sup->sampler_pid)
 				sup->sampler_pid = 0;
+			if (pid == sup->console_pid)
+				sup->console_pid = 0;
 			continue;
 		}
 		if (pid == -1 && errno == ECHILD)
@@ -348,6 +353,7 @@ main(int argc, char **argv)
 		log_warnx("%s", w);
 	setproctitle("-digestd: supervisor");
 	sup->started_at = now_real();
+	instance_id(sup->instance_id, sizeof(sup->instance_id));
 	sup->last_reload_ok = sup->started_at;
 	sup->sb = sb_create();
 
@@ -358,6 +364,11 @@ main(int argc, char **argv)
 	if (http_listen(sup, sup->cfg->supervisor.listen, err,
 	    sizeof(err)) == -1) {
 		log_error("listen %s: %s", sup->cfg->supervisor.listen, err);
+		return 2;
+	}
+	if (console_bind(sup, err, sizeof(err)) == -1) {
+		log_error("console_listen %s: %s",
+		    sup->cfg->supervisor.console_listen, err);
 		return 2;
 	}
 	if (sup->cfg->supervisor.user[0] != '\0')
@@ -375,6 +386,7 @@ main(int argc, char **argv)
 		if (sp > 0)
 			sup->sampler_pid = sp;
 	}
+	console_spawn(sup);
 	if (pool_start(sup, pfd[0], pfd[1], err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 2;

@@ -758,6 +758,10 @@ pool_reap(void)
 			sampler_reaped(psup, pid, status);
 			continue;
 		}
+		if (pid == psup->console_pid) {
+			console_reaped(psup, pid, status);
+			continue;
+		}
 		log_debug("reaped unknown child %d", (int)pid);
 	}
 }

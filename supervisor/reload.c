@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_value.h"
 #include "log.h"
 #include "pool.h"
 #include "sdnotify.h"
@@ -45,6 +46,27 @@ reload_config(struct supervisor *s)
 		log_warnx("supervisor.listen changed: takes effect at restart");
 		strlcpy(ncfg->supervisor.listen, s->cfg->supervisor.listen,
 		    sizeof(ncfg->supervisor.listen));
+	}
+	if (strcmp(ncfg->supervisor.console_listen,
+	    s->cfg->supervisor.console_listen) != 0) {
+		log_warnx("supervisor.console_listen changed: takes effect at "
+		    "restart");
+		strlcpy(ncfg->supervisor.console_listen,
+		    s->cfg->supervisor.console_listen,
+		    sizeof(ncfg->supervisor.console_listen));
+	}
+	/* The address kept must still be one the new file allows. */
+	if (ncfg->supervisor.console_listen[0] != '\0' &&
+	    !config_listen_loopback(ncfg->supervisor.console_listen) &&
+	    ncfg->supervisor.console_password[0] == '\0') {
+		s->reloads_failed++;
+		log_kv(LOG_LEVEL_ERROR, "reload failed; keeping the running "
+		    "configuration", "error", "supervisor.console_listen stays "
+		    "on an address that is not loopback until a restart: it "
+		    "needs console_password", NULL);
+		config_free(ncfg);
+		sdnotify("READY=1\nSTATUS=reload failed");
+		return;
 	}
 	if (strcmp(ncfg->supervisor.user, s->cfg->supervisor.user) != 0) {
 		log_warnx("supervisor.user changed: takes effect at restart");

@@ -50,6 +50,8 @@ struct supervisor {
 	double started_at;		/* unix time */
 	int draining;			/* SIGTERM/SIGINT/SIGQUIT received */
 	pid_t sampler_pid;		/* the queue sampler child, 0 if none */
+	pid_t console_pid;		/* the web console child, 0 if none */
+	char instance_id[160];		/* host:pid, in digest:instance:{id} */
 };
 
 extern struct supervisor *sup;
@@ -81,5 +83,15 @@ void sampler_reaped(struct supervisor *, pid_t, int status);
  * cannot be read now and *st is the last good copy, -1 when there is none.
  */
 int sampler_stats(const struct supervisor *, struct sb_stats *st);
+
+/*
+ * The web console (console.c).  console_bind, at start before privileges
+ * drop: bind console_listen if set (0, or -1 with err).  console_spawn
+ * forks the child that serves it; console_reaped tells console.c its
+ * child was reaped (it is restarted with backoff).
+ */
+int console_bind(struct supervisor *, char *err, size_t errlen);
+void console_spawn(struct supervisor *);
+void console_reaped(struct supervisor *, pid_t, int status);
 
 #endif

@@ -216,12 +216,13 @@ class SmtpSink:
     or "550 no such user" to refuse that recipient; None accepts.  delay
     (settable at any time) is how long it takes over each DATA, as a slow
     relay does, so that a job is still in hand when a test kills its
-    worker or instance.
+    worker or instance.  utf8 makes it offer SMTPUTF8 (RFC 6531).
     """
 
-    def __init__(self, port=None, delay=0.0):
+    def __init__(self, port=None, delay=0.0, utf8=False):
         self.port = port or free_port()
         self.delay = delay
+        self.utf8 = utf8
         self.messages = []          # (mail_from, rcpt, bytes)
         self.lock = threading.Lock()
         self.reply_for = None
@@ -252,7 +253,8 @@ class SmtpSink:
                 return "250 Message accepted"
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, data_size_limit=64 * 1024 * 1024)
+                                     decode_data=False, data_size_limit=64 * 1024 * 1024,
+                                     enable_SMTPUTF8=self.utf8)
         self.controller.start()
         return self
 
