@@ -73,9 +73,11 @@ def merge(*overrides):
     return out
 
 
-def text(tmp_path, overrides=None, sections=(), extra="", port=None):
+def text(tmp_path, overrides=None, sections=(), extra="", port=None, last=None):
     """(config text, listen port): DEFAULT with overrides, then the
-    server sections given as text, then extra."""
+    server sections given as text, then section last (by default the
+    transport's own: smtp, amqp_out or maildir), then extra, whose lines
+    before any [section] therefore add to last."""
     from lib.harness import free_port
 
     port = port or free_port()
@@ -94,15 +96,20 @@ def text(tmp_path, overrides=None, sections=(), extra="", port=None):
                 cur[1].pop(k, None)
             else:
                 cur[1][k] = v
-    out = []
-    for name, kv in secs:
-        out.append("[%s]" % name)
+    if last is None:
+        tp = dict(secs).get("transport", {}).get("type", "maildir")
+        last = {"smtp": "smtp", "amqp": "amqp_out"}.get(tp, "maildir")
+
+    def render(name, kv):
+        out = ["[%s]" % name]
         for k, v in kv.items():
             out.append("%s = %s" % (k, str(v).format(port=port, tmp=str(tmp_path))))
-        out.append("")
-    body = "\n".join(out) + "\n"
+        return "\n".join(out) + "\n\n"
+
+    body = "".join(render(n, kv) for n, kv in secs if n != last)
     for s in sections:
         body += s.rstrip("\n") + "\n\n"
+    body += "".join(render(n, kv) for n, kv in secs if n == last)
     return body + extra, port
 
 
@@ -115,7 +122,7 @@ def write(tmp_path, body, name="digestd.conf"):
 
 
 def build(tmp_path, overrides=None, sections=(), extra="", port=None,
-          name="digestd.conf"):
+          name="digestd.conf", last=None):
     """Write DEFAULT with overrides (see text()); returns the path."""
-    body, _ = text(tmp_path, overrides, sections, extra, port)
+    body, _ = text(tmp_path, overrides, sections, extra, port, last)
     return write(tmp_path, body, name)

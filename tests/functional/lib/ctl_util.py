@@ -20,7 +20,8 @@ def ctl_config(tmp_path, redis, extra="", schedule="", name="digestd.conf",
     return conf.build(tmp_path, conf.merge(
         conf.pools(("priority", "standard"), workers=1),
         {"schedule": conf.parse_lines(schedule)} if schedule else {}),
-        sections=sects, extra=extra, name=name)
+        sections=sects, extra=extra, name=name,
+        last="schedule" if schedule else "pool.standard")
 
 
 def entries(r, queue, prefix=""):

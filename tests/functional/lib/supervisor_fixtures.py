@@ -148,7 +148,8 @@ def sup_config(tmp_path, redis, pools, supervisor="", extra="", smtp=None,
          "digest": conf.parse_lines(digest)},
         tp,
         {"pool.%s" % name: kv for name, kv in pools.items()}),
-        sections=(redis.config_section("redis"),), extra=extra, port=port)
+        sections=(redis.config_section("redis"),), extra=extra, port=port,
+        last="pool.%s" % list(pools)[-1] if pools else None)
 
 
 def proc_title(pid):
