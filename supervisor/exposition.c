@@ -441,6 +441,17 @@ expo_supervisor_families(struct expo_out *o, enum expo_format fmt,
 	}
 }
 
+/*
+ * Every series is present as 0 from the first scrape on, before the sampler
+ * has read anything (/status says null meanwhile); once it has, a figure
+ * it cannot tell (an AMQP queue's unacknowledged count) stays NaN.
+ */
+static double
+expo_unsampled(const struct expo_snapshot *snap, double v)
+{
+	return isnan(v) && snap->sampled_at == 0 ? 0 : v;
+}
+
 static void
 expo_queue_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
@@ -467,19 +478,22 @@ expo_queue_families(struct expo_out *o, enum expo_format fmt,
 	struct expo_label l[1];
 	size_t f;
 	int q;
+	double v;
 
 	for (f = 0; f < sizeof(qf) / sizeof(qf[0]); f++) {
 		expo_header(o, fmt, qf[f].name, qf[f].help, METRIC_GAUGE);
 		for (q = 0; q < snap->nqueues; q++) {
 			l[0].name = "queue";
 			l[0].value = snap->queues[q].name;
+			v = *(const double *)((const char *)&snap->queues[q] +
+			    qf[f].off);
 			expo_sample_double(o, qf[f].name, "", l, 1,
-			    *(const double *)((const char *)&snap->queues[q] +
-			    qf[f].off));
+			    expo_unsampled(snap, v));
 		}
 	}
 	expo_gauge1(o, fmt, "digest_dead_letters",
-	    "Jobs in the dead-letter queue.", snap->dead_letters);
+	    "Jobs in the dead-letter queue.",
+	    expo_unsampled(snap, snap->dead_letters));
 
 	expo_header(o, fmt, "digest_schedule_last_success_timestamp_seconds",
 	    "End of the scheduler's last successful run, by period; 0 if "
@@ -662,26 +676,30 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 	known = sampler_stats(s, &st) >= 0;
 	for (i = 0; s->cfg != NULL && i < s->cfg->npools; i++) {
 		eq = expo_queue_get(snap, s->cfg->pools[i].queue);
-		if (!known && eq != NULL)
+		if (eq != NULL)
 			eq->depth = eq->pending = eq->oldest_enqueued =
 			    eq->delayed = eq->paused = NAN;
 	}
-	for (i = 0; i < st.nqueues && i < SB_MAX_QUEUES; i++) {
+	/* A figure the sampler never read (-1) stays unknown. */
+	for (i = 0; known && i < st.nqueues && i < SB_MAX_QUEUES; i++) {
 		memcpy(name, st.queues[i].name, sizeof(name));
 		name[sizeof(name) - 1] = '\0';
 		if (name[0] == '\0' || (eq = expo_queue_get(snap, name)) == NULL)
 			continue;
-		eq->depth = st.queues[i].depth;
+		eq->depth = st.queues[i].depth < 0 ? NAN : st.queues[i].depth;
 		/* AMQP 0-9-1 cannot tell unacknowledged counts: unknown. */
 		eq->pending = st.queues[i].pending < 0 ? NAN :
 		    st.queues[i].pending;
-		eq->oldest_enqueued = st.queues[i].oldest_enqueued;
-		eq->delayed = st.queues[i].delayed;
+		eq->oldest_enqueued = st.queues[i].depth < 0 ? NAN :
+		    st.queues[i].oldest_enqueued;
+		eq->delayed = st.queues[i].delayed < 0 ? NAN :
+		    st.queues[i].delayed;
 		eq->next_due = st.queues[i].next_due;
 		eq->paused = st.queues[i].paused;
 		eq->paused_at = st.queues[i].paused_at;
 	}
-	snap->dead_letters = known ? st.dead_letters : NAN;
+	snap->dead_letters = known && st.dead_letters >= 0 ?
+	    st.dead_letters : NAN;
 	snap->sched_last_success[0] = known ? st.sched_last_success[0] : NAN;
 	snap->sched_last_success[1] = known ? st.sched_last_success[1] : NAN;
 	snap->sampled_at = st.sampled_at;

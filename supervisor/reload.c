@@ -93,5 +93,6 @@ reload_config(struct supervisor *s)
 	log_info("configuration reloaded: %d pool(s)", ncfg->npools);
 	for (i = 0; (w = config_warning(ncfg, i)) != NULL; i++)
 		log_warnx("%s", w);
+	supervisor_check_warnings(ncfg);
 	sdnotify("READY=1\nSTATUS=reloaded");
 }

@@ -62,8 +62,14 @@ struct config *supervisor_load_config(const char *file, char *err,
 /* Apply the config's core_dumps to this process and its future children. */
 void supervisor_core_dumps(const struct config *);
 
+/* Log the warnings of the configuration check (supervisor/check.c). */
+void supervisor_check_warnings(const struct config *);
+
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);
+
+/* The same, with why it is not ready in why (len bytes), for /readyz. */
+int supervisor_readiness(const struct supervisor *, char *why, size_t len);
 
 /*
  * Fold the cells of a dead worker's slot into its pool's totals and zero

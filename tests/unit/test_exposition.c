@@ -204,6 +204,7 @@ fill_snapshot(struct expo_snapshot *snap)
 	snap->queues[0].depth = 10;
 	snap->queues[1].pending = NAN;
 	snap->dead_letters = 4;
+	snap->sampled_at = 1764374395;
 	snap->sched_last_success[0] = 1764374400;
 	snap->reloads_ok = 2;
 	snap->last_reload_ok = 1764374400.25;
@@ -497,8 +498,10 @@ test_snapshot(void **state)
 	assert_string_equal(snap.queues[0].name, "priority");
 	assert_true(snap.queues[0].depth == 12);
 	assert_true(isnan(snap.queues[0].pending));
+	/* Configured, never sampled: unknown, not 0. */
 	assert_string_equal(snap.queues[1].name, "fresh");
-	assert_true(snap.queues[1].depth == 0);
+	assert_true(isnan(snap.queues[1].depth));
+	assert_true(isnan(snap.queues[1].pending));
 	assert_string_equal(snap.queues[2].name, "gone");
 	assert_true(snap.dead_letters == 5);
 	assert_true(snap.sched_last_success[0] == 0);
@@ -522,7 +525,8 @@ test_snapshot(void **state)
 /*
  * A sampler killed as it published its figures leaves them torn: a scrape
  * must not wait for the end of that write.  It shows the last good figures
- * it read, or NaN (null in /status) when it never read any; the reaping
+ * it read, or unknown when it never read any (null in /status, 0 in
+ * /metrics, where every series is present from the first scrape); the reaping
  * puts the good figures back.  A worker's torn job in hand shows in
  * /status as unknown.  The segments are static so that no other test's
  * segment shares their address.
@@ -596,10 +600,11 @@ test_snapshot_torn_records(void **state)
 	assert_true(isnan(snap.queues[0].pending));
 	assert_true(isnan(snap.dead_letters));
 	assert_true(snap.sampled_at == 0);
+	/* /metrics: present as 0 until a first sample; /status: null. */
 	body = render(&snap, EXPO_TEXT);
 	assert_non_null(strstr(body, "\ndigest_queue_depth{queue="
-	    "\"priority\"} NaN\n"));
-	assert_non_null(strstr(body, "\ndigest_dead_letters NaN\n"));
+	    "\"priority\"} 0\n"));
+	assert_non_null(strstr(body, "\ndigest_dead_letters 0\n"));
 	free(body);
 	b = evbuffer_new();
 	status_render_json(b, &s);
