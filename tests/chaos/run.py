@@ -314,8 +314,8 @@ def eligibility(f, group_size, authors, uid, wend):
     return None
 
 
-def config_text(port, redis, sink, standard=3, broken=False, amqp_url=None,
-                give_up="6s"):
+def config_text(port, redis, sink, give_up, standard=3, broken=False,
+                amqp_url=None):
     if broken:
         return "[supervisor]\nlisten = 127.0.0.1:%d\n[pool.standard]\nworkers = many\n" % port
     backend = "redis"
@@ -668,9 +668,11 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
                 before = reloads()
                 if kind == "hup-broken":
                     with open(cfg, "w") as f:
-                        f.write(config_text(port, redis, sink, broken=True))
+                        f.write(config_text(port, redis, sink, broken=True,
+                                            give_up=p["give_up"]))
                 elif kind == "hup-resize":
-                    good = config_text(port, redis, sink, standard=4, amqp_url=amqp_url)
+                    good = config_text(port, redis, sink, standard=4, amqp_url=amqp_url,
+                                       give_up=p["give_up"])
                     with open(cfg, "w") as f:
                         f.write(good)
                 d.signal(signal.SIGHUP)
