@@ -2,10 +2,10 @@
 """The chaos run: digestd delivers a whole day's digests while everything
 around it fails, and not one recipient may be lost.
 
-From a fixed seed it writes groups, members, users and posts (SPEC 3) into
+From a fixed seed it writes groups, members, users and posts into
 a private redis-server (AOF on, appendfsync always, so that a restart keeps
 every acknowledged write), works out in Python which member of which job is
-due an email (SPEC 5), schedules the day with digestctl and starts digestd
+due an email, schedules the day with digestctl and starts digestd
 sending over SMTP to an aiosmtpd sink.  While it runs, at points drawn from
 the seed (fractions of the expected mail), it:
 
@@ -300,7 +300,7 @@ class Churn(threading.Thread):
 
 
 def eligibility(f, group_size, authors, uid, wend):
-    """SPEC 5 for a daily job: None when due an email, else the reason."""
+    """The eligibility rules for a daily job: None when due an email, else the reason."""
     if f is None or not f.get("email"):
         return "no_email"
     if f.get("digest", "daily") != "daily":

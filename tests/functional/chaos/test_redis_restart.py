@@ -49,7 +49,7 @@ def test_redis_crash_mid_job_job_given_back_after_reconnect(tmp_path):
         dups = len(got) - len(set(got))
         print("redis crash mid-job: %d duplicates" % dups)
         # The progress made while Redis was away is saved on reconnecting:
-        # nothing is sent twice (one at most, the SPEC's bound for a kill).
+        # nothing is sent twice (one at most, the documented bound for a kill).
         assert dups <= 1, dups
         assert took < 45, took
         log = d.log()

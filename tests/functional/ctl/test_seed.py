@@ -1,4 +1,4 @@
-"""digestctl seed: deterministic data in the SPEC's data model, with the
+"""digestctl seed: deterministic data in the documented data model, with the
 spreads the pipeline needs, written fast enough for benchmarks."""
 import time
 

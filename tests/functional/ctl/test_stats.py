@@ -1,4 +1,4 @@
-"""digestctl stats against a real redis-server: the JSON shape of SPEC 8,
+"""digestctl stats against a real redis-server: its documented JSON shape,
 depth and pending as a consumer takes jobs, dead letters, schedule runs."""
 import json
 import time

@@ -27,7 +27,7 @@ HISTOGRAMS = ["digest_job_duration_seconds", "digest_job_queue_wait_seconds",
 
 
 def expected_series(pools, queues):
-    """{(sample name, frozenset(labels))} of every series SPEC 7 names."""
+    """{(sample name, frozenset(labels))} of every documented series."""
     out = set()
 
     def add(name, **labels):

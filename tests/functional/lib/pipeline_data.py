@@ -1,4 +1,4 @@
-"""Data and jobs for the pipeline tests: the SPEC's data model written with
+"""Data and jobs for the pipeline tests: the documented data model written with
 redis-py, jobs enqueued with XADD on digest:q:{queue}, a config for the
 smtp or maildir transport, and waits on a job's checkpoint.
 
@@ -46,7 +46,7 @@ def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
 
 
 class Data:
-    """Writes groups, members, posts and users in the SPEC 3 model."""
+    """Writes groups, members, posts and users in the documented data model."""
 
     def __init__(self, client, prefix=""):
         self.r = client

@@ -1,5 +1,5 @@
 """Helpers for the supervisor's functional tests: seeding groups straight
-into the SPEC data model, enqueueing jobs with XADD, a slow SMTP sink, and
+into the documented data model, enqueueing jobs with XADD, a slow SMTP sink, and
 reading worker pids from the process table and /status.
 
 Every wait is bounded; every process started here is stopped by pid.

@@ -1,4 +1,4 @@
-"""The sampler on the AMQP backend (SPEC 7): queue depth from the broker's
+"""The sampler on the AMQP backend: queue depth from the broker's
 ready count, pending unknown to AMQP 0-9-1 and so NaN (never a made-up
 0), dead letters from digest.dlq; and the body still passes promtool.
 A worker's failures to reach the broker count as broker errors, not Redis

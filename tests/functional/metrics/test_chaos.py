@@ -1,4 +1,4 @@
-"""Counters under fire (SPEC 7): while workers are SIGKILLed 200 times in
+"""Counters under fire: while workers are SIGKILLed 200 times in
 the middle of real work, a scraper polling /metrics every 20 ms never sees
 a counter, bucket, _count or _sum go down, +Inf always equals _count, and
 at the end digest_emails_total equals the emails the SMTP sink accepted,

@@ -1,4 +1,4 @@
-"""/metrics on a running digestd (SPEC 7): promtool accepts the text
+"""/metrics on a running digestd: promtool accepts the text
 format without a complaint, the OpenMetrics body passes prometheus_client's
 parser, every series is there from the first scrape, none twice; the
 queue gauges come from the sampler; /healthz, /readyz, /status and the

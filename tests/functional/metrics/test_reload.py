@@ -1,4 +1,4 @@
-"""Metrics across reloads (SPEC 1 and 7): the reload counters and the
+"""Metrics across reloads: the reload counters and the
 last-success timestamp, a retired pool's counters kept, a new pool's and
 queue's series present at once, and the sampler replaced so that it
 samples the queues now configured.

@@ -1,4 +1,4 @@
-"""The email itself (SPEC 5), as written by the maildir transport byte for
+"""The email itself, as written by the maildir transport byte for
 byte: CRLF, line lengths, every header rule, the MIME structure, and
 hostile data from Redis (CRLF + Bcc: in a group name, <script> in a post
 title, a javascript: URL) coming out harmless.  Also the maildir's own

@@ -117,7 +117,7 @@ def test_hostile_corpus(tmp_path, redis_tcp, smtp_sink):
     ws, we = window()
     load(rb, corpus, we)
 
-    # Who is due what, from the corpus (SPEC 5, worked out by hand there).
+    # Who is due what, from the corpus (worked out by hand there).
     users = {u["id"]: u for u in corpus["users"]}
     due, skipped = {}, {}
     for g in corpus["groups"]:

@@ -1,4 +1,4 @@
-"""A worker killed with SIGKILL in the middle of a job (SPEC 4): the job is
+"""A worker killed with SIGKILL in the middle of a job: the job is
 resumed from its checkpoint, no recipient is lost, and at most one email
 is sent twice.  The SMTP sink is slowed down so the kill lands mid-job.
 """

@@ -1,4 +1,4 @@
-"""Memory bounded by the batch, never by the group (SPEC 3, 5): a group of
+"""Memory bounded by the batch, never by the group: a group of
 200,000 members (DIGESTD_BIG_GROUP=1000000 for the full run) completes in
 a worker under memory_limit = 32M, with no OOM restart, and the worker's
 peak RSS (VmHWM) is reported.

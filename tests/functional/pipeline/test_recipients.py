@@ -1,4 +1,4 @@
-"""Who gets a digest (SPEC 5), end to end: a crafted dataset in Redis, jobs
+"""Who gets a digest, end to end: a crafted dataset in Redis, jobs
 enqueued on the stream, the real digestd sending to an SMTP sink.
 
 Checks the exact recipient set, the skip counts by reason in /metrics, the

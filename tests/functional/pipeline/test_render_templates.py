@@ -1,4 +1,4 @@
-"""Templates from digest.template_dir (SPEC 2 and 5): the operator's plain
+"""Templates from digest.template_dir: the operator's plain
 and HTML templates replace the built-in ones, values are escaped for the
 HTML one and not for the plain one, the posts come in engagement order
 without the member's own, and the email stays well-formed MIME.

@@ -1,4 +1,4 @@
-"""The whole path from the scheduler (SPEC 4, 8): `digestctl schedule` turns
+"""The whole path from the scheduler: `digestctl schedule` turns
 the crafted dataset into jobs, digestd sends exactly the expected set, and
 scheduling the same window again enqueues and sends nothing.
 """

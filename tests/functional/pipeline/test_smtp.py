@@ -1,5 +1,5 @@
 """The SMTP transport against a real SMTP server (aiosmtpd), through the
-real digestd (SPEC 6): each message judged by its own reply.
+real digestd: each message judged by its own reply.
 
 - a burst of 4xx delays the digest but loses nobody and sends nobody twice;
 - a 5xx recipient is counted rejected in /metrics and not retried;

@@ -1,4 +1,4 @@
-"""STARTTLS and AUTH as configured (SPEC 6), against an aiosmtpd server that
+"""STARTTLS and AUTH as configured, against an aiosmtpd server that
 insists on both: starttls = required (verifying the server's certificate)
 and optional (with allow_plaintext_auth, which a username then needs)
 deliver over TLS after AUTH with the configured user; a wrong password delivers nothing and is

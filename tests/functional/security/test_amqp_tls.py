@@ -1,4 +1,4 @@
-"""amqps:// verifies the broker (SPEC 2): the session's rabbitmq-server has
+"""amqps:// verifies the broker: the session's rabbitmq-server has
 a TLS listener whose certificate, signed by a test CA, names localhost
 only.  With amqp.ca_file naming that CA, every AMQP connection digestd and
 digestctl open goes over TLS and works: digestctl's, the worker's queue

@@ -1,4 +1,4 @@
-"""Secrets read from files (SPEC 2): every secret key has a *_file twin.
+"""Secrets read from files: every secret key has a *_file twin.
 
 With an activity Redis and a queue Redis that each require a password, an
 SMTP server that requires AUTH, and the unsubscribe key, all four from

@@ -1,4 +1,4 @@
-"""Secrets never leak (SPEC 9): with a Redis that requires a password, an
+"""Secrets never leak: with a Redis that requires a password, an
 SMTP server that takes AUTH (in plaintext, so the exchange is there to be
 logged), and a distinctive unsubscribe key, digestd runs a job at debug
 level, reloads, reopens its log, is checked with -t and stopped; digestctl

@@ -1,4 +1,4 @@
-"""Nobody on the path gets the SMTP password or the mail (SPEC 2 and 6).
+"""Nobody on the path gets the SMTP password or the mail.
 
 Servers are aiosmtpd on loopback that record every line they receive (in
 clear or inside TLS) and decode the AUTH payloads; certificates are made at
