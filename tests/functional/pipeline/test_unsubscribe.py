@@ -18,9 +18,9 @@ import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from harness import Digestd, free_port, metric_sum, wait_for
-from pipeline_data import (SECRET, Data, config, enqueue,  # noqa: F401
-                           redis_tcp, token, wait_done, window)
+from lib.harness import Digestd, free_port, metric_sum, wait_for
+from lib.pipeline_data import (SECRET, Data, config, enqueue, token,
+                               wait_done, window)
 
 TIMEOUT = 10                # a hang guard for each HTTP request
 
@@ -61,7 +61,8 @@ def unsub_config(tmp_path, redis, sink, port):
     path = config(tmp_path, redis, sink=sink)
     with open(path) as f:
         text = f.read()
-    text = text.replace("log_level = info\n", "log_level = info\n"
+    assert text.startswith("[supervisor]\n")
+    text = text.replace("[supervisor]\n", "[supervisor]\n"
                         "unsubscribe_listen = 127.0.0.1:%d\n" % port, 1)
     with open(path, "w") as f:
         f.write(text)
