@@ -8,12 +8,17 @@ A link with any of u, g or t altered gets 403 and leaves the muted set as
 it was; GET shows a page whose form makes the same POST; the body is
 accepted form-urlencoded or multipart, and refused without One-Click.
 The endpoint is a child of the supervisor: killed, it is restarted; after
-a reload with a new secret, old links get 403 and new ones work.
+a reload with a new secret, old links get 403 and new ones work; it holds
+the metrics endpoint's connection cap (idle clients past
+`http_max_connections` neither starve whole requests nor make it hold
+more connections than the cap).
 """
 import email
 import os
 import re
 import signal
+import socket
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -57,13 +62,13 @@ def local(url, port):
     return "http://127.0.0.1:%d%s?%s" % (port, parts.path, parts.query)
 
 
-def unsub_config(tmp_path, redis, sink, port):
+def unsub_config(tmp_path, redis, sink, port, supervisor=""):
     path = config(tmp_path, redis, sink=sink)
     with open(path) as f:
         text = f.read()
     assert text.startswith("[supervisor]\n")
     text = text.replace("[supervisor]\n", "[supervisor]\n"
-                        "unsubscribe_listen = 127.0.0.1:%d\n" % port, 1)
+                        "unsubscribe_listen = 127.0.0.1:%d\n%s" % (port, supervisor), 1)
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -214,4 +219,53 @@ def test_unsubscribe_child_restarted_and_reloaded(tmp_path, redis_tcp, smtp_sink
         assert status == 200
         assert r.smembers("digest:muted:6") == {"5"}
     finally:
+        proc.kill()
+
+
+def socket_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_unsubscribe_endpoint_holds_the_connection_cap(tmp_path, redis_tcp, smtp_sink):
+    port = free_port()
+    cfg = unsub_config(tmp_path, redis_tcp, smtp_sink, port,
+                       supervisor="http_max_connections = 8\n")
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    idle = []
+    try:
+        url = "http://127.0.0.1:%d/unsubscribe?u=5&g=6&t=%s" % (port, token(5, 6))
+        wait_for(lambda: request(url)[0] == 200, timeout=10, interval=0.1,
+                 what="the unsubscribe endpoint")
+        child = unsub_child(proc.pid())
+        base = socket_fds(child)        # the listener, the queue Redis
+        for _ in range(24):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            idle.append(s)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+        time.sleep(0.3)
+        held = []
+        for _ in range(10):
+            held.append(socket_fds(child) - base)
+            time.sleep(0.05)
+        assert max(held) <= 8, held
+        # Whole requests are answered while idle clients hold every place.
+        for _ in range(4):
+            assert request(url)[0] == 200
+        assert socket_fds(child) - base <= 8
+        assert not proc.exited()
+    finally:
+        for s in idle:
+            s.close()
         proc.kill()
