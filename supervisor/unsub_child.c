@@ -102,8 +102,10 @@ unsub_page(struct evhttp_request *req, const struct unsub_link *l)
 	char num[24];
 
 	if (b == NULL || q == NULL) {
-		evbuffer_free(b);
-		evbuffer_free(q);
+		if (b != NULL)
+			evbuffer_free(b);
+		if (q != NULL)
+			evbuffer_free(q);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
