@@ -42,7 +42,6 @@
 #include "http_conn.h"
 #include "http_parse.h"
 #include "log.h"
-#include "pool.h"
 #include "supervisor.h"
 #include "util.h"
 

@@ -9,7 +9,6 @@
  * an eager deploy script) waits for the loop instead of killing us.
  */
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +25,12 @@
 #include "coredump.h"
 #include "log.h"
 #include "pool.h"
+#include "proc.h"
+#include "reload.h"
+#include "requeue.h"
+#include "sampler.h"
 #include "sdnotify.h"
 #include "supervisor.h"
-#include "worker_main.h"
 #include "util.h"
 
 /* Bounds on the wait for requeue children and the sampler at exit. */
@@ -138,7 +140,7 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 		log_info("log file reopened");
 		break;
 	case SIGCHLD:
-		pool_reap();
+		proc_reap();
 		maybe_exit();
 		break;
 	}
@@ -150,7 +152,7 @@ tick_cb(evutil_socket_t fd, short ev, void *arg)
 	int ready;
 
 	/* SIGCHLD coalesces; a sweep here costs one syscall. */
-	pool_reap();
+	proc_reap();
 	pool_tick();
 	ready = supervisor_ready(sup);
 	if (ready && !ready_notified) {
@@ -203,60 +205,15 @@ static void
 reap_stragglers(void)
 {
 	int64_t deadline = now_mono_ns() + (int64_t)EXIT_WAIT_MS * 1000000;
-	pid_t pid;
-	int status;
 
-	if (sup->sampler_pid > 0)
-		kill(sup->sampler_pid, SIGKILL);
+	sampler_stop(sup);
 	while (now_mono_ns() < deadline) {
-		pid = waitpid(-1, &status, WNOHANG);
-		if (pid > 0) {
-			if (!requeue_reaped(pid, status) &&
-			    pid == sup->sampler_pid)
-				sup->sampler_pid = 0;
-			continue;
-		}
-		if (pid == -1 && errno == ECHILD)
-			return;
-		if (pid == -1 && errno != EINTR)
+		proc_reap();
+		if (proc_live() == 0)
 			return;
 		usleep(10000);
 	}
 	log_warnx("children still running at exit");
-}
-
-/*
- * Load and check a configuration as a whole: the file itself, and the
- * templates it names, so that a broken template is a configuration error
- * at start, for -t and on reload, never a failing job.
- */
-struct config *
-supervisor_load_config(const char *file, char *err, size_t errlen)
-{
-	struct config *cfg;
-
-	if ((cfg = config_load(file, err, errlen)) == NULL)
-		return NULL;
-	if (render_check_config(cfg, err, errlen) == -1) {
-		config_free(cfg);
-		return NULL;
-	}
-	return cfg;
-}
-
-/*
- * Apply [supervisor] core_dumps to this process, and so to every child
- * forked from now on.
- */
-void
-supervisor_core_dumps(const struct config *cfg)
-{
-	if (coredump_apply(cfg->supervisor.core_dumps) == -1)
-		log_warn("core_dumps = %s", cfg->supervisor.core_dumps ? "yes" :
-		    "no");
-	else if (cfg->supervisor.core_dumps)
-		log_warnx("core_dumps = yes: a core file of any digestd "
-		    "process carries the configuration's secrets");
 }
 
 int
@@ -309,7 +266,7 @@ main(int argc, char **argv)
 	if (coredump_disable() == -1)
 		fatal("cannot disable core dumps");
 	if (test) {
-		if ((sup->cfg = supervisor_load_config(file, err,
+		if ((sup->cfg = reload_load_config(file, err,
 		    sizeof(err))) == NULL) {
 			fprintf(stderr, "digestd: %s\n", err);
 			fprintf(stderr, "digestd: configuration file %s test "
@@ -335,7 +292,7 @@ main(int argc, char **argv)
 	/* From here on a signal is an event: it waits for the loop. */
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 
-	if ((sup->cfg = supervisor_load_config(file, err, sizeof(err))) ==
+	if ((sup->cfg = reload_load_config(file, err, sizeof(err))) ==
 	    NULL) {
 		log_error("%s", err);
 		return 1;
@@ -364,17 +321,13 @@ main(int argc, char **argv)
 		drop_privileges(sup->cfg->supervisor.user,
 		    sup->cfg->supervisor.log_file);
 	/* After the change of user, which resets the dumpable flag. */
-	supervisor_core_dumps(sup->cfg);
+	proc_core_dumps(sup->cfg);
 
 	log_info("digestd %s starting: %d pool(s)", DIGESTD_VERSION,
 	    sup->cfg->npools);
 	sdnotifyf("MAINPID=%d", (int)getpid());
-	{
-		pid_t sp = sampler_spawn(sup);
-
-		if (sp > 0)
-			sup->sampler_pid = sp;
-	}
+	proc_init(sup);
+	(void)sampler_spawn(sup);
 	if (pool_start(sup, pfd[0], pfd[1], err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 2;

@@ -1,18 +1,42 @@
 /*
+ * Loading the configuration, at start, for `-t` and on SIGHUP.  A file is
+ * checked as a whole: the keys and rules of common/config.c, then the
+ * worker's own checks (the templates it names), so that a broken template
+ * is a configuration error, never a failing job.
+ *
  * SIGHUP: read the configuration file again.  The new file is parsed into
  * a struct of its own and checked; only a valid one replaces the running
  * configuration, so a broken edit never touches a worker.  Settings bound
  * at start-up (the HTTP listener, the user) keep their old values until a
  * restart, with a warning.  A configuration that goes is wiped before it
- * is freed: it holds the secrets.
+ * is freed: it holds the secrets.  What runs with a copy of the old one
+ * is told here: the pools roll their workers, the sampler is replaced.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "pool.h"
+#include "proc.h"
+#include "reload.h"
+#include "sampler.h"
 #include "sdnotify.h"
 #include "util.h"
+#include "worker/worker.h"
+
+struct config *
+reload_load_config(const char *file, char *err, size_t errlen)
+{
+	struct config *cfg;
+
+	if ((cfg = config_load(file, err, errlen)) == NULL)
+		return NULL;
+	if (worker_check_config(cfg, err, errlen) == -1) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
 
 void
 reload_config(struct supervisor *s)
@@ -29,7 +53,7 @@ reload_config(struct supervisor *s)
 	sdnotifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)(now_mono_ns() / 1000));
 	log_info("reloading %s", s->cfg->path);
-	ncfg = supervisor_load_config(s->cfg->path, err, sizeof(err));
+	ncfg = reload_load_config(s->cfg->path, err, sizeof(err));
 	if (ncfg != NULL && !pool_registry_fits(ncfg, err, sizeof(err))) {
 		config_free(ncfg);
 		ncfg = NULL;
@@ -63,8 +87,9 @@ reload_config(struct supervisor *s)
 	}
 	/* Before the roll forks the new workers, which inherit it. */
 	if (ncfg->supervisor.core_dumps != old->supervisor.core_dumps)
-		supervisor_core_dumps(ncfg);
+		proc_core_dumps(ncfg);
 	pool_reconfigure();
+	sampler_reload(s);
 	config_free(old);
 	s->reloads_ok++;
 	s->last_reload_ok = now_real();

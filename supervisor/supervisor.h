@@ -54,12 +54,6 @@ struct supervisor {
 
 extern struct supervisor *sup;
 
-/* config_load plus the checks of what it names (templates). */
-struct config *supervisor_load_config(const char *file, char *err,
-    size_t errlen);
-/* Apply the config's core_dumps to this process and its future children. */
-void supervisor_core_dumps(const struct config *);
-
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);
 
@@ -71,15 +65,5 @@ void metrics_fold_slot(struct supervisor *, int slot);
 
 /* HTTP endpoint (http.c): bind before privileges drop; 0 or -1 with err. */
 int http_listen(struct supervisor *, const char *listen, char *err, size_t);
-
-/* The queue sampler child (sampler.c). */
-pid_t sampler_spawn(struct supervisor *);
-/* Tell sampler.c its child was reaped (it is respawned by a timer). */
-void sampler_reaped(struct supervisor *, pid_t, int status);
-/*
- * The queue figures the sampler published: 0 when read now, 1 when they
- * cannot be read now and *st is the last good copy, -1 when there is none.
- */
-int sampler_stats(const struct supervisor *, struct sb_stats *st);
 
 #endif

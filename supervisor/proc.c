@@ -1,0 +1,164 @@
+/*
+ * The supervisor's children: workers, requeue children, the sampler, and
+ * whatever kind comes next.  Each is made the same way, as OpenBSD
+ * daemons' and tmux's proc.c make theirs: the child is tied to the
+ * supervisor's life, starts from a clean slate of signals and
+ * descriptors, reopens the log, names itself, and runs the function of
+ * its kind.  The supervisor keeps a table of the children it forked; when
+ * one is reaped, the table says whose it was, and that owner's callback
+ * hears of it.  No module reaps a child of another, and none needs to
+ * know the others exist.
+ *
+ * The core-dump policy belongs here too: set on the supervisor, it is
+ * what every child inherits at fork.
+ */
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coredump.h"
+#include "log.h"
+#include "proc.h"
+#include "util.h"
+
+struct proc {
+	LIST_ENTRY(proc) entry;
+	pid_t pid;
+	const struct proc_type *type;
+	void *arg;
+};
+
+static LIST_HEAD(, proc) procs = LIST_HEAD_INITIALIZER(procs);
+static int nprocs;
+static struct supervisor *psup;
+
+void
+proc_init(struct supervisor *s)
+{
+	psup = s;
+}
+
+/*
+ * In the child: default signal dispositions, an empty mask, and every
+ * descriptor closed but stdin, stdout, stderr and keep; the log reopened.
+ */
+static void
+proc_child_reset(int keep)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	/* libevent's handlers would write to a socketpair we close below. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	/*
+	 * The listener, the notify pipe's read end, libevent's descriptors:
+	 * none is the child's.  Back to stderr first, so that the log module
+	 * holds no descriptor closed under it.
+	 */
+	log_open_file(NULL);
+	if (keep < 0) {
+		close_range(3, ~0U, 0);
+	} else {
+		if (keep > 3)
+			close_range(3, keep - 1, 0);
+		close_range(keep + 1, ~0U, 0);
+	}
+	if (log_open_file(psup->cfg->supervisor.log_file) == -1)
+		log_warn("open %s", psup->cfg->supervisor.log_file);
+}
+
+pid_t
+proc_fork(const struct proc_type *t, void *arg, int keep_fd)
+{
+	struct proc *p;
+	pid_t pid, parent = getpid();
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		/*
+		 * No child outlives the supervisor.  If the supervisor died
+		 * between fork() and prctl(), the death signal would never
+		 * come: check the parent is still ours.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(1);
+		proc_child_reset(keep_fd);
+		log_set_proc(t->name, NULL, -1);
+		setproctitle("-digestd: %s", t->name);
+		t->run(arg);
+		/* run must not return; should it, the owner sees a crash. */
+		_exit(1);
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->pid = pid;
+	p->type = t;
+	p->arg = arg;
+	LIST_INSERT_HEAD(&procs, p, entry);
+	nprocs++;
+	return pid;
+}
+
+void
+proc_reap(void)
+{
+	struct proc *p;
+	pid_t pid;
+	int status;
+
+	for (;;) {
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid == -1 && errno == EINTR)
+			continue;
+		if (pid <= 0)
+			break;
+		LIST_FOREACH(p, &procs, entry)
+			if (p->pid == pid)
+				break;
+		if (p == NULL) {
+			log_debug("reaped unknown child %d", (int)pid);
+			continue;
+		}
+		LIST_REMOVE(p, entry);
+		nprocs--;
+		/* Out of the table first: the callback may fork again. */
+		if (p->type->exited != NULL)
+			p->type->exited(pid, status, p->arg);
+		free(p);
+	}
+}
+
+int
+proc_live(void)
+{
+	return nprocs;
+}
+
+void
+proc_core_dumps(const struct config *cfg)
+{
+	if (coredump_apply(cfg->supervisor.core_dumps) == -1)
+		log_warn("core_dumps = %s", cfg->supervisor.core_dumps ? "yes" :
+		    "no");
+	else if (cfg->supervisor.core_dumps)
+		log_warnx("core_dumps = yes: a core file of any digestd "
+		    "process carries the configuration's secrets");
+}

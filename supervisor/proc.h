@@ -1,0 +1,62 @@
+/*
+ * The supervisor's children, made one way (proc.c): fork, set the child
+ * up, run it; when it is reaped, tell its owner.  Everything here runs in
+ * the supervisor's event loop, and the callbacks are called from it.
+ */
+#ifndef DIGESTD_PROC_H
+#define DIGESTD_PROC_H
+
+#include <sys/types.h>
+
+#include "config.h"
+#include "supervisor.h"
+
+/*
+ * A kind of child: one static instance per kind, in the file that owns
+ * it.  Starting a new kind is a struct like this and one proc_fork().
+ */
+struct proc_type {
+	/* The role: in every log line of the child, and its title. */
+	const char *name;
+	/*
+	 * Runs in the child once it is set up (proc_fork), with the arg
+	 * given to proc_fork.  Must not return: it exits the process.
+	 */
+	void (*run)(void *arg);
+	/*
+	 * Runs in the supervisor's loop when the child has been reaped, with
+	 * the same arg; status is waitpid's.  May fork again at once.  NULL:
+	 * nobody needs to know.
+	 */
+	void (*exited)(pid_t pid, int status, void *arg);
+};
+
+/* Set the module up; the config the children inherit is s->cfg's. */
+void proc_init(struct supervisor *s);
+
+/*
+ * Fork a child of type t.  The child asks for SIGKILL when the supervisor
+ * dies and checks that it has not already, gets default signal
+ * dispositions and an empty mask, closes every descriptor but stdin,
+ * stdout, stderr and keep_fd (-1 for none), reopens the log, takes its
+ * role and title ("digestd: NAME"), then runs t->run(arg).  Returns the
+ * child's pid in the supervisor, or -1 (errno set) when fork failed.
+ */
+pid_t proc_fork(const struct proc_type *t, void *arg, int keep_fd);
+
+/*
+ * Reap every child that exited (SIGCHLD, and the tick since SIGCHLD
+ * coalesces), calling its type's exited callback.
+ */
+void proc_reap(void);
+
+/* Number of children forked and not yet reaped. */
+int proc_live(void);
+
+/*
+ * Apply the config's core_dumps to this process, and so to every child
+ * forked from now on.
+ */
+void proc_core_dumps(const struct config *);
+
+#endif
