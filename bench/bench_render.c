@@ -168,6 +168,7 @@ main(int argc, char *argv[])
 			rc.uid = uid % 5000 + 1;
 			rc.email = email;
 			rc.name = names[uid % 7];
+			rc.locale = NULL;
 			rbuf_reset(&out);
 			if (render_message(r, &rc, &out, mid, sizeof(mid)) < 0) {
 				fprintf(stderr, "render_message failed\n");

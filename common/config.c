@@ -300,7 +300,9 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "messages_per_session", CT_INT, C(smtp.messages_per_session),
 	    1, 1000000, NULL, "500", 0, "Messages sent on one connection." },
 	{ "smtp", "envelope_from", CT_ADDR, C(smtp.envelope_from), 0, 0, NULL,
-	    "", 0, "MAIL FROM; empty: the address of digest.from." },
+	    "", 0, "MAIL FROM; empty: the address of digest.from.  {uid} and "
+	    "{gid} in its\nlocal part are set per email (VERP: "
+	    "bounces+{uid}-{gid}@example.com)." },
 	{ "smtp", "defer_retry_min", CT_DURATION, C(smtp.defer_retry_min_ms),
 	    1, 1 * DAY_MS, NULL, "1m", 0,
 	    "A recipient answered 4xx is retried after this, doubling," },

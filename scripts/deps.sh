@@ -5,7 +5,7 @@ set -eu
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
 librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
-libssl-dev libcmocka-dev redis-server"
+libssl-dev libcmocka-dev libidn2-dev redis-server"
 
 TEST_PKGS="python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
 python3-aiosmtpd python3-prometheus-client prometheus prometheus-alertmanager

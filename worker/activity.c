@@ -37,6 +37,7 @@
 #define CAP_NAME		256
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
+#define CAP_LOCALE		64	/* a language tag; longer is none */
 /*
  * The most of any one value the worker reads from the activity store
  * (rconn_cap_get_reply): a longer one arrives as its first
@@ -420,6 +421,7 @@ activity_members_free(struct member *m, size_t n)
 	for (i = 0; i < n; i++) {
 		free(m[i].email);
 		free(m[i].name);
+		free(m[i].locale);
 	}
 	free(m);
 }
@@ -430,7 +432,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 {
 	/* In the order of the HMGET below. */
 	static const char *const fields[] = { "email", "name", "last_seen",
-	    "digest" };
+	    "digest", "locale" };
 	const char *pfx = ar->cfg->redis.key_prefix;
 	redisReply *r;
 	char key[512];
@@ -443,7 +445,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 			continue;
 		rkey(key, sizeof(key), pfx, "user:%lld", (long long)ms[i].uid);
 		if (activity_append(ar, "HMGET user",
-		    "HMGET %s email name last_seen digest", key) == -1)
+		    "HMGET %s email name last_seen digest locale", key) == -1)
 			return -1;
 	}
 	for (i = 0; i < nm; i++) {
@@ -494,6 +496,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 		} else {
 			m->email = wstrdup(em.email);
 			m->name = activity_field_dup(r, 1, CAP_NAME);
+			m->locale = activity_field_dup(r, 4, CAP_LOCALE);
 		}
 		freeReplyObject(r);
 	}

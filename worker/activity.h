@@ -68,6 +68,7 @@ struct member {
 	struct cursor pos;	/* where it stands in the walk (a user id's) */
 	char *email;		/* owned: set when the member is eligible */
 	char *name;		/* owned, may be NULL */
+	char *locale;		/* owned, may be NULL: the user's language */
 	int skipped;		/* nobody to write to (counted): not a user
 				   id, a broken record, or not eligible */
 	int state;		/* the caller's; 0 when read */

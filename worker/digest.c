@@ -471,6 +471,7 @@ digest_send(struct run *rn, struct member *m)
 	rc.uid = m->uid;
 	rc.email = m->email;
 	rc.name = m->name;
+	rc.locale = m->locale;
 	rbuf_reset(&dp->msg);
 	np = render_message(dp->render, &rc, &dp->msg, mid, sizeof(mid));
 	if (np <= 0) {
@@ -484,7 +485,8 @@ digest_send(struct run *rn, struct member *m)
 		return 0;
 	}
 	e.uid = m->uid;
-	e.rcpt = m->email;
+	e.gid = rn->job->group_id;
+	e.rcpt = render_rcpt(dp->render);
 	e.message_id = mid;
 	e.job_id = rn->job->job_id;
 	e.data = dp->msg.p;

@@ -22,6 +22,7 @@
  * control character from Redis can reach a header, and non-ASCII text
  * goes out as RFC 2047 encoded-words.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "address.h"
+#include "log.h"
 #include "mime.h"
 #include "render.h"
 #include "template.h"
@@ -44,6 +47,9 @@
 #define RENDER_NAME_MAX		100
 #define RENDER_URL_MAX		2048	/* bytes; longer is not a link */
 #define RENDER_UNSUB_URL_MAX	800
+#define RENDER_SUBJECT_MAX	300
+#define RENDER_LOCALE_MAX	36	/* "zh_hant_tw", with room */
+#define RENDER_LOCALES_MAX	256
 
 enum { PART_TEXT, PART_HTML, NPARTS };
 
@@ -56,8 +62,12 @@ struct rpost {
 	int64_t author_id;
 	struct rstr title, url, author, excerpt;
 	char likes[24], comments[24];
-	size_t enc_off[NPARTS], enc_len[NPARTS];	/* in tj.enc */
-	size_t raw_off[NPARTS], raw_len[NPARTS];	/* in tj.raw */
+};
+
+/* A post as one template renders it: its bytes in the tjob's buffers. */
+struct tpost {
+	size_t enc_off, enc_len;	/* in tj.enc */
+	size_t raw_off, raw_len;	/* in tj.raw */
 };
 
 /* A piece of a per-recipient line group: raw text, or a template node. */
@@ -81,12 +91,34 @@ struct tjob {
 	size_t nchunks, capchunks;
 	struct rpiece *pieces;
 	size_t npieces, cappieces;
+	struct tpost *tp;	/* the job's posts, in this template */
+	size_t captp;
 	size_t npre;		/* chunks [0, npre) come before the posts */
 	int aligned;		/* the fast path applies */
 };
 
-struct render {
+/*
+ * A set of templates: the default one (template_dir itself, else built
+ * in), or a language's (template_dir/{locale}/), whose missing files are
+ * those of its parent language (de_at: de) or of the default set.  A set
+ * is prepared for a job the first time one of its readers is met.
+ */
+struct tset {
+	char locale[RENDER_LOCALE_MAX];	/* lowercase, '_'; "" for default */
 	struct template *tpl[NPARTS];
+	struct template *subj;
+	int own;			/* bit k: tpl[k] is its own; NPARTS: subj */
+	struct tjob tj[NPARTS];
+	unsigned long gen;		/* the job it is prepared for */
+	size_t fixed_len;		/* encoded bytes besides the posts */
+	int subj_dyn;			/* the subject names the recipient */
+	struct rbuf subject_hdr;	/* else: "Subject: ...\r\n" */
+};
+
+struct render {
+	struct tset *sets;		/* sets[0]: the default */
+	size_t nsets;
+	unsigned long gen;		/* counts jobs */
 	struct unsub_key *key;
 	int max_posts;
 	char from_domain[CONFIG_STR_MAX];
@@ -105,12 +137,10 @@ struct render {
 	char period[8];
 	struct rbuf arena;		/* cleaned group and post fields */
 	struct rstr group_name, group_url;
-	struct rbuf subject_hdr, listid_hdr, tail_hdr, part2, close;
+	struct rbuf listid_hdr, tail_hdr, part2, close;
 	struct rpost *posts;
 	size_t nposts, capposts;
 	size_t *sel;
-	struct tjob tj[NPARTS];
-	size_t fixed_len;		/* encoded bytes besides the posts */
 
 	/* The recipient in hand, and the post being expanded. */
 	const struct recipient *rc;
@@ -119,9 +149,13 @@ struct render {
 	char count_str[24];
 	const struct rpost *cur;
 	struct rbuf scratch;
+	struct rbuf subj_raw, subj_clean;
+	char addr[ADDRESS_MAX + 2];	/* the address in punycode */
+	const char *rcpt;		/* the last message's envelope address */
 };
 
 static const char *render_lookup(void *, int, size_t *);
+static void render_set_prepare(struct render *, struct tset *);
 
 /* Decimal form of v into buf (24 bytes); its length.  No printf per mail. */
 static size_t
@@ -242,22 +276,210 @@ render_unsub_base(struct render *r, const struct config *cfg, char *err,
 	return 0;
 }
 
+static const struct {
+	const char *file;
+	const char *builtin;
+	int html;
+	int line_only;
+} render_files[NPARTS + 1] = {
+	[PART_TEXT] = { "digest.txt", template_builtin_text, 0, 0 },
+	[PART_HTML] = { "digest.html", template_builtin_html, 1, 0 },
+	[NPARTS] = { "subject.txt", template_builtin_subject, 0, 1 },
+};
+
+/*
+ * Load file k of dir (NULL: the built-in one).  NULL with *absent set
+ * when dir has no such file, or NULL with err when it is broken.
+ */
 static struct template *
-render_load_one(const struct config *cfg, const char *dir, const char *file,
-    const char *builtin, int html, char *err, size_t errlen)
+render_load_one(const char *dir, int k, int *absent, char *err,
+    size_t errlen)
 {
-	char path[PATH_MAX * 2 + 32], bname[64];
+	char path[PATH_MAX * 2 + 64], bname[64];
 	struct stat st;
 
+	*absent = 0;
 	if (dir != NULL) {
-		snprintf(path, sizeof(path), "%s/%s", dir, file);
+		snprintf(path, sizeof(path), "%s/%s", dir, render_files[k].file);
 		if (stat(path, &st) == 0 || errno != ENOENT)
-			return template_load(path, html, err, errlen);
+			return template_load(path, render_files[k].html,
+			    render_files[k].line_only, err, errlen);
+		*absent = 1;
+		return NULL;
 	}
-	/* Not overridden: the built-in one. */
-	snprintf(bname, sizeof(bname), "built-in %s", file);
-	return template_parse(bname, builtin, strlen(builtin), html, err,
+	snprintf(bname, sizeof(bname), "built-in %s", render_files[k].file);
+	if (render_files[k].line_only)
+		return template_parse_line(bname, render_files[k].builtin,
+		    strlen(render_files[k].builtin), err, errlen);
+	return template_parse(bname, render_files[k].builtin,
+	    strlen(render_files[k].builtin), render_files[k].html, err,
 	    errlen);
+}
+
+static struct template **
+render_set_tpl(struct tset *set, int k)
+{
+	return k == NPARTS ? &set->subj : &set->tpl[k];
+}
+
+/*
+ * Normalise a locale for matching: lowercase, '-' as '_'.  With check,
+ * -1 unless it looks like a language tag ("de", "pt_BR", "zh-Hant-TW"),
+ * so that no other directory of template_dir is taken for one.
+ */
+static int
+render_locale_norm(const char *in, char *out, size_t outlen, int check)
+{
+	size_t i, sub = 0, nsub = 0;
+	char c;
+
+	for (i = 0; in[i] != '\0'; i++) {
+		if (i + 1 >= outlen)
+			return -1;
+		c = in[i];
+		if (c == '-')
+			c = '_';
+		else if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		out[i] = c;
+		if (!check)
+			continue;
+		if (c == '_') {
+			/* The language: 2 or 3 letters; a subtag: 1 to 8. */
+			if (sub == 0 || (nsub == 0 && sub < 2) || sub > 8 ||
+			    (nsub == 0 && sub > 3))
+				return -1;
+			nsub++;
+			sub = 0;
+		} else if ((c >= 'a' && c <= 'z') || (nsub > 0 && c >= '0' &&
+		    c <= '9'))
+			sub++;
+		else
+			return -1;
+	}
+	out[i] = '\0';
+	if (check && (sub == 0 || sub > 8 || (nsub == 0 && (sub < 2 ||
+	    sub > 3))))
+		return -1;
+	return 0;
+}
+
+static int
+render_locale_cmp(const void *a, const void *b)
+{
+	const char *sa = *(const char *const *)a, *sb = *(const char *const *)b;
+	size_t la = strlen(sa), lb = strlen(sb);
+
+	/* Parents first: "de" before "de_at". */
+	return la != lb ? (la < lb ? -1 : 1) : strcmp(sa, sb);
+}
+
+/* The set of a normalised locale, its parent's, or the default one. */
+static struct tset *
+render_set_find(struct render *r, char *loc)
+{
+	char *cut;
+	size_t i;
+
+	for (;;) {
+		for (i = 1; i < r->nsets; i++)
+			if (strcmp(r->sets[i].locale, loc) == 0)
+				return &r->sets[i];
+		if ((cut = strrchr(loc, '_')) == NULL)
+			return &r->sets[0];
+		*cut = '\0';
+	}
+}
+
+/*
+ * Load template_dir/{locale}/ for each directory named like a locale.
+ * The list is read once, here: a message never touches the disk.
+ */
+static int
+render_load_locales(struct render *r, const char *dir, char *err,
+    size_t errlen)
+{
+	char *names[RENDER_LOCALES_MAX], norm[RENDER_LOCALE_MAX];
+	char sub[PATH_MAX * 2 + 264];
+	struct dirent *de;
+	struct tset *set, *parent;
+	size_t n = 0, i;
+	struct stat st;
+	DIR *d;
+	int k, absent, rc = -1;
+
+	if ((d = opendir(dir)) == NULL) {
+		snprintf(err, errlen, "digest.template_dir: %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (render_locale_norm(de->d_name, norm, sizeof(norm), 1) == -1)
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+		if (stat(sub, &st) == -1 || !S_ISDIR(st.st_mode))
+			continue;
+		if (n == RENDER_LOCALES_MAX) {
+			snprintf(err, errlen, "digest.template_dir: %s: more "
+			    "than %d languages", dir, RENDER_LOCALES_MAX);
+			goto out;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL)
+			goto oom;
+		n++;
+	}
+	qsort(names, n, sizeof(names[0]), render_locale_cmp);
+	if ((r->sets = realloc(r->sets, (n + 1) * sizeof(*r->sets))) == NULL)
+		goto oom;
+	for (i = 0; i < n; i++) {
+		render_locale_norm(names[i], norm, sizeof(norm), 0);
+		parent = render_set_find(r, norm);
+		render_locale_norm(names[i], norm, sizeof(norm), 0);
+		if (parent != &r->sets[0] && strcmp(parent->locale, norm) == 0) {
+			snprintf(err, errlen, "digest.template_dir: %s: two "
+			    "directories for language %s", dir, names[i]);
+			goto out;
+		}
+		set = &r->sets[r->nsets];
+		memset(set, 0, sizeof(*set));
+		r->nsets++;
+		strlcpy(set->locale, norm, sizeof(set->locale));
+		snprintf(sub, sizeof(sub), "%s/%s", dir, names[i]);
+		for (k = 0; k <= NPARTS; k++) {
+			struct template *t;
+
+			t = render_load_one(sub, k, &absent, err, errlen);
+			if (t == NULL && !absent)
+				goto out;
+			if (t != NULL) {
+				t->plural = template_plural_rule(norm);
+				set->own |= 1 << k;
+			} else
+				t = *render_set_tpl(parent, k);
+			*render_set_tpl(set, k) = t;
+		}
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "render: out of memory");
+out:
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	closedir(d);
+	return rc;
+}
+
+/* The set for a recipient's locale (from Redis: only compared). */
+static struct tset *
+render_set_for(struct render *r, const char *locale)
+{
+	char norm[RENDER_LOCALE_MAX];
+
+	if (r->nsets == 1 || locale == NULL || locale[0] == '\0' ||
+	    render_locale_norm(locale, norm, sizeof(norm), 0) == -1)
+		return &r->sets[0];
+	return render_set_find(r, norm);
 }
 
 struct render *
@@ -267,6 +489,7 @@ render_new(const struct config *cfg, char *err, size_t errlen)
 	char dir[PATH_MAX * 2 + 2];
 	const char *d = NULL;
 	struct stat st;
+	int k, absent;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		snprintf(err, errlen, "render: out of memory");
@@ -292,13 +515,29 @@ render_new(const struct config *cfg, char *err, size_t errlen)
 		}
 		d = dir;
 	}
-	if ((r->tpl[PART_TEXT] = render_load_one(cfg, d, "digest.txt",
-	    template_builtin_text, 0, err, errlen)) == NULL ||
-	    (r->tpl[PART_HTML] = render_load_one(cfg, d, "digest.html",
-	    template_builtin_html, 1, err, errlen)) == NULL)
+	if ((r->sets = calloc(1, sizeof(*r->sets))) == NULL) {
+		snprintf(err, errlen, "render: out of memory");
+		goto fail;
+	}
+	r->nsets = 1;
+	/* The default set: template_dir's own files, else the built-in. */
+	for (k = 0; k <= NPARTS; k++) {
+		struct template *t = NULL;
+
+		if (d != NULL && (t = render_load_one(d, k, &absent, err,
+		    errlen)) == NULL && !absent)
+			goto fail;
+		if (t == NULL && (t = render_load_one(NULL, k, &absent, err,
+		    errlen)) == NULL)
+			goto fail;
+		*render_set_tpl(&r->sets[0], k) = t;
+		r->sets[0].own |= 1 << k;
+	}
+	if (d != NULL && render_load_locales(r, d, err, errlen) == -1)
 		goto fail;
 	if (render_from(r, cfg, err, errlen) == -1 ||
-	    render_unsub_base(r, cfg, err, errlen) == -1)
+	    render_unsub_base(r, cfg, err, errlen) == -1 ||
+	    address_verp_check(cfg->smtp.envelope_from, err, errlen) == -1)
 		goto fail;
 	if (cfg->digest.unsubscribe_secret[0] == '\0') {
 		snprintf(err, errlen, "digest.unsubscribe_secret is required");
@@ -309,8 +548,9 @@ render_new(const struct config *cfg, char *err, size_t errlen)
 		    "up HMAC-SHA256");
 		goto fail;
 	}
-	r->tj[PART_TEXT].t = r->tpl[PART_TEXT];
-	r->tj[PART_HTML].t = r->tpl[PART_HTML];
+	for (size_t i = 0; i < r->nsets; i++)
+		for (k = 0; k < NPARTS; k++)
+			r->sets[i].tj[k].t = r->sets[i].tpl[k];
 	r->sel = calloc((size_t)r->max_posts, sizeof(*r->sel));
 	if (r->sel == NULL) {
 		snprintf(err, errlen, "render: out of memory");
@@ -340,24 +580,35 @@ tjob_free(struct tjob *tj)
 	rbuf_free(&tj->raw);
 	free(tj->chunks);
 	free(tj->pieces);
+	free(tj->tp);
 }
 
 void
 render_free(struct render *r)
 {
+	size_t i;
 	int k;
 
 	if (r == NULL)
 		return;
-	for (k = 0; k < NPARTS; k++) {
-		tjob_free(&r->tj[k]);
-		template_free(r->tpl[k]);
+	for (i = 0; i < r->nsets; i++) {
+		struct tset *set = &r->sets[i];
+
+		for (k = 0; k <= NPARTS; k++) {
+			if (k < NPARTS)
+				tjob_free(&set->tj[k]);
+			if (set->own & (1 << k))
+				template_free(*render_set_tpl(set, k));
+		}
+		rbuf_free(&set->subject_hdr);
 	}
+	free(r->sets);
 	unsub_key_free(r->key);
 	rbuf_free(&r->from_hdr);
 	rbuf_free(&r->unsub_base);
 	rbuf_free(&r->arena);
-	rbuf_free(&r->subject_hdr);
+	rbuf_free(&r->subj_raw);
+	rbuf_free(&r->subj_clean);
 	rbuf_free(&r->listid_hdr);
 	rbuf_free(&r->tail_hdr);
 	rbuf_free(&r->part2);
@@ -574,24 +825,31 @@ tjob_prepare(struct render *r, struct tjob *tj, int part)
 	struct rpost *p;
 	int aligned;
 
+	struct tpost *tp;
+
+	(void)part;
 	rbuf_reset(&tj->enc);
 	rbuf_reset(&tj->raw);
 	tj->nchunks = tj->npieces = 0;
+	if (r->nposts > tj->captp) {
+		tj->captp = r->nposts;
+		tj->tp = wrealloc(tj->tp, tj->captp * sizeof(*tj->tp));
+	}
 	aligned = tjob_build(r, tj, 0, t->posts);
 	tj->npre = tj->nchunks;
 	for (j = 0; j < r->nposts; j++) {
 		p = &r->posts[j];
+		tp = &tj->tp[j];
 		r->cur = p;
-		p->raw_off[part] = tj->raw.len;
+		tp->raw_off = tj->raw.len;
 		template_expand(t, t->posts + 1, pend, render_lookup, r,
 		    &tj->raw);
-		p->raw_len[part] = tj->raw.len - p->raw_off[part];
-		if (p->raw_len[part] > 0 && tj->raw.p[tj->raw.len - 1] != '\n')
+		tp->raw_len = tj->raw.len - tp->raw_off;
+		if (tp->raw_len > 0 && tj->raw.p[tj->raw.len - 1] != '\n')
 			aligned = 0;
-		p->enc_off[part] = tj->enc.len;
-		mime_qp_encode(&tj->enc, tj->raw.p + p->raw_off[part],
-		    p->raw_len[part]);
-		p->enc_len[part] = tj->enc.len - p->enc_off[part];
+		tp->enc_off = tj->enc.len;
+		mime_qp_encode(&tj->enc, tj->raw.p + tp->raw_off, tp->raw_len);
+		tp->enc_len = tj->enc.len - tp->enc_off;
 	}
 	r->cur = NULL;
 	(void)tjob_build(r, tj, pend, t->nnodes);
@@ -615,9 +873,7 @@ render_job(struct render *r, const struct job *job,
     const struct group_info *g, struct post *posts, size_t nposts)
 {
 	char boundary[64], num[24];
-	struct rbuf subj = { 0 };
 	size_t i, col;
-	int k;
 
 	if (r == NULL || job == NULL || g == NULL)
 		return -1;
@@ -673,16 +929,6 @@ render_job(struct render *r, const struct job *job,
 	}
 
 	/* The headers that are the same for every recipient. */
-	rbuf_reset(&r->subject_hdr);
-	rbuf_add(&r->subject_hdr, "Subject: ", 9);
-	rbuf_adds(&subj, "Your ");
-	rbuf_adds(&subj, r->period);
-	rbuf_adds(&subj, " digest: ");
-	rbuf_add(&subj, r->arena.p + r->group_name.off, r->group_name.len);
-	mime_header_text(&r->subject_hdr, 9, subj.p, subj.len);
-	rbuf_add(&r->subject_hdr, "\r\n", 2);
-	rbuf_free(&subj);
-
 	rbuf_reset(&r->listid_hdr);
 	rbuf_add(&r->listid_hdr, "List-Id: ", 9);
 	col = mime_header_phrase(&r->listid_hdr, 9,
@@ -705,6 +951,8 @@ render_job(struct render *r, const struct job *job,
 	rbuf_reset(&r->tail_hdr);
 	rbuf_adds(&r->tail_hdr, "List-Unsubscribe-Post: "
 	    "List-Unsubscribe=One-Click\r\n");
+	/* RFC 3834: no vacation or out-of-office reply should answer it. */
+	rbuf_adds(&r->tail_hdr, "Auto-Submitted: auto-generated\r\n");
 	rbuf_adds(&r->tail_hdr, "X-Digest-Job: ");
 	rbuf_adds(&r->tail_hdr, r->job_id);
 	rbuf_adds(&r->tail_hdr, "\r\nMIME-Version: 1.0\r\n"
@@ -725,15 +973,52 @@ render_job(struct render *r, const struct job *job,
 	rbuf_adds(&r->close, boundary);
 	rbuf_adds(&r->close, "--\r\n");
 
-	r->fixed_len = 0;
-	for (k = 0; k < NPARTS; k++) {
-		tjob_prepare(r, &r->tj[k], k);
-		r->fixed_len += r->tj[k].enc.len;
-		for (i = 0; i < r->nposts; i++)
-			r->fixed_len -= r->posts[i].enc_len[k];
-	}
+	/* Each set is prepared when its first reader comes. */
+	r->gen++;
 	r->have_job = 1;
+	render_set_prepare(r, &r->sets[0]);
 	return 0;
+}
+
+/* Render a set's Subject line into out. */
+static void
+render_subject(struct render *r, const struct tset *set, struct rbuf *out)
+{
+	rbuf_reset(&r->subj_raw);
+	rbuf_reset(&r->subj_clean);
+	template_expand(set->subj, 0, set->subj->nnodes, render_lookup, r,
+	    &r->subj_raw);
+	mime_clean(&r->subj_clean, r->subj_raw.p, RENDER_SUBJECT_MAX,
+	    MIME_CLEAN_ONELINE | MIME_CLEAN_ELLIPSIS);
+	rbuf_add(out, "Subject: ", 9);
+	mime_header_text(out, 9, r->subj_clean.p, r->subj_clean.len);
+	rbuf_add(out, "\r\n", 2);
+}
+
+/* Pre-render a set for the job in hand, once per job. */
+static void
+render_set_prepare(struct render *r, struct tset *set)
+{
+	size_t i;
+	int k;
+
+	if (set->gen == r->gen)
+		return;
+	set->fixed_len = 0;
+	for (k = 0; k < NPARTS; k++) {
+		tjob_prepare(r, &set->tj[k], k);
+		set->fixed_len += set->tj[k].enc.len;
+		for (i = 0; i < r->nposts; i++)
+			set->fixed_len -= set->tj[k].tp[i].enc_len;
+	}
+	set->subj_dyn = 0;
+	for (i = 0; i < set->subj->nnodes; i++)
+		if (set->subj->nodes[i].dyn)
+			set->subj_dyn = 1;
+	rbuf_reset(&set->subject_hdr);
+	if (!set->subj_dyn)
+		render_subject(r, set, &set->subject_hdr);
+	set->gen = r->gen;
 }
 
 static const char *
@@ -828,17 +1113,17 @@ render_part(struct render *r, struct tjob *tj, size_t nsel, struct rbuf *out)
 	const struct template *t = tj->t;
 	const struct rchunk *c;
 	const struct rpiece *pc;
-	size_t i, j, part = (size_t)(tj - r->tj);
+	size_t i, j;
 
 	if (!tj->aligned) {
 		/* Slow path: the whole part, rendered and encoded here. */
 		rbuf_reset(&r->scratch);
 		template_expand(t, 0, t->posts, render_lookup, r, &r->scratch);
 		for (i = 0; i < nsel; i++) {
-			const struct rpost *p = &r->posts[r->sel[i]];
+			const struct tpost *p = &tj->tp[r->sel[i]];
 
-			rbuf_add(&r->scratch, tj->raw.p + p->raw_off[part],
-			    p->raw_len[part]);
+			rbuf_add(&r->scratch, tj->raw.p + p->raw_off,
+			    p->raw_len);
 		}
 		template_expand(t, t->nodes[t->posts].end, t->nnodes,
 		    render_lookup, r, &r->scratch);
@@ -848,10 +1133,10 @@ render_part(struct render *r, struct tjob *tj, size_t nsel, struct rbuf *out)
 	for (i = 0; i < tj->nchunks; i++) {
 		if (i == tj->npre)
 			for (j = 0; j < nsel; j++) {
-				const struct rpost *p = &r->posts[r->sel[j]];
+				const struct tpost *p = &tj->tp[r->sel[j]];
 
-				rbuf_add(out, tj->enc.p + p->enc_off[part],
-				    p->enc_len[part]);
+				rbuf_add(out, tj->enc.p + p->enc_off,
+				    p->enc_len);
 			}
 		c = &tj->chunks[i];
 		if (!c->dyn) {
@@ -873,10 +1158,9 @@ render_part(struct render *r, struct tjob *tj, size_t nsel, struct rbuf *out)
 	}
 	if (tj->npre == tj->nchunks)
 		for (j = 0; j < nsel; j++) {
-			const struct rpost *p = &r->posts[r->sel[j]];
+			const struct tpost *p = &tj->tp[r->sel[j]];
 
-			rbuf_add(out, tj->enc.p + p->enc_off[part],
-			    p->enc_len[part]);
+			rbuf_add(out, tj->enc.p + p->enc_off, p->enc_len);
 		}
 }
 
@@ -886,10 +1170,18 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 {
 	char token[UNSUB_TOKEN_LEN + 1], uid[24];
 	size_t i, nsel = 0, ulen, ulen2;
+	const char *addr, *why;
+	struct tset *set;
 
-	if (r == NULL || !r->have_job || rc == NULL ||
-	    mime_addr_check(rc->email) == -1)
+	if (r == NULL || !r->have_job || rc == NULL)
 		return -1;
+	r->rcpt = NULL;
+	if (address_prepare(rc->email, r->addr, sizeof(r->addr), &addr,
+	    &why) != ADDRESS_OK) {
+		log_warnx("uid=%lld: address not usable (%s): skipped as "
+		    "no_email", (long long)rc->uid, why);
+		return -1;
+	}
 	for (i = 0; i < r->nposts && nsel < (size_t)r->max_posts; i++)
 		if (r->posts[i].author_id != rc->uid)
 			r->sel[nsel++] = i;
@@ -897,8 +1189,11 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 		return 0;
 	if (unsub_key_token(r->key, rc->uid, r->gid, token) == -1)
 		return -1;
+	set = render_set_for(r, rc->locale);
+	render_set_prepare(r, set);
 
 	r->rc = rc;
+	r->rcpt = addr;
 	ulen = render_i64(uid, (long long)rc->uid);
 	render_i64(r->count_str, (long long)nsel);
 	rbuf_reset(&r->rname);
@@ -913,24 +1208,27 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 	rbuf_add(&r->unsub_url, token, UNSUB_TOKEN_LEN);
 
 	/* One growth at most: the headers, the fixed lines, the posts. */
-	ulen2 = 4096 + r->fixed_len;
+	ulen2 = 4096 + set->fixed_len;
 	for (i = 0; i < nsel; i++)
-		ulen2 += r->posts[r->sel[i]].enc_len[PART_TEXT] +
-		    r->posts[r->sel[i]].enc_len[PART_HTML];
+		ulen2 += set->tj[PART_TEXT].tp[r->sel[i]].enc_len +
+		    set->tj[PART_HTML].tp[r->sel[i]].enc_len;
 	rbuf_reserve(out, ulen2);
 	rbuf_add(out, r->from_hdr.p, r->from_hdr.len);
 	rbuf_add(out, "To: ", 4);
 	if (r->rname.len > 0) {
 		i = mime_header_phrase(out, 4, r->rname.p, r->rname.len);
-		if (i + strlen(rc->email) + 3 > 78)
+		if (i + strlen(addr) + 3 > 78)
 			rbuf_add(out, "\r\n <", 4);
 		else
 			rbuf_add(out, " <", 2);
 	} else
 		rbuf_addc(out, '<');
-	rbuf_adds(out, rc->email);
+	rbuf_adds(out, addr);
 	rbuf_add(out, ">\r\n", 3);
-	rbuf_add(out, r->subject_hdr.p, r->subject_hdr.len);
+	if (set->subj_dyn)
+		render_subject(r, set, out);
+	else
+		rbuf_add(out, set->subject_hdr.p, set->subject_hdr.len);
 	render_date(r);
 	rbuf_add(out, r->date_hdr, r->date_len);
 	rbuf_add(out, "Message-ID: <", 13);
@@ -952,10 +1250,16 @@ render_message(struct render *r, const struct recipient *rc, struct rbuf *out,
 	rbuf_add(out, r->unsub_url.p, r->unsub_url.len);
 	rbuf_add(out, ">\r\n", 3);
 	rbuf_add(out, r->tail_hdr.p, r->tail_hdr.len);
-	render_part(r, &r->tj[PART_TEXT], nsel, out);
+	render_part(r, &set->tj[PART_TEXT], nsel, out);
 	rbuf_add(out, r->part2.p, r->part2.len);
-	render_part(r, &r->tj[PART_HTML], nsel, out);
+	render_part(r, &set->tj[PART_HTML], nsel, out);
 	rbuf_add(out, r->close.p, r->close.len);
 	r->rc = NULL;
 	return (int)nsel;
+}
+
+const char *
+render_rcpt(const struct render *r)
+{
+	return r->rcpt;
 }

@@ -44,6 +44,7 @@ struct recipient {
 	int64_t uid;
 	const char *email;
 	const char *name;		/* may be NULL */
+	const char *locale;		/* "de", "pt-BR"; may be NULL */
 };
 
 /* A growable output buffer; render_message appends to it. */
@@ -59,8 +60,9 @@ void rbuf_free(struct rbuf *);
 struct render;
 
 /*
- * Load the templates (built in, or cfg->digest.template_dir).  NULL with
- * err naming the file and the problem when a template is broken.
+ * Load the templates (built in, or cfg->digest.template_dir and its
+ * template_dir/{locale}/ directories).  NULL with err naming the file and
+ * the problem when a template is broken.
  */
 struct render *render_new(const struct config *, char *err, size_t errlen);
 void render_free(struct render *);
@@ -88,13 +90,22 @@ int render_job(struct render *, const struct job *, const struct group_info *,
     struct post *posts, size_t nposts);
 
 /*
- * Append one recipient's whole message to out: up to max_posts posts of
- * the job not written by the recipient.  Returns the number of posts
- * listed (0: nothing new for this member, nothing appended), or -1 when
- * the recipient cannot be addressed safely (bad email).
+ * Append one recipient's whole message to out, in the templates of the
+ * recipient's locale (else its parent language's, else the default
+ * ones): up to max_posts posts of the job not written by the recipient.
+ * Returns the number of posts listed (0: nothing new for this member,
+ * nothing appended), or -1 when the recipient cannot be addressed (a bad
+ * address, or a local part outside ASCII), which is logged with why.
  * message_id receives "{job_id}.{uid}@{domain}" (no angle brackets).
  */
 int render_message(struct render *, const struct recipient *, struct rbuf *out,
     char *message_id, size_t midlen);
+
+/*
+ * The envelope address of the last message rendered: the recipient's,
+ * its domain in punycode when it was not ASCII.  Valid until the next
+ * render_message; NULL when that returned -1.
+ */
+const char *render_rcpt(const struct render *);
 
 #endif

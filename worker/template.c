@@ -9,9 +9,11 @@
  * marks the nodes that depend on the recipient: render.c renders all the
  * others once per job.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "mime.h"
@@ -29,14 +31,16 @@ const char template_builtin_text[] =
 "Hello,\n"
 "{{/recipient_name}}\n"
 "\n"
-"Your {{period}} digest of {{group_name}}: {{post_count}} new posts.\n"
+"Your {{period}} digest of {{group_name}}: {{post_count}} "
+"{{post_count|new post|new posts}}.\n"
 "{{#group_url}}\n"
 "{{group_url}}\n"
 "{{/group_url}}\n"
 "\n"
 "{{#posts}}\n"
 "{{title}}\n"
-"by {{author}} - {{likes}} likes, {{comments}} comments\n"
+"by {{author}} - {{likes}} {{likes|like|likes}}, {{comments}} "
+"{{comments|comment|comments}}\n"
 "{{#url}}\n"
 "{{url}}\n"
 "{{/url}}\n"
@@ -76,13 +80,14 @@ const char template_builtin_html[] =
 "{{^recipient_name}}Hello,{{/recipient_name}}</p>\n"
 "<h1>{{#group_url}}<a href=\"{{group_url}}\">{{group_name}}</a>"
 "{{/group_url}}{{^group_url}}{{group_name}}{{/group_url}}</h1>\n"
-"<p class=\"meta\">Your {{period}} digest: {{post_count}} new posts</p>\n"
+"<p class=\"meta\">Your {{period}} digest: {{post_count}} "
+"{{post_count|new post|new posts}}</p>\n"
 "{{#posts}}\n"
 "<div class=\"post\">\n"
 "<h2>{{#url}}<a href=\"{{url}}\">{{title}}</a>{{/url}}{{^url}}{{title}}"
 "{{/url}}</h2>\n"
-"<p class=\"meta\">by {{author}} &middot; {{likes}} likes &middot; "
-"{{comments}} comments</p>\n"
+"<p class=\"meta\">by {{author}} &middot; {{likes}} {{likes|like|likes}} "
+"&middot; {{comments}} {{comments|comment|comments}}</p>\n"
 "{{#excerpt}}\n"
 "<p>{{excerpt}}</p>\n"
 "{{/excerpt}}\n"
@@ -94,6 +99,10 @@ const char template_builtin_html[] =
 "</div>\n"
 "</body>\n"
 "</html>\n";
+
+/* The Subject: it names the group. */
+const char template_builtin_subject[] =
+"Your {{period}} digest: {{group_name}}\n";
 
 static const struct {
 	const char *name;
@@ -193,16 +202,16 @@ tag_name(char *buf, size_t buflen, const char *s, size_t len)
 	buf[i] = '\0';
 }
 
-struct template *
-template_parse(const char *name, const char *buf, size_t len, int html,
-    char *err, size_t errlen)
+static struct template *
+template_parse_kind(const char *name, const char *buf, size_t len, int html,
+    int line_only, char *err, size_t errlen)
 {
 	struct template *t;
 	struct tnode n;
 	size_t stack[TEMPLATE_MAX_DEPTH];
 	size_t cap = 0, i, j, pos, text_start, tag, close, ls, after, depth = 0;
-	size_t nlen, in_posts = 0;
-	const char *inner;
+	size_t nlen, nforms = 0, in_posts = 0;
+	const char *inner, *bar, *forms = NULL;
 	char shown[48];
 	int line = 1, tagline, var, have_posts = 0;
 	char sigil;
@@ -212,6 +221,8 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 	    (t->src = malloc(len + 1)) == NULL)
 		goto oom;
 	t->html = html;
+	t->line_only = line_only;
+	t->plural = TP_ONE_OTHER;
 	/* Line endings become LF; render.c writes CRLF when encoding. */
 	for (i = j = 0; i < len; i++) {
 		if (buf[i] == '\0') {
@@ -228,6 +239,15 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 	}
 	t->src[j] = '\0';
 	len = j;
+	if (line_only) {
+		if (len > 0 && t->src[len - 1] == '\n')
+			t->src[--len] = '\0';
+		if (memchr(t->src, '\n', len) != NULL) {
+			snprintf(err, errlen, "%s:2: a subject is one line",
+			    name);
+			goto fail;
+		}
+	}
 
 	pos = text_start = 0;
 	for (;;) {
@@ -305,6 +325,17 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 
 		if (sigil == '!')
 			continue;
+		if (sigil == 0 && (bar = memchr(inner, '|', nlen)) != NULL) {
+			/* {{count|one|other}}: the forms are template text. */
+			forms = bar + 1;
+			nforms = nlen - (size_t)(forms - inner);
+			nlen = (size_t)(bar - inner);
+			while (nlen > 0 && (inner[nlen - 1] == ' ' ||
+			    inner[nlen - 1] == '\t'))
+				nlen--;
+			tag_name(shown, sizeof(shown), inner, nlen);
+		} else
+			forms = NULL;
 		if ((var = template_var_find(inner, nlen)) == -1) {
 			snprintf(err, errlen, "%s:%d: unknown placeholder "
 			    "{{%s%s}}", name, tagline, sigil == 0 ? "" :
@@ -333,6 +364,19 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 			depth--;
 			continue;
 		}
+		if (forms != NULL && var != TV_POST_COUNT && var != TV_LIKES &&
+		    var != TV_COMMENTS) {
+			snprintf(err, errlen, "%s:%d: {{%s|...}}: only post_count, "
+			    "likes and comments are numbers", name, tagline,
+			    shown);
+			goto fail;
+		}
+		if (var == TV_POSTS && line_only) {
+			snprintf(err, errlen, "%s:%d: no {{%s%s}} in a subject",
+			    name, tagline, sigil == '#' ? "#" : sigil == '^' ?
+			    "^" : "", shown);
+			goto fail;
+		}
 		if (var == TV_POSTS && (sigil != '#' || depth != 0 ||
 		    have_posts)) {
 			snprintf(err, errlen, "%s:%d: {{%s%s}}: the posts are one "
@@ -354,6 +398,14 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 		memset(&n, 0, sizeof(n));
 		n.var = var;
 		n.line = tagline;
+		if (forms != NULL) {
+			n.kind = TN_PLURAL;
+			n.off = (size_t)(forms - t->src);
+			n.len = nforms;
+			if (template_add(t, &cap, &n) == -1)
+				goto oom;
+			continue;
+		}
 		if (sigil == 0) {
 			n.kind = TN_VAR;
 			if (template_add(t, &cap, &n) == -1)
@@ -392,7 +444,7 @@ template_parse(const char *name, const char *buf, size_t len, int html,
 		    template_var_name(open->var));
 		goto fail;
 	}
-	if (!have_posts) {
+	if (!have_posts && !line_only) {
 		snprintf(err, errlen, "%s:%d: no {{#posts}} section", name,
 		    line);
 		goto fail;
@@ -418,7 +470,22 @@ fail:
 }
 
 struct template *
-template_load(const char *path, int html, char *err, size_t errlen)
+template_parse(const char *name, const char *buf, size_t len, int html,
+    char *err, size_t errlen)
+{
+	return template_parse_kind(name, buf, len, html, 0, err, errlen);
+}
+
+struct template *
+template_parse_line(const char *name, const char *buf, size_t len, char *err,
+    size_t errlen)
+{
+	return template_parse_kind(name, buf, len, 0, 1, err, errlen);
+}
+
+struct template *
+template_load(const char *path, int html, int line_only, char *err,
+    size_t errlen)
 {
 	struct template *t;
 	char *buf;
@@ -428,7 +495,7 @@ template_load(const char *path, int html, char *err, size_t errlen)
 	if (read_regular_file(path, TEMPLATE_MAX_SIZE, &buf, &len, err,
 	    errlen) == -1)
 		return NULL;
-	t = template_parse(path, buf, len, html, err, errlen);
+	t = template_parse_kind(path, buf, len, html, line_only, err, errlen);
 	free(buf);
 	return t;
 }
@@ -438,6 +505,88 @@ template_next(const struct template *t, size_t i)
 {
 	return t->nodes[i].kind == TN_SECTION ||
 	    t->nodes[i].kind == TN_INVERTED ? t->nodes[i].end : i + 1;
+}
+
+int
+template_plural_rule(const char *locale)
+{
+	static const struct {
+		const char *lang;
+		int rule;
+	} rules[] = {
+		{ "fr", TP_ZERO_ONE }, { "pt", TP_ZERO_ONE },
+		{ "hi", TP_ZERO_ONE }, { "ja", TP_NONE }, { "zh", TP_NONE },
+		{ "ko", TP_NONE }, { "vi", TP_NONE }, { "th", TP_NONE },
+		{ "id", TP_NONE }, { "ms", TP_NONE }, { "ru", TP_SLAVIC },
+		{ "uk", TP_SLAVIC }, { "be", TP_SLAVIC }, { "sr", TP_SLAVIC },
+		{ "hr", TP_SLAVIC }, { "bs", TP_SLAVIC }, { "pl", TP_POLISH },
+		{ "cs", TP_CZECH }, { "sk", TP_CZECH },
+	};
+	size_t i, n;
+
+	if (locale == NULL)
+		return TP_ONE_OTHER;
+	n = strcspn(locale, "_-");
+	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+		if (strlen(rules[i].lang) == n &&
+		    strncasecmp(rules[i].lang, locale, n) == 0)
+			return rules[i].rule;
+	return TP_ONE_OTHER;
+}
+
+int
+template_plural_index(int rule, long long n)
+{
+	long long a = n >= 0 ? n : n == LLONG_MIN ? LLONG_MAX : -n;
+	long long m10 = a % 10, m100 = a % 100;
+
+	switch (rule) {
+	case TP_NONE:
+		return 0;
+	case TP_ZERO_ONE:
+		return a <= 1 ? 0 : 1;
+	case TP_SLAVIC:
+		if (m10 == 1 && m100 != 11)
+			return 0;
+		return m10 >= 2 && m10 <= 4 && (m100 < 12 || m100 > 14) ? 1 : 2;
+	case TP_POLISH:
+		if (a == 1)
+			return 0;
+		return m10 >= 2 && m10 <= 4 && (m100 < 12 || m100 > 14) ? 1 : 2;
+	case TP_CZECH:
+		return a == 1 ? 0 : a >= 2 && a <= 4 ? 1 : 2;
+	default:
+		return a == 1 ? 0 : 1;
+	}
+}
+
+/* Append the form of a plural tag that the value v (decimal) takes. */
+static void
+template_plural(const struct template *t, const struct tnode *n,
+    const char *v, size_t vlen, struct rbuf *out)
+{
+	const char *f = t->src + n->off, *end = f + n->len, *bar;
+	long long num = 0;
+	size_t i = 0;
+	int neg = 0, idx;
+
+	if (vlen > 0 && v[0] == '-')
+		neg = 1, i = 1;
+	for (; i < vlen && v[i] >= '0' && v[i] <= '9'; i++)
+		num = num < 100000000000000LL ? num * 10 + (v[i] - '0') : num;
+	/* A form too many is ignored; one too few repeats the last. */
+	for (idx = template_plural_index(t->plural, neg ? -num : num);
+	    idx > 0 && (bar = memchr(f, '|', (size_t)(end - f))) != NULL;
+	    idx--)
+		f = bar + 1;
+	if ((bar = memchr(f, '|', (size_t)(end - f))) != NULL)
+		end = bar;
+	/* "{{n | post | posts}}" reads as "{{n|post|posts}}". */
+	while (f < end && (*f == ' ' || *f == '\t'))
+		f++;
+	while (end > f && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	rbuf_add(out, f, (size_t)(end - f));
 }
 
 void
@@ -459,7 +608,9 @@ template_expand(const struct template *t, size_t from, size_t to,
 		vlen = 0;
 		if ((v = lookup(arg, n->var, &vlen)) == NULL)
 			vlen = 0;
-		if (n->kind == TN_VAR) {
+		if (n->kind == TN_PLURAL)
+			template_plural(t, n, v, vlen, out);
+		else if (n->kind == TN_VAR) {
 			if (vlen == 0)
 				;
 			else if (t->html)

@@ -7,6 +7,9 @@
  *   {{#name}}...{{/name}}    the inside only when name is not empty
  *   {{^name}}...{{/name}}    the inside only when name is empty
  *   {{! comment }}
+ *   {{count|one|other}}      the form for that number, by the language's
+ *                            plural rule (count: post_count, likes or
+ *                            comments; the forms are template text)
  *
  * A section or comment tag alone on its line takes the whole line with it,
  * as in mustache.  Only known names are accepted, each in its scope: the
@@ -44,14 +47,28 @@ enum tvar {
 
 enum tscope { TSCOPE_JOB, TSCOPE_RECIPIENT, TSCOPE_POST, TSCOPE_SECTION };
 
-enum tnode_kind { TN_TEXT, TN_VAR, TN_SECTION, TN_INVERTED };
+enum tnode_kind { TN_TEXT, TN_VAR, TN_SECTION, TN_INVERTED, TN_PLURAL };
+
+/*
+ * Plural rules: how a number picks one of a tag's forms, by language
+ * (CLDR's cardinal categories, in their order: one, few, many, other).
+ */
+enum tplural {
+	TP_ONE_OTHER,	/* en, de, nl, sv, it, es...: 1 | other */
+	TP_ZERO_ONE,	/* fr, pt: 0 and 1 | other */
+	TP_NONE,	/* ja, zh, ko, vi, th, id: one form */
+	TP_SLAVIC,	/* ru, uk, be, sr, hr, bs: 1, 21 | 2-4, 22-24 | other */
+	TP_POLISH,	/* pl: 1 | 2-4, 22-24 | other */
+	TP_CZECH,	/* cs, sk: 1 | 2-4 | other */
+};
 
 struct tnode {
 	int kind;		/* enum tnode_kind */
 	int var;		/* enum tvar */
 	int line;
 	int dyn;		/* depends on the recipient */
-	size_t off, len;	/* TN_TEXT: the text in the template's source */
+	size_t off, len;	/* TN_TEXT: the text in the template's source;
+				   TN_PLURAL: its forms, "|" between them */
 	size_t end;		/* sections: index after the last child */
 };
 
@@ -59,9 +76,11 @@ struct template {
 	char *name;		/* the file, for messages */
 	char *src;		/* the source, LF line endings */
 	int html;		/* escape values for HTML */
+	int line_only;		/* a subject: one line, no posts */
+	int plural;		/* enum tplural of its language */
 	struct tnode *nodes;
 	size_t nnodes;
-	size_t posts;		/* index of the {{#posts}} node */
+	size_t posts;		/* index of the {{#posts}} node (body) */
 };
 
 /*
@@ -71,9 +90,28 @@ struct template {
  */
 struct template *template_parse(const char *name, const char *buf, size_t len,
     int html, char *err, size_t errlen);
-/* Read and parse a file; NULL with err as above, or naming the I/O error. */
-struct template *template_load(const char *path, int html, char *err,
-    size_t errlen);
+/*
+ * Parse a one-line template (the Subject): the same language without
+ * {{#posts}}; one trailing line break is dropped, a second line is an
+ * error.
+ */
+struct template *template_parse_line(const char *name, const char *buf,
+    size_t len, char *err, size_t errlen);
+/*
+ * Read and parse a file (line_only: as template_parse_line); NULL with err
+ * as above, or naming the I/O error.
+ */
+struct template *template_load(const char *path, int html, int line_only,
+    char *err, size_t errlen);
+
+/*
+ * The plural rule of a locale ("de", "pt_BR", "ru"): by its language,
+ * TP_ONE_OTHER for one not known.
+ */
+int template_plural_rule(const char *locale);
+/* The index of the form that n takes under rule (0 for the first). */
+int template_plural_index(int rule, long long n);
+
 void template_free(struct template *);
 
 /* The name of a variable, the scope it belongs to. */
@@ -100,5 +138,6 @@ size_t template_next(const struct template *, size_t i);
 /* The built-in templates, compiled into the binary. */
 extern const char template_builtin_text[];
 extern const char template_builtin_html[];
+extern const char template_builtin_subject[];
 
 #endif

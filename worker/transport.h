@@ -25,6 +25,7 @@ enum tp_result {
 
 struct email {
 	int64_t uid;
+	int64_t gid;			/* the job's group */
 	const char *rcpt;		/* envelope recipient */
 	const char *message_id;		/* without angle brackets */
 	const char *job_id;

@@ -44,6 +44,7 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 
+#include "address.h"
 #include "log.h"
 #include "transport.h"
 #include "util.h"
@@ -60,6 +61,7 @@ struct smsg {
 	int given;		/* the message callback handed the data out */
 	int refused;		/* the 5xx to MAIL FROM (no verdict on rcpt) */
 	char detail[160];
+	char from[ADDRESS_MAX + 2];	/* MAIL FROM, its {uid} and {gid} set */
 	smtp_message_t m;	/* owned by the session */
 	smtp_recipient_t r;
 };
@@ -375,7 +377,15 @@ smtp_send(struct transport *t, const struct email *e)
 	s = &t->q[t->nq];
 	memset(s, 0, sizeof(*s));
 	s->e.uid = e->uid;
+	s->e.gid = e->gid;
 	s->e.rcpt = wstrdup(e->rcpt);
+	/*
+	 * VERP: a bounce names its recipient and group in the address it
+	 * comes back to.  The pattern was checked at start to fit.
+	 */
+	if (address_verp(t->cfg->smtp.envelope_from, e->uid, e->gid, s->from,
+	    sizeof(s->from)) == -1)
+		strlcpy(s->from, t->cfg->smtp.envelope_from, sizeof(s->from));
 	s->e.message_id = wstrdup(e->message_id);
 	s->e.job_id = wstrdup(e->job_id);
 	data = wmalloc(e->len == 0 ? 1 : e->len);
@@ -865,7 +875,7 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 		if ((s->m = smtp_add_message(ss)) == NULL)
 			worker_oom();
 		smtp_message_set_application_data_release(s->m, s, NULL);
-		smtp_set_reverse_path(s->m, cfg->smtp.envelope_from);
+		smtp_set_reverse_path(s->m, s->from);
 		if ((s->r = smtp_add_recipient(s->m, s->e.rcpt)) == NULL)
 			worker_oom();
 		smtp_recipient_set_application_data_release(s->r, s, NULL);

@@ -162,10 +162,12 @@ class SmtpSink:
 
     reply_for(rcpt) may return an SMTP reply string such as "450 try later"
     or "550 no such user" to refuse that recipient; None accepts.
+    utf8 makes it offer SMTPUTF8 (RFC 6531).
     """
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, utf8=False):
         self.port = port or free_port()
+        self.utf8 = utf8
         self.messages = []          # (mail_from, rcpt, bytes)
         self.lock = threading.Lock()
         self.reply_for = None
@@ -192,7 +194,8 @@ class SmtpSink:
                 return "250 Message accepted"
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, data_size_limit=64 * 1024 * 1024)
+                                     decode_data=False, data_size_limit=64 * 1024 * 1024,
+                                     enable_SMTPUTF8=self.utf8)
         self.controller.start()
         return self
 

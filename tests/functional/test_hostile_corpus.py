@@ -24,7 +24,7 @@ from pipeline_data import (  # noqa: F401 (fixture)
 
 CORPUS = os.path.join(ROOT, "tests", "corpus", "hostile", "records.json")
 WANT_HEADERS = {"from", "to", "subject", "date", "message-id", "list-id",
-                "list-unsubscribe", "list-unsubscribe-post", "x-digest-job",
+                "list-unsubscribe", "list-unsubscribe-post", "auto-submitted", "x-digest-job",
                 "mime-version", "content-type"}
 
 

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "address.h"
 #include "mime.h"
 #include "mime_decode.h"
 #include "render.h"
@@ -83,8 +84,8 @@ check(int cond, const char *what)
 
 static const char *known_headers[] = { "From:", "To:", "Subject:", "Date:",
 	"Message-ID:", "List-Id:", "List-Unsubscribe:",
-	"List-Unsubscribe-Post:", "X-Digest-Job:", "MIME-Version:",
-	"Content-Type:", NULL };
+	"List-Unsubscribe-Post:", "Auto-Submitted:", "X-Digest-Job:",
+	"MIME-Version:", "Content-Type:", NULL };
 
 /*
  * Every href attribute of a tag is http or https.  An attribute's name
@@ -290,7 +291,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct recipient rc;
 	struct job job;
 	struct rbuf out = { 0 };
-	char err[512], mid[256], *jid;
+	char err[512], mid[256], *jid, abuf[ADDRESS_MAX + 2];
+	const char *addr, *why;
 	uint8_t k0, k1, k2, k3;
 	size_t i, nposts, eligible = 0;
 	int max_posts, got, si = 0;
@@ -335,6 +337,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (k3 & 2)
 		rc.email = "member@example.com";
 	rc.name = rd_str(&r, strs[si++], 512);
+	rc.locale = k3 & 4 ? "de" : NULL;
 	for (i = 0; i < nposts; i++) {
 		memset(&posts[i], 0, sizeof(posts[i]));
 		posts[i].id = (int64_t)i;
@@ -352,7 +355,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(render_job(rnd[max_posts], &job, &g, posts, nposts) == 0,
 	    "render_job");
 	got = render_message(rnd[max_posts], &rc, &out, mid, sizeof(mid));
-	if (mime_addr_check(rc.email) == -1)
+	if (address_prepare(rc.email, abuf, sizeof(abuf), &addr, &why) !=
+	    ADDRESS_OK)
 		check(got == -1, "a bad email is refused");
 	else {
 		check(got == (int)(eligible < (size_t)max_posts ? eligible :

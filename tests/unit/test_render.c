@@ -105,7 +105,7 @@ assert_wire_format(const char *s, size_t len)
 
 static const char *allowed_headers[] = { "From", "To", "Subject", "Date",
 	"Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
-	"X-Digest-Job", "MIME-Version", "Content-Type", NULL };
+	"Auto-Submitted", "X-Digest-Job", "MIME-Version", "Content-Type", NULL };
 
 static void
 parse_msg(const char *s, size_t len, struct msg *m)
@@ -285,7 +285,7 @@ test_headers(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "Cooking", "https://example.com/g/42", 10 };
 	struct post posts[2];
-	struct recipient rc = { 9, "user@example.com", "John Doe" };
+	struct recipient rc = { 9, "user@example.com", "John Doe", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *v;
@@ -358,7 +358,7 @@ test_parts(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "Cooking", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "Ann" };
+	struct recipient rc = { 9, "user@example.com", "Ann", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 
@@ -384,7 +384,7 @@ test_header_injection(void **state)
 	struct group_info g = { 42, "X\r\nBcc: evil@example.com", NULL, 10 };
 	struct post posts[1];
 	struct recipient rc = { 9, "user@example.com",
-	    "Eve\r\nBcc: evil@example.com\n\rX-Evil: 1" };
+	    "Eve\r\nBcc: evil@example.com\n\rX-Evil: 1", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *hend;
@@ -429,7 +429,7 @@ test_html_escaping(void **state)
 	struct group_info g = { 42, "<b>G</b> & \"co\"",
 	    "https://e.com/g?a=1&b=\"><script>x</script>", 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "<i>Ann</i>" };
+	struct recipient rc = { 9, "user@example.com", "<i>Ann</i>", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *html;
@@ -493,7 +493,7 @@ test_unsafe_urls(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", "javascript:alert(1)", 10 };
 	struct post posts[10];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	char titles[10][32];
 	struct msg m;
 	struct rbuf raw = { 0 };
@@ -531,7 +531,7 @@ test_selection_and_order(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[14];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	char titles[14][32];
 	struct msg m;
 	struct rbuf raw = { 0 };
@@ -620,7 +620,7 @@ test_prolific_author(void **state)
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[300];
 	char titles[300][32];
-	struct recipient rc = { 5, "user@example.com", NULL };
+	struct recipient rc = { 5, "user@example.com", NULL, NULL };
 	struct render *r;
 	struct rbuf raw = { 0 };
 	struct msg m;
@@ -691,7 +691,7 @@ test_bad_recipient(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, NULL, "N" };
+	struct recipient rc = { 9, NULL, "N", NULL };
 	struct render *r;
 	struct rbuf raw = { 0 };
 	char err[256], mid[128];
@@ -726,7 +726,7 @@ test_non_ascii(void **state)
 	    "\xf0\x9f\x8d\xb0 and a rather long tail to force folding";
 	struct group_info g = { 42, name, NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", "J\xc3\xb6rg" };
+	struct recipient rc = { 9, "user@example.com", "J\xc3\xb6rg", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	char *d, want[512];
@@ -781,7 +781,7 @@ test_bidi_controls(void **state)
 	struct group_info g = { 42, "Tea \xe2\x80\xae" "fdp.exe", NULL, 10 };
 	struct post posts[1];
 	struct recipient rc = { 9, "user@example.com",
-	    "\xe2\x81\xa7" "Eve\xe2\x80\x8f" };
+	    "\xe2\x81\xa7" "Eve\xe2\x80\x8f", NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	const char *hdrs[] = { "Subject", "To", "From", "List-Id" };
@@ -827,7 +827,7 @@ test_invalid_utf8_and_caps(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G\xff\xfe", NULL, 10 };
 	struct post posts[2];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 	char *huge, *d;
@@ -871,7 +871,7 @@ test_unsubscribe_url(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G", NULL, 10 };
 	struct post posts[1];
-	struct recipient rc = { 9, "user@example.com", NULL };
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
 	struct msg m;
 	struct rbuf raw = { 0 };
 
@@ -930,7 +930,7 @@ test_template_paths(void **state)
 	struct job j = test_job();
 	struct group_info g = { 42, "G & Co", NULL, 10 };
 	struct post posts[3];
-	struct recipient rc = { 9, "user@example.com", "Ann" };
+	struct recipient rc = { 9, "user@example.com", "Ann", NULL };
 	char dir[] = "/tmp/test_render.XXXXXX";
 	char long_title[200];
 	struct msg m;
@@ -984,6 +984,112 @@ test_template_paths(void **state)
 	free(cfg);
 }
 
+static void
+d_subject_check(struct msg *m, const char *want, const char *locale)
+{
+	char *d = msg_header_decoded(m, "Subject");
+
+	if (strcmp(d, want) != 0)
+		fail_msg("%s: subject \"%s\", want \"%s\"", locale ? locale :
+		    "(null)", d, want);
+	free(d);
+}
+
+/*
+ * The recipient's locale picks template_dir/{locale}/: the exact one,
+ * else its parent language, else the default set; case and '-' or '_'
+ * do not matter; a file missing there is the parent's.
+ */
+static void
+test_locales(void **state)
+{
+	struct config *cfg = test_config();
+	struct job j = test_job();
+	struct group_info g = { 42, "Kochen", NULL, 10 };
+	struct post posts[2];
+	struct recipient rc = { 9, "user@example.com", NULL, NULL };
+	static const struct {
+		const char *locale;
+		const char *subject;
+		const char *first;
+	} cases[] = {
+		{ "de", "Kochen: 2 Beitr\xc3\xa4ge", "Hallo\n" },
+		{ "DE-at", "Kochen: 2 Beitr\xc3\xa4ge", "Servus\n" },
+		{ "de_AT_x1", "Kochen: 2 Beitr\xc3\xa4ge", "Servus\n" },
+		{ "de-CH", "Kochen: 2 Beitr\xc3\xa4ge", "Hallo\n" },
+		{ "xx", "Your daily digest: Kochen", "Hello,\n" },
+		{ "images", "Your daily digest: Kochen", "Hello,\n" },
+		{ "", "Your daily digest: Kochen", "Hello,\n" },
+		{ NULL, "Your daily digest: Kochen", "Hello,\n" },
+		{ "de/../..", "Your daily digest: Kochen", "Hello,\n" },
+	};
+	char dir[] = "/tmp/test_render.XXXXXX", sub[128], err[512], mid[256];
+	struct render *r;
+	struct rbuf raw = { 0 };
+	struct msg m;
+	size_t i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	strcpy(cfg->digest.template_dir, dir);
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(sub, "digest.txt", "Hallo\n{{#posts}}\n{{title}}\n"
+	    "{{/posts}}\n");
+	write_file(sub, "subject.txt", "{{group_name}}: {{post_count}} "
+	    "{{post_count|Beitrag|Beitr\xc3\xa4ge}}\n");
+	snprintf(sub, sizeof(sub), "%s/de_AT", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(sub, "digest.txt", "Servus\n{{#posts}}\n{{title}}\n"
+	    "{{/posts}}\n");
+	snprintf(sub, sizeof(sub), "%s/images", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	posts[0] = mkpost(1, 1764300000, 7, 3, 0, "Eins", NULL);
+	posts[1] = mkpost(2, 1764300000, 8, 2, 0, "Zwei", NULL);
+
+	r = render_new(cfg, err, sizeof(err));
+	if (r == NULL)
+		fail_msg("render_new: %s", err);
+	assert_int_equal(render_job(r, &j, &g, posts, 2), 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rc.locale = cases[i].locale;
+		rbuf_reset(&raw);
+		assert_int_equal(render_message(r, &rc, &raw, mid, sizeof(mid)),
+		    2);
+		parse_msg(raw.p, raw.len, &m);
+		d_subject_check(&m, cases[i].subject, cases[i].locale);
+		if (strncmp(m.part[0].p, cases[i].first,
+		    strlen(cases[i].first)) != 0)
+			fail_msg("%s: body %s", cases[i].locale, m.part[0].p);
+		msg_free(&m);
+	}
+	render_free(r);
+
+	/* Two directories for one language are an error, not a guess. */
+	snprintf(sub, sizeof(sub), "%s/DE", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_null(render_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "two directories for language"));
+	rmdir(sub);
+	/* A broken file in a language's directory names it. */
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	write_file(sub, "subject.txt", "{{title}}\n");
+	assert_null(render_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "/de/subject.txt:1:"));
+
+	snprintf(sub, sizeof(sub), "%s/de/subject.txt", dir);
+	unlink(sub);
+	snprintf(sub, sizeof(sub), "%s/de", dir);
+	remove_dir(sub);
+	snprintf(sub, sizeof(sub), "%s/de_AT", dir);
+	remove_dir(sub);
+	snprintf(sub, sizeof(sub), "%s/images", dir);
+	rmdir(sub);
+	remove_dir(dir);
+	rbuf_free(&raw);
+	free(cfg);
+}
+
 /* One render reused across jobs and recipients keeps nothing stale. */
 static void
 test_reuse(void **state)
@@ -993,8 +1099,8 @@ test_reuse(void **state)
 	struct group_info g1 = { 42, "First group", NULL, 10 };
 	struct group_info g2 = { 43, "Second group", NULL, 10 };
 	struct post a[1], b[2];
-	struct recipient r1 = { 9, "a@example.com", "Ann" };
-	struct recipient r2 = { 10, "b@example.com", NULL };
+	struct recipient r1 = { 9, "a@example.com", "Ann", NULL };
+	struct recipient r2 = { 10, "b@example.com", NULL, NULL };
 	struct render *r;
 	struct rbuf raw = { 0 }, first = { 0 };
 	struct msg m;
@@ -1053,6 +1159,7 @@ main(void)
 		cmocka_unit_test(test_unsubscribe_url),
 		cmocka_unit_test(test_template_paths),
 		cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_locales),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

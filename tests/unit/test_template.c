@@ -70,6 +70,140 @@ test_builtin_parse(void **state)
 	template_free(NULL);
 }
 
+/* The rules pick the CLDR category's form for each language. */
+static void
+test_plural_rules(void **state)
+{
+	static const struct {
+		const char *locale;
+		long long n;
+		int want;
+	} cases[] = {
+		{ "en", 0, 1 }, { "en", 1, 0 }, { "en", 2, 1 }, { "en", 11, 1 },
+		{ "de_AT", 1, 0 }, { "de-at", 21, 1 }, { NULL, 1, 0 },
+		{ "xx", 1, 0 }, { "xx", 5, 1 },
+		{ "fr", 0, 0 }, { "fr", 1, 0 }, { "fr", 2, 1 },
+		{ "pt_BR", 0, 0 }, { "pt-BR", 3, 1 },
+		{ "ja", 1, 0 }, { "zh_Hant", 7, 0 },
+		{ "ru", 1, 0 }, { "ru", 21, 0 }, { "ru", 11, 2 }, { "ru", 2, 1 },
+		{ "ru", 22, 1 }, { "ru", 12, 2 }, { "ru", 5, 2 }, { "ru", 0, 2 },
+		{ "uk", 111, 2 }, { "uk", 101, 0 },
+		{ "pl", 1, 0 }, { "pl", 21, 2 }, { "pl", 22, 1 }, { "pl", 14, 2 },
+		{ "cs", 1, 0 }, { "cs", 3, 1 }, { "cs", 5, 2 }, { "sk", 22, 2 },
+		{ "en", -1, 0 }, { "en", -2, 1 }, { "ru", -9223372036854775807LL - 1,
+		    2 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got = template_plural_index(
+		    template_plural_rule(cases[i].locale), cases[i].n);
+
+		if (got != cases[i].want)
+			fail_msg("%s %lld: form %d, want %d", cases[i].locale ?
+			    cases[i].locale : "(null)", cases[i].n, got,
+			    cases[i].want);
+	}
+}
+
+static char *
+expand_all(struct template *t, struct vals *vs)
+{
+	struct rbuf out = { 0 };
+	char *s;
+
+	template_expand(t, 0, t->nnodes, lookup, vs, &out);
+	s = strdup(out.p != NULL ? out.p : "");
+	rbuf_free(&out);
+	return s;
+}
+
+/* {{count|one|other}}: the form by the template's language, text raw. */
+static void
+test_plural_tag(void **state)
+{
+	static const char src[] = "{{post_count}} {{ post_count | new post|"
+	    "new <b>posts</b>}}!\n{{#posts}}{{likes|like|likes}}{{/posts}}";
+	struct vals vs;
+	struct template *t;
+	char err[256], *s;
+
+	(void)state;
+	memset(&vs, 0, sizeof(vs));
+	t = template_parse("d.html", src, strlen(src), 1, err, sizeof(err));
+	assert_non_null(t);
+	/* The count names the recipient: rendered per message. */
+	vs.v[TV_POST_COUNT] = "1";
+	s = expand_all(t, &vs);
+	assert_string_equal(s, "1 new post!\n");
+	free(s);
+	vs.v[TV_POST_COUNT] = "2";
+	s = expand_all(t, &vs);
+	assert_string_equal(s, "2 new <b>posts</b>!\n");
+	free(s);
+	/* Polish takes the third form for 5; a form missing: the last one. */
+	t->plural = template_plural_rule("pl");
+	vs.v[TV_POST_COUNT] = "5";
+	s = expand_all(t, &vs);
+	assert_string_equal(s, "5 new <b>posts</b>!\n");
+	free(s);
+	template_free(t);
+
+	parse_fails("{{group_name|a|b}}{{#posts}}{{/posts}}",
+	    "digest.txt:1: {{group_name|...}}: only post_count, likes and "
+	    "comments are numbers");
+	parse_fails("{{likes|a|b}}{{#posts}}{{/posts}}",
+	    "{{likes}} is only known inside {{#posts}}");
+	parse_fails("{{#posts}}{{post_count|a|b}}{{/posts}}",
+	    "cannot be used inside");
+	parse_fails("{{nope|a|b}}{{#posts}}{{/posts}}",
+	    "unknown placeholder {{nope}}");
+}
+
+/* A subject is one line of the same language, without posts. */
+static void
+test_subject(void **state)
+{
+	struct vals vs;
+	struct template *t;
+	const char *src;
+	char err[256], *s;
+
+	(void)state;
+	memset(&vs, 0, sizeof(vs));
+	t = template_parse_line("subject.txt", template_builtin_subject,
+	    strlen(template_builtin_subject), err, sizeof(err));
+	assert_non_null(t);
+	vs.v[TV_PERIOD] = "daily";
+	vs.v[TV_GROUP_NAME] = "Cooks";
+	s = expand_all(t, &vs);
+	assert_string_equal(s, "Your daily digest: Cooks");
+	free(s);
+	template_free(t);
+
+	src = "{{group_name}}: {{post_count}} {{post_count|Beitrag|"
+	    "Beitr\xc3\xa4ge}}\r\n";
+	t = template_parse_line("subject.txt", src, strlen(src), err,
+	    sizeof(err));
+	assert_non_null(t);
+	vs.v[TV_POST_COUNT] = "3";
+	s = expand_all(t, &vs);
+	assert_string_equal(s, "Cooks: 3 Beitr\xc3\xa4ge");
+	free(s);
+	template_free(t);
+
+	assert_null(template_parse_line("subject.txt", "a\nb\n", 4, err,
+	    sizeof(err)));
+	assert_string_equal(err, "subject.txt:2: a subject is one line");
+	assert_null(template_parse_line("subject.txt", "{{#posts}}{{/posts}}",
+	    20, err, sizeof(err)));
+	assert_string_equal(err, "subject.txt:1: no {{#posts}} in a subject");
+	assert_null(template_parse_line("subject.txt", "{{title}}", 9, err,
+	    sizeof(err)));
+	assert_non_null(strstr(err, "only known inside {{#posts}}"));
+}
+
 static void
 test_errors(void **state)
 {
@@ -294,10 +428,10 @@ test_load_missing(void **state)
 	char err[256];
 
 	(void)state;
-	assert_null(template_load("/nonexistent/digest.txt", 0, err,
+	assert_null(template_load("/nonexistent/digest.txt", 0, 0, err,
 	    sizeof(err)));
 	assert_non_null(strstr(err, "/nonexistent/digest.txt: "));
-	assert_null(template_load("/tmp", 0, err, sizeof(err)));
+	assert_null(template_load("/tmp", 0, 0, err, sizeof(err)));
 	assert_non_null(strstr(err, "/tmp: not a regular file"));
 }
 
@@ -312,7 +446,7 @@ test_load_fifo(void **state)
 	snprintf(path, sizeof(path), "%s/digest.txt", dir);
 	assert_int_equal(mkfifo(path, 0600), 0);
 	alarm(10);
-	assert_null(template_load(path, 0, err, sizeof(err)));
+	assert_null(template_load(path, 0, 0, err, sizeof(err)));
 	alarm(0);
 	assert_non_null(strstr(err, "/digest.txt: not a regular file"));
 	unlink(path);
@@ -330,6 +464,9 @@ main(void)
 		cmocka_unit_test(test_render_new_config_errors),
 		cmocka_unit_test(test_load_missing),
 		cmocka_unit_test(test_load_fifo),
+		cmocka_unit_test(test_plural_rules),
+		cmocka_unit_test(test_plural_tag),
+		cmocka_unit_test(test_subject),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
