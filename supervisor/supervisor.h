@@ -1,7 +1,8 @@
 /*
- * The supervisor's state, shared by its modules (main, pool, reload, http,
- * exposition, sampler).  One instance, owned by main.c; everything here is
- * touched only from the supervisor's event loop (single-threaded).
+ * The supervisor's state, shared by its modules (main, proc, pool,
+ * requeue, sampler, reload, http, exposition).  One instance, owned by
+ * main.c; everything here is touched only from the supervisor's event loop
+ * (single-threaded).
  */
 #ifndef DIGESTD_SUPERVISOR_H
 #define DIGESTD_SUPERVISOR_H
