@@ -140,7 +140,8 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	reply_str(r->element[0], state, sizeof(state));
-	if (strcmp(state, "done") == 0) {
+	/* A run an operator cancelled is as finished as one done. */
+	if (strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0) {
 		freeReplyObject(r);
 		return 1;
 	}
@@ -204,8 +205,9 @@ checkpoint_save(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
 {
 	const struct parked *p;
+	struct feedback_reject fr;
 	char key[512];
-	int i, rc;
+	int i, n, nrej = 0, rc;
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
@@ -213,9 +215,21 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 	if (q->err)
 		return -1;
 	/*
-	 * The parked recipients first: Redis applies one connection's
-	 * commands in order, so the cursor never lands without them.
+	 * The records of rejects and the parked recipients first: Redis
+	 * applies one connection's commands in order, so the cursor never
+	 * lands without them.
 	 */
+	for (i = 0; i < cp->nrejects; i++) {
+		fr.uid = cp->rejects[i].uid;
+		fr.email = cp->rejects[i].email;
+		fr.gid = j->group_id;
+		fr.job_id = j->job_id;
+		fr.reply = cp->rejects[i].reply;
+		fr.permanent = cp->rejects[i].permanent;
+		if ((n = feedback_reject(q, cfg, &fr)) == -1)
+			return -1;
+		nrej += n;
+	}
 	for (i = 0; i < cp->nunsaved; i++) {
 		p = &cp->unsaved[i];
 		redisAppendCommand(q, "HSET %s d:%lld %lld:%lld:%d deferred %lld",
@@ -225,9 +239,10 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 	cp_append_progress(q, key, cp);
 	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	if (cp_replies(q, cp->nunsaved + 3, NULL) == -1)
+	if (cp_replies(q, nrej + cp->nunsaved + 3, NULL) == -1)
 		return -1;
 	cp->nunsaved = 0;
+	cp->nrejects = 0;
 	return rc;
 }
 
@@ -452,6 +467,36 @@ checkpoint_reset(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	return 0;
+}
+
+int
+checkpoint_forget(redisContext *q, const struct config *cfg,
+    const char *job_id, char *err, size_t errlen)
+{
+	static const char lua[] =
+	    "local s = redis.call('HGET', KEYS[1], 'state')\n"
+	    "if s == 'running' or s == 'waiting' then return 0 end\n"
+	    "return redis.call('DEL', KEYS[1])\n";
+	redisReply *r;
+	char key[512];
+	int rv;
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, job_id) == -1) {
+		snprintf(err, errlen, "job id too long");
+		return -1;
+	}
+	/* One script: a worker that starts it meanwhile keeps its own. */
+	r = redisCommand(q, "EVAL %s 1 %s", lua, key);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		snprintf(err, errlen, "redis: %s", r == NULL ? q->errstr :
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		if (r != NULL)
+			freeReplyObject(r);
+		return -1;
+	}
+	rv = r->integer > 0;
+	freeReplyObject(r);
+	return rv;
 }
 
 int

@@ -3,7 +3,8 @@
  * which this module alone builds, reads and expires (7 days, refreshed at
  * every write).  Its fields:
  *
- *   state         running, waiting, done, dead
+ *   state         running, waiting, done, dead, cancelled (an operator
+ *                 cancelled its run: finished, as done is)
  *   cursor        the last member done (a user id), cursor_score its score
  *   sent, skipped counts of this job so far
  *   attempts      deliveries of the job, each counted when it starts
@@ -31,6 +32,7 @@
 
 #include "config.h"
 #include "cursor.h"
+#include "feedback.h"
 #include "job.h"
 
 #define CHECKPOINT_TTL_S (7 * 86400)
@@ -45,6 +47,19 @@ struct parked {
 
 /* Parked recipients Redis could not take yet, kept for the next save. */
 #define CP_UNSAVED_MAX 16
+
+/*
+ * A recipient given up whose record (digest:rejected, and the suppression
+ * of its address) Redis could not take yet: written before the cursor by
+ * the next checkpoint_save.
+ */
+struct cp_reject {
+	int64_t uid;
+	int permanent;
+	char email[FEEDBACK_EMAIL_MAX + 1];
+	char reply[160];
+};
+#define CP_REJECTS_MAX 16
 
 struct checkpoint {
 	struct cursor cursor;	/* the last member done; unset at first */
@@ -66,20 +81,24 @@ struct checkpoint {
 	struct parked unsaved[CP_UNSAVED_MAX];
 	int nunsaved;
 	size_t parked;
+	/* Likewise the records of recipients given up meanwhile. */
+	struct cp_reject rejects[CP_REJECTS_MAX];
+	int nrejects;
 };
 
 /*
  * Count this delivery as an attempt (HINCRBY), mark the job running,
  * refresh the TTL and load cursor, counts and the last error.  A job
- * already done returns 1 (acknowledge it and move on).  0, 1, or -1 on a
+ * already done, or cancelled, returns 1 (acknowledge it and move on).  0, 1, or -1 on a
  * Redis error.
  */
 int checkpoint_start(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
 
 /*
- * Save cursor and counts, with the parked recipients not saved yet, and
- * read back what was pending.  0 or -1.
+ * Save cursor and counts, with the parked recipients and the records of
+ * rejects not saved yet (before the cursor), and read back what was
+ * pending.  0 or -1.
  */
 int checkpoint_save(redisContext *q, const struct config *, const struct job *,
     struct checkpoint *cp);
@@ -136,6 +155,16 @@ int checkpoint_note_error(redisContext *q, const struct config *,
  * count of attempts, no state.  0, or -1 with err.
  */
 int checkpoint_reset(redisContext *q, const struct config *,
+    const char *job_id, char *err, size_t errlen);
+
+/*
+ * An operator enqueues the job again by force (digestctl enqueue --force):
+ * a finished checkpoint (done, dead, cancelled) is removed, so that the
+ * job runs again from its first member; a running or waiting one is
+ * kept (the job resumes from it).  1
+ * removed, 0 kept or none, -1 with err.
+ */
+int checkpoint_forget(redisContext *q, const struct config *,
     const char *job_id, char *err, size_t errlen);
 
 /*

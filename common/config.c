@@ -172,6 +172,19 @@ static const struct config_key config_keys[] = {
 	    "Open HTTP connections at most (never more than half the\n"
 	    "open-file limit); more wait in the backlog, and idle ones give\n"
 	    "way to new clients." },
+	{ "supervisor", "console_listen", CT_LISTEN, C(supervisor.console_listen),
+	    0, 0, NULL, "", 0,
+	    "The web console (queues, instances, dead letters, pause and\n"
+	    "resume): host:port or [v6]:port; empty: off.  A loopback address\n"
+	    "unless console_password is set too." },
+	{ "supervisor", "console_password", CT_SECRET,
+	    C(supervisor.console_password), 0, 0, NULL, "", CF_SECRET,
+	    "HTTP basic auth for the console (any user name); empty: none.\n"
+	    "Never logged." },
+	{ "supervisor", "console_password_file", CT_PATH,
+	    C(supervisor.console_password_file), 0, 0, NULL, "",
+	    CF_SECRET_FILE, "A file holding the console password instead (one "
+	    "trailing\nnewline dropped), read at start and on reload." },
 
 	{ "redis", "host", CT_STRING, C(redis.host), 0, 0, NULL, "127.0.0.1", 0,
 	    "Host name or address." },
@@ -489,7 +502,8 @@ config_set(struct config_parse *p, const struct config_key *k, void *dst,
 			if (k->type == CT_LISTEN &&
 			    config_valid_listen(v, why, whylen) == -1)
 				return -1;
-		} else if (k->type == CT_LISTEN) {
+		} else if (k->type == CT_LISTEN &&
+		    strcmp(k->key, "console_listen") != 0) {
 			snprintf(why, whylen, "must not be empty");
 			return -1;
 		}
@@ -1105,6 +1119,20 @@ config_finish(struct config_parse *p)
 		    "= yes)");
 		return -1;
 	}
+	/*
+	 * The console pauses queues and deletes dead letters: reachable
+	 * from other hosts only when the operator asked for that with an
+	 * address that is not loopback and a password.
+	 */
+	if (cfg->supervisor.console_listen[0] != '\0' &&
+	    !config_listen_loopback(cfg->supervisor.console_listen) &&
+	    cfg->supervisor.console_password[0] == '\0') {
+		config_fail(p, config_line_of(p, "supervisor",
+		    "console_listen"), "[supervisor] console_listen: %s is not "
+		    "a loopback address: set console_password_file too, or "
+		    "listen on 127.0.0.1", cfg->supervisor.console_listen);
+		return -1;
+	}
 	if (config_check_file(p, "smtp", "tls_ca_file",
 	    cfg->smtp.tls_ca_file) == -1 ||
 	    config_check_file(p, "amqp", "ca_file", cfg->amqp.ca_file) == -1)
@@ -1300,7 +1328,7 @@ config_pool(const struct config *cfg, const char *name)
 const char *
 config_warning(const struct config *cfg, int i)
 {
-	const char *w[2];
+	const char *w[3];
 	int n = 0;
 
 	if (cfg->transport.type == TRANSPORT_SMTP &&
@@ -1314,6 +1342,11 @@ config_warning(const struct config *cfg, int i)
 	    cfg->smtp.allow_plaintext_auth)
 		w[n++] = "[smtp] allow_plaintext_auth = yes: the SMTP password "
 		    "goes in clear to a server that offers no STARTTLS";
+	if (cfg->supervisor.console_listen[0] != '\0' &&
+	    !config_listen_loopback(cfg->supervisor.console_listen))
+		w[n++] = "[supervisor] console_listen is not a loopback address: "
+		    "the console speaks plain HTTP, so its password crosses the "
+		    "network in clear unless a TLS proxy stands in front";
 	return i >= 0 && i < n ? w[i] : NULL;
 }
 

@@ -72,6 +72,10 @@ struct config {
 		int core_dumps;			/* 0: no core, not dumpable */
 		char user[CONFIG_NAME_MAX];
 		int http_max_connections;
+		/* The web console: host:port, "" off. */
+		char console_listen[CONFIG_STR_MAX];
+		char console_password[CONFIG_STR_MAX];	/* "": no auth */
+		char console_password_file[PATH_MAX];
 	} supervisor;
 
 	struct redis_config redis;

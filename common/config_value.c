@@ -329,6 +329,38 @@ config_valid_listen(const char *v, char *why, size_t whylen)
 }
 
 int
+config_listen_loopback(const char *v)
+{
+	char host[CONFIG_STR_MAX];
+	struct in6_addr in6;
+	struct in_addr in4;
+	const char *end;
+	size_t n;
+
+	if (v[0] == '[') {
+		if ((end = strchr(v, ']')) == NULL)
+			return 0;
+		n = (size_t)(end - v - 1);
+		v++;
+	} else {
+		if ((end = strrchr(v, ':')) == NULL)
+			return 0;
+		n = (size_t)(end - v);
+	}
+	if (n >= sizeof(host))
+		return 0;
+	memcpy(host, v, n);
+	host[n] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &in4) == 1)
+		return (ntohl(in4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &in6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&in6);
+	return 0;
+}
+
+int
 config_valid_amqp_url(const char *v, char *why, size_t whylen)
 {
 	struct amqp_connection_info info;

@@ -41,6 +41,12 @@ int	config_split_from(const char *v, char *addr, char *domain, char *why,
 	    size_t whylen);
 /* host:port or [v6]:port. */
 int	config_valid_listen(const char *v, char *why, size_t whylen);
+/*
+ * 1 when a valid listen address can only be reached from this host:
+ * localhost, 127.0.0.0/8 or [::1].  A host name, "*" or any other
+ * address is 0.
+ */
+int	config_listen_loopback(const char *v);
 /* amqp://user:password@host:port/vhost, as librabbitmq reads it. */
 int	config_valid_amqp_url(const char *v, char *why, size_t whylen);
 /* http:// or https:// with a host, fit to go between <> in a header. */

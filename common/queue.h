@@ -13,10 +13,17 @@
  *                  give it back, defer it to the delayed set or
  *                  dead-letter it, keeping its lease while it runs;
  *   administration digestctl's and the sampler's view of every queue
- *                  (struct queue_admin): enqueue, counts, the dead letters;
- *                  and the supervisor's part when a worker dies holding a
- *                  job (orphaned, then give_back_consumer in its requeue
- *                  child).
+ *                  (struct queue_admin): enqueue, counts, the dead letters,
+ *                  the operator's controls (purge, the waiting jobs of a
+ *                  cancelled run); and the supervisor's part when a
+ *                  worker dies holding a job (orphaned, then
+ *                  give_back_consumer in its requeue child).
+ *
+ * The operator's controls that are the same whatever carries the jobs
+ * live in the queue Redis, in queue_control.c: a queue's pause
+ * (digest:paused:{queue}), a cancelled run (digest:cancel:{period}:{end}),
+ * and the worker's look at both (queue_control_poll).  Each is a function
+ * that prints nothing, for digestctl and the web console alike.
  *
  * Both backends keep in the queue Redis what digestd owns beside the jobs:
  * the enqueue markers (digest:enq:{id}, here), the checkpoints
@@ -100,7 +107,11 @@ struct queue_stats {
  * made safe.
  */
 struct queue_letter {
-	const char *id;			/* its own id in the dead letters */
+	/*
+	 * Its own id in the dead letters: the entry id (Redis), or the job
+	 * id, the message's own where the body is not a job (AMQP).
+	 */
+	const char *id;
 	const char *job_id;
 	const char *queue;		/* the queue it came from */
 	const char *reason;
@@ -112,9 +123,30 @@ struct queue_letter {
 	const char *kept;
 	/* Requeued, but its checkpoint could not be reset: why; NULL. */
 	const char *error;
+	/* Deleting: gone from the dead letters. */
+	int deleted;
+	/*
+	 * Everything the letter holds, for `dlq show`: its fields (Redis),
+	 * or its headers as fields and its body (AMQP; NULL when the body
+	 * was too large to read).
+	 */
+	size_t nfields;
+	const char *const *names;
+	const char *const *values;
+	const char *body;
+	size_t bodylen;
+};
+
+/* What dlq_walk does with each dead letter it matches. */
+enum queue_dlq_op {
+	QUEUE_DLQ_LIST,			/* hand it to the callback */
+	QUEUE_DLQ_REQUEUE,		/* back on its queue, when it can go */
+	QUEUE_DLQ_DELETE,		/* gone for good */
 };
 
 typedef void (*queue_letter_cb)(void *arg, const struct queue_letter *);
+/* A job a control removed from its queue. */
+typedef void (*queue_job_cb)(void *arg, const struct job *);
 
 /* A worker that died, as its slot told the supervisor. */
 struct queue_orphan {
@@ -240,14 +272,30 @@ struct queue_backend {
 	/* The number of dead letters, or -1 with err. */
 	int64_t (*dlq_len)(struct queue_admin *, char *err, size_t errlen);
 	/*
-	 * Walk the dead letters, oldest first: cb gets each one (listing),
-	 * or with requeue each one of job_id (every one when NULL), which
-	 * goes back on its queue when it can, with a fresh count of attempts
-	 * in its checkpoint, and leaves the dead letters (see dlq_opaque).
-	 * 0, or -1 with err: then the walk stopped there.
+	 * Walk the dead letters, oldest first, and hand cb each one whose
+	 * id or job id is id (every one when NULL) after doing op to it:
+	 * listing, requeueing (back on its queue when it can, with a fresh
+	 * count of attempts in its checkpoint, and out of the dead letters;
+	 * one that cannot go is kept and said so, see dlq_opaque), or
+	 * deleting.  0, or -1 with err: then the walk stopped there.
 	 */
-	int (*dlq_walk)(struct queue_admin *, int requeue, const char *job_id,
-	    queue_letter_cb cb, void *arg, char *err, size_t errlen);
+	int (*dlq_walk)(struct queue_admin *, enum queue_dlq_op op,
+	    const char *id, queue_letter_cb cb, void *arg, char *err,
+	    size_t errlen);
+	/*
+	 * Remove every job waiting in queue (not those delivered to a
+	 * worker).  Returns how many, or -1 with err.
+	 */
+	int64_t (*purge)(struct queue_admin *, const char *queue, char *err,
+	    size_t errlen);
+	/*
+	 * Remove the jobs waiting in queue that belong to the run of period
+	 * ending at window_end, handing cb each one removed.  Returns how
+	 * many, or -1 with err (those handed to cb are gone all the same).
+	 */
+	int64_t (*remove_run)(struct queue_admin *, const char *queue,
+	    const char *period, int64_t window_end, queue_job_cb cb,
+	    void *arg, char *err, size_t errlen);
 	/*
 	 * Drop what a queue no longer needs to keep (Redis: acknowledged
 	 * entries older than two weekly periods; `digestctl schedule` calls
@@ -315,5 +363,60 @@ int queue_enq_key(char *buf, size_t len, const struct config *,
     const char *job_id);
 /* A marker's whole life: two of its job's periods. */
 int64_t queue_enq_ttl(const struct job *);
+
+/* The operator's controls kept in the queue Redis (queue_control.c). */
+
+/* A queue's pause as digest:paused:{queue} holds it. */
+struct queue_pause {
+	int paused;
+	char reason[256];
+	char by[128];			/* who paused it: user@host */
+	double at;			/* unix time */
+};
+
+/*
+ * Pause queue: no worker of any instance takes a job from it, and a job
+ * in hand goes back at its next batch, until queue_resume.  The pause
+ * (reason, by) has no TTL: it lasts until lifted.  0, or -1 with err.
+ */
+int queue_pause(struct queue_admin *, const char *queue, const char *reason,
+    const char *by, char *err, size_t errlen);
+/* Lift queue's pause: 1 if it was paused, 0 if not, -1 with err. */
+int queue_resume(struct queue_admin *, const char *queue, char *err,
+    size_t errlen);
+/* Read queue's pause into *p (paused 0 when none).  0, or -1 with err. */
+int queue_pause_get(struct queue_admin *, const char *queue,
+    struct queue_pause *p, char *err, size_t errlen);
+/* The same on a bare connection (the sampler's, a worker's).  0 / -1. */
+int queue_pause_read(redisContext *, const struct config *, const char *queue,
+    struct queue_pause *p, char *err, size_t errlen);
+
+/*
+ * Cancel the run of period ending at window_end: a marker that lives as
+ * long as the run's enqueue markers, which schedule and enqueue refuse,
+ * and which stops a worker in one of its jobs at the next batch.  0, or
+ * -1 with err.
+ */
+int queue_cancel_run(struct queue_admin *, const char *period,
+    int64_t window_end, const char *by, char *err, size_t errlen);
+/* 1 when the run of period ending at window_end was cancelled, 0, -1. */
+int queue_run_cancelled(struct queue_admin *, const char *period,
+    int64_t window_end, char *err, size_t errlen);
+
+/*
+ * Every job waiting in queue removed: the backend's purge, then the
+ * queue's delayed set.  Returns how many, or -1 with err.
+ */
+int64_t queue_purge(struct queue_admin *, const char *queue, char *err,
+    size_t errlen);
+
+/*
+ * What a worker looks at before it takes a job, before it starts one and
+ * between the batches of one (j, NULL when idle): whether queue is paused
+ * and whether j's run was cancelled, in one round trip on q.  0, or -1
+ * (the connection or the server failed: neither is known).
+ */
+int queue_control_poll(redisContext *q, const struct config *,
+    const char *queue, const struct job *j, int *paused, int *cancelled);
 
 #endif

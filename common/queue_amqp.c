@@ -689,6 +689,8 @@ const struct queue_backend queue_amqp_backend = {
 	.stats = queue_amqp_stats,
 	.dlq_len = queue_amqp_dlq_len,
 	.dlq_walk = queue_amqp_dlq_walk,
+	.purge = queue_amqp_purge,
+	.remove_run = queue_amqp_remove_run,
 	.trim = queue_amqp_trim,
 	.admin_clear = queue_amqp_admin_clear,
 

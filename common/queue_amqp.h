@@ -1,7 +1,8 @@
 /*
- * Inside the AMQP backend (queue.h), between its two files: queue_amqp.c,
- * a worker's side of one queue, and queue_amqp_admin.c, enqueueing,
- * counts and the dead letters.  Nothing else includes this.
+ * Inside the AMQP backend (queue.h), between its files: queue_amqp.c, a
+ * worker's side of one queue, queue_amqp_admin.c, enqueueing, counts and
+ * the dead letters, and queue_amqp_control.c, purging a queue and removing
+ * a cancelled run's waiting jobs.  Nothing else includes this.
  *
  *   digest.{queue}   a durable queue per queue, whose dead-letter exchange
  *                    is digest.dlx; jobs are persistent JSON messages
@@ -52,9 +53,23 @@ int queue_amqp_enqueue(struct queue_admin *, const char *queue,
 int queue_amqp_stats(struct queue_admin *, const char *queue,
     struct queue_stats *, char *err, size_t errlen);
 int64_t queue_amqp_dlq_len(struct queue_admin *, char *err, size_t errlen);
-int queue_amqp_dlq_walk(struct queue_admin *, int requeue,
-    const char *job_id, queue_letter_cb cb, void *arg, char *err,
+int queue_amqp_dlq_walk(struct queue_admin *, enum queue_dlq_op,
+    const char *id, queue_letter_cb cb, void *arg, char *err,
     size_t errlen);
+/* The operator's controls (queue_amqp_control.c). */
+int64_t queue_amqp_purge(struct queue_admin *, const char *queue, char *err,
+    size_t errlen);
+int64_t queue_amqp_remove_run(struct queue_admin *, const char *queue,
+    const char *period, int64_t window_end, queue_job_cb cb, void *arg,
+    char *err, size_t errlen);
+/*
+ * The handle's connection, opened if need be, with queue declared on it
+ * (none when NULL); NULL with err.  queue_amqp_admin_drop closes it after
+ * a failure.
+ */
+struct amqp_link *queue_amqp_admin_link(struct queue_admin *,
+    const char *queue, char *err, size_t errlen);
+void queue_amqp_admin_drop(struct queue_admin *);
 int queue_amqp_trim(struct queue_admin *, const char *queue, char *err,
     size_t errlen);
 void queue_amqp_admin_clear(struct queue_admin *);

@@ -30,7 +30,7 @@ struct queue_amqp_admin {
 };
 
 /* Close the handle's connection; the next call opens a new one. */
-static void
+void
 queue_amqp_admin_drop(struct queue_admin *qa)
 {
 	struct queue_amqp_admin *aa = qa->priv;
@@ -42,11 +42,7 @@ queue_amqp_admin_drop(struct queue_admin *qa)
 	aa->ndeclared = 0;
 }
 
-/*
- * The handle's connection, opened if need be, with queue declared on it
- * (none when NULL); NULL with err.
- */
-static struct amqp_link *
+struct amqp_link *
 queue_amqp_admin_link(struct queue_admin *qa, const char *queue, char *err,
     size_t errlen)
 {
@@ -321,9 +317,11 @@ queue_amqp_letter_requeue(struct queue_admin *qa, struct amqp_link *l,
 }
 
 int
-queue_amqp_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
-    queue_letter_cb cb, void *arg, char *err, size_t errlen)
+queue_amqp_dlq_walk(struct queue_admin *qa, enum queue_dlq_op op,
+    const char *match_id, queue_letter_cb cb, void *arg, char *err,
+    size_t errlen)
 {
+	int requeue = op == QUEUE_DLQ_REQUEUE;
 	struct queue_letter lt;
 	struct amqp_delivery *d;
 	struct amqp_link *l;
@@ -379,13 +377,23 @@ queue_amqp_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
 			queue_amqp_body_id(d->body, d->len, id, sizeof(id));
 		if (id[0] == '\0')
 			strlcpy(id, d->message_id, sizeof(id));
-		match = job_id == NULL || strcmp(job_id, id) == 0;
+		match = match_id == NULL || strcmp(match_id, id) == 0;
 
 		memset(&lt, 0, sizeof(lt));
-		lt.job_id = id[0] != '\0' ? id : NULL;
+		lt.id = lt.job_id = id[0] != '\0' ? id : NULL;
+		if (!d->unread) {
+			lt.body = d->body;
+			lt.bodylen = d->len;
+		}
 		lt.queue = queue[0] != '\0' ? queue : NULL;
 		lt.reason = reason[0] != '\0' ? reason : NULL;
-		if (requeue && match && !d->unread && lt.queue != NULL) {
+		if (op == QUEUE_DLQ_DELETE && match) {
+			if (amqp_link_ack(l, d->tag, 0) == -1) {
+				snprintf(err, errlen, "amqp: %s", l->why);
+				goto fail;
+			}
+			lt.deleted = 1;
+		} else if (requeue && match && !d->unread && lt.queue != NULL) {
 			if (queue_amqp_letter_requeue(qa, l, d, &lt, ebuf,
 			    sizeof(ebuf), err, errlen) == -1)
 				goto fail;
@@ -399,7 +407,7 @@ queue_amqp_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
 			}
 			held = 1;
 		}
-		if (cb != NULL && (!requeue || match))
+		if (cb != NULL && match)
 			cb(arg, &lt);
 		amqp_delivery_free(d);
 		amqp_maybe_release_buffers(l->conn);

@@ -906,6 +906,8 @@ const struct queue_backend queue_redis_backend = {
 	.stats = queue_redis_stats,
 	.dlq_len = queue_redis_dlq_len,
 	.dlq_walk = queue_redis_dlq_walk,
+	.purge = queue_redis_purge,
+	.remove_run = queue_redis_remove_run,
 	.trim = queue_redis_trim,
 	.admin_clear = queue_redis_admin_clear,
 

@@ -1,8 +1,9 @@
 /*
  * Inside the Redis Streams backend (queue.h), between its two files:
  * queue_redis.c, a worker's side of one queue and the scripts that move
- * its entries, and queue_redis_admin.c, enqueueing, counts, the dead
- * letters and dead consumers.  Nothing else includes this.
+ * its entries, queue_redis_admin.c, enqueueing, counts, the dead letters
+ * and dead consumers, and queue_redis_control.c, purging a queue and
+ * removing a cancelled run's waiting jobs.  Nothing else includes this.
  *
  *   digest:q:{queue}   a stream per queue, consumer group "digestd"
  *   digest:dlq         the dead-letter stream (capped)
@@ -78,9 +79,15 @@ int queue_redis_enqueue(struct queue_admin *, const char *queue,
 int queue_redis_stats(struct queue_admin *, const char *queue,
     struct queue_stats *, char *err, size_t errlen);
 int64_t queue_redis_dlq_len(struct queue_admin *, char *err, size_t errlen);
-int queue_redis_dlq_walk(struct queue_admin *, int requeue,
-    const char *job_id, queue_letter_cb cb, void *arg, char *err,
+int queue_redis_dlq_walk(struct queue_admin *, enum queue_dlq_op,
+    const char *id, queue_letter_cb cb, void *arg, char *err,
     size_t errlen);
+/* The operator's controls (queue_redis_control.c). */
+int64_t queue_redis_purge(struct queue_admin *, const char *queue, char *err,
+    size_t errlen);
+int64_t queue_redis_remove_run(struct queue_admin *, const char *queue,
+    const char *period, int64_t window_end, queue_job_cb cb, void *arg,
+    char *err, size_t errlen);
 int queue_redis_trim(struct queue_admin *, const char *queue, char *err,
     size_t errlen);
 void queue_redis_admin_clear(struct queue_admin *);

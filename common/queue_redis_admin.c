@@ -750,9 +750,27 @@ queue_redis_letter_requeue(struct queue_admin *qa, redisContext *c,
 	return 0;
 }
 
+/* XDEL one dead letter.  0, or -1 with err. */
+static int
+queue_redis_letter_delete(redisContext *c, const char *dkey, const char *id,
+    char *err, size_t errlen)
+{
+	redisReply *r;
+
+	r = redisCommand(c, "XDEL %s %s", dkey, id);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "redis XDEL: %s", r ? r->str : c->errstr);
+		if (r)
+			freeReplyObject(r);
+		return -1;
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
 int
-queue_redis_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
-    queue_letter_cb cb, void *arg, char *err, size_t errlen)
+queue_redis_dlq_walk(struct queue_admin *qa, enum queue_dlq_op op,
+    const char *id, queue_letter_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct queue_redis_letter e;
 	struct queue_letter lt;
@@ -796,14 +814,25 @@ queue_redis_dlq_walk(struct queue_admin *qa, int requeue, const char *job_id,
 			lt.reason = queue_redis_letter_get(&e, "reason");
 			lt.attempts = queue_redis_letter_get(&e, "attempts");
 			lt.failed_at = queue_redis_letter_get(&e, "failed_at");
-			if (requeue && job_id != NULL && (lt.job_id == NULL ||
-			    strcmp(lt.job_id, job_id) != 0))
+			lt.nfields = e.n;
+			lt.names = e.names;
+			lt.values = e.values;
+			if (id != NULL && strcmp(e.id, id) != 0 &&
+			    (lt.job_id == NULL || strcmp(lt.job_id, id) != 0))
 				continue;
-			if (requeue && queue_redis_letter_requeue(qa, c, key,
-			    &e, &j, &lt, kept, sizeof(kept), err,
-			    errlen) == -1) {
+			if (op == QUEUE_DLQ_REQUEUE &&
+			    queue_redis_letter_requeue(qa, c, key, &e, &j, &lt,
+			    kept, sizeof(kept), err, errlen) == -1) {
 				freeReplyObject(r);
 				return -1;
+			}
+			if (op == QUEUE_DLQ_DELETE) {
+				if (queue_redis_letter_delete(c, key, e.id, err,
+				    errlen) == -1) {
+					freeReplyObject(r);
+					return -1;
+				}
+				lt.deleted = 1;
 			}
 			if (cb != NULL)
 				cb(arg, &lt);

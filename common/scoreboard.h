@@ -88,6 +88,8 @@ struct sb_queue_stats {
 	double oldest_enqueued;		/* unix time; 0 if empty */
 	int64_t delayed;		/* jobs in its delayed set */
 	double next_due;		/* the earliest of them; 0 if none */
+	int32_t paused;			/* 1 while digest:paused:{queue} is set */
+	double paused_at;		/* since when; 0 if not paused */
 };
 
 /*

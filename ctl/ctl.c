@@ -4,6 +4,7 @@
  * queue.h), the list of queues, printing text from outside safely, and
  * option parsing.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,3 +88,21 @@ ctl_optarg(int argc, char **argv, int *i)
 	}
 	return argv[++*i];
 }
+
+/*
+ * "--now UNIX": whole or fractional seconds, a time that makes valid jobs
+ * (job_validate's bounds).
+ */
+int
+ctl_parse_now(const char *s, int64_t *now)
+{
+	double d;
+
+	if (parse_i64(s, 0, (int64_t)JOB_TIME_MAX - 1, now) == 0)
+		return 0;
+	if (parse_double(s, &d) == -1 || !(d >= 0 && d < JOB_TIME_MAX))
+		return -1;
+	*now = (int64_t)floor(d);
+	return 0;
+}
+

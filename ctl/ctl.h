@@ -51,6 +51,12 @@ const char *ctl_vis(const char *s);
 
 /* Parse "--name value" style options; argv[*i] is the option. */
 const char *ctl_optarg(int argc, char **argv, int *i);
+/* "--now UNIX": whole or fractional seconds into *now.  0 / -1. */
+int ctl_parse_now(const char *s, int64_t *now);
+/* Who runs this command, user@host, for what a control records. */
+void ctl_operator(char *buf, size_t len);
+/* 1 when queue is one of ctl_queues', else 0. */
+int ctl_queue_known(const struct config *, const char *queue);
 
 /* The floors of the scores of up to two members neighbouring by rank. */
 struct schedule_bound {
@@ -83,6 +89,12 @@ int ctl_cmd_watch(struct ctl *, int argc, char **argv);
 int ctl_cmd_dlq(struct ctl *, int argc, char **argv);
 int ctl_cmd_seed(struct ctl *, int argc, char **argv);
 int ctl_cmd_verify_unsubscribe(struct ctl *, int argc, char **argv);
+int ctl_cmd_pause(struct ctl *, int argc, char **argv);
+int ctl_cmd_resume(struct ctl *, int argc, char **argv);
+int ctl_cmd_cancel(struct ctl *, int argc, char **argv);
+int ctl_cmd_purge(struct ctl *, int argc, char **argv);
+int ctl_cmd_preview(struct ctl *, int argc, char **argv);
+int ctl_cmd_send_test(struct ctl *, int argc, char **argv);
 
 /*
  * An HTTP GET of path on supervisor.listen with a plain blocking socket;

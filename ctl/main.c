@@ -35,7 +35,17 @@ static const struct ctl_command ctl_commands[] = {
 	{ "stats", ctl_cmd_stats, 1, "stats [--json]" },
 	{ "watch", ctl_cmd_watch, 1,
 	  "watch [--interval SECONDS] [--timeout DURATION]" },
-	{ "dlq", ctl_cmd_dlq, 1, "dlq list | dlq requeue [JOB_ID|--all]" },
+	{ "dlq", ctl_cmd_dlq, 1, "dlq list [--json] | dlq show ID | "
+	  "dlq delete ID|--all | dlq requeue ID|--all" },
+	{ "pause", ctl_cmd_pause, 1, "pause QUEUE|--all [--reason TEXT]" },
+	{ "resume", ctl_cmd_resume, 1, "resume QUEUE|--all" },
+	{ "cancel", ctl_cmd_cancel, 1, "cancel --period daily|weekly "
+	  "[--now UNIX]" },
+	{ "purge", ctl_cmd_purge, 1, "purge QUEUE --yes" },
+	{ "preview", ctl_cmd_preview, 1, "preview --group GID --user UID "
+	  "[--period P] [--now UNIX] [--part mime|text|html]" },
+	{ "send-test", ctl_cmd_send_test, 1, "send-test --group GID --user UID "
+	  "--to ADDR [--period P] [--now UNIX]" },
 	{ "seed", ctl_cmd_seed, 1,
 	  "seed --groups N --members M --posts P [--seed S] [--now UNIX]" },
 	{ "verify-unsubscribe", ctl_cmd_verify_unsubscribe, 0,

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "ctl.h"
 #include "period.h"
 #include "rconn.h"
@@ -166,6 +167,24 @@ schedule_shards(const struct schedule_bound *b, int64_t nsh,
 }
 
 /*
+ * A forced enqueue runs its jobs again: a finished checkpoint (done,
+ * dead, cancelled) would make the worker acknowledge the job at once, so
+ * it goes; a running one stays, and the job then resumes from it.
+ */
+static int
+sched_rerun(struct sched_run *s, const struct job *jobs, size_t n)
+{
+	struct ctl *c = s->c;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (checkpoint_forget(c->qr, c->cfg, jobs[i].job_id, c->err,
+		    sizeof(c->err)) == -1)
+			return -1;
+	return 0;
+}
+
+/*
  * Make and enqueue the jobs of groups g[0..n): one pipelined round of
  * ZRANGEs, then the jobs.  For each group that is its first member, the
  * two members on each side of each shard boundary (one command, so the
@@ -258,6 +277,10 @@ sched_enqueue_groups(struct sched_run *s, struct sched_group *g, size_t n)
 			mq++;
 		}
 		last_i = first_i + mq;
+		if (s->force && sched_rerun(s, &jobs[first_i], mq) == -1) {
+			rv = -1;
+			break;
+		}
 		if (c->qa.qb->enqueue(&c->qa, queues[first_i],
 		    &jobs[first_i], mq, s->force, &added[first_i], c->err,
 		    sizeof(c->err)) == -1)
@@ -444,6 +467,23 @@ sched_all(struct sched_run *s)
 	return rv;
 }
 
+/*
+ * 1 when an operator cancelled the run of this window (digestctl cancel):
+ * scheduling it again enqueues nothing.  0, or -1 after saying why.
+ */
+static int
+sched_cancelled(struct sched_run *s)
+{
+	struct ctl *c = s->c;
+	int rc;
+
+	rc = queue_run_cancelled(&c->qa, period_name(s->period),
+	    s->window_end, c->err, sizeof(c->err));
+	if (rc == -1)
+		fprintf(stderr, "digestctl: %s\n", ctl_vis(c->err));
+	return rc;
+}
+
 static void
 sched_iso(int64_t t, char *buf, size_t len)
 {
@@ -516,23 +556,6 @@ sched_trim(struct ctl *c)
 			    "%s\n", names[i], ctl_vis(err));
 }
 
-/*
- * "--now UNIX": whole or fractional seconds, a time that makes valid jobs
- * (job_validate's bounds).
- */
-static int
-sched_parse_now(const char *s, int64_t *now)
-{
-	double d;
-
-	if (parse_i64(s, 0, (int64_t)JOB_TIME_MAX - 1, now) == 0)
-		return 0;
-	if (parse_double(s, &d) == -1 || !(d >= 0 && d < JOB_TIME_MAX))
-		return -1;
-	*now = (int64_t)floor(d);
-	return 0;
-}
-
 int
 ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 {
@@ -541,7 +564,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 	char ws[32], we[32], saved[CTL_ERR_MAX];
 	double start, end;
 	int64_t now = (int64_t)time(NULL);
-	int i;
+	int i, rc;
 
 	memset(&s, 0, sizeof(s));
 	s.c = c;
@@ -552,7 +575,7 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 		} else if (strcmp(argv[i], "--now") == 0) {
 			if ((v = ctl_optarg(argc, argv, &i)) == NULL)
 				return 2;
-			if (sched_parse_now(v, &now) == -1) {
+			if (ctl_parse_now(v, &now) == -1) {
 				fprintf(stderr, "digestctl: bad --now: %s\n", v);
 				return 2;
 			}
@@ -571,6 +594,13 @@ ctl_cmd_schedule(struct ctl *c, int argc, char **argv)
 	    &s.window_start, &s.window_end);
 	sched_iso(s.window_start, ws, sizeof(ws));
 	sched_iso(s.window_end, we, sizeof(we));
+	if ((rc = sched_cancelled(&s)) != 0) {
+		if (rc == -1)
+			return 1;
+		printf("schedule %s: window %s .. %s was cancelled: nothing "
+		    "enqueued\n", period_name(s.period), ws, we);
+		return 0;
+	}
 
 	start = now_real();
 	if (sched_all(&s) == -1) {
@@ -612,7 +642,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	struct sched_group g;
 	const char *p = NULL, *q = NULL, *v;
 	int64_t now = (int64_t)time(NULL), gid = -1;
-	int i, m;
+	int i, m, rc;
 
 	memset(&s, 0, sizeof(s));
 	s.c = c;
@@ -633,7 +663,7 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 		} else if (strcmp(argv[i], "--now") == 0) {
 			if ((v = ctl_optarg(argc, argv, &i)) == NULL)
 				return 2;
-			if (sched_parse_now(v, &now) == -1) {
+			if (ctl_parse_now(v, &now) == -1) {
 				fprintf(stderr, "digestctl: bad --now: %s\n", v);
 				return 2;
 			}
@@ -656,6 +686,12 @@ ctl_cmd_enqueue(struct ctl *c, int argc, char **argv)
 	}
 	period_window(s.period, c->cfg->schedule.day_start_s, now,
 	    &s.window_start, &s.window_end);
+	if ((rc = sched_cancelled(&s)) != 0) {
+		if (rc == 1)
+			fprintf(stderr, "digestctl enqueue: the %s run of that "
+			    "window was cancelled\n", period_name(s.period));
+		return 1;
+	}
 	/* An explicit request: the group's posts are not required. */
 	m = sched_read_groups(&s, &gid, 1, &g, q != NULL ? q : "");
 	if (m == -1) {

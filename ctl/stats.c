@@ -1,6 +1,6 @@
 /*
- * digestctl stats: queue depth, pending, the oldest waiting job, dead
- * letters and the scheduler's last runs, as a table or as the JSON of
+ * digestctl stats: queue depth, pending, the oldest waiting job, whether
+ * the queue is paused, dead letters and the scheduler's last runs, as a table or as the JSON of
  * SPEC 8.  Also the small HTTP client and metrics reader that watch uses
  * to ask digestd for its counters.
  */
@@ -145,7 +145,8 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	const char *names[CTL_MAX_QUEUES];
 	struct queue_stats st;
-	json_t *root, *queues, *q, *sched, *sd, *sw;
+	struct queue_pause pz;
+	json_t *root, *queues, *q, *sched, *sd, *sw, *pv;
 	char age[32], *s;
 	int64_t dlq;
 	int i, n, json = 0;
@@ -177,6 +178,17 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 		    json_integer(st.pending));
 		json_object_set_new(q, "oldest_enqueued_at",
 		    json_real(st.oldest_enqueued));
+		if (queue_pause_get(&c->qa, names[i], &pz, c->err,
+		    sizeof(c->err)) == -1) {
+			fprintf(stderr, "digestctl stats: queue %s: %s\n",
+			    names[i], ctl_vis(c->err));
+			json_decref(q);
+			json_decref(root);
+			return 1;
+		}
+		json_object_set_new(q, "paused", pz.paused ? json_pack(
+		    "{s:s, s:s, s:f}", "reason", ctl_vis(pz.reason), "by",
+		    ctl_vis(pz.by), "at", pz.at) : json_null());
 		json_object_set_new(queues, names[i], q);
 	}
 	if ((dlq = c->qa.qb->dlq_len(&c->qa, c->err, sizeof(c->err))) == -1) {
@@ -209,22 +221,33 @@ ctl_cmd_stats(struct ctl *c, int argc, char **argv)
 		printf("%s\n", s);
 		free(s);
 	} else {
-		printf("%-16s %10s %10s %12s\n", "queue", "depth", "pending",
-		    "oldest age");
+		printf("%-16s %10s %10s %12s  %s\n", "queue", "depth",
+		    "pending", "oldest age", "paused");
 		for (i = 0; i < n; i++) {
 			q = json_object_get(queues, names[i]);
 			stats_age(json_real_value(json_object_get(q,
 			    "oldest_enqueued_at")), age, sizeof(age));
 			if (json_is_null(json_object_get(q, "pending")))
-				printf("%-16s %10" PRId64 " %10s %12s\n", names[i],
+				printf("%-16s %10" PRId64 " %10s %12s", names[i],
 				    (int64_t)json_integer_value(json_object_get(q,
 				    "depth")), "?", age);
 			else
-				printf("%-16s %10" PRId64 " %10" PRId64 " %12s\n",
+				printf("%-16s %10" PRId64 " %10" PRId64 " %12s",
 				    names[i], (int64_t)json_integer_value(
 				    json_object_get(q, "depth")),
 				    (int64_t)json_integer_value(json_object_get(q,
 				    "pending")), age);
+			/* Made safe when read. */
+			pv = json_object_get(q, "paused");
+			if (json_is_object(pv)) {
+				stats_age(json_real_value(json_object_get(pv,
+				    "at")), age, sizeof(age));
+				printf("  PAUSED %s ago by %s: %s\n", age,
+				    json_string_value(json_object_get(pv, "by")),
+				    json_string_value(json_object_get(pv,
+				    "reason")));
+			} else
+				printf("  -\n");
 		}
 		printf("dead letters: %" PRId64 "\n", dlq);
 		stats_print_sched("daily", sd);

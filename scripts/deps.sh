@@ -7,7 +7,7 @@ BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
 librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
 libssl-dev libcmocka-dev libidn2-dev redis-server"
 
-TEST_PKGS="python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
+TEST_PKGS="chromium chromium-driver python3-selenium python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
 python3-aiosmtpd python3-prometheus-client prometheus prometheus-alertmanager
 rabbitmq-server procps systemd man-db groff-base clang libclang-rt-14-dev
 nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"

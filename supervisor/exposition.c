@@ -461,6 +461,9 @@ expo_queue_families(struct expo_out *o, enum expo_format fmt,
 		{ "digest_queue_delayed", "Jobs waiting in the queue's delayed "
 		    "set for recipients the mail server deferred.",
 		    offsetof(struct expo_queue, delayed) },
+		{ "digest_queue_paused", "1 while an operator has the queue "
+		    "paused (digestctl pause): no worker takes a job from it.",
+		    offsetof(struct expo_queue, paused) },
 	};
 	struct expo_label l[1];
 	size_t f;
@@ -662,7 +665,7 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 		eq = expo_queue_get(snap, s->cfg->pools[i].queue);
 		if (!known && eq != NULL)
 			eq->depth = eq->pending = eq->oldest_enqueued =
-			    eq->delayed = NAN;
+			    eq->delayed = eq->paused = NAN;
 	}
 	for (i = 0; i < st.nqueues && i < SB_MAX_QUEUES; i++) {
 		memcpy(name, st.queues[i].name, sizeof(name));
@@ -676,6 +679,8 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 		eq->oldest_enqueued = st.queues[i].oldest_enqueued;
 		eq->delayed = st.queues[i].delayed;
 		eq->next_due = st.queues[i].next_due;
+		eq->paused = st.queues[i].paused;
+		eq->paused_at = st.queues[i].paused_at;
 	}
 	snap->dead_letters = known ? st.dead_letters : NAN;
 	snap->sched_last_success[0] = known ? st.sched_last_success[0] : NAN;

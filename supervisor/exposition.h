@@ -39,6 +39,8 @@ struct expo_queue {
 	double oldest_enqueued;
 	double delayed;		/* jobs waiting for deferred recipients */
 	double next_due;	/* the earliest of them; 0 if none */
+	double paused;		/* 1 while an operator has it paused */
+	double paused_at;	/* since when; 0 if not paused */
 };
 
 struct expo_snapshot {
@@ -84,5 +86,11 @@ void expo_escape_help(struct evbuffer *b, const char *s, enum expo_format);
 /* /status as JSON (php-fpm's status page) and as HTML for a person. */
 void status_render_json(struct evbuffer *b, const struct supervisor *s);
 void status_render_html(struct evbuffer *b, const struct supervisor *s);
+/*
+ * The live workers of a segment, as /status lists them: a new JSON array
+ * (the caller owns it).  Reads the segment only, so a child may call it.
+ */
+struct json_t;
+struct json_t *status_workers_json(struct scoreboard *sb);
 
 #endif

@@ -22,7 +22,9 @@
 
 #include <event2/event.h>
 
+#include "console.h"
 #include "coredump.h"
+#include "instance.h"
 #include "log.h"
 #include "pool.h"
 #include "proc.h"
@@ -33,7 +35,7 @@
 #include "supervisor.h"
 #include "util.h"
 
-/* Bounds on the wait for requeue children and the sampler at exit. */
+/* Bounds on the wait for the last children at exit. */
 #define EXIT_WAIT_MS 10000
 #define TICK_MS 100
 
@@ -207,6 +209,7 @@ reap_stragglers(void)
 	int64_t deadline = now_mono_ns() + (int64_t)EXIT_WAIT_MS * 1000000;
 
 	sampler_stop(sup);
+	console_stop(sup);
 	while (now_mono_ns() < deadline) {
 		proc_reap();
 		if (proc_live() == 0)
@@ -305,6 +308,7 @@ main(int argc, char **argv)
 		log_warnx("%s", w);
 	setproctitle("-digestd: supervisor");
 	sup->started_at = now_real();
+	instance_id(sup->instance_id, sizeof(sup->instance_id));
 	sup->last_reload_ok = sup->started_at;
 	sup->sb = sb_create();
 
@@ -315,6 +319,11 @@ main(int argc, char **argv)
 	if (http_listen(sup, sup->cfg->supervisor.listen, err,
 	    sizeof(err)) == -1) {
 		log_error("listen %s: %s", sup->cfg->supervisor.listen, err);
+		return 2;
+	}
+	if (console_bind(sup, err, sizeof(err)) == -1) {
+		log_error("console_listen %s: %s",
+		    sup->cfg->supervisor.console_listen, err);
 		return 2;
 	}
 	if (sup->cfg->supervisor.user[0] != '\0')
@@ -328,6 +337,7 @@ main(int argc, char **argv)
 	sdnotifyf("MAINPID=%d", (int)getpid());
 	proc_init(sup);
 	(void)sampler_spawn(sup);
+	console_spawn(sup);
 	if (pool_start(sup, pfd[0], pfd[1], err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 2;

@@ -291,8 +291,8 @@ pool_spawn(int i)
 	ps->killed_stall = ps->killed_by_us = ps->killed_timeout = 0;
 	ps->spawned_ns = now;
 
-	if ((pid = proc_fork(&worker_proc, (void *)(intptr_t)i,
-	    notify_w)) == -1) {
+	if ((pid = proc_fork(&worker_proc, (void *)(intptr_t)i, &notify_w,
+	    1)) == -1) {
 		log_warn("fork worker %s#%d", reg_name(ps->reg), ps->pos);
 		atomic_store(&s->state, SB_FREE);
 		ps->death_ns = ps->death_ns ? ps->death_ns : now;

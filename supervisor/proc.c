@@ -48,14 +48,15 @@ proc_init(struct supervisor *s)
 
 /*
  * In the child: default signal dispositions, an empty mask, and every
- * descriptor closed but stdin, stdout, stderr and keep; the log reopened.
+ * descriptor closed but stdin, stdout, stderr and the nkeep of keep; the
+ * log reopened.
  */
 static void
-proc_child_reset(int keep)
+proc_child_reset(const int *keep, int nkeep)
 {
 	struct sigaction sa;
 	sigset_t none;
-	int sig;
+	int sig, fd, next, i;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
@@ -68,24 +69,29 @@ proc_child_reset(int keep)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	/*
-	 * The listener, the notify pipe's read end, libevent's descriptors:
+	 * The listeners, the notify pipe's read end, libevent's descriptors:
 	 * none is the child's.  Back to stderr first, so that the log module
 	 * holds no descriptor closed under it.
 	 */
 	log_open_file(NULL);
-	if (keep < 0) {
-		close_range(3, ~0U, 0);
-	} else {
-		if (keep > 3)
-			close_range(3, keep - 1, 0);
-		close_range(keep + 1, ~0U, 0);
+	for (fd = 3; ; fd = next + 1) {
+		/* The next descriptor to keep at or above fd, if any. */
+		for (next = -1, i = 0; i < nkeep; i++)
+			if (keep[i] >= fd && (next == -1 || keep[i] < next))
+				next = keep[i];
+		if (next == -1) {
+			close_range((unsigned)fd, ~0U, 0);
+			break;
+		}
+		if (next > fd)
+			close_range((unsigned)fd, (unsigned)next - 1, 0);
 	}
 	if (log_open_file(psup->cfg->supervisor.log_file) == -1)
 		log_warn("open %s", psup->cfg->supervisor.log_file);
 }
 
 pid_t
-proc_fork(const struct proc_type *t, void *arg, int keep_fd)
+proc_fork(const struct proc_type *t, void *arg, const int *keep, int nkeep)
 {
 	struct proc *p;
 	pid_t pid, parent = getpid();
@@ -101,7 +107,7 @@ proc_fork(const struct proc_type *t, void *arg, int keep_fd)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(1);
-		proc_child_reset(keep_fd);
+		proc_child_reset(keep, nkeep);
 		log_set_proc(t->name, NULL, -1);
 		setproctitle("-digestd: %s", t->name);
 		t->run(arg);

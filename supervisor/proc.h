@@ -38,11 +38,13 @@ void proc_init(struct supervisor *s);
  * Fork a child of type t.  The child asks for SIGKILL when the supervisor
  * dies and checks that it has not already, gets default signal
  * dispositions and an empty mask, closes every descriptor but stdin,
- * stdout, stderr and keep_fd (-1 for none), reopens the log, takes its
- * role and title ("digestd: NAME"), then runs t->run(arg).  Returns the
- * child's pid in the supervisor, or -1 (errno set) when fork failed.
+ * stdout, stderr and the nkeep descriptors of keep (NULL, 0 for none),
+ * reopens the log, takes its role and title ("digestd: NAME"), then runs
+ * t->run(arg).  Returns the child's pid in the supervisor, or -1 (errno
+ * set) when fork failed.
  */
-pid_t proc_fork(const struct proc_type *t, void *arg, int keep_fd);
+pid_t proc_fork(const struct proc_type *t, void *arg, const int *keep,
+    int nkeep);
 
 /*
  * Reap every child that exited (SIGCHLD, and the tick since SIGCHLD

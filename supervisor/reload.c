@@ -10,11 +10,14 @@
  * at start-up (the HTTP listener, the user) keep their old values until a
  * restart, with a warning.  A configuration that goes is wiped before it
  * is freed: it holds the secrets.  What runs with a copy of the old one
- * is told here: the pools roll their workers, the sampler is replaced.
+ * is told here: the pools roll their workers, the sampler and the console
+ * are replaced.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_value.h"
+#include "console.h"
 #include "log.h"
 #include "pool.h"
 #include "proc.h"
@@ -70,6 +73,27 @@ reload_config(struct supervisor *s)
 		strlcpy(ncfg->supervisor.listen, s->cfg->supervisor.listen,
 		    sizeof(ncfg->supervisor.listen));
 	}
+	if (strcmp(ncfg->supervisor.console_listen,
+	    s->cfg->supervisor.console_listen) != 0) {
+		log_warnx("supervisor.console_listen changed: takes effect at "
+		    "restart");
+		strlcpy(ncfg->supervisor.console_listen,
+		    s->cfg->supervisor.console_listen,
+		    sizeof(ncfg->supervisor.console_listen));
+	}
+	/* The address kept must still be one the new file allows. */
+	if (ncfg->supervisor.console_listen[0] != '\0' &&
+	    !config_listen_loopback(ncfg->supervisor.console_listen) &&
+	    ncfg->supervisor.console_password[0] == '\0') {
+		s->reloads_failed++;
+		log_kv(LOG_LEVEL_ERROR, "reload failed; keeping the running "
+		    "configuration", "error", "supervisor.console_listen stays "
+		    "on an address that is not loopback until a restart: it "
+		    "needs console_password", NULL);
+		config_free(ncfg);
+		sdnotify("READY=1\nSTATUS=reload failed");
+		return;
+	}
 	if (strcmp(ncfg->supervisor.user, s->cfg->supervisor.user) != 0) {
 		log_warnx("supervisor.user changed: takes effect at restart");
 		strlcpy(ncfg->supervisor.user, s->cfg->supervisor.user,
@@ -90,6 +114,7 @@ reload_config(struct supervisor *s)
 		proc_core_dumps(ncfg);
 	pool_reconfigure();
 	sampler_reload(s);
+	console_reload(s);
 	config_free(old);
 	s->reloads_ok++;
 	s->last_reload_ok = now_real();

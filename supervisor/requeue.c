@@ -244,7 +244,8 @@ requeue_flush(void)
 		/* Try again once a child is gone (requeue_exited). */
 		return;
 	}
-	if ((pid = proc_fork(&requeue_proc, (void *)(intptr_t)k, -1)) == -1) {
+	if ((pid = proc_fork(&requeue_proc, (void *)(intptr_t)k, NULL, 0)) ==
+	    -1) {
 		log_warn("fork requeue child");
 		evtimer_add(flush_ev, tv_ms(&tv, 200));
 		return;

@@ -1,10 +1,10 @@
 /*
  * The queue sampler (docs/design.md#processes): a child of the supervisor
- * that every
- * SAMPLER_INTERVAL_MS reads each configured queue's depth, pending count
- * and oldest enqueue time, the dead letters, and the scheduler's last
- * successful runs, and publishes them in the shared segment
- * (sb_stats_write) for /metrics and /status.
+ * that every SAMPLER_INTERVAL_MS reads each configured queue's depth,
+ * pending count, oldest enqueue time and pause (digest:paused:{queue}),
+ * the dead letters, and the scheduler's last successful runs, and
+ * publishes them in the shared segment (sb_stats_write) for /metrics and
+ * /status.
  *
  * It exists so that the supervisor's loop never waits on Redis or the
  * broker: those calls block, for up to the configured timeout, here.
@@ -42,6 +42,7 @@
 #include "amqp_link.h"
 #include "backoff.h"
 #include "delayq.h"
+#include "instance.h"
 #include "log.h"
 #include "proc.h"
 #include "queue.h"
@@ -77,6 +78,9 @@ struct sampler {
 	struct queue_admin qa;	/* the queues, through rc */
 	struct sb_stats st;	/* the last values published */
 	int failing;		/* the previous round failed: log recovery */
+	const char *instance;	/* this instance's id */
+	double started_at;	/* when the supervisor started */
+	struct instance_rates rates;
 };
 
 static void
@@ -163,6 +167,7 @@ sampler_round(struct sampler *sm)
 {
 	const struct config *cfg = sm->cfg;
 	struct queue_stats qs;
+	struct queue_pause pz;
 	struct sb_stats prev;
 	redisContext *rc;
 	char err[256];
@@ -210,7 +215,16 @@ sampler_round(struct sampler *sm)
 		else
 			sm->st.dead_letters = n;
 	}
-	/* So do the delayed sets and the scheduler's record. */
+	/* So do the pauses, the delayed sets and the scheduler's record. */
+	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
+		if (queue_pause_read(rc, cfg, sm->st.queues[i].name, &pz, err,
+		    sizeof(err)) == -1) {
+			sampler_fail(sm, "paused queues", err);
+			break;
+		}
+		sm->st.queues[i].paused = pz.paused;
+		sm->st.queues[i].paused_at = pz.paused ? pz.at : 0;
+	}
 	for (i = 0; rc != NULL && rc->err == 0 && i < sm->st.nqueues; i++) {
 		if (delayq_stats(rc, cfg, sm->st.queues[i].name,
 		    &sm->st.queues[i].delayed, &sm->st.queues[i].next_due, err,
@@ -223,6 +237,10 @@ sampler_round(struct sampler *sm)
 		if ((t = sampler_sched(sm, rc, sampler_periods[q])) >= 0)
 			sm->st.sched_last_success[q] = t;
 	}
+	/* This instance in the registry the web consoles read. */
+	if (rc != NULL && rc->err == 0 && instance_publish(rc, cfg, sm->sb,
+	    sm->instance, sm->started_at, &sm->rates, err, sizeof(err)) == -1)
+		sampler_fail(sm, "instance record", err);
 	if (rc != NULL && rc->err != 0)
 		sampler_fail(sm, "queue redis", rc->errstr);
 
@@ -254,6 +272,8 @@ sampler_run(void *arg)
 	memset(&sm, 0, sizeof(sm));
 	sm.cfg = s->cfg;
 	sm.sb = s->sb;
+	sm.instance = s->instance_id;
+	sm.started_at = s->started_at;
 	queue_admin_init(&sm.qa, sm.cfg, NULL);
 	/*
 	 * Start from what is published, so a respawn never resets gauges
@@ -332,7 +352,7 @@ sampler_spawn(struct supervisor *s)
 {
 	pid_t pid;
 
-	if ((pid = proc_fork(&sampler_proc, s, -1)) == -1) {
+	if ((pid = proc_fork(&sampler_proc, s, NULL, 0)) == -1) {
 		log_warn("fork sampler");
 		sampler_respawn_in(s, SAMPLER_RESPAWN_MAX_MS);
 		return -1;

@@ -61,18 +61,18 @@ status_string(const char *s)
 }
 
 static const char *
-status_pool_name(const struct supervisor *s, int32_t pool)
+status_pool_name(const struct scoreboard *sb, int32_t pool)
 {
 	if (pool < 0 || pool >= SB_MAX_POOLS)
 		return "";
-	return s->sb->pools[pool].name;
+	return sb->pools[pool].name;
 }
 
 /* Copy slot i; 0 if it holds no live worker. */
 static int
-status_worker_read(const struct supervisor *s, int i, struct status_worker *w)
+status_worker_read(struct scoreboard *sb, int i, struct status_worker *w)
 {
-	struct sb_slot *sl = &s->sb->slots[i];
+	struct sb_slot *sl = &sb->slots[i];
 	int64_t started, spawned;
 
 	memset(w, 0, sizeof(*w));
@@ -81,7 +81,7 @@ status_worker_read(const struct supervisor *s, int i, struct status_worker *w)
 		return 0;
 	w->slot = i;
 	w->pid = atomic_load_explicit(&sl->pid, memory_order_relaxed);
-	w->pool = status_pool_name(s,
+	w->pool = status_pool_name(sb,
 	    atomic_load_explicit(&sl->pool, memory_order_relaxed));
 	w->pool_slot = atomic_load_explicit(&sl->pool_slot,
 	    memory_order_relaxed);
@@ -157,46 +157,28 @@ status_queues_json(const struct expo_snapshot *snap)
 		    json_null() : json_integer(snap->queues[i].delayed));
 		json_object_set_new(q, "next_due", snap->queues[i].next_due > 0 ?
 		    json_real(snap->queues[i].next_due) : json_null());
+		/* An operator's pause (digestctl pause); null while unknown. */
+		json_object_set_new(q, "paused", isnan(snap->queues[i].paused) ?
+		    json_null() : json_boolean(snap->queues[i].paused > 0));
+		json_object_set_new(q, "paused_at",
+		    snap->queues[i].paused_at > 0 ?
+		    json_real(snap->queues[i].paused_at) : json_null());
 		json_object_set_new_nocheck(queues, status_clean(key,
 		    snap->queues[i].name, sizeof(key)), q);
 	}
 	return queues;
 }
 
-void
-status_render_json(struct evbuffer *b, const struct supervisor *s)
+json_t *
+status_workers_json(struct scoreboard *sb)
 {
-	static struct expo_snapshot snap;
 	struct status_worker w;
-	json_t *root, *workers, *o;
-	char *text;
-	double now = now_real();
+	json_t *workers, *o;
 	int i;
-
-	expo_snapshot_take(s, &snap);
-	root = json_object();
-	json_object_set_new(root, "version", json_string(DIGESTD_VERSION));
-	json_object_set_new(root, "pid", json_integer(getpid()));
-	json_object_set_new(root, "start_time", json_real(s->started_at));
-	json_object_set_new(root, "start_since",
-	    json_integer((json_int_t)(now - s->started_at)));
-	json_object_set_new(root, "ready", json_boolean(supervisor_ready(s)));
-	json_object_set_new(root, "draining", json_boolean(s->draining));
-	o = json_object();
-	json_object_set_new(o, "success", json_integer(s->reloads_ok));
-	json_object_set_new(o, "failure", json_integer(s->reloads_failed));
-	json_object_set_new(o, "last_success", json_real(s->last_reload_ok));
-	json_object_set_new(root, "reloads", o);
-	json_object_set_new(root, "pools", status_pools_json(s, &snap));
-	json_object_set_new(root, "queues", status_queues_json(&snap));
-	json_object_set_new(root, "dead_letters", isnan(snap.dead_letters) ?
-	    json_null() : json_integer((json_int_t)snap.dead_letters));
-	json_object_set_new(root, "sampled_at", snap.sampled_at > 0 ?
-	    json_real(snap.sampled_at) : json_null());
 
 	workers = json_array();
 	for (i = 0; i < SB_MAX_SLOTS; i++) {
-		if (!status_worker_read(s, i, &w))
+		if (!status_worker_read(sb, i, &w))
 			continue;
 		o = json_object();
 		json_object_set_new(o, "pool", status_string(w.pool));
@@ -223,7 +205,39 @@ status_render_json(struct evbuffer *b, const struct supervisor *s)
 		    json_real(w.age_s));
 		json_array_append_new(workers, o);
 	}
-	json_object_set_new(root, "workers", workers);
+	return workers;
+}
+
+void
+status_render_json(struct evbuffer *b, const struct supervisor *s)
+{
+	static struct expo_snapshot snap;
+	json_t *root, *o;
+	char *text;
+	double now = now_real();
+
+	expo_snapshot_take(s, &snap);
+	root = json_object();
+	json_object_set_new(root, "version", json_string(DIGESTD_VERSION));
+	json_object_set_new(root, "pid", json_integer(getpid()));
+	json_object_set_new(root, "start_time", json_real(s->started_at));
+	json_object_set_new(root, "start_since",
+	    json_integer((json_int_t)(now - s->started_at)));
+	json_object_set_new(root, "ready", json_boolean(supervisor_ready(s)));
+	json_object_set_new(root, "draining", json_boolean(s->draining));
+	o = json_object();
+	json_object_set_new(o, "success", json_integer(s->reloads_ok));
+	json_object_set_new(o, "failure", json_integer(s->reloads_failed));
+	json_object_set_new(o, "last_success", json_real(s->last_reload_ok));
+	json_object_set_new(root, "reloads", o);
+	json_object_set_new(root, "pools", status_pools_json(s, &snap));
+	json_object_set_new(root, "queues", status_queues_json(&snap));
+	json_object_set_new(root, "dead_letters", isnan(snap.dead_letters) ?
+	    json_null() : json_integer((json_int_t)snap.dead_letters));
+	json_object_set_new(root, "sampled_at", snap.sampled_at > 0 ?
+	    json_real(snap.sampled_at) : json_null());
+
+	json_object_set_new(root, "workers", status_workers_json(s->sb));
 
 	/* Job ids come from the queue: jansson escapes them as JSON needs. */
 	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -286,6 +300,7 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 	};
 	static const char *const queue_head[] = {
 		"queue", "depth", "pending", "oldest enqueued (s ago)",
+		"paused",
 	};
 	static const char *const worker_head[] = {
 		"pool", "slot", "pid", "state", "job", "running (s)",
@@ -333,7 +348,7 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 		status_html_row(b, "td", cells, 8);
 	}
 	evbuffer_add_printf(b, "</table>\n<h2>Queues</h2><table>\n");
-	status_html_row(b, "th", queue_head, 4);
+	status_html_row(b, "th", queue_head, 5);
 	for (i = 0; i < snap.nqueues; i++) {
 		snprintf(v[0], sizeof(v[0]), "%s", snap.queues[i].name);
 		snprintf(v[1], sizeof(v[0]), "%.0f", snap.queues[i].depth);
@@ -343,12 +358,14 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 			    now - snap.queues[i].oldest_enqueued);
 		else
 			strlcpy(v[3], "-", sizeof(v[3]));
-		status_html_row(b, "td", cells, 4);
+		strlcpy(v[4], snap.queues[i].paused > 0 ? "PAUSED" : "-",
+		    sizeof(v[4]));
+		status_html_row(b, "td", cells, 5);
 	}
 	evbuffer_add_printf(b, "</table>\n<h2>Workers</h2><table>\n");
 	status_html_row(b, "th", worker_head, 10);
 	for (i = 0; i < SB_MAX_SLOTS; i++) {
-		if (!status_worker_read(s, i, &w))
+		if (!status_worker_read(s->sb, i, &w))
 			continue;
 		snprintf(v[0], sizeof(v[0]), "%s", w.pool);
 		snprintf(v[1], sizeof(v[0]), "%d", w.pool_slot);

@@ -51,6 +51,8 @@ struct supervisor {
 	double started_at;		/* unix time */
 	int draining;			/* SIGTERM/SIGINT/SIGQUIT received */
 	pid_t sampler_pid;		/* the queue sampler child, 0 if none */
+	pid_t console_pid;		/* the web console child, 0 if none */
+	char instance_id[160];		/* host:pid, in digest:instance:{id} */
 };
 
 extern struct supervisor *sup;

@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "activity.h"
+#include "feedback.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,6 +39,8 @@
 /* An address longer than this cannot be right: it is not cut, it is skipped. */
 #define CAP_EMAIL		320
 #define CAP_LOCALE		64	/* a language tag; longer is none */
+_Static_assert(CAP_EMAIL <= FEEDBACK_EMAIL_MAX,
+    "every address can be looked up in the suppression set");
 /*
  * The most of any one value the worker reads from the activity store
  * (rconn_cap_get_reply): a longer one arrives as its first
@@ -426,6 +429,163 @@ activity_members_free(struct member *m, size_t n)
 	free(m);
 }
 
+/*
+ * Append cmd key args[0..n) on c.  0, or -1 (the reason said).
+ */
+static int
+activity_append_argv(struct activity *ar, redisContext *c, const char *what,
+    const char *cmd, const char *key, const char **args, size_t n)
+{
+	const char **argv;
+	size_t i;
+	int rc;
+
+	argv = wcalloc(n + 2, sizeof(*argv));
+	argv[0] = cmd;
+	argv[1] = key;
+	for (i = 0; i < n; i++)
+		argv[i + 2] = args[i];
+	rc = redisAppendCommandArgv(c, (int)(n + 2), argv, NULL);
+	free(argv);
+	if (rc != REDIS_OK) {
+		if (c->err == REDIS_ERR_OOM)
+			worker_oom();
+		activity_error(ar, c, what, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* Write what is appended on c without waiting for the replies.  0 / -1. */
+static int
+activity_send(struct activity *ar, redisContext *c, const char *what)
+{
+	int done = 0;
+
+	do {
+		if (redisBufferWrite(c, &done) == REDIS_ERR) {
+			activity_error(ar, c, what, NULL);
+			return -1;
+		}
+	} while (!done);
+	return 0;
+}
+
+/*
+ * A reply from the queue Redis: through the capped reader when it is the
+ * activity store's connection too, so that the two stay one stream.
+ */
+static redisReply *
+activity_qreply(struct activity *ar, const char *what)
+{
+	void *v = NULL;
+
+	if (ar->q == ar->c)
+		return activity_reply(ar, what);
+	if (redisGetReply(ar->q, &v) != REDIS_OK || v == NULL) {
+		if (ar->q->err == REDIS_ERR_OOM)
+			worker_oom();
+		activity_error(ar, ar->q, what, NULL);
+		return NULL;
+	}
+	return v;
+}
+
+/*
+ * The answer of SMISMEMBER for n members into in[]: 0, or -1 (the
+ * reason said).  A key of the wrong type reads as an empty set, as a bad
+ * key of the activity store does.  Frees r.
+ */
+static int
+activity_set_flags(struct activity *ar, const char *what, redisReply *r,
+    size_t n, unsigned char *in)
+{
+	size_t i;
+	int rc = 0;
+
+	memset(in, 0, n);
+	if (activity_wrongtype(r))
+		log_warnx("%s: not a set, read as empty", what);
+	else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+		activity_error(ar, ar->q, what, r);
+		rc = -1;
+	} else
+		for (i = 0; i < n; i++)
+			in[i] = r->element[i]->type == REDIS_REPLY_INTEGER &&
+			    r->element[i]->integer == 1;
+	freeReplyObject(r);
+	return rc;
+}
+
+/*
+ * Skip the eligible members of the batch whose address, lowercased, is in
+ * digest:suppressed: one SMISMEMBER for the batch.  The addresses are
+ * only known once the user hashes are read, so this is the batch's one
+ * round trip more, and only when someone is eligible.  0 or -1.
+ */
+static int
+activity_suppressed(struct activity *ar, struct member *ms, size_t nm)
+{
+	const char **args;
+	unsigned char *in;
+	char key[512], *low;
+	redisReply *r;
+	size_t i, k, n = 0;
+	int rc = -1;
+
+	for (i = 0; i < nm; i++)
+		if (!ms[i].skipped)
+			n++;
+	if (n == 0)
+		return 0;
+	if (feedback_key_suppressed(key, sizeof(key), ar->cfg) == -1) {
+		snprintf(ar->reason, ar->reasonlen, "key_prefix too long");
+		return -1;
+	}
+	args = wcalloc(n, sizeof(*args));
+	low = wmalloc(n * (FEEDBACK_EMAIL_MAX + 1));
+	in = wcalloc(n, 1);
+	for (i = 0, k = 0; i < nm; i++) {
+		if (ms[i].skipped)
+			continue;
+		/* Fits: a longer address is no address (CAP_EMAIL). */
+		(void)feedback_lower(low + k * (FEEDBACK_EMAIL_MAX + 1),
+		    FEEDBACK_EMAIL_MAX + 1, ms[i].email);
+		args[k] = low + k * (FEEDBACK_EMAIL_MAX + 1);
+		k++;
+	}
+	if (activity_append_argv(ar, ar->q, "SMISMEMBER suppressed",
+	    "SMISMEMBER", key, args, n) == -1 ||
+	    (r = activity_qreply(ar, "SMISMEMBER suppressed")) == NULL ||
+	    activity_set_flags(ar, "SMISMEMBER suppressed", r, n, in) == -1)
+		goto out;
+	for (i = 0, k = 0; i < nm; i++) {
+		if (ms[i].skipped)
+			continue;
+		if (in[k++]) {
+			free(ms[i].email);
+			free(ms[i].name);
+			free(ms[i].locale);
+			ms[i].email = ms[i].name = ms[i].locale = NULL;
+			ms[i].skipped = 1;
+			metric_inc(ar->cells, MC_SKIPPED + SKIP_SUPPRESSED);
+			ar->cp->skipped++;
+		}
+	}
+	rc = 0;
+out:
+	free(args);
+	free(low);
+	free(in);
+	return rc;
+}
+
+/*
+ * One round trip for the batch: the user hashes from the activity store
+ * and, pipelined with them, SMISMEMBER digest:muted:{gid} on the queue
+ * Redis (written before either reply is read, on one connection or on
+ * two).  Then the suppression set, for those who are eligible.
+ */
 int
 activity_users(struct activity *ar, const struct elig_job *ej,
     struct member *ms, size_t nm)
@@ -434,21 +594,63 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	static const char *const fields[] = { "email", "name", "last_seen",
 	    "digest", "locale" };
 	const char *pfx = ar->cfg->redis.key_prefix;
+	redisContext *q;
 	redisReply *r;
-	char key[512];
-	size_t i, k;
+	const char **args;
+	unsigned char *muted;
+	char key[512], (*uids)[24];
+	size_t i, k, im, n = 0;
 	long long len = 0;
-	int failed = 0;
+	int failed = 0, rc = -1;
 
+	if (ar->q == NULL)
+		ar->q = ar->c;
+	q = ar->q;
+	for (i = 0; i < nm; i++)
+		if (!ms[i].skipped)
+			n++;
+	if (n == 0)
+		return 0;
+	if (feedback_key_muted(key, sizeof(key), ar->cfg, ar->job->group_id)
+	    == -1) {
+		snprintf(ar->reason, ar->reasonlen, "key_prefix too long");
+		return -1;
+	}
+	uids = wcalloc(n, sizeof(*uids));
+	args = wcalloc(n, sizeof(*args));
+	muted = wcalloc(n, 1);
+	for (i = 0, k = 0; i < nm; i++) {
+		if (ms[i].skipped)
+			continue;
+		snprintf(uids[k], sizeof(uids[k]), "%lld", (long long)ms[i].uid);
+		args[k] = uids[k];
+		k++;
+	}
+	/* The mutes first: on a shared connection their reply comes first. */
+	if (activity_append_argv(ar, q, "SMISMEMBER muted", "SMISMEMBER", key,
+	    args, n) == -1 ||
+	    (q != ar->c && activity_send(ar, q, "SMISMEMBER muted") == -1))
+		goto out;
 	for (i = 0; i < nm; i++) {
 		if (ms[i].skipped)
 			continue;
 		rkey(key, sizeof(key), pfx, "user:%lld", (long long)ms[i].uid);
 		if (activity_append(ar, "HMGET user",
 		    "HMGET %s email name last_seen digest locale", key) == -1)
-			return -1;
+			goto out;
 	}
-	for (i = 0; i < nm; i++) {
+	/* Both in flight before waiting for either. */
+	if (q != ar->c && activity_send(ar, ar->c, "HMGET user") == -1)
+		goto out;
+	if ((r = activity_qreply(ar, "SMISMEMBER muted")) == NULL) {
+		if (q == ar->c)
+			goto out;
+		/* The activity store's replies are still to be read. */
+		failed = 1;
+	} else if (activity_set_flags(ar, "SMISMEMBER muted", r, n, muted) ==
+	    -1)
+		failed = 1;
+	for (i = 0, im = 0; i < nm; i++) {
 		struct member *m = &ms[i];
 		struct elig_member em;
 		const redisReply *f;
@@ -456,8 +658,9 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 
 		if (m->skipped)
 			continue;
+		em.muted = muted[im++];
 		if ((r = activity_reply(ar, "HMGET user")) == NULL)
-			return -1;
+			goto out;
 		if ((r->type != REDIS_REPLY_ARRAY && !activity_wrongtype(r)) ||
 		    failed) {
 			if (!failed)
@@ -500,7 +703,13 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 		}
 		freeReplyObject(r);
 	}
-	return failed ? -1 : 0;
+	if (!failed)
+		rc = activity_suppressed(ar, ms, nm);
+out:
+	free(uids);
+	free(args);
+	free(muted);
+	return rc;
 }
 
 /*

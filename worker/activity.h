@@ -28,6 +28,8 @@
  */
 struct activity {
 	redisContext *c;		/* the activity store */
+	redisContext *q;		/* the queue Redis, for the mutes and the
+					   suppression set; NULL: c */
 	const struct config *cfg;
 	const struct job *job;
 	/*
@@ -101,8 +103,11 @@ int activity_members(struct activity *ar, struct member **mp, size_t *np,
 
 /*
  * Read the user hashes of the members not skipped, in one pipelined
- * round, and decide who is eligible (ej): an eligible member gets its
- * address and name, the others are skipped.  0, or -1 with ar->reason.
+ * round with the group's mutes (digest:muted:{gid} on ar->q), and decide
+ * who is eligible (ej); then skip those whose address is suppressed
+ * (digest:suppressed), one SMISMEMBER for the batch.  An eligible member
+ * gets its address and name, the others are skipped.  No reply may be
+ * pending on ar->q.  0, or -1 with ar->reason.
  */
 int activity_users(struct activity *ar, const struct elig_job *ej,
     struct member *, size_t n);

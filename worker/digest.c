@@ -31,6 +31,7 @@
 #include "checkpoint.h"
 #include "digest.h"
 #include "eligibility.h"
+#include "feedback.h"
 #include "log.h"
 #include "metrics.h"
 #include "render.h"
@@ -327,12 +328,73 @@ digest_advance(struct run *rn)
 	rn->front = f;
 	if (!moved)
 		return;
-	/* Not past a recipient whose wait Redis does not know yet. */
-	if (rn->cp->nunsaved == 0)
+	/*
+	 * Not past a recipient whose wait, or whose reject, Redis does not
+	 * know yet.
+	 */
+	if (rn->cp->nunsaved == 0 && rn->cp->nrejects == 0)
 		sb_cursor_set(rn->ctx->slot, &rn->cp->cursor);
 	if (checkpoint_progress(rn->ctx->queue, rn->ctx->cfg, rn->job, rn->cp)
 	    == -1)
 		digest_cp_failed(rn);
+}
+
+/*
+ * Record m as given up in digest:rejected, with the reply that ended it
+ * (and, for a 5xx saying the mailbox does not exist, its address in
+ * digest:suppressed), and read the answer back before the frontier may
+ * pass m: a cursor saved past a reject whose record Redis does not hold
+ * would lose the record.  When Redis does not take it, the record is
+ * kept for the next save, which writes it before the cursor, and the
+ * slot's cursor (which the supervisor saves alone if this worker dies)
+ * stays behind until then, as for a deferral.  0, or -1 when it could be
+ * neither written nor kept: m is then not done, and is tried again (the
+ * server refuses it again, and the record is written then).
+ */
+/* Keep m's reject for the next checkpoint save; 0, or -1 if no room. */
+static int
+digest_reject_later(struct run *rn, const struct member *m,
+    const char *reply, int permanent)
+{
+	struct checkpoint *cp = rn->cp;
+	struct cp_reject *cr;
+
+	if (cp->nrejects == CP_REJECTS_MAX)
+		return -1;
+	cr = &cp->rejects[cp->nrejects];
+	if (strlcpy(cr->email, m->email, sizeof(cr->email)) >=
+	    sizeof(cr->email))
+		return -1;
+	/* A reply is one line of the server's: cut, it is still its reply. */
+	(void)strlcpy(cr->reply, reply != NULL ? reply : "",
+	    sizeof(cr->reply));
+	cr->uid = m->uid;
+	cr->permanent = permanent;
+	cp->nrejects++;
+	return 0;
+}
+
+static int
+digest_give_up(struct run *rn, const struct member *m, const char *reply,
+    int permanent)
+{
+	struct feedback_reject fr;
+	int n;
+
+	fr.uid = m->uid;
+	fr.email = m->email;
+	fr.gid = rn->job->group_id;
+	fr.job_id = rn->job->job_id;
+	fr.reply = reply;
+	fr.permanent = permanent;
+	if ((n = feedback_reject(rn->ctx->queue, rn->ctx->cfg, &fr)) != -1) {
+		/* Read back in order with the checkpoint's own writes. */
+		rn->cp->pending += n;
+		if (checkpoint_sync(rn->ctx->queue, rn->cp) == 0)
+			return 0;
+	}
+	digest_cp_failed(rn);
+	return digest_reject_later(rn, m, reply, permanent);
 }
 
 static struct member *
@@ -379,6 +441,13 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
 		log_info("rejected uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
+		if (digest_give_up(rn, m, detail, 1) == -1) {
+			/* Still parked, or held like a message without an
+			   outcome: tried again. */
+			if (!rn->parked_pass)
+				m->state = M_UNCONFIRMED;
+			break;
+		}
 		digest_unpark(rn, m->uid);
 		break;
 	case TP_DEFERRED:
@@ -397,6 +466,11 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 			    detail ? detail : "");
 			metric_inc(rn->cells, MC_EMAIL(rn->tp_type,
 			    EMAIL_REJECTED));
+			if (digest_give_up(rn, m, detail, 0) == -1) {
+				if (!rn->parked_pass)
+					m->state = M_UNCONFIRMED;
+				break;
+			}
 			digest_unpark(rn, m->uid);
 			break;
 		}
@@ -655,6 +729,12 @@ digest_walk(struct run *rn, int *done)
 			return bo;
 		if (digest_save(rn) == -1)
 			return B_RETRY;
+		/* A pause or a cancel takes effect here, the batch saved. */
+		if (!last && rn->ctx->batch_end != NULL &&
+		    rn->ctx->batch_end(rn->ctx->tick_arg)) {
+			rn->walk_open = 0;
+			return B_STOPPED;
+		}
 	}
 	*done = 1;
 	return B_OK;
@@ -729,6 +809,7 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 	rn.last_tick_ns = now_mono_ns();
 	reason[0] = '\0';
 	rn.ar.c = ctx->data;
+	rn.ar.q = ctx->queue;
 	rn.ar.cfg = cfg;
 	rn.ar.job = job;
 	rn.ar.cp = cp;

@@ -33,6 +33,13 @@ struct digest_ctx {
 	 * queue connection is gone).
 	 */
 	int (*tick)(void *arg);
+	/*
+	 * Called between two batches of the walk, once the checkpoint is
+	 * saved and the queue connection has nothing pending (tick_arg too):
+	 * returns 1 to stop the job there (DIGEST_STOPPED), as an operator's
+	 * pause or cancel asks.  May be NULL.
+	 */
+	int (*batch_end)(void *arg);
 	void *tick_arg;
 	void *priv;			/* digest.c's own per-worker state */
 };
@@ -40,7 +47,8 @@ struct digest_ctx {
 enum digest_result {
 	DIGEST_DONE,		/* every member done: ack */
 	DIGEST_RETRY,		/* transient failure: give back, retry later */
-	DIGEST_STOPPED,		/* told to drain: checkpointed, give back */
+	DIGEST_STOPPED,		/* told to drain, or stopped by batch_end:
+				   checkpointed, give back */
 	DIGEST_WAIT,		/* only deferred recipients are left: the job
 				   waits in its queue's delayed set until
 				   cp->due_ms, holding no worker */

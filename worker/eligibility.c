@@ -36,7 +36,7 @@ eligibility_check(const struct elig_job *j, const struct elig_member *m,
 		*why = SKIP_NO_EMAIL;
 		return 0;
 	}
-	if (!eligibility_wants(m->digest, j->period)) {
+	if (!eligibility_wants(m->digest, j->period) || m->muted) {
 		*why = SKIP_OPTED_OUT;
 		return 0;
 	}

@@ -3,7 +3,10 @@
  * and the job, so that the rules can be tested without Redis.
  *
  * The rules are checked in the SPEC's order and the first that fails is
- * the reason counted: no_email, opted_out, inactive, nothing_new.
+ * the reason counted: no_email, opted_out (the preference, or a mute of
+ * the group), inactive, nothing_new.  An address on the suppression list
+ * is skipped after these (activity.c), once the batch's addresses are
+ * known.
  */
 #ifndef DIGESTD_ELIGIBILITY_H
 #define DIGESTD_ELIGIBILITY_H
@@ -24,12 +27,16 @@ struct elig_job {
 	int64_t sole_author;		/* author of every post, or -1 */
 };
 
-/* A member's fields from HMGET user:{uid}; NULL where missing. */
+/*
+ * A member's fields from HMGET user:{uid}, NULL where missing, and
+ * whether the member muted the job's group (counted opted_out).
+ */
 struct elig_member {
 	int64_t uid;
 	const char *email;
 	const char *digest;
 	const char *last_seen;
+	int muted;
 };
 
 /*

@@ -438,7 +438,16 @@ smtp_set_outcome(struct smsg *s, int outcome, const smtp_status_t *st)
 	if (s->outcome != OUT_NONE || outcome == OUT_NONE)
 		return;
 	s->outcome = outcome;
-	if (st != NULL)
+	/*
+	 * libESMTP takes the enhanced status out of the text when the
+	 * server offers ENHANCEDSTATUSCODES: put it back, since it says
+	 * whether the mailbox exists (5.1.1) or the message was refused.
+	 */
+	if (st != NULL && st->enh_class != 0)
+		snprintf(s->detail, sizeof(s->detail), "%d %d.%d.%d %s",
+		    st->code, st->enh_class, st->enh_subject, st->enh_detail,
+		    st->text ? st->text : "");
+	else if (st != NULL)
 		snprintf(s->detail, sizeof(s->detail), "%d %s", st->code,
 		    st->text ? st->text : "");
 	/* A reply text ends with CRLF; the logs want one line. */

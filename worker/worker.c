@@ -13,6 +13,13 @@
  * and a running job calls back at least once a second.  Exit status tells
  * the supervisor why it left: 0 when told or after max_jobs,
  * EXIT_WORKER_OOM when an allocation failed under memory_limit.
+ *
+ * An operator's pause or cancel (queue.h: queue_control_poll) is looked
+ * at before each fetch, before a job starts and between the batches of a
+ * job: a paused worker takes no job and holds no consumer (so that the
+ * broker keeps no message for it), a job in hand is checkpointed and
+ * given back without an attempt counted, and a job of a cancelled run
+ * stops where it is, its checkpoint saying cancelled.
  */
 #include <errno.h>
 #include <signal.h>
@@ -53,6 +60,15 @@
 #define REFUSED_BACKOFF_MAX_MS 300000
 #define KEEPALIVE_EVERY_NS 1000000000LL
 #define PROMOTE_EVERY_NS 1000000000LL
+/* How often a paused worker looks again: well inside the 2 s promised. */
+#define PAUSE_POLL_MS 500
+
+/* Why a job stopped between two batches (worker_batch_end). */
+enum worker_stop {
+	WORKER_STOP_NONE,
+	WORKER_STOP_PAUSED,	/* its queue was paused: give it back */
+	WORKER_STOP_CANCELLED,	/* its run was cancelled: finish it so */
+};
 
 struct worker {
 	const struct config *cfg;
@@ -99,6 +115,8 @@ struct worker {
 	/* Its progress, which Redis may not have taken either. */
 	struct checkpoint giveback_cp;
 	int giveback_has_cp;
+	enum worker_stop stop;	/* the job in hand, between batches */
+	int paused;		/* the queue was paused at the last look */
 };
 
 static volatile sig_atomic_t got_term;
@@ -601,6 +619,77 @@ worker_transport_failures(struct worker *w, uint64_t errors_before,
 		w->refusals = 0;
 }
 
+/*
+ * Look at the operator's controls for our queue and, with j, its run:
+ * sets *paused and *cancelled.  A failed look counts as neither (the
+ * queue Redis away stops the job by itself) and is counted.
+ */
+static void
+worker_controls(struct worker *w, const struct job *j, int *paused,
+    int *cancelled)
+{
+	if (queue_control_poll(w->queue, w->cfg, w->qc.queue, j, paused,
+	    cancelled) == -1) {
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+		*paused = *cancelled = 0;
+	}
+}
+
+/*
+ * Before a fetch: 1 while our queue is paused.  A worker that pauses
+ * lets its consumer go, so that a broker's prefetch holds nothing for it,
+ * and opens it again once resumed.
+ */
+static int
+worker_paused(struct worker *w)
+{
+	int paused, cancelled;
+
+	worker_controls(w, NULL, &paused, &cancelled);
+	if (paused && !w->paused) {
+		log_info("queue %s paused: taking no job", w->qc.queue);
+		if (w->qc_open) {
+			w->qc.qb->close(&w->qc);
+			w->qc_open = 0;
+		}
+	} else if (!paused && w->paused)
+		log_info("queue %s resumed", w->qc.queue);
+	w->paused = paused;
+	if (!paused && !w->qc_open)
+		worker_connect(w);
+	return paused;
+}
+
+/* digest_run's batch_end: stop the job in hand if paused or cancelled. */
+static int
+worker_batch_end(void *arg)
+{
+	struct worker *w = arg;
+	int paused, cancelled;
+
+	if (w->cur == NULL)
+		return 0;
+	worker_controls(w, &w->cur->job, &paused, &cancelled);
+	if (cancelled)
+		w->stop = WORKER_STOP_CANCELLED;
+	else if (paused)
+		w->stop = WORKER_STOP_PAUSED;
+	return w->stop != WORKER_STOP_NONE;
+}
+
+/* The job's run was cancelled: it ends here, acknowledged, never resent. */
+static void
+worker_cancelled(struct worker *w, struct queue_msg *m)
+{
+	log_info("job %s: its run was cancelled; acknowledged",
+	    m->job.job_id);
+	if (checkpoint_finish(w->queue, w->cfg, &m->job, "cancelled",
+	    "cancelled by an operator") == -1)
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	if (w->qc.qb->ack(&w->qc, m) == -1)
+		worker_queue_error(w);
+}
+
 /* Run one delivered job, from decoding to ack, give-back or dead letter. */
 static void
 worker_run(struct worker *w, struct queue_msg *m)
@@ -612,13 +701,26 @@ worker_run(struct worker *w, struct queue_msg *m)
 	struct cursor orphan;
 	uint64_t terr0;
 	double wait;
-	int rc;
+	int rc, paused, cancelled;
 
 	if (!m->decoded) {
 		worker_dead_letter(w, m, m->err, 1);
 		return;
 	}
 	log_set_job(m->job.job_id);
+	w->stop = WORKER_STOP_NONE;
+	/* Paused or cancelled while we waited for it: no attempt counted. */
+	worker_controls(w, &m->job, &paused, &cancelled);
+	if (cancelled) {
+		worker_cancelled(w, m);
+		goto out;
+	}
+	if (paused) {
+		log_info("job %s given back: its queue is paused",
+		    m->job.job_id);
+		worker_give_back(w, m, "paused");
+		goto out;
+	}
 	rc = checkpoint_start(w->queue, w->cfg, &m->job, &cp);
 	if (rc == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
@@ -782,12 +884,19 @@ worker_run(struct worker *w, struct queue_msg *m)
 		metric_inc(w->slot->cells, MC_JOBS + JOB_RETRIED);
 		break;
 	case DIGEST_STOPPED:
-		log_info("job checkpointed at %lld and given back",
-		    cp.cursor.set ? (long long)cp.cursor.uid : -1LL);
-		/* A drain is ours, not the job's fault: no attempt used. */
+		if (w->stop == WORKER_STOP_CANCELLED) {
+			worker_cancelled(w, m);
+			break;
+		}
+		log_info("job checkpointed at %lld and given back%s",
+		    cp.cursor.set ? (long long)cp.cursor.uid : -1LL,
+		    w->stop == WORKER_STOP_PAUSED ? ": its queue is paused" :
+		    "");
+		/* A drain or a pause is ours, not the job's: no attempt used. */
 		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
 			metric_inc(w->slot->cells, MC_REDIS_ERRORS);
-		worker_give_back(w, m, "drain");
+		worker_give_back(w, m, w->stop == WORKER_STOP_PAUSED ?
+		    "paused" : "drain");
 		break;
 	}
 out:
@@ -850,6 +959,7 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 	w.dctx.cfg = cfg;
 	w.dctx.slot = w.slot;
 	w.dctx.tick = worker_tick;
+	w.dctx.batch_end = worker_batch_end;
 	w.dctx.tick_arg = &w;
 	w.dctx.tp_ops = transport_ops_for(cfg);
 	if (w.dctx.tp_ops == NULL) {
@@ -870,6 +980,10 @@ worker_main(const struct config *cfg, struct scoreboard *sb, int slot,
 			worker_exit(&w, 0);
 		}
 		worker_promote(&w);
+		if (worker_paused(&w)) {
+			worker_sleep(&w, PAUSE_POLL_MS);
+			continue;
+		}
 		memset(&m, 0, sizeof(m));
 		rc = w.qc.qb->fetch(&w.qc, &m, FETCH_TIMEOUT_MS, err,
 		    sizeof(err));

@@ -61,6 +61,7 @@ def expected_series(pools, queues):
         add("digest_queue_pending", queue=q)
         add("digest_queue_oldest_enqueued_timestamp_seconds", queue=q)
         add("digest_queue_delayed", queue=q)
+        add("digest_queue_paused", queue=q)
     add("digest_dead_letters")
     for period in ("daily", "weekly"):
         add("digest_schedule_last_success_timestamp_seconds", period=period)

@@ -17,7 +17,7 @@ def test_stats_empty_shape(tmp_path, rsrv):
     assert set(s) == {"queues", "dead_letters", "schedule"}
     assert set(s["queues"]) == {"priority", "standard", "bulk"}
     for q in s["queues"].values():
-        assert q == {"depth": 0, "pending": 0, "oldest_enqueued_at": 0}
+        assert q == {"depth": 0, "pending": 0, "oldest_enqueued_at": 0, "paused": None}
     assert s["dead_letters"] == 0
     assert s["schedule"] == {"daily": None, "weekly": None}
     # stats only reads: it creates no stream.

@@ -15,6 +15,14 @@
  * then routed; the Accept header is negotiated; /status access is decided.
  * Each answer is checked against a second, naive reading of the same
  * bytes.  A disagreement aborts, so libFuzzer keeps it.
+ *
+ * An input starting with 'C' is a request to the web console
+ * (supervisor/console_parse.c): a line "METHOD PATH", an Authorization
+ * line, a Cookie line, then a form body.  The route must be one of the
+ * known ones, a session read from the cookie must be one the cookie
+ * holds, its CSRF token must check and a changed one must not, every form
+ * field read must survive a round trip through console_url, and nothing
+ * console_html writes may hold markup or control characters.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -29,8 +37,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "console_parse.h"
 #include "http_conn.h"
 #include "http_parse.h"
 
@@ -385,11 +395,119 @@ fuzz_book(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* The next line of *p (up to end) as a C string; *p moves past it. */
+static char *
+next_line(const uint8_t **p, const uint8_t *end)
+{
+	const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
+	size_t n = nl != NULL ? (size_t)(nl - *p) : (size_t)(end - *p);
+	char *s = dup_n(*p, n);
+
+	*p = nl != NULL ? nl + 1 : end;
+	return s;
+}
+
+static void
+check_html(const char *s)
+{
+	struct evbuffer *b = evbuffer_new();
+	const unsigned char *o;
+	size_t i, n;
+
+	if (b == NULL)
+		abort();
+	console_html(b, s);
+	n = evbuffer_get_length(b);
+	o = evbuffer_pullup(b, -1);
+	for (i = 0; i < n; i++)
+		if (o[i] == '<' || o[i] == '>' || o[i] == '"' ||
+		    o[i] == '\'' || o[i] < 0x20 || o[i] == 0x7f)
+			abort();
+	evbuffer_free(b);
+}
+
+static void
+fuzz_console(const uint8_t *data, size_t size)
+{
+	static const char *const fields[] = { "csrf", "queue", "id", "reason" };
+	static const uint8_t key[CONSOLE_KEY_LEN] = { 7 };
+	const uint8_t *p = data, *end = data + size;
+	char *line, *method, *path, *auth, *cookie, *body, *enc;
+	char sid[CONSOLE_SESSION_LEN + 1], tok[CONSOLE_TOKEN_LEN + 1];
+	char out[256], again[256];
+	struct evbuffer *b;
+	enum console_route r;
+	const char *allow;
+	size_t i, blen;
+	int ok;
+
+	line = next_line(&p, end);
+	method = line;
+	path = strchr(line, ' ');
+	if (path != NULL)
+		*path++ = '\0';
+	r = console_route(method, path, &allow);
+	if (r < CONSOLE_ROUTE_HOME || r > CONSOLE_ROUTE_BAD_METHOD)
+		abort();
+	if ((r == CONSOLE_ROUTE_BAD_METHOD) != (allow != NULL))
+		abort();
+	if (path != NULL)
+		check_html(path);
+
+	auth = next_line(&p, end);
+	ok = console_auth_check(auth, "secret");
+	if (ok != 0 && (ok != 1 || strncasecmp(auth, "basic", 5) != 0))
+		abort();
+	if (console_auth_check(auth, "") != 0)
+		abort();
+
+	cookie = next_line(&p, end);
+	if (console_session_get(cookie, sid) == 0) {
+		if (strlen(sid) != CONSOLE_SESSION_LEN || strstr(cookie, sid) ==
+		    NULL)
+			abort();
+		console_csrf_token(key, sid, 1764374400, tok);
+		if (!console_csrf_check(key, sid, tok, 1764374400 + 3600))
+			abort();
+		tok[0] = tok[0] == '0' ? '1' : '0';
+		if (console_csrf_check(key, sid, tok, 1764374400))
+			abort();
+	}
+	if (console_csrf_check(key, "0123456789abcdef0123456789abcdef",
+	    cookie, 1764374400) && strlen(cookie) != CONSOLE_TOKEN_LEN)
+		abort();
+
+	blen = (size_t)(end - p);
+	body = dup_n(p, blen);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (console_form_get((const char *)p, blen, fields[i], out,
+		    sizeof(out)) == -1)
+			continue;
+		check_html(out);
+		if ((b = evbuffer_new()) == NULL)
+			abort();
+		evbuffer_add_printf(b, "%s=", fields[i]);
+		console_url(b, out);
+		evbuffer_add(b, "", 1);
+		enc = (char *)evbuffer_pullup(b, -1);
+		if (console_form_get(enc, strlen(enc), fields[i], again,
+		    sizeof(again)) == -1 || strcmp(out, again) != 0)
+			abort();
+		evbuffer_free(b);
+	}
+	free(body);
+	free(cookie);
+	free(auth);
+	free(line);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > 0 && data[0] == 'B')
 		fuzz_book(data + 1, size - 1);
+	else if (size > 0 && data[0] == 'C')
+		fuzz_console(data + 1, size - 1);
 	else
 		fuzz_request(data, size);
 	return 0;

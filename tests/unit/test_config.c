@@ -1243,7 +1243,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's counted once. */
-	assert_int_equal(keys, 68);
+	assert_int_equal(keys, 71);
 	free(ex);
 }
 

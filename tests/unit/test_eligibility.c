@@ -36,7 +36,7 @@ static struct elig_member
 member(int64_t uid, const char *email, const char *digest,
     const char *last_seen)
 {
-	struct elig_member m = { uid, email, digest, last_seen };
+	struct elig_member m = { uid, email, digest, last_seen, 0 };
 	return m;
 }
 
@@ -103,6 +103,26 @@ test_preferences(void **state)
 	assert_int_equal(check(&w, &m), SKIP(SKIP_OPTED_OUT));
 	assert_true(eligibility_wants(NULL, "daily"));
 	assert_false(eligibility_wants(NULL, "weekly"));
+}
+
+/* A mute of the group is opted_out, after no_email, before the rest. */
+static void
+test_muted(void **state)
+{
+	struct elig_job d = job("daily", 100);
+	struct elig_member m = member(7, "a@example.com", NULL, NULL);
+
+	(void)state;
+	assert_int_equal(check(&d, &m), SKIP(SKIP_INACTIVE));
+	m.muted = 1;
+	assert_int_equal(check(&d, &m), SKIP(SKIP_OPTED_OUT));
+	m.last_seen = "1764374400";
+	assert_int_equal(check(&d, &m), SKIP(SKIP_OPTED_OUT));
+	m.muted = 0;
+	assert_int_equal(check(&d, &m), 1);
+	m.muted = 1;
+	m.email = NULL;
+	assert_int_equal(check(&d, &m), SKIP(SKIP_NO_EMAIL));
 }
 
 static void
@@ -211,6 +231,7 @@ main(void)
 		cmocka_unit_test(test_eligible),
 		cmocka_unit_test(test_no_email),
 		cmocka_unit_test(test_preferences),
+		cmocka_unit_test(test_muted),
 		cmocka_unit_test(test_inactive_only_in_large_groups),
 		cmocka_unit_test(test_nothing_new),
 		cmocka_unit_test(test_posts_needed),

@@ -276,7 +276,7 @@ expected_series(int npools, int nqueues)
 	n += npools * EXPO_NSTATES;	/* workers */
 	n += npools * RESTART_N;	/* restarts */
 	n += npools;			/* memory */
-	n += 4 * nqueues;		/* depth, pending, oldest, delayed */
+	n += 5 * nqueues;		/* depth, pending, oldest, delayed, paused */
 	n += 1 + 2 + 1;			/* dead letters, schedule, sampled */
 	n += 2 + 1;			/* reloads, last reload */
 	n += 6;				/* process_* */
