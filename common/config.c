@@ -1364,17 +1364,28 @@ config_print_help(FILE *fp, const char *help)
 	}
 }
 
+/* A key commented out with its default; pool, for a key of [pool.NAME]. */
 static void
-config_print_key(FILE *fp, const struct config_key *k)
+config_print_key(FILE *fp, const struct config_key *k, const char *pool)
 {
+	const char *def = (k->flags & CF_POOLNAME) ? pool : k->def;
+
 	config_print_help(fp, k->help);
-	fprintf(fp, ";%s =%s%s\n", k->key, k->def[0] ? " " : "", k->def);
+	fprintf(fp, ";%s =%s%s\n", k->key, def[0] ? " " : "", def);
 }
+
+/*
+ * The pools of the example: real sections, so that the example runs once
+ * its secret is set; they consume the two queues the scheduler fills.
+ */
+static const char *const config_example_pools[] = {
+	CONFIG_QUEUE_PRIORITY, CONFIG_QUEUE_STANDARD
+};
 
 void
 config_print_example(FILE *fp)
 {
-	size_t s, i;
+	size_t s, i, n;
 
 	fprintf(fp,
 	    "# digestd configuration: every key, commented out, with its "
@@ -1388,24 +1399,173 @@ config_print_example(FILE *fp)
 	    "K, M, G\n"
 	    "# or are bytes.  Relative paths are relative to this file's "
 	    "directory.\n"
-	    "# Only digest.unsubscribe_secret and one [pool.NAME] are "
-	    "required.\n");
+	    "# Every section header is real: uncomment a key where it "
+	    "stands.  Only\n"
+	    "# digest.unsubscribe_secret (or unsubscribe_secret_file) must "
+	    "be set, and\n"
+	    "# one [pool.NAME] must be present (the two below consume the "
+	    "queues the\n"
+	    "# scheduler fills).\n");
 	for (s = 0; s < NSECTIONS; s++) {
 		const char *name = config_sections[s].name;
-		int optional = strcmp(name, "queue_redis") == 0 ||
-		    strcmp(name, "pool") == 0;
 
 		fprintf(fp, "\n");
 		config_print_help(fp, config_sections[s].help);
 		if (strcmp(name, "pool") == 0) {
-			fprintf(fp, ";[pool.NAME]\n");
-			for (i = 0; i < NPOOLKEYS; i++)
-				config_print_key(fp, &pool_keys[i]);
+			for (n = 0; n < sizeof(config_example_pools) /
+			    sizeof(config_example_pools[0]); n++) {
+				fprintf(fp, "%s[pool.%s]\n", n > 0 ? "\n" : "",
+				    config_example_pools[n]);
+				for (i = 0; i < NPOOLKEYS; i++)
+					config_print_key(fp, &pool_keys[i],
+					    config_example_pools[n]);
+			}
 			continue;
 		}
-		fprintf(fp, "%s[%s]\n", optional ? ";" : "", name);
+		fprintf(fp, "[%s]\n", name);
 		for (i = 0; i < NKEYS; i++)
 			if (strcmp(config_keys[i].section, name) == 0)
-				config_print_key(fp, &config_keys[i]);
+				config_print_key(fp, &config_keys[i], NULL);
 	}
+}
+
+/*
+ * An AMQP URL with the password of its user part masked: everything from
+ * the first ':' after "://" to the last '@' of the URL, so that a password
+ * holding '/' or '@' is masked whole (a vhost with a bare '@' loses a bit
+ * of itself too, which errs on the safe side).
+ */
+static void
+config_mask_url(const char *url, char *buf, size_t len)
+{
+	const char *auth, *at, *colon;
+
+	if ((auth = strstr(url, "://")) == NULL) {
+		snprintf(buf, len, "%s", CONFIG_MASK);
+		return;
+	}
+	auth += 3;
+	if ((at = strrchr(auth, '@')) == NULL) {
+		snprintf(buf, len, "%s", url);
+		return;
+	}
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	if (colon == NULL)
+		colon = at;
+	snprintf(buf, len, "%.*s:%s%s", (int)(colon - url), url, CONFIG_MASK,
+	    at);
+}
+
+/* The value of key k at base, as the file would spell it; secrets masked. */
+static const char *
+config_fmt_value(const struct config_key *k, const void *base, char *buf,
+    size_t len)
+{
+	const void *v = (const char *)base + k->offset;
+	char *dot;
+	int t;
+
+	switch (k->type) {
+	case CT_SECRET:
+		snprintf(buf, len, "%s", *(const char *)v != '\0' ?
+		    CONFIG_MASK : "");
+		break;
+	case CT_AMQP_URL:
+		config_mask_url(v, buf, len);
+		break;
+	case CT_STRING:
+	case CT_NAME:
+	case CT_PATH:
+	case CT_FROM:
+	case CT_ADDR:
+	case CT_HTTP_URL:
+	case CT_LISTEN:
+		snprintf(buf, len, "%s", (const char *)v);
+		break;
+	case CT_INT:
+		snprintf(buf, len, "%d", *(const int *)v);
+		break;
+	case CT_INT64:
+		snprintf(buf, len, "%lld", (long long)*(const int64_t *)v);
+		break;
+	case CT_DURATION:
+		config_fmt_duration(*(const int64_t *)v, buf, len);
+		break;
+	case CT_SIZE:
+		config_fmt_size(*(const uint64_t *)v, buf, len);
+		break;
+	case CT_DOUBLE:
+		/* As the parser takes it: digits and at most one dot. */
+		snprintf(buf, len, "%.6f", *(const double *)v);
+		if ((dot = strchr(buf, '.')) != NULL) {
+			for (t = (int)strlen(buf) - 1; buf[t] == '0'; t--)
+				buf[t] = '\0';
+			if (buf[t] == '.')
+				buf[t] = '\0';
+		}
+		break;
+	case CT_ENUM:
+		snprintf(buf, len, "%s", k->choices[*(const int *)v]);
+		break;
+	case CT_TIME:
+		t = *(const int *)v;
+		snprintf(buf, len, "%02d:%02d", t / 3600, t % 3600 / 60);
+		break;
+	}
+	return buf;
+}
+
+static void
+config_print_value(FILE *fp, const struct config_key *k, const void *base)
+{
+	char buf[CONFIG_URL_MAX + 16];
+
+	config_fmt_value(k, base, buf, sizeof(buf));
+	/* A key that may not be empty and is not set reads as unset. */
+	fprintf(fp, "%s%s =%s%s\n", buf[0] == '\0' && (k->flags & CF_NONEMPTY) ?
+	    ";" : "", k->key, buf[0] != '\0' ? " " : "", buf);
+}
+
+void
+config_print_effective(FILE *fp, const struct config *cfg)
+{
+	size_t s, i;
+	int n;
+
+	fprintf(fp, "# digestd: the effective configuration of %s, defaults "
+	    "and derived\n# values included, every path absolute and every "
+	    "secret masked.\n", cfg->path);
+	for (s = 0; s < NSECTIONS; s++) {
+		const char *name = config_sections[s].name;
+
+		if (strcmp(name, "pool") == 0) {
+			for (n = 0; n < cfg->npools; n++) {
+				fprintf(fp, "\n[pool.%s]\n", cfg->pools[n].name);
+				for (i = 0; i < NPOOLKEYS; i++)
+					config_print_value(fp, &pool_keys[i],
+					    &cfg->pools[n]);
+			}
+			continue;
+		}
+		fprintf(fp, "\n");
+		if (strcmp(name, "queue_redis") == 0 && !cfg->has_queue_redis) {
+			fprintf(fp, "# [queue_redis] is not in use: [redis] "
+			    "serves the queues too.\n");
+			continue;
+		}
+		fprintf(fp, "[%s]\n", name);
+		for (i = 0; i < NKEYS; i++)
+			if (strcmp(config_keys[i].section, name) == 0)
+				config_print_value(fp, &config_keys[i], cfg);
+	}
+}
+
+const char *
+config_default_path(void)
+{
+	const char *env = getenv("DIGESTD_CONFIG");
+
+	if (env != NULL && *env != '\0')
+		return env;
+	return CONFIG_DEFAULT_PATH;
 }

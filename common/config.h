@@ -149,6 +149,10 @@ struct config {
 	} amqp_out;
 };
 
+/* The queues `digestctl schedule` fills, by engagement score. */
+#define CONFIG_QUEUE_PRIORITY "priority"
+#define CONFIG_QUEUE_STANDARD "standard"
+
 /* The shortest unsubscribe_secret: with a shorter key tokens are forgeable. */
 #define CONFIG_SECRET_MIN 32
 
@@ -180,7 +184,29 @@ int config_parse_size(const char *s, uint64_t *bytes);
  */
 const char *config_warning(const struct config *, int i);
 
-/* Print every key with its default and help, as an example file. */
+/*
+ * Print every key with its default and help, as an example file: every
+ * section header real, every key commented out.
+ */
 void config_print_example(FILE *fp);
+
+/* What a masked secret reads as in config_print_effective(). */
+#define CONFIG_MASK "********"
+
+/*
+ * Print cfg as a configuration file, every key of the table with the value
+ * in effect (defaults, derived values and absolute paths included): the
+ * value of a secret is CONFIG_MASK when set, the password of amqp.url too;
+ * a *_file key shows its path, never what the file holds.
+ */
+void config_print_effective(FILE *fp, const struct config *cfg);
+
+/* The file the build was configured with, unless the Makefile says. */
+#ifndef CONFIG_DEFAULT_PATH
+#define CONFIG_DEFAULT_PATH "/etc/digestd/digestd.conf"
+#endif
+
+/* The file to read without -c: $DIGESTD_CONFIG, else CONFIG_DEFAULT_PATH. */
+const char *config_default_path(void);
 
 #endif

@@ -31,6 +31,8 @@ sb_create(void)
 		fatal("mmap scoreboard");
 	sb->magic = SB_MAGIC;
 	sb->nslots = SB_MAX_SLOTS;
+	/* Not sampled yet: unknown (the queues' figures too, see sampler.c). */
+	sb->stats.dead_letters = -1;
 	return sb;
 }
 

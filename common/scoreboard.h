@@ -83,10 +83,10 @@ struct sb_pool {
 
 struct sb_queue_stats {
 	char name[SB_NAME_MAX];		/* "" for an unused entry */
-	int64_t depth;			/* entries not yet delivered */
-	int64_t pending;		/* delivered, not acknowledged */
+	int64_t depth;			/* entries not yet delivered; -1 unknown */
+	int64_t pending;		/* delivered, not acknowledged; -1 unknown */
 	double oldest_enqueued;		/* unix time; 0 if empty */
-	int64_t delayed;		/* jobs in its delayed set */
+	int64_t delayed;		/* jobs in its delayed set; -1 unknown */
 	double next_due;		/* the earliest of them; 0 if none */
 	int32_t paused;			/* 1 while digest:paused:{queue} is set */
 	double paused_at;		/* since when; 0 if not paused */
@@ -99,7 +99,7 @@ struct sb_stats {
 	_Atomic uint32_t seq;
 	int32_t nqueues;
 	struct sb_queue_stats queues[SB_MAX_QUEUES];
-	int64_t dead_letters;
+	int64_t dead_letters;		/* -1: never read */
 	double sched_last_success[2];	/* [0] daily, [1] weekly; 0: never */
 	double sampled_at;		/* unix time of the last good sample */
 	int32_t ok;			/* last sample succeeded */

@@ -14,6 +14,10 @@
  * bytes, and nothing needs to be held in memory but the group sizes:
  * group g's members are users (off + k * stride) mod U + 1, k < size,
  * with stride prime to U, which are distinct and cost nothing to keep.
+ *
+ * Seeding overwrites users, groups and posts under their ids, so a store
+ * that already holds groups (a live one, pointed at by mistake) is refused
+ * unless --force says to write anyway.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -493,6 +497,43 @@ seed_sizes(struct seed_group *g, int64_t ngroups, int64_t memberships)
 	}
 }
 
+/*
+ * How many groups the store already holds: the size of groups:active, or
+ * 1 when that index is empty but group:1 (the first id seed writes) is
+ * there.  -1 with why on a Redis error.  Each command names one key, as
+ * everything sent to the activity store does.
+ */
+static int64_t
+seed_existing_groups(redisContext *rc, const char *prefix, char *why,
+    size_t len)
+{
+	redisReply *r;
+	int64_t n = -1;
+
+	/* The reply is ours: freed below with freeReplyObject. */
+	r = redisCommand(rc, "ZCARD %sgroups:active", prefix);
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		n = r->integer;
+	else
+		snprintf(why, len, "ZCARD groups:active: %s", r == NULL ?
+		    rc->errstr : r->type == REDIS_REPLY_ERROR ? r->str :
+		    "unexpected reply");
+	freeReplyObject(r);
+	if (n != 0)
+		return n;
+	r = redisCommand(rc, "EXISTS %sgroup:1", prefix);
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		n = r->integer > 0 ? 1 : 0;
+	else {
+		snprintf(why, len, "EXISTS group:1: %s", r == NULL ?
+		    rc->errstr : r->type == REDIS_REPLY_ERROR ? r->str :
+		    "unexpected reply");
+		n = -1;
+	}
+	freeReplyObject(r);
+	return n;
+}
+
 int
 ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 {
@@ -505,12 +546,17 @@ ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 	int64_t wstart, wend, i, smallest;
 	uint64_t seed = 1, users, tries;
 	double t0;
-	int k;
+	char why[CTL_ERR_MAX];
+	int k, force = 0;
 
 	now = (int64_t)time(NULL);
 	for (k = 0; k < argc; k++) {
 		int64_t *dst = NULL, val;
 
+		if (strcmp(argv[k], "--force") == 0) {
+			force = 1;
+			continue;
+		}
 		if (strcmp(argv[k], "--groups") == 0)
 			dst = &ngroups;
 		else if (strcmp(argv[k], "--members") == 0)
@@ -539,7 +585,8 @@ ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 	}
 	if (ngroups < 1 || memberships < 0 || nposts < 0) {
 		fprintf(stderr, "usage: digestctl -c FILE seed --groups N "
-		    "--members M --posts P [--seed S] [--now UNIX]\n");
+		    "--members M --posts P [--seed S] [--now UNIX] "
+		    "[--force]\n");
 		return 2;
 	}
 	if (ngroups > 10000000) {
@@ -548,6 +595,24 @@ ctl_cmd_seed(struct ctl *c, int argc, char **argv)
 	}
 	period_window(PERIOD_DAILY, c->cfg->schedule.day_start_s, now, &wstart,
 	    &wend);
+
+	if (!force) {
+		int64_t have = seed_existing_groups(c->data, prefix, why,
+		    sizeof(why));
+
+		if (have < 0) {
+			fprintf(stderr, "digestctl seed: %s\n", ctl_vis(why));
+			return 1;
+		}
+		if (have > 0) {
+			fprintf(stderr, "digestctl seed: the store already "
+			    "holds %" PRId64 " group(s) (%sgroups:active); seed "
+			    "would overwrite its users, groups and posts: "
+			    "nothing written (--force to write anyway)\n",
+			    have, ctl_vis(prefix));
+			return 1;
+		}
+	}
 
 	t0 = now_real();
 	g = xcalloc((size_t)ngroups, sizeof(*g));

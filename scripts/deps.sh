@@ -1,13 +1,33 @@
 #!/bin/sh
-# Install every build and test dependency of digestd from Debian, idempotently.
-# Usage: scripts/deps.sh [build|test|all]   (default: all)
+# Install the Debian packages digestd needs for one purpose, idempotently
+# (nothing is installed twice; with everything there, apt is not called),
+# with sudo when not root.
+#
+# Usage: scripts/deps.sh [--list] [build|demo|unit|package|test|bench|all]
+#   build    compile digestd and digestctl
+#   demo     build + redis-server: what `make demo` runs on
+#   unit     build + cmocka: `make unit`
+#   package  build + dpkg-dev, debhelper, lintian: dpkg-buildpackage
+#   test     everything `make check` needs: the above, and the servers and
+#            tools of the functional suite (RabbitMQ, Prometheus, postfix,
+#            clang for fuzzing, Node.js for the HCL parser...)
+#   bench    test + the benchmarks' comparisons and plots
+#   all      (the default) every package of every purpose
+# --list prints the packages of the purpose, one a line, and installs
+# nothing.
 set -eu
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev
 librabbitmq-dev libesmtp-dev libbsd-dev libinih-dev libjansson-dev
-libssl-dev libcmocka-dev libidn2-dev redis-server"
+libssl-dev libidn2-dev"
 
-TEST_PKGS="chromium chromium-driver python3-selenium python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
+DEMO_PKGS="redis-server"
+
+UNIT_PKGS="libcmocka-dev"
+
+PACKAGE_PKGS="dpkg-dev debhelper lintian"
+
+FUNCTIONAL_PKGS="chromium chromium-driver python3-selenium python3 python3-pytest python3-pytest-xdist python3-redis python3-pika
 python3-aiosmtpd python3-prometheus-client prometheus prometheus-alertmanager
 rabbitmq-server procps systemd man-db groff-base clang libclang-rt-14-dev
 nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"
@@ -16,20 +36,39 @@ nutcracker haproxy prometheus-redis-exporter python3-yaml strace postfix"
 # plot (postfix, for its smtp-sink and smtp-source, is a test package).
 BENCH_PKGS="php-fpm gnuplot-nox prometheus-redis-exporter"
 
+list=0
+if [ "${1:-}" = "--list" ]; then
+	list=1
+	shift
+fi
+
 # Node.js runs the HCL2 parser of the deployment tests; a machine that has
 # it from elsewhere keeps its own (Debian's npm conflicts with other builds).
 if ! command -v npm >/dev/null 2>&1; then
-	TEST_PKGS="$TEST_PKGS nodejs npm"
+	FUNCTIONAL_PKGS="$FUNCTIONAL_PKGS nodejs npm"
 fi
 
+TEST_PKGS="$BUILD_PKGS $DEMO_PKGS $UNIT_PKGS $PACKAGE_PKGS $FUNCTIONAL_PKGS"
+
 what=${1:-all}
+node=0
 case "$what" in
 build) pkgs=$BUILD_PKGS ;;
-test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
-bench) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
-all) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
-*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+demo) pkgs="$BUILD_PKGS $DEMO_PKGS" ;;
+unit) pkgs="$BUILD_PKGS $UNIT_PKGS" ;;
+package) pkgs="$BUILD_PKGS $PACKAGE_PKGS" ;;
+test) pkgs=$TEST_PKGS; node=1 ;;
+bench|all) pkgs="$TEST_PKGS $BENCH_PKGS"; node=1 ;;
+*) echo "usage: $0 [--list] [build|demo|unit|package|test|bench|all]" >&2
+   exit 2 ;;
 esac
+
+if [ "$list" = 1 ]; then
+	for p in $pkgs; do
+		echo "$p"
+	done | awk '!seen[$0]++'
+	exit 0
+fi
 
 # @cdktf/hcl2json parses the Nomad job files in the tests; it goes to a
 # node_modules under build/, never into git.
@@ -55,7 +94,7 @@ for p in $pkgs; do
 	fi
 done
 if [ -z "$missing" ]; then
-	[ "$what" = build ] || node_deps
+	[ "$node" = 0 ] || node_deps
 	exit 0
 fi
 
@@ -82,4 +121,4 @@ $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends 
 if [ "$policy_added" = 1 ]; then
 	$SUDO rm -f /usr/sbin/policy-rc.d
 fi
-[ "$what" = build ] || node_deps
+[ "$node" = 0 ] || node_deps

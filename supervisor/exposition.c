@@ -663,26 +663,30 @@ expo_snapshot_take(const struct supervisor *s, struct expo_snapshot *snap)
 	known = sampler_stats(s, &st) >= 0;
 	for (i = 0; s->cfg != NULL && i < s->cfg->npools; i++) {
 		eq = expo_queue_get(snap, s->cfg->pools[i].queue);
-		if (!known && eq != NULL)
+		if (eq != NULL)
 			eq->depth = eq->pending = eq->oldest_enqueued =
 			    eq->delayed = eq->paused = NAN;
 	}
-	for (i = 0; i < st.nqueues && i < SB_MAX_QUEUES; i++) {
+	/* A figure the sampler never read (-1) stays unknown. */
+	for (i = 0; known && i < st.nqueues && i < SB_MAX_QUEUES; i++) {
 		memcpy(name, st.queues[i].name, sizeof(name));
 		name[sizeof(name) - 1] = '\0';
 		if (name[0] == '\0' || (eq = expo_queue_get(snap, name)) == NULL)
 			continue;
-		eq->depth = st.queues[i].depth;
+		eq->depth = st.queues[i].depth < 0 ? NAN : st.queues[i].depth;
 		/* AMQP 0-9-1 cannot tell unacknowledged counts: unknown. */
 		eq->pending = st.queues[i].pending < 0 ? NAN :
 		    st.queues[i].pending;
-		eq->oldest_enqueued = st.queues[i].oldest_enqueued;
-		eq->delayed = st.queues[i].delayed;
+		eq->oldest_enqueued = st.queues[i].depth < 0 ? NAN :
+		    st.queues[i].oldest_enqueued;
+		eq->delayed = st.queues[i].delayed < 0 ? NAN :
+		    st.queues[i].delayed;
 		eq->next_due = st.queues[i].next_due;
 		eq->paused = st.queues[i].paused;
 		eq->paused_at = st.queues[i].paused_at;
 	}
-	snap->dead_letters = known ? st.dead_letters : NAN;
+	snap->dead_letters = known && st.dead_letters >= 0 ?
+	    st.dead_letters : NAN;
 	snap->sched_last_success[0] = known ? st.sched_last_success[0] : NAN;
 	snap->sched_last_success[1] = known ? st.sched_last_success[1] : NAN;
 	snap->sampled_at = st.sampled_at;

@@ -90,6 +90,23 @@ http_status(struct evhttp_request *req, const char *query)
 	evbuffer_free(b);
 }
 
+/*
+ * 200 "ready", or 503 "not ready" followed by why, a line per reason, so
+ * that an operator (or a load balancer's log) sees which pool is short.
+ */
+static void
+http_readyz(struct evhttp_request *req)
+{
+	char why[1024], text[1100];
+
+	if (supervisor_readiness(sup, why, sizeof(why))) {
+		http_text(req, HTTP_OK, "OK", "ready\n");
+		return;
+	}
+	snprintf(text, sizeof(text), "not ready\n%s\n", why);
+	http_text(req, 503, "Service Unavailable", text);
+}
+
 /* Every request lands here: route on the path, refuse all but GET/HEAD. */
 static void
 http_handle(struct evhttp_request *req, void *arg)
@@ -114,11 +131,7 @@ http_handle(struct evhttp_request *req, void *arg)
 		http_text(req, HTTP_OK, "OK", "ok\n");
 		break;
 	case HTTP_ROUTE_READYZ:
-		if (supervisor_ready(sup))
-			http_text(req, HTTP_OK, "OK", "ready\n");
-		else
-			http_text(req, 503, "Service Unavailable",
-			    "not ready\n");
+		http_readyz(req);
 		break;
 	case HTTP_ROUTE_STATUS:
 		http_status(req, query);

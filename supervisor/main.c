@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "check.h"
 #include "console.h"
 #include "coredump.h"
 #include "instance.h"
@@ -63,9 +64,13 @@ static void __attribute__((noreturn))
 usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	    "usage: digestd [-htv] -c FILE\n"
-	    "  -c FILE  configuration file\n"
+	    "usage: digestd [-hTtv] [-c FILE]\n"
+	    "  -c FILE  configuration file (default: $DIGESTD_CONFIG, else "
+	    CONFIG_DEFAULT_PATH ")\n"
 	    "  -t       check the configuration file and exit (0: valid)\n"
+	    "  -T       check it, then print the effective configuration, "
+	    "secrets\n"
+	    "           masked, and exit\n"
 	    "  -v       print the version and exit\n"
 	    "  -h       this help\n");
 	exit(code);
@@ -77,6 +82,21 @@ supervisor_ready(const struct supervisor *s)
 	if (s->draining || s->cfg == NULL)
 		return 0;
 	return pool_all_ready();
+}
+
+int
+supervisor_readiness(const struct supervisor *s, char *why, size_t len)
+{
+	if (s->draining) {
+		snprintf(why, len, "stopping: workers finish or give back "
+		    "their jobs");
+		return 0;
+	}
+	if (s->cfg == NULL) {
+		snprintf(why, len, "no configuration loaded yet");
+		return 0;
+	}
+	return pool_readiness(why, len);
 }
 
 /* While stopping: leave the loop once every worker and requeue is done. */
@@ -219,6 +239,47 @@ reap_stragglers(void)
 	log_warnx("children still running at exit");
 }
 
+static void
+check_warn_stderr(void *arg, const char *sentence)
+{
+	fprintf(stderr, "digestd: warning: %s\n", sentence);
+}
+
+/*
+ * -t and -T: check file as start-up does, print the warnings, and with
+ * dump the effective configuration.  The exit status of the check.
+ */
+static int
+test_config(const char *file, int dump)
+{
+	char err[1024];
+	const char *w;
+	int i;
+
+	if ((sup->cfg = reload_load_config(file, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "digestd: %s\n", err);
+		fprintf(stderr, "digestd: configuration file %s test failed\n",
+		    file);
+		return 1;
+	}
+	for (i = 0; (w = config_warning(sup->cfg, i)) != NULL; i++)
+		fprintf(stderr, "digestd: warning: %s\n", w);
+	(void)check_config(sup->cfg, check_warn_stderr, NULL);
+	/* As nginx -T: the verdict on stderr, the configuration on stdout. */
+	fprintf(dump ? stderr : stdout, "digestd: configuration file %s test "
+	    "is successful\n", file);
+	if (dump)
+		config_print_effective(stdout, sup->cfg);
+	config_free(sup->cfg);
+	sup->cfg = NULL;
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "digestd: stdout: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -229,7 +290,7 @@ main(int argc, char **argv)
 	const char *file = NULL;
 	const char *w;
 	uint64_t wd;
-	int ch, test = 0, pfd[2];
+	int ch, test = 0, dump = 0, pfd[2];
 	size_t i;
 
 	setproctitle_init(argc, argv, environ);
@@ -240,13 +301,16 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	while ((ch = getopt(argc, argv, "c:htv")) != -1) {
+	while ((ch = getopt(argc, argv, "c:hTtv")) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 't':
 			test = 1;
+			break;
+		case 'T':
+			test = dump = 1;
 			break;
 		case 'v':
 			printf("digestd %s\n", DIGESTD_VERSION);
@@ -257,8 +321,10 @@ main(int argc, char **argv)
 			usage(1);
 		}
 	}
-	if (optind != argc || file == NULL)
+	if (optind != argc)
 		usage(1);
+	if (file == NULL)
+		file = config_default_path();
 
 	log_init("supervisor", LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
 	/*
@@ -268,21 +334,8 @@ main(int argc, char **argv)
 	 */
 	if (coredump_disable() == -1)
 		fatal("cannot disable core dumps");
-	if (test) {
-		if ((sup->cfg = reload_load_config(file, err,
-		    sizeof(err))) == NULL) {
-			fprintf(stderr, "digestd: %s\n", err);
-			fprintf(stderr, "digestd: configuration file %s test "
-			    "failed\n", file);
-			return 1;
-		}
-		for (ch = 0; (w = config_warning(sup->cfg, ch)) != NULL; ch++)
-			fprintf(stderr, "digestd: warning: %s\n", w);
-		printf("digestd: configuration file %s test is successful\n",
-		    file);
-		config_free(sup->cfg);
-		return 0;
-	}
+	if (test)
+		return test_config(file, dump);
 
 	if ((sup->base = event_base_new()) == NULL)
 		fatalx("event_base_new");
@@ -306,6 +359,7 @@ main(int argc, char **argv)
 		fatal("open log_file %s", sup->cfg->supervisor.log_file);
 	for (ch = 0; (w = config_warning(sup->cfg, ch)) != NULL; ch++)
 		log_warnx("%s", w);
+	reload_check_warnings(sup->cfg);
 	setproctitle("-digestd: supervisor");
 	sup->started_at = now_real();
 	instance_id(sup->instance_id, sizeof(sup->instance_id));

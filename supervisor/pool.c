@@ -809,21 +809,42 @@ slot_connected(int i)
 int
 pool_all_ready(void)
 {
-	const struct pool_config *pc;
-	int i, r, ok;
+	return pool_readiness(NULL, 0);
+}
 
+int
+pool_readiness(char *why, size_t len)
+{
+	const struct pool_config *pc;
+	size_t off = 0;
+	int i, r, ok, live, all = 1;
+
+	if (why != NULL && len > 0)
+		why[0] = '\0';
 	for (i = 0; i < psup->cfg->npools; i++) {
 		pc = &psup->cfg->pools[i];
-		ok = 0;
-		for (r = 0; r < SB_MAX_SLOTS && !ok; r++)
-			if (slots[r].role != ROLE_NONE && slots[r].pid != 0 &&
-			    slots[r].ready && slot_connected(r) &&
-			    strcmp(reg_name(slots[r].reg), pc->name) == 0)
+		ok = live = 0;
+		for (r = 0; r < SB_MAX_SLOTS; r++) {
+			if (slots[r].role == ROLE_NONE || slots[r].pid == 0 ||
+			    strcmp(reg_name(slots[r].reg), pc->name) != 0)
+				continue;
+			live++;
+			if (slots[r].ready && slot_connected(r))
 				ok = 1;
-		if (!ok)
-			return 0;
+		}
+		if (ok)
+			continue;
+		all = 0;
+		if (why == NULL)
+			break;
+		/* Every pool that is not ready, each on its own line. */
+		if (off < len)
+			off += (size_t)snprintf(why + off, len - off,
+			    "%spool %s: no worker ready (%d of %d running, "
+			    "none connected to its queue yet)", off > 0 ?
+			    "\n" : "", pc->name, live, pc->workers);
 	}
-	return 1;
+	return all;
 }
 
 int

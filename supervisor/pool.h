@@ -24,6 +24,12 @@ void pool_tick(void);
 /* 1 when every configured pool has a ready worker. */
 int pool_all_ready(void);
 
+/*
+ * The same, and when not, why in why (len bytes; NULL for none): a line
+ * per pool without a ready worker.
+ */
+int pool_readiness(char *why, size_t len);
+
 /* Number of worker processes still alive. */
 int pool_live(void);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "config_value.h"
 #include "console.h"
 #include "log.h"
@@ -39,6 +40,18 @@ reload_load_config(const char *file, char *err, size_t errlen)
 		return NULL;
 	}
 	return cfg;
+}
+
+static void
+reload_warn_log(void *arg, const char *sentence)
+{
+	log_warnx("%s", sentence);
+}
+
+void
+reload_check_warnings(const struct config *cfg)
+{
+	(void)check_config(cfg, reload_warn_log, NULL);
 }
 
 void
@@ -121,5 +134,6 @@ reload_config(struct supervisor *s)
 	log_info("configuration reloaded: %d pool(s)", ncfg->npools);
 	for (i = 0; (w = config_warning(ncfg, i)) != NULL; i++)
 		log_warnx("%s", w);
+	reload_check_warnings(ncfg);
 	sdnotify("READY=1\nSTATUS=reloaded");
 }

@@ -18,6 +18,12 @@
 struct config *reload_load_config(const char *file, char *err,
     size_t errlen);
 
+/*
+ * Log what cfg sets up that cannot work (check.c), at start and on
+ * reload.
+ */
+void reload_check_warnings(const struct config *cfg);
+
 /* SIGHUP: load the file again and, if valid, put it in force. */
 void reload_config(struct supervisor *);
 

@@ -154,6 +154,9 @@ sampler_queue_index(struct sb_stats *st, const char *name)
 	i = st->nqueues++;
 	memset(&st->queues[i], 0, sizeof(st->queues[i]));
 	strlcpy(st->queues[i].name, name, sizeof(st->queues[i].name));
+	/* Never read yet: unknown, not 0, until a round reads them. */
+	st->queues[i].depth = st->queues[i].pending = -1;
+	st->queues[i].delayed = -1;
 	return i;
 }
 
@@ -279,7 +282,10 @@ sampler_run(void *arg)
 	 * Start from what is published, so a respawn never resets gauges
 	 * (unreadable, it is zeroes: the first round fills them in).
 	 */
-	(void)sb_stats_read(sm.sb, &sm.st);
+	if (sb_stats_read(sm.sb, &sm.st) == -1) {
+		memset(&sm.st, 0, sizeof(sm.st));
+		sm.st.dead_letters = -1;
+	}
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {

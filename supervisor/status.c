@@ -275,6 +275,17 @@ status_html_text(struct evbuffer *b, const char *s)
 	}
 }
 
+/* A figure for people: "?" while it is unknown (never sampled). */
+static const char *
+status_html_num(char *buf, size_t len, double v)
+{
+	if (isnan(v))
+		snprintf(buf, len, "?");
+	else
+		snprintf(buf, len, "%.0f", v);
+	return buf;
+}
+
 static void
 status_html_row(struct evbuffer *b, const char *tag, const char *const *cells,
     int n)
@@ -307,7 +318,7 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 		"cursor", "jobs done", "RSS (MiB)", "uptime (s)",
 	};
 	struct status_worker w;
-	char v[10][JOB_ID_MAX + SB_NAME_MAX];
+	char v[10][JOB_ID_MAX + SB_NAME_MAX], dl[32];
 	const char *cells[10];
 	double now = now_real();
 	int i, j;
@@ -321,12 +332,13 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 	    "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;"
 	    "padding:2px 8px;text-align:right}</style></head><body>\n");
 	evbuffer_add_printf(b, "<h1>digestd %s</h1>\n<p>pid %d, up %.0f s, "
-	    "%s%s; reloads: %llu ok, %llu failed; dead letters: %.0f</p>\n",
+	    "%s%s; reloads: %llu ok, %llu failed; dead letters: %s</p>\n",
 	    DIGESTD_VERSION, (int)getpid(), now - s->started_at,
 	    supervisor_ready(s) ? "ready" : "not ready",
 	    s->draining ? ", draining" : "",
 	    (unsigned long long)s->reloads_ok,
-	    (unsigned long long)s->reloads_failed, snap.dead_letters);
+	    (unsigned long long)s->reloads_failed,
+	    status_html_num(dl, sizeof(dl), snap.dead_letters));
 
 	evbuffer_add_printf(b, "<h2>Pools</h2><table>\n");
 	status_html_row(b, "th", pool_head, 8);
@@ -351,8 +363,8 @@ status_render_html(struct evbuffer *b, const struct supervisor *s)
 	status_html_row(b, "th", queue_head, 5);
 	for (i = 0; i < snap.nqueues; i++) {
 		snprintf(v[0], sizeof(v[0]), "%s", snap.queues[i].name);
-		snprintf(v[1], sizeof(v[0]), "%.0f", snap.queues[i].depth);
-		snprintf(v[2], sizeof(v[0]), "%.0f", snap.queues[i].pending);
+		status_html_num(v[1], sizeof(v[0]), snap.queues[i].depth);
+		status_html_num(v[2], sizeof(v[0]), snap.queues[i].pending);
 		if (snap.queues[i].oldest_enqueued > 0)
 			snprintf(v[3], sizeof(v[0]), "%.0f",
 			    now - snap.queues[i].oldest_enqueued);

@@ -60,6 +60,9 @@ extern struct supervisor *sup;
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);
 
+/* The same, with why it is not ready in why (len bytes), for /readyz. */
+int supervisor_readiness(const struct supervisor *, char *why, size_t len);
+
 /*
  * Fold the cells of a dead worker's slot into its pool's totals and zero
  * them, unless that generation was folded already (metrics.c).

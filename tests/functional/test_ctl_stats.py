@@ -79,7 +79,13 @@ def test_bad_config_and_usage(tmp_path, rsrv):
     assert p.returncode == 1 and "missing.conf" in p.stderr
     import subprocess
     from harness import DIGESTCTL
-    p = subprocess.run([DIGESTCTL, "stats"], capture_output=True, text=True, timeout=10)
+    import os
+    # No -c: $DIGESTD_CONFIG, else /etc/digestd/digestd.conf (absent here).
+    env = dict(os.environ, DIGESTD_CONFIG=str(tmp_path / "missing.conf"))
+    p = subprocess.run([DIGESTCTL, "stats"], capture_output=True, text=True, timeout=10,
+                       env=env)
+    assert p.returncode == 1 and "missing.conf" in p.stderr
+    p = subprocess.run([DIGESTCTL], capture_output=True, text=True, timeout=10)
     assert p.returncode == 2 and "usage" in p.stderr
     p = subprocess.run([DIGESTCTL, "-h"], capture_output=True, text=True, timeout=10)
     assert p.returncode == 0 and "schedule --period" in p.stdout

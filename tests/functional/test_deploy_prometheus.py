@@ -18,6 +18,8 @@ RULES = os.path.join(ROOT, "deploy", "prometheus", "digestd.rules.yml")
 TESTS = sorted(glob.glob(os.path.join(ROOT, "deploy", "prometheus", "tests", "*.yml")))
 AM = os.path.join(ROOT, "deploy", "alertmanager", "alertmanager.yml")
 RUNBOOK = os.path.join(ROOT, "docs", "runbook.md")
+RUNBOOK_BASE = "https://github.com/digestd/digestd/blob/main/docs"
+RUNBOOK_TEMPLATE = '{{ or $externalLabels.runbook_base "%s" }}/runbook.md#' % RUNBOOK_BASE
 
 
 def run(*args):
@@ -75,7 +77,7 @@ def test_every_alert_has_a_runbook_entry():
     have = anchors(text)
     for a in alerts():
         url = a["annotations"]["runbook_url"]
-        assert url.startswith("docs/runbook.md#"), url
+        assert url.startswith(RUNBOOK_TEMPLATE), url
         anchor = url.split("#", 1)[1]
         assert anchor == a["alert"].lower()
         assert anchor in have, "no runbook section for %s" % a["alert"]
@@ -84,6 +86,38 @@ def test_every_alert_has_a_runbook_entry():
         for part in ("Meaning", "Check", "Action"):
             assert "**%s**" % part in section, (a["alert"], part)
         assert a["labels"]["severity"] in ("page", "ticket")
+
+
+def test_runbook_url_is_a_full_url(tmp_path):
+    """Expanded, runbook_url is an absolute URL: the project's runbook, or
+    the operator's copy named by the external label runbook_base."""
+    for base, want in ((None, RUNBOOK_BASE), ("https://wiki.example.net/digestd",
+                                              "https://wiki.example.net/digestd")):
+        test = {
+            "rule_files": [RULES],
+            "evaluation_interval": "1m",
+            "tests": [{
+                "interval": "1m",
+                "input_series": [{"series": 'up{job="digestd",instance="a:9187"}',
+                                  "values": "0x10"}],
+                "alert_rule_test": [{
+                    "eval_time": "5m", "alertname": "DigestdDown",
+                    "exp_alerts": [{
+                        "exp_labels": {"severity": "page", "job": "digestd",
+                                       "instance": "a:9187"},
+                        "exp_annotations": {
+                            "summary": "digestd on a:9187 is down",
+                            "description": "Prometheus has not been able to scrape "
+                                           "a:9187 for 3 minutes: the supervisor is not "
+                                           "running or its HTTP endpoint does not answer.",
+                            "runbook_url": want + "/runbook.md#digestddown"}}]}]}]}
+        if base:
+            test["tests"][0]["external_labels"] = {"runbook_base": base}
+        path = tmp_path / "url_test.yml"
+        path.write_text(yaml.safe_dump(test))
+        out = run(dh.tool("promtool"), "test", "rules", str(path))
+        assert "SUCCESS" in out, out
+    assert want.startswith("https://")
 
 
 def test_amtool_check_config():

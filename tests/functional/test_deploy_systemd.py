@@ -117,7 +117,8 @@ def test_unit_agrees_with_config():
     assert v["Type"] == ["notify"]
     assert v["NotifyAccess"] == ["main"]
     assert v["ExecStart"] == ["/usr/local/sbin/digestd -c %s" % CONF]
-    assert v["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert v["ExecReload"] == ["/usr/local/sbin/digestd -t -c %s" % CONF,
+                               "/bin/kill -HUP $MAINPID"]
     assert v["KillSignal"] == ["SIGTERM"]
     assert v["KillMode"] == ["mixed"]
     assert v["OOMPolicy"] == ["continue"]

@@ -49,8 +49,9 @@ def simulate(cfg, q, digestd=None, pending=None):
     """A day at a time: fresh posts, then the daily and weekly schedules
     (weekly is idempotent between Mondays); digestd drains each day."""
     for now in days():
+        # The same store every day: --force, as seed refuses one with groups.
         digestctl(cfg, "seed", "--groups", "8", "--members", "240", "--posts",
-                  "40", "--seed", "5", "--now", str(now))
+                  "40", "--seed", "5", "--now", str(now), "--force")
         digestctl(cfg, "schedule", "--period", "daily", "--now", str(now))
         digestctl(cfg, "schedule", "--period", "weekly", "--now", str(now))
         if digestd is not None:
@@ -228,8 +229,9 @@ def test_consumers_of_gone_workers_are_removed(tmp_path, two_redis):
     # Four generations of digestd, each with work, each lost at the end
     # (SIGKILL: no worker or supervisor left to tidy up).
     for now in days()[-4:]:
+        # The same store every day: --force, as seed refuses one with groups.
         digestctl(cfg, "seed", "--groups", "8", "--members", "240", "--posts",
-                  "40", "--seed", "5", "--now", str(now))
+                  "40", "--seed", "5", "--now", str(now), "--force")
         digestctl(cfg, "schedule", "--period", "daily", "--now", str(now))
         d = Digestd(cfg, tmp_path).start()
         try:

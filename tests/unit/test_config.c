@@ -1,8 +1,10 @@
 /*
  * Unit tests for the configuration parser: the defaults, every kind of
  * error and its message, durations and sizes, relative paths, the
- * [queue_redis] rules, and that docs/digestd.conf.example is exactly what
- * config_print_example prints.
+ * [queue_redis] rules, that docs/digestd.conf.example is exactly what
+ * config_print_example prints and loads as it stands once its secret is
+ * set, and that the effective configuration (digestd -T) masks every
+ * secret and reads back as the same configuration.
  *
  * `test_config --print-example` prints the example file, to regenerate
  * docs/digestd.conf.example after a change to the table.
@@ -1242,60 +1244,211 @@ test_example_help(void **state)
 			fail_msg("no help for %.*s", (int)(next - line - 1),
 			    line);
 	}
-	/* The keys of the configuration, the pool's counted once. */
-	assert_int_equal(keys, 71);
+	/* The keys of the configuration, the pool's once per example pool. */
+	assert_int_equal(keys, 76);
 	free(ex);
 }
 
-/*
- * The example loads, as it is and with every key of an uncommented section
- * uncommented, to exactly the defaults.
- */
-static void
-test_example_loads(void **state)
+/* The example with its secret set, and optionally every key uncommented. */
+static char *
+example_set(int uncomment)
 {
-	struct config *base, *cfg;
 	char *ex, *text, *line, *next, *out;
 	size_t len;
-	int active = 0;
 
-	(void)state;
-	base = load(MINIMAL);
-	assert_non_null(base);
 	ex = example_text(&len);
-
-	text = malloc(len + sizeof(MINIMAL));
-	memcpy(text, ex, len);
-	memcpy(text + len, MINIMAL, sizeof(MINIMAL));
-	if ((cfg = load(text)) == NULL)
-		fail_msg("%s", errbuf);
-	cfg->pools[0].line = base->pools[0].line;
-	assert_memory_equal(cfg, base, sizeof(*cfg));
-	free(cfg);
-
+	text = malloc(len + 256);
 	out = text;
 	for (line = ex; *line != '\0'; line = next) {
 		next = strchr(line, '\n') + 1;
-		if (line[0] == '[')
-			active = 1;
-		else if (line[0] == ';' && line[1] == '[')
-			active = 0;
-		else if (line[0] == ';' && active &&
-		    strncmp(line, ";unsubscribe_secret", 19) != 0)
+		if (strncmp(line, ";unsubscribe_secret =\n", 22) == 0) {
+			out += sprintf(out, "unsubscribe_secret = %s\n", KEY);
+			continue;
+		}
+		if (line[0] == ';' && uncomment &&
+		    strncmp(line, ";unsubscribe_secret_file", 24) != 0)
 			line++;
 		memcpy(out, line, (size_t)(next - line));
 		out += next - line;
 	}
-	memcpy(out, MINIMAL, sizeof(MINIMAL));
+	*out = '\0';
+	free(ex);
+	return text;
+}
+
+/*
+ * The example loads once its secret is set, as it is and with every key
+ * uncommented where it stands, to exactly the defaults with the two pools
+ * of the scheduler's queues: its section headers are real, so a key
+ * uncommented under [queue_redis] sets [queue_redis], not [redis].
+ */
+static void
+test_example_loads(void **state)
+{
+	static const char two_pools[] = "[digest]\nunsubscribe_secret = " KEY
+	    "\n[pool.priority]\n[pool.standard]\n";
+	struct config *base, *cfg;
+	char *text, *p;
+
+	(void)state;
+	assert_non_null(base = load(two_pools));
+
+	text = example_set(0);
+	if ((cfg = load(text)) == NULL)
+		fail_msg("%s", errbuf);
+	cfg->pools[0].line = base->pools[0].line;
+	cfg->pools[1].line = base->pools[1].line;
+	assert_memory_equal(cfg, base, sizeof(*cfg));
+	free(cfg);
+	free(text);
+
+	text = example_set(1);
 	assert_non_null(strstr(text, "\nlisten = 127.0.0.1:9187\n"));
 	if ((cfg = load(text)) == NULL)
 		fail_msg("%s", errbuf);
 	cfg->pools[0].line = base->pools[0].line;
+	cfg->pools[1].line = base->pools[1].line;
 	assert_memory_equal(cfg, base, sizeof(*cfg));
 	free(cfg);
 	free(text);
-	free(ex);
+
+	/* The [queue_redis] host, uncommented in place with a value. */
+	text = example_set(0);
+	p = strstr(text, "[queue_redis]\n");
+	assert_non_null(p);
+	p = strstr(p, ";host =\n");
+	assert_non_null(p);
+	memcpy(p, "host =q\n", 8);
+	if ((cfg = load(text)) == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cfg->has_queue_redis, 1);
+	assert_string_equal(cfg->queue_redis.host, "q");
+	assert_string_equal(cfg->redis.host, "127.0.0.1");
+	free(cfg);
+	free(text);
 	free(base);
+}
+
+static char *
+effective_text(const struct config *cfg)
+{
+	char *buf = NULL;
+	size_t len;
+	FILE *fp;
+
+	assert_non_null(fp = open_memstream(&buf, &len));
+	config_print_effective(fp, cfg);
+	fclose(fp);
+	return buf;
+}
+
+/* Replace the first occurrence of from in *text by to. */
+static void
+replace(char **text, const char *from, const char *to)
+{
+	char *p, *out;
+
+	if ((p = strstr(*text, from)) == NULL)
+		fail_msg("\"%s\" not in:\n%s", from, *text);
+	out = malloc(strlen(*text) + strlen(to) + 1);
+	sprintf(out, "%.*s%s%s", (int)(p - *text), *text, to,
+	    p + strlen(from));
+	free(*text);
+	*text = out;
+}
+
+/*
+ * digestd -T: every key of the table, each secret masked (the password of
+ * amqp.url too), a *_file key's path but never what the file holds; and
+ * with the secrets put back, the text loads as the same configuration.
+ */
+static void
+test_effective(void **state)
+{
+	static const char pw_file[] = "/tmp/test_config_effective.pw";
+	struct config *cfg, *again;
+	char text[4096], *out, *ex, *line, *next, key[80], unset[96];
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(fp = fopen(pw_file, "w"));
+	fputs("file-held-smtp-password\n", fp);
+	fclose(fp);
+	snprintf(text, sizeof(text), "%s"
+	    "[pool.bulk]\nqueue = bulk\nworkers = 3\nmemory_limit = 1G\n"
+	    "[redis]\npassword = redis-pw-1\nkey_prefix = app:\n"
+	    "[queue_redis]\nhost = qhost\npassword = queue-pw-2\n"
+	    "[amqp]\nurl = amqp://bob:amqp-pw-3@rabbit:5673/vh\n"
+	    "[schedule]\npriority_threshold = 12.5\nday_start = 06:30\n"
+	    "[smtp]\nusername = u\nstarttls = required\n"
+	    "password_file = %s\n", MINIMAL, pw_file);
+	if ((cfg = load(text)) == NULL)
+		fail_msg("%s", errbuf);
+	out = effective_text(cfg);
+	unlink(pw_file);
+	assert_null(strstr(out, KEY));
+	assert_null(strstr(out, "redis-pw-1"));
+	assert_null(strstr(out, "queue-pw-2"));
+	assert_null(strstr(out, "amqp-pw-3"));
+	assert_null(strstr(out, "file-held-smtp-password"));
+	assert_non_null(strstr(out, "\nurl = amqp://bob:" CONFIG_MASK
+	    "@rabbit:5673/vh\n"));
+	assert_non_null(strstr(out, "\nunsubscribe_secret = " CONFIG_MASK
+	    "\n"));
+	assert_non_null(strstr(out, "\npassword_file = /tmp/test_config_"
+	    "effective.pw\n"));
+	assert_non_null(strstr(out, "\n[pool.bulk]\nqueue = bulk\n"
+	    "workers = 3\nmemory_limit = 1G\n"));
+	assert_non_null(strstr(out, "\npriority_threshold = 12.5\n"));
+	assert_non_null(strstr(out, "\nday_start = 06:30\n"));
+
+	/* Every key of the example, in its section. */
+	ex = example_text(&(size_t){0});
+	for (line = ex; *line != '\0'; line = next) {
+		next = strchr(line, '\n') + 1;
+		if (line[0] != ';')
+			continue;
+		snprintf(key, sizeof(key), "\n%.*s", (int)strcspn(line + 1,
+		    "="), line + 1);
+		/* A key that cannot be empty shows unset as ";key =". */
+		snprintf(unset, sizeof(unset), "\n;%s", key + 1);
+		if (strstr(out, key) == NULL && strstr(out, unset) == NULL)
+			fail_msg("%s missing", key + 1);
+	}
+	free(ex);
+
+	/* The secrets back in place of the masks: the same configuration. */
+	replace(&out, "password = " CONFIG_MASK, "password = redis-pw-1");
+	replace(&out, "password = " CONFIG_MASK, "password = queue-pw-2");
+	replace(&out, "bob:" CONFIG_MASK, "bob:amqp-pw-3");
+	replace(&out, "unsubscribe_secret = " CONFIG_MASK,
+	    "unsubscribe_secret = " KEY);
+	replace(&out, "password = " CONFIG_MASK "\npassword_file = "
+	    "/tmp/test_config_effective.pw", "password = "
+	    "file-held-smtp-password\npassword_file =");
+	if ((again = load(out)) == NULL)
+		fail_msg("%s\n--\n%s", errbuf, out);
+	memset(cfg->smtp.password_file, 0, sizeof(cfg->smtp.password_file));
+	for (int i = 0; i < cfg->npools; i++)
+		again->pools[i].line = cfg->pools[i].line;
+	assert_memory_equal(cfg, again, sizeof(*cfg));
+	free(again);
+	free(out);
+	free(cfg);
+}
+
+/* -c without a value: $DIGESTD_CONFIG, else the built-in path. */
+static void
+test_default_path(void **state)
+{
+	(void)state;
+	unsetenv("DIGESTD_CONFIG");
+	assert_string_equal(config_default_path(), CONFIG_DEFAULT_PATH);
+	setenv("DIGESTD_CONFIG", "", 1);
+	assert_string_equal(config_default_path(), CONFIG_DEFAULT_PATH);
+	setenv("DIGESTD_CONFIG", "/srv/d.conf", 1);
+	assert_string_equal(config_default_path(), "/srv/d.conf");
+	unsetenv("DIGESTD_CONFIG");
 }
 
 int
@@ -1323,6 +1476,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_example_help),
 		cmocka_unit_test(test_example_loads),
+		cmocka_unit_test(test_effective),
+		cmocka_unit_test(test_default_path),
 	};
 
 	if (argc == 2 && strcmp(argv[1], "--print-example") == 0) {

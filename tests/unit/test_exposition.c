@@ -498,8 +498,10 @@ test_snapshot(void **state)
 	assert_string_equal(snap.queues[0].name, "priority");
 	assert_true(snap.queues[0].depth == 12);
 	assert_true(isnan(snap.queues[0].pending));
+	/* Configured, never sampled: unknown, not 0. */
 	assert_string_equal(snap.queues[1].name, "fresh");
-	assert_true(snap.queues[1].depth == 0);
+	assert_true(isnan(snap.queues[1].depth));
+	assert_true(isnan(snap.queues[1].pending));
 	assert_string_equal(snap.queues[2].name, "gone");
 	assert_true(snap.dead_letters == 5);
 	assert_true(snap.sched_last_success[0] == 0);
