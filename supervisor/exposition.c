@@ -1,6 +1,7 @@
 /*
- * The /metrics body: every series of SPEC 7, built from a snapshot in the
- * Prometheus text format 0.0.4 or in OpenMetrics 1.0.0.
+ * The /metrics body: every series of docs/design.md#http-endpoint-and-metrics,
+ * built from a snapshot in the Prometheus text format 0.0.4 or in OpenMetrics
+ * 1.0.0.
  *
  * The snapshot adds each slot's live cells to its pool's retired totals;
  * since the fold moves a dead worker's cells into the totals and zeroes
@@ -442,6 +443,17 @@ expo_supervisor_families(struct expo_out *o, enum expo_format fmt,
 	}
 }
 
+/*
+ * Every series is present as 0 from the first scrape on, before the sampler
+ * has read anything (/status says null meanwhile); once it has, a figure
+ * it cannot tell (an AMQP queue's unacknowledged count) stays NaN.
+ */
+static double
+expo_unsampled(const struct expo_snapshot *snap, double v)
+{
+	return isnan(v) && snap->sampled_at == 0 ? 0 : v;
+}
+
 static void
 expo_queue_families(struct expo_out *o, enum expo_format fmt,
     const struct expo_snapshot *snap)
@@ -468,19 +480,22 @@ expo_queue_families(struct expo_out *o, enum expo_format fmt,
 	struct expo_label l[1];
 	size_t f;
 	int q;
+	double v;
 
 	for (f = 0; f < sizeof(qf) / sizeof(qf[0]); f++) {
 		expo_header(o, fmt, qf[f].name, qf[f].help, METRIC_GAUGE);
 		for (q = 0; q < snap->nqueues; q++) {
 			l[0].name = "queue";
 			l[0].value = snap->queues[q].name;
+			v = *(const double *)((const char *)&snap->queues[q] +
+			    qf[f].off);
 			expo_sample_double(o, qf[f].name, "", l, 1,
-			    *(const double *)((const char *)&snap->queues[q] +
-			    qf[f].off));
+			    expo_unsampled(snap, v));
 		}
 	}
 	expo_gauge1(o, fmt, "digest_dead_letters",
-	    "Jobs in the dead-letter queue.", snap->dead_letters);
+	    "Jobs in the dead-letter queue.",
+	    expo_unsampled(snap, snap->dead_letters));
 
 	expo_header(o, fmt, "digest_schedule_last_success_timestamp_seconds",
 	    "End of the scheduler's last successful run, by period; 0 if "

@@ -205,6 +205,7 @@ fill_snapshot(struct expo_snapshot *snap)
 	snap->queues[0].depth = 10;
 	snap->queues[1].pending = NAN;
 	snap->dead_letters = 4;
+	snap->sampled_at = 1764374395;
 	snap->sched_last_success[0] = 1764374400;
 	snap->reloads_ok = 2;
 	snap->last_reload_ok = 1764374400.25;
@@ -525,7 +526,8 @@ test_snapshot(void **state)
 /*
  * A sampler killed as it published its figures leaves them torn: a scrape
  * must not wait for the end of that write.  It shows the last good figures
- * it read, or NaN (null in /status) when it never read any; the reaping
+ * it read, or unknown when it never read any (null in /status, 0 in
+ * /metrics, where every series is present from the first scrape); the reaping
  * puts the good figures back.  A worker's torn job in hand shows in
  * /status as unknown.  The segments are static so that no other test's
  * segment shares their address.
@@ -599,10 +601,11 @@ test_snapshot_torn_records(void **state)
 	assert_true(isnan(snap.queues[0].pending));
 	assert_true(isnan(snap.dead_letters));
 	assert_true(snap.sampled_at == 0);
+	/* /metrics: present as 0 until a first sample; /status: null. */
 	body = render(&snap, EXPO_TEXT);
 	assert_non_null(strstr(body, "\ndigest_queue_depth{queue="
-	    "\"priority\"} NaN\n"));
-	assert_non_null(strstr(body, "\ndigest_dead_letters NaN\n"));
+	    "\"priority\"} 0\n"));
+	assert_non_null(strstr(body, "\ndigest_dead_letters 0\n"));
 	free(body);
 	b = evbuffer_new();
 	status_render_json(b, &s);
