@@ -12,7 +12,6 @@ import time
 from lib.amqp_util import (
     config,
     expected_pairs,
-    job_checkpoints,
     now_for_tests,
     scheduled,
     start_digestd,
@@ -116,11 +115,10 @@ def test_job_of_a_killed_holder_waits_for_its_cursor(tmp_path, rabbitmq, vhost, 
         os.kill(victim, signal.SIGKILL)
         redis.start()
         r = redis.client()
-        # One of b's workers starts the redelivered job (its attempt is
-        # counted as it starts); only then does a's supervisor go on.
-        wait_for(lambda: any(int(c.get("attempts", 0)) >= 2
-                             for c in job_checkpoints(r).values()),
-                 timeout=60, what="the job started again in the other instance")
+        # One of b's workers has the redelivered job in hand; only then
+        # does a's supervisor go on.
+        wait_for(lambda: any(w.get("job") for w in b.status()["workers"]),
+                 timeout=60, what="the job in hand in the other instance")
         os.kill(a_sup, signal.SIGCONT)
         a_sup = None
         wait_all_done(r, 1, timeout=90, d=b)
