@@ -831,6 +831,12 @@ worker_run(struct worker *w, struct queue_msg *m)
 		goto out;
 	}
 
+	/*
+	 * The cursor first: a death between the two writes must never pair
+	 * this job with the cursor of the one before (saved for it, that
+	 * would skip members).
+	 */
+	sb_cursor_set(w->slot, &cp.cursor);
 	sb_job_set(w->slot, &m->job, m->entry);
 	sb_set_state(w->slot, SB_BUSY);
 	worker_title(w, m->job.job_id);
