@@ -412,10 +412,6 @@ console_run(void *arg)
 {
 	struct proc_service *svc = arg;
 	struct supervisor *s = svc->s;
-	struct event_base *base;
-	struct http_server *hs;
-	char err[256];
-	int i;
 
 	/* No SIGPIPE from a browser that went away. */
 	signal(SIGPIPE, SIG_IGN);
@@ -431,21 +427,8 @@ console_run(void *arg)
 	console_state.instance = s->instance_id;
 	queue_admin_init(&console_state.qa, s->cfg, NULL);
 
-	if ((base = event_base_new()) == NULL)
-		_exit(1);
-	if ((hs = http_server_new(base, "console", console_handle,
-	    console_cap_cb, &console_state, err, sizeof(err))) == NULL) {
-		log_warnx("console: %s", err);
-		_exit(1);
-	}
-	for (i = 0; i < svc->nfds; i++)
-		if (http_server_accept(hs, svc->fds[i], err,
-		    sizeof(err)) == -1) {
-			log_warnx("console: %s", err);
-			_exit(1);
-		}
-	event_base_dispatch(base);
-	_exit(0);
+	http_server_serve("console", svc->fds, svc->nfds, console_handle, console_cap_cb,
+	    &console_state);
 }
 
 int

@@ -686,3 +686,30 @@ http_peer_loopback(struct evhttp_request *req)
 	return http_addr_loopback(sa, sa->sa_family == AF_INET6 ?
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 }
+
+void
+http_server_serve(const char *name, const int *fds, int nfds,
+    http_handler handler, http_cap_fn cap, void *arg)
+{
+	struct event_base *base;
+	struct http_server *hs;
+	char err[256];
+	int i;
+
+	if ((base = event_base_new()) == NULL) {
+		log_warnx("%s: event_base_new failed", name);
+		_exit(1);
+	}
+	if ((hs = http_server_new(base, name, handler, cap, arg, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("%s: %s", name, err);
+		_exit(1);
+	}
+	for (i = 0; i < nfds; i++)
+		if (http_server_accept(hs, fds[i], err, sizeof(err)) == -1) {
+			log_warnx("%s: %s", name, err);
+			_exit(1);
+		}
+	event_base_dispatch(base);
+	_exit(0);
+}

@@ -48,6 +48,16 @@ int http_server_accept(struct http_server *, int fd, char *err,
     size_t errlen);
 
 /*
+ * A service child's whole life (the console, the unsubscribe endpoint):
+ * a loop of its own serving the nfds bound sockets of fds with handler,
+ * until the supervisor goes.  Never returns; exits 1, logged, when the
+ * server cannot be set up.
+ */
+void http_server_serve(const char *name, const int *fds, int nfds,
+    http_handler handler, http_cap_fn cap, void *arg)
+    __attribute__((noreturn));
+
+/*
  * Send an answer with its Content-Type and Cache-Control: no-store; body
  * may be NULL.
  */

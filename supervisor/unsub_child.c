@@ -220,10 +220,6 @@ unsub_run(void *arg)
 {
 	struct proc_service *svc = arg;
 	struct supervisor *s = svc->s;
-	struct event_base *base;
-	struct http_server *hs;
-	char err[256];
-	int i;
 
 	/* No SIGPIPE from a client that went away. */
 	signal(SIGPIPE, SIG_IGN);
@@ -236,21 +232,8 @@ unsub_run(void *arg)
 		    "path");
 		_exit(1);
 	}
-	if ((base = event_base_new()) == NULL)
-		_exit(1);
-	if ((hs = http_server_new(base, "unsubscribe", unsub_handle,
-	    unsub_cap_cb, &unsub_state, err, sizeof(err))) == NULL) {
-		log_warnx("unsubscribe: %s", err);
-		_exit(1);
-	}
-	for (i = 0; i < svc->nfds; i++)
-		if (http_server_accept(hs, svc->fds[i], err,
-		    sizeof(err)) == -1) {
-			log_warnx("unsubscribe: %s", err);
-			_exit(1);
-		}
-	event_base_dispatch(base);
-	_exit(0);
+	http_server_serve("unsubscribe", svc->fds, svc->nfds, unsub_handle, unsub_cap_cb,
+	    &unsub_state);
 }
 
 int
