@@ -54,8 +54,6 @@
 #define TICK_NS			250000000LL
 /* A worker waiting for rate-limit tokens sleeps this long between ticks. */
 #define LIMIT_SLICE_NS		50000000LL
-/* Outcomes kept for the reject ring between two notes. */
-#define LIMIT_OUT_MAX		512
 
 /* Where a member of the batch stands (struct member's state). */
 enum member_state {
@@ -106,8 +104,9 @@ struct run {
 	struct config_domain_rate lim_dom[CONFIG_DOMAIN_RATES_MAX];
 	int64_t lim_dom_credit[CONFIG_DOMAIN_RATES_MAX];
 	int lim_ndom;
-	char lim_out[LIMIT_OUT_MAX];	/* '1' a 5xx, '0' sent */
+	char *lim_out;		/* this flush's outcomes: '1' a 5xx, '0' sent */
 	size_t lim_nout;
+	size_t lim_cap;
 
 	int save_failed;
 	int tick_failed;
@@ -430,6 +429,20 @@ digest_find(struct run *rn, int64_t uid)
 }
 
 /*
+ * Read back the checkpoint's pipelined writes, so that a script call that
+ * follows reads its own reply.  0, or -1 (the checkpoint failed).
+ */
+static int
+digest_limit_sync(struct run *rn)
+{
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1) {
+		digest_cp_failed(rn);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Add the flush's outcomes to the cluster's reject ring; the worker whose
  * outcomes take the 5xx share past limits.reject_pause pauses every
  * queue, and the job in hand stops at the end of its batch, as for an
@@ -445,6 +458,10 @@ digest_limit_note(struct run *rn)
 
 	if (rn->lim_nout == 0)
 		return;
+	if (digest_limit_sync(rn) == -1) {
+		rn->lim_nout = 0;
+		return;
+	}
 	if (ratelimit_note(rn->ctx->queue, cfg, rn->lim_out, rn->lim_nout,
 	    &rej, &tot, &tripped, err, sizeof(err)) == -1) {
 		log_warnx("reject_pause: %s", err);
@@ -467,10 +484,10 @@ digest_limit_note(struct run *rn)
 static void
 digest_limit_outcome(struct run *rn, char o)
 {
-	if (rn->ctx->cfg->limits.reject_pause <= 0)
+	/* A flush carries at most flush_n messages: the buffer holds them. */
+	if (rn->ctx->cfg->limits.reject_pause <= 0 ||
+	    rn->lim_nout == rn->lim_cap)
 		return;
-	if (rn->lim_nout == sizeof(rn->lim_out))
-		digest_limit_note(rn);
 	rn->lim_out[rn->lim_nout++] = o;
 }
 
@@ -549,6 +566,10 @@ digest_limit_take(struct run *rn, size_t i, const char *domain, double rate,
 	int rc = 0;
 
 	while (*credit == 0) {
+		if (digest_limit_sync(rn) == -1) {
+			rc = -1;
+			break;
+		}
 		got = ratelimit_take(rn->ctx->queue, rn->ctx->cfg, domain, rate,
 		    digest_limit_want(rn, i, k), &wait_ms, err, sizeof(err));
 		if (got == -1) {
@@ -601,6 +622,10 @@ digest_limit_return(struct run *rn)
 	int64_t wait_ms;
 	int k;
 
+	if (rn->lim_credit == 0 && rn->lim_ndom == 0)
+		return;
+	if (digest_limit_sync(rn) == -1)
+		return;
 	if (rn->lim_credit > 0)
 		(void)ratelimit_take(rn->ctx->queue, rn->ctx->cfg, NULL,
 		    rn->ctx->cfg->limits.rate, -rn->lim_credit, &wait_ms, err,
@@ -730,9 +755,9 @@ digest_flush(struct run *rn)
 			return -1;
 		}
 	}
-	digest_limit_note(rn);
 	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1)
 		digest_cp_failed(rn);
+	digest_limit_note(rn);
 	digest_tick(rn, 0);
 	return rn->save_failed ? -1 : 0;
 }
@@ -1052,6 +1077,10 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 		rn.lim_ndom = 0;
 		reason[0] = '\0';
 	}
+	if (cfg->limits.reject_pause > 0) {
+		rn.lim_cap = rn.flush_n;
+		rn.lim_out = wmalloc(rn.lim_cap);
+	}
 
 	/* A resumed job: those already sent are not sent again. */
 	if (cp->cursor.set && cp->sent > 0)
@@ -1106,6 +1135,7 @@ out:
 	if (digest_save(&rn) == -1 && bo != B_STOPPED)
 		bo = B_RETRY;
 	free(rn.pk);
+	free(rn.lim_out);
 	activity_clear(&rn.ar);
 	switch (bo) {
 	case B_OK:

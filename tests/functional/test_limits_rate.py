@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 
-from harness import ASAN, Digestd, wait_for
+from harness import ASAN, Digestd, SmtpSink, wait_for
 from pipeline_data import Data, enqueue, window
 from scale_util import TcpRedis, config
 
@@ -188,3 +188,62 @@ def test_domain_rate_holds_one_domain(tmp_path):
             d.stop()
         redis.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_reject_pause_pauses_every_queue(tmp_path):
+    """The sink refuses 9 recipients in 10 with 550: past reject_pause = 5%
+    of the last emails, every queue is paused with that reason, and the
+    job in hand stops at the end of its batch."""
+    redis = TcpRedis(tmp_path / "redis").start()
+    sink = SmtpSink().start()
+    offered = []
+    lock = threading.Lock()
+
+    def reply_for(rcpt):
+        with lock:
+            offered.append(rcpt)
+        return None if rcpt.endswith("@ok.example") else "550 5.1.1 no such user"
+    sink.reply_for = reply_for
+    d = None
+    try:
+        r = redis.client()
+        ws, we = window()
+        groups = {1: (600, "gone.example")}
+        seed(r, we, groups)
+        # One member in ten has a mailbox.
+        for u in range(100000, 100600, 10):
+            r.hset("user:%d" % u, "email", "u%d@ok.example" % u)
+        cfg = config(tmp_path, redis.section(), pools=("standard",),
+                     workers=1, sink=sink, batch=100,
+                     extra="[limits]\nreject_pause = 5%\n")
+        d = Digestd(cfg, tmp_path).start()
+        jid = enqueue(r, 1, "daily", ws, we)
+
+        def paused():
+            return all(r.exists("digest:paused:%s" % q)
+                       for q in ("priority", "standard"))
+        wait_for(paused, timeout=30, what="every queue paused")
+        for q in ("priority", "standard"):
+            reason = r.hget("digest:paused:%s" % q, "reason")
+            assert reason.startswith("reject_pause:"), reason
+            assert "5xx" in reason and "5%" in reason, reason
+        wait_for(lambda: 'digest_queue_paused{queue="standard"} 1'
+                 in d.metrics(), timeout=30, what="the paused gauge")
+        # The job went back at the end of its batch; nothing more is sent.
+        wait_for(lambda: all(w["job"] is None
+                             for w in d.status()["workers"]),
+                 timeout=30, what="the job given back")
+        with lock:
+            n = len(offered)
+        time.sleep(1.5)
+        with lock:
+            assert len(offered) == n
+        assert 100 <= n <= 200, n
+        assert r.hget("digest:job:" + jid, "state") != "done"
+        # The trip emptied the ring: a resume starts from a clean window.
+        assert not r.exists("digest:rejects")
+    finally:
+        if d is not None:
+            d.stop()
+        sink.stop()
+        redis.stop()
