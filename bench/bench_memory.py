@@ -2,7 +2,7 @@
 """Memory: the peak RSS (VmHWM) of a worker that walks a 1,000,000-member
 group under memory_limit = 32M, and of the supervisor with 64 workers.
 
-The big group is written straight in the SPEC data model through
+The big group is written straight in the documented data model through
 `redis-cli --pipe` (seconds, not minutes): every member has a user hash
 (email, recent last_seen), one in --every takes the daily digest and the
 others the weekly one, so the worker reads all 1,000,000 members and users

@@ -1,5 +1,5 @@
 """What the benchmarks share: the functional tests' servers and digestd
-runner (tests/functional/harness.py), postfix's smtp-sink on a loopback
+runner (tests/functional/lib/harness.py), postfix's smtp-sink on a loopback
 port, readers of /proc (CPU, peak RSS, bytes read), Redis counters,
 percentiles and the JSON each benchmark leaves for bench/run.py.
 
@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
 
-from harness import (  # noqa: E402,F401
+from lib.harness import (  # noqa: E402,F401
     DIGESTCTL, DIGESTD, Digestd, RedisServer, base_config, digestctl,
     free_port, kill_pid, metric_sum, stop_popen, wait_for, write_config)
 

@@ -147,7 +147,7 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                 "reads of each batch and the checkpoint. Going lower means "
                 "an SMTP writer of our own (pipelined commands and the "
                 "message written in one piece on a TCP_NODELAY socket), "
-                "which SPEC 6 does not allow (it names libESMTP). "
+                "which the design does not allow (it names libESMTP). "
                 "The machine was also shared: the load average stood at "
                 "%s during the run, so CPU time per email includes cache "
                 "and scheduler interference." % (
@@ -189,7 +189,7 @@ def explain(r, f, missed, profiles, quick=False, perf=True, log=print):
                     "worker spent %.1f us per email; smtp-source itself, "
                     "a C client with no library, spent %s us per message "
                     "in the ceiling run. As long as the transport is "
-                    "libESMTP (SPEC 6), 15 us per email cannot be reached "
+                    "libESMTP, 15 us per email cannot be reached "
                     "on this machine; what is ours is the other %.1f us." % (
                         le["per_session"], le["us_per_message"],
                         le["us_per_message"] / 15.0, wk,

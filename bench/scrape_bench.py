@@ -26,8 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
 
-from harness import Digestd, RedisServer, free_port, kill_pid, wait_for  # noqa: E402
-from pipeline_data import Data, SECRET, UNSUB_URL, enqueue, job_state, window  # noqa: E402
+from lib.harness import Digestd, RedisServer, free_port, kill_pid, wait_for  # noqa: E402
+from lib.pipeline_data import Data, SECRET, UNSUB_URL, enqueue, job_state, window  # noqa: E402
 
 BUILD = os.environ.get("DIGESTD_BUILD", "build")
 BENCH_METRICS = os.path.join(ROOT, BUILD, "bench", "bench_metrics")

@@ -1,6 +1,7 @@
 /*
  * Digest jobs on the wire: decoding a Redis stream entry's fields or an AMQP
- * JSON body into struct job, checking it, and encoding it back (SPEC 4).
+ * JSON body into struct job, checking it, and encoding it back
+ * (docs/design.md#jobs).
  *
  * Everything here is input from a queue that anyone with access to Redis or
  * RabbitMQ can write to, so decoding is strict: every required field must

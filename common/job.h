@@ -1,7 +1,8 @@
 /*
- * A digest job: one group, one period, one range of members (SPEC 4).
- * Decoded from a Redis stream entry's fields or an AMQP JSON body; a job
- * that does not decode goes to the dead letters with the message in err.
+ * A digest job: one group, one period, one range of members
+ * (docs/design.md#jobs). Decoded from a Redis stream entry's fields or an AMQP
+ * JSON body; a job that does not decode goes to the dead letters with the
+ * message in err.
  */
 #ifndef DIGESTD_JOB_H
 #define DIGESTD_JOB_H

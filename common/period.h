@@ -1,8 +1,8 @@
 /*
- * Digest periods and their windows (SPEC 4): a daily period ends every day
- * at schedule.day_start (UTC), a weekly one on Mondays at that time.  The
- * window of a run is the last complete period before its clock, so every
- * run inside one period computes the same window and the same job ids.
+ * Digest periods and their windows (docs/design.md#jobs): a daily period ends
+ * every day at schedule.day_start (UTC), a weekly one on Mondays at that
+ * time.  The window of a run is the last complete period before its clock, so
+ * every run inside one period computes the same window and the same job ids.
  *
  * Pure functions: no clock, no I/O.
  */

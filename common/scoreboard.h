@@ -93,7 +93,8 @@ struct sb_queue_stats {
 };
 
 /*
- * Gauges sampled by the sampler child (SPEC 7), published under stats_seq.
+ * Gauges sampled by the sampler child
+ * (docs/design.md#http-endpoint-and-metrics), published under stats_seq.
  */
 struct sb_stats {
 	_Atomic uint32_t seq;

@@ -1,6 +1,7 @@
 /*
- * Unsubscribe tokens (SPEC 5): the lowercase hex HMAC-SHA256 of
- * "{uid}:{gid}" under digest.unsubscribe_secret, with OpenSSL.
+ * Unsubscribe tokens (docs/design.md#recipients-and-the-email): the lowercase
+ * hex HMAC-SHA256 of "{uid}:{gid}" under digest.unsubscribe_secret, with
+ * OpenSSL.
  *
  * unsub_token and unsub_verify are the simple one-shot forms, for
  * digestctl and the tests; the renderer keeps an unsub_key, which holds

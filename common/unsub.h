@@ -1,6 +1,6 @@
 /*
- * Unsubscribe tokens (SPEC 5): the lowercase hex HMAC-SHA256 of
- * "{uid}:{gid}" under digest.unsubscribe_secret.
+ * Unsubscribe tokens (docs/design.md#recipients-and-the-email): the lowercase
+ * hex HMAC-SHA256 of "{uid}:{gid}" under digest.unsubscribe_secret.
  */
 #ifndef DIGESTD_UNSUB_H
 #define DIGESTD_UNSUB_H

@@ -1,5 +1,6 @@
 /*
- * digestctl: the operator's and the scheduler's tool (SPEC 8).
+ * digestctl: the operator's and the scheduler's tool
+ * (docs/design.md#digestctl).
  *
  *   digestctl [-c FILE] COMMAND [ARGS]
  *

@@ -1,6 +1,6 @@
 /*
  * digestctl seed: deterministic demo and benchmark data in the data model
- * of SPEC 3, written the way a host application would.
+ * of docs/design.md#data-model, written the way a host application would.
  *
  * The spread is meant to look like a real community: group sizes follow a
  * Zipf law (a few huge groups, many small ones), users prefer daily or

@@ -1,8 +1,8 @@
 /*
- * digestctl stats: queue depth, pending, the oldest waiting job, whether
- * the queue is paused, dead letters and the scheduler's last runs, as a table or as the JSON of
- * SPEC 8.  Also the small HTTP client and metrics reader that watch uses
- * to ask digestd for its counters.
+ * digestctl stats: queue depth, pending, the oldest waiting job, whether the
+ * queue is paused, dead letters and the scheduler's last runs, as a table or
+ * as the JSON of docs/design.md#digestctl.  Also the small HTTP client and
+ * metrics reader that watch uses to ask digestd for its counters.
  */
 #include <sys/socket.h>
 #include <sys/time.h>

@@ -1,6 +1,7 @@
 /*
- * The /metrics body: every series of SPEC 7, built from a snapshot in the
- * Prometheus text format 0.0.4 or in OpenMetrics 1.0.0.
+ * The /metrics body: every series of docs/design.md#http-endpoint-and-metrics,
+ * built from a snapshot in the Prometheus text format 0.0.4 or in OpenMetrics
+ * 1.0.0.
  *
  * The snapshot adds each slot's live cells to its pool's retired totals;
  * since the fold moves a dead worker's cells into the totals and zeroes

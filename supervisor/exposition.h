@@ -1,8 +1,9 @@
 /*
- * The /metrics body (SPEC 7): a snapshot of the shared segment and the
- * supervisor's totals, then the text formats of Prometheus (0.0.4) and
- * OpenMetrics (1.0.0) from that snapshot.  Taking the snapshot first keeps
- * each scrape self-consistent however long the client takes to read it.
+ * The /metrics body (docs/design.md#http-endpoint-and-metrics): a snapshot of
+ * the shared segment and the supervisor's totals, then the text formats of
+ * Prometheus (0.0.4) and OpenMetrics (1.0.0) from that snapshot.  Taking the
+ * snapshot first keeps each scrape self-consistent however long the client
+ * takes to read it.
  */
 #ifndef DIGESTD_EXPOSITION_H
 #define DIGESTD_EXPOSITION_H

@@ -1,6 +1,7 @@
 /*
- * Folding a dead worker's cells into its pool's totals (SPEC 7: counters
- * stay monotonic across deaths, recycles and reloads).
+ * Folding a dead worker's cells into its pool's totals
+ * (docs/design.md#http-endpoint-and-metrics: counters stay monotonic across
+ * deaths, recycles and reloads).
  *
  * The supervisor calls this when it reaps a worker; a slot's generation
  * is bumped at each spawn, so remembering the last generation folded per

@@ -1,9 +1,10 @@
 /*
- * The queue sampler (SPEC 1 and 7): a child of the supervisor that every
+ * The queue sampler (docs/design.md#processes-and-signals,
+ * #http-endpoint-and-metrics): a child of the supervisor that every
  * SAMPLER_INTERVAL_MS reads each configured queue's depth, pending count,
- * oldest enqueue time and pause (digest:paused:{queue}), the dead letters, and the scheduler's last
- * successful runs, and publishes them in the shared segment
- * (sb_stats_write) for /metrics and /status.
+ * oldest enqueue time and pause (digest:paused:{queue}), the dead letters, and
+ * the scheduler's last successful runs, and publishes them in the shared
+ * segment (sb_stats_write) for /metrics and /status.
  *
  * It exists so that the supervisor's loop never waits on Redis or the
  * broker: those calls block, for up to the configured timeout, here.

@@ -1,6 +1,6 @@
 /*
- * The eligibility rules of SPEC 5, kept free of I/O: activity.c reads the
- * user hashes, this file decides.
+ * The eligibility rules of docs/design.md#recipients-and-the-email, kept free
+ * of I/O: activity.c reads the user hashes, this file decides.
  */
 #include <stdlib.h>
 #include <string.h>

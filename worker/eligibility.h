@@ -1,8 +1,9 @@
 /*
- * Who gets a digest (SPEC 5), as a pure function of a member's user hash
- * and the job, so that the rules can be tested without Redis.
+ * Who gets a digest (docs/design.md#recipients-and-the-email), as a pure
+ * function of a member's user hash and the job, so that the rules can be
+ * tested without Redis.
  *
- * The rules are checked in the SPEC's order and the first that fails is
+ * The rules are checked in documented order and the first that fails is
  * the reason counted: no_email, opted_out (the preference, or a mute of
  * the group), inactive, nothing_new.  An address on the suppression list
  * is skipped after these (activity.c), once the batch's addresses are

@@ -1,5 +1,5 @@
 /*
- * Rendering a digest email (SPEC 5).
+ * Rendering a digest email (docs/design.md#recipients-and-the-email).
  *
  * The work is split by how often it changes.  render_new loads the
  * templates and prepares what the configuration fixes (the From header,

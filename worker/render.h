@@ -1,7 +1,7 @@
 /*
- * Rendering a digest email (SPEC 5): RFC 5322, CRLF, multipart/alternative
- * with a text/plain then a text/html part, from built-in templates or
- * those of digest.template_dir.
+ * Rendering a digest email (docs/design.md#recipients-and-the-email): RFC
+ * 5322, CRLF, multipart/alternative with a text/plain then a text/html part,
+ * from built-in templates or those of digest.template_dir.
  *
  * Everything read from Redis is untrusted: no CR, LF or NUL reaches a
  * header, HTML is escaped in text and attribute contexts, and only http

@@ -2,10 +2,10 @@
 """The chaos run: digestd delivers a whole day's digests while everything
 around it fails, and not one recipient may be lost.
 
-From a fixed seed it writes groups, members, users and posts (SPEC 3) into
+From a fixed seed it writes groups, members, users and posts into
 a private redis-server (AOF on, appendfsync always, so that a restart keeps
 every acknowledged write), works out in Python which member of which job is
-due an email (SPEC 5), schedules the day with digestctl and starts digestd
+due an email, schedules the day with digestctl and starts digestd
 sending over SMTP to an aiosmtpd sink.  While it runs, at points drawn from
 the seed (fractions of the expected mail), it:
 
@@ -36,7 +36,7 @@ going down.
     tests/chaos/run.py [--backend redis|amqp] [--short] [--seed N] [--json]
 
 The full form is `make chaos`; the functional suite runs the short form
-(tests/functional/test_chaos_*.py) through run_chaos().  Exit status 0
+(tests/functional/chaos/) through run_chaos().  Exit status 0
 when every check holds.
 """
 import argparse
@@ -54,11 +54,11 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "functional"))
 
-from harness import (  # noqa: E402
+from lib.harness import (  # noqa: E402
     DIGESTCTL,
     _gone,
+    AofRedis,
     Digestd,
-    RedisServer,
     SmtpSink,
     free_port,
     wait_for,
@@ -84,33 +84,6 @@ UID = re.compile(r"^u(\d+)@")
 
 MSGID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.I | re.M)
 DATE = re.compile(rb"^Date:[ \t]*([^\r\n]+)", re.I | re.M)
-
-
-class AofRedis(RedisServer):
-    """redis-server with AOF and appendfsync always; crash() kills it."""
-
-    def __init__(self, dirpath):
-        super().__init__(dirpath, port=0, aof=True)
-
-    def start(self):
-        args = [
-            "redis-server", "--port", "0", "--unixsocket", self.socket,
-            "--unixsocketperm", "700", "--dir", self.dir, "--save", "",
-            "--daemonize", "no", "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--logfile", os.path.join(self.dir, "redis.log"),
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._ping(), timeout=30, what="redis-server")
-        return self
-
-    def crash(self, down_for):
-        """SIGKILL, stay down for down_for seconds, start on the same AOF."""
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        time.sleep(down_for)
-        return self.start()
 
 
 class Sink(SmtpSink):
@@ -327,7 +300,7 @@ class Churn(threading.Thread):
 
 
 def eligibility(f, group_size, authors, uid, wend):
-    """SPEC 5 for a daily job: None when due an email, else the reason."""
+    """The eligibility rules for a daily job: None when due an email, else the reason."""
     if f is None or not f.get("email"):
         return "no_email"
     if f.get("digest", "daily") != "daily":
@@ -341,8 +314,8 @@ def eligibility(f, group_size, authors, uid, wend):
     return None
 
 
-def config_text(port, redis, sink, standard=3, broken=False, amqp_url=None,
-                give_up="6s"):
+def config_text(port, redis, sink, give_up, standard=3, broken=False,
+                amqp_url=None):
     if broken:
         return "[supervisor]\nlisten = 127.0.0.1:%d\n[pool.standard]\nworkers = many\n" % port
     backend = "redis"
@@ -441,21 +414,21 @@ class Scraper(threading.Thread):
             self._scrape()
 
     def _scrape(self):
-        from prometheus_client.parser import text_string_to_metric_families
+        from lib.metrics_util import families
         with urllib.request.urlopen(self.d.url("/metrics"), timeout=3) as resp:
             text = resp.read().decode("utf-8")
         self.text = text
-        for fam in text_string_to_metric_families(text):
-            if fam.type not in ("counter", "histogram"):
+        for _, typ, samples in families(text):
+            if typ not in ("counter", "histogram"):
                 continue
-            for s in fam.samples:
-                if fam.type == "counter" and not s.name.endswith("_total"):
+            for name, labels, value in samples:
+                if typ == "counter" and not name.endswith("_total"):
                     continue
-                key = (s.name, tuple(sorted(s.labels.items())))
+                key = (name, tuple(sorted(labels.items())))
                 prev = self.last.get(key)
-                if prev is not None and s.value < prev:
-                    self.decreases.append((key, prev, s.value))
-                self.last[key] = s.value
+                if prev is not None and value < prev:
+                    self.decreases.append((key, prev, value))
+                self.last[key] = value
         self.scrapes += 1
 
     def run(self):
@@ -509,7 +482,7 @@ def dead_letters(r, rabbit, vhost):
     """Entries of digest:dlq, plus messages of digest.dlq on the broker."""
     n = r.xlen("digest:dlq") if r.exists("digest:dlq") else 0
     if vhost is not None:
-        from amqp_util import queue_counts
+        from lib.amqp_util import queue_counts
         q = queue_counts(rabbit, vhost, "digest.dlq")
         n += q[0] if q else 0
     return n
@@ -551,7 +524,7 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
         amqp_url = vhost = None
         if backend == "amqp":
             if rabbit is None:
-                from harness import RabbitServer
+                from lib.harness import RabbitServer
                 rabbit = RabbitServer()
                 rabbit.start()
                 own_rabbit = True
@@ -695,9 +668,11 @@ def run_chaos(workdir, backend="redis", short=False, seed=20261129, rabbit=None,
                 before = reloads()
                 if kind == "hup-broken":
                     with open(cfg, "w") as f:
-                        f.write(config_text(port, redis, sink, broken=True))
+                        f.write(config_text(port, redis, sink, broken=True,
+                                            give_up=p["give_up"]))
                 elif kind == "hup-resize":
-                    good = config_text(port, redis, sink, standard=4, amqp_url=amqp_url)
+                    good = config_text(port, redis, sink, standard=4, amqp_url=amqp_url,
+                                       give_up=p["give_up"])
                     with open(cfg, "w") as f:
                         f.write(good)
                 d.signal(signal.SIGHUP)

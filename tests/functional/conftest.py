@@ -1,25 +1,21 @@
-"""Fixtures for the functional tests: real servers on free ports or unix
-sockets in a temp dir, and the real digestd / digestctl binaries.
+"""Every fixture of the functional tests, for every folder: real servers
+on free ports or unix sockets in a temp dir (from tests/functional/lib),
+and the real digestd / digestctl binaries.
 
 Every server started here is stopped by pid when its fixture ends.
 """
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import (  # noqa: E402
-    ROOT,
+from lib.harness import (  # noqa: E402
     Digestd,
     RedisServer,
     SmtpSink,
-    free_port,
+    TcpRedis,
     write_config,
 )
 
@@ -36,9 +32,33 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
+def redis_tcp(tmp_path):
+    """A private redis-server on a loopback port (and a unix socket in
+    tmp_path); configs reach it over TCP."""
+    srv = TcpRedis(tmp_path / "redis-tcp").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
 def smtp_sink():
-    """An aiosmtpd sink on 127.0.0.1 that stores every message it accepts."""
+    """An aiosmtpd sink on 127.0.0.1 that stores every message it accepts;
+    set .delay to make each DATA reply slow."""
     sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def slow_sink():
+    """An SMTP sink that takes 0.2 s per message, so that a job is still
+    running when a test kills or stops its worker."""
+    sink = SmtpSink(delay=0.2)
     sink.start()
     try:
         yield sink
@@ -68,7 +88,7 @@ def rabbitmq():
     """One rabbitmq-server for the whole session, or for each pytest-xdist
     worker (a boot takes 7 s of CPU), with a TLS listener for the amqps://
     tests."""
-    from harness import RabbitServer
+    from lib.harness import RabbitServer
 
     srv = RabbitServer(tls=True)
     try:
@@ -81,3 +101,12 @@ def rabbitmq():
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def vhost(rabbitmq):
+    """A fresh vhost of the session's broker: the test's own queues,
+    exchanges and dead letters."""
+    name = rabbitmq.vhost("t")
+    yield name
+    rabbitmq.drop_vhost(name)

@@ -156,7 +156,7 @@ test_defaults(void **state)
 	free(cfg);
 }
 
-/* The example of SPEC section 2, with the two values it leaves to fill. */
+/* The example in docs/design.md#configuration, with its two blanks filled. */
 static const char spec_example[] =
     "[supervisor]\n"
     "listen = 127.0.0.1:9187          ; HTTP for /metrics, /healthz, /status\n"

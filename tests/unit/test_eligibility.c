@@ -1,9 +1,9 @@
 /*
- * The eligibility rules of SPEC 5: each rule on its own, their order (the
- * first failing rule is the reason), and the edges (missing preference,
- * threshold reached exactly, last_seen at the boundary, own posts); and
- * how many ranked posts a job must read so that every member, author or
- * not, finds max_posts posts not their own.
+ * The eligibility rules of docs/design.md#recipients-and-the-email: each rule
+ * on its own, their order (the first failing rule is the reason), and the
+ * edges (missing preference, threshold reached exactly, last_seen at the
+ * boundary, own posts); and how many ranked posts a job must read so that
+ * every member, author or not, finds max_posts posts not their own.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,10 +1,11 @@
 /*
- * Unit tests for worker/render.c: every header rule of SPEC 5, the part
- * order, CRLF and line lengths, header injection from Redis data, HTML
- * escaping in text and attribute contexts, unsafe link schemes, the
- * selection and order of posts, the recipient checks, RFC 2047 subjects
- * that decode back, the unsubscribe URL and token, and both the fast
- * (pre-encoded) and the slow (per-message) rendering paths.
+ * Unit tests for worker/render.c: every header rule of
+ * docs/design.md#recipients-and-the-email, the part order, CRLF and line
+ * lengths, header injection from Redis data, HTML escaping in text and
+ * attribute contexts, unsafe link schemes, the selection and order of posts,
+ * the recipient checks, RFC 2047 subjects that decode back, the unsubscribe
+ * URL and token, and both the fast (pre-encoded) and the slow (per-message)
+ * rendering paths.
  *
  * Each message is parsed back here: headers unfolded, parts split on the
  * boundary and decoded, so the assertions are on what a mail reader sees.

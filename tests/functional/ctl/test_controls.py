@@ -1,0 +1,189 @@
+"""The operator's incident controls on the redis backend, against real
+digestd instances: pause and resume (two instances on one queue Redis),
+cancel a run mid-way, purge a queue, and enqueue --force that sends a
+finished job again (docs/digestctl.md)."""
+import collections
+import json
+import time
+
+from lib.harness import digestctl, metric, wait_for, write_config
+from lib.supervisor_fixtures import (  # noqa: F401
+    checkpoint, enqueue, job_fields, queue_state, seed_group, sup_config,
+    wait_queue_state, workers)
+
+DAY = 86400
+
+
+def day_end():
+    """The end of the last complete daily window (day_start 00:00 UTC)."""
+    now = int(time.time())
+    return now - now % DAY
+
+
+def busy(d):
+    return sum("job=" in t for t in workers(d, "standard").values())
+
+
+def test_pause_two_instances_then_resume(tmp_path, redis_tcp, slow_sink, digestd_factory):
+    """Paused, neither instance takes a job, the jobs in hand go back at
+    their next batch; resumed, every member gets exactly one email."""
+    r = redis_tcp.client()
+    pools = {"standard": {"workers": 2}}
+    t1, _ = sup_config(tmp_path, redis_tcp, pools, smtp=slow_sink, digest="batch_size = 2")
+    t2, _ = sup_config(tmp_path, redis_tcp, pools, smtp=slow_sink, digest="batch_size = 2")
+    c1 = write_config(tmp_path, t1, name="d1.conf")
+    c2 = write_config(tmp_path, t2, name="d2.conf")
+    d1 = digestd_factory(config_path=c1).start()
+    d2 = digestd_factory(config_path=c2).start()
+    want = []
+    for gid in (31, 32, 33):
+        uids = seed_group(r, gid, members=12)
+        want += ["u%d@example.org" % u for u in uids]
+        enqueue(r, "standard", job_fields(gid, uids))
+    wait_for(lambda: busy(d1) + busy(d2) >= 2, timeout=10, what="jobs running")
+    wait_for(lambda: slow_sink.count() >= 3, timeout=10, what="mail flowing")
+
+    p = digestctl(c1, "pause", "standard", "--reason", "bad template")
+    assert "queue standard paused" in p.stdout
+    # A job enqueued now is taken by nobody.
+    late = seed_group(r, 34, members=3)
+    want += ["u%d@example.org" % u for u in late]
+    late_job = job_fields(34, late)
+    enqueue(r, "standard", late_job)
+    # Each job in hand goes back at its next batch: nothing pending.
+    wait_for(lambda: queue_state(r, "standard")[1] == 0 and busy(d1) + busy(d2) == 0,
+             timeout=10, what="jobs given back")
+    sent = slow_sink.count()
+    assert sent < len(want)
+    time.sleep(3)
+    assert slow_sink.count() == sent
+    assert checkpoint(r, late_job["job_id"]) == {}
+    assert queue_state(r, "standard") == (4, 0)
+    for gid in (31, 32, 33):
+        cp = checkpoint(r, job_fields(gid, [1])["job_id"])
+        assert cp.get("state") in (None, "running")
+        # Giving back for a pause costs no attempt.
+        assert int(cp.get("attempts", 0)) <= 1
+
+    s = json.loads(digestctl(c1, "stats", "--json").stdout)
+    paused = s["queues"]["standard"]["paused"]
+    assert paused["reason"] == "bad template" and "@" in paused["by"]
+    assert s["queues"]["priority"]["paused"] is None
+    assert "PAUSED" in digestctl(c1, "stats").stdout
+    wait_for(lambda: metric(d1.metrics(), "digest_queue_paused", queue="standard") == 1,
+             timeout=15, what="paused gauge")
+    st = d2.status()
+    wait_for(lambda: d2.status()["queues"]["standard"]["paused"] is True, timeout=15,
+             what="/status paused")
+    assert st is not None
+
+    p = digestctl(c2, "resume", "standard")
+    assert "queue standard resumed" in p.stdout
+    wait_for(lambda: slow_sink.count() >= len(want), timeout=60, what="all mail")
+    wait_queue_state(r, "standard", (0, 0), timeout=20)
+    got = collections.Counter(slow_sink.recipients())
+    assert got == collections.Counter(want)
+    wait_for(lambda: metric(d1.metrics(), "digest_queue_paused", queue="standard") == 0,
+             timeout=15, what="paused gauge back to 0")
+    assert digestctl(c2, "resume", "standard").stdout.strip() == "queue standard was not paused"
+    assert d1.stop() == 0 and d2.stop() == 0
+
+
+def test_pause_usage(tmp_path, redis_tcp):
+    text, _ = sup_config(tmp_path, redis_tcp, {"standard": {"workers": 1}})
+    cfg = write_config(tmp_path, text)
+    assert digestctl(cfg, "pause", check=False).returncode == 2
+    assert digestctl(cfg, "pause", "nosuch", check=False).returncode == 2
+    assert digestctl(cfg, "pause", "standard", "--all", check=False).returncode == 2
+    p = digestctl(cfg, "pause", "--all")
+    assert "queue priority paused" in p.stdout and "queue standard paused" in p.stdout
+    r = redis_tcp.client()
+    assert r.ttl("digest:paused:standard") == -1       # lasts until resumed
+    digestctl(cfg, "resume", "--all")
+    assert not r.exists("digest:paused:standard", "digest:paused:priority")
+
+
+def test_cancel_mid_run(tmp_path, redis_tcp, slow_sink, digestd_factory):
+    """The running job stops at its next batch, the waiting one is
+    removed, both checkpoints say cancelled, nothing more is sent, and
+    scheduling the window again enqueues nothing."""
+    r = redis_tcp.client()
+    text, _ = sup_config(tmp_path, redis_tcp, {"standard": {"workers": 1}},
+                         smtp=slow_sink, digest="batch_size = 2")
+    cfg = write_config(tmp_path, text)
+    d = digestd_factory(config_path=cfg).start()
+    we = day_end()
+    a = seed_group(r, 41, members=30, window_end=we)
+    b = seed_group(r, 42, members=5, window_end=we)
+    ja, jb = job_fields(41, a, window_end=we), job_fields(42, b, window_end=we)
+    enqueue(r, "standard", ja)
+    wait_for(lambda: slow_sink.count() >= 2, timeout=10, what="mail flowing")
+    enqueue(r, "standard", jb)
+    p = digestctl(cfg, "cancel", "--period", "daily")
+    assert "1 waiting job(s) removed" in p.stdout, p.stdout
+    wait_for(lambda: checkpoint(r, ja["job_id"]).get("state") == "cancelled", timeout=10,
+             what="running job cancelled")
+    assert checkpoint(r, jb["job_id"])["state"] == "cancelled"
+    wait_queue_state(r, "standard", (0, 0))
+    sent = slow_sink.count()
+    assert sent < len(a)
+    time.sleep(1.5)
+    assert slow_sink.count() == sent
+    assert not any("u%d@" % u in x for u in b for x in slow_sink.recipients())
+
+    p = digestctl(cfg, "schedule", "--period", "daily")
+    assert "was cancelled: nothing enqueued" in p.stdout
+    assert queue_state(r, "standard") == (0, 0)
+    p = digestctl(cfg, "enqueue", "--group", "41", "--period", "daily", "--force",
+                  check=False)
+    assert p.returncode == 1 and "cancelled" in p.stderr
+    assert 0 < r.ttl("digest:cancel:daily:%d" % we) <= 2 * DAY
+    assert d.stop() == 0
+
+
+def test_purge(tmp_path, redis_tcp):
+    """Without --yes nothing goes; with it every waiting job goes, and a
+    job delivered to a worker stays with it."""
+    r = redis_tcp.client()
+    text, _ = sup_config(tmp_path, redis_tcp, {"standard": {"workers": 1}})
+    cfg = write_config(tmp_path, text)
+    for gid in range(1, 6):
+        enqueue(r, "standard", job_fields(gid, [1, 2]))
+    # One is in a worker's hands.
+    r.xreadgroup("digestd", "someone", {"digest:q:standard": ">"}, count=1)
+    r.zadd("digest:delayed:standard", {json.dumps({"job_id": "x"}): time.time() + 60})
+    p = digestctl(cfg, "purge", "standard", check=False)
+    assert p.returncode == 2 and "--yes" in p.stderr
+    assert queue_state(r, "standard") == (5, 1)
+    p = digestctl(cfg, "purge", "standard", "--yes")
+    assert "5 waiting job(s) removed" in p.stdout, p.stdout
+    assert queue_state(r, "standard") == (1, 1)
+    assert not r.exists("digest:delayed:standard")
+    assert digestctl(cfg, "purge", "nosuch", "--yes", check=False).returncode == 2
+
+
+def test_enqueue_force_sends_again(tmp_path, redis_tcp, slow_sink, digestd_factory):
+    """A finished job enqueued again by force runs again: every member
+    gets a second email (without --force, nothing is enqueued)."""
+    r = redis_tcp.client()
+    slow_sink.delay = 0
+    text, _ = sup_config(tmp_path, redis_tcp, {"standard": {"workers": 1}}, smtp=slow_sink)
+    cfg = write_config(tmp_path, text)
+    d = digestd_factory(config_path=cfg).start()
+    we = day_end()
+    uids = seed_group(r, 51, members=4, window_end=we)
+    p = digestctl(cfg, "enqueue", "--group", "51", "--period", "daily", "--queue", "standard")
+    assert "1 job(s) enqueued" in p.stdout
+    job_id = job_fields(51, uids, window_end=we)["job_id"]
+    wait_for(lambda: checkpoint(r, job_id).get("state") == "done", timeout=20, what="done")
+    assert slow_sink.count() == 4
+    p = digestctl(cfg, "enqueue", "--group", "51", "--period", "daily", "--queue", "standard")
+    assert "1 already enqueued" in p.stdout
+    digestctl(cfg, "enqueue", "--group", "51", "--period", "daily", "--queue", "standard",
+              "--force")
+    wait_for(lambda: slow_sink.count() == 8, timeout=20, what="sent again")
+    wait_for(lambda: checkpoint(r, job_id).get("state") == "done", timeout=20, what="done")
+    wait_queue_state(r, "standard", (0, 0))
+    assert collections.Counter(slow_sink.recipients()) == collections.Counter(
+        {"u%d@example.org" % u: 2 for u in uids})
+    assert d.stop() == 0
