@@ -19,9 +19,9 @@ import shutil
 import threading
 import time
 
-from harness import ASAN, Digestd, SmtpSink, wait_for
-from pipeline_data import Data, enqueue, window
-from scale_util import TcpRedis, config
+from lib.harness import ASAN, Digestd, SmtpSink, TcpRedis, wait_for
+from lib.pipeline_data import Data, enqueue, window
+from lib.scale_util import config
 
 RATE = 50 if ASAN else 200          # emails/s, the whole cluster
 WINDOW = 20.0                       # seconds measured
@@ -82,7 +82,7 @@ def in_window(times, t0, length):
 
 
 def two_instances(tmp_path, redis, outboxes, extra):
-    cfgs = [config(tmp_path, redis.section(), pools=("standard",), workers=2,
+    cfgs = [config(tmp_path, redis.config_section(), pools=("standard",), workers=2,
                    maildir=outboxes[i], extra=extra, name="i%d.conf" % i,
                    batch=100)
             for i in range(2)]
@@ -213,7 +213,7 @@ def test_reject_pause_pauses_every_queue(tmp_path):
         # One member in ten has a mailbox.
         for u in range(100000, 100600, 10):
             r.hset("user:%d" % u, "email", "u%d@ok.example" % u)
-        cfg = config(tmp_path, redis.section(), pools=("standard",),
+        cfg = config(tmp_path, redis.config_section(), pools=("standard",),
                      workers=1, sink=sink, batch=100,
                      extra="[limits]\nreject_pause = 5%\n")
         d = Digestd(cfg, tmp_path).start()
