@@ -608,9 +608,14 @@ digest_limit(struct run *rn, size_t i, const char *rcpt)
 	    (rc = digest_limit_take(rn, i, rn->lim_dom[k].domain,
 	    rn->lim_dom[k].rate, k, &rn->lim_dom_credit[k])) != 0)
 		return rc;
-	if (cfg->limits.rate > 0)
-		return digest_limit_take(rn, i, NULL, cfg->limits.rate, -1,
-		    &rn->lim_credit);
+	if (cfg->limits.rate > 0 &&
+	    (rc = digest_limit_take(rn, i, NULL, cfg->limits.rate, -1,
+	    &rn->lim_credit)) != 0) {
+		/* The email is not sent: its domain's token goes back. */
+		if (k != -1)
+			rn->lim_dom_credit[k]++;
+		return rc;
+	}
 	return 0;
 }
 
