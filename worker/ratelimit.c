@@ -121,7 +121,7 @@ ratelimit_chunk(double rate)
 double
 ratelimit_burst(double rate)
 {
-	double b = rate / 4, c = ratelimit_chunk(rate);
+	double b = rate / 2, c = ratelimit_chunk(rate);
 
 	return b < c ? c : b;
 }
