@@ -522,7 +522,7 @@ digest_limit_dom(struct run *rn, const char *rcpt)
 	char dom[CONFIG_STR_MAX];
 	int k;
 
-	if (rn->lim_ndom == 0 ||
+	if (rn->lim_ndom == 0 || rcpt == NULL ||
 	    ratelimit_domain(rcpt, dom, sizeof(dom)) == NULL)
 		return -1;
 	for (k = 0; k < rn->lim_ndom; k++)
