@@ -37,9 +37,10 @@
 #include "metrics.h"
 #include "queue.h"
 #include "rconn.h"
+#include "render.h"
 #include "transport.h"
 #include "util.h"
-#include "worker_main.h"
+#include "worker.h"
 
 #define FETCH_TIMEOUT_MS 1000
 #define CONNECT_BACKOFF_MIN_MS 100
@@ -910,6 +911,12 @@ out:
 	sb_set_state(w->slot, SB_IDLE);
 	log_set_job(NULL);
 	worker_title(w, NULL);
+}
+
+int
+worker_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	return render_check_config(cfg, err, errlen);
 }
 
 void
