@@ -7,7 +7,9 @@
  * of the same loop iteration share one child.
  *
  * First the child saves the cursor of the worker's job in hand, for the
- * instance that takes the job next.  Then, on a backend whose jobs stay
+ * instance that takes the job next, and in the same step clears the
+ * worker's name from the checkpoint's holder, which a worker given the
+ * job meanwhile waits for (checkpoint.h).  Then, on a backend whose jobs stay
  * with a consumer (Redis), it puts back everything still pending under
  * the dead worker's consumer (give_back_consumer), which is unique to that
  * worker: the job in its slot, and also one delivered an instant before it
@@ -155,7 +157,8 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		 */
 		moved = 0;
 		if (o->has_job == 1 && (moved = checkpoint_save_cursor(c, cfg,
-		    o->job.job_id, &o->cursor, err, sizeof(err))) == -1) {
+		    o->job.job_id, &o->cursor, o->consumer, err,
+		    sizeof(err))) == -1) {
 			if (requeue_outage(c, err))
 				goto retry;
 			log_warnx("job %s: cursor not saved: %s", o->job.job_id,
