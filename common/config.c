@@ -61,7 +61,10 @@ enum config_type {
 	CT_AMQP_URL,	/* amqp://user:pass@host:port/vhost, secret */
 	CT_FROM,	/* "Name <addr>" or addr */
 	CT_ADDR,	/* a bare addr, or empty */
-	CT_HTTP_URL	/* http:// or https:// */
+	CT_HTTP_URL,	/* http:// or https:// */
+	CT_RATE,	/* double emails per second, 0: none */
+	CT_PERCENT,	/* "5%": double share 0..1, 0: none */
+	CT_DOMAIN_RATES	/* "domain=rate ...", kept as text */
 };
 
 #define CF_NONEMPTY	0x01	/* "" is not allowed */
@@ -129,6 +132,8 @@ static const struct config_section config_sections[] = {
 	{ "smtp", "transport.type = smtp" },
 	{ "maildir", "transport.type = maildir" },
 	{ "amqp_out", "transport.type = amqp: where each email is published." },
+	{ "limits", "How fast emails leave, for the whole cluster: token buckets "
+	    "in the queue\nRedis, shared by every instance." },
 };
 #define NSECTIONS (sizeof(config_sections) / sizeof(config_sections[0]))
 
@@ -338,6 +343,16 @@ static const struct config_key config_keys[] = {
 	    "digest.email", CF_NONEMPTY, "Declared durable, of type direct." },
 	{ "amqp_out", "routing_key", CT_STRING, C(amqp_out.routing_key), 0, 0,
 	    NULL, "email", 0, "Routing key of each published email." },
+
+	{ "limits", "rate", CT_RATE, C(limits.rate), 0, 0, NULL, "0", 0,
+	    "Emails per second for the whole cluster; 0: no limit." },
+	{ "limits", "domain_rate", CT_DOMAIN_RATES, C(limits.domain_rate), 0,
+	    0, NULL, "", 0, "Emails per second to each named recipient "
+	    "domain, e.g.\nexample.com=20 example.org=5; other domains: "
+	    "only rate." },
+	{ "limits", "reject_pause", CT_PERCENT, C(limits.reject_pause), 0, 0,
+	    NULL, "0", 0, "Pause every queue when the share of 5xx replies "
+	    "among the last\n1,000 emails passes this, e.g. 5%; 0: never." },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -594,6 +609,36 @@ config_set(struct config_parse *p, const struct config_key *k, void *dst,
 		}
 		*(double *)dst = d;
 		return 0;
+	case CT_RATE:
+		if (config_parse_rate(v, &d) == -1) {
+			snprintf(why, whylen, "is not a rate (emails per "
+			    "second, e.g. 200 or 12.5; 0: none)");
+			return -1;
+		}
+		*(double *)dst = d;
+		return 0;
+	case CT_PERCENT:
+		if (config_parse_percent(v, &d) == -1) {
+			snprintf(why, whylen, "is not a percentage (0%% to "
+			    "100%%, e.g. 5%%; 0: never)");
+			return -1;
+		}
+		*(double *)dst = d;
+		return 0;
+	case CT_DOMAIN_RATES: {
+		struct config_domain_rate dr[CONFIG_DOMAIN_RATES_MAX];
+
+		if (config_parse_domain_rates(v, dr, CONFIG_DOMAIN_RATES_MAX,
+		    why, whylen) == -1)
+			return -1;
+		if (strlen(v) >= k->size) {
+			snprintf(why, whylen, "is longer than %zu characters",
+			    k->size - 1);
+			return -1;
+		}
+		strlcpy(dst, v, k->size);
+		return 0;
+	}
 	case CT_ENUM:
 		for (i = 0; k->choices[i] != NULL; i++)
 			if (strcmp(v, k->choices[i]) == 0) {
@@ -1487,7 +1532,17 @@ config_fmt_value(const struct config_key *k, const void *base, char *buf,
 	case CT_ADDR:
 	case CT_HTTP_URL:
 	case CT_LISTEN:
+	case CT_DOMAIN_RATES:
 		snprintf(buf, len, "%s", (const char *)v);
+		break;
+	case CT_RATE:
+		snprintf(buf, len, "%.6g", *(const double *)v);
+		break;
+	case CT_PERCENT:
+		if (*(const double *)v == 0)
+			snprintf(buf, len, "0");
+		else
+			snprintf(buf, len, "%.6g%%", *(const double *)v * 100);
 		break;
 	case CT_INT:
 		snprintf(buf, len, "%d", *(const int *)v);

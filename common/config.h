@@ -146,6 +146,13 @@ struct config {
 	} maildir;
 
 	struct {
+		double rate;			/* emails/s, cluster-wide; 0: none */
+		/* "domain=rate ...", checked by config_parse_domain_rates */
+		char domain_rate[CONFIG_STR_MAX];
+		double reject_pause;		/* a share, 0..1; 0: never */
+	} limits;
+
+	struct {
 		char exchange[CONFIG_STR_MAX];
 		char routing_key[CONFIG_STR_MAX];
 	} amqp_out;
@@ -179,6 +186,24 @@ const struct pool_config *config_pool(const struct config *, const char *name);
 /* Parsers shared with the command line; 0 on success, -1 on a bad value. */
 int config_parse_duration(const char *s, int64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
+/* "5%", "0.5%" or "0": a share from 0 to 1.  0, or -1. */
+int config_parse_percent(const char *s, double *share);
+/* A rate of emails per second: "200", "12.5"; 0 or -1. */
+int config_parse_rate(const char *s, double *rate);
+
+/* One entry of limits.domain_rate. */
+struct config_domain_rate {
+	char domain[CONFIG_STR_MAX];	/* lowercase */
+	double rate;			/* emails/s */
+};
+#define CONFIG_DOMAIN_RATES_MAX 16
+/*
+ * Parse limits.domain_rate, "example.com=20 example.org=5.5" (blanks or
+ * commas between entries), into at most CONFIG_DOMAIN_RATES_MAX entries.
+ * The count, or -1 with why.
+ */
+int config_parse_domain_rates(const char *s, struct config_domain_rate *out,
+    int max, char *why, size_t whylen);
 
 /*
  * The i-th setting of cfg that weakens security on purpose, as a sentence

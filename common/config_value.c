@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <amqp.h>
@@ -178,6 +179,117 @@ config_parse_size(const char *s, uint64_t *bytes)
 		return -1;
 	*bytes = (uint64_t)(v * mult);
 	return 0;
+}
+
+/*
+ * A decimal number as an operator writes it: digits with at most one dot,
+ * no sign, blank, exponent, hex or "inf" (which strtod alone would take).
+ */
+static int
+config_parse_decimal(const char *s, size_t n, double *out)
+{
+	char buf[32];
+	size_t i;
+	int dots = 0;
+
+	if (n == 0 || n >= sizeof(buf) || s[0] == '.' || s[n - 1] == '.')
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (!isdigit((unsigned char)s[i]))
+			return -1;
+	}
+	if (dots > 1)
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*out = strtod(buf, NULL);
+	return *out > 1e12 ? -1 : 0;
+}
+
+/* A rate of emails per second, 0 for none. */
+int
+config_parse_rate(const char *s, double *rate)
+{
+	return config_parse_decimal(s, strlen(s), rate);
+}
+
+/*
+ * A share: "5%", "0.5%", or "0" for none.  A bare number other than 0 is
+ * refused, since 5 could mean 5% or 500%.
+ */
+int
+config_parse_percent(const char *s, double *share)
+{
+	size_t n = strlen(s);
+	double v;
+
+	if (strcmp(s, "0") == 0) {
+		*share = 0;
+		return 0;
+	}
+	if (n < 2 || s[n - 1] != '%' ||
+	    config_parse_decimal(s, n - 1, &v) == -1 || v > 100)
+		return -1;
+	*share = v / 100;
+	return 0;
+}
+
+int
+config_parse_domain_rates(const char *s, struct config_domain_rate *out,
+    int max, char *why, size_t whylen)
+{
+	const char *p = s, *e, *eq;
+	char dom[CONFIG_STR_MAX];
+	double rate;
+	size_t i;
+	int n = 0, k;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		for (e = p; *e != '\0' && *e != ' ' && *e != '\t' && *e != ',';
+		    e++)
+			;
+		if ((eq = memchr(p, '=', (size_t)(e - p))) == NULL ||
+		    eq == p || (size_t)(eq - p) >= sizeof(dom)) {
+			snprintf(why, whylen, "is not a list of domain=rate "
+			    "(e.g. example.com=20 example.org=5)");
+			return -1;
+		}
+		for (i = 0; p + i < eq; i++)
+			dom[i] = (char)tolower((unsigned char)p[i]);
+		dom[i] = '\0';
+		if (!config_valid_domain(dom)) {
+			snprintf(why, whylen, "names an invalid domain (entry "
+			    "%d)", n + 1);
+			return -1;
+		}
+		if (config_parse_decimal(eq + 1, (size_t)(e - eq - 1),
+		    &rate) == -1 || rate <= 0) {
+			snprintf(why, whylen, "has a rate that is not a "
+			    "positive number (entry %d)", n + 1);
+			return -1;
+		}
+		for (k = 0; k < n; k++)
+			if (strcmp(out[k].domain, dom) == 0) {
+				snprintf(why, whylen, "names a domain twice "
+				    "(entry %d)", n + 1);
+				return -1;
+			}
+		if (n == max) {
+			snprintf(why, whylen, "has more than %d entries", max);
+			return -1;
+		}
+		strlcpy(out[n].domain, dom, sizeof(out[n].domain));
+		out[n].rate = rate;
+		n++;
+		p = e;
+	}
+	return n;
 }
 
 int

@@ -35,6 +35,11 @@ const int64_t metrics_hist_bounds_ns[HIST_N][HIST_NB] = {
 		S(4 * 3600), S(8 * 3600), S(12 * 3600), S(86400),
 		S(36 * 3600), S(2 * 86400),
 	},
+	/* A wait for rate-limit tokens: 1 ms .. 1 min. */
+	[HIST_RATELIMIT_WAIT] = {
+		MS(1), MS(5), MS(10), MS(25), MS(50), MS(100), MS(250),
+		MS(500), S(1), S(5), S(15), S(60),
+	},
 };
 
 const char *const metrics_job_result_names[JOB_RESULT_N] = {
@@ -120,6 +125,14 @@ const struct metric_desc metrics_desc[] = {
 		.type = METRIC_HISTOGRAM,
 		.base = MC_HIST_BASE(HIST_EMAIL_DELAY),
 		.hist = HIST_EMAIL_DELAY,
+	},
+	{
+		.name = "digest_ratelimit_wait_seconds",
+		.help = "Time a worker waited for rate-limit tokens "
+		    "(limits.rate, limits.domain_rate), per wait.",
+		.type = METRIC_HISTOGRAM,
+		.base = MC_HIST_BASE(HIST_RATELIMIT_WAIT),
+		.hist = HIST_RATELIMIT_WAIT,
 	},
 	{
 		.name = "digest_recipients_skipped",

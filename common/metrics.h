@@ -51,7 +51,10 @@ enum transport_failure {
 #define HIST_NB 12		/* finite buckets per histogram */
 #define HIST_CELLS (HIST_NB + 2) /* + the +Inf bucket + the sum */
 
-enum hist_id { HIST_JOB_DURATION, HIST_QUEUE_WAIT, HIST_EMAIL_DELAY, HIST_N };
+enum hist_id {
+	HIST_JOB_DURATION, HIST_QUEUE_WAIT, HIST_EMAIL_DELAY, HIST_RATELIMIT_WAIT,
+	HIST_N
+};
 
 /* Cell indexes. */
 enum {

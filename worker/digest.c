@@ -34,6 +34,7 @@
 #include "feedback.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "render.h"
 #include "transport.h"
 #include "util.h"
@@ -51,6 +52,8 @@
 #define PARKED_MAX		100
 #define PARKED_CAP		1000
 #define TICK_NS			250000000LL
+/* A worker waiting for rate-limit tokens sleeps this long between ticks. */
+#define LIMIT_SLICE_NS		50000000LL
 
 /* Where a member of the batch stands (struct member's state). */
 enum member_state {
@@ -92,6 +95,18 @@ struct run {
 	size_t capk;
 	int parked_pass;	/* the batch is the parked recipients */
 	char defer_detail[160];	/* the server's last 4xx */
+
+	/*
+	 * The rate limits (docs/design.md#rate-limits): tokens granted and
+	 * not used yet, given back at the end of each batch.
+	 */
+	int64_t lim_credit;
+	struct config_domain_rate lim_dom[CONFIG_DOMAIN_RATES_MAX];
+	int64_t lim_dom_credit[CONFIG_DOMAIN_RATES_MAX];
+	int lim_ndom;
+	char *lim_out;		/* this flush's outcomes: '1' a 5xx, '0' sent */
+	size_t lim_nout;
+	size_t lim_cap;
 
 	int save_failed;
 	int tick_failed;
@@ -413,6 +428,223 @@ digest_find(struct run *rn, int64_t uid)
 	return NULL;
 }
 
+/*
+ * Read back the checkpoint's pipelined writes, so that a script call that
+ * follows reads its own reply.  0, or -1 (the checkpoint failed).
+ */
+static int
+digest_limit_sync(struct run *rn)
+{
+	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1) {
+		digest_cp_failed(rn);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Add the flush's outcomes to the cluster's reject ring; the worker whose
+ * outcomes take the 5xx share past limits.reject_pause pauses every
+ * queue, and the job in hand stops at the end of its batch, as for an
+ * operator's pause.  A failure here is logged, never fatal to the job.
+ */
+static void
+digest_limit_note(struct run *rn)
+{
+	const struct config *cfg = rn->ctx->cfg;
+	char err[256], why[256];
+	int64_t rej, tot;
+	int tripped;
+
+	if (rn->lim_nout == 0)
+		return;
+	if (digest_limit_sync(rn) == -1) {
+		rn->lim_nout = 0;
+		return;
+	}
+	if (ratelimit_note(rn->ctx->queue, cfg, rn->lim_out, rn->lim_nout,
+	    &rej, &tot, &tripped, err, sizeof(err)) == -1) {
+		log_warnx("reject_pause: %s", err);
+		rn->lim_nout = 0;
+		return;
+	}
+	rn->lim_nout = 0;
+	if (!tripped)
+		return;
+	snprintf(why, sizeof(why), "reject_pause: %lld of the last %lld "
+	    "emails refused with 5xx (more than %g%%)", (long long)rej,
+	    (long long)tot, cfg->limits.reject_pause * 100);
+	log_warnx("pausing every queue: %s", why);
+	if (ratelimit_pause_all(rn->ctx->queue, cfg, why, err,
+	    sizeof(err)) == -1)
+		log_warnx("reject_pause: cannot pause: %s", err);
+}
+
+/* Keep one email's outcome for the reject ring ('1': a 5xx). */
+static void
+digest_limit_outcome(struct run *rn, char o)
+{
+	/* A flush carries at most flush_n messages: the buffer holds them. */
+	if (rn->ctx->cfg->limits.reject_pause <= 0 ||
+	    rn->lim_nout == rn->lim_cap)
+		return;
+	rn->lim_out[rn->lim_nout++] = o;
+}
+
+/*
+ * Sleep ms in slices, ticking as the walk does, so that a worker waiting
+ * for tokens keeps its heartbeat and its job's lease.  0, or 1 when the
+ * job must stop (draining, or the queue connection is gone).
+ */
+static int
+digest_limit_sleep(struct run *rn, int64_t ms)
+{
+	int64_t end = now_mono_ns() + ms * 1000000LL, left;
+	struct timespec ts;
+
+	while ((left = end - now_mono_ns()) > 0) {
+		if (left > LIMIT_SLICE_NS)
+			left = LIMIT_SLICE_NS;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left;
+		nanosleep(&ts, NULL);
+		digest_tick(rn, 0);
+		if (rn->tick_failed || digest_draining(rn))
+			return 1;
+	}
+	return 0;
+}
+
+/* The index of rcpt's domain in limits.domain_rate, or -1. */
+static int
+digest_limit_dom(struct run *rn, const char *rcpt)
+{
+	char dom[CONFIG_STR_MAX];
+	int k;
+
+	if (rn->lim_ndom == 0 || rcpt == NULL ||
+	    ratelimit_domain(rcpt, dom, sizeof(dom)) == NULL)
+		return -1;
+	for (k = 0; k < rn->lim_ndom; k++)
+		if (strcmp(rn->lim_dom[k].domain, dom) == 0)
+			return k;
+	return -1;
+}
+
+/*
+ * How many tokens to ask for at member i: what the rest of the batch
+ * still to go to the transport (to domain k, or to any domain when k is
+ * -1) will need before the next flush, so that one grant covers a flush.
+ */
+static int64_t
+digest_limit_want(struct run *rn, size_t i, int k)
+{
+	int64_t want = 1, cap = (int64_t)(rn->flush_n - rn->nqueued);
+	size_t j;
+
+	for (j = i + 1; j < rn->n && want < cap; j++) {
+		if (rn->m[j].state != M_PENDING)
+			continue;
+		if (k == -1 || digest_limit_dom(rn, rn->m[j].email) == k)
+			want++;
+	}
+	return want;
+}
+
+/*
+ * Take one token from *credit, asking the bucket (domain, or the
+ * cluster's when NULL) for a flush's worth when it is empty, and waiting
+ * while the bucket is.  0; 1 when the job must stop; -1 with the reason
+ * on a Redis failure.
+ */
+static int
+digest_limit_take(struct run *rn, size_t i, const char *domain, double rate,
+    int k, int64_t *credit)
+{
+	char err[256];
+	int64_t got, wait_ms, t0 = 0;
+	int rc = 0;
+
+	while (*credit == 0) {
+		if (digest_limit_sync(rn) == -1) {
+			rc = -1;
+			break;
+		}
+		got = ratelimit_take(rn->ctx->queue, rn->ctx->cfg, domain, rate,
+		    digest_limit_want(rn, i, k), &wait_ms, err, sizeof(err));
+		if (got == -1) {
+			if (rn->ctx->queue->err)
+				rn->tick_failed = 1;
+			snprintf(rn->reason, rn->reasonlen, "%s", err);
+			rc = -1;
+			break;
+		}
+		if (got > 0) {
+			*credit = got;
+			break;
+		}
+		if (t0 == 0)
+			t0 = now_mono_ns();
+		if ((rc = digest_limit_sleep(rn, wait_ms > 0 ? wait_ms : 1))
+		    != 0)
+			break;
+	}
+	if (t0 != 0)
+		metric_observe(rn->cells, HIST_RATELIMIT_WAIT,
+		    now_mono_ns() - t0);
+	if (rc == 0)
+		(*credit)--;
+	return rc;
+}
+
+/* Take the tokens member i's email needs: its domain's, then the cluster's. */
+static int
+digest_limit(struct run *rn, size_t i, const char *rcpt)
+{
+	const struct config *cfg = rn->ctx->cfg;
+	int k, rc;
+
+	if ((k = digest_limit_dom(rn, rcpt)) != -1 &&
+	    (rc = digest_limit_take(rn, i, rn->lim_dom[k].domain,
+	    rn->lim_dom[k].rate, k, &rn->lim_dom_credit[k])) != 0)
+		return rc;
+	if (cfg->limits.rate > 0 &&
+	    (rc = digest_limit_take(rn, i, NULL, cfg->limits.rate, -1,
+	    &rn->lim_credit)) != 0) {
+		/* The email is not sent: its domain's token goes back. */
+		if (k != -1)
+			rn->lim_dom_credit[k]++;
+		return rc;
+	}
+	return 0;
+}
+
+/* Give the tokens granted and not used back to their buckets. */
+static void
+digest_limit_return(struct run *rn)
+{
+	char err[256];
+	int64_t wait_ms;
+	int k;
+
+	if (rn->lim_credit == 0 && rn->lim_ndom == 0)
+		return;
+	if (digest_limit_sync(rn) == -1)
+		return;
+	if (rn->lim_credit > 0)
+		(void)ratelimit_take(rn->ctx->queue, rn->ctx->cfg, NULL,
+		    rn->ctx->cfg->limits.rate, -rn->lim_credit, &wait_ms, err,
+		    sizeof(err));
+	rn->lim_credit = 0;
+	for (k = 0; k < rn->lim_ndom; k++) {
+		if (rn->lim_dom_credit[k] > 0)
+			(void)ratelimit_take(rn->ctx->queue, rn->ctx->cfg,
+			    rn->lim_dom[k].domain, rn->lim_dom[k].rate,
+			    -rn->lim_dom_credit[k], &wait_ms, err, sizeof(err));
+		rn->lim_dom_credit[k] = 0;
+	}
+}
+
 static void
 digest_result_cb(void *arg, const struct email *e, enum tp_result res,
     const char *detail)
@@ -431,6 +663,7 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 	m->state = M_DONE;
 	switch (res) {
 	case TP_SENT:
+		digest_limit_outcome(rn, '0');
 		rn->cp->sent++;
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_SENT));
 		delay = now_real_ns() - rn->job->window_end * 1000000000LL;
@@ -438,6 +671,7 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 		digest_unpark(rn, m->uid);
 		break;
 	case TP_REJECTED:
+		digest_limit_outcome(rn, '1');
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
 		log_info("rejected uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
@@ -528,19 +762,25 @@ digest_flush(struct run *rn)
 	}
 	if (checkpoint_sync(rn->ctx->queue, rn->cp) == -1)
 		digest_cp_failed(rn);
+	digest_limit_note(rn);
 	digest_tick(rn, 0);
 	return rn->save_failed ? -1 : 0;
 }
 
-/* Render m's email and queue it; flushes every flush_n messages. */
+/*
+ * Render m, the batch's member i, and queue its email once the rate
+ * limits allow; flushes every flush_n messages.  0, 1 when the job must
+ * stop before m (m stays pending), or -1.
+ */
 static int
-digest_send(struct run *rn, struct member *m)
+digest_send(struct run *rn, size_t i)
 {
+	struct member *m = &rn->m[i];
 	struct digest_priv *dp = rn->dp;
 	struct recipient rc;
 	struct email e;
 	char mid[512];
-	int np;
+	int np, rc2;
 
 	rc.uid = m->uid;
 	rc.email = m->email;
@@ -558,9 +798,15 @@ digest_send(struct run *rn, struct member *m)
 		digest_unpark(rn, m->uid);
 		return 0;
 	}
+	e.rcpt = render_rcpt(dp->render);
+	if ((rc2 = digest_limit(rn, i, e.rcpt)) != 0) {
+		/* What is queued goes out: m stays pending, for next time. */
+		if (rc2 == -1)
+			(void)digest_flush(rn);
+		return rc2;
+	}
 	e.uid = m->uid;
 	e.gid = rn->job->group_id;
-	e.rcpt = render_rcpt(dp->render);
 	e.message_id = mid;
 	e.job_id = rn->job->job_id;
 	e.data = dp->msg.p;
@@ -599,7 +845,7 @@ static enum batch_outcome
 digest_batch(struct run *rn)
 {
 	size_t i;
-	int full = 0;
+	int full = 0, rc;
 
 	for (i = 0; i < rn->n; i++) {
 		if (rn->m[i].state != M_PENDING)
@@ -614,9 +860,14 @@ digest_batch(struct run *rn)
 			full = 1;
 			break;
 		}
-		if (digest_send(rn, &rn->m[i]) == -1)
+		if ((rc = digest_send(rn, i)) == -1) {
+			digest_limit_return(rn);
 			return B_RETRY;
+		}
+		if (rc == 1)
+			break;
 	}
+	digest_limit_return(rn);
 	if (digest_flush(rn) == -1)
 		return B_RETRY;
 	if (!rn->parked_pass)
@@ -824,6 +1075,17 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 		rn.flush_n = max;
 	if (rn.flush_n == 0)
 		rn.flush_n = 1;
+	/* Checked at load: a failure here leaves the domains unlimited. */
+	if (cfg->limits.domain_rate[0] != '\0' &&
+	    (rn.lim_ndom = config_parse_domain_rates(cfg->limits.domain_rate,
+	    rn.lim_dom, CONFIG_DOMAIN_RATES_MAX, reason, reasonlen)) == -1) {
+		rn.lim_ndom = 0;
+		reason[0] = '\0';
+	}
+	if (cfg->limits.reject_pause > 0) {
+		rn.lim_cap = rn.flush_n;
+		rn.lim_out = wmalloc(rn.lim_cap);
+	}
 
 	/* A resumed job: those already sent are not sent again. */
 	if (cp->cursor.set && cp->sent > 0)
@@ -873,10 +1135,12 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 		/* Some came due meanwhile (a long walk): their pass first. */
 	}
 out:
+	digest_limit_note(&rn);
 	rn.save_failed = 0;
 	if (digest_save(&rn) == -1 && bo != B_STOPPED)
 		bo = B_RETRY;
 	free(rn.pk);
+	free(rn.lim_out);
 	activity_clear(&rn.ar);
 	switch (bo) {
 	case B_OK:

@@ -1245,7 +1245,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's once per example pool. */
-	assert_int_equal(keys, 77);
+	assert_int_equal(keys, 80);
 	free(ex);
 }
 
@@ -1451,11 +1451,88 @@ test_default_path(void **state)
 	unsetenv("DIGESTD_CONFIG");
 }
 
+/* [limits]: a rate, a percentage and a list of domain=rate. */
+static void
+test_limits(void **state)
+{
+	struct config_domain_rate dr[CONFIG_DOMAIN_RATES_MAX];
+	struct config *cfg;
+	char why[256];
+	double d;
+
+	(void)state;
+	cfg = load(MINIMAL);
+	assert_non_null(cfg);
+	assert_true(cfg->limits.rate == 0);
+	assert_string_equal(cfg->limits.domain_rate, "");
+	assert_true(cfg->limits.reject_pause == 0);
+	config_free(cfg);
+
+	cfg = load(MINIMAL "[limits]\nrate = 200\n"
+	    "domain_rate = Example.COM=20, example.org=2.5\n"
+	    "reject_pause = 5%\n");
+	assert_non_null(cfg);
+	assert_true(cfg->limits.rate == 200);
+	assert_true(cfg->limits.reject_pause > 0.0499 &&
+	    cfg->limits.reject_pause < 0.0501);
+	assert_int_equal(config_parse_domain_rates(cfg->limits.domain_rate,
+	    dr, CONFIG_DOMAIN_RATES_MAX, why, sizeof(why)), 2);
+	assert_string_equal(dr[0].domain, "example.com");
+	assert_true(dr[0].rate == 20);
+	assert_string_equal(dr[1].domain, "example.org");
+	assert_true(dr[1].rate == 2.5);
+	config_free(cfg);
+
+	assert_int_equal(config_parse_percent("0", &d), 0);
+	assert_true(d == 0);
+	assert_int_equal(config_parse_percent("0.5%", &d), 0);
+	assert_true(d > 0.00499 && d < 0.00501);
+	assert_int_equal(config_parse_percent("100%", &d), 0);
+	assert_true(d == 1);
+	assert_int_equal(config_parse_percent("5", &d), -1);
+	assert_int_equal(config_parse_percent("101%", &d), -1);
+	assert_int_equal(config_parse_percent("-5%", &d), -1);
+	assert_int_equal(config_parse_percent("%", &d), -1);
+	assert_int_equal(config_parse_percent("5 %", &d), -1);
+	assert_int_equal(config_parse_percent(".5%", &d), -1);
+	assert_int_equal(config_parse_rate("12.5", &d), 0);
+	assert_true(d == 12.5);
+	assert_int_equal(config_parse_rate("1e3", &d), -1);
+	assert_int_equal(config_parse_rate("inf", &d), -1);
+	assert_int_equal(config_parse_rate("", &d), -1);
+	assert_int_equal(config_parse_rate("1.2.3", &d), -1);
+	assert_int_equal(config_parse_domain_rates("", dr, 4, why,
+	    sizeof(why)), 0);
+	assert_int_equal(config_parse_domain_rates("a.com=1 a.com=2", dr, 4,
+	    why, sizeof(why)), -1);
+	assert_string_equal(why, "names a domain twice (entry 2)");
+	assert_int_equal(config_parse_domain_rates("a.com=1 b.com=1 c.com=1",
+	    dr, 2, why, sizeof(why)), -1);
+	assert_string_equal(why, "has more than 2 entries");
+
+	fails_with("[limits]\nrate = fast\n",
+	    "/etc/digestd/t.conf:5: [limits] rate: \"fast\" is not a rate "
+	    "(emails per second, e.g. 200 or 12.5; 0: none)");
+	fails_with("[limits]\nreject_pause = 5\n",
+	    "/etc/digestd/t.conf:5: [limits] reject_pause: \"5\" is not a "
+	    "percentage (0% to 100%, e.g. 5%; 0: never)");
+	fails_with("[limits]\ndomain_rate = example.com\n",
+	    "/etc/digestd/t.conf:5: [limits] domain_rate: \"example.com\" is "
+	    "not a list of domain=rate (e.g. example.com=20 example.org=5)");
+	fails_with("[limits]\ndomain_rate = example.com=0\n",
+	    "/etc/digestd/t.conf:5: [limits] domain_rate: \"example.com=0\" "
+	    "has a rate that is not a positive number (entry 1)");
+	fails_with("[limits]\ndomain_rate = bad_domain!=3\n",
+	    "/etc/digestd/t.conf:5: [limits] domain_rate: \"bad_domain!=3\" "
+	    "names an invalid domain (entry 1)");
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_spec_example),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_syntax),

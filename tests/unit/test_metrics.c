@@ -34,10 +34,11 @@ static void
 test_bounds(void **state)
 {
 	static const int64_t first[HIST_N] = {
-		100000000LL, 1000000000LL, 60000000000LL,
+		100000000LL, 1000000000LL, 60000000000LL, 1000000LL,
 	};
 	static const int64_t last[HIST_N] = {
 		3600000000000LL, 86400000000000LL, 172800000000000LL,
+		60000000000LL,
 	};
 	int h, i;
 

@@ -23,7 +23,7 @@ TRANSPORT_FAILURES = ["connect", "tls", "auth", "sender", "protocol"]
 SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent",
                 "suppressed", "bad_data"]
 HISTOGRAMS = ["digest_job_duration_seconds", "digest_job_queue_wait_seconds",
-              "digest_email_delay_seconds"]
+              "digest_email_delay_seconds", "digest_ratelimit_wait_seconds"]
 
 
 def expected_series(pools, queues):
