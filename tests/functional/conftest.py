@@ -20,6 +20,22 @@ from lib.harness import (  # noqa: E402
 )
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): the queue backends (redis, amqp) a "
+        "test that takes the backend fixture runs on; all by default")
+
+
+def pytest_generate_tests(metafunc):
+    """One run per queue backend of each test taking `backend`."""
+    if "backend" in metafunc.fixturenames:
+        from lib.backends import NAMES
+
+        m = metafunc.definition.get_closest_marker("backends")
+        names = m.args if m else NAMES
+        metafunc.parametrize("backend", names, indirect=True)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A private redis-server on a unix socket in tmp_path."""
@@ -110,3 +126,20 @@ def vhost(rabbitmq):
     name = rabbitmq.vhost("t")
     yield name
     rabbitmq.drop_vhost(name)
+
+
+@pytest.fixture
+def backend(request, redis_tcp):
+    """The queue backend of this run of the test (redis or amqp, see
+    pytest_generate_tests), a lib.backends object: its config overrides,
+    enqueue, dead letters, queue depth.  The queue Redis is redis_tcp; on
+    amqp the queues are in a fresh vhost of the session's broker, which is
+    started only for the tests that run on amqp."""
+    from lib import backends
+
+    if request.param == "redis":
+        yield backends.make("redis", redis_tcp)
+        return
+    rabbit = request.getfixturevalue("rabbitmq")
+    name = request.getfixturevalue("vhost")
+    yield backends.make("amqp", redis_tcp, rabbit, name)
