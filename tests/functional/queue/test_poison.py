@@ -1,8 +1,8 @@
 """Poison jobs, on either queue backend: a group that makes its worker
 exceed memory_limit on every attempt (100,000 members in one batch), jobs
-that cannot be decoded (a field missing, a field not a number), a job
-whose checkpoint is too large to read, and a job whose worker is killed
-every time it runs.  Each ends in the dead letters with its reason, the
+that cannot be decoded (a field missing, a field not a number; on AMQP a
+body that is not JSON), a job whose checkpoint is too large to read, and
+a job whose worker is killed every time it runs.  Each ends in the dead letters with its reason, the
 decoding failures at once, the others after exactly max_attempts
 deliveries that each cost a worker; and meanwhile the pool serves the
 other jobs (at nearly the rate it had with no poison in the queue)."""
@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from lib import amqp_util
 from lib import config as conf
 from lib.amqp_util import (
     drain_queue, expected_pairs, maildir_ids, now_for_tests, scheduled,
@@ -284,4 +285,48 @@ def test_job_killing_its_worker_mid_job(tmp_path, backend, smtp_sink, digestd_fa
     assert expected_pairs({g: groups[g] for g in (2, 3)}, end) <= got
     assert metric_sum(d.metrics(), "digest_worker_restarts_total",
                       reason="crash") == MAX_ATTEMPTS
+    assert d.stop() == 0
+
+
+def test_bodies_not_json_dead_lettered(tmp_path, redis_tcp, rabbitmq, vhost,
+                                      digestd_factory):
+    """On the AMQP backend a job is a JSON body: one that is not JSON, or
+    JSON lacking fields, is dead-lettered with its reason and headers while
+    the worker carries on (a Redis stream entry is always fields)."""
+    now = now_for_tests()
+    end = now - now % 86400
+    r = redis_tcp.client()
+    groups = {5: list(range(100, 110))}
+    write_groups(r, groups, end)
+    cfg = amqp_util.config(tmp_path, redis_tcp, rabbitmq, vhost)
+    digestctl(cfg, "stats")               # declares the queues
+    amqp_util.publish(rabbitmq, vhost, "digest.standard", b"this is not json")
+    amqp_util.publish(rabbitmq, vhost, "digest.standard",
+                      json.dumps({"job_id": "daily.1.5.0", "period": "daily"}).encode())
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    d = amqp_util.start_digestd(digestd_factory, cfg)
+    wait_all_done(r, 1, timeout=60, d=d)
+    got = maildir_ids(os.path.join(str(tmp_path), "outbox"))
+    assert set(got) == expected_pairs(groups, end) and len(got) == 10
+
+    letters = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(
+        drain_queue(rabbitmq, vhost, "digest.dlq")), timeout=10, what="2 dead letters")
+    bodies = {}
+    for props, body in letters:
+        h = props.headers
+        assert h["x-digest-queue"] == "standard", h
+        assert h["x-digest-reason"], h
+        assert "x-digest-attempts" in h
+        assert props.delivery_mode == 2
+        bodies[body] = h["x-digest-reason"]
+    assert set(bodies) == {b"this is not json",
+                           json.dumps({"job_id": "daily.1.5.0", "period": "daily"}).encode()}
+    # A job is counted just after its checkpoint says done.
+    wait_for(lambda: metric_sum(d.metrics(), "digest_jobs_total", result="ok") >= 1,
+             timeout=10, what="the job counted")
+    m = d.metrics()
+    assert metric_sum(m, "digest_jobs_total", result="dead_lettered") == 2
+    assert metric_sum(m, "digest_jobs_total", result="ok") == 1
+    assert drain_queue(rabbitmq, vhost, "digest.standard") == []
     assert d.stop() == 0
