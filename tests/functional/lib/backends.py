@@ -54,6 +54,10 @@ class RedisBackend:
     def dead_letter_count(self):
         return len(sf.dead_letters(self.r))
 
+    def add_dead_letter(self, fields):
+        """Write a dead letter as digestd would (fields as strings)."""
+        self.r.xadd("digest:dlq", fields)
+
     def depth(self, queue):
         """The jobs in a queue: on Redis those waiting and those held."""
         return sf.queue_state(self.r, queue)[0]
@@ -169,6 +173,23 @@ class AmqpBackend(RedisBackend):
 
     def dead_letter_count(self):
         return self._count("digest.dlq")
+
+    def add_dead_letter(self, fields):
+        import pika
+        job = {k: _json_value(k, v) for k, v in fields.items() if k != "reason"}
+        conn = self.rabbit.connection(self.vhost)
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_publish("", "digest.dlq", json.dumps(job).encode(),
+                             pika.BasicProperties(
+                                 delivery_mode=2, content_type="application/json",
+                                 headers={"x-digest-reason": fields.get("reason", ""),
+                                          "x-digest-queue": "standard",
+                                          "x-digest-attempts": 1}),
+                             mandatory=True)
+        finally:
+            conn.close()
 
     def depth(self, queue):
         """The jobs in a queue: on the broker those ready."""
