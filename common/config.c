@@ -185,6 +185,12 @@ static const struct config_key config_keys[] = {
 	    C(supervisor.console_password_file), 0, 0, NULL, "",
 	    CF_SECRET_FILE, "A file holding the console password instead (one "
 	    "trailing\nnewline dropped), read at start and on reload." },
+	{ "supervisor", "unsubscribe_listen", CT_LISTEN,
+	    C(supervisor.unsubscribe_listen), 0, 0, NULL, "", 0,
+	    "One-click unsubscribe (RFC 8058) for the links in the emails:\n"
+	    "host:port or [v6]:port; empty: off.  Serves the path of\n"
+	    "digest.unsubscribe_url; put it behind the HTTPS proxy that\n"
+	    "unsubscribe_url names." },
 
 	{ "redis", "host", CT_STRING, C(redis.host), 0, 0, NULL, "127.0.0.1", 0,
 	    "Host name or address." },
@@ -503,7 +509,8 @@ config_set(struct config_parse *p, const struct config_key *k, void *dst,
 			    config_valid_listen(v, why, whylen) == -1)
 				return -1;
 		} else if (k->type == CT_LISTEN &&
-		    strcmp(k->key, "console_listen") != 0) {
+		    strcmp(k->key, "console_listen") != 0 &&
+		    strcmp(k->key, "unsubscribe_listen") != 0) {
 			snprintf(why, whylen, "must not be empty");
 			return -1;
 		}

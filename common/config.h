@@ -76,6 +76,8 @@ struct config {
 		char console_listen[CONFIG_STR_MAX];
 		char console_password[CONFIG_STR_MAX];	/* "": no auth */
 		char console_password_file[PATH_MAX];
+		/* One-click unsubscribe: host:port, "" off. */
+		char unsubscribe_listen[CONFIG_STR_MAX];
 	} supervisor;
 
 	struct redis_config redis;

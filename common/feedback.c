@@ -32,6 +32,32 @@ feedback_key_muted(char *buf, size_t len, const struct config *cfg,
 }
 
 int
+feedback_mute(redisContext *q, const struct config *cfg, int64_t uid,
+    int64_t gid, char *err, size_t errlen)
+{
+	char key[512], u[24];
+	redisReply *rep;
+	int rc = -1;
+
+	if (feedback_key_muted(key, sizeof(key), cfg, gid) == -1) {
+		snprintf(err, errlen, "key prefix too long");
+		return -1;
+	}
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	rep = redisCommand(q, "SADD %s %s", key, u);
+	if (rep == NULL)
+		snprintf(err, errlen, "queue redis: %s", q->errstr);
+	else if (rep->type != REDIS_REPLY_INTEGER)
+		snprintf(err, errlen, "queue redis: SADD: %.200s",
+		    rep->type == REDIS_REPLY_ERROR ? rep->str : "odd reply");
+	else
+		rc = 0;
+	if (rep != NULL)
+		freeReplyObject(rep);
+	return rc;
+}
+
+int
 feedback_reply_code(const char *reply)
 {
 	if (reply == NULL || !isdigit((unsigned char)reply[0]) ||

@@ -43,6 +43,13 @@ int feedback_key_suppressed(char *buf, size_t len, const struct config *);
 int feedback_key_muted(char *buf, size_t len, const struct config *,
     int64_t gid);
 
+/*
+ * Add uid to group gid's muted set (an unsubscription), waiting for the
+ * reply.  0, or -1 with err when Redis did not take it.
+ */
+int feedback_mute(redisContext *q, const struct config *, int64_t uid,
+    int64_t gid, char *err, size_t errlen);
+
 /* The three-digit code an SMTP reply line starts with, or 0. */
 int feedback_reply_code(const char *reply);
 

@@ -3,8 +3,9 @@
  * a deadline for each request and answer, and a listener that rests
  * rather than spins when accept() runs out of descriptors.  The metrics
  * endpoint (http.c) serves from the supervisor's loop with one; the web
- * console (console.c) serves from its own child with another, on sockets
- * the supervisor bound before dropping privileges.
+ * console (console.c) and the unsubscribe endpoint (unsub_child.c) each
+ * serve from their own child with another, on sockets the supervisor
+ * bound before dropping privileges.
  */
 #ifndef DIGESTD_HTTP_SERVER_H
 #define DIGESTD_HTTP_SERVER_H

@@ -231,6 +231,8 @@ reap_stragglers(void)
 		kill(sup->sampler_pid, SIGKILL);
 	if (sup->console_pid > 0)
 		kill(sup->console_pid, SIGKILL);
+	if (sup->unsub_pid > 0)
+		kill(sup->unsub_pid, SIGKILL);
 	while (now_mono_ns() < deadline) {
 		pid = waitpid(-1, &status, WNOHANG);
 		if (pid > 0) {
@@ -239,6 +241,8 @@ reap_stragglers(void)
 				sup->sampler_pid = 0;
 			if (pid == sup->console_pid)
 				sup->console_pid = 0;
+			if (pid == sup->unsub_pid)
+				sup->unsub_pid = 0;
 			continue;
 		}
 		if (pid == -1 && errno == ECHILD)
@@ -438,6 +442,11 @@ main(int argc, char **argv)
 		    sup->cfg->supervisor.console_listen, err);
 		return 2;
 	}
+	if (unsub_bind(sup, err, sizeof(err)) == -1) {
+		log_error("unsubscribe_listen %s: %s",
+		    sup->cfg->supervisor.unsubscribe_listen, err);
+		return 2;
+	}
 	if (sup->cfg->supervisor.user[0] != '\0')
 		drop_privileges(sup->cfg->supervisor.user,
 		    sup->cfg->supervisor.log_file);
@@ -454,6 +463,7 @@ main(int argc, char **argv)
 			sup->sampler_pid = sp;
 	}
 	console_spawn(sup);
+	unsub_spawn(sup);
 	if (pool_start(sup, pfd[0], pfd[1], err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 2;

@@ -762,6 +762,10 @@ pool_reap(void)
 			console_reaped(psup, pid, status);
 			continue;
 		}
+		if (pid == psup->unsub_pid) {
+			unsub_reaped(psup, pid, status);
+			continue;
+		}
 		log_debug("reaped unknown child %d", (int)pid);
 	}
 }

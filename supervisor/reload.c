@@ -55,6 +55,14 @@ reload_config(struct supervisor *s)
 		    s->cfg->supervisor.console_listen,
 		    sizeof(ncfg->supervisor.console_listen));
 	}
+	if (strcmp(ncfg->supervisor.unsubscribe_listen,
+	    s->cfg->supervisor.unsubscribe_listen) != 0) {
+		log_warnx("supervisor.unsubscribe_listen changed: takes effect "
+		    "at restart");
+		strlcpy(ncfg->supervisor.unsubscribe_listen,
+		    s->cfg->supervisor.unsubscribe_listen,
+		    sizeof(ncfg->supervisor.unsubscribe_listen));
+	}
 	/* The address kept must still be one the new file allows. */
 	if (ncfg->supervisor.console_listen[0] != '\0' &&
 	    !config_listen_loopback(ncfg->supervisor.console_listen) &&

@@ -51,6 +51,7 @@ struct supervisor {
 	int draining;			/* SIGTERM/SIGINT/SIGQUIT received */
 	pid_t sampler_pid;		/* the queue sampler child, 0 if none */
 	pid_t console_pid;		/* the web console child, 0 if none */
+	pid_t unsub_pid;		/* the unsubscribe child, 0 if none */
 	char instance_id[160];		/* host:pid, in digest:instance:{id} */
 };
 
@@ -99,5 +100,14 @@ int sampler_stats(const struct supervisor *, struct sb_stats *st);
 int console_bind(struct supervisor *, char *err, size_t errlen);
 void console_spawn(struct supervisor *);
 void console_reaped(struct supervisor *, pid_t, int status);
+
+/*
+ * The one-click unsubscribe endpoint (unsub_child.c), in the console's
+ * shape: unsub_bind at start before privileges drop, unsub_spawn forks
+ * the child that serves it, unsub_reaped restarts it with backoff.
+ */
+int unsub_bind(struct supervisor *, char *err, size_t errlen);
+void unsub_spawn(struct supervisor *);
+void unsub_reaped(struct supervisor *, pid_t, int status);
 
 #endif

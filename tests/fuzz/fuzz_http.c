@@ -23,6 +23,16 @@
  * holds, its CSRF token must check and a changed one must not, every form
  * field read must survive a round trip through console_url, and nothing
  * console_html writes may hold markup or control characters.
+ *
+ * An input starting with 'U' is a request to the one-click unsubscribe
+ * endpoint (supervisor/unsub_parse.c): a line with unsubscribe_url, a
+ * line with the request target, a Content-Type line, then the POST body.
+ * A path taken from the URL must start with '/' and be recognised as
+ * itself; the target is parsed as evhttp does, and a link read from its
+ * query must hold a canonical uid and gid and a lowercase token, survive
+ * being written back as digestd writes it, and verify exactly when the
+ * token is the one of its uid and gid; a One-Click body must name the
+ * field.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -43,6 +53,8 @@
 #include "console_parse.h"
 #include "http_conn.h"
 #include "http_parse.h"
+#include "unsub.h"
+#include "unsub_parse.h"
 
 #define FUZZ_MAX_CONNS 48
 
@@ -501,6 +513,89 @@ fuzz_console(const uint8_t *data, size_t size)
 	free(line);
 }
 
+/* A link read from a query, against what digestd would have written. */
+static void
+check_unsub_link(const char *query)
+{
+	static const char secret[] = "fuzz-secret-0123456789abcdef01234567";
+	struct unsub_link l, again;
+	char tok[UNSUB_TOKEN_LEN + 1], q[160];
+	size_t i;
+	int right;
+
+	if (unsub_parse_query(query, &l) == -1)
+		return;
+	if (l.uid < 0 || l.gid < 0 || strlen(l.token) != UNSUB_TOKEN_LEN)
+		abort();
+	for (i = 0; i < UNSUB_TOKEN_LEN; i++)
+		if (!((l.token[i] >= '0' && l.token[i] <= '9') ||
+		    (l.token[i] >= 'a' && l.token[i] <= 'f')))
+			abort();
+	if (!model_query_has(query, "u") || !model_query_has(query, "g") ||
+	    !model_query_has(query, "t"))
+		abort();
+	snprintf(q, sizeof(q), "u=%lld&g=%lld&t=%s", (long long)l.uid,
+	    (long long)l.gid, l.token);
+	if (unsub_parse_query(q, &again) == -1 || again.uid != l.uid ||
+	    again.gid != l.gid || strcmp(again.token, l.token) != 0)
+		abort();
+	if (unsub_token(secret, l.uid, l.gid, tok) == -1)
+		abort();
+	right = strcmp(tok, l.token) == 0;
+	if (unsub_verify(secret, l.uid, l.gid, l.token) != right)
+		abort();
+	if (!unsub_verify(secret, l.uid, l.gid, tok) ||
+	    unsub_verify(secret, l.uid + 1, l.gid, tok) ||
+	    unsub_verify(secret, l.uid, l.gid + 1, tok))
+		abort();
+}
+
+static void
+fuzz_unsub(const uint8_t *data, size_t size)
+{
+	const uint8_t *p = data, *end = data + size;
+	char *url, *target, *ctype, *body;
+	char path[UNSUB_PATH_MAX];
+	struct evhttp_uri *uri;
+	size_t blen;
+	int one;
+
+	url = next_line(&p, end);
+	if (unsub_parse_url_path(url, path, sizeof(path)) == 0) {
+		if (path[0] != '/')
+			abort();
+		/* Without escapes a path decodes to itself. */
+		if (strchr(path, '%') == NULL && !unsub_parse_path_is(path,
+		    path))
+			abort();
+	}
+	target = next_line(&p, end);
+	if ((uri = evhttp_uri_parse_with_flags(target,
+	    EVHTTP_URI_NONCONFORMANT)) != NULL) {
+		(void)unsub_parse_path_is(evhttp_uri_get_path(uri), path);
+		check_unsub_link(evhttp_uri_get_query(uri));
+		evhttp_uri_free(uri);
+	}
+	check_unsub_link(target);
+
+	ctype = next_line(&p, end);
+	blen = (size_t)(end - p);
+	body = dup_n(p, blen);
+	one = unsub_parse_one_click(ctype[0] ? ctype : NULL, (const char *)p,
+	    blen);
+	if (one != 0 && one != 1)
+		abort();
+	if (one && memmem(p, blen, "List-Unsubscribe", 16) == NULL)
+		abort();
+	if (one && strncasecmp(ctype, "multipart/form-data", 19) == 0 &&
+	    memmem(p, blen, "One-Click", 9) == NULL)
+		abort();
+	free(body);
+	free(ctype);
+	free(target);
+	free(url);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -508,6 +603,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_book(data + 1, size - 1);
 	else if (size > 0 && data[0] == 'C')
 		fuzz_console(data + 1, size - 1);
+	else if (size > 0 && data[0] == 'U')
+		fuzz_unsub(data + 1, size - 1);
 	else
 		fuzz_request(data, size);
 	return 0;

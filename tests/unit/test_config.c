@@ -1245,7 +1245,7 @@ test_example_help(void **state)
 			    line);
 	}
 	/* The keys of the configuration, the pool's once per example pool. */
-	assert_int_equal(keys, 76);
+	assert_int_equal(keys, 77);
 	free(ex);
 }
 

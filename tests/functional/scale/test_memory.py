@@ -25,6 +25,8 @@ TTL_BOUND = {
     "enq": 2 * WEEK,         # two periods (weekly: two weeks)
     "job": WEEK,             # checkpoints: 7 days
     "sched": 2 * WEEK,       # two weekly periods
+    "instance": 15,          # a live instance's record, rewritten every 5 s
+    "instances": DAY,        # the registry of instances, refreshed at writes
 }
 
 
