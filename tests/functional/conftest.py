@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from lib.backends import NAMES as BACKENDS  # noqa: E402
 from lib.harness import (  # noqa: E402
     Digestd,
     RedisServer,
@@ -18,22 +19,6 @@ from lib.harness import (  # noqa: E402
     TcpRedis,
     write_config,
 )
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "backends(*names): the queue backends (redis, amqp) a "
-        "test that takes the backend fixture runs on; all by default")
-
-
-def pytest_generate_tests(metafunc):
-    """One run per queue backend of each test taking `backend`."""
-    if "backend" in metafunc.fixturenames:
-        from lib.backends import NAMES
-
-        m = metafunc.definition.get_closest_marker("backends")
-        names = m.args if m else NAMES
-        metafunc.parametrize("backend", names, indirect=True)
 
 
 @pytest.fixture
@@ -128,13 +113,13 @@ def vhost(rabbitmq):
     rabbitmq.drop_vhost(name)
 
 
-@pytest.fixture
+@pytest.fixture(params=BACKENDS)
 def backend(request, redis_tcp):
-    """The queue backend of this run of the test (redis or amqp, see
-    pytest_generate_tests), a lib.backends object: its config overrides,
-    enqueue, dead letters, queue depth.  The queue Redis is redis_tcp; on
-    amqp the queues are in a fresh vhost of the session's broker, which is
-    started only for the tests that run on amqp."""
+    """The queue backend of this run of the test (redis, then amqp;
+    lib.backends.only() narrows it), a lib.backends object: its config
+    overrides, enqueue, dead letters, queue depth.  The queue Redis is
+    redis_tcp; on amqp the queues are in a fresh vhost of the session's
+    broker, which is started only for the tests that run on amqp."""
     from lib import backends
 
     if request.param == "redis":

@@ -8,10 +8,9 @@ import collections
 import json
 import time
 
-import pytest
-
 from lib.amqp_util import (config as amqp_config, drain_queue, job_checkpoints,
                            publish, queue_counts, start_digestd, write_groups)
+from lib.backends import only
 from lib.harness import digestctl, metric, wait_for, write_config
 from lib.supervisor_fixtures import (  # noqa: F401
     checkpoint, enqueue, job_fields, queue_state, seed_group, sup_config,
@@ -39,7 +38,7 @@ def backend_config(tmp_path, backend, pools, **kw):
     return cfg
 
 
-@pytest.mark.backends("redis")
+@only("redis")
 def test_pause_two_instances_then_resume(tmp_path, backend, slow_sink, digestd_factory):
     """Paused, neither instance takes a job, the jobs in hand go back at
     their next batch; resumed, every member gets exactly one email.  (On
@@ -158,7 +157,7 @@ def test_cancel_mid_run(tmp_path, backend, slow_sink, digestd_factory):
     assert d.stop() == 0
 
 
-@pytest.mark.backends("redis")
+@only("redis")
 def test_purge(tmp_path, backend):
     """Without --yes nothing goes; with it every waiting job goes, and a
     job delivered to a worker stays with it (a stream entry read by a

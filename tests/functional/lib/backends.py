@@ -6,16 +6,23 @@ queue, its dead letters and a job's checkpoint
 
 conftest.py's `backend` fixture hands out one of these per test, once for
 each backend; a test that holds on one backend only says so with
-@pytest.mark.backends("amqp").
+@only("amqp").
 
 Only loopback servers are used; every wait is bounded.
 """
 import json
 
+import pytest
+
 from lib import supervisor_fixtures as sf
 from lib.harness import digestctl, wait_for
 
 NAMES = ("redis", "amqp")
+
+
+def only(*names):
+    """Run a test taking the backend fixture on these backends only."""
+    return pytest.mark.parametrize("backend", names, indirect=True)
 
 
 class RedisBackend:

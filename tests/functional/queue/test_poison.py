@@ -2,10 +2,11 @@
 exceed memory_limit on every attempt (100,000 members in one batch), jobs
 that cannot be decoded (a field missing, a field not a number; on AMQP a
 body that is not JSON), a job whose checkpoint is too large to read, and
-a job whose worker is killed every time it runs.  Each ends in the dead letters with its reason, the
-decoding failures at once, the others after exactly max_attempts
-deliveries that each cost a worker; and meanwhile the pool serves the
-other jobs (at nearly the rate it had with no poison in the queue)."""
+a job whose worker is killed every time it runs.  Each ends in the dead
+letters with its reason, the decoding failures at once, the others after
+exactly max_attempts deliveries that each cost a worker; and meanwhile
+the pool serves the other jobs (at nearly the rate it had with no poison
+in the queue)."""
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 from lib import amqp_util
 from lib import config as conf
+from lib.backends import only
 from lib.amqp_util import (
     drain_queue, expected_pairs, maildir_ids, now_for_tests, scheduled,
     wait_all_done, worker_pids, write_groups)
@@ -129,7 +131,7 @@ def test_malformed_jobs_dead_lettered_at_once(tmp_path, backend, sink, digestd_f
     assert d.stop() == 0
 
 
-@pytest.mark.backends("redis")
+@only("redis")
 @pytest.mark.skipif(ASAN, reason="no data limit can be set under the sanitizer's "
                     "shadow memory")
 def test_poison_jobs_dead_lettered_pool_keeps_its_rate(tmp_path, backend, sink,
@@ -198,7 +200,7 @@ def dlq_lines(cfg):
     return rows
 
 
-@pytest.mark.backends("amqp")
+@only("amqp")
 @pytest.mark.skipif(ASAN, reason="no data limit can be set under the sanitizer's "
                     "shadow memory")
 def test_job_killing_its_worker_before_its_attempt_counts(tmp_path, backend,
