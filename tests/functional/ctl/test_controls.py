@@ -6,6 +6,8 @@ amqp, a paused queue's worker holds no prefetched message, cancel leaves
 another run's messages in place, and dlq delete drops a letter."""
 import collections
 import json
+import os
+import signal
 import time
 
 from lib.amqp_util import (config as amqp_config, drain_queue, job_checkpoints,
@@ -13,7 +15,7 @@ from lib.amqp_util import (config as amqp_config, drain_queue, job_checkpoints,
 from lib.backends import only
 from lib.harness import digestctl, metric, wait_for, write_config
 from lib.supervisor_fixtures import (  # noqa: F401
-    checkpoint, enqueue, job_fields, queue_state, seed_group, sup_config,
+    busy_worker, checkpoint, enqueue, job_fields, queue_state, seed_group, sup_config,
     wait_queue_state, workers)
 
 DAY = 86400
@@ -135,7 +137,16 @@ def test_cancel_mid_run(tmp_path, backend, slow_sink, digestd_factory):
     backend.enqueue("standard", ja)
     wait_for(lambda: slow_sink.count() >= 2, timeout=10, what="mail flowing")
     backend.enqueue("standard", jb)
-    p = digestctl(cfg, "cancel", "--period", "daily")
+    # cancel marks the run, then removes its waiting jobs: a worker that
+    # saw the mark at a batch's end could take the second job in between
+    # and cancel it itself.  Held still meanwhile, it cannot.
+    w = busy_worker(d, "standard")
+    assert w is not None
+    os.kill(w, signal.SIGSTOP)
+    try:
+        p = digestctl(cfg, "cancel", "--period", "daily")
+    finally:
+        os.kill(w, signal.SIGCONT)
     assert "1 waiting job(s) removed" in p.stdout, p.stdout
     wait_for(lambda: checkpoint(r, ja["job_id"]).get("state") == "cancelled", timeout=10,
              what="running job cancelled")
