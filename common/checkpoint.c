@@ -116,7 +116,7 @@ cp_cursor_parse(struct cursor *c, const char *uid, const char *score)
 
 int
 checkpoint_start(redisContext *q, const struct config *cfg,
-    const struct job *j, struct checkpoint *cp)
+    const struct job *j, const char *holder, struct checkpoint *cp)
 {
 	redisReply *r, *rs[4] = { NULL, NULL, NULL, NULL };
 	char key[512], state[16], num[32], score[CURSOR_STR_MAX + 16];
@@ -166,8 +166,8 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	else
 		redisAppendCommand(q, "PING");
 	redisAppendCommand(q, "HINCRBY %s attempts 1", key);
-	redisAppendCommand(q, "HSET %s state running updated_at %.3f", key,
-	    now_real());
+	redisAppendCommand(q, "HSET %s state running holder %s updated_at %.3f",
+	    key, holder, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	if (cp_replies(q, 4, rs) == -1)
 		goto out;
@@ -411,8 +411,9 @@ checkpoint_wait(redisContext *q, const struct config *cfg,
 		return -1;
 	redisAppendCommand(q, "HSET %s state waiting due_at %.3f last_error %s "
 	    "updated_at %.3f", key, cp->due_ms / 1000.0, why, now_real());
+	redisAppendCommand(q, "HDEL %s holder", key);
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
-	return cp_replies(q, 2, NULL);
+	return cp_replies(q, 3, NULL);
 }
 
 int
@@ -429,7 +430,7 @@ checkpoint_finish(redisContext *q, const struct config *cfg,
 	else
 		redisAppendCommand(q, "HSET %s state %s updated_at %.3f", key,
 		    state, now_real());
-	redisAppendCommand(q, "HDEL %s due_at", key);
+	redisAppendCommand(q, "HDEL %s due_at holder", key);
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	return cp_replies(q, 3, NULL);
 }
@@ -459,7 +460,7 @@ checkpoint_reset(redisContext *q, const struct config *cfg,
 		return -1;
 	}
 	redisAppendCommand(q, "HSET %s attempts 0", key);
-	redisAppendCommand(q, "HDEL %s state", key);
+	redisAppendCommand(q, "HDEL %s state holder", key);
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	if (cp_replies(q, 3, NULL) == -1) {
 		snprintf(err, errlen, "redis: %s", q->err ? q->errstr :
@@ -500,6 +501,54 @@ checkpoint_forget(redisContext *q, const struct config *cfg,
 }
 
 int
+checkpoint_holder(redisContext *q, const struct config *cfg,
+    const struct job *j, char *holder, size_t len)
+{
+	redisReply *r;
+	char key[512], state[16];
+	int rc = -1;
+
+	holder[0] = '\0';
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	if ((r = redisCommand(q, "HMGET %s state holder", key)) == NULL) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		reply_str(r->element[0], state, sizeof(state));
+		reply_str(r->element[1], holder, len);
+		if (strcmp(state, "running") != 0)
+			holder[0] = '\0';
+		rc = holder[0] != '\0';
+	} else
+		cp_outage = rconn_reply_is_outage(r);
+	freeReplyObject(r);
+	return rc;
+}
+
+/* KEYS[1] the checkpoint; ARGV[1] the holder letting it go. */
+static const char cp_release_lua[] =
+    "if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then\n"
+    "  return redis.call('HDEL', KEYS[1], 'holder')\n"
+    "end\n"
+    "return 0\n";
+
+int
+checkpoint_release(redisContext *q, const struct config *cfg,
+    const struct job *j, const char *holder)
+{
+	char key[512];
+
+	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+		return -1;
+	/* One script: a holder that took over meanwhile keeps the job. */
+	redisAppendCommand(q, "EVAL %s 1 %s %s", cp_release_lua, key, holder);
+	return cp_replies(q, 1, NULL);
+}
+
+int
 checkpoint_refund(redisContext *q, const struct config *cfg,
     const struct job *j)
 {
@@ -513,12 +562,20 @@ checkpoint_refund(redisContext *q, const struct config *cfg,
 }
 
 /*
- * KEYS[1] the checkpoint; ARGV: score, uid.  Moves the cursor only
- * forward in the walk's order (score, then the member bytewise, as Redis
- * orders a sorted set), and never creates the checkpoint.
+ * KEYS[1] the checkpoint; ARGV: score, uid (empty: no cursor), the dead
+ * holder (empty: none).  Moves the cursor only forward in the walk's
+ * order (score, then the member bytewise, as Redis orders a sorted set),
+ * never creates the checkpoint, and then clears holder if it is still
+ * the one named: in one script, so that a worker waiting for it finds
+ * the cursor there as soon as the holder is gone.
  */
 static const char cp_save_cursor_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "if ARGV[3] ~= '' and "
+    "redis.call('HGET', KEYS[1], 'holder') == ARGV[3] then\n"
+    "  redis.call('HDEL', KEYS[1], 'holder')\n"
+    "end\n"
+    "if ARGV[2] == '' then return 0 end\n"
     "local f = redis.call('HMGET', KEYS[1], 'cursor', 'cursor_score')\n"
     "local m, s = f[1], tonumber(f[2] or f[1] or '')\n"
     "if m and s then\n"
@@ -539,21 +596,26 @@ static const char cp_save_cursor_lua[] =
 
 int
 checkpoint_save_cursor(redisContext *q, const struct config *cfg,
-    const char *job_id, const struct cursor *c, char *err, size_t errlen)
+    const char *job_id, const struct cursor *c, const char *holder,
+    char *err, size_t errlen)
 {
-	char key[512], score[CURSOR_STR_MAX];
+	char key[512], score[CURSOR_STR_MAX], uid[32];
 	redisReply *r;
 	int rc;
 
-	if (!c->set)
+	if (!c->set && holder == NULL)
 		return 0;
 	if (cp_key(key, sizeof(key), cfg, job_id) == -1) {
 		snprintf(err, errlen, "job id too long");
 		return -1;
 	}
-	cursor_score_str(c->score, score, sizeof(score));
-	r = redisCommand(q, "EVAL %s 1 %s %s %" PRId64, cp_save_cursor_lua,
-	    key, score, c->uid);
+	score[0] = uid[0] = '\0';
+	if (c->set) {
+		cursor_score_str(c->score, score, sizeof(score));
+		snprintf(uid, sizeof(uid), "%" PRId64, c->uid);
+	}
+	r = redisCommand(q, "EVAL %s 1 %s %s %s %s", cp_save_cursor_lua,
+	    key, score, uid, holder != NULL ? holder : "");
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
 		snprintf(err, errlen, "save cursor: %s", r != NULL && r->str ?
 		    r->str : q->errstr);

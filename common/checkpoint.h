@@ -14,6 +14,12 @@
  *                 d:{uid} = "first_ms:next_ms:tries" (their first 4xx, the
  *                 time of their next try, their 4xx answers so far)
  *   updated_at    unix time of the last write
+ *   holder        while running: the worker whose attempt it is (its
+ *                 consumer name, host:supervisor pid:pool#slot.gen),
+ *                 written as the attempt starts, cleared as it ends
+ *                 (finished, waiting, given back) or, for a worker that
+ *                 died, by its supervisor once it has saved the cursor
+ *                 from the worker's slot
  *
  * Progress is written as it happens without waiting for Redis to answer
  * (checkpoint_progress appends to the connection and sends it at once);
@@ -21,6 +27,12 @@
  * so that a whole instance lost re-sends at most the message in flight per
  * job, for one write and no round trip per message.  Every other call
  * reads what is pending first.
+ *
+ * A queue that redelivers (AMQP) hands the job of a worker that died to
+ * another worker at once, maybe before the dead worker's supervisor has
+ * saved its cursor (Redis was away): a worker that finds the job running
+ * under another holder waits, bounded, for the holder to be cleared
+ * before it loads the checkpoint (docs/design.md#jobs).
  */
 #ifndef DIGESTD_CHECKPOINT_H
 #define DIGESTD_CHECKPOINT_H
@@ -87,13 +99,27 @@ struct checkpoint {
 };
 
 /*
- * Count this delivery as an attempt (HINCRBY), mark the job running,
- * refresh the TTL and load cursor, counts and the last error.  A job
- * already done, or cancelled, returns 1 (acknowledge it and move on).  0, 1, or -1 on a
- * Redis error.
+ * Count this delivery as an attempt (HINCRBY), mark the job running with
+ * holder as its holder, refresh the TTL and load cursor, counts and the
+ * last error.  A job already done, or cancelled, returns 1 (acknowledge
+ * it and move on).  0, 1, or -1 on a Redis error.
  */
 int checkpoint_start(redisContext *q, const struct config *, const struct job *,
-    struct checkpoint *cp);
+    const char *holder, struct checkpoint *cp);
+
+/*
+ * The holder of a job running (copied into holder): 1 when there is one,
+ * 0 when the job is not running or nobody holds it, -1 on error.
+ */
+int checkpoint_holder(redisContext *q, const struct config *,
+    const struct job *, char *holder, size_t len);
+
+/*
+ * An attempt ends without finishing or waiting (given back): clear the
+ * holder if it is still holder.  0 or -1.
+ */
+int checkpoint_release(redisContext *q, const struct config *,
+    const struct job *, const char *holder);
 
 /*
  * Save cursor and counts, with the parked recipients and the records of
@@ -176,11 +202,14 @@ int checkpoint_forget(redisContext *q, const struct config *,
 int checkpoint_failed_outage(const redisContext *q);
 
 /*
- * Move job_id's cursor forward to c (never back, never creating the
- * checkpoint): the supervisor saves where a dead worker had got to, from
- * its slot.  1 if moved, 0 if not, -1 on error.
+ * Move job_id's cursor forward to c if set (never back, never creating
+ * the checkpoint): the supervisor saves where a dead worker had got to,
+ * from its slot, and with holder (the dead worker's; NULL: none) clears
+ * the holder if it is still that worker, in the same step.  1 if moved,
+ * 0 if not, -1 on error.
  */
 int checkpoint_save_cursor(redisContext *q, const struct config *,
-    const char *job_id, const struct cursor *c, char *err, size_t errlen);
+    const char *job_id, const struct cursor *c, const char *holder,
+    char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * The second call into the worker, after worker_main.h's: digestctl's
+ * digestctl's call into the worker (the supervisor's is worker/worker.h):
  * preview and send-test render one member's email with the worker's own
  * code (the reads of the activity store, the rules of who gets a digest,
  * the renderer and the transports), so that what an operator sees is

@@ -448,11 +448,14 @@ queue_amqp_orphaned(struct scoreboard *sb, const struct queue_orphan *o)
 	 * The broker has the job back already, and may hand it to another
 	 * worker before Redis has this one's progress: the workers here
 	 * find the cursor in the segment, the other instances in Redis once
-	 * the requeue child has saved it.
+	 * the requeue child has saved it and cleared the dead worker's name
+	 * from the checkpoint's holder, which they wait for.  Even without a
+	 * cursor, the holder must be cleared.
 	 */
-	if (o->has_job != 1 || !o->cursor.set)
+	if (o->has_job != 1)
 		return QUEUE_ORPHAN_NONE;
-	sb_orphan_add(sb, o->job.job_id, &o->cursor);
+	if (o->cursor.set)
+		sb_orphan_add(sb, o->job.job_id, &o->cursor);
 	return QUEUE_ORPHAN_CURSOR;
 }
 

@@ -4,8 +4,9 @@
  * http_server.c, on sockets the supervisor bound at start.  Its pages read
  * the queue Redis and the broker, which block, so they are served here and
  * never by the supervisor's loop; a crash of the console costs no mail,
- * and the supervisor restarts it with backoff.  After a reload it is
- * replaced, so that it serves with the configuration in force.
+ * and the supervisor restarts it with backoff.  A reload replaces it at
+ * once (console_reload), so that it serves with the configuration in
+ * force.
  *
  * Every answer carries a Content-Security-Policy that allows nothing but
  * this origin's script and style sheet, and no framing.  With
@@ -15,7 +16,6 @@
  * POST without the cookie or with a wrong token gets 403 and changes
  * nothing.
  */
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -38,15 +38,11 @@
 #include "console_parse.h"
 #include "http_server.h"
 #include "log.h"
-#include "pool.h"
+#include "proc.h"
 #include "rconn.h"
 #include "supervisor.h"
 #include "util.h"
 
-#define CONSOLE_RESPAWN_MIN_MS 1000	/* after a crash */
-#define CONSOLE_RESPAWN_MAX_MS 30000
-#define CONSOLE_HEALTHY_MS 60000	/* a run this long resets the delay */
-#define CONSOLE_CHECK_MS 1000		/* how soon a reload reaches it */
 #define CONSOLE_FORM_MAX 4096		/* the server's body limit */
 
 #define CONSOLE_CSP "default-src 'none'; script-src 'self'; " \
@@ -54,13 +50,11 @@
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 /* The supervisor's side. */
-static int console_fds[HTTP_LISTEN_MAX];
-static int console_nfds;
-static struct event *console_timer;	/* respawn */
-static struct event *console_check;	/* notices reloads */
-static int64_t console_spawned_ns;
-static struct backoff console_backoff;
-static uint64_t console_reloads;	/* s->reloads_ok its config is from */
+static void console_run(void *);
+static struct proc_service console_svc = {
+	.name = "console",
+	.run = console_run,
+};
 
 /* The child's side. */
 static struct console console_state;
@@ -409,48 +403,22 @@ console_cap_cb(void *arg)
 	return c->cfg->supervisor.http_max_connections;
 }
 
-/* The child: serve until the supervisor goes.  Never returns. */
-static void __attribute__((noreturn))
-console_child(struct supervisor *s, pid_t parent)
+/*
+ * The child proc_fork set up, arg the service, with the console's
+ * sockets kept: serve until the supervisor goes.  Never returns.
+ */
+static void
+console_run(void *arg)
 {
+	struct proc_service *svc = arg;
+	struct supervisor *s = svc->s;
 	struct event_base *base;
 	struct http_server *hs;
-	struct sigaction sa;
-	sigset_t none;
 	char err[256];
-	int sig, fd, i, keep;
+	int i;
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-		_exit(1);
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	for (sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGPIPE ? SIG_IGN : SIG_DFL;
-		(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Every descriptor of the supervisor but the console's sockets. */
-	log_open_file(NULL);
-	for (fd = 3; ; fd = keep + 1) {
-		/* The next socket to keep at or above fd, if any. */
-		for (keep = -1, i = 0; i < console_nfds; i++)
-			if (console_fds[i] >= fd && (keep == -1 ||
-			    console_fds[i] < keep))
-				keep = console_fds[i];
-		if (keep == -1) {
-			close_range((unsigned)fd, ~0U, 0);
-			break;
-		}
-		if (keep > fd)
-			close_range((unsigned)fd, (unsigned)keep - 1, 0);
-	}
-	if (log_open_file(s->cfg->supervisor.log_file) == -1)
-		log_warn("open %s", s->cfg->supervisor.log_file);
-	log_set_proc("console", NULL, -1);
-	setproctitle("-digestd: console");
+	/* No SIGPIPE from a browser that went away. */
+	signal(SIGPIPE, SIG_IGN);
 
 	/* A fresh secret per process: a restart invalidates old forms. */
 	if (RAND_bytes(console_key, sizeof(console_key)) != 1) {
@@ -470,8 +438,8 @@ console_child(struct supervisor *s, pid_t parent)
 		log_warnx("console: %s", err);
 		_exit(1);
 	}
-	for (i = 0; i < console_nfds; i++)
-		if (http_server_accept(hs, console_fds[i], err,
+	for (i = 0; i < svc->nfds; i++)
+		if (http_server_accept(hs, svc->fds[i], err,
 		    sizeof(err)) == -1) {
 			log_warnx("console: %s", err);
 			_exit(1);
@@ -487,113 +455,32 @@ console_bind(struct supervisor *s, char *err, size_t errlen)
 
 	if (s->cfg->supervisor.console_listen[0] == '\0')
 		return 0;
-	if (http_bind_sockets(s->cfg->supervisor.console_listen, console_fds,
-	    &console_nfds, &loopback, err, errlen) == -1)
+	if (http_bind_sockets(s->cfg->supervisor.console_listen,
+	    console_svc.fds, &console_svc.nfds, &loopback, err, errlen) == -1)
 		return -1;
 	log_info("console on %s%s", s->cfg->supervisor.console_listen,
 	    s->cfg->supervisor.console_password[0] ? " (basic auth)" : "");
 	return 0;
 }
 
-static void console_respawn_in(struct supervisor *, int64_t);
-
-/*
- * The console serves with the configuration it was forked with: after a
- * successful reload, replace it (SIGTERM; console_reaped starts the new
- * one at once), so a new password or pool takes effect.
- */
-static void
-console_check_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct supervisor *s = arg;
-
-	if (s->draining || s->console_pid <= 0 ||
-	    s->reloads_ok == console_reloads)
-		return;
-	console_reloads = s->reloads_ok;
-	log_debug("configuration reloaded: replacing console %d",
-	    (int)s->console_pid);
-	kill(s->console_pid, SIGTERM);
-}
-
 void
 console_spawn(struct supervisor *s)
 {
-	struct timeval tv;
-	pid_t pid, self = getpid();
-
-	if (console_nfds == 0)
-		return;
-	if (console_check == NULL && s->base != NULL) {
-		console_check = event_new(s->base, -1, EV_PERSIST,
-		    console_check_cb, s);
-		if (console_check == NULL || evtimer_add(console_check,
-		    tv_ms(&tv, CONSOLE_CHECK_MS)) == -1)
-			log_warnx("console: no reload check timer");
-	}
-	console_reloads = s->reloads_ok;
-	if ((pid = fork()) == -1) {
-		log_warn("fork console");
-		console_respawn_in(s, CONSOLE_RESPAWN_MAX_MS);
-		return;
-	}
-	if (pid == 0)
-		console_child(s, self);
-	s->console_pid = pid;
-	console_spawned_ns = now_mono_ns();
-	log_debug("console started: pid %d", (int)pid);
+	proc_service_start(&console_svc, s);
 }
 
-static void
-console_timer_cb(evutil_socket_t fd, short what, void *arg)
+/*
+ * The console serves with the configuration it was forked with: replace
+ * it, so that a new password or pool takes effect.
+ */
+void
+console_reload(struct supervisor *s)
 {
-	struct supervisor *s = arg;
-
-	if (s->draining || s->console_pid > 0)
-		return;
-	console_spawn(s);
-}
-
-static void
-console_respawn_in(struct supervisor *s, int64_t ms)
-{
-	struct timeval tv;
-
-	if (s->base == NULL)
-		return;
-	if (console_timer == NULL &&
-	    (console_timer = evtimer_new(s->base, console_timer_cb, s)) ==
-	    NULL) {
-		log_warnx("console: no timer; not restarted");
-		return;
-	}
-	evtimer_add(console_timer, tv_ms(&tv, ms));
+	proc_service_reload(&console_svc);
 }
 
 void
-console_reaped(struct supervisor *s, pid_t pid, int status)
+console_stop(struct supervisor *s)
 {
-	int64_t ran_ms, delay;
-
-	if (pid != s->console_pid)
-		return;
-	s->console_pid = 0;
-	if (s->draining)
-		return;
-	ran_ms = (now_mono_ns() - console_spawned_ns) / 1000000;
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
-		/* Replaced on purpose (a reload): no reason to wait. */
-		delay = 0;
-	} else {
-		log_warnx("console %d exited (%s %d); restarting", (int)pid,
-		    WIFSIGNALED(status) ? "signal" : "status",
-		    WIFSIGNALED(status) ? WTERMSIG(status) :
-		    WEXITSTATUS(status));
-		/* Back off when it keeps dying, so a crash cannot spin. */
-		if (ran_ms >= CONSOLE_HEALTHY_MS)
-			backoff_reset(&console_backoff);
-		delay = backoff_step(&console_backoff, CONSOLE_RESPAWN_MIN_MS,
-		    CONSOLE_RESPAWN_MAX_MS);
-	}
-	console_respawn_in(s, delay);
+	proc_service_stop(&console_svc);
 }

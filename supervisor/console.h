@@ -1,18 +1,38 @@
 /*
- * The web console's child (console.c) and its pages (console_page.c):
- * what the two share.  Everything here runs in the console child, never
- * in the supervisor's loop.
+ * The web console (console.c): first the supervisor's side of it, called
+ * from the supervisor's loop; then what the console child and its pages
+ * (console_page.c) share, which runs in the console child only.
  */
 #ifndef DIGESTD_CONSOLE_H
 #define DIGESTD_CONSOLE_H
+
+#include <sys/types.h>
 
 #include <hiredis/hiredis.h>
 
 #include "config.h"
 #include "queue.h"
 #include "scoreboard.h"
+#include "supervisor.h"
 
 struct evbuffer;
+
+/*
+ * At start, before privileges drop: bind console_listen if set.  0, or
+ * -1 with err.
+ */
+int console_bind(struct supervisor *, char *err, size_t errlen);
+/*
+ * Fork the child that serves the bound sockets (none bound: nothing); it
+ * is restarted when it dies (proc.c's services).
+ */
+void console_spawn(struct supervisor *);
+/* A reload put a new configuration in force: replace the child now. */
+void console_reload(struct supervisor *);
+/* SIGKILL the child (at exit). */
+void console_stop(struct supervisor *);
+
+/* The console child's side. */
 
 /* The console child's state. */
 struct console {

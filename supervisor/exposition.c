@@ -19,6 +19,7 @@
 #include <event2/buffer.h>
 
 #include "exposition.h"
+#include "sampler.h"
 #include "util.h"
 
 static const char *const expo_state_names[EXPO_NSTATES] = {

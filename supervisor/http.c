@@ -20,7 +20,6 @@
 #include "http_parse.h"
 #include "http_server.h"
 #include "log.h"
-#include "pool.h"
 #include "supervisor.h"
 #include "util.h"
 

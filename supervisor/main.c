@@ -9,7 +9,6 @@
  * an eager deploy script) waits for the loop instead of killing us.
  */
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,16 +23,21 @@
 #include <event2/event.h>
 
 #include "check.h"
+#include "console.h"
 #include "coredump.h"
 #include "instance.h"
 #include "log.h"
 #include "pool.h"
+#include "proc.h"
+#include "reload.h"
+#include "requeue.h"
+#include "sampler.h"
 #include "sdnotify.h"
 #include "supervisor.h"
-#include "worker_main.h"
+#include "unsub_child.h"
 #include "util.h"
 
-/* Bounds on the wait for requeue children and the sampler at exit. */
+/* Bounds on the wait for the last children at exit. */
 #define EXIT_WAIT_MS 10000
 #define TICK_MS 100
 
@@ -159,7 +163,7 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 		log_info("log file reopened");
 		break;
 	case SIGCHLD:
-		pool_reap();
+		proc_reap();
 		maybe_exit();
 		break;
 	}
@@ -171,7 +175,7 @@ tick_cb(evutil_socket_t fd, short ev, void *arg)
 	int ready;
 
 	/* SIGCHLD coalesces; a sweep here costs one syscall. */
-	pool_reap();
+	proc_reap();
 	pool_tick();
 	ready = supervisor_ready(sup);
 	if (ready && !ready_notified) {
@@ -224,30 +228,13 @@ static void
 reap_stragglers(void)
 {
 	int64_t deadline = now_mono_ns() + (int64_t)EXIT_WAIT_MS * 1000000;
-	pid_t pid;
-	int status;
 
-	if (sup->sampler_pid > 0)
-		kill(sup->sampler_pid, SIGKILL);
-	if (sup->console_pid > 0)
-		kill(sup->console_pid, SIGKILL);
-	if (sup->unsub_pid > 0)
-		kill(sup->unsub_pid, SIGKILL);
+	sampler_stop(sup);
+	console_stop(sup);
+	unsub_stop(sup);
 	while (now_mono_ns() < deadline) {
-		pid = waitpid(-1, &status, WNOHANG);
-		if (pid > 0) {
-			if (!requeue_reaped(pid, status) &&
-			    pid == sup->sampler_pid)
-				sup->sampler_pid = 0;
-			if (pid == sup->console_pid)
-				sup->console_pid = 0;
-			if (pid == sup->unsub_pid)
-				sup->unsub_pid = 0;
-			continue;
-		}
-		if (pid == -1 && errno == ECHILD)
-			return;
-		if (pid == -1 && errno != EINTR)
+		proc_reap();
+		if (proc_live() == 0)
 			return;
 		usleep(10000);
 	}
@@ -258,19 +245,6 @@ static void
 check_warn_stderr(void *arg, const char *sentence)
 {
 	fprintf(stderr, "digestd: warning: %s\n", sentence);
-}
-
-static void
-check_warn_log(void *arg, const char *sentence)
-{
-	log_warnx("%s", sentence);
-}
-
-/* Log what cfg sets up that cannot work (at start and on reload). */
-void
-supervisor_check_warnings(const struct config *cfg)
-{
-	(void)check_config(cfg, check_warn_log, NULL);
 }
 
 /*
@@ -284,7 +258,7 @@ test_config(const char *file, int dump)
 	const char *w;
 	int i;
 
-	if ((sup->cfg = supervisor_load_config(file, err, sizeof(err))) ==
+	if ((sup->cfg = reload_load_config(file, err, sizeof(err))) ==
 	    NULL) {
 		fprintf(stderr, "digestd: %s\n", err);
 		fprintf(stderr, "digestd: configuration file %s test failed\n",
@@ -306,40 +280,6 @@ test_config(const char *file, int dump)
 		return 1;
 	}
 	return 0;
-}
-
-/*
- * Load and check a configuration as a whole: the file itself, and the
- * templates it names, so that a broken template is a configuration error
- * at start, for -t and on reload, never a failing job.
- */
-struct config *
-supervisor_load_config(const char *file, char *err, size_t errlen)
-{
-	struct config *cfg;
-
-	if ((cfg = config_load(file, err, errlen)) == NULL)
-		return NULL;
-	if (render_check_config(cfg, err, errlen) == -1) {
-		config_free(cfg);
-		return NULL;
-	}
-	return cfg;
-}
-
-/*
- * Apply [supervisor] core_dumps to this process, and so to every child
- * forked from now on.
- */
-void
-supervisor_core_dumps(const struct config *cfg)
-{
-	if (coredump_apply(cfg->supervisor.core_dumps) == -1)
-		log_warn("core_dumps = %s", cfg->supervisor.core_dumps ? "yes" :
-		    "no");
-	else if (cfg->supervisor.core_dumps)
-		log_warnx("core_dumps = yes: a core file of any digestd "
-		    "process carries the configuration's secrets");
 }
 
 int
@@ -410,7 +350,7 @@ main(int argc, char **argv)
 	/* From here on a signal is an event: it waits for the loop. */
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 
-	if ((sup->cfg = supervisor_load_config(file, err, sizeof(err))) ==
+	if ((sup->cfg = reload_load_config(file, err, sizeof(err))) ==
 	    NULL) {
 		log_error("%s", err);
 		return 1;
@@ -421,7 +361,7 @@ main(int argc, char **argv)
 		fatal("open log_file %s", sup->cfg->supervisor.log_file);
 	for (ch = 0; (w = config_warning(sup->cfg, ch)) != NULL; ch++)
 		log_warnx("%s", w);
-	supervisor_check_warnings(sup->cfg);
+	reload_check_warnings(sup->cfg);
 	setproctitle("-digestd: supervisor");
 	sup->started_at = now_real();
 	instance_id(sup->instance_id, sizeof(sup->instance_id));
@@ -451,17 +391,13 @@ main(int argc, char **argv)
 		drop_privileges(sup->cfg->supervisor.user,
 		    sup->cfg->supervisor.log_file);
 	/* After the change of user, which resets the dumpable flag. */
-	supervisor_core_dumps(sup->cfg);
+	proc_core_dumps(sup->cfg);
 
 	log_info("digestd %s starting: %d pool(s)", DIGESTD_VERSION,
 	    sup->cfg->npools);
 	sdnotifyf("MAINPID=%d", (int)getpid());
-	{
-		pid_t sp = sampler_spawn(sup);
-
-		if (sp > 0)
-			sup->sampler_pid = sp;
-	}
+	proc_init(sup);
+	(void)sampler_spawn(sup);
 	console_spawn(sup);
 	unsub_spawn(sup);
 	if (pool_start(sup, pfd[0], pfd[1], err, sizeof(err)) == -1) {

@@ -1,12 +1,12 @@
 /*
- * Worker pools: the supervisor's process table.  Each configured pool owns
- * `workers` positions (the N of "priority#N"), each served by one slot of
- * the scoreboard.  This file forks workers into slots, reaps them and
- * classifies why they died (crash, oom, stall, recycle, reload), restarts
- * them with a per-slot backoff, kills stalled ones, hands a dead worker's
- * job to the requeue child, and rolls workers on reload: a replacement is
- * started in a fresh slot and the old worker is told to retire only once
- * the replacement is ready.
+ * Worker pools: the workers' table.  Each configured pool owns `workers`
+ * positions (the N of "priority#N"), each served by one slot of the
+ * scoreboard.  This file starts workers in slots (forked by proc.c, which
+ * hands each death back here), classifies why they died (crash, oom,
+ * stall, recycle, reload), restarts them with a per-slot backoff, kills
+ * stalled ones, hands a dead worker's job to the requeue child, and rolls
+ * workers on reload: a replacement is started in a fresh slot and the old
+ * worker is told to retire only once the replacement is ready.
  *
  * A slot has one of three roles in the supervisor's private table:
  *   ACTIVE      serves its position; respawned when it dies;
@@ -15,7 +15,6 @@
  *   RETIRING    told to finish (SB_CMD_RETIRE or SB_CMD_DRAIN); freed
  *               when it exits.
  */
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -33,9 +32,11 @@
 #include "backoff.h"
 #include "log.h"
 #include "pool.h"
+#include "proc.h"
 #include "queue.h"
+#include "requeue.h"
 #include "util.h"
-#include "worker_main.h"
+#include "worker/worker.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_SANITIZER 1
@@ -163,54 +164,15 @@ cgroup_oom_init(void)
 	    oom_events_path[0] ? oom_events_path : "(none)");
 }
 
-void
-pool_child_reset(int keep)
-{
-	struct sigaction sa;
-	sigset_t all;
-	int sig;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	/* libevent's handlers would write to a socketpair we close below. */
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-
-	/* Back to stderr first, so the log module holds no fd we close. */
-	log_open_file(NULL);
-	if (keep < 0) {
-		close_range(3, ~0U, 0);
-	} else {
-		if (keep > 3)
-			close_range(3, keep - 1, 0);
-		close_range(keep + 1, ~0U, 0);
-	}
-	if (log_open_file(psup->cfg->supervisor.log_file) == -1)
-		log_warn("open %s", psup->cfg->supervisor.log_file);
-}
-
-/* The child side of a spawn: never returns. */
-static void __attribute__((noreturn))
-pool_child(int i, pid_t parent)
+/* The worker's side of a spawn, in the child proc_fork set up. */
+static void
+pool_worker_run(void *arg)
 {
 	const struct pool_config *pc;
 	struct rlimit rl;
+	int i = (int)(intptr_t)arg;
 
-	/*
-	 * If the supervisor died between fork() and prctl(), the death
-	 * signal would never come: check the parent is still ours.
-	 */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-		_exit(1);
-	if (getppid() != parent)
-		_exit(1);
-	pool_child_reset(notify_w);
 	log_set_proc("worker", reg_name(slots[i].reg), slots[i].pos);
-
 	pc = config_pool(psup->cfg, reg_name(slots[i].reg));
 	if (pc != NULL && pc->memory_limit > 0) {
 		/*
@@ -226,6 +188,14 @@ pool_child(int i, pid_t parent)
 	}
 	worker_main(psup->cfg, psup->sb, i, notify_w);
 }
+
+static void pool_worker_exited(pid_t, int, void *);
+
+static const struct proc_type worker_proc = {
+	.name = "worker",
+	.run = pool_worker_run,
+	.exited = pool_worker_exited,
+};
 
 static void
 restart_cb(evutil_socket_t fd, short ev, void *arg)
@@ -294,7 +264,7 @@ pool_spawn(int i)
 	struct timeval tv;
 	char num[32], sbn[16], pidbuf[16], fork_us[32], mono[32];
 	int64_t now;
-	pid_t pid, self = getpid();
+	pid_t pid;
 
 	pc = config_pool(psup->cfg, reg_name(ps->reg));
 	if (pc == NULL) {
@@ -321,7 +291,8 @@ pool_spawn(int i)
 	ps->killed_stall = ps->killed_by_us = ps->killed_timeout = 0;
 	ps->spawned_ns = now;
 
-	if ((pid = fork()) == -1) {
+	if ((pid = proc_fork(&worker_proc, (void *)(intptr_t)i, &notify_w,
+	    1)) == -1) {
 		log_warn("fork worker %s#%d", reg_name(ps->reg), ps->pos);
 		atomic_store(&s->state, SB_FREE);
 		ps->death_ns = ps->death_ns ? ps->death_ns : now;
@@ -330,8 +301,6 @@ pool_spawn(int i)
 		ps->timer_armed = 1;
 		return;
 	}
-	if (pid == 0)
-		pool_child(i, self);
 	ps->pid = pid;
 	atomic_store(&s->pid, pid);
 	snprintf(num, sizeof(num), "%d", ps->pos);
@@ -733,41 +702,18 @@ pool_worker_died(int i, int status)
 	ps->timer_armed = 1;
 }
 
-void
-pool_reap(void)
+/* A worker was reaped (proc.c); arg is its slot. */
+static void
+pool_worker_exited(pid_t pid, int status, void *arg)
 {
-	pid_t pid;
-	int status, i;
+	int i = (int)(intptr_t)arg;
 
-	for (;;) {
-		pid = waitpid(-1, &status, WNOHANG);
-		if (pid == -1 && errno == EINTR)
-			continue;
-		if (pid <= 0)
-			break;
-		for (i = 0; i < SB_MAX_SLOTS; i++)
-			if (slots[i].pid == pid)
-				break;
-		if (i < SB_MAX_SLOTS) {
-			pool_worker_died(i, status);
-			continue;
-		}
-		if (requeue_reaped(pid, status))
-			continue;
-		if (pid == psup->sampler_pid) {
-			sampler_reaped(psup, pid, status);
-			continue;
-		}
-		if (pid == psup->console_pid) {
-			console_reaped(psup, pid, status);
-			continue;
-		}
-		if (pid == psup->unsub_pid) {
-			unsub_reaped(psup, pid, status);
-			continue;
-		}
-		log_debug("reaped unknown child %d", (int)pid);
+	if (slots[i].pid != pid) {
+		log_warnx("worker %d reaped, but slot %d holds %d", (int)pid,
+		    i, (int)slots[i].pid);
+		return;
 	}
+	pool_worker_died(i, status);
 }
 
 /*

@@ -1,19 +1,59 @@
 /*
+ * Loading the configuration, at start, for `-t` and on SIGHUP.  A file is
+ * checked as a whole: the keys and rules of common/config.c, then the
+ * worker's own checks (the templates it names), so that a broken template
+ * is a configuration error, never a failing job.
+ *
  * SIGHUP: read the configuration file again.  The new file is parsed into
  * a struct of its own and checked; only a valid one replaces the running
  * configuration, so a broken edit never touches a worker.  Settings bound
  * at start-up (the HTTP listener, the user) keep their old values until a
  * restart, with a warning.  A configuration that goes is wiped before it
- * is freed: it holds the secrets.
+ * is freed: it holds the secrets.  What runs with a copy of the old one
+ * is told here: the pools roll their workers, the sampler and the console
+ * are replaced.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "config_value.h"
+#include "console.h"
 #include "log.h"
 #include "pool.h"
+#include "proc.h"
+#include "reload.h"
+#include "sampler.h"
 #include "sdnotify.h"
+#include "unsub_child.h"
 #include "util.h"
+#include "worker/worker.h"
+
+struct config *
+reload_load_config(const char *file, char *err, size_t errlen)
+{
+	struct config *cfg;
+
+	if ((cfg = config_load(file, err, errlen)) == NULL)
+		return NULL;
+	if (worker_check_config(cfg, err, errlen) == -1) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+static void
+reload_warn_log(void *arg, const char *sentence)
+{
+	log_warnx("%s", sentence);
+}
+
+void
+reload_check_warnings(const struct config *cfg)
+{
+	(void)check_config(cfg, reload_warn_log, NULL);
+}
 
 void
 reload_config(struct supervisor *s)
@@ -30,7 +70,7 @@ reload_config(struct supervisor *s)
 	sdnotifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)(now_mono_ns() / 1000));
 	log_info("reloading %s", s->cfg->path);
-	ncfg = supervisor_load_config(s->cfg->path, err, sizeof(err));
+	ncfg = reload_load_config(s->cfg->path, err, sizeof(err));
 	if (ncfg != NULL && !pool_registry_fits(ncfg, err, sizeof(err))) {
 		config_free(ncfg);
 		ncfg = NULL;
@@ -93,14 +133,17 @@ reload_config(struct supervisor *s)
 	}
 	/* Before the roll forks the new workers, which inherit it. */
 	if (ncfg->supervisor.core_dumps != old->supervisor.core_dumps)
-		supervisor_core_dumps(ncfg);
+		proc_core_dumps(ncfg);
 	pool_reconfigure();
+	sampler_reload(s);
+	console_reload(s);
+	unsub_reload(s);
 	config_free(old);
 	s->reloads_ok++;
 	s->last_reload_ok = now_real();
 	log_info("configuration reloaded: %d pool(s)", ncfg->npools);
 	for (i = 0; (w = config_warning(ncfg, i)) != NULL; i++)
 		log_warnx("%s", w);
-	supervisor_check_warnings(ncfg);
+	reload_check_warnings(ncfg);
 	sdnotify("READY=1\nSTATUS=reloaded");
 }

@@ -7,7 +7,9 @@
  * of the same loop iteration share one child.
  *
  * First the child saves the cursor of the worker's job in hand, for the
- * instance that takes the job next.  Then, on a backend whose jobs stay
+ * instance that takes the job next, and in the same step clears the
+ * worker's name from the checkpoint's holder, which a worker given the
+ * job meanwhile waits for (checkpoint.h).  Then, on a backend whose jobs stay
  * with a consumer (Redis), it puts back everything still pending under
  * the dead worker's consumer (give_back_consumer), which is unique to that
  * worker: the job in its slot, and also one delivered an instant before it
@@ -17,12 +19,11 @@
  * redelivers (AMQP), the broker has put the job back itself: saving the
  * cursor is all.
  */
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #include <errno.h>
-#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +36,10 @@
 #include "backoff.h"
 #include "checkpoint.h"
 #include "log.h"
-#include "pool.h"
+#include "proc.h"
 #include "queue.h"
 #include "rconn.h"
+#include "requeue.h"
 #include "util.h"
 
 /* How long a child keeps trying while the queue Redis is unreachable. */
@@ -57,6 +59,20 @@ static struct requeue_item pending[SB_MAX_SLOTS];
 static int npending;
 static pid_t children[REQUEUE_MAX_CHILDREN];
 static struct event *flush_ev;
+
+static void requeue_run(void *);
+static void requeue_exited(pid_t, int, void *);
+
+/*
+ * No child outlives the supervisor: what a requeue child could not finish
+ * is left pending, and visibility_timeout (another instance, or this one
+ * restarted) takes it from there.
+ */
+static const struct proc_type requeue_proc = {
+	.name = "requeue",
+	.run = requeue_run,
+	.exited = requeue_exited,
+};
 
 static void
 flush_cb(evutil_socket_t fd, short ev, void *arg)
@@ -127,8 +143,6 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 	int64_t start = now_mono_ns(), delay_ms;
 	int i = 0, p, moved;
 
-	setproctitle("-digestd: requeue");
-	log_set_proc("requeue", NULL, -1);
 	backoff_reset(&bo);
 	while (i < n) {
 		if (c == NULL && (c = rconn_connect(&cfg->queue_redis, err,
@@ -143,7 +157,8 @@ requeue_child(const struct config *cfg, struct requeue_item *items, int n)
 		 */
 		moved = 0;
 		if (o->has_job == 1 && (moved = checkpoint_save_cursor(c, cfg,
-		    o->job.job_id, &o->cursor, err, sizeof(err))) == -1) {
+		    o->job.job_id, &o->cursor, o->consumer, err,
+		    sizeof(err))) == -1) {
 			if (requeue_outage(c, err))
 				goto retry;
 			log_warnx("job %s: cursor not saved: %s", o->job.job_id,
@@ -206,11 +221,21 @@ retry:
 	_exit(0);
 }
 
+/*
+ * The child proc_fork set up: the items are its own copy of what was
+ * pending at the fork.
+ */
+static void
+requeue_run(void *arg)
+{
+	requeue_child(rsup->cfg, pending, npending);
+}
+
 void
 requeue_flush(void)
 {
 	struct timeval tv;
-	pid_t pid, parent;
+	pid_t pid;
 	int k;
 
 	if (npending == 0)
@@ -219,48 +244,31 @@ requeue_flush(void)
 		if (children[k] == 0)
 			break;
 	if (k == REQUEUE_MAX_CHILDREN) {
-		/* Try again once a child is gone (requeue_reaped). */
+		/* Try again once a child is gone (requeue_exited). */
 		return;
 	}
-	parent = getpid();
-	if ((pid = fork()) == -1) {
+	if ((pid = proc_fork(&requeue_proc, (void *)(intptr_t)k, NULL, 0)) ==
+	    -1) {
 		log_warn("fork requeue child");
 		evtimer_add(flush_ev, tv_ms(&tv, 200));
 		return;
-	}
-	if (pid == 0) {
-		/*
-		 * No child outlives the supervisor: what a requeue child could
-		 * not finish is left pending, and visibility_timeout (another
-		 * instance, or this one restarted) takes it from there.
-		 */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-		    getppid() != parent)
-			_exit(1);
-		pool_child_reset(-1);
-		requeue_child(rsup->cfg, pending, npending);
 	}
 	children[k] = pid;
 	log_debug("requeue child %d for %d job(s)", (int)pid, npending);
 	npending = 0;
 }
 
-int
-requeue_reaped(pid_t pid, int status)
+/* A requeue child was reaped (proc.c); arg is its place in children. */
+static void
+requeue_exited(pid_t pid, int status, void *arg)
 {
-	int k;
+	int k = (int)(intptr_t)arg;
 
-	for (k = 0; k < REQUEUE_MAX_CHILDREN; k++) {
-		if (children[k] != pid)
-			continue;
-		children[k] = 0;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			log_warnx("requeue child %d failed", (int)pid);
-		if (npending > 0)
-			requeue_flush();
-		return 1;
-	}
-	return 0;
+	children[k] = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		log_warnx("requeue child %d failed", (int)pid);
+	if (npending > 0)
+		requeue_flush();
 }
 
 int

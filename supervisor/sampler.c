@@ -16,15 +16,15 @@
  * last_success, or end when status is ok for a record written before
  * last_success existed.
  *
- * The sampler runs with the configuration it was forked with; after a
- * successful reload it is replaced by a new one (sampler_check_cb).
+ * The sampler runs with the configuration it was forked with; a
+ * successful reload replaces it at once (sampler_reload): SIGTERM, and
+ * its reaping forks the new one.
  *
  * The sampler can die in the middle of publishing (a kill, the SIGTERM of
  * a reload): the supervisor's reads are bounded and fall back on the last
  * good copy it holds (sampler_stats), and the reaping puts that copy back
  * in the segment, so the torn record is never read again.
  */
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -44,9 +44,10 @@
 #include "delayq.h"
 #include "instance.h"
 #include "log.h"
+#include "proc.h"
 #include "queue.h"
 #include "rconn.h"
-#include "supervisor.h"
+#include "sampler.h"
 #include "util.h"
 
 #define SAMPLER_INTERVAL_MS 5000
@@ -56,17 +57,13 @@
 
 static const char *const sampler_periods[2] = { "daily", "weekly" };
 
-#define SAMPLER_CHECK_MS 1000	/* how soon a reload reaches the sampler */
-
 static struct event *sampler_timer;	/* respawn */
-static struct event *sampler_check;	/* notices reloads */
 static int64_t sampler_spawned_ns;
 static struct backoff sampler_backoff;
-static uint64_t sampler_reloads;	/* s->reloads_ok its config is from */
 
 /*
  * The supervisor's last good copy of the published stats, refreshed at
- * each read and every SAMPLER_CHECK_MS: what /metrics shows while the
+ * each read and before a reload's SIGTERM: what /metrics shows while the
  * record cannot be read, and what is put back when a sampler dies in the
  * middle of writing it.
  */
@@ -260,40 +257,20 @@ sampler_round(struct sampler *sm)
 	sb_stats_write(sm->sb, &sm->st);
 }
 
-/* The child: sample until the supervisor goes.  Never returns. */
-static void __attribute__((noreturn))
-sampler_child(struct supervisor *s, pid_t parent)
+/*
+ * The child proc_fork set up, arg the supervisor: sample until the
+ * supervisor goes.  Never returns.
+ */
+static void
+sampler_run(void *arg)
 {
+	struct supervisor *s = arg;
 	struct sampler sm;
-	struct sigaction sa;
 	struct timespec next;
-	sigset_t none;
-	int sig;
+	pid_t parent = getppid();
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-		_exit(1);
-	/*
-	 * libevent's handlers would write to the supervisor's socketpair;
-	 * this process wants the default dispositions, and no SIGPIPE
-	 * from a server that closed on us.
-	 */
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	for (sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGPIPE ? SIG_IGN : SIG_DFL;
-		(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Drop the listener and every other descriptor of the supervisor. */
-	log_open_file(NULL);
-	close_range(3, ~0U, 0);
-	if (log_open_file(s->cfg->supervisor.log_file) == -1)
-		log_warn("open %s", s->cfg->supervisor.log_file);
-	log_set_proc("sampler", NULL, -1);
-	setproctitle("-digestd: sampler");
+	/* No SIGPIPE from a server that closed on us. */
+	signal(SIGPIPE, SIG_IGN);
 
 	memset(&sm, 0, sizeof(sm));
 	sm.cfg = s->cfg;
@@ -327,6 +304,18 @@ sampler_child(struct supervisor *s, pid_t parent)
 	}
 }
 
+static void
+sampler_exited(pid_t pid, int status, void *arg)
+{
+	sampler_reaped(arg, pid, status);
+}
+
+static const struct proc_type sampler_proc = {
+	.name = "sampler",
+	.run = sampler_run,
+	.exited = sampler_exited,
+};
+
 static void sampler_respawn_in(struct supervisor *, int64_t);
 
 int
@@ -343,49 +332,37 @@ sampler_stats(const struct supervisor *s, struct sb_stats *st)
 	return 1;
 }
 
-/*
- * The sampler works from the configuration it was forked with: after a
- * successful reload, replace it (SIGTERM; sampler_reaped starts the new
- * one at once) so that it reads the queues and servers now configured.
- */
-static void
-sampler_check_cb(evutil_socket_t fd, short what, void *arg)
+void
+sampler_reload(struct supervisor *s)
 {
-	struct supervisor *s = arg;
 	struct sb_stats st;
 
-	(void)sampler_stats(s, &st);
-	if (s->draining || s->sampler_pid <= 0 ||
-	    s->reloads_ok == sampler_reloads)
+	if (s->draining || s->sampler_pid <= 0)
 		return;
-	sampler_reloads = s->reloads_ok;
+	/* The copy a torn record would be repaired from, fresh. */
+	(void)sampler_stats(s, &st);
 	log_debug("configuration reloaded: replacing sampler %d",
 	    (int)s->sampler_pid);
 	kill(s->sampler_pid, SIGTERM);
 }
 
+void
+sampler_stop(struct supervisor *s)
+{
+	if (s->sampler_pid > 0)
+		kill(s->sampler_pid, SIGKILL);
+}
+
 pid_t
 sampler_spawn(struct supervisor *s)
 {
-	struct timeval tv;
-	pid_t pid, self = getpid();
+	pid_t pid;
 
-	if (sampler_check == NULL && s->base != NULL) {
-		sampler_check = event_new(s->base, -1, EV_PERSIST,
-		    sampler_check_cb, s);
-		if (sampler_check == NULL || evtimer_add(sampler_check,
-		    tv_ms(&tv, SAMPLER_CHECK_MS)) == -1)
-			log_warnx("sampler: no reload check timer");
-	}
-	sampler_reloads = s->reloads_ok;
-
-	if ((pid = fork()) == -1) {
+	if ((pid = proc_fork(&sampler_proc, s, NULL, 0)) == -1) {
 		log_warn("fork sampler");
 		sampler_respawn_in(s, SAMPLER_RESPAWN_MAX_MS);
 		return -1;
 	}
-	if (pid == 0)
-		sampler_child(s, self);
 	s->sampler_pid = pid;
 	sampler_spawned_ns = now_mono_ns();
 	log_debug("sampler started: pid %d", (int)pid);

@@ -1,7 +1,8 @@
 /*
- * The supervisor's state, shared by its modules (main, pool, reload, http,
- * exposition, sampler).  One instance, owned by main.c; everything here is
- * touched only from the supervisor's event loop (single-threaded).
+ * The supervisor's state, shared by its modules (main, proc, pool,
+ * requeue, sampler, reload, http, exposition).  One instance, owned by
+ * main.c; everything here is touched only from the supervisor's event loop
+ * (single-threaded).
  */
 #ifndef DIGESTD_SUPERVISOR_H
 #define DIGESTD_SUPERVISOR_H
@@ -50,21 +51,10 @@ struct supervisor {
 	double started_at;		/* unix time */
 	int draining;			/* SIGTERM/SIGINT/SIGQUIT received */
 	pid_t sampler_pid;		/* the queue sampler child, 0 if none */
-	pid_t console_pid;		/* the web console child, 0 if none */
-	pid_t unsub_pid;		/* the unsubscribe child, 0 if none */
 	char instance_id[160];		/* host:pid, in digest:instance:{id} */
 };
 
 extern struct supervisor *sup;
-
-/* config_load plus the checks of what it names (templates). */
-struct config *supervisor_load_config(const char *file, char *err,
-    size_t errlen);
-/* Apply the config's core_dumps to this process and its future children. */
-void supervisor_core_dumps(const struct config *);
-
-/* Log the warnings of the configuration check (supervisor/check.c). */
-void supervisor_check_warnings(const struct config *);
 
 /* 1 when every pool of the config has a ready worker and no drain runs. */
 int supervisor_ready(const struct supervisor *);
@@ -80,34 +70,5 @@ void metrics_fold_slot(struct supervisor *, int slot);
 
 /* HTTP endpoint (http.c): bind before privileges drop; 0 or -1 with err. */
 int http_listen(struct supervisor *, const char *listen, char *err, size_t);
-
-/* The queue sampler child (sampler.c). */
-pid_t sampler_spawn(struct supervisor *);
-/* Tell sampler.c its child was reaped (it is respawned by a timer). */
-void sampler_reaped(struct supervisor *, pid_t, int status);
-/*
- * The queue figures the sampler published: 0 when read now, 1 when they
- * cannot be read now and *st is the last good copy, -1 when there is none.
- */
-int sampler_stats(const struct supervisor *, struct sb_stats *st);
-
-/*
- * The web console (console.c).  console_bind, at start before privileges
- * drop: bind console_listen if set (0, or -1 with err).  console_spawn
- * forks the child that serves it; console_reaped tells console.c its
- * child was reaped (it is restarted with backoff).
- */
-int console_bind(struct supervisor *, char *err, size_t errlen);
-void console_spawn(struct supervisor *);
-void console_reaped(struct supervisor *, pid_t, int status);
-
-/*
- * The one-click unsubscribe endpoint (unsub_child.c), in the console's
- * shape: unsub_bind at start before privileges drop, unsub_spawn forks
- * the child that serves it, unsub_reaped restarts it with backoff.
- */
-int unsub_bind(struct supervisor *, char *err, size_t errlen);
-void unsub_spawn(struct supervisor *);
-void unsub_reaped(struct supervisor *, pid_t, int status);
 
 #endif

@@ -13,9 +13,8 @@
  * uid and gid.  Writing to Redis blocks, so this is served here and never
  * by the supervisor's loop; the supervisor restarts it with backoff when
  * it dies, and replaces it after a reload so that it serves with the
- * configuration in force (a new secret, a new path).
+ * configuration in force (a new secret, a new path): a proc.c service.
  */
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -37,30 +36,25 @@
 #include "feedback.h"
 #include "http_server.h"
 #include "log.h"
+#include "proc.h"
 #include "rconn.h"
 #include "supervisor.h"
 #include "unsub.h"
+#include "unsub_child.h"
 #include "unsub_parse.h"
 #include "util.h"
 
-#define UNSUB_RESPAWN_MIN_MS 1000	/* after a crash */
-#define UNSUB_RESPAWN_MAX_MS 30000
-#define UNSUB_HEALTHY_MS 60000		/* a run this long resets the delay */
-#define UNSUB_CHECK_MS 1000		/* how soon a reload reaches it */
 #define UNSUB_BODY_MAX 4096		/* the server's body limit */
 
 /* The page's form posts to this origin; nothing else is allowed. */
 #define UNSUB_CSP "default-src 'none'; form-action 'self'; " \
 	"frame-ancestors 'none'; base-uri 'none'"
 
-/* The supervisor's side. */
-static int unsub_fds[HTTP_LISTEN_MAX];
-static int unsub_nfds;
-static struct event *unsub_timer;	/* respawn */
-static struct event *unsub_check;	/* notices reloads */
-static int64_t unsub_spawned_ns;
-static struct backoff unsub_backoff;
-static uint64_t unsub_reloads;		/* s->reloads_ok its config is from */
+static void unsub_run(void *);
+static struct proc_service unsub_svc = {
+	.name = "unsubscribe",
+	.run = unsub_run,
+};
 
 /* The child's side. */
 struct unsub_state {
@@ -217,47 +211,22 @@ unsub_cap_cb(void *arg)
 	return u->cfg->supervisor.http_max_connections;
 }
 
-/* The child: serve until the supervisor goes.  Never returns. */
-static void __attribute__((noreturn))
-unsub_child(struct supervisor *s, pid_t parent)
+/*
+ * The child proc_fork set up, arg the service, with the endpoint's
+ * sockets kept: serve until the supervisor goes.  Never returns.
+ */
+static void
+unsub_run(void *arg)
 {
+	struct proc_service *svc = arg;
+	struct supervisor *s = svc->s;
 	struct event_base *base;
 	struct http_server *hs;
-	struct sigaction sa;
-	sigset_t none;
 	char err[256];
-	int sig, fd, i, keep;
+	int i;
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-		_exit(1);
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	for (sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGPIPE ? SIG_IGN : SIG_DFL;
-		(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Every descriptor of the supervisor but the endpoint's sockets. */
-	log_open_file(NULL);
-	for (fd = 3; ; fd = keep + 1) {
-		for (keep = -1, i = 0; i < unsub_nfds; i++)
-			if (unsub_fds[i] >= fd && (keep == -1 ||
-			    unsub_fds[i] < keep))
-				keep = unsub_fds[i];
-		if (keep == -1) {
-			close_range((unsigned)fd, ~0U, 0);
-			break;
-		}
-		if (keep > fd)
-			close_range((unsigned)fd, (unsigned)keep - 1, 0);
-	}
-	if (log_open_file(s->cfg->supervisor.log_file) == -1)
-		log_warn("open %s", s->cfg->supervisor.log_file);
-	log_set_proc("unsubscribe", NULL, -1);
-	setproctitle("-digestd: unsubscribe");
+	/* No SIGPIPE from a client that went away. */
+	signal(SIGPIPE, SIG_IGN);
 
 	memset(&unsub_state, 0, sizeof(unsub_state));
 	unsub_state.cfg = s->cfg;
@@ -274,8 +243,8 @@ unsub_child(struct supervisor *s, pid_t parent)
 		log_warnx("unsubscribe: %s", err);
 		_exit(1);
 	}
-	for (i = 0; i < unsub_nfds; i++)
-		if (http_server_accept(hs, unsub_fds[i], err,
+	for (i = 0; i < svc->nfds; i++)
+		if (http_server_accept(hs, svc->fds[i], err,
 		    sizeof(err)) == -1) {
 			log_warnx("unsubscribe: %s", err);
 			_exit(1);
@@ -291,112 +260,32 @@ unsub_bind(struct supervisor *s, char *err, size_t errlen)
 
 	if (s->cfg->supervisor.unsubscribe_listen[0] == '\0')
 		return 0;
-	if (http_bind_sockets(s->cfg->supervisor.unsubscribe_listen, unsub_fds,
-	    &unsub_nfds, &loopback, err, errlen) == -1)
+	if (http_bind_sockets(s->cfg->supervisor.unsubscribe_listen,
+	    unsub_svc.fds, &unsub_svc.nfds, &loopback, err, errlen) == -1)
 		return -1;
 	log_info("unsubscribe endpoint on %s",
 	    s->cfg->supervisor.unsubscribe_listen);
 	return 0;
 }
 
-static void unsub_respawn_in(struct supervisor *, int64_t);
-
-/*
- * The child serves with the configuration it was forked with: after a
- * successful reload, replace it (SIGTERM; unsub_reaped starts the new
- * one at once), so a new secret or unsubscribe_url takes effect.
- */
-static void
-unsub_check_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct supervisor *s = arg;
-
-	if (s->draining || s->unsub_pid <= 0 ||
-	    s->reloads_ok == unsub_reloads)
-		return;
-	unsub_reloads = s->reloads_ok;
-	log_debug("configuration reloaded: replacing unsubscribe %d",
-	    (int)s->unsub_pid);
-	kill(s->unsub_pid, SIGTERM);
-}
-
 void
 unsub_spawn(struct supervisor *s)
 {
-	struct timeval tv;
-	pid_t pid, self = getpid();
-
-	if (unsub_nfds == 0)
-		return;
-	if (unsub_check == NULL && s->base != NULL) {
-		unsub_check = event_new(s->base, -1, EV_PERSIST,
-		    unsub_check_cb, s);
-		if (unsub_check == NULL || evtimer_add(unsub_check,
-		    tv_ms(&tv, UNSUB_CHECK_MS)) == -1)
-			log_warnx("unsubscribe: no reload check timer");
-	}
-	unsub_reloads = s->reloads_ok;
-	if ((pid = fork()) == -1) {
-		log_warn("fork unsubscribe");
-		unsub_respawn_in(s, UNSUB_RESPAWN_MAX_MS);
-		return;
-	}
-	if (pid == 0)
-		unsub_child(s, self);
-	s->unsub_pid = pid;
-	unsub_spawned_ns = now_mono_ns();
-	log_debug("unsubscribe started: pid %d", (int)pid);
+	proc_service_start(&unsub_svc, s);
 }
 
-static void
-unsub_timer_cb(evutil_socket_t fd, short what, void *arg)
+/*
+ * The child serves with the configuration it was forked with: replace
+ * it, so that a new secret or unsubscribe_url takes effect.
+ */
+void
+unsub_reload(struct supervisor *s)
 {
-	struct supervisor *s = arg;
-
-	if (s->draining || s->unsub_pid > 0)
-		return;
-	unsub_spawn(s);
-}
-
-static void
-unsub_respawn_in(struct supervisor *s, int64_t ms)
-{
-	struct timeval tv;
-
-	if (s->base == NULL)
-		return;
-	if (unsub_timer == NULL &&
-	    (unsub_timer = evtimer_new(s->base, unsub_timer_cb, s)) == NULL) {
-		log_warnx("unsubscribe: no timer; not restarted");
-		return;
-	}
-	evtimer_add(unsub_timer, tv_ms(&tv, ms));
+	proc_service_reload(&unsub_svc);
 }
 
 void
-unsub_reaped(struct supervisor *s, pid_t pid, int status)
+unsub_stop(struct supervisor *s)
 {
-	int64_t ran_ms, delay;
-
-	if (pid != s->unsub_pid)
-		return;
-	s->unsub_pid = 0;
-	if (s->draining)
-		return;
-	ran_ms = (now_mono_ns() - unsub_spawned_ns) / 1000000;
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
-		/* Replaced on purpose (a reload): no reason to wait. */
-		delay = 0;
-	} else {
-		log_warnx("unsubscribe %d exited (%s %d); restarting",
-		    (int)pid, WIFSIGNALED(status) ? "signal" : "status",
-		    WIFSIGNALED(status) ? WTERMSIG(status) :
-		    WEXITSTATUS(status));
-		/* Back off when it keeps dying, so a crash cannot spin. */
-		if (ran_ms >= UNSUB_HEALTHY_MS)
-			backoff_reset(&unsub_backoff);
-		delay = backoff_step(&unsub_backoff, UNSUB_RESPAWN_MIN_MS,
-		    UNSUB_RESPAWN_MAX_MS);
-	}
-	unsub_respawn_in(s, delay);
+	proc_service_stop(&unsub_svc);
 }

@@ -38,7 +38,6 @@
 #include "template.h"
 #include "unsub.h"
 #include "util.h"
-#include "worker_main.h"
 
 /* Caps on untrusted fields, in characters, so no post can bloat a mail. */
 #define RENDER_TITLE_MAX	300

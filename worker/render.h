@@ -68,6 +68,14 @@ struct render *render_new(const struct config *, char *err, size_t errlen);
 void render_free(struct render *);
 
 /*
+ * The renderer's checks of a configuration (worker_check_config): the
+ * templates load, and digest.from and digest.unsubscribe_url are usable.
+ * 0, or -1 with err naming the file and line of a broken template, or the
+ * key.
+ */
+int render_check_config(const struct config *, char *err, size_t errlen);
+
+/*
  * Sort posts by engagement (likes + comments, newer first on ties) in
  * place; exposed for tests.
  */

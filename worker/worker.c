@@ -37,9 +37,10 @@
 #include "metrics.h"
 #include "queue.h"
 #include "rconn.h"
+#include "render.h"
 #include "transport.h"
 #include "util.h"
-#include "worker_main.h"
+#include "worker.h"
 
 #define FETCH_TIMEOUT_MS 1000
 #define CONNECT_BACKOFF_MIN_MS 100
@@ -427,13 +428,25 @@ worker_save_slot_cursor(struct worker *w, const struct job *j)
 
 	if (sb_cursor_read(w->slot, &c) == -1 || !c.set)
 		return 0;
-	if (checkpoint_save_cursor(w->queue, w->cfg, j->job_id, &c, err,
+	if (checkpoint_save_cursor(w->queue, w->cfg, j->job_id, &c, NULL, err,
 	    sizeof(err)) == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("%s", err);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Our attempt ends and the job goes back to its queue (or went, with the
+ * connection): clear our name from its checkpoint first, so that the
+ * worker that takes it next need not wait for it (worker_wait_holder).
+ */
+static void
+worker_release(struct worker *w, struct queue_msg *m)
+{
+	if (checkpoint_release(w->queue, w->cfg, &m->job, w->qc.name) == -1)
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 }
 
 /*
@@ -447,6 +460,7 @@ static void
 worker_give_back_again(struct worker *w, struct queue_msg *m)
 {
 	w->giveback_failed = 0;
+	worker_release(w, m);
 	if (w->giveback_refund) {
 		w->giveback_refund = 0;
 		if (checkpoint_refund(w->queue, w->cfg, &m->job) == -1)
@@ -556,6 +570,57 @@ worker_save_progress(struct worker *w, struct queue_msg *m,
 	    SAVE_HOLD_MS / 1000);
 	/* Whatever is left half-open is replaced by the main loop. */
 	w->keepalive_failed = 1;
+}
+
+/*
+ * A queue that redelivers hands us the job of a worker that died with it
+ * in hand at once, maybe before its supervisor has saved the dead
+ * worker's cursor from its slot (Redis was away): the checkpoint would
+ * have us send again what it sent meanwhile.  While another worker holds
+ * the job, wait, heartbeating and keeping the delivery, for the holder
+ * to be cleared (it is, with the cursor saved, in one step), then load
+ * the checkpoint.  Bounded: when a whole instance died, nobody clears it,
+ * and the checkpoint, written after each message, is as far as it got
+ * but for the message in flight.
+ */
+#define HOLDER_WAIT_MS	10000
+
+static void
+worker_wait_holder(struct worker *w, struct queue_msg *m)
+{
+	char holder[QUEUE_CONSUMER_MAX];
+	int64_t start = now_mono_ns();
+	int rc, waited = 0;
+
+	if (!w->qc.qb->redelivers)
+		return;
+	/*
+	 * The job is ours from now, in the slot too, without the cursor of
+	 * an earlier job: should we die meanwhile, none is saved for it.
+	 */
+	sb_cursor_set(w->slot, &(struct cursor){ .set = 0 });
+	sb_job_set(w->slot, &m->job, m->entry);
+	w->keepalive_failed = 0;
+	w->last_keepalive_ns = start;
+	while ((rc = checkpoint_holder(w->queue, w->cfg, &m->job, holder,
+	    sizeof(holder))) == 1 && strcmp(holder, w->qc.name) != 0) {
+		if (now_mono_ns() - start >= HOLDER_WAIT_MS * 1000000LL) {
+			log_warnx("job %s: still held by %s after %d s; going "
+			    "on from its checkpoint", m->job.job_id, holder,
+			    HOLDER_WAIT_MS / 1000);
+			return;
+		}
+		if (waited++ == 0)
+			log_info("job %s: held by %s; waiting for it to be "
+			    "let go", m->job.job_id, holder);
+		worker_hold(w, m, 100);
+	}
+	/* A failure is met again, and handled, by checkpoint_start. */
+	if (rc == -1)
+		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
+	else if (waited > 0)
+		log_info("job %s: let go after %.1f s", m->job.job_id,
+		    (now_mono_ns() - start) / 1e9);
 }
 
 /*
@@ -720,7 +785,8 @@ worker_run(struct worker *w, struct queue_msg *m)
 		worker_give_back(w, m, "paused");
 		goto out;
 	}
-	rc = checkpoint_start(w->queue, w->cfg, &m->job, &cp);
+	worker_wait_holder(w, m);
+	rc = checkpoint_start(w->queue, w->cfg, &m->job, w->qc.name, &cp);
 	if (rc == -1) {
 		metric_inc(w->slot->cells, MC_REDIS_ERRORS);
 		log_warnx("checkpoint: %s", w->queue->err ? w->queue->errstr :
@@ -765,6 +831,12 @@ worker_run(struct worker *w, struct queue_msg *m)
 		goto out;
 	}
 
+	/*
+	 * The cursor first: a death between the two writes must never pair
+	 * this job with the cursor of the one before (saved for it, that
+	 * would skip members).
+	 */
+	sb_cursor_set(w->slot, &cp.cursor);
 	sb_job_set(w->slot, &m->job, m->entry);
 	sb_set_state(w->slot, SB_BUSY);
 	worker_title(w, m->job.job_id);
@@ -806,6 +878,10 @@ worker_run(struct worker *w, struct queue_msg *m)
 		res = DIGEST_STOPPED;
 	if (res != DIGEST_DONE)
 		worker_save_progress(w, m, &cp);
+	/* Finished or waiting, the checkpoint says so, and no one waits. */
+	if (res == DIGEST_RETRY || (res == DIGEST_STOPPED &&
+	    w->stop != WORKER_STOP_CANCELLED))
+		worker_release(w, m);
 
 	switch (res) {
 	case DIGEST_DONE:
@@ -910,6 +986,12 @@ out:
 	sb_set_state(w->slot, SB_IDLE);
 	log_set_job(NULL);
 	worker_title(w, NULL);
+}
+
+int
+worker_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	return render_check_config(cfg, err, errlen);
 }
 
 void

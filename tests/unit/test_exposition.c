@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 
 #include "exposition.h"
+#include "sampler.h"
 
 const char *const restart_reason_names[RESTART_N] = {
 	"crash", "oom", "stall", "recycle", "reload",

@@ -20,7 +20,6 @@
 #include "mime.h"
 #include "render.h"
 #include "template.h"
-#include "worker_main.h"
 
 struct vals {
 	const char *v[TV_COUNT];

@@ -40,6 +40,8 @@ PAGE_TIMEOUT = 30           # a hang guard for each browser step
 try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException)
     from selenium.webdriver.common.by import By
 except ImportError:  # pragma: no cover - scripts/deps.sh installs it
     webdriver = None
@@ -47,6 +49,27 @@ except ImportError:  # pragma: no cover - scripts/deps.sh installs it
 needs_browser = pytest.mark.skipif(
     webdriver is None or CHROMIUM is None or CHROMEDRIVER is None,
     reason="chromium, chromium-driver and python3-selenium (scripts/deps.sh test)")
+
+
+def click(page, css):
+    """Click the element css names, found again if the page's refresh
+    replaced it between the look and the click."""
+    def attempt():
+        try:
+            page.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    wait_for(attempt, timeout=PAGE_TIMEOUT, what="a click on " + css)
+
+
+def main_text(page):
+    """The text of <main>, or "" while it is being replaced (the refresh,
+    or the page loading after a form was sent)."""
+    try:
+        return page.find_element(By.ID, "main").text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
 
 
 def console_config(tmp_path, redis, console_port, sink=None, workers=1, extra="",
@@ -253,16 +276,27 @@ def test_pause_clicked_pauses_every_instance(tmp_path, redis_tcp, smtp_sink,
 
     b = browser_factory()
     page = b.get("http://127.0.0.1:%d/" % cport)
-    row = page.find_element(By.CSS_SELECTOR, '#queues tr[data-queue="standard"]')
-    row.find_element(By.NAME, "reason").send_keys("bad template")
-    row.find_element(By.NAME, "pause").click()
-    wait_for(lambda: "Paused queue standard" in page.find_element(By.ID, "main").text,
+
+    def pause_with_reason():
+        # Found again if the refresh replaces the row meanwhile.
+        try:
+            row = page.find_element(By.CSS_SELECTOR,
+                                    '#queues tr[data-queue="standard"]')
+            field = row.find_element(By.NAME, "reason")
+            field.clear()
+            field.send_keys("bad template")
+            row.find_element(By.NAME, "pause").click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    wait_for(pause_with_reason, timeout=PAGE_TIMEOUT, what="the pause form sent")
+    wait_for(lambda: "Paused queue standard" in main_text(page),
              timeout=PAGE_TIMEOUT, what="the page saying paused")
     p = paused(r, "standard")
     assert p["reason"] == "bad template" and p["by"].startswith("console@")
     assert r.ttl("digest:paused:standard") == -1
-    assert "paused: bad template" in page.find_element(
-        By.CSS_SELECTOR, '#queues tr[data-queue="standard"]').text
+    wait_for(lambda: "paused: bad template" in main_text(page),
+             timeout=PAGE_TIMEOUT, what="the row saying why")
 
     # Every instance obeys within 2 s; a job enqueued after that stays put.
     time.sleep(2.5)
@@ -274,9 +308,8 @@ def test_pause_clicked_pauses_every_instance(tmp_path, redis_tcp, smtp_sink,
     assert smtp_sink.count() == 0
 
     # Resumed from the page: one of the two takes it and the email goes out.
-    page.find_element(By.CSS_SELECTOR,
-                      '#queues tr[data-queue="standard"] button[name="resume"]').click()
-    wait_for(lambda: "Resumed queue standard" in page.find_element(By.ID, "main").text,
+    click(page, '#queues tr[data-queue="standard"] button[name="resume"]')
+    wait_for(lambda: "Resumed queue standard" in main_text(page),
              timeout=PAGE_TIMEOUT, what="the page saying resumed")
     assert paused(r, "standard") == {}
     wait_done(r, jid, timeout=30)
@@ -313,8 +346,8 @@ def test_dead_letter_requeued_from_the_page_runs(tmp_path, redis_tcp, smtp_sink,
     # The reason is shown as text, never run.
     assert "<script>alert(1)</script>" in row.text
     assert page.find_elements(By.CSS_SELECTOR, "#dlq script") == []
-    row.find_element(By.NAME, "requeue").click()
-    wait_for(lambda: "Requeued dead letter" in page.find_element(By.ID, "main").text,
+    click(page, '#dlq tr[data-job="%s"] button[name="requeue"]' % jid)
+    wait_for(lambda: "Requeued dead letter" in main_text(page),
              timeout=PAGE_TIMEOUT, what="the page saying requeued")
     assert r.xlen("digest:dlq") == 0
     wait_done(r, jid, timeout=30)
@@ -408,13 +441,11 @@ def test_works_with_javascript_off(tmp_path, redis_tcp, digestd_factory, browser
     b = browser_factory(javascript=False)
     page = b.get("http://127.0.0.1:%d/" % cport)
     assert page.find_element(By.TAG_NAME, "body").get_attribute("data-script") is None
-    page.find_element(By.CSS_SELECTOR,
-                      '#queues tr[data-queue="standard"] button[name="pause"]').click()
-    wait_for(lambda: "Paused queue standard" in page.find_element(By.ID, "main").text,
+    click(page, '#queues tr[data-queue="standard"] button[name="pause"]')
+    wait_for(lambda: "Paused queue standard" in main_text(page),
              timeout=PAGE_TIMEOUT, what="the page saying paused")
     assert paused(r, "standard")["reason"] == "paused from the console"
-    page.find_element(By.CSS_SELECTOR,
-                      '#queues tr[data-queue="standard"] button[name="resume"]').click()
+    click(page, '#queues tr[data-queue="standard"] button[name="resume"]')
     wait_for(lambda: paused(r, "standard") == {}, timeout=PAGE_TIMEOUT, what="resumed")
 
 
