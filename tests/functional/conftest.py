@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from lib.backends import NAMES as BACKENDS  # noqa: E402
 from lib.harness import (  # noqa: E402
     Digestd,
     RedisServer,
@@ -110,3 +111,20 @@ def vhost(rabbitmq):
     name = rabbitmq.vhost("t")
     yield name
     rabbitmq.drop_vhost(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, redis_tcp):
+    """The queue backend of this run of the test (redis, then amqp;
+    lib.backends.only() narrows it), a lib.backends object: its config
+    overrides, enqueue, dead letters, queue depth.  The queue Redis is
+    redis_tcp; on amqp the queues are in a fresh vhost of the session's
+    broker, which is started only for the tests that run on amqp."""
+    from lib import backends
+
+    if request.param == "redis":
+        yield backends.make("redis", redis_tcp)
+        return
+    rabbit = request.getfixturevalue("rabbitmq")
+    name = request.getfixturevalue("vhost")
+    yield backends.make("amqp", redis_tcp, rabbit, name)

@@ -149,8 +149,9 @@ def fetch(port, path="/metrics", headers=None, timeout=5):
 
 def two_pool_config(tmp_path, redis, port=None, sink=None, workers=(1, 2),
                     extra="", stall="20s", max_attempts=3,
-                    visibility="10m"):
-    """Pools `priority` and `standard` on their queues, maildir or SMTP."""
+                    visibility="10m", backend=None):
+    """Pools `priority` and `standard` on their queues, maildir or SMTP;
+    with backend (a lib.backends object) on that queue backend."""
     return conf.build(tmp_path, conf.merge(
         {"supervisor": {"drain_timeout": "20s", "stall_timeout": stall,
                         "restart_backoff_max": "500ms", "log_level": None},
@@ -158,7 +159,8 @@ def two_pool_config(tmp_path, redis, port=None, sink=None, workers=(1, 2),
          "pool.priority": {"queue": "priority", "workers": workers[0]},
          "pool.standard": {"queue": "standard", "workers": workers[1]},
          "digest": {"batch_size": 100}},
-        conf.smtp(sink, 100) if sink is not None else {}),
+        conf.smtp(sink, 100) if sink is not None else {},
+        backend.overrides(max_attempts) if backend is not None else {}),
         sections=(redis.config_section(),), extra=extra, port=port)
 
 

@@ -30,9 +30,11 @@ def token(uid, gid, secret=SECRET):
 
 def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
            large=10000, memory_limit="256M", per_session=500, extra="",
-           prefix="", max_attempts=3):
-    """A digestd config with one pool, `standard`, and the chosen transport."""
-    return conf.build(tmp_path, conf.merge(
+           prefix="", max_attempts=3, backend=None):
+    """A digestd config with one pool, `standard`, and the chosen transport;
+    with backend (a lib.backends object) on that queue backend, its queues
+    declared."""
+    cfg = conf.build(tmp_path, conf.merge(
         {"supervisor": {"drain_timeout": "20s", "stall_timeout": "20s",
                         "restart_backoff_max": "500ms"},
          "queue": {"max_attempts": max_attempts},
@@ -41,8 +43,12 @@ def config(tmp_path, redis, sink=None, maildir=None, workers=1, batch=500,
          "digest": {"batch_size": batch, "large_group_threshold": large,
                     "max_posts": 10}},
         conf.smtp(sink, per_session) if sink is not None else
-        {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}}),
+        {"maildir": {"path": maildir or os.path.join(str(tmp_path), "outbox")}},
+        backend.overrides(max_attempts) if backend is not None else {}),
         sections=(redis.config_section(prefix=prefix),), extra=extra)
+    if backend is not None:
+        backend.prepare(cfg)
+    return cfg
 
 
 class Data:
@@ -84,6 +90,24 @@ class Data:
 
 def job_id(period, wend, gid, shard=0):
     return "%s.%d.%s.%d" % (period, wend, gid, shard)
+
+
+def job(gid, period, wstart, wend, mmin=0, mmax=2 ** 53, shard=0):
+    """The fields of one job, as strings."""
+    return {
+        "job_id": job_id(period, wend, gid, shard), "group_id": str(gid),
+        "period": period, "window_start": str(wstart), "window_end": str(wend),
+        "member_min": str(mmin), "member_max": str(mmax),
+        "enqueued_at": "%.6f" % time.time(),
+    }
+
+
+def enqueue_on(backend, gid, period, wstart, wend, mmin=0, mmax=2 ** 53,
+               queue="standard", shard=0):
+    """Enqueue one job on a queue backend (a lib.backends object); its id."""
+    fields = job(gid, period, wstart, wend, mmin, mmax, shard)
+    backend.enqueue(queue, fields)
+    return fields["job_id"]
 
 
 def enqueue(client, gid, period, wstart, wend, mmin=0, mmax=2 ** 53,

@@ -133,11 +133,12 @@ def dead_letters(r, prefix=""):
 
 
 def sup_config(tmp_path, redis, pools, supervisor="", extra="", smtp=None,
-               port=None, digest=""):
+               port=None, digest="", overrides=None):
     """A full config: the default, redis, the pools, optional smtp.
 
     pools: {name: {"workers": 2, ...}}; supervisor and digest: "key = value"
-    lines for those sections (they override the default's keys).
+    lines for those sections (they override the default's keys); overrides
+    (a config.build overrides dict, such as a queue backend's) last.
     """
     tp = {}
     if smtp is not None:
@@ -147,7 +148,8 @@ def sup_config(tmp_path, redis, pools, supervisor="", extra="", smtp=None,
         {"supervisor": conf.parse_lines(supervisor),
          "digest": conf.parse_lines(digest)},
         tp,
-        {"pool.%s" % name: kv for name, kv in pools.items()}),
+        {"pool.%s" % name: kv for name, kv in pools.items()},
+        overrides),
         sections=(redis.config_section("redis"),), extra=extra, port=port,
         last="pool.%s" % list(pools)[-1] if pools else None)
 

@@ -1,5 +1,5 @@
-"""Who gets a digest, end to end: a crafted dataset in Redis, jobs
-enqueued on the stream, the real digestd sending to an SMTP sink.
+"""Who gets a digest, end to end, on either queue backend: a crafted
+dataset in Redis, jobs enqueued, the real digestd sending to an SMTP sink.
 
 Checks the exact recipient set, the skip counts by reason in /metrics, the
 order of posts, that a member's own posts are left out, and that running
@@ -11,7 +11,8 @@ import time
 
 from lib.harness import Digestd, metric_sum, wait_for
 from lib.pipeline_data import (  # noqa: F401
-    EXPECTED, OLD, Data, craft, config, enqueue, rcpts, wait_done, window)
+    EXPECTED, OLD, Data, craft, config, enqueue_on, rcpts, wait_done, window)
+
 
 def plain_part(msg):
     for part in msg.walk():
@@ -20,16 +21,16 @@ def plain_part(msg):
     raise AssertionError("no text/plain part")
 
 
-def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
-    r = redis_tcp.client()
+def test_pipeline_recipients(tmp_path, backend, smtp_sink):
+    r = backend.r
     ws, we = window()
     craft(r, ws, we)
-    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, large=10, batch=4,
-                 per_session=3)
+    cfg = config(tmp_path, backend.redis, backend=backend, sink=smtp_sink,
+                 large=10, batch=4, per_session=3)
     d = Digestd(cfg, tmp_path)
     d.start()
     try:
-        jids = [enqueue(r, g, "daily", ws, we) for g in (1, 2, 3)]
+        jids = [enqueue_on(backend, g, "daily", ws, we) for g in (1, 2, 3)]
         states = [wait_done(r, j, timeout=60, d=d) for j in jids]
         got = rcpts(smtp_sink)
         assert sorted(got) == sorted(EXPECTED), got
@@ -65,13 +66,13 @@ def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
 
         # The same window again: the jobs are done, nothing is sent.
         for g in (1, 2, 3):
-            enqueue(r, g, "daily", ws, we)
+            enqueue_on(backend, g, "daily", ws, we)
         # A marker job behind them on the one worker shows they were handled.
         Data(r).group(9, name="Marker")
         Data(r).members(9, [90])
         Data(r).user(90, email="marker@example.org")
         Data(r).post(9, 901, we - 5, title="Marker post", author_id=1)
-        wait_done(r, enqueue(r, 9, "daily", ws, we), timeout=60, d=d)
+        wait_done(r, enqueue_on(backend, 9, "daily", ws, we), timeout=60, d=d)
         wait_for(lambda: "marker@example.org" in rcpts(smtp_sink), timeout=10,
                  what="marker email")
         got = rcpts(smtp_sink)
@@ -80,10 +81,10 @@ def test_pipeline_recipients(tmp_path, redis_tcp, smtp_sink):
         d.kill()
 
 
-def test_pipeline_shards(tmp_path, redis_tcp, smtp_sink):
+def test_pipeline_shards(tmp_path, backend, smtp_sink):
     """Shards of one group (member_min..member_max, inclusive) cover each
     member once; inactivity is judged on the whole group's size."""
-    r = redis_tcp.client()
+    r = backend.r
     ws, we = window()
     d = Data(r)
     d.group(8, name="Sharded")
@@ -94,12 +95,13 @@ def test_pipeline_shards(tmp_path, redis_tcp, smtp_sink):
         seen = we - 300 * 86400 if u < 15 else we - 60
         d.user(u, email="u%d@example.org" % u, last_seen=seen)
     d.post(8, 801, we - 60, title="Sharded news", author_id=1)
-    cfg = config(tmp_path, redis_tcp, sink=smtp_sink, large=20, batch=7)
+    cfg = config(tmp_path, backend.redis, backend=backend, sink=smtp_sink,
+                 large=20, batch=7)
     proc = Digestd(cfg, tmp_path)
     proc.start()
     try:
         bounds = [(10, 19), (20, 29), (30, 39)]
-        jids = [enqueue(r, 8, "daily", ws, we, mmin=a, mmax=b, shard=k)
+        jids = [enqueue_on(backend, 8, "daily", ws, we, mmin=a, mmax=b, shard=k)
                 for k, (a, b) in enumerate(bounds)]
         sent = [int(wait_done(r, j, timeout=60, d=proc)["sent"]) for j in jids]
         assert sent == [5, 10, 10]
@@ -117,10 +119,10 @@ def titles(msg):
     return [line.strip() for line in body.splitlines() if line.strip().startswith("Post ")]
 
 
-def test_pipeline_prolific_author_still_gets_ten(tmp_path, redis_tcp, smtp_sink):
+def test_pipeline_prolific_author_still_gets_ten(tmp_path, backend, smtp_sink):
     """max_posts = 10 of 40 posts: a member who wrote the 15 most engaging
     posts gets the 10 best of the others', everyone else the top 10."""
-    r = redis_tcp.client()
+    r = backend.r
     ws, we = window()
     d = Data(r)
     d.group(4, name="Busy group")
@@ -131,11 +133,11 @@ def test_pipeline_prolific_author_still_gets_ten(tmp_path, redis_tcp, smtp_sink)
         # Rank i: likes 100 - i; posts 0..14 by member 5.
         d.post(4, 400 + i, we - 1000 + i, title="Post %02d" % i,
                author_id=5 if i < 15 else 7, likes=100 - i)
-    cfg = config(tmp_path, redis_tcp, sink=smtp_sink)
+    cfg = config(tmp_path, backend.redis, backend=backend, sink=smtp_sink)
     proc = Digestd(cfg, tmp_path)
     proc.start()
     try:
-        wait_done(r, enqueue(r, 4, "daily", ws, we), timeout=60, d=proc)
+        wait_done(r, enqueue_on(backend, 4, "daily", ws, we), timeout=60, d=proc)
         msgs = {m[1]: email.message_from_bytes(m[2], policy=email.policy.default)
                 for m in smtp_sink.messages}
         assert titles(msgs["reader@example.org"]) == ["Post %02d" % i for i in range(10)]
