@@ -42,7 +42,9 @@ enum skip_reason {
  * Why a recipient was given up: the mailbox does not exist (the reading
  * the suppression list uses), any other 5xx, or a 4xx past its lifetime.
  */
-enum reject_class { REJECT_MAILBOX, REJECT_POLICY, REJECT_EXPIRED, REJECT_CLASS_N };
+enum reject_class {
+	REJECT_MAILBOX, REJECT_POLICY, REJECT_EXPIRED, REJECT_CLASS_N
+};
 /* Why a transport failed (worker/transport.h: the flush contract). */
 enum transport_failure {
 	TF_CONNECT,	/* unreachable, or the connection was lost */
