@@ -55,6 +55,12 @@ const char *const metrics_email_result_names[EMAIL_RESULT_N] = {
 	[EMAIL_REJECTED] = "rejected",
 };
 
+const char *const metrics_reject_class_names[REJECT_CLASS_N] = {
+	[REJECT_MAILBOX] = "mailbox",
+	[REJECT_POLICY] = "policy",
+	[REJECT_EXPIRED] = "expired",
+};
+
 const char *const metrics_skip_reason_names[SKIP_N] = {
 	[SKIP_INACTIVE] = "inactive",
 	[SKIP_OPTED_OUT] = "opted_out",
@@ -117,6 +123,16 @@ const struct metric_desc metrics_desc[] = {
 			DIM("result", metrics_email_result_names),
 		},
 		.base = MC_EMAILS,
+	},
+	{
+		.name = "digest_emails_rejected",
+		.help = "Recipients given up, by class: mailbox (a 5xx saying "
+		    "the mailbox does not exist), policy (any other 5xx), "
+		    "expired (a 4xx past smtp.defer_give_up).",
+		.type = METRIC_COUNTER,
+		.ndims = 1,
+		.dims = { DIM("class", metrics_reject_class_names) },
+		.base = MC_REJECTS,
 	},
 	{
 		.name = "digest_email_delay_seconds",

@@ -38,6 +38,13 @@ enum skip_reason {
 	SKIP_BAD_DATA,		/* not a user id, or a field too long to read */
 	SKIP_N
 };
+/*
+ * Why a recipient was given up: the mailbox does not exist (the reading
+ * the suppression list uses), any other 5xx, or a 4xx past its lifetime.
+ */
+enum reject_class {
+	REJECT_MAILBOX, REJECT_POLICY, REJECT_EXPIRED, REJECT_CLASS_N
+};
 /* Why a transport failed (worker/transport.h: the flush contract). */
 enum transport_failure {
 	TF_CONNECT,	/* unreachable, or the connection was lost */
@@ -60,7 +67,9 @@ enum hist_id {
 enum {
 	MC_JOBS = 0,					/* [job_result] */
 	MC_EMAILS = MC_JOBS + JOB_RESULT_N,		/* [transport][email_result] */
-	MC_SKIPPED = MC_EMAILS + TRANSPORT_N * EMAIL_RESULT_N, /* [skip_reason] */
+	/* [reject_class] */
+	MC_REJECTS = MC_EMAILS + TRANSPORT_N * EMAIL_RESULT_N,
+	MC_SKIPPED = MC_REJECTS + REJECT_CLASS_N,	/* [skip_reason] */
 	MC_REDIS_ERRORS = MC_SKIPPED + SKIP_N,
 	MC_BROKER_ERRORS = MC_REDIS_ERRORS + 1,	/* the AMQP queue's */
 	MC_TRANSPORT_ERRORS = MC_BROKER_ERRORS + 1,	/* [transport] */
@@ -157,6 +166,7 @@ extern const int metrics_ndesc;
 /* Label values of the cell dimensions, in enum order. */
 extern const char *const metrics_job_result_names[JOB_RESULT_N];
 extern const char *const metrics_email_result_names[EMAIL_RESULT_N];
+extern const char *const metrics_reject_class_names[REJECT_CLASS_N];
 extern const char *const metrics_skip_reason_names[SKIP_N];
 extern const char *const metrics_transport_names[TRANSPORT_N];
 extern const char *const metrics_transport_failure_names[TF_N];

@@ -673,6 +673,9 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 	case TP_REJECTED:
 		digest_limit_outcome(rn, '1');
 		metric_inc(rn->cells, MC_EMAIL(rn->tp_type, EMAIL_REJECTED));
+		metric_inc(rn->cells, MC_REJECTS +
+		    (feedback_no_mailbox(detail) ? REJECT_MAILBOX :
+		    REJECT_POLICY));
 		log_info("rejected uid=%lld: %s", (long long)m->uid,
 		    detail ? detail : "");
 		if (digest_give_up(rn, m, detail, 1) == -1) {
@@ -700,6 +703,7 @@ digest_result_cb(void *arg, const struct email *e, enum tp_result res,
 			    detail ? detail : "");
 			metric_inc(rn->cells, MC_EMAIL(rn->tp_type,
 			    EMAIL_REJECTED));
+			metric_inc(rn->cells, MC_REJECTS + REJECT_EXPIRED);
 			if (digest_give_up(rn, m, detail, 0) == -1) {
 				if (!rn->parked_pass)
 					m->state = M_UNCONFIRMED;

@@ -349,6 +349,8 @@ test_body_text(void **state)
 	static struct expo_snapshot snap;
 	char *body, *copy;
 	const char *weird = "we\\\"ird\\\\po\\nol";
+	char want[256];
+	int i;
 
 	fill_snapshot(&snap);
 	body = render(&snap, EXPO_TEXT);
@@ -369,6 +371,16 @@ test_body_text(void **state)
 	assert_non_null(strstr(body, "\ndigest_schedule_last_success_"
 	    "timestamp_seconds{period=\"daily\"} 1764374400\n"));
 	assert_null(strstr(body, "# EOF"));
+	/* Rejects by class: one counter per class, read from its cell. */
+	assert_non_null(strstr(body,
+	    "# TYPE digest_emails_rejected_total counter\n"));
+	for (i = 0; i < REJECT_CLASS_N; i++) {
+		snprintf(want, sizeof(want), "\ndigest_emails_rejected_total{"
+		    "pool=\"priority\",class=\"%s\"} %llu\n",
+		    metrics_reject_class_names[i],
+		    (unsigned long long)snap.pools[0].cells[MC_REJECTS + i]);
+		assert_non_null(strstr(body, want));
+	}
 	check_histogram(body, "digest_job_duration_seconds", "priority",
 	    &snap.pools[0].cells[MC_HIST_BASE(HIST_JOB_DURATION)]);
 	check_histogram(body, "digest_email_delay_seconds", weird,

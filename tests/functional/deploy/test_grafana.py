@@ -58,8 +58,14 @@ def test_dashboard_shape():
     for want in ("Queue depth (waiting)", "Jobs / s by result", "Job duration",
                  "Worker restarts by reason", "Worker memory (max RSS per pool)",
                  "Since the last successful schedule run", "Redis memory",
-                 "Transport errors / s"):
+                 "Transport errors / s", "Rejects by class"):
         assert want in titles
+    # Rejects by class: a rate per class of the counter whose classes add
+    # up to digest_emails_total{result="rejected"}.
+    by_class = [p for p in walk_panels(d["panels"]) if p["title"] == "Rejects by class"]
+    exprs = [t["expr"] for t in by_class[0]["targets"]]
+    assert len(exprs) == 1 and "digest_emails_rejected_total" in exprs[0], exprs
+    assert "by (class)" in exprs[0] and "rate(" in exprs[0], exprs
     ids = [p["id"] for p in walk_panels(d["panels"])]
     assert len(ids) == len(set(ids))
     for p in walk_panels(d["panels"]):

@@ -18,6 +18,7 @@ STATES = ["starting", "idle", "busy", "draining"]
 RESTART_REASONS = ["crash", "oom", "stall", "recycle", "reload"]
 JOB_RESULTS = ["ok", "failed", "retried", "dead_lettered"]
 EMAIL_RESULTS = ["sent", "deferred", "rejected"]
+REJECT_CLASSES = ["mailbox", "policy", "expired"]
 TRANSPORTS = ["smtp", "amqp", "maildir"]
 TRANSPORT_FAILURES = ["connect", "tls", "auth", "sender", "protocol"]
 SKIP_REASONS = ["inactive", "opted_out", "no_email", "nothing_new", "already_sent",
@@ -47,6 +48,8 @@ def expected_series(pools, queues):
             add("digest_transport_errors_total", pool=p, transport=t)
             for k in TRANSPORT_FAILURES:
                 add("digest_transport_failures_total", pool=p, transport=t, kind=k)
+        for c in REJECT_CLASSES:
+            add("digest_emails_rejected_total", pool=p, **{"class": c})
         for r in SKIP_REASONS:
             add("digest_recipients_skipped_total", pool=p, reason=r)
         add("digest_redis_errors_total", pool=p)
