@@ -228,16 +228,16 @@ console_hex_value(int c)
 	return -1;
 }
 
-/* %-decode src[0..n) into out; 0, or -1 (bad escape, NUL, too long). */
-static int
-console_form_decode(const char *src, size_t n, char *out, size_t outlen)
+int
+console_pct_decode(const char *src, size_t n, int plus_is_space, char *out,
+    size_t outlen)
 {
 	size_t i, o = 0;
 	int hi, lo, c;
 
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)src[i];
-		if (c == '+')
+		if (c == '+' && plus_is_space)
 			c = ' ';
 		else if (c == '%') {
 			if (i + 2 >= n)
@@ -278,7 +278,7 @@ console_form_get(const char *body, size_t len, const char *name,
 			/* Two values: which one was meant is anyone's guess. */
 			if (found++)
 				return -1;
-			if (console_form_decode(eq + 1, (size_t)(amp - eq - 1),
+			if (console_pct_decode(eq + 1, (size_t)(amp - eq - 1), 1,
 			    out, outlen) == -1)
 				return -1;
 		}

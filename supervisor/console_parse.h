@@ -69,6 +69,13 @@ int console_csrf_check(const uint8_t key[CONSOLE_KEY_LEN], const char *sid,
     const char *token, int64_t now);
 
 /*
+ * %-decode src[0..n) into out, '+' as a space when plus_is_space (a form
+ * field; not a path).  0, or -1 (a bad escape, a NUL, no room).
+ */
+int console_pct_decode(const char *src, size_t n, int plus_is_space,
+    char *out, size_t outlen);
+
+/*
  * The value of field name in an application/x-www-form-urlencoded body
  * of len bytes (or a query string), %-decoded and with '+' as a blank,
  * into out.  0; -1 when the field is absent, is given twice, decodes to a

@@ -17,46 +17,17 @@
 #define UNSUB_ONE_CLICK_NAME "List-Unsubscribe"
 #define UNSUB_ONE_CLICK_VALUE "One-Click"
 
-static int
-unsub_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* A path's n bytes %-decoded into out; '+' stays '+'.  0 or -1. */
+/* A path's n bytes %-decoded into out ('+' stays '+'), "/" if empty. */
 static int
 unsub_path_decode(const char *s, size_t n, char *out, size_t outlen)
 {
-	size_t i, o = 0;
-	int hi, lo, c;
-
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)s[i];
-		if (c == '%') {
-			if (i + 2 >= n)
-				return -1;
-			if ((hi = unsub_hex(s[i + 1])) == -1 ||
-			    (lo = unsub_hex(s[i + 2])) == -1)
-				return -1;
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (c == '\0' || o + 1 >= outlen)
-			return -1;
-		out[o++] = (char)c;
-	}
-	if (o == 0) {
+	if (console_pct_decode(s, n, 0, out, outlen) == -1)
+		return -1;
+	if (out[0] == '\0') {
 		if (outlen < 2)
 			return -1;
-		out[o++] = '/';
+		strlcpy(out, "/", outlen);
 	}
-	out[o] = '\0';
 	return 0;
 }
 
