@@ -1,6 +1,6 @@
 """What the benchmarks share: the functional tests' servers and digestd
 runner (tests/functional/lib/harness.py), postfix's smtp-sink on a loopback
-port, readers of /proc (CPU, peak RSS, bytes read), Redis counters,
+port and a private postfix relay that discards what it takes, readers of /proc (CPU, peak RSS, bytes read), Redis counters,
 percentiles and the JSON each benchmark leaves for bench/run.py.
 
 Every process started here is stopped by pid; every wait is bounded.
@@ -18,8 +18,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
 
 from lib.harness import (  # noqa: E402,F401
-    DIGESTCTL, DIGESTD, Digestd, RedisServer, base_config, digestctl,
-    free_port, kill_pid, metric_sum, stop_popen, wait_for, write_config)
+    DIGESTCTL, DIGESTD, POSTFIX, Digestd, PostfixServer, RedisServer,
+    base_config, digestctl, free_port, kill_pid, metric_sum, parse_metrics,
+    stop_popen, wait_for, write_config)
 
 BUILD = os.environ.get("DIGESTD_BUILD", "build")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -33,6 +34,8 @@ class PostfixSink:
     It is one event-driven process, so /proc/<pid>/io's rchar is every byte
     it read from its clients: divided by the messages, the size on the wire.
     """
+
+    name = "smtp-sink"
 
     def __init__(self, backlog=256):
         self.port = free_port()
@@ -63,6 +66,18 @@ class PostfixSink:
     def cpu(self):
         return proc_cpu(self.proc.pid)
 
+    def cpu_seconds(self):
+        """Its CPU since it started (user + system), seconds."""
+        c = self.cpu()
+        return c["utime"] + c["stime"]
+
+    def wait_drained(self, timeout=0):
+        """Nothing is queued behind smtp-sink: 0 s."""
+        return 0.0
+
+    def ehlo(self):
+        return ehlo_keywords(self.port)
+
     def section(self, sessions=500):
         return ("[smtp]\nhost = 127.0.0.1\nport = %d\nstarttls = off\n"
                 "messages_per_session = %d\n" % (self.port, sessions))
@@ -71,6 +86,67 @@ class PostfixSink:
         if self.proc is not None:
             stop_popen(self.proc, signal.SIGTERM, timeout=5)
             self.proc = None
+
+
+class PostfixRelay(PostfixServer):
+    """A real postfix as the sink: smtpd on a loopback port offering
+    PIPELINING and CHUNKING, cleanup writing each message to a queue on
+    tmpfs, qmgr handing it to the discard transport: the work a relay in
+    front of digestd does, without the network beyond it.
+
+    Its CPU is the whole tree under postfix's master (smtpd, cleanup,
+    trivial-rewrite, qmgr, discard...), the exited processes included
+    through the master's cutime and cstime.  Needs root.
+    """
+
+    name = "postfix"
+
+    def cpu_seconds(self):
+        return tree_cpu(self.pid)
+
+    def queued(self):
+        """Files in the queues a message passes through or may stay in."""
+        n = 0
+        for q in ("maildrop", "incoming", "active", "deferred", "hold"):
+            for _, _, files in os.walk(os.path.join(self.queue, q)):
+                n += len(files)
+        return n
+
+    def wait_drained(self, timeout=300):
+        """Wait until every message taken has been delivered (discarded):
+        the seconds it took.  The next run must not share the machine
+        with this one's deliveries."""
+        t = time.monotonic()
+        wait_for(lambda: self.queued() == 0, timeout=timeout,
+                 what="postfix queue empty")
+        return time.monotonic() - t
+
+    def ehlo(self):
+        return ehlo_keywords(self.port)
+
+    def section(self, sessions=500):
+        return self.config_section(sessions)
+
+
+def ehlo_keywords(port):
+    """The EHLO keywords a server on 127.0.0.1:port offers."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        f = s.makefile("rwb")
+        f.readline()
+        f.write(b"EHLO bench.example.com\r\n")
+        f.flush()
+        out = []
+        while True:
+            line = f.readline().decode("ascii", "replace").rstrip("\r\n")
+            if not line.startswith("250"):
+                break
+            out.append(line[4:].split(" ", 1)[0].upper())
+            if line[3:4] == " ":
+                break
+        f.write(b"QUIT\r\n")
+        f.flush()
+        return out[1:]
 
 
 def proc_stat(pid):
@@ -116,6 +192,24 @@ def children(pid):
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
+
+
+def tree_cpu(pid):
+    """User + system CPU of pid and of every descendant, seconds, with
+    what their reaped children used (cutime, cstime): sampled before and
+    after a run, the difference is all the tree did in it, processes
+    started and ended in between included."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        kids = children(p)
+        try:
+            total += sum(proc_cpu(p).values())
+        except OSError:
+            continue
+        stack.extend(kids)
+    return total
 
 
 def cmdline(pid):
