@@ -32,6 +32,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -474,12 +475,24 @@ def main():
     ap.add_argument("--no-relay", action="store_true",
                     help="smtp-sink only, no postfix relay")
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--budget", type=int, default=0,
+                    help="seconds: past them, stop everything and fail "
+                    "(before a caller's own time limit kills us, leaving "
+                    "postfix's master running)")
     ap.add_argument("--perf", help="perf record the workers of the first "
                     "run to this file (one round, smtp-sink only)")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.perf:
         args.rounds, args.no_relay = 1, True
+
+    # Whatever ends the run, the finally clauses stop every server.
+    def over(signum, frame):
+        raise RuntimeError("over budget (%d s)" % args.budget)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    if args.budget:
+        signal.signal(signal.SIGALRM, over)
+        signal.alarm(args.budget)
     tmp = tempfile.mkdtemp(prefix="digestd-bench-e2e-")
     res = {"params": vars(args), "sinks": {}}
     seq = [0]
