@@ -247,7 +247,8 @@ def redis_cost(before, mid, after, sent):
     # Our own INFO calls (two per snapshot, and the depth checks) are
     # not digestd's: take them out.
     own_info = calls.get("info", 0)
-    own_x = calls.get("xinfo", 0)
+    # (Redis 7 names subcommands: xinfo|groups.)
+    own_x = sum(v for k, v in calls.items() if k.split("|")[0] == "xinfo")
     cmds = after["commands"] - before["commands"] - own_info - own_x
     reads = after["reads"] - before["reads"] - own_info - own_x
     sched_info = mid["calls"].get("info", 0) - before["calls"].get("info", 0)
@@ -259,7 +260,7 @@ def redis_cost(before, mid, after, sent):
         "commands_per_email": cmds / sent,
         "round_trips_per_email": reads / sent,
         "calls": {k: v for k, v in sorted(calls.items())
-                  if v and k not in ("info", "xinfo")},
+                  if v and k != "info" and k.split("|")[0] != "xinfo"},
         "note": "reads = total_reads_processed (reads from client "
                 "sockets), a stand-in for round trips; includes "
                 "digestctl schedule and the queue sampler",
