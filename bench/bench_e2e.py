@@ -93,9 +93,9 @@ def run_digestd(args, tmp, sink, n):
             f.write(text)
 
         t = time.monotonic()
-        p = digestctl(cfg, "seed", "--groups", str(args.groups), "--members",
-                      str(args.members), "--posts", str(args.posts),
-                      "--seed", "7", timeout=600)
+        g, m, ps = data_for(args, sink)
+        p = digestctl(cfg, "seed", "--groups", str(g), "--members", str(m),
+                      "--posts", str(ps), "--seed", "7", timeout=600)
         res["seed"] = {"seconds": time.monotonic() - t,
                        "output": p.stdout.strip().splitlines()}
 
@@ -106,7 +106,7 @@ def run_digestd(args, tmp, sink, n):
                  timeout=30, what="workers idle")
         r = redis.client()
         before = redis_counters(r)
-        sink_before = sink.rchar() if sink.name == "smtp-sink" else None
+        sink_before = sink.rchar()
         base = emails_sent(d)
 
         perf = pstat = None
@@ -216,9 +216,8 @@ def run_digestd(args, tmp, sink, n):
             "restarts": metric_sum(text, "digest_worker_restarts_total"),
             "jobs_ok": metric_sum(text, "digest_jobs_total", result="ok"),
         }
-        if sink_before is not None:
-            res["digestd"]["wire_bytes_per_email"] = \
-                (sink.rchar() - sink_before) / sent
+        res["digestd"]["wire_bytes_per_email"] = \
+            (sink.rchar() - sink_before) / sent
         # What the relay queued it still delivers: its CPU until the
         # queue is empty belongs to this run.
         res["digestd"]["sink_drain_seconds"] = sink.wait_drained()
@@ -235,6 +234,13 @@ def run_digestd(args, tmp, sink, n):
     finally:
         if d is not None:
             d.kill()
+
+
+def data_for(args, sink):
+    """(groups, members, posts) of the data seeded for runs to sink."""
+    if sink.name == "postfix" and args.relay_data:
+        return tuple(int(x) for x in args.relay_data.split(","))
+    return args.groups, args.members, args.posts
 
 
 def emails_sent(d):
@@ -343,17 +349,19 @@ def libesmtp_floor(sink, n, per, size):
 
 def source_overhead(sink):
     """smtp-source's -l is the body: its envelope and header bytes on the
-    wire beyond it, from a short run to smtp-sink (which counts what it
-    reads)."""
+    wire beyond it, from a short run to the sink (which counts what it
+    reads: postfix's smtpd also its own lookups, so that digestd's bytes
+    and smtp-source's are counted alike)."""
     b0 = sink.rchar()
     smtp_source(sink, 200, 1, 1000)
+    sink.wait_drained()
     return (sink.rchar() - b0) / 200 - 1000
 
 
 def ceiling(sink, n, sessions, length, redis):
     """smtp-source to sink: n messages of body length, with sessions; the
     sink's CPU (to its queue's drain) and the idle Redis's over it."""
-    b0 = sink.rchar() if sink.name == "smtp-sink" else None
+    b0 = sink.rchar()
     c0, r0 = sink.cpu_seconds(), cpu_s(redis.proc.pid)
     took, cpu = smtp_source(sink, n, sessions, length)
     c1, r1 = sink.cpu_seconds(), cpu_s(redis.proc.pid)
@@ -363,8 +371,7 @@ def ceiling(sink, n, sessions, length, redis):
            "sink_cpu_seconds": c1 - c0,
            "redis_cpu_seconds": r1 - r0,
            "seconds": took, "emails_per_sec": n / took}
-    if b0 is not None:
-        out["wire_bytes_per_email"] = (sink.rchar() - b0) / n
+    out["wire_bytes_per_email"] = (sink.rchar() - b0) / n
     out["sink_drain_seconds"] = sink.wait_drained()
     out["sink_cpu_to_drain_seconds"] = sink.cpu_seconds() - c0
     return out
@@ -377,11 +384,12 @@ def pick_median(runs):
     return s[(len(s) - 1) // 2]
 
 
-def bench_sink(args, tmp, sink, body, out, seq):
+def bench_sink(args, tmp, sink, out, seq):
     """--rounds alternations of a digestd run and a ceiling run against
-    sink; out gets every run and the medians.  body: (overhead of
-    smtp-source on the wire, wire bytes per email of digestd or None)."""
+    sink; out gets every run and the medians."""
     out["ehlo"] = sink.ehlo()
+    body = {"overhead": source_overhead(sink)}
+    out["source_overhead_bytes"] = body["overhead"]
     runs, ceils = [], []
     for i in range(args.rounds):
         res, redis = run_digestd(args, tmp, sink, seq[0])
@@ -389,10 +397,8 @@ def bench_sink(args, tmp, sink, body, out, seq):
         try:
             dd = res["digestd"]
             runs.append(res)
-            wire = dd.get("wire_bytes_per_email") or body["wire"]
-            if body["wire"] is None:
-                body["wire"] = wire
-            length = max(1, int(round(wire - body["overhead"])))
+            length = max(1, int(round(dd["wire_bytes_per_email"]
+                                      - body["overhead"])))
             c = ceiling(sink, dd["emails"], dd["workers"], length, redis)
             ceils.append(c)
         finally:
@@ -473,6 +479,8 @@ def main():
                     help="schedule.priority_threshold")
     ap.add_argument("--rounds", type=int, default=3,
                     help="digestd/ceiling alternations per sink")
+    ap.add_argument("--relay-data", help="GROUPS,MEMBERS,POSTS seeded for "
+                    "the relay's runs (default: the same as smtp-sink's)")
     ap.add_argument("--no-relay", action="store_true",
                     help="smtp-sink only, no postfix relay")
     ap.add_argument("--timeout", type=int, default=300)
@@ -500,9 +508,8 @@ def main():
     try:
         sink = PostfixSink().start()
         try:
-            body = {"overhead": source_overhead(sink), "wire": None}
             res["sinks"]["smtp-sink"] = out = {}
-            bench_sink(args, tmp, sink, body, out, seq)
+            bench_sink(args, tmp, sink, out, seq)
             dd = out["digestd"]
             res["libesmtp"] = libesmtp_floor(
                 sink, min(dd["emails"], 40000),
@@ -522,11 +529,18 @@ def main():
             # a fork and exec of cleanup, trivial-rewrite and discard every
             # few milliseconds, which would make the relay's CPU mostly
             # process churn.  A relay under steady load is tuned so.
-            relay = PostfixRelay(main={"max_use": "100000"})
+            # Its smtpd processes must also live through the whole bench
+            # (max_idle): what they read is the bytes on the wire.
+            relay = PostfixRelay(main={"max_use": "100000",
+                                       "max_idle": "3600s"})
+            res["sinks"]["postfix"] = out = {}
             try:
                 relay.start()
-                res["sinks"]["postfix"] = out = {}
-                bench_sink(args, tmp, relay, body, out, seq)
+                bench_sink(args, tmp, relay, out, seq)
+            except Exception as ex:
+                # smtp-sink's figures stand without the relay's.
+                out.clear()
+                out["error"] = "%s: %s" % (type(ex).__name__, ex)
             finally:
                 relay.stop()
     finally:

@@ -121,6 +121,19 @@ class PostfixRelay(PostfixServer):
                  what="postfix queue empty")
         return time.monotonic() - t
 
+    def rchar(self):
+        """Bytes its smtpd processes have read, the clients' bytes on the
+        wire with a few of their own lookups': they must outlive the
+        measure (max_idle, max_use), else an exited one's count is lost."""
+        n = 0
+        for c in children(self.pid):
+            if cmdline(c).startswith("smtpd"):
+                try:
+                    n += proc_io(c)["rchar"]
+                except OSError:
+                    pass
+        return n
+
     def ehlo(self):
         return ehlo_keywords(self.port)
 
