@@ -390,8 +390,8 @@ def report_e2e(L, e):
         L.append("| %s | %s | %s | %s | **%.2f** (%s) | %.1f | %.1f | "
                  "%.0f / %.0f | %.1f / %.1f |" % (
                      name, " ".join(kw) or "neither",
-                     fmt(m["digestd_emails_per_sec"]),
-                     fmt(m["ceiling_emails_per_sec"]), s["ratio"],
+                     fmt(m["digestd_emails_per_sec"], 0),
+                     fmt(m["ceiling_emails_per_sec"], 0), s["ratio"],
                      " ".join("%.2f" % x for x in s["ratios"]),
                      m["worker_cpu_us_per_email"],
                      m["client_cpu_us_per_email"],
@@ -414,7 +414,7 @@ def report_e2e(L, e):
             L.append("| %s | digestd %d | %d | %.2f | %s | %.2f | %.2f | "
                      "%.2f | %.2f (%.2f) | %s | %d |" % (
                          name, i + 1, d["emails"], d["seconds"],
-                         fmt(d["emails_per_sec"]), d["worker_cpu_seconds"],
+                         fmt(d["emails_per_sec"], 0), d["worker_cpu_seconds"],
                          d["supervisor_cpu_seconds"], d["redis_cpu_seconds"],
                          d["sink_cpu_seconds"],
                          d["sink_cpu_to_drain_seconds"], pools,
@@ -423,7 +423,7 @@ def report_e2e(L, e):
                      "%.1f us/email) | | %.2f | %.2f (%.2f) | %d sessions, "
                      "-l %d | |" % (
                          name, i + 1, c["emails"], c["seconds"],
-                         fmt(c["emails_per_sec"]),
+                         fmt(c["emails_per_sec"], 0),
                          c["client_cpu_us_per_email"], c["redis_cpu_seconds"],
                          c["sink_cpu_seconds"], c["sink_cpu_to_drain_seconds"],
                          c["sessions"], c["body_bytes"]))
@@ -469,8 +469,8 @@ def relay_why(e):
             "run. CHUNKING spares digestd one wait per message, but "
             "libESMTP still waits for MAIL and for the last chunk's "
             "reply." % (
-                len(s["digestd_runs"]), fmt(m["digestd_emails_per_sec"]),
-                fmt(m["ceiling_emails_per_sec"]),
+                len(s["digestd_runs"]), fmt(m["digestd_emails_per_sec"], 0),
+                fmt(m["ceiling_emails_per_sec"], 0),
                 m["digestd_sink_cpu_us_per_email"],
                 m["ceiling_sink_cpu_us_per_email"],
                 m["worker_cpu_us_per_email"],
