@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--groups", type=int, default=300)
     ap.add_argument("--members", type=int, default=30000)
     ap.add_argument("--posts", type=int, default=3000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-perf", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

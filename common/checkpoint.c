@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <hiredis/sds.h>
 
 #include "checkpoint.h"
 #include "rconn.h"
@@ -183,21 +186,119 @@ out:
 	return rc;
 }
 
-/* Append the HSET of cursor and counts. */
-static void
-cp_append_progress(redisContext *q, const char *key,
+/*
+ * The HSET of cursor and counts goes out after every message: it is
+ * written here as RESP by hand, the key's part kept across calls for the
+ * job in hand and the numbers written in place, rather than formatted by
+ * hiredis from a format string each time.
+ */
+#define CP_PROGRESS_MAX (CP_HEAD_MAX + 4 * (16 + FMT_I64_MAX) + \
+	CURSOR_STR_MAX + 64)
+#define CP_HEAD_MAX 600
+
+static struct {
+	const struct config *cfg;
+	char job_id[JOB_ID_MAX];
+	char head[CP_HEAD_MAX];		/* "$4\r\nHSET\r\n$N\r\nkey\r\n" */
+	size_t headlen;
+} cp_head;
+
+/* Append "$len\r\ns\r\n" at p; returns the end. */
+static char *
+cp_bulk(char *p, const char *s, size_t len)
+{
+	*p++ = '$';
+	p += fmt_i64(p, (int64_t)len);
+	*p++ = '\r';
+	*p++ = '\n';
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* A bulk string of v in decimal. */
+static char *
+cp_bulk_i64(char *p, int64_t v)
+{
+	char num[FMT_I64_MAX];
+
+	return cp_bulk(p, num, fmt_i64(num, v));
+}
+
+/* The command's start up to the key, for j; 0, or -1 if too long. */
+static int
+cp_head_for(const struct config *cfg, const struct job *j)
+{
+	char key[512];
+	size_t klen;
+
+	if (cp_head.headlen > 0 && cp_head.cfg == cfg &&
+	    strcmp(cp_head.job_id, j->job_id) == 0)
+		return 0;
+	cp_head.headlen = 0;
+	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1 ||
+	    strlcpy(cp_head.job_id, j->job_id, sizeof(cp_head.job_id)) >=
+	    sizeof(cp_head.job_id))
+		return -1;
+	klen = strlen(key);
+	/* "$4\r\nHSET\r\n" (10) and the key's "$N\r\n...\r\n". */
+	if (10 + klen + 8 > sizeof(cp_head.head))
+		return -1;
+	cp_head.headlen = (size_t)(cp_bulk(cp_bulk(cp_head.head, "HSET", 4),
+	    key, klen) - cp_head.head);
+	cp_head.cfg = cfg;
+	return 0;
+}
+
+/*
+ * The HSET of cursor and counts into buf (CP_PROGRESS_MAX bytes): its
+ * length, or 0 when the key is too long.
+ */
+static size_t
+cp_format_progress(char *buf, const struct config *cfg, const struct job *j,
     const struct checkpoint *cp)
 {
-	char score[CURSOR_STR_MAX];
+	char score[CURSOR_STR_MAX], *p = buf;
 
+	if (cp_head_for(cfg, j) == -1)
+		return 0;
+	memcpy(p, cp->cursor.set ? "*10\r\n" : "*6\r\n",
+	    cp->cursor.set ? 5 : 4);
+	p += cp->cursor.set ? 5 : 4;
+	memcpy(p, cp_head.head, cp_head.headlen);
+	p += cp_head.headlen;
 	if (cp->cursor.set) {
 		cursor_score_str(cp->cursor.score, score, sizeof(score));
-		redisAppendCommand(q, "HSET %s cursor %" PRId64 " cursor_score "
-		    "%s sent %" PRId64 " skipped %" PRId64, key,
-		    cp->cursor.uid, score, cp->sent, cp->skipped);
-	} else
-		redisAppendCommand(q, "HSET %s sent %" PRId64 " skipped %"
-		    PRId64, key, cp->sent, cp->skipped);
+		p = cp_bulk(p, "cursor", 6);
+		p = cp_bulk_i64(p, cp->cursor.uid);
+		p = cp_bulk(p, "cursor_score", 12);
+		p = cp_bulk(p, score, strlen(score));
+	}
+	p = cp_bulk(p, "sent", 4);
+	p = cp_bulk_i64(p, cp->sent);
+	p = cp_bulk(p, "skipped", 7);
+	p = cp_bulk_i64(p, cp->skipped);
+	return (size_t)(p - buf);
+}
+
+/* Append the HSET of cursor and counts; 0, or -1 (the key too long). */
+static int
+cp_append_progress(redisContext *q, const struct config *cfg,
+    const struct job *j, const struct checkpoint *cp)
+{
+	char buf[CP_PROGRESS_MAX];
+	size_t len;
+
+	if ((len = cp_format_progress(buf, cfg, j, cp)) == 0)
+		return -1;
+	if (redisAppendFormattedCommand(q, buf, len) != REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -236,7 +337,8 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 		    key, (long long)p->uid, (long long)p->first_ms,
 		    (long long)p->next_ms, p->tries, (long long)cp->parked);
 	}
-	cp_append_progress(q, key, cp);
+	if (cp_append_progress(q, cfg, j, cp) == -1)
+		return -1;
 	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
 	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	if (cp_replies(q, nrej + cp->nunsaved + 3, NULL) == -1)
@@ -250,13 +352,32 @@ int
 checkpoint_progress(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
 {
-	char key[512];
+	char buf[CP_PROGRESS_MAX];
+	size_t len;
+	ssize_t w = 0;
 
+	cp_outage = 0;
 	if (q == NULL || q->err ||
-	    cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	    (len = cp_format_progress(buf, cfg, j, cp)) == 0)
 		return -1;
-	cp_append_progress(q, key, cp);
 	cp->pending++;
+	/*
+	 * Straight to the socket when hiredis holds nothing unsent: one
+	 * write(2) and no copy.  What a short or failed write leaves goes
+	 * through hiredis, which writes it or says why it cannot.
+	 */
+	if (q->fd >= 0 && q->obuf != NULL && sdslen(q->obuf) == 0) {
+		if ((w = write(q->fd, buf, len)) == (ssize_t)len)
+			return 0;
+		if (w < 0)
+			w = 0;
+	}
+	if (redisAppendFormattedCommand(q, buf + w, len - (size_t)w) !=
+	    REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
 	return cp_send(q);
 }
 
