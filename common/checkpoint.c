@@ -301,6 +301,46 @@ cp_append_progress(redisContext *q, const struct config *cfg,
 	return 0;
 }
 
+/*
+ * Append HSET updated_at (unix time, to the millisecond) and EXPIRE of
+ * the checkpoint, as the save at the end of every batch does; 0 or -1.
+ */
+static int
+cp_append_touch(redisContext *q, const struct config *cfg,
+    const struct job *j)
+{
+	char buf[2 * CP_HEAD_MAX + 128], t[2 * FMT_I64_MAX], *p = buf;
+	int64_t ms = now_real_ns() / 1000000;
+	size_t n;
+
+	if (cp_head_for(cfg, j) == -1)
+		return -1;
+	memcpy(p, "*4\r\n", 4);
+	p += 4;
+	memcpy(p, cp_head.head, cp_head.headlen);
+	p += cp_head.headlen;
+	p = cp_bulk(p, "updated_at", 10);
+	n = fmt_i64(t, ms / 1000);
+	t[n++] = '.';
+	t[n++] = (char)('0' + ms % 1000 / 100);
+	t[n++] = (char)('0' + ms % 100 / 10);
+	t[n++] = (char)('0' + ms % 10);
+	p = cp_bulk(p, t, n);
+	/* EXPIRE: the key's bulk string follows "$4\r\nHSET\r\n" in head. */
+	memcpy(p, "*3\r\n$6\r\nEXPIRE\r\n", 16);
+	p += 16;
+	memcpy(p, cp_head.head + 10, cp_head.headlen - 10);
+	p += cp_head.headlen - 10;
+	p = cp_bulk_i64(p, CHECKPOINT_TTL_S);
+	if (redisAppendFormattedCommand(q, buf, (size_t)(p - buf)) !=
+	    REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
+}
+
 int
 checkpoint_save(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
@@ -337,10 +377,9 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 		    key, (long long)p->uid, (long long)p->first_ms,
 		    (long long)p->next_ms, p->tries, (long long)cp->parked);
 	}
-	if (cp_append_progress(q, cfg, j, cp) == -1)
+	if (cp_append_progress(q, cfg, j, cp) == -1 ||
+	    cp_append_touch(q, cfg, j) == -1)
 		return -1;
-	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
 	if (cp_replies(q, nrej + cp->nunsaved + 3, NULL) == -1)
 		return -1;
 	cp->nunsaved = 0;
