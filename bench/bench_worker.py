@@ -73,12 +73,15 @@ def profile(cfg, rounds, tmp):
                         "comm,tid,time,event,ip,sym,dso"],
                        capture_output=True, text=True, timeout=600)
     stacks = flame.fold(p.stdout)
-    # The seconds of set-up (config, connect, XRANGE) are not the job path.
-    job = {k: v for k, v in stacks.items() if "digest_run" in k}
+    # The job path as measured: a worker's start, run and finish of each
+    # job; the set-up (config, connect, XRANGE) is not in it.
+    job = {k: v for k, v in stacks.items()
+           if any(f in ("digest_run", "checkpoint_start", "checkpoint_finish")
+                  for f in k.split(";"))}
     folded = os.path.join(OUT, "worker-folded.txt")
     svg = os.path.join(OUT, "worker-flame.svg")
     flame.write_folded(job, folded)
-    flame.write_svg(job, svg, "bench_worker: digest_run, discarding "
+    flame.write_svg(job, svg, "bench_worker: the job path, discarding "
                     "transport")
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio",
                           "--no-children", "-g", "none", "--sort", "dso,sym",

@@ -294,10 +294,11 @@ def own_report(r, L):
         L.append("No profile: perf does not work here.\n")
         return
     L.append("perf record -g (cpu-clock, DWARF unwinding) of one more round, "
-             "%d samples in digest_run: the flame graph `%s`, the folded "
-             "stacks `%s`. Where the time goes, as a share of the job "
-             "path:\n" % (pr["job_samples"], os.path.basename(pr["svg"]),
-                           os.path.basename(pr["folded"])))
+             "%d samples in the job path (checkpoint_start, digest_run, "
+             "checkpoint_finish): the flame graph `%s`, the folded stacks "
+             "`%s`. Where the time goes, as a share of the job path:\n" % (
+                 pr["job_samples"], os.path.basename(pr["svg"]),
+                 os.path.basename(pr["folded"])))
     L.append("| on the stack (total) | % | itself (self) | % |")
     L.append("| --- | --- | --- | --- |")
     tot = [t for t in pr["total"] if t[0] not in

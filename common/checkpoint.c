@@ -32,6 +32,23 @@ cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
 	    job_id) == NULL ? -1 : 0;
 }
 
+/* Step over an integer reply whole in r's buffer: 1, else 0. */
+static int
+cp_skip_integer(redisReader *r)
+{
+	const char *p, *e;
+
+	if (r == NULL || r->err || r->ridx != -1 || r->pos >= r->len ||
+	    r->buf[r->pos] != ':')
+		return 0;
+	p = r->buf + r->pos;
+	if ((e = memchr(p, '\n', r->len - r->pos)) == NULL || e < p + 3 ||
+	    e[-1] != '\r')
+		return 0;
+	r->pos += (size_t)(e - p) + 1;
+	return 1;
+}
+
 /*
  * Read every reply of a pipeline of n commands; -1 if any is missing or
  * an error.  A missing reply after an allocation failure means the
@@ -44,6 +61,13 @@ cp_replies(redisContext *c, int n, redisReply **out)
 	int i, rc = 0;
 
 	for (i = 0; i < n; i++) {
+		/*
+		 * An integer (what HSET answers, once per message) is only
+		 * stepped over where it lies whole in hiredis's read buffer,
+		 * between two replies: no reply object made and freed for it.
+		 */
+		if (out == NULL && cp_skip_integer(c->reader))
+			continue;
 		r = NULL;
 		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
 			if (c->err == REDIS_ERR_OOM)
