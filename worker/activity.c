@@ -523,23 +523,44 @@ activity_members_free(struct member *m, size_t n)
 }
 
 /*
- * Append cmd key args[0..n) on c.  0, or -1 (the reason said).
+ * Append cmd key args[0..n) on c, written as RESP here (a batch's
+ * SMISMEMBER names each of its members).  0, or -1 (the reason said).
  */
 static int
 activity_append_argv(struct activity *ar, redisContext *c, const char *what,
     const char *cmd, const char *key, const char **args, size_t n)
 {
-	const char **argv;
-	size_t i;
+	size_t i, need, cl = strlen(cmd), kl = strlen(key), *al;
+	char *buf, *p;
 	int rc;
 
-	argv = wcalloc(n + 2, sizeof(*argv));
-	argv[0] = cmd;
-	argv[1] = key;
-	for (i = 0; i < n; i++)
-		argv[i + 2] = args[i];
-	rc = redisAppendCommandArgv(c, (int)(n + 2), argv, NULL);
-	free(argv);
+	al = wcalloc(n + 1, sizeof(*al));
+	need = 3 * (FMT_I64_MAX + 6) + cl + kl;
+	for (i = 0; i < n; i++) {
+		al[i] = strlen(args[i]);
+		need += al[i] + FMT_I64_MAX + 6;
+	}
+	p = buf = wmalloc(need);
+	*p++ = '*';
+	p += fmt_i64(p, (int64_t)(n + 2));
+	*p++ = '\r';
+	*p++ = '\n';
+	for (i = 0; i < n + 2; i++) {
+		const char *a = i == 0 ? cmd : i == 1 ? key : args[i - 2];
+		size_t l = i == 0 ? cl : i == 1 ? kl : al[i - 2];
+
+		*p++ = '$';
+		p += fmt_i64(p, (int64_t)l);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, a, l);
+		p += l;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	free(buf);
+	free(al);
 	if (rc != REDIS_OK) {
 		if (c->err == REDIS_ERR_OOM)
 			worker_oom();
