@@ -237,6 +237,8 @@ bench_smtp_path(struct transport *t, int total, int per)
 {
 	const struct transport_ops *ops = &transport_smtp_ops;
 	struct email e;
+	struct rbuf *out;
+	size_t mark;
 	double c0;
 	char err[256];
 	int i, j, k, ok = 0;
@@ -251,7 +253,14 @@ bench_smtp_path(struct transport *t, int total, int per)
 		k = total - i < per ? total - i : per;
 		for (j = 0; j < k; j++) {
 			e.uid = i + j + 1;
-			e.data = msg_data;
+			/* The render's output, where the worker puts it. */
+			if (ops->buffer != NULL) {
+				out = ops->buffer(t);
+				mark = out->len;
+				rbuf_add(out, msg_data, (size_t)msg_len);
+				e.data = out->p + mark;
+			} else
+				e.data = msg_data;
 			e.len = (size_t)msg_len;
 			if (ops->send(t, &e) == -1) {
 				fprintf(stderr, "bench_smtp: send failed\n");
