@@ -412,7 +412,15 @@ smtp_send(struct transport *t, const struct email *e)
 	if (b != 0 && e->len <= t->msgs.len &&
 	    d == b + (t->msgs.len - e->len))
 		s->data_off = t->msgs.len - e->len;
-	else {
+	else if (b != 0 && d >= b && d + e->len <= b + t->msgs.len) {
+		/* Elsewhere in it: growing it may move the source. */
+		d -= b;
+		rbuf_reserve(&t->msgs, e->len + 1);
+		s->data_off = t->msgs.len;
+		memmove(t->msgs.p + t->msgs.len, t->msgs.p + d, e->len);
+		t->msgs.len += e->len;
+		t->msgs.p[t->msgs.len] = '\0';
+	} else {
 		s->data_off = t->msgs.len;
 		rbuf_add(&t->msgs, e->data, e->len);
 	}
