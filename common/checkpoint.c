@@ -23,6 +23,8 @@
  */
 static int cp_outage;
 
+static char *cp_bulk(char *, const char *, size_t);
+
 /* The checkpoint's key.  Every call starts here: a fresh failure kind. */
 static int
 cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
@@ -86,6 +88,57 @@ cp_replies(redisContext *c, int n, redisReply **out)
 	return rc;
 }
 
+/*
+ * Append argv[0..argc) as one command, written as RESP here: each job
+ * starts, saves and ends with a few, and hiredis's format parser (with a
+ * "%.3f" in most) cost more than the rest of them.  0, or -1.
+ */
+static int
+cp_argv(redisContext *q, int argc, const char *const *argv)
+{
+	size_t len[12], need = 16;
+	char buf[2048], *p = buf;
+	int i, rc;
+
+	for (i = 0; i < argc; i++) {
+		len[i] = strlen(argv[i]);
+		need += len[i] + 8 + FMT_I64_MAX;
+	}
+	if (need > sizeof(buf))
+		rc = redisAppendCommandArgv(q, argc, (const char **)argv, len);
+	else {
+		*p++ = '*';
+		p += fmt_i64(p, argc);
+		*p++ = '\r';
+		*p++ = '\n';
+		for (i = 0; i < argc; i++)
+			p = cp_bulk(p, argv[i], len[i]);
+		rc = redisAppendFormattedCommand(q, buf, (size_t)(p - buf));
+	}
+	if (rc != REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
+}
+
+/* Unix time now to the millisecond, "%.3f"'s form, into buf (32 bytes). */
+static const char *
+cp_now(char *buf)
+{
+	int64_t ms = now_real_ns() / 1000000;
+	size_t n;
+
+	n = fmt_i64(buf, ms / 1000);
+	buf[n++] = '.';
+	buf[n++] = (char)('0' + ms % 1000 / 100);
+	buf[n++] = (char)('0' + ms % 100 / 10);
+	buf[n++] = (char)('0' + ms % 10);
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Send what was appended without waiting for the replies. */
 static int
 cp_send(redisContext *c)
@@ -147,20 +200,22 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 {
 	redisReply *r, *rs[4] = { NULL, NULL, NULL, NULL };
 	char key[512], state[16], num[32], score[CURSOR_STR_MAX + 16];
+	char now[32], ttl[FMT_I64_MAX];
 	int64_t v;
 	int rc = -1, i;
 
 	memset(cp, 0, sizeof(*cp));
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
+	(void)fmt_i64(ttl, CHECKPOINT_TTL_S);
 
-	r = redisCommand(q, "HMGET %s state cursor sent skipped last_error "
-	    "cursor_score", key);
-	if (r == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
+	r = NULL;
+	if (cp_argv(q, 8, (const char *[]){ "HMGET", key, "state", "cursor",
+	    "sent", "skipped", "last_error", "cursor_score" }) == -1)
 		return -1;
-	}
+	(void)cp_replies(q, 1, &r);
+	if (r == NULL)
+		return -1;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
 		cp_outage = rconn_reply_is_outage(r);
 		freeReplyObject(r);
@@ -188,14 +243,15 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	 * A job marked dead that is delivered again was put back by an
 	 * operator (digestctl dlq requeue): it starts a fresh count.
 	 */
-	if (strcmp(state, "dead") == 0)
-		redisAppendCommand(q, "HSET %s attempts 0", key);
-	else
-		redisAppendCommand(q, "PING");
-	redisAppendCommand(q, "HINCRBY %s attempts 1", key);
-	redisAppendCommand(q, "HSET %s state running holder %s updated_at %.3f",
-	    key, holder, now_real());
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if ((strcmp(state, "dead") == 0 ?
+	    cp_argv(q, 4, (const char *[]){ "HSET", key, "attempts", "0" }) :
+	    cp_argv(q, 1, (const char *[]){ "PING" })) == -1 ||
+	    cp_argv(q, 4, (const char *[]){ "HINCRBY", key, "attempts",
+	    "1" }) == -1 ||
+	    cp_argv(q, 8, (const char *[]){ "HSET", key, "state", "running",
+	    "holder", holder, "updated_at", cp_now(now) }) == -1 ||
+	    cp_argv(q, 3, (const char *[]){ "EXPIRE", key, ttl }) == -1)
+		return -1;
 	if (cp_replies(q, 4, rs) == -1)
 		goto out;
 	if (rs[1]->type != REDIS_REPLY_INTEGER)
@@ -537,11 +593,12 @@ checkpoint_parked_load(redisContext *q, const struct config *cfg,
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	/* Small: the fields above and at most a few hundred parked. */
-	if ((r = redisCommand(q, "HGETALL %s", key)) == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
+	r = NULL;
+	if (cp_argv(q, 2, (const char *[]){ "HGETALL", key }) == -1)
 		return -1;
-	}
+	(void)cp_replies(q, 1, &r);
+	if (r == NULL)
+		return -1;
 	if (r->type != REDIS_REPLY_ARRAY) {
 		freeReplyObject(r);
 		return -1;
@@ -604,18 +661,20 @@ int
 checkpoint_finish(redisContext *q, const struct config *cfg,
     const struct job *j, const char *state, const char *reason)
 {
-	char key[512];
+	char key[512], now[32], ttl[FMT_I64_MAX];
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
-	if (reason != NULL && reason[0] != '\0')
-		redisAppendCommand(q, "HSET %s state %s last_error %s "
-		    "updated_at %.3f", key, state, reason, now_real());
-	else
-		redisAppendCommand(q, "HSET %s state %s updated_at %.3f", key,
-		    state, now_real());
-	redisAppendCommand(q, "HDEL %s due_at holder", key);
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	(void)fmt_i64(ttl, CHECKPOINT_TTL_S);
+	if ((reason != NULL && reason[0] != '\0' ?
+	    cp_argv(q, 8, (const char *[]){ "HSET", key, "state", state,
+	    "last_error", reason, "updated_at", cp_now(now) }) :
+	    cp_argv(q, 6, (const char *[]){ "HSET", key, "state", state,
+	    "updated_at", cp_now(now) })) == -1 ||
+	    cp_argv(q, 4, (const char *[]){ "HDEL", key, "due_at",
+	    "holder" }) == -1 ||
+	    cp_argv(q, 3, (const char *[]){ "EXPIRE", key, ttl }) == -1)
+		return -1;
 	return cp_replies(q, 3, NULL);
 }
 
