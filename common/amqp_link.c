@@ -772,7 +772,9 @@ amqp_link_write_frames(struct amqp_link *l, struct iovec *iov, int iovcnt,
 			pfd.fd = fd;
 			pfd.events = POLLOUT | POLLIN;
 			pfd.revents = 0;
-			if (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) <= 0 ||
+			if (left > 1000)
+				left = 1000;
+			if (poll(&pfd, 1, (int)left) <= 0 ||
 			    !(pfd.revents & POLLIN))
 				continue;
 			/* No heartbeat frame inside one cut short. */
