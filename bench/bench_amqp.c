@@ -5,7 +5,9 @@
  * to the broker at -u, exchange -e, routing key -k.  The messages are made
  * before the clock starts (about -s bytes each, CRLF lines, a digest's
  * headers, each its own Message-ID and recipient), so that what is
- * measured is the transport: its copies, the publishes, the confirms.
+ * measured is the transport: the publishes, the confirms, and one copy of
+ * each message, into the transport's buffer as the worker renders it
+ * there (or by send(), for a transport without one).
  * Prints the worker-side CPU (getrusage: user and system) per email and
  * the emails per second.
  *
@@ -26,6 +28,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "mime.h"
+#include "render.h"
 #include "transport.h"
 
 struct bench_amqp_count {
@@ -101,7 +105,8 @@ main(int argc, char **argv)
 	struct bench_amqp_count count = { 0, 0 };
 	struct config *cfg;
 	struct transport *t;
-	struct email *msgs;
+	struct email *msgs, e;
+	struct rbuf *out;
 	char err[512], (*jobs_id)[64], (*rcpts)[64], (*mids)[96];
 	const char *url = NULL, *exchange = "bench.out", *key = "digest";
 	double c0, t0, cpu, wall;
@@ -181,10 +186,17 @@ main(int argc, char **argv)
 	for (j = 0; j < jobs; j++) {
 		for (i = 0; i < per; i += batch) {
 			for (k = i; k < per && k < i + batch; k++) {
-				msgs[k].gid = j + 1;
-				msgs[k].job_id = jobs_id[j];
-				msgs[k].message_id = mids[j * per + k];
-				if (ops->send(t, &msgs[k]) == -1) {
+				e = msgs[k];
+				e.gid = j + 1;
+				e.job_id = jobs_id[j];
+				e.message_id = mids[j * per + k];
+				if (ops->buffer != NULL) {
+					out = ops->buffer(t);
+					rbuf_add(out, msgs[k].data,
+					    msgs[k].len);
+					e.data = out->p + out->len - e.len;
+				}
+				if (ops->send(t, &e) == -1) {
 					fprintf(stderr, "bench_amqp: send "
 					    "failed\n");
 					return 1;

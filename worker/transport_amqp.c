@@ -16,10 +16,10 @@
  *
  * A flush costs a few system calls, not a few per message: on plain TCP
  * the frames of the whole batch (the publish method, encoded once; each
- * content header; the bodies, copied once at send()) go out in large
- * writes, and the confirms come back as a few basic.ack frames that each
- * answer for many messages (multiple).  Through TLS the library writes
- * each message.
+ * content header; the bodies, rendered into the transport's buffer or
+ * copied there by send()) go out in large writes, and the confirms come
+ * back as a few basic.ack frames that each answer for many messages
+ * (multiple).  Through TLS the library writes each message.
  */
 #include <sys/uio.h>
 
@@ -33,6 +33,8 @@
 
 #include "amqp_link.h"
 #include "log.h"
+#include "mime.h"
+#include "render.h"
 #include "transport.h"
 #include "util.h"
 
@@ -46,13 +48,14 @@
 #define TRANSPORT_AMQP_SHORTSTR_MAX	255
 
 /*
- * A queued message: its strings and body are copied, one after the other,
- * into the transport's arena, which moves as it grows: offsets until the
+ * A queued message: its body in msgs (rendered there, or copied), its
+ * strings in strs, both of which move as they grow: offsets until the
  * flush.
  */
 struct transport_amqp_msg {
 	struct email e;
-	size_t off;			/* rcpt, message_id, job_id, data */
+	size_t data_off;
+	size_t str_off;			/* rcpt, message_id, job_id */
 	size_t lr, lm, lj;		/* their sizes, with the NULs */
 };
 
@@ -65,8 +68,8 @@ struct transport {
 	struct amqp_link *link;
 	struct transport_amqp_msg *q;
 	size_t n, cap;
-	char *arena;			/* the queued messages' copies */
-	size_t alen, acap;
+	struct rbuf msgs;		/* the queued messages' bodies */
+	struct rbuf strs;		/* and their strings */
 	unsigned char *frames;		/* content headers, frame edges */
 	size_t fcap;
 	struct iovec *iov;
@@ -150,12 +153,19 @@ transport_amqp_open(const struct config *cfg, char *err, size_t errlen)
 	return t;
 }
 
+/* The buffer the next message may be rendered into, to be sent from. */
+static struct rbuf *
+transport_amqp_buffer(struct transport *t)
+{
+	return &t->msgs;
+}
+
 static int
 transport_amqp_send(struct transport *t, const struct email *e)
 {
 	struct transport_amqp_msg *m;
-	size_t lr, lm, lj, need;
-	char *p;
+	uintptr_t d = (uintptr_t)e->data, b = (uintptr_t)t->msgs.p;
+	size_t lr, lm, lj;
 
 	lr = strlen(e->rcpt) + 1;
 	lm = strlen(e->message_id) + 1;
@@ -170,24 +180,31 @@ transport_amqp_send(struct transport *t, const struct email *e)
 		t->cap = t->cap ? t->cap * 2 : 64;
 		t->q = wrealloc(t->q, t->cap * sizeof(*t->q));
 	}
-	need = lr + lm + lj + e->len;
-	if (t->acap - t->alen < need) {
-		while (t->acap - t->alen < need)
-			t->acap = t->acap ? t->acap * 2 : 65536;
-		t->arena = wrealloc(t->arena, t->acap);
-	}
 	m = &t->q[t->n++];
 	m->e = *e;
-	m->off = t->alen;
+	/* Rendered into transport_amqp_buffer: it is in place already. */
+	if (b != 0 && e->len <= t->msgs.len &&
+	    d == b + (t->msgs.len - e->len))
+		m->data_off = t->msgs.len - e->len;
+	else if (b != 0 && d >= b && d + e->len <= b + t->msgs.len) {
+		/* Elsewhere in it: growing it may move the source. */
+		d -= b;
+		rbuf_reserve(&t->msgs, e->len);
+		m->data_off = t->msgs.len;
+		memmove(t->msgs.p + t->msgs.len, t->msgs.p + d, e->len);
+		t->msgs.len += e->len;
+		t->msgs.p[t->msgs.len] = '\0';
+	} else {
+		m->data_off = t->msgs.len;
+		rbuf_add(&t->msgs, e->data, e->len);
+	}
+	m->str_off = t->strs.len;
 	m->lr = lr;
 	m->lm = lm;
 	m->lj = lj;
-	p = t->arena + t->alen;
-	memcpy(p, e->rcpt, lr);
-	memcpy(p + lr, e->message_id, lm);
-	memcpy(p + lr + lm, e->job_id, lj);
-	memcpy(p + lr + lm + lj, e->data, e->len);
-	t->alen += need;
+	rbuf_add(&t->strs, e->rcpt, lr);
+	rbuf_add(&t->strs, e->message_id, lm);
+	rbuf_add(&t->strs, e->job_id, lj);
 	return 0;
 }
 
@@ -195,7 +212,10 @@ static void
 transport_amqp_clear(struct transport *t)
 {
 	t->n = 0;
-	t->alen = 0;
+	t->msgs.len = 0;
+	t->strs.len = 0;
+	if (t->msgs.p != NULL)
+		t->msgs.p[0] = '\0';
 }
 
 /* A live connection with the exchange declared and confirms on. */
@@ -247,7 +267,7 @@ transport_amqp_header(amqp_table_entry_t *h, const char *key, const char *val,
 	h->value.value.bytes.len = len;
 }
 
-/* The properties of m, whose strings point into the arena. */
+/* The properties of m, whose strings point into strs. */
 static void
 transport_amqp_props(amqp_basic_properties_t *p, amqp_table_entry_t *h,
     const struct transport_amqp_msg *m, uint64_t ts)
@@ -281,7 +301,7 @@ transport_amqp_grow(void **pp, size_t *cap, size_t want, size_t size)
 /*
  * Lay out every queued message as its three frames (or more, for a body
  * over the frame size) in t->iov: the shared method frame, the content
- * header encoded into t->frames, the body from the arena.  0, or -1 when a
+ * header encoded into t->frames, the body from msgs.  0, or -1 when a
  * message's properties cannot be encoded.
  */
 static int
@@ -420,11 +440,11 @@ transport_amqp_flush(struct transport *t, transport_result_cb cb, void *arg,
 	memset(t->returned, 0, t->n);
 	for (i = 0; i < t->n; i++) {
 		m = &t->q[i];
-		a = t->arena + m->off;
+		a = t->strs.p + m->str_off;
 		m->e.rcpt = a;
 		m->e.message_id = a + m->lr;
 		m->e.job_id = a + m->lr + m->lm;
-		m->e.data = a + m->lr + m->lm + m->lj;
+		m->e.data = t->msgs.p + m->data_off;
 		t->ids[i] = m->e.message_id;
 	}
 
@@ -484,7 +504,8 @@ transport_amqp_close(struct transport *t)
 	if (t == NULL)
 		return;
 	free(t->q);
-	free(t->arena);
+	rbuf_free(&t->msgs);
+	rbuf_free(&t->strs);
 	free(t->frames);
 	free(t->iov);
 	free(t->state);
@@ -501,5 +522,6 @@ const struct transport_ops transport_amqp_ops = {
 	.send = transport_amqp_send,
 	.flush = transport_amqp_flush,
 	/* No flush_max: a flush is one round of confirms, however long. */
+	.buffer = transport_amqp_buffer,
 	.close = transport_amqp_close,
 };
