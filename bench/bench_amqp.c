@@ -213,6 +213,13 @@ main(int argc, char **argv)
 	cpu = bench_amqp_cpu() - c0;
 	wall = bench_amqp_now() - t0;
 	ops->close(t);
+	for (i = 0; i < per; i++)
+		free((char *)(uintptr_t)msgs[i].data);
+	free(msgs);
+	free(jobs_id);
+	free(rcpts);
+	free(mids);
+	free(cfg);
 	total = jobs * per;
 	if (count.sent != total) {
 		fprintf(stderr, "bench_amqp: %ld of %ld emails acknowledged\n",
