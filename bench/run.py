@@ -8,7 +8,7 @@ it.
     /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
 
 --quick runs smaller sizes (a smoke test of the runner, minutes less);
---only runs some of: render, checkpoint, smtp, worker, e2e, memory,
+--only runs some of: render, checkpoint, smtp, worker, e2e, amqp, memory,
 supervisor, scrape, profile;
 --report writes REPORT.md and the plot again from results.json.
 Each benchmark runs in its own process with a time limit, so one that
@@ -32,6 +32,7 @@ PY = sys.executable or "/usr/bin/python3"
 TARGETS = {
     "e2e_ratio": (">=", 0.7, "digestd / SMTP ceiling"),
     "worker_cpu_us": ("<=", 15.0, "worker CPU per email (us)"),
+    "amqp_cpu_us": ("<=", 15.0, "AMQP transport CPU per email (us)"),
     "render_per_core": (">=", 20000, "render, emails/s per core"),
     "redis_rtt_per_email": ("<=", 1.05, "Redis round trips per email"),
     "worker_hwm_mb": ("<=", 16.0, "worker peak RSS, 1M-member group (MB)"),
@@ -258,6 +259,8 @@ def figures(r):
         f["e2e_ratio"] = e["ratio"]
         f["worker_cpu_us"] = e["digestd"]["worker_cpu_us_per_email"]
         f["redis_rtt_per_email"] = e["redis"]["round_trips_per_email"]
+    if "us_per_email" in r.get("amqp", {}):
+        f["amqp_cpu_us"] = r["amqp"]["us_per_email"]
     if "emails_per_sec" in r.get("render", {}):
         # One process on one core: emails per CPU second is per core.
         rr = r["render"]
@@ -431,7 +434,8 @@ def report(r, f, profiles, started, took):
     L.append("| # | what | measured | target | met |")
     L.append("| --- | --- | --- | --- | --- |")
     num = {"own_cpu_us": 2, "cursor_write_us": 2,
-           "e2e_ratio": 1, "worker_cpu_us": 1, "render_per_core": 2,
+           "e2e_ratio": 1, "worker_cpu_us": 1, "amqp_cpu_us": 1,
+           "render_per_core": 2,
            "redis_rtt_per_email": 3, "worker_hwm_mb": 4,
            "supervisor_hwm_mb": 4, "fork_p99_ms": 5, "ready_p99_ms": 5,
            "scrape_p99_ms": 6, "scrape_speedup": 6, "smtp_path_ratio": 1}
@@ -484,6 +488,22 @@ def report(r, f, profiles, started, took):
                          le["us_per_message"]))
     else:
         L.append("Not measured: %s\n" % e.get("error", "skipped"))
+    am = r.get("amqp", {})
+    L.append("### The AMQP transport\n")
+    if "us_per_email" in am:
+        ap = am["params"]
+        L.append("`%s/bench/bench_amqp` (driven by `bench/bench_amqp.py`): "
+                 "the amqp transport alone, one connection for %d jobs of "
+                 "%d emails of %d bytes, a flush (and a round of publisher "
+                 "confirms) every %d, to a private rabbitmq-server on "
+                 "127.0.0.1 (durable exchange and queue, persistent "
+                 "messages): **%.2f us of worker CPU per email**, %s "
+                 "emails/s (median of %d runs).\n" % (
+                     BUILD, ap["jobs"], ap["per_job"], am["bytes"],
+                     ap["batch"], am["us_per_email"],
+                     fmt(am["emails_per_sec"]), len(am["runs"])))
+    else:
+        L.append("Not measured: %s\n" % am.get("error", "skipped"))
 
     rr = r.get("render", {})
     L.append("## 2. Render\n")
@@ -696,8 +716,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only",
-                    default="render,checkpoint,smtp,worker,e2e,memory,"
-                    "supervisor,scrape,profile")
+                    default="render,checkpoint,smtp,worker,e2e,amqp,"
+                    "memory,supervisor,scrape,profile")
     ap.add_argument("--report", action="store_true",
                     help="write REPORT.md and the plot again from "
                     "results.json, measuring nothing")
@@ -734,6 +754,9 @@ def main():
         a = ["--groups", "500", "--members", "50000", "--posts", "5000"] if q \
             else ["--groups", "2000", "--members", "200000", "--posts", "20000"]
         r["e2e"] = run_json("e2e", [PY, os.path.join(HERE, "bench_e2e.py")] + a, 420)
+    if "amqp" in only:
+        a = ["--jobs", "4", "--runs", "1"] if q else []
+        r["amqp"] = run_json("amqp", [PY, os.path.join(HERE, "bench_amqp.py")] + a, 600)
     if "memory" in only:
         a = ["--members", "100000"] if q else []
         r["memory"] = run_json("memory", [PY, os.path.join(HERE, "bench_memory.py")] + a, 420)
