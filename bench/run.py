@@ -8,8 +8,8 @@ it.
     /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
 
 --quick runs smaller sizes (a smoke test of the runner, minutes less);
---only runs some of: render, checkpoint, e2e, memory, supervisor, scrape,
-profile;
+--only runs some of: render, checkpoint, smtp, worker, e2e, amqp, memory,
+supervisor, scrape, profile;
 --report writes REPORT.md and the plot again from results.json.
 Each benchmark runs in its own process with a time limit, so one that
 fails is reported as failed and the others still run.
@@ -34,6 +34,7 @@ TARGETS = {
     "e2e_relay_ratio": (">=", 1.2, "digestd / smtp-source, postfix relay "
                         "with CHUNKING (medians)"),
     "worker_cpu_us": ("<=", 15.0, "worker CPU per email (us)"),
+    "amqp_cpu_us": ("<=", 15.0, "AMQP transport CPU per email (us)"),
     "render_per_core": (">=", 20000, "render, emails/s per core"),
     "redis_rtt_per_email": ("<=", 1.05, "Redis round trips per email"),
     "worker_hwm_mb": ("<=", 16.0, "worker peak RSS, 1M-member group (MB)"),
@@ -42,6 +43,9 @@ TARGETS = {
     "ready_p99_ms": ("<=", 100.0, "death to ready p99 (ms)"),
     "scrape_p99_ms": ("<=", 5.0, "/metrics p99 at 64 workers (ms)"),
     "scrape_speedup": (">=", 10.0, "/metrics vs prometheus_client multiprocess"),
+    "smtp_path_ratio": ("<=", 1.1, "SMTP path / libESMTP alone"),
+    "own_cpu_us": ("<=", 8.0, "digestd's own CPU per email (us)"),
+    "cursor_write_us": ("<=", 1.0, "per-message cursor write CPU (us)"),
 }
 
 
@@ -168,6 +172,59 @@ def bench_checkpoint(n):
     return res
 
 
+def own_why(r, missed):
+    """For digestd's own CPU and the cursor write, when missed: where the
+    time went, from bench_worker's attribution and bench_checkpoint's
+    floor."""
+    why = r.setdefault("why", {})
+    pr = r.get("worker", {}).get("profile")
+    if "own_cpu_us" in missed and pr:
+        why["own_cpu_us"] = (
+            "The functions the job path spends most on (share of its "
+            "samples, on the stack): " + ", ".join([
+                "%s %s%%" % (s, x) for s, x in pr["total"]
+                if s not in ("main", "digest_run", "[[unknown]]",
+                             "[unknown]")][:14]) +
+            ". See worker-flame.svg.")
+    cb = r.get("checkpoint", {})
+    if "cursor_write_us" in missed and "floor_cpu_us" in cb:
+        why["cursor_write_us"] = (
+            "One write(2) per message is what bounds the duplicates; its "
+            "floor here, the same bytes written straight to the socket, is "
+            "%.2f us of CPU (to /dev/null %.2f us): the rest is the "
+            "kernel's unix socket path and waking Redis." % (
+                cb["floor_cpu_us"], cb["devnull_cpu_us"]))
+
+
+def bench_smtp_path(quick):
+    """digestd's SMTP path (transport_smtp_ops) against libESMTP alone,
+    alternated in one process to one smtp-sink: bench_smtp -r.  Messages
+    of a digest's size, as many per session as in an average job."""
+    from benchlib import PostfixSink
+    exe = os.path.join(ROOT, BUILD, "bench", "bench_smtp")
+    argv = [exe, "-n", "2040" if quick else "6800", "-m", "68", "-s",
+            "6312", "-r", "3" if quick else "7"]
+    sink = PostfixSink()
+    try:
+        sink.start()
+        argv[1:1] = ["-p", str(sink.port)]
+        log("smtp: %s" % " ".join([os.path.relpath(exe, ROOT)] + argv[1:]))
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    finally:
+        sink.stop()
+    if p.returncode != 0:
+        return {"error": "exit %d: %s" % (p.returncode, p.stderr[-1000:])}
+    sys.stdout.write(p.stdout)
+    res = {}
+    for kv in p.stdout.strip().splitlines()[-1].split():
+        k, v = kv.split("=", 1)
+        res[k] = float(v) if k != "benchmark" else v
+    res["output"] = p.stdout.strip().splitlines()
+    return res
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return f.read().split()[:3]
@@ -237,6 +294,8 @@ def figures(r):
     pf = e.get("sinks", {}).get("postfix", {})
     if "ratio" in pf and "CHUNKING" in pf.get("ehlo", []):
         f["e2e_relay_ratio"] = pf["ratio"]
+    if "us_per_email" in r.get("amqp", {}):
+        f["amqp_cpu_us"] = r["amqp"]["us_per_email"]
     if "emails_per_sec" in r.get("render", {}):
         # One process on one core: emails per CPU second is per core.
         rr = r["render"]
@@ -254,10 +313,71 @@ def figures(r):
             f["fork_p99_ms"] = kf["p99"] / 1000
         if kr.get("n"):
             f["ready_p99_ms"] = kr["p99"] / 1000
+    if "ratio" in r.get("smtp", {}):
+        f["smtp_path_ratio"] = r["smtp"]["ratio"]
     sc = r.get("scrape", {})
     p99, speed = scrape_figures(sc)
     f["scrape_p99_ms"], f["scrape_speedup"] = p99, speed
+    own_figures(r, f)
     return f
+
+
+def own_figures(r, f):
+    """digestd's own CPU per email (bench_worker, the job path with a
+    discarding transport) and the per-message cursor write
+    (bench_checkpoint)."""
+    w = r.get("worker", {}).get("worker", {})
+    if "us_per_email" in w:
+        f["own_cpu_us"] = w["us_per_email"]
+    cb = r.get("checkpoint", {})
+    if "pipelined_cpu_us" in cb:
+        f["cursor_write_us"] = cb["pipelined_cpu_us"]
+
+
+def own_report(r, L):
+    """The report's part on digestd's own CPU and its attribution."""
+    wr = r.get("worker", {})
+    w = wr.get("worker", {})
+    L.append("### digestd's own CPU per email\n")
+    if "us_per_email" not in w:
+        L.append("Not measured: %s\n" % wr.get("error", "skipped"))
+        return
+    L.append("`%s/bench/bench_worker` (driven by `bench/bench_worker.py`): "
+             "`digestctl seed --groups %d --members %d --posts %d`, the "
+             "daily schedule, then every queued job run through the "
+             "worker's job path (checkpoint_start, digest_run, "
+             "checkpoint_finish: Redis reads, eligibility, render, the "
+             "per-message checkpoint write, scoreboard, metrics) in one "
+             "process, with a transport that accepts each message and "
+             "discards it: what libESMTP and its syscalls cost is left "
+             "out. %d jobs, %d emails (%d skipped) per round, %d rounds: "
+             "**%.2f us of CPU per email** (the median round; best %.2f, "
+             "worst %.2f; %.2f user and %.2f system over all), %.0f bytes "
+             "per email.\n" % (
+                 BUILD, wr["params"]["groups"], wr["params"]["members"],
+                 wr["params"]["posts"], w["jobs"], w["emails"] / w["rounds"],
+                 w["skipped"] / w["rounds"], w["rounds"], w["us_per_email"],
+                 w["best_us"], w["worst_us"], w["user_us"], w["sys_us"],
+                 w["avg_bytes"]))
+    pr = wr.get("profile")
+    if not pr:
+        L.append("No profile: perf does not work here.\n")
+        return
+    L.append("perf record -g (cpu-clock, DWARF unwinding) of one more round, "
+             "%d samples in the job path (checkpoint_start, digest_run, "
+             "checkpoint_finish): the flame graph `%s`, the folded stacks "
+             "`%s`. Where the time goes, as a share of the job path:\n" % (
+                 pr["job_samples"], os.path.basename(pr["svg"]),
+                 os.path.basename(pr["folded"])))
+    L.append("| on the stack (total) | % | itself (self) | % |")
+    L.append("| --- | --- | --- | --- |")
+    tot = [t for t in pr["total"] if t[0] not in
+           ("main", "digest_run", "[[unknown]]", "[unknown]")]
+    for i in range(min(20, max(len(tot), len(pr["self"])))):
+        a = tot[i] if i < len(tot) else ("", "")
+        b = pr["self"][i] if i < len(pr["self"]) else ("", "")
+        L.append("| %s | %s | %s | %s |" % (a[0], a[1], b[0], b[1]))
+    L.append("")
 
 
 def scrape_figures(sc):
@@ -495,10 +615,12 @@ def report(r, f, profiles, started, took):
     L.append("## Targets\n")
     L.append("| # | what | measured | target | met |")
     L.append("| --- | --- | --- | --- | --- |")
-    num = {"e2e_ratio": 1, "e2e_relay_ratio": 1, "worker_cpu_us": 1, "render_per_core": 2,
+    num = {"own_cpu_us": 2, "cursor_write_us": 2,
+           "e2e_ratio": 1, "e2e_relay_ratio": 1, "worker_cpu_us": 1,
+           "amqp_cpu_us": 1, "render_per_core": 2,
            "redis_rtt_per_email": 3, "worker_hwm_mb": 4,
            "supervisor_hwm_mb": 4, "fork_p99_ms": 5, "ready_p99_ms": 5,
-           "scrape_p99_ms": 6, "scrape_speedup": 6}
+           "scrape_p99_ms": 6, "scrape_speedup": 6, "smtp_path_ratio": 1}
     for k, (op, t, what) in TARGETS.items():
         ok = met(k, f[k])
         L.append("| %s | %s | %s | %s %s | %s |" % (
@@ -520,6 +642,22 @@ def report(r, f, profiles, started, took):
                      for k, v, b in g) if g else
                  "within (%s)" % ", ".join(
                      "%s %s ms" % (k, fmt(f.get(k))) for k in GUARDS)))
+    am = r.get("amqp", {})
+    L.append("### The AMQP transport\n")
+    if "us_per_email" in am:
+        ap = am["params"]
+        L.append("`%s/bench/bench_amqp` (driven by `bench/bench_amqp.py`): "
+                 "the amqp transport alone, one connection for %d jobs of "
+                 "%d emails of %d bytes, a flush (and a round of publisher "
+                 "confirms) every %d, to a private rabbitmq-server on "
+                 "127.0.0.1 (durable exchange and queue, persistent "
+                 "messages): **%.2f us of worker CPU per email**, %s "
+                 "emails/s (median of %d runs).\n" % (
+                     BUILD, ap["jobs"], ap["per_job"], am["bytes"],
+                     ap["batch"], am["us_per_email"],
+                     fmt(am["emails_per_sec"]), len(am["runs"])))
+    else:
+        L.append("Not measured: %s\n" % am.get("error", "skipped"))
 
     rr = r.get("render", {})
     L.append("## 2. Render\n")
@@ -542,8 +680,35 @@ def report(r, f, profiles, started, took):
                  "per job in hand.\n" % (
                      BUILD, cb["pipelined_cpu_us"], cb["pipelined_wall_us"],
                      cb["sync_cpu_us"], cb["sync_wall_us"]))
+        if "floor_cpu_us" in cb:
+            L.append("The floor under it: write(2) of the same %d-byte "
+                     "command straight to the socket, replies read the same "
+                     "way, %.2f us of CPU (%.2f us wall); write(2) of as "
+                     "many bytes to /dev/null, %.2f us.\n" % (
+                         cb["cmd_bytes"], cb["floor_cpu_us"],
+                         cb["floor_wall_us"], cb["devnull_cpu_us"]))
     else:
         L.append("Not measured: %s\n" % cb.get("error", "skipped"))
+    own_report(r, L)
+
+    sp = r.get("smtp", {})
+    L.append("### The SMTP path against libESMTP alone\n")
+    if "ratio" in sp:
+        L.append("`%s/bench/bench_smtp -r %d`: %d rounds, each sending %d "
+                 "messages of %d bytes, %d per session, to one `smtp-sink` "
+                 "three ways in turn: libESMTP alone, digestd's transport "
+                 "(open once, then send and flush per session, each message "
+                 "placed in the transport's buffer as the worker renders "
+                 "it), and libESMTP alone with TCP_CORK around each body. "
+                 "Medians of CPU per message (utime + stime): libESMTP "
+                 "alone **%.1f us**, the transport **%.1f us**, ratio "
+                 "**%.3f** (median of the rounds' own ratios %.3f); "
+                 "libESMTP alone corked %.1f us.\n" % (
+                     BUILD, sp["rounds"], sp["rounds"], sp["messages"],
+                     sp["bytes"], sp["per_session"], sp["alone_us"], sp["path_us"], sp["ratio"],
+                     sp["round_ratio"], sp["alone_corked_us"]))
+    else:
+        L.append("Not measured: %s\n" % sp.get("error", "skipped"))
 
     L.append("## 3. Redis cost\n")
     if "redis" in e:
@@ -706,7 +871,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only",
-                    default="render,checkpoint,e2e,memory,supervisor,scrape,profile")
+                    default="render,checkpoint,smtp,worker,e2e,amqp,"
+                    "memory,supervisor,scrape,profile")
     ap.add_argument("--report", action="store_true",
                     help="write REPORT.md and the plot again from "
                     "results.json, measuring nothing")
@@ -731,6 +897,14 @@ def main():
         r["render"] = bench_render(1 if q else 3)
     if "checkpoint" in only:
         r["checkpoint"] = bench_checkpoint(50000 if q else 200000)
+    if "smtp" in only:
+        r["smtp"] = bench_smtp_path(q)
+    if "worker" in only:
+        a = ["--groups", "100", "--members", "10000", "--posts", "1000",
+             "--rounds", "3"] if q else []
+        r["worker"] = run_json("worker", [PY, os.path.join(HERE,
+                                                           "bench_worker.py")]
+                               + a, 600)
     if "e2e" in only:
         # The quick data's groups are smaller: a lower threshold gives its
         # priority queue the same share of the work (bench_e2e.SHARD_NOTE).
@@ -745,6 +919,9 @@ def main():
         limit = 900 if q else 1800
         r["e2e"] = run_json("e2e", [PY, os.path.join(HERE, "bench_e2e.py")]
                             + a + ["--budget", str(limit - 60)], limit)
+    if "amqp" in only:
+        a = ["--jobs", "4", "--runs", "1"] if q else []
+        r["amqp"] = run_json("amqp", [PY, os.path.join(HERE, "bench_amqp.py")] + a, 600)
     if "memory" in only:
         a = ["--members", "100000"] if q else []
         r["memory"] = run_json("memory", [PY, os.path.join(HERE, "bench_memory.py")] + a, 420)
@@ -769,6 +946,7 @@ def main():
     if "profile" in only and missed:
         from profiles import explain
         explain(r, f, missed, profiles, quick=q, perf=perf_works(), log=log)
+    own_why(r, missed)
 
     if "e2e_relay_ratio" in missed:
         r["why"].setdefault("e2e_relay_ratio", relay_why(r["e2e"]))

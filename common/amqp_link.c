@@ -16,12 +16,15 @@
  * login.
  */
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +284,7 @@ amqp_link_connect(const char *url, const char *ca_file, int64_t heartbeat_ms,
 	TAILQ_INIT(&l->deliveries);
 	l->gen = amqp_link_next_gen++;
 	l->next_seq = 1;
+	l->tls = ci.ssl;
 	l->heartbeat_s = heartbeat_ms <= 0 ? 0 :
 	    (int)((heartbeat_ms + 999) / 1000);
 	if ((l->conn = amqp_new_connection()) == NULL)
@@ -719,6 +723,80 @@ amqp_link_publish(struct amqp_link *l, const char *exchange,
 		*seq = l->next_seq;
 	if (l->confirm)
 		l->next_seq++;
+	return 0;
+}
+
+int
+amqp_link_write_frames(struct amqp_link *l, struct iovec *iov, int iovcnt,
+    int timeout_ms, char *err, size_t errlen)
+{
+	struct pollfd pfd;
+	struct msghdr mh;
+	int64_t deadline, left;
+	ssize_t w;
+	int fd, hb, rc;
+
+	if (l->dead)
+		return amqp_link_dead_err(l, err, errlen);
+	if (l->tls) {
+		amqp_link_fail(l, "raw frames on a TLS connection");
+		return amqp_link_dead_err(l, err, errlen);
+	}
+	fd = amqp_get_sockfd(l->conn);
+	deadline = now_mono_ns() + (int64_t)timeout_ms * 1000000;
+	while (iovcnt > 0) {
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = iov;
+		mh.msg_iovlen = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+		if ((w = sendmsg(fd, &mh, MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				amqp_link_fail(l, strerror(errno));
+				return amqp_link_dead_err(l, err, errlen);
+			}
+			/*
+			 * A broker that stopped reading (a resource alarm
+			 * blocks publishers) holds the batch up to the
+			 * deadline; part of a frame may be out, so the
+			 * connection cannot be used again after that.
+			 * Meanwhile its confirms are read, so that neither
+			 * side waits on the other's full buffer.
+			 */
+			left = (deadline - now_mono_ns()) / 1000000;
+			if (left <= 0) {
+				amqp_link_fail(l, "publish: the broker stopped "
+				    "reading");
+				return amqp_link_dead_err(l, err, errlen);
+			}
+			pfd.fd = fd;
+			pfd.events = POLLOUT | POLLIN;
+			pfd.revents = 0;
+			if (left > 1000)
+				left = 1000;
+			if (poll(&pfd, 1, (int)left) <= 0 ||
+			    !(pfd.revents & POLLIN))
+				continue;
+			/* No heartbeat frame inside one cut short. */
+			hb = l->heartbeat_s;
+			l->heartbeat_s = 0;
+			rc = amqp_link_pump(l, 0, err, errlen);
+			l->heartbeat_s = hb;
+			if (rc == -1)
+				return -1;
+			continue;
+		}
+		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	l->last_send_ns = now_mono_ns();
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/uio.h>
 
 #include <amqp.h>
 
@@ -83,6 +84,7 @@ struct amqp_link {
 	amqp_connection_state_t conn;
 	uint64_t gen;			/* distinct per link */
 	int dead;			/* failed: close and open again */
+	int tls;			/* amqps://: frames go through TLS */
 	int heartbeat_s;
 	int64_t last_send_ns;		/* monotonic: our last frame */
 	int confirm;			/* confirm.select done */
@@ -163,6 +165,16 @@ int amqp_link_publish(struct amqp_link *, const char *exchange,
     const char *routing_key, int mandatory,
     const amqp_basic_properties_t *, const void *body, size_t len,
     uint64_t *seq, char *err, size_t errlen);
+
+/*
+ * Write whole frames, already encoded for the link's channel and frame
+ * size, straight to the socket: many publishes in a few system calls.
+ * The caller numbers them (next_seq) and sets waiting, for the confirms
+ * read while the socket is full.  Plain TCP only (tls is 0).  iov is
+ * consumed.  0, or -1 with the link dead: a frame may be cut short.
+ */
+int amqp_link_write_frames(struct amqp_link *, struct iovec *iov, int iovcnt,
+    int timeout_ms, char *err, size_t errlen);
 
 /*
  * Wait up to timeout_ms for the confirms of set.  0 when every message has

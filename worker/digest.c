@@ -771,6 +771,15 @@ digest_flush(struct run *rn)
 	return rn->save_failed ? -1 : 0;
 }
 
+/* Cut off what was rendered after mark and will not be sent. */
+static void
+digest_unrender(struct rbuf *out, size_t mark)
+{
+	out->len = mark;
+	if (out->p != NULL)
+		out->p[mark] = '\0';
+}
+
 /*
  * Render m, the batch's member i, and queue its email once the rate
  * limits allow; flushes every flush_n messages.  0, 1 when the job must
@@ -781,21 +790,32 @@ digest_send(struct run *rn, size_t i)
 {
 	struct member *m = &rn->m[i];
 	struct digest_priv *dp = rn->dp;
+	const struct transport_ops *ops = rn->ctx->tp_ops;
 	struct recipient rc;
 	struct email e;
+	struct rbuf *out;
 	char mid[512];
+	size_t mark;
 	int np, rc2;
 
 	rc.uid = m->uid;
 	rc.email = m->email;
 	rc.name = m->name;
 	rc.locale = m->locale;
-	rbuf_reset(&dp->msg);
-	np = render_message(dp->render, &rc, &dp->msg, mid, sizeof(mid));
+	/* Into the transport's own buffer when it has one: no copy. */
+	if (ops->buffer != NULL)
+		out = ops->buffer(rn->ctx->tp);
+	else {
+		out = &dp->msg;
+		rbuf_reset(out);
+	}
+	mark = out->len;
+	np = render_message(dp->render, &rc, out, mid, sizeof(mid));
 	if (np <= 0) {
 		enum skip_reason why = np == 0 ? SKIP_NOTHING_NEW :
 		    SKIP_NO_EMAIL;
 
+		digest_unrender(out, mark);
 		metric_inc(rn->cells, MC_SKIPPED + why);
 		rn->cp->skipped++;
 		m->state = M_DONE;
@@ -805,6 +825,7 @@ digest_send(struct run *rn, size_t i)
 	e.rcpt = render_rcpt(dp->render);
 	if ((rc2 = digest_limit(rn, i, e.rcpt)) != 0) {
 		/* What is queued goes out: m stays pending, for next time. */
+		digest_unrender(out, mark);
 		if (rc2 == -1)
 			(void)digest_flush(rn);
 		return rc2;
@@ -813,9 +834,10 @@ digest_send(struct run *rn, size_t i)
 	e.gid = rn->job->group_id;
 	e.message_id = mid;
 	e.job_id = rn->job->job_id;
-	e.data = dp->msg.p;
-	e.len = dp->msg.len;
-	if (rn->ctx->tp_ops->send(rn->ctx->tp, &e) == -1) {
+	e.data = out->p + mark;
+	e.len = out->len - mark;
+	if (ops->send(rn->ctx->tp, &e) == -1) {
+		digest_unrender(out, mark);
 		m->state = M_UNCONFIRMED;
 		metric_inc(rn->cells, MC_TRANSPORT_ERRORS + rn->tp_type);
 		snprintf(rn->reason, rn->reasonlen, "transport %s: cannot "

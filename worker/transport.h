@@ -3,7 +3,8 @@
  * maildir), behind struct transport_ops.
  *
  * Messages are handed over in batches: send() queues a message (the
- * transport copies what it keeps), flush() delivers everything queued and
+ * transport copies what it keeps, unless the message was rendered into
+ * the transport's own buffer), flush() delivers everything queued and
  * reports each message's own outcome through the result callback, in the
  * order they were queued, before it returns.  A transport keeps its
  * connection open across batches and jobs.
@@ -37,6 +38,7 @@ typedef void (*transport_result_cb)(void *arg, const struct email *,
     enum tp_result, const char *detail);
 
 struct transport;
+struct rbuf;
 
 struct transport_ops {
 	const char *name;		/* "smtp", "amqp", "maildir" */
@@ -67,6 +69,15 @@ struct transport_ops {
 	 * flush_max at all: no limit of the transport's own.
 	 */
 	size_t (*flush_max)(struct transport *);
+	/*
+	 * Optional: a buffer of the transport's own that the caller may
+	 * append the next message to, so that send() keeps it where it is:
+	 * e->data and e->len then name exactly what was appended last.  A
+	 * message appended and not sent is cut off again (len put back).
+	 * Valid until the next send, flush or close.  Without it the caller
+	 * renders where it likes and send() copies.
+	 */
+	struct rbuf *(*buffer)(struct transport *);
 	void (*close)(struct transport *);
 };
 

@@ -46,6 +46,8 @@
 
 #include "address.h"
 #include "log.h"
+#include "mime.h"
+#include "render.h"
 #include "transport.h"
 #include "util.h"
 
@@ -54,13 +56,22 @@
 
 enum { OUT_NONE = -1 };
 
-/* A queued message: the transport's own copy. */
+/*
+ * A queued message.  Its bytes and strings are in the transport's buffers,
+ * which may move while messages are queued: e's pointers are set from the
+ * offsets when the flush starts.
+ */
 struct smsg {
 	struct email e;
+	struct transport *t;
+	size_t data_off;	/* in t->msgs */
+	size_t rcpt_off;	/* in t->strs, as are the two below */
+	size_t mid_off;
+	size_t job_off;
 	int outcome;		/* enum tp_result, or OUT_NONE */
 	int given;		/* the message callback handed the data out */
 	int refused;		/* the 5xx to MAIL FROM (no verdict on rcpt) */
-	char detail[160];
+	char detail[160];	/* why it failed; empty when sent */
 	char from[ADDRESS_MAX + 2];	/* MAIL FROM, its {uid} and {gid} set */
 	smtp_message_t m;	/* owned by the session */
 	smtp_recipient_t r;
@@ -77,8 +88,18 @@ struct transport {
 	struct smsg *q;
 	size_t nq;
 	size_t capq;
+	/*
+	 * The queued messages, one after the other, and their envelope
+	 * strings: grown as needed, kept across flushes, so that a message
+	 * costs no allocation once they have grown to a session's size.
+	 */
+	struct rbuf msgs;
+	struct rbuf strs;
+	int verp;		/* envelope_from has {uid} or {gid} */
 	int fd_hint;		/* the fd the session's socket should get */
 	int fd;			/* the session's socket, once found; or -1 */
+	int corked;		/* TCP_CORK is on, around a message's body */
+	int chunking;		/* the server offered CHUNKING */
 	int no_starttls;	/* the server did not offer STARTTLS */
 	/* What the session got to, for smtp_failure. */
 	int connected;
@@ -106,16 +127,6 @@ struct transport {
 enum smtp_auth_state { AUTH_NONE, AUTH_SENT, AUTH_OK, AUTH_REFUSED };
 
 static int smtp_auth_inited;
-
-static void
-smtp_msg_clear(struct smsg *s)
-{
-	free((char *)s->e.rcpt);
-	free((char *)s->e.message_id);
-	free((char *)s->e.job_id);
-	free((char *)s->e.data);
-	memset(s, 0, sizeof(*s));
-}
 
 /* libESMTP asks for the user and password here when AUTH is used. */
 static int
@@ -326,6 +337,7 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	t->cfg = cfg;
 	t->fd = -1;
 	t->failure = TF_PROTOCOL;
+	t->verp = address_verp_needed(cfg->smtp.envelope_from);
 	/* An IPv6 literal needs brackets before the port. */
 	if (strchr(cfg->smtp.host, ':') != NULL)
 		snprintf(t->server, sizeof(t->server), "[%s]:%d",
@@ -364,37 +376,88 @@ smtp_open(const struct config *cfg, char *err, size_t errlen)
 	return t;
 }
 
+/* The buffer the next message may be rendered into, to be sent from. */
+static struct rbuf *
+smtp_buffer(struct transport *t)
+{
+	return &t->msgs;
+}
+
+/* Append s and its NUL to t->strs; its offset there. */
+static size_t
+smtp_keep(struct transport *t, const char *s)
+{
+	size_t off = t->strs.len;
+
+	rbuf_add(&t->strs, s, strlen(s) + 1);
+	return off;
+}
+
 static int
 smtp_send(struct transport *t, const struct email *e)
 {
 	struct smsg *s;
-	char *data;
+	uintptr_t d = (uintptr_t)e->data, b = (uintptr_t)t->msgs.p;
 
 	if (t->nq == t->capq) {
 		t->capq = t->capq ? t->capq * 2 : 64;
 		t->q = wrealloc(t->q, t->capq * sizeof(*t->q));
 	}
 	s = &t->q[t->nq];
-	memset(s, 0, sizeof(*s));
+	s->t = t;
 	s->e.uid = e->uid;
 	s->e.gid = e->gid;
-	s->e.rcpt = wstrdup(e->rcpt);
+	s->e.len = e->len;
+	/* Rendered into smtp_buffer: it is in place already. */
+	if (b != 0 && e->len <= t->msgs.len &&
+	    d == b + (t->msgs.len - e->len))
+		s->data_off = t->msgs.len - e->len;
+	else if (b != 0 && d >= b && d + e->len <= b + t->msgs.len) {
+		/* Elsewhere in it: growing it may move the source. */
+		d -= b;
+		rbuf_reserve(&t->msgs, e->len + 1);
+		s->data_off = t->msgs.len;
+		memmove(t->msgs.p + t->msgs.len, t->msgs.p + d, e->len);
+		t->msgs.len += e->len;
+		t->msgs.p[t->msgs.len] = '\0';
+	} else {
+		s->data_off = t->msgs.len;
+		rbuf_add(&t->msgs, e->data, e->len);
+	}
+	s->rcpt_off = smtp_keep(t, e->rcpt);
+	s->mid_off = smtp_keep(t, e->message_id);
+	s->job_off = smtp_keep(t, e->job_id);
 	/*
 	 * VERP: a bounce names its recipient and group in the address it
 	 * comes back to.  The pattern was checked at start to fit.
 	 */
-	if (address_verp(t->cfg->smtp.envelope_from, e->uid, e->gid, s->from,
-	    sizeof(s->from)) == -1)
+	if (t->verp && address_verp(t->cfg->smtp.envelope_from, e->uid,
+	    e->gid, s->from, sizeof(s->from)) == -1)
 		strlcpy(s->from, t->cfg->smtp.envelope_from, sizeof(s->from));
-	s->e.message_id = wstrdup(e->message_id);
-	s->e.job_id = wstrdup(e->job_id);
-	data = wmalloc(e->len == 0 ? 1 : e->len);
-	memcpy(data, e->data, e->len);
-	s->e.data = data;
-	s->e.len = e->len;
 	s->outcome = OUT_NONE;
+	s->given = s->refused = 0;
+	s->detail[0] = '\0';
+	s->m = NULL;
+	s->r = NULL;
 	t->nq++;
 	return 0;
+}
+
+/*
+ * TCP_CORK around a message's body: libESMTP writes it in 2 KiB pieces,
+ * each a segment of its own under TCP_NODELAY; corked, they leave as
+ * full segments, and the rest as the cork comes off at the body's end.
+ * Taken off at the end of every message, at a rewind, at every reply
+ * and when the session ends, so that nothing ever waits in the cork for
+ * a reply that cannot come.
+ */
+static void
+smtp_cork(struct transport *t, int on)
+{
+	if (t->corked == on || t->fd == -1)
+		return;
+	(void)setsockopt(t->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+	t->corked = on;
 }
 
 /*
@@ -405,16 +468,23 @@ static const char *
 smtp_message_cb(void **ctx, int *len, void *arg)
 {
 	struct smsg *s = arg;
+	struct transport *t = s->t;
 
 	if (len == NULL) {
 		s->given = 0;
+		smtp_cork(t, 0);
 		return NULL;
 	}
 	if (s->given || s->e.len == 0) {
+		/* The body's end: what is corked leaves now. */
+		smtp_cork(t, 0);
 		*len = 0;
 		return NULL;
 	}
 	s->given = 1;
+	/* BDAT may wait for a reply between chunks: no cork there. */
+	if (!t->chunking)
+		smtp_cork(t, 1);
 	*len = (int)s->e.len;
 	return s->e.data;
 }
@@ -438,6 +508,9 @@ smtp_set_outcome(struct smsg *s, int outcome, const smtp_status_t *st)
 	if (s->outcome != OUT_NONE || outcome == OUT_NONE)
 		return;
 	s->outcome = outcome;
+	/* Nobody reads the reply to a message sent. */
+	if (outcome == TP_SENT)
+		return;
 	/*
 	 * libESMTP takes the enhanced status out of the text when the
 	 * server offers ENHANCEDSTATUSCODES: put it back, since it says
@@ -582,7 +655,8 @@ smtp_quickack(struct transport *t)
 {
 	int one = 1;
 
-	if (t->fd != -1)
+	/* With DATA, the reply that ends a message comes in one write. */
+	if (t->fd != -1 && t->chunking)
 		(void)setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
 		    sizeof(one));
 }
@@ -653,7 +727,7 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 	for (; p < end; p = nl + 1) {
 		if ((nl = memchr(p, '\n', end - p)) == NULL)
 			nl = end;
-		if (!t->tls_up)
+		if (t->tls != NULL && !t->tls_up)
 			smtp_count_clear(t, p, nl, end, writing);
 		if (writing == 1) {
 			/* Lines of an AUTH exchange are credentials. */
@@ -669,6 +743,11 @@ smtp_monitor_cb(const char *buf, int len, int writing, void *arg)
 				t->quitting = 1;
 			continue;
 		}
+		/* CHUNKING among EHLO's keywords, on any line of its reply. */
+		if (writing == 0 && p[0] == '2' && nl - p >= 12 &&
+		    (nl - p == 12 || p[12] == '\r' || p[12] == ' ') &&
+		    strncasecmp(p + 4, "CHUNKING", 8) == 0)
+			t->chunking = 1;
 		/* The last line of a reply: three digits and a space. */
 		if (writing != 0 || t->quitting || nl - p < 4 ||
 		    p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
@@ -732,6 +811,9 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	long vr;
 	int *ok, bits;
 
+	/* Once per line of every message: nothing to do. */
+	if (event == SMTP_EV_MESSAGEDATA)
+		return;
 	va_start(ap, arg);
 	switch (event) {
 	case SMTP_EV_CONNECT:
@@ -757,22 +839,26 @@ smtp_event_cb(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_DISCONNECT:
 		/* libESMTP has closed it: the number may be reused. */
 		t->fd = -1;
+		t->corked = 0;
 		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		t->no_starttls = 1;
 		break;
 	case SMTP_EV_MAILSTATUS:
+		smtp_cork(t, 0);
 		(void)va_arg(ap, const char *);
 		m = va_arg(ap, smtp_message_t);
 		s = smtp_message_get_application_data(m);
 		break;
 	case SMTP_EV_RCPTSTATUS:
+		smtp_cork(t, 0);
 		smtp_quickack(t);
 		(void)va_arg(ap, const char *);
 		r = va_arg(ap, smtp_recipient_t);
 		s = smtp_recipient_get_application_data(r);
 		break;
 	case SMTP_EV_MESSAGESENT:
+		smtp_cork(t, 0);
 		m = va_arg(ap, smtp_message_t);
 		s = smtp_message_get_application_data(m);
 		break;
@@ -884,7 +970,8 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 		if ((s->m = smtp_add_message(ss)) == NULL)
 			worker_oom();
 		smtp_message_set_application_data_release(s->m, s, NULL);
-		smtp_set_reverse_path(s->m, s->from);
+		smtp_set_reverse_path(s->m, t->verp ? s->from :
+		    cfg->smtp.envelope_from);
 		if ((s->r = smtp_add_recipient(s->m, s->e.rcpt)) == NULL)
 			worker_oom();
 		smtp_recipient_set_application_data_release(s->r, s, NULL);
@@ -901,9 +988,11 @@ smtp_session(struct transport *t, size_t from, size_t per, char *err,
 	t->auth_state = AUTH_NONE;
 	t->refusal[0] = t->last_refusal[0] = t->tls_err[0] = '\0';
 	t->fd = -1;
+	t->corked = t->chunking = 0;
 	ERR_clear_error();
 	ok = smtp_start_session(ss);
 	t->fd = -1;
+	t->corked = 0;
 	/* Whatever the events missed, the statuses still tell. */
 	for (i = from; i < to; i++)
 		if (t->q[i].m != NULL)
@@ -954,12 +1043,21 @@ static int
 smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
     size_t errlen)
 {
+	struct smsg *s;
 	size_t from, per, i;
 	int rc = 0;
 
 	t->cb = cb;
 	t->cb_arg = arg;
 	t->next = 0;
+	/* Nothing is queued during a flush: the buffers stay put. */
+	for (i = 0; i < t->nq; i++) {
+		s = &t->q[i];
+		s->e.data = t->msgs.p + s->data_off;
+		s->e.rcpt = t->strs.p + s->rcpt_off;
+		s->e.message_id = t->strs.p + s->mid_off;
+		s->e.job_id = t->strs.p + s->job_off;
+	}
 	per = t->cfg->smtp.messages_per_session > 0 ?
 	    (size_t)t->cfg->smtp.messages_per_session : 1;
 	while (t->next < t->nq) {
@@ -976,9 +1074,8 @@ smtp_flush(struct transport *t, transport_result_cb cb, void *arg, char *err,
 			break;
 		}
 	}
-	for (i = 0; i < t->nq; i++)
-		smtp_msg_clear(&t->q[i]);
 	t->nq = 0;
+	t->msgs.len = t->strs.len = 0;
 	t->cb = NULL;
 	t->cb_arg = NULL;
 	return rc;
@@ -1002,13 +1099,11 @@ smtp_flush_max(struct transport *t)
 static void
 smtp_close(struct transport *t)
 {
-	size_t i;
-
 	if (t == NULL)
 		return;
-	for (i = 0; i < t->nq; i++)
-		smtp_msg_clear(&t->q[i]);
 	free(t->q);
+	rbuf_free(&t->msgs);
+	rbuf_free(&t->strs);
 	if (t->auth != NULL)
 		auth_destroy_context(t->auth);
 	SSL_CTX_free(t->tls);
@@ -1023,5 +1118,6 @@ const struct transport_ops transport_smtp_ops = {
 	.flush = smtp_flush,
 	.failure = smtp_last_failure,
 	.flush_max = smtp_flush_max,
+	.buffer = smtp_buffer,
 	.close = smtp_close,
 };

@@ -3,7 +3,10 @@ is a persistent message/rfc822 on amqp_out.exchange with publisher
 confirms; a message the broker refuses (basic.nack, a full queue) is
 deferred and sent again, never one it took; with no queue bound to the
 routing key the broker returns the messages (basic.return), none is
-counted as sent, and the job is given back or dead-lettered."""
+counted as sent, and the job is given back or dead-lettered; a connection
+lost while a batch waits for its confirms leaves those messages without an
+outcome: none counted sent that the broker does not hold, all sent on the
+retry, each counted once."""
 import email
 import email.policy
 import time
@@ -16,6 +19,7 @@ from lib.amqp_util import (
     expected_pairs,
     job_checkpoints,
     now_for_tests,
+    queue_counts,
     rabbit_log,
     scheduled,
     start_digestd,
@@ -23,6 +27,10 @@ from lib.amqp_util import (
     write_groups,
 )
 from lib.harness import digestctl, metric_sum, wait_for
+
+# rabbitmq-server's default, which the test node runs with (its config
+# names none).
+DEFAULT_WATERMARK = "0.4"
 
 
 def test_emails_published_with_confirms(tmp_path, redis_tcp, rabbitmq, vhost,
@@ -151,4 +159,71 @@ def test_nacked_messages_are_deferred_and_sent_again(tmp_path, redis_tcp, rabbit
     met = d.metrics()
     assert metric_sum(met, "digest_emails_total", transport="amqp", result="sent") == 12
     assert metric_sum(met, "digest_emails_total", transport="amqp", result="deferred") >= 8
+    assert d.stop() == 0
+
+
+def blocked_transport(rabbit, vhost):
+    """The pid of digestd's publishing connection once the broker blocked
+    it (it published during the alarm), else None.  The pid as rabbitmqctl
+    prints it in its table (close_connection takes that form, not the
+    JSON's)."""
+    p = rabbit.ctl("list_connections", "-q", "pid", "vhost", "state",
+                   "client_properties")
+    assert p.returncode == 0, p.stderr
+    for line in p.stdout.splitlines():
+        f = line.split("\t")
+        if (len(f) >= 4 and f[1] == vhost and f[2] == "blocked"
+                and "digestd transport" in f[3]):
+            return f[0]
+    return None
+
+
+def test_connection_lost_mid_flush_counts_nothing_unconfirmed(
+        tmp_path, redis_tcp, rabbitmq, vhost, digestd_factory):
+    r = redis_tcp.client()
+    now = now_for_tests()
+    end = now - now % 86400
+    groups = {9: list(range(100, 140))}
+    write_groups(r, groups, end)
+    bind_outbox(rabbitmq, vhost, "mail.out", "digest", "outbox")
+    # Jobs in Redis: only the transport publishes to the broker.
+    cfg = config(tmp_path, redis_tcp, rabbitmq, vhost, backend="redis",
+                 transport="amqp", exchange="mail.out", routing_key="digest",
+                 batch=40)
+    assert scheduled(digestctl(cfg, "schedule", "--period", "daily", "--now",
+                               str(now)).stdout) == 1
+    job = "daily.%d.9.0" % end
+    # A memory alarm: the broker stops reading a connection that publishes,
+    # so the batch of 40 waits for confirms that do not come.  Then the
+    # connection is closed under it.
+    p = rabbitmq.ctl("set_vm_memory_high_watermark", "0")
+    assert p.returncode == 0, p.stderr
+    try:
+        d = start_digestd(digestd_factory, cfg)
+        pid = wait_for(lambda: blocked_transport(rabbitmq, vhost), timeout=90,
+                       interval=0.5, what="the transport's connection blocked")
+        p = rabbitmq.ctl("close_connection", pid, "closed by the test")
+        assert p.returncode == 0, p.stderr
+        wait_for(lambda: metric_sum(d.metrics(), "digest_transport_errors_total",
+                                    transport="amqp") >= 1,
+                 timeout=60, interval=0.3, what="the flush failed")
+        # Counted sent: only what the broker confirmed, so holds.
+        held = queue_counts(rabbitmq, vhost, "outbox")[0]
+        sent = metric_sum(d.metrics(), "digest_emails_total", transport="amqp",
+                          result="sent")
+        assert sent <= held, (sent, held)
+        assert job_checkpoints(r).get(job, {}).get("state") != "done"
+    finally:
+        p = rabbitmq.ctl("set_vm_memory_high_watermark", DEFAULT_WATERMARK)
+        assert p.returncode == 0, p.stderr
+
+    # The job is retried: every member's email reaches the outbox, each
+    # counted sent once (a message the broker took unconfirmed may be there
+    # twice: the retry sends it again).
+    cps = wait_all_done(r, 1, timeout=120, d=d)
+    assert int(cps[job]["sent"]) == 40, cps[job]
+    ids = {p.message_id for p, _ in drain_queue(rabbitmq, vhost, "outbox")}
+    assert ids == {m.strip("<>") for m, _ in expected_pairs(groups, end)}
+    met = d.metrics()
+    assert metric_sum(met, "digest_emails_total", transport="amqp", result="sent") == 40
     assert d.stop() == 0
