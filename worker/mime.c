@@ -391,16 +391,16 @@ mime_qp_encode(struct rbuf *out, const char *s, size_t len)
 		 */
 		if (col > 0 && col < 75 && qp_class[c] != 0) {
 			lim = len - i < 75 - col ? len - i : 75 - col;
-			/* Find the run's end, then copy it at once. */
 			for (k = 0; k < lim; k++) {
 				unsigned char d = u[i + k];
 
-				if (qp_class[d] != 1 && (qp_class[d] != 2 ||
-				    qp_trailing(s, len, i + k)))
+				if (qp_class[d] == 1 || (qp_class[d] == 2 &&
+				    !qp_trailing(s, len, i + k)))
+					p[k] = (char)d;
+				else
 					break;
 			}
 			if (k > 0) {
-				memcpy(p, u + i, k);
 				p += k;
 				col += k;
 				i += k - 1;
