@@ -210,13 +210,14 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	(void)fmt_i64(ttl, CHECKPOINT_TTL_S);
 
 	r = NULL;
-	if (cp_argv(q, 8, (const char *[]){ "HMGET", key, "state", "cursor",
-	    "sent", "skipped", "last_error", "cursor_score" }) == -1)
+	if (cp_argv(q, 9, (const char *[]){ "HMGET", key, "state", "cursor",
+	    "sent", "skipped", "last_error", "cursor_score",
+	    "deferred" }) == -1)
 		return -1;
 	(void)cp_replies(q, 1, &r);
 	if (r == NULL)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
 		cp_outage = rconn_reply_is_outage(r);
 		freeReplyObject(r);
 		return -1;
@@ -237,6 +238,13 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	if (num[0] != '\0' && parse_i64(num, 0, INT64_MAX, &v) == 0)
 		cp->skipped = v;
 	reply_str(r->element[4], cp->last_error, sizeof(cp->last_error));
+	/*
+	 * Every write of a parked recipient sets the count with it in one
+	 * HSET, so a nil or 0 count means no d: field to load (a list in
+	 * the older form is neither).
+	 */
+	reply_str(r->element[6], num, sizeof(num));
+	cp->none_parked = num[0] == '\0' || strcmp(num, "0") == 0;
 	freeReplyObject(r);	/* ours: the strings were copied out */
 
 	/*

@@ -93,6 +93,12 @@ struct checkpoint {
 	struct parked unsaved[CP_UNSAVED_MAX];
 	int nunsaved;
 	size_t parked;
+	/*
+	 * Set by checkpoint_start when the checkpoint says no recipient
+	 * waits for a retry (`deferred` absent or 0): the parked list need
+	 * not be read.
+	 */
+	int none_parked;
 	/* Likewise the records of recipients given up meanwhile. */
 	struct cp_reject rejects[CP_REJECTS_MAX];
 	int nrejects;

@@ -16,6 +16,7 @@
  * missing, and a broken user record costs that member only.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,6 +696,135 @@ out:
 }
 
 /*
+ * The batch's user hashes are read into an arena rather than built by
+ * hiredis, which would make a dozen malloc and free calls of each one:
+ * the reader is given these functions for those replies alone, and the
+ * arena is emptied after each reply.  A reply is capped (the fields at
+ * ACTIVITY_READ_MAX), so the static block nearly always holds it; what
+ * does not fit is allocated and freed with the reset.
+ */
+struct ua_big {
+	struct ua_big *next;
+	max_align_t p[];
+};
+
+static struct {
+	_Alignas(max_align_t) char buf[32 * 1024];
+	size_t used;
+	struct ua_big *big;
+} ua;
+
+static void *
+ua_alloc(size_t n)
+{
+	struct ua_big *b;
+	void *p;
+
+	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	if (n <= sizeof(ua.buf) - ua.used) {
+		p = ua.buf + ua.used;
+		ua.used += n;
+		return p;
+	}
+	b = wmalloc(sizeof(*b) + n);
+	b->next = ua.big;
+	ua.big = b;
+	return b->p;
+}
+
+static void
+ua_reset(void)
+{
+	struct ua_big *b;
+
+	while ((b = ua.big) != NULL) {
+		ua.big = b->next;
+		free(b);
+	}
+	ua.used = 0;
+}
+
+/* A zeroed reply of the task's type, linked into its parent array. */
+static redisReply *
+ua_reply(const redisReadTask *task, int type)
+{
+	redisReply *r;
+
+	r = ua_alloc(sizeof(*r));
+	memset(r, 0, sizeof(*r));
+	r->type = type;
+	if (task->parent != NULL)
+		((redisReply *)task->parent->obj)->element[task->idx] = r;
+	return r;
+}
+
+static void *
+ua_string(const redisReadTask *task, char *str, size_t len)
+{
+	redisReply *r = ua_reply(task, task->type);
+
+	r->str = ua_alloc(len + 1);
+	memcpy(r->str, str, len);
+	r->str[len] = '\0';
+	r->len = len;
+	return r;
+}
+
+static void *
+ua_array(const redisReadTask *task, int elements)
+{
+	redisReply *r = ua_reply(task, REDIS_REPLY_ARRAY);
+
+	if (elements > 0) {
+		r->element = ua_alloc((size_t)elements * sizeof(*r->element));
+		memset(r->element, 0, (size_t)elements * sizeof(*r->element));
+	}
+	r->elements = (size_t)elements;
+	return r;
+}
+
+static void *
+ua_integer(const redisReadTask *task, long long value)
+{
+	redisReply *r = ua_reply(task, REDIS_REPLY_INTEGER);
+
+	r->integer = value;
+	return r;
+}
+
+static void *
+ua_nil(const redisReadTask *task)
+{
+	return ua_reply(task, REDIS_REPLY_NIL);
+}
+
+/* The arena owns every object: a reply dropped on error is freed by it. */
+static void
+ua_free(void *v)
+{
+}
+
+static redisReplyObjectFunctions ua_fns = {
+	ua_string, ua_array, ua_integer, ua_nil, ua_free
+};
+
+/*
+ * Give c's reader back its own functions.  A reply left half built (the
+ * connection failed inside one) is the arena's: the reader forgets it,
+ * as the context is unusable from then on.
+ */
+static void
+ua_restore(redisContext *c, redisReplyObjectFunctions *fn)
+{
+	if (c->reader->reply != NULL) {
+		c->reader->reply = NULL;
+		c->reader->ridx = -1;
+	}
+	c->reader->fn = fn;
+	ua_reset();
+}
+
+/*
  * HMGET {prefix}user:{uid} email name last_seen digest locale for each
  * member of the batch not skipped (n of them), in the order of
  * activity_users' fields: written as RESP into one buffer and appended
@@ -763,6 +893,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	/* In the order of the HMGET below. */
 	static const char *const fields[] = { "email", "name", "last_seen",
 	    "digest", "locale" };
+	redisReplyObjectFunctions *fn;
 	redisContext *q;
 	redisReply *r;
 	const char **args;
@@ -813,6 +944,8 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	} else if (activity_set_flags(ar, "SMISMEMBER muted", r, n, muted) ==
 	    -1)
 		failed = 1;
+	fn = ar->c->reader->fn;
+	ar->c->reader->fn = &ua_fns;
 	for (i = 0, im = 0; i < nm; i++) {
 		struct member *m = &ms[i];
 		struct elig_member em;
@@ -822,14 +955,16 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 		if (m->skipped)
 			continue;
 		em.muted = muted[im++];
-		if ((r = activity_reply(ar, "HMGET user")) == NULL)
+		if ((r = activity_reply(ar, "HMGET user")) == NULL) {
+			ua_restore(ar->c, fn);
 			goto out;
+		}
 		if ((r->type != REDIS_REPLY_ARRAY && !activity_wrongtype(r)) ||
 		    failed) {
 			if (!failed)
 				activity_error(ar, ar->c, "HMGET user", r);
 			failed = 1;
-			freeReplyObject(r);
+			ua_reset();
 			continue;
 		}
 		/* A broken record costs this member, and no one else. */
@@ -844,7 +979,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 			metric_inc(ar->cells, MC_SKIPPED + SKIP_BAD_DATA);
 			ar->cp->skipped++;
 			m->skipped = 1;
-			freeReplyObject(r);
+			ua_reset();
 			continue;
 		}
 		em.uid = m->uid;
@@ -864,8 +999,9 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 			m->name = activity_field_dup(r, 1, CAP_NAME);
 			m->locale = activity_field_dup(r, 4, CAP_LOCALE);
 		}
-		freeReplyObject(r);
+		ua_reset();
 	}
+	ua_restore(ar->c, fn);
 	if (!failed)
 		rc = activity_suppressed(ar, ms, nm);
 out:

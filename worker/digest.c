@@ -1123,8 +1123,9 @@ digest_run(struct digest_ctx *ctx, const struct job *job, struct checkpoint *cp,
 		bo = B_RETRY;
 		goto out;
 	}
-	if (checkpoint_parked_load(ctx->queue, cfg, job, &rn.pk, &rn.npk)
-	    == -1) {
+	/* Most jobs have no one waiting for a retry: no read for them. */
+	if (!cp->none_parked && checkpoint_parked_load(ctx->queue, cfg, job,
+	    &rn.pk, &rn.npk) == -1) {
 		activity_error(&rn.ar, ctx->queue, "load deferred", NULL);
 		bo = B_RETRY;
 		goto out;

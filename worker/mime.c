@@ -140,6 +140,10 @@ is_bidi(uint32_t cp)
 	    cp == 0x200e || cp == 0x200f || cp == 0x061c;
 }
 
+/* A byte mime_clean keeps as it is, whatever surrounds it. */
+#define MIME_CLEAN_PLAIN(b, oneline) \
+	(((b) > ' ' && (b) < 0x7f) || (!(oneline) && (b) == ' '))
+
 size_t
 mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 {
@@ -157,8 +161,31 @@ mime_clean(struct rbuf *out, const char *src, size_t maxchars, int flags)
 	rbuf_reserve(out, (len < maxchars ? len : maxchars) * 4 + 8);
 	for (i = 0; i < len; i += n) {
 		const char *put;
-		size_t putlen;
+		size_t putlen, k, avail;
 
+		/*
+		 * A run of printable ASCII (and, keeping lines, its spaces)
+		 * is kept as it is: one copy, up to what maxchars allows.
+		 */
+		if (MIME_CLEAN_PLAIN(s[i], oneline) &&
+		    nchars + pending + 1 <= maxchars) {
+			avail = maxchars - nchars - pending;
+			for (k = i + 1; k < len && k - i < avail &&
+			    MIME_CLEAN_PLAIN(s[k], oneline); k++)
+				;
+			n = k - i;
+			if (pending) {
+				out->p[out->len++] = ' ';
+				nchars++;
+				pending = 0;
+			}
+			if (out->cap - out->len < n + 8)
+				rbuf_reserve(out, n + 8);
+			memcpy(out->p + out->len, s + i, n);
+			out->len += n;
+			nchars += n;
+			continue;
+		}
 		if ((n = utf8_seq(s + i, len - i, &cp)) == 0) {
 			n = 1;
 			put = repl;
