@@ -19,6 +19,7 @@ reported, every run kept raw.
 
     bench/bench_e2e_amqp.py [--groups N] [--members M] [--posts P]
                             [--workers W] [--runs R] [--perf FILE]
+                            [--call-graph fp|dwarf]
                             [--deadline S] [--out FILE]
 
 Every process started here is stopped by pid, also on SIGTERM and when
@@ -145,8 +146,9 @@ def one_run(args, rabbit, n, started):
     perf = None
     if args.perf and n == 0:
         perf = subprocess.Popen(
-            ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
-             "-o", args.perf, "-p", ",".join(map(str, wpids))],
+            ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999",
+             "--call-graph", args.call_graph, "-o", args.perf, "-p",
+             ",".join(map(str, wpids))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(("popen", perf))
         time.sleep(1)
@@ -246,6 +248,9 @@ def main():
     ap.add_argument("--max-length", type=int, default=2000,
                     help="x-max-length of the queue bound to the exchange")
     ap.add_argument("--perf", help="perf record the first run's workers")
+    ap.add_argument("--call-graph", default="fp",
+                    help="perf's --call-graph: fp, or dwarf (the build "
+                    "keeps no frame pointers; dwarf costs more)")
     ap.add_argument("--out")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, on_signal)
