@@ -7,6 +7,11 @@
  * write(2) included) and the wall time, against a synchronous save per
  * message (a round trip each) for comparison.
  *
+ * And the floor under the pipelined write: the same command, already
+ * formatted, written with write(2) straight to the connection's socket
+ * (the replies read per flush as above), and write(2) of as many bytes
+ * to /dev/null, the cost of a system call alone.
+ *
  *   build/bench/bench_checkpoint -S /path/to/redis.sock [-n messages]
  *                                [-f flush]
  *
@@ -14,6 +19,8 @@
  */
 #include <sys/resource.h>
 
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +58,10 @@ main(int argc, char **argv)
 	redisContext *c;
 	const char *sock = NULL;
 	double c0, w0, pipelined_cpu, pipelined_wall, sync_cpu, sync_wall;
+	double floor_cpu, floor_wall, null_cpu;
+	char cmd[256];
+	int cmdlen, fd;
+	redisReply *r;
 	long n = 200000, flush = 500, i, nsync;
 	int ch;
 
@@ -115,15 +126,53 @@ main(int argc, char **argv)
 	sync_cpu = cpu_s() - c0;
 	sync_wall = wall_s() - w0;
 
+	/* The floor: write(2) of the formatted command, nothing else. */
+	cmdlen = snprintf(cmd, sizeof(cmd), "*10\r\n$4\r\nHSET\r\n$%zu\r\n"
+	    "digest:job:%s\r\n$6\r\ncursor\r\n$6\r\n101000\r\n"
+	    "$12\r\ncursor_score\r\n$6\r\n101000\r\n$4\r\nsent\r\n$6\r\n"
+	    "100001\r\n$7\r\nskipped\r\n$1\r\n0\r\n",
+	    strlen("digest:job:") + strlen(j.job_id), j.job_id);
+	c0 = cpu_s();
+	w0 = wall_s();
+	for (i = 0; i < n; i++) {
+		if (write(c->fd, cmd, (size_t)cmdlen) != cmdlen)
+			goto fail;
+		if ((i + 1) % flush == 0 || i == n - 1) {
+			long k, m = (i + 1) % flush == 0 ? flush : (i + 1) % flush;
+
+			for (k = 0; k < m; k++) {
+				if (redisGetReply(c, (void **)&r) != REDIS_OK)
+					goto fail;
+				freeReplyObject(r);
+			}
+		}
+	}
+	floor_cpu = cpu_s() - c0;
+	floor_wall = wall_s() - w0;
+	if ((fd = open("/dev/null", O_WRONLY)) == -1)
+		goto fail;
+	c0 = cpu_s();
+	for (i = 0; i < n; i++)
+		if (write(fd, cmd, (size_t)cmdlen) != cmdlen)
+			goto fail;
+	null_cpu = cpu_s() - c0;
+	close(fd);
+
 	printf("pipelined: %ld messages, %.3f us CPU and %.3f us wall each "
 	    "(replies read every %ld)\n", n, pipelined_cpu * 1e6 / n,
 	    pipelined_wall * 1e6 / n, flush);
 	printf("synchronous: %ld messages, %.3f us CPU and %.3f us wall each\n",
 	    nsync, sync_cpu * 1e6 / nsync, sync_wall * 1e6 / nsync);
+	printf("floor: write(2) of the %d-byte command to the socket %.3f us "
+	    "CPU (%.3f us wall) each; to /dev/null %.3f us CPU\n", cmdlen,
+	    floor_cpu * 1e6 / n, floor_wall * 1e6 / n, null_cpu * 1e6 / n);
 	printf("messages=%ld flush=%ld pipelined_cpu_us=%.3f "
-	    "pipelined_wall_us=%.3f sync_cpu_us=%.3f sync_wall_us=%.3f\n", n,
-	    flush, pipelined_cpu * 1e6 / n, pipelined_wall * 1e6 / n,
-	    sync_cpu * 1e6 / nsync, sync_wall * 1e6 / nsync);
+	    "pipelined_wall_us=%.3f sync_cpu_us=%.3f sync_wall_us=%.3f "
+	    "floor_cpu_us=%.3f floor_wall_us=%.3f devnull_cpu_us=%.3f "
+	    "cmd_bytes=%d\n", n, flush, pipelined_cpu * 1e6 / n,
+	    pipelined_wall * 1e6 / n, sync_cpu * 1e6 / nsync,
+	    sync_wall * 1e6 / nsync, floor_cpu * 1e6 / n, floor_wall * 1e6 / n,
+	    null_cpu * 1e6 / n, cmdlen);
 	redisFree(c);
 	return 0;
 fail:

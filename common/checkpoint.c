@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <hiredis/sds.h>
 
 #include "checkpoint.h"
 #include "rconn.h"
@@ -20,6 +23,8 @@
  */
 static int cp_outage;
 
+static char *cp_bulk(char *, const char *, size_t);
+
 /* The checkpoint's key.  Every call starts here: a fresh failure kind. */
 static int
 cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
@@ -27,6 +32,23 @@ cp_key(char *buf, size_t len, const struct config *cfg, const char *job_id)
 	cp_outage = 0;
 	return rkey(buf, len, cfg->redis.key_prefix, "digest:job:%s",
 	    job_id) == NULL ? -1 : 0;
+}
+
+/* Step over an integer reply whole in r's buffer: 1, else 0. */
+static int
+cp_skip_integer(redisReader *r)
+{
+	const char *p, *e;
+
+	if (r == NULL || r->err || r->ridx != -1 || r->pos >= r->len ||
+	    r->buf[r->pos] != ':')
+		return 0;
+	p = r->buf + r->pos;
+	if ((e = memchr(p, '\n', r->len - r->pos)) == NULL || e < p + 3 ||
+	    e[-1] != '\r')
+		return 0;
+	r->pos += (size_t)(e - p) + 1;
+	return 1;
 }
 
 /*
@@ -41,6 +63,13 @@ cp_replies(redisContext *c, int n, redisReply **out)
 	int i, rc = 0;
 
 	for (i = 0; i < n; i++) {
+		/*
+		 * An integer (what HSET answers, once per message) is only
+		 * stepped over where it lies whole in hiredis's read buffer,
+		 * between two replies: no reply object made and freed for it.
+		 */
+		if (out == NULL && cp_skip_integer(c->reader))
+			continue;
 		r = NULL;
 		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
 			if (c->err == REDIS_ERR_OOM)
@@ -57,6 +86,57 @@ cp_replies(redisContext *c, int n, redisReply **out)
 			freeReplyObject(r);
 	}
 	return rc;
+}
+
+/*
+ * Append argv[0..argc) as one command, written as RESP here: each job
+ * starts, saves and ends with a few, and hiredis's format parser (with a
+ * "%.3f" in most) cost more than the rest of them.  0, or -1.
+ */
+static int
+cp_argv(redisContext *q, int argc, const char *const *argv)
+{
+	size_t len[12], need = 16;
+	char buf[2048], *p = buf;
+	int i, rc;
+
+	for (i = 0; i < argc; i++) {
+		len[i] = strlen(argv[i]);
+		need += len[i] + 8 + FMT_I64_MAX;
+	}
+	if (need > sizeof(buf))
+		rc = redisAppendCommandArgv(q, argc, (const char **)argv, len);
+	else {
+		*p++ = '*';
+		p += fmt_i64(p, argc);
+		*p++ = '\r';
+		*p++ = '\n';
+		for (i = 0; i < argc; i++)
+			p = cp_bulk(p, argv[i], len[i]);
+		rc = redisAppendFormattedCommand(q, buf, (size_t)(p - buf));
+	}
+	if (rc != REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
+}
+
+/* Unix time now to the millisecond, "%.3f"'s form, into buf (32 bytes). */
+static const char *
+cp_now(char *buf)
+{
+	int64_t ms = now_real_ns() / 1000000;
+	size_t n;
+
+	n = fmt_i64(buf, ms / 1000);
+	buf[n++] = '.';
+	buf[n++] = (char)('0' + ms % 1000 / 100);
+	buf[n++] = (char)('0' + ms % 100 / 10);
+	buf[n++] = (char)('0' + ms % 10);
+	buf[n] = '\0';
+	return buf;
 }
 
 /* Send what was appended without waiting for the replies. */
@@ -120,20 +200,22 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 {
 	redisReply *r, *rs[4] = { NULL, NULL, NULL, NULL };
 	char key[512], state[16], num[32], score[CURSOR_STR_MAX + 16];
+	char now[32], ttl[FMT_I64_MAX];
 	int64_t v;
 	int rc = -1, i;
 
 	memset(cp, 0, sizeof(*cp));
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
+	(void)fmt_i64(ttl, CHECKPOINT_TTL_S);
 
-	r = redisCommand(q, "HMGET %s state cursor sent skipped last_error "
-	    "cursor_score", key);
-	if (r == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
+	r = NULL;
+	if (cp_argv(q, 8, (const char *[]){ "HMGET", key, "state", "cursor",
+	    "sent", "skipped", "last_error", "cursor_score" }) == -1)
 		return -1;
-	}
+	(void)cp_replies(q, 1, &r);
+	if (r == NULL)
+		return -1;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
 		cp_outage = rconn_reply_is_outage(r);
 		freeReplyObject(r);
@@ -161,14 +243,15 @@ checkpoint_start(redisContext *q, const struct config *cfg,
 	 * A job marked dead that is delivered again was put back by an
 	 * operator (digestctl dlq requeue): it starts a fresh count.
 	 */
-	if (strcmp(state, "dead") == 0)
-		redisAppendCommand(q, "HSET %s attempts 0", key);
-	else
-		redisAppendCommand(q, "PING");
-	redisAppendCommand(q, "HINCRBY %s attempts 1", key);
-	redisAppendCommand(q, "HSET %s state running holder %s updated_at %.3f",
-	    key, holder, now_real());
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if ((strcmp(state, "dead") == 0 ?
+	    cp_argv(q, 4, (const char *[]){ "HSET", key, "attempts", "0" }) :
+	    cp_argv(q, 1, (const char *[]){ "PING" })) == -1 ||
+	    cp_argv(q, 4, (const char *[]){ "HINCRBY", key, "attempts",
+	    "1" }) == -1 ||
+	    cp_argv(q, 8, (const char *[]){ "HSET", key, "state", "running",
+	    "holder", holder, "updated_at", cp_now(now) }) == -1 ||
+	    cp_argv(q, 3, (const char *[]){ "EXPIRE", key, ttl }) == -1)
+		return -1;
 	if (cp_replies(q, 4, rs) == -1)
 		goto out;
 	if (rs[1]->type != REDIS_REPLY_INTEGER)
@@ -183,21 +266,159 @@ out:
 	return rc;
 }
 
-/* Append the HSET of cursor and counts. */
-static void
-cp_append_progress(redisContext *q, const char *key,
+/*
+ * The HSET of cursor and counts goes out after every message: it is
+ * written here as RESP by hand, the key's part kept across calls for the
+ * job in hand and the numbers written in place, rather than formatted by
+ * hiredis from a format string each time.
+ */
+#define CP_PROGRESS_MAX (CP_HEAD_MAX + 4 * (16 + FMT_I64_MAX) + \
+	CURSOR_STR_MAX + 64)
+#define CP_HEAD_MAX 600
+
+static struct {
+	const struct config *cfg;
+	char job_id[JOB_ID_MAX];
+	char head[CP_HEAD_MAX];		/* "$4\r\nHSET\r\n$N\r\nkey\r\n" */
+	size_t headlen;
+} cp_head;
+
+/* Append "$len\r\ns\r\n" at p; returns the end. */
+static char *
+cp_bulk(char *p, const char *s, size_t len)
+{
+	*p++ = '$';
+	p += fmt_i64(p, (int64_t)len);
+	*p++ = '\r';
+	*p++ = '\n';
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* A bulk string of v in decimal. */
+static char *
+cp_bulk_i64(char *p, int64_t v)
+{
+	char num[FMT_I64_MAX];
+
+	return cp_bulk(p, num, fmt_i64(num, v));
+}
+
+/* The command's start up to the key, for j; 0, or -1 if too long. */
+static int
+cp_head_for(const struct config *cfg, const struct job *j)
+{
+	char key[512];
+	size_t klen;
+
+	if (cp_head.headlen > 0 && cp_head.cfg == cfg &&
+	    strcmp(cp_head.job_id, j->job_id) == 0)
+		return 0;
+	cp_head.headlen = 0;
+	if (cp_key(key, sizeof(key), cfg, j->job_id) == -1 ||
+	    strlcpy(cp_head.job_id, j->job_id, sizeof(cp_head.job_id)) >=
+	    sizeof(cp_head.job_id))
+		return -1;
+	klen = strlen(key);
+	/* "$4\r\nHSET\r\n" (10) and the key's "$N\r\n...\r\n". */
+	if (10 + klen + 8 > sizeof(cp_head.head))
+		return -1;
+	cp_head.headlen = (size_t)(cp_bulk(cp_bulk(cp_head.head, "HSET", 4),
+	    key, klen) - cp_head.head);
+	cp_head.cfg = cfg;
+	return 0;
+}
+
+/*
+ * The HSET of cursor and counts into buf (CP_PROGRESS_MAX bytes): its
+ * length, or 0 when the key is too long.
+ */
+static size_t
+cp_format_progress(char *buf, const struct config *cfg, const struct job *j,
     const struct checkpoint *cp)
 {
-	char score[CURSOR_STR_MAX];
+	char score[CURSOR_STR_MAX], *p = buf;
 
+	if (cp_head_for(cfg, j) == -1)
+		return 0;
+	memcpy(p, cp->cursor.set ? "*10\r\n" : "*6\r\n",
+	    cp->cursor.set ? 5 : 4);
+	p += cp->cursor.set ? 5 : 4;
+	memcpy(p, cp_head.head, cp_head.headlen);
+	p += cp_head.headlen;
 	if (cp->cursor.set) {
 		cursor_score_str(cp->cursor.score, score, sizeof(score));
-		redisAppendCommand(q, "HSET %s cursor %" PRId64 " cursor_score "
-		    "%s sent %" PRId64 " skipped %" PRId64, key,
-		    cp->cursor.uid, score, cp->sent, cp->skipped);
-	} else
-		redisAppendCommand(q, "HSET %s sent %" PRId64 " skipped %"
-		    PRId64, key, cp->sent, cp->skipped);
+		p = cp_bulk(p, "cursor", 6);
+		p = cp_bulk_i64(p, cp->cursor.uid);
+		p = cp_bulk(p, "cursor_score", 12);
+		p = cp_bulk(p, score, strlen(score));
+	}
+	p = cp_bulk(p, "sent", 4);
+	p = cp_bulk_i64(p, cp->sent);
+	p = cp_bulk(p, "skipped", 7);
+	p = cp_bulk_i64(p, cp->skipped);
+	return (size_t)(p - buf);
+}
+
+/* Append the HSET of cursor and counts; 0, or -1 (the key too long). */
+static int
+cp_append_progress(redisContext *q, const struct config *cfg,
+    const struct job *j, const struct checkpoint *cp)
+{
+	char buf[CP_PROGRESS_MAX];
+	size_t len;
+
+	if ((len = cp_format_progress(buf, cfg, j, cp)) == 0)
+		return -1;
+	if (redisAppendFormattedCommand(q, buf, len) != REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Append HSET updated_at (unix time, to the millisecond) and EXPIRE of
+ * the checkpoint, as the save at the end of every batch does; 0 or -1.
+ */
+static int
+cp_append_touch(redisContext *q, const struct config *cfg,
+    const struct job *j)
+{
+	char buf[2 * CP_HEAD_MAX + 128], t[2 * FMT_I64_MAX], *p = buf;
+	int64_t ms = now_real_ns() / 1000000;
+	size_t n;
+
+	if (cp_head_for(cfg, j) == -1)
+		return -1;
+	memcpy(p, "*4\r\n", 4);
+	p += 4;
+	memcpy(p, cp_head.head, cp_head.headlen);
+	p += cp_head.headlen;
+	p = cp_bulk(p, "updated_at", 10);
+	n = fmt_i64(t, ms / 1000);
+	t[n++] = '.';
+	t[n++] = (char)('0' + ms % 1000 / 100);
+	t[n++] = (char)('0' + ms % 100 / 10);
+	t[n++] = (char)('0' + ms % 10);
+	p = cp_bulk(p, t, n);
+	/* EXPIRE: the key's bulk string follows "$4\r\nHSET\r\n" in head. */
+	memcpy(p, "*3\r\n$6\r\nEXPIRE\r\n", 16);
+	p += 16;
+	memcpy(p, cp_head.head + 10, cp_head.headlen - 10);
+	p += cp_head.headlen - 10;
+	p = cp_bulk_i64(p, CHECKPOINT_TTL_S);
+	if (redisAppendFormattedCommand(q, buf, (size_t)(p - buf)) !=
+	    REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -236,9 +457,9 @@ checkpoint_save(redisContext *q, const struct config *cfg,
 		    key, (long long)p->uid, (long long)p->first_ms,
 		    (long long)p->next_ms, p->tries, (long long)cp->parked);
 	}
-	cp_append_progress(q, key, cp);
-	redisAppendCommand(q, "HSET %s updated_at %.3f", key, now_real());
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	if (cp_append_progress(q, cfg, j, cp) == -1 ||
+	    cp_append_touch(q, cfg, j) == -1)
+		return -1;
 	if (cp_replies(q, nrej + cp->nunsaved + 3, NULL) == -1)
 		return -1;
 	cp->nunsaved = 0;
@@ -250,13 +471,32 @@ int
 checkpoint_progress(redisContext *q, const struct config *cfg,
     const struct job *j, struct checkpoint *cp)
 {
-	char key[512];
+	char buf[CP_PROGRESS_MAX];
+	size_t len;
+	ssize_t w = 0;
 
+	cp_outage = 0;
 	if (q == NULL || q->err ||
-	    cp_key(key, sizeof(key), cfg, j->job_id) == -1)
+	    (len = cp_format_progress(buf, cfg, j, cp)) == 0)
 		return -1;
-	cp_append_progress(q, key, cp);
 	cp->pending++;
+	/*
+	 * Straight to the socket when hiredis holds nothing unsent: one
+	 * write(2) and no copy.  What a short or failed write leaves goes
+	 * through hiredis, which writes it or says why it cannot.
+	 */
+	if (q->fd >= 0 && q->obuf != NULL && sdslen(q->obuf) == 0) {
+		if ((w = write(q->fd, buf, len)) == (ssize_t)len)
+			return 0;
+		if (w < 0)
+			w = 0;
+	}
+	if (redisAppendFormattedCommand(q, buf + w, len - (size_t)w) !=
+	    REDIS_OK) {
+		if (q->err == REDIS_ERR_OOM)
+			worker_oom();
+		return -1;
+	}
 	return cp_send(q);
 }
 
@@ -353,11 +593,12 @@ checkpoint_parked_load(redisContext *q, const struct config *cfg,
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
 	/* Small: the fields above and at most a few hundred parked. */
-	if ((r = redisCommand(q, "HGETALL %s", key)) == NULL) {
-		if (q->err == REDIS_ERR_OOM)
-			worker_oom();
+	r = NULL;
+	if (cp_argv(q, 2, (const char *[]){ "HGETALL", key }) == -1)
 		return -1;
-	}
+	(void)cp_replies(q, 1, &r);
+	if (r == NULL)
+		return -1;
 	if (r->type != REDIS_REPLY_ARRAY) {
 		freeReplyObject(r);
 		return -1;
@@ -420,18 +661,20 @@ int
 checkpoint_finish(redisContext *q, const struct config *cfg,
     const struct job *j, const char *state, const char *reason)
 {
-	char key[512];
+	char key[512], now[32], ttl[FMT_I64_MAX];
 
 	if (q == NULL || cp_key(key, sizeof(key), cfg, j->job_id) == -1)
 		return -1;
-	if (reason != NULL && reason[0] != '\0')
-		redisAppendCommand(q, "HSET %s state %s last_error %s "
-		    "updated_at %.3f", key, state, reason, now_real());
-	else
-		redisAppendCommand(q, "HSET %s state %s updated_at %.3f", key,
-		    state, now_real());
-	redisAppendCommand(q, "HDEL %s due_at holder", key);
-	redisAppendCommand(q, "EXPIRE %s %d", key, CHECKPOINT_TTL_S);
+	(void)fmt_i64(ttl, CHECKPOINT_TTL_S);
+	if ((reason != NULL && reason[0] != '\0' ?
+	    cp_argv(q, 8, (const char *[]){ "HSET", key, "state", state,
+	    "last_error", reason, "updated_at", cp_now(now) }) :
+	    cp_argv(q, 6, (const char *[]){ "HSET", key, "state", state,
+	    "updated_at", cp_now(now) })) == -1 ||
+	    cp_argv(q, 4, (const char *[]){ "HDEL", key, "due_at",
+	    "holder" }) == -1 ||
+	    cp_argv(q, 3, (const char *[]){ "EXPIRE", key, ttl }) == -1)
+		return -1;
 	return cp_replies(q, 3, NULL);
 }
 

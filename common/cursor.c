@@ -1,10 +1,12 @@
 /*
  * Cursors in a member walk (see cursor.h).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cursor.h"
+#include "util.h"
 #include "zpage.h"
 
 int
@@ -27,6 +29,17 @@ cursor_cmp(const struct cursor *a, const struct cursor *b)
 void
 cursor_score_str(double score, char *buf, size_t len)
 {
+	/*
+	 * A score is nearly always a whole number (a join time, a user
+	 * id): below 2^53 "%.17g" writes its digits and nothing else, which
+	 * fmt_i64 does for a fraction of the cost.  Not -0, which is "-0".
+	 */
+	if (len >= FMT_I64_MAX && score > -9007199254740992.0 &&
+	    score < 9007199254740992.0 && score == (double)(int64_t)score &&
+	    (score != 0 || !signbit(score))) {
+		(void)fmt_i64(buf, (int64_t)score);
+		return;
+	}
 	snprintf(buf, len, "%.17g", score);
 }
 

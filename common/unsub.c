@@ -4,23 +4,31 @@
  * OpenSSL.
  *
  * unsub_token and unsub_verify are the simple one-shot forms, for
- * digestctl and the tests; the renderer keeps an unsub_key, which holds
- * the keyed HMAC context and only re-initialises it per token.
+ * digestctl and the tests; the renderer makes a token per email with an
+ * unsub_key, which holds SHA-256 already keyed with the secret's inner
+ * and outer pads (RFC 2104): a token is then two copies of a state by
+ * value and two compressions, where EVP's re-initialisation of an HMAC
+ * context allocates and copies a digest context each time.  That needs
+ * the low-level SHA-256 calls, which OpenSSL 3 marks deprecated (and
+ * keeps): the warnings are silenced here alone.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
 
 #include "unsub.h"
 
+#define UNSUB_BLOCK 64		/* SHA-256's block */
+
 struct unsub_key {
-	EVP_MAC *mac;
-	EVP_MAC_CTX *ctx;
+	SHA256_CTX inner;	/* after the key xor ipad */
+	SHA256_CTX outer;	/* after the key xor opad */
 };
 
 static void
@@ -101,22 +109,36 @@ unsub_verify(const char *secret, int64_t uid, int64_t gid, const char *token)
 struct unsub_key *
 unsub_key_new(const char *secret)
 {
+	unsigned char kb[UNSUB_BLOCK], pad[UNSUB_BLOCK];
 	struct unsub_key *k;
-	OSSL_PARAM params[2];
+	size_t len, i;
 
 	if (secret == NULL || (k = calloc(1, sizeof(*k))) == NULL)
 		return NULL;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-	    (char *)"SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if ((k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
-	    (k->ctx = EVP_MAC_CTX_new(k->mac)) == NULL ||
-	    EVP_MAC_init(k->ctx, (const unsigned char *)secret, strlen(secret),
-	    params) != 1) {
-		unsub_key_free(k);
-		return NULL;
-	}
+	/* A key longer than a block is its digest (RFC 2104, 2). */
+	memset(kb, 0, sizeof(kb));
+	if ((len = strlen(secret)) > UNSUB_BLOCK)
+		SHA256((const unsigned char *)secret, len, kb);
+	else
+		memcpy(kb, secret, len);
+	for (i = 0; i < UNSUB_BLOCK; i++)
+		pad[i] = kb[i] ^ 0x36;
+	if (SHA256_Init(&k->inner) != 1 ||
+	    SHA256_Update(&k->inner, pad, sizeof(pad)) != 1)
+		goto fail;
+	for (i = 0; i < UNSUB_BLOCK; i++)
+		pad[i] = kb[i] ^ 0x5c;
+	if (SHA256_Init(&k->outer) != 1 ||
+	    SHA256_Update(&k->outer, pad, sizeof(pad)) != 1)
+		goto fail;
+	OPENSSL_cleanse(kb, sizeof(kb));
+	OPENSSL_cleanse(pad, sizeof(pad));
 	return k;
+fail:
+	OPENSSL_cleanse(kb, sizeof(kb));
+	OPENSSL_cleanse(pad, sizeof(pad));
+	unsub_key_free(k);
+	return NULL;
 }
 
 void
@@ -124,25 +146,26 @@ unsub_key_free(struct unsub_key *k)
 {
 	if (k == NULL)
 		return;
-	EVP_MAC_CTX_free(k->ctx);
-	EVP_MAC_free(k->mac);
+	OPENSSL_cleanse(k, sizeof(*k));
 	free(k);
 }
 
 int
 unsub_key_token(struct unsub_key *k, int64_t uid, int64_t gid, char *out)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	size_t mdlen = 0;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256_CTX c;
 	char msg[48];
 	int n;
 
 	if ((n = unsub_message(msg, sizeof(msg), uid, gid)) < 0)
 		return -1;
-	/* A NULL key re-initialises the context with the key it holds. */
-	if (EVP_MAC_init(k->ctx, NULL, 0, NULL) != 1 ||
-	    EVP_MAC_update(k->ctx, (const unsigned char *)msg, (size_t)n) != 1 ||
-	    EVP_MAC_final(k->ctx, md, &mdlen, sizeof(md)) != 1 || mdlen != 32)
+	c = k->inner;
+	if (SHA256_Update(&c, msg, (size_t)n) != 1 || SHA256_Final(md, &c) != 1)
+		return -1;
+	c = k->outer;
+	if (SHA256_Update(&c, md, sizeof(md)) != 1 ||
+	    SHA256_Final(md, &c) != 1)
 		return -1;
 	unsub_hex(md, out);
 	return 0;

@@ -114,6 +114,26 @@ now_real(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+size_t
+fmt_i64(char *buf, int64_t v)
+{
+	char tmp[FMT_I64_MAX];
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	size_t n = 0, len;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	len = 0;
+	if (v < 0)
+		buf[len++] = '-';
+	while (n > 0)
+		buf[len++] = tmp[--n];
+	buf[len] = '\0';
+	return len;
+}
+
 int
 parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {

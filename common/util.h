@@ -51,6 +51,13 @@ int64_t now_real_ns(void);
 /* CLOCK_REALTIME as fractional seconds. */
 double now_real(void);
 
+/*
+ * v in decimal into buf (at least FMT_I64_MAX bytes), NUL-terminated;
+ * returns its length.  What snprintf's "%lld" writes, without its cost.
+ */
+#define FMT_I64_MAX 21
+size_t fmt_i64(char *buf, int64_t v);
+
 /* Parse a whole decimal integer within [min, max]; 0 or -1. */
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Parse a whole finite double; 0 or -1. */

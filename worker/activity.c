@@ -222,6 +222,73 @@ activity_append(struct activity *ar, const char *what, const char *fmt, ...)
 	return 0;
 }
 
+/*
+ * Append the command argv[0..argc) (lengths in len), written as RESP
+ * here: a job sends one or two for each post and one for each member,
+ * and hiredis's format parser would cost more than the rest of the read.
+ * 0, or -1 (the reason said).
+ */
+static int
+activity_append_resp(struct activity *ar, const char *what, int argc,
+    const char *const *argv, const size_t *len)
+{
+	redisContext *c = ar->c;
+	char buf[2048], *p = buf;
+	size_t need = 16;
+	int i, rc;
+
+	for (i = 0; i < argc; i++)
+		need += len[i] + 8 + FMT_I64_MAX;
+	if (need > sizeof(buf))
+		rc = redisAppendCommandArgv(c, argc, (const char **)argv, len);
+	else {
+		*p++ = '*';
+		p += fmt_i64(p, argc);
+		*p++ = '\r';
+		*p++ = '\n';
+		for (i = 0; i < argc; i++) {
+			*p++ = '$';
+			p += fmt_i64(p, (int64_t)len[i]);
+			*p++ = '\r';
+			*p++ = '\n';
+			memcpy(p, argv[i], len[i]);
+			p += len[i];
+			*p++ = '\r';
+			*p++ = '\n';
+		}
+		rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	}
+	if (rc != REDIS_OK) {
+		if (c->err == REDIS_ERR_OOM)
+			worker_oom();
+		activity_error(ar, c, what, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * {key_prefix}post:{id} into key (size bytes), cut if it does not fit,
+ * as rkey leaves it; its length.
+ */
+static size_t
+activity_post_key(char *key, size_t size, const char *pfx, const char *id,
+    size_t idlen)
+{
+	size_t n = strlcpy(key, pfx, size);
+
+	if (n >= size)
+		return size - 1;
+	n += strlcpy(key + n, "post:", size - n);
+	if (n >= size)
+		return size - 1;
+	if (idlen > size - 1 - n)
+		idlen = size - 1 - n;
+	memcpy(key + n, id, idlen);
+	key[n + idlen] = '\0';
+	return n + idlen;
+}
+
 void
 activity_group_clear(struct activity_group *ag)
 {
@@ -245,6 +312,8 @@ activity_group(struct activity *ar, struct activity_group *ag)
 	const struct job *j = ar->job;
 	redisReply *rg = NULL, *rz = NULL, *rp = NULL, *r, *rl;
 	struct post *posts = NULL;
+	const char *av[6];
+	size_t avlen[6];
 	char key[512];
 	size_t i, n = 0, want, k;
 	int failed = 0;
@@ -300,10 +369,22 @@ activity_group(struct activity *ar, struct activity_group *ag)
 
 		if (e->type != REDIS_REPLY_STRING)
 			continue;
-		rkey(key, sizeof(key), pfx, "post:%s", e->str);
-		if (activity_append(ar, "HMGET post", "HMGET %s author_id "
-		    "likes comments", key) == -1 ||
-		    activity_append(ar, "HLEN post", "HLEN %s", key) == -1)
+		av[1] = key;
+		avlen[1] = activity_post_key(key, sizeof(key), pfx, e->str,
+		    e->len);
+		av[0] = "HMGET";
+		avlen[0] = 5;
+		av[2] = "author_id";
+		avlen[2] = 9;
+		av[3] = "likes";
+		avlen[3] = 5;
+		av[4] = "comments";
+		avlen[4] = 8;
+		if (activity_append_resp(ar, "HMGET post", 5, av, avlen) == -1)
+			goto fail;
+		av[0] = "HLEN";
+		avlen[0] = 4;
+		if (activity_append_resp(ar, "HLEN post", 2, av, avlen) == -1)
 			goto fail;
 	}
 	for (i = 0; i < want; i++) {
@@ -369,10 +450,22 @@ activity_group(struct activity *ar, struct activity_group *ag)
 	} else
 		k = 0;
 	for (i = 0; i < k; i++) {
-		rkey(key, sizeof(key), pfx, "post:%lld",
-		    (long long)posts[i].id);
-		if (activity_append(ar, "HMGET post", "HMGET %s title url "
-		    "author_name excerpt", key) == -1)
+		char id[FMT_I64_MAX];
+
+		av[0] = "HMGET";
+		avlen[0] = 5;
+		av[1] = key;
+		avlen[1] = activity_post_key(key, sizeof(key), pfx, id,
+		    fmt_i64(id, posts[i].id));
+		av[2] = "title";
+		avlen[2] = 5;
+		av[3] = "url";
+		avlen[3] = 3;
+		av[4] = "author_name";
+		avlen[4] = 11;
+		av[5] = "excerpt";
+		avlen[5] = 7;
+		if (activity_append_resp(ar, "HMGET post", 6, av, avlen) == -1)
 			goto fail;
 	}
 	for (i = 0; i < k; i++) {
@@ -430,23 +523,44 @@ activity_members_free(struct member *m, size_t n)
 }
 
 /*
- * Append cmd key args[0..n) on c.  0, or -1 (the reason said).
+ * Append cmd key args[0..n) on c, written as RESP here (a batch's
+ * SMISMEMBER names each of its members).  0, or -1 (the reason said).
  */
 static int
 activity_append_argv(struct activity *ar, redisContext *c, const char *what,
     const char *cmd, const char *key, const char **args, size_t n)
 {
-	const char **argv;
-	size_t i;
+	size_t i, need, cl = strlen(cmd), kl = strlen(key), *al;
+	char *buf, *p;
 	int rc;
 
-	argv = wcalloc(n + 2, sizeof(*argv));
-	argv[0] = cmd;
-	argv[1] = key;
-	for (i = 0; i < n; i++)
-		argv[i + 2] = args[i];
-	rc = redisAppendCommandArgv(c, (int)(n + 2), argv, NULL);
-	free(argv);
+	al = wcalloc(n + 1, sizeof(*al));
+	need = 3 * (FMT_I64_MAX + 6) + cl + kl;
+	for (i = 0; i < n; i++) {
+		al[i] = strlen(args[i]);
+		need += al[i] + FMT_I64_MAX + 6;
+	}
+	p = buf = wmalloc(need);
+	*p++ = '*';
+	p += fmt_i64(p, (int64_t)(n + 2));
+	*p++ = '\r';
+	*p++ = '\n';
+	for (i = 0; i < n + 2; i++) {
+		const char *a = i == 0 ? cmd : i == 1 ? key : args[i - 2];
+		size_t l = i == 0 ? cl : i == 1 ? kl : al[i - 2];
+
+		*p++ = '$';
+		p += fmt_i64(p, (int64_t)l);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, a, l);
+		p += l;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	free(buf);
+	free(al);
 	if (rc != REDIS_OK) {
 		if (c->err == REDIS_ERR_OOM)
 			worker_oom();
@@ -581,6 +695,62 @@ out:
 }
 
 /*
+ * HMGET {prefix}user:{uid} email name last_seen digest locale for each
+ * member of the batch not skipped (n of them), in the order of
+ * activity_users' fields: written as RESP into one buffer and appended
+ * at once, a few hundred of them a batch, rather than formatted by
+ * hiredis one by one.  0, or -1 (the reason said).
+ */
+static int
+activity_append_users(struct activity *ar, const struct member *ms,
+    size_t nm, size_t n)
+{
+	static const char head[] = "*7\r\n$5\r\nHMGET\r\n";
+	static const char tail[] = "$5\r\nemail\r\n$4\r\nname\r\n"
+	    "$9\r\nlast_seen\r\n$6\r\ndigest\r\n$6\r\nlocale\r\n";
+	const char *pfx = ar->cfg->redis.key_prefix;
+	redisContext *c = ar->c;
+	char *buf, *p, uid[FMT_I64_MAX];
+	size_t i, plen = strlen(pfx), ulen, one;
+	int rc;
+
+	/* The head, "$N\r\n" and the key with its CRLF, the fields. */
+	one = sizeof(head) + 1 + FMT_I64_MAX + 2 + plen + 5 + FMT_I64_MAX + 2 +
+	    sizeof(tail);
+	p = buf = wmalloc(n * one);
+	for (i = 0; i < nm; i++) {
+		if (ms[i].skipped)
+			continue;
+		ulen = fmt_i64(uid, ms[i].uid);
+		memcpy(p, head, sizeof(head) - 1);
+		p += sizeof(head) - 1;
+		*p++ = '$';
+		p += fmt_i64(p, (int64_t)(plen + 5 + ulen));
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, pfx, plen);
+		p += plen;
+		memcpy(p, "user:", 5);
+		p += 5;
+		memcpy(p, uid, ulen);
+		p += ulen;
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, tail, sizeof(tail) - 1);
+		p += sizeof(tail) - 1;
+	}
+	rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	free(buf);
+	if (rc != REDIS_OK) {
+		if (c->err == REDIS_ERR_OOM)
+			worker_oom();
+		activity_error(ar, c, "HMGET user", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * One round trip for the batch: the user hashes from the activity store
  * and, pipelined with them, SMISMEMBER digest:muted:{gid} on the queue
  * Redis (written before either reply is read, on one connection or on
@@ -593,7 +763,6 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	/* In the order of the HMGET below. */
 	static const char *const fields[] = { "email", "name", "last_seen",
 	    "digest", "locale" };
-	const char *pfx = ar->cfg->redis.key_prefix;
 	redisContext *q;
 	redisReply *r;
 	const char **args;
@@ -622,7 +791,7 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	for (i = 0, k = 0; i < nm; i++) {
 		if (ms[i].skipped)
 			continue;
-		snprintf(uids[k], sizeof(uids[k]), "%lld", (long long)ms[i].uid);
+		(void)fmt_i64(uids[k], ms[i].uid);
 		args[k] = uids[k];
 		k++;
 	}
@@ -631,14 +800,8 @@ activity_users(struct activity *ar, const struct elig_job *ej,
 	    args, n) == -1 ||
 	    (q != ar->c && activity_send(ar, q, "SMISMEMBER muted") == -1))
 		goto out;
-	for (i = 0; i < nm; i++) {
-		if (ms[i].skipped)
-			continue;
-		rkey(key, sizeof(key), pfx, "user:%lld", (long long)ms[i].uid);
-		if (activity_append(ar, "HMGET user",
-		    "HMGET %s email name last_seen digest locale", key) == -1)
-			goto out;
-	}
+	if (activity_append_users(ar, ms, nm, n) == -1)
+		goto out;
 	/* Both in flight before waiting for either. */
 	if (q != ar->c && activity_send(ar, ar->c, "HMGET user") == -1)
 		goto out;

@@ -79,8 +79,19 @@ struct rpiece {
 /* Whole lines: encoded once (static) or per recipient (dyn). */
 struct rchunk {
 	int dyn;
+	int memo;		/* dyn: tj.memo[] holds its last encoding */
 	size_t off, len;	/* static: encoded bytes in tj.enc */
 	size_t first, n;	/* dyn: pieces */
+};
+
+/*
+ * A dyn chunk's last text and its encoding: the next recipient's is often
+ * the same (a line with the post count, a greeting without a name), and
+ * is then copied rather than encoded again.
+ */
+struct rmemo {
+	struct rbuf raw;
+	struct rbuf enc;
 };
 
 struct tjob {
@@ -95,6 +106,8 @@ struct tjob {
 	size_t captp;
 	size_t npre;		/* chunks [0, npre) come before the posts */
 	int aligned;		/* the fast path applies */
+	struct rmemo *memo;	/* by chunk */
+	size_t capmemo;
 };
 
 /*
@@ -576,11 +589,18 @@ render_check_config(const struct config *cfg, char *err, size_t errlen)
 static void
 tjob_free(struct tjob *tj)
 {
+	size_t i;
+
 	rbuf_free(&tj->enc);
 	rbuf_free(&tj->raw);
 	free(tj->chunks);
 	free(tj->pieces);
 	free(tj->tp);
+	for (i = 0; i < tj->capmemo; i++) {
+		rbuf_free(&tj->memo[i].raw);
+		rbuf_free(&tj->memo[i].enc);
+	}
+	free(tj->memo);
 }
 
 void
@@ -1107,6 +1127,38 @@ render_date(struct render *r)
 	r->date_t = now;
 }
 
+/* Encode dyn chunk i's text raw into out, or copy it if it is the last's. */
+static void
+render_chunk_encode(struct tjob *tj, size_t i, const struct rbuf *raw,
+    struct rbuf *out)
+{
+	struct rchunk *c = &tj->chunks[i];
+	struct rmemo *m;
+	size_t start = out->len, k;
+
+	if (i >= tj->capmemo) {
+		k = tj->capmemo;
+		tj->capmemo = tj->capchunks;
+		tj->memo = wrealloc(tj->memo, tj->capmemo * sizeof(*tj->memo));
+		memset(tj->memo + k, 0, (tj->capmemo - k) * sizeof(*tj->memo));
+	}
+	m = &tj->memo[i];
+	if (c->memo && m->raw.len == raw->len && (raw->len == 0 ||
+	    memcmp(m->raw.p, raw->p, raw->len) == 0)) {
+		if (m->enc.len > 0)
+			rbuf_add(out, m->enc.p, m->enc.len);
+		return;
+	}
+	mime_qp_encode(out, raw->p, raw->len);
+	rbuf_reset(&m->raw);
+	rbuf_reset(&m->enc);
+	if (raw->len > 0)
+		rbuf_add(&m->raw, raw->p, raw->len);
+	if (out->len > start)
+		rbuf_add(&m->enc, out->p + start, out->len - start);
+	c->memo = 1;
+}
+
 static void
 render_part(struct render *r, struct tjob *tj, size_t nsel, struct rbuf *out)
 {
@@ -1154,7 +1206,7 @@ render_part(struct render *r, struct tjob *tj, size_t nsel, struct rbuf *out)
 				    template_next(t, (size_t)pc->node),
 				    render_lookup, r, &r->scratch);
 		}
-		mime_qp_encode(out, r->scratch.p, r->scratch.len);
+		render_chunk_encode(tj, i, &r->scratch, out);
 	}
 	if (tj->npre == tj->nchunks)
 		for (j = 0; j < nsel; j++) {

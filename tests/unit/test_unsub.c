@@ -72,6 +72,20 @@ test_key_matches_oneshot(void **state)
 		assert_string_equal(a, b);
 	}
 	unsub_key_free(k);
+	/* Secrets of a block and longer (hashed first, RFC 2104). */
+	for (i = 60; i < 140; i += 4) {
+		char secret[160];
+
+		memset(secret, 'k', i);
+		secret[i] = '\0';
+		secret[i / 2] = 'x';
+		k = unsub_key_new(secret);
+		assert_non_null(k);
+		assert_int_equal(unsub_key_token(k, 77, 42, a), 0);
+		assert_int_equal(unsub_token(secret, 77, 42, b), 0);
+		assert_string_equal(a, b);
+		unsub_key_free(k);
+	}
 	unsub_key_free(NULL);
 }
 
