@@ -8,8 +8,8 @@ it.
     /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
 
 --quick runs smaller sizes (a smoke test of the runner, minutes less);
---only runs some of: render, checkpoint, smtp, worker, e2e, amqp, memory,
-supervisor, scrape, profile;
+--only runs some of: render, checkpoint, smtp, worker, e2e, amqp,
+amqp_e2e, memory, supervisor, scrape, profile;
 --report writes REPORT.md and the plot again from results.json.
 Each benchmark runs in its own process with a time limit, so one that
 fails is reported as failed and the others still run.
@@ -35,6 +35,8 @@ TARGETS = {
                         "with CHUNKING (medians)"),
     "worker_cpu_us": ("<=", 15.0, "worker CPU per email (us)"),
     "amqp_cpu_us": ("<=", 15.0, "AMQP transport CPU per email (us)"),
+    "amqp_e2e_cpu_us": ("<=", 15.0,
+                        "worker CPU per email, AMQP end to end (us)"),
     "render_per_core": (">=", 20000, "render, emails/s per core"),
     "redis_rtt_per_email": ("<=", 1.05, "Redis round trips per email"),
     "worker_hwm_mb": ("<=", 16.0, "worker peak RSS, 1M-member group (MB)"),
@@ -296,6 +298,8 @@ def figures(r):
         f["e2e_relay_ratio"] = pf["ratio"]
     if "us_per_email" in r.get("amqp", {}):
         f["amqp_cpu_us"] = r["amqp"]["us_per_email"]
+    if "worker_cpu_us_per_email" in r.get("amqp_e2e", {}):
+        f["amqp_e2e_cpu_us"] = r["amqp_e2e"]["worker_cpu_us_per_email"]
     if "emails_per_sec" in r.get("render", {}):
         # One process on one core: emails per CPU second is per core.
         rr = r["render"]
@@ -599,6 +603,42 @@ def relay_why(e):
                 s["ceiling"]["sessions"]))
 
 
+def report_amqp_e2e(ae, L):
+    """The AMQP end-to-end subsection (bench/bench_e2e_amqp.py)."""
+    L.append("### AMQP end to end\n")
+    if "worker_cpu_us_per_email" not in ae:
+        L.append("Not measured: %s\n" % ae.get("error", "skipped"))
+        return
+    p = ae["params"]
+    L.append("`bench/bench_e2e_amqp.py`: `digestctl seed --groups %d "
+             "--members %d --posts %d`, digestd with pools priority and "
+             "standard (%d workers in all), queue backend redis, "
+             "transport.type = amqp to a private rabbitmq-server on "
+             "127.0.0.1 (durable queue bound to the exchange, x-max-length "
+             "%d); timed from `digestctl schedule` to the last email "
+             "counted sent. CPU as deltas over the run (/proc utime + "
+             "stime at schedule and at the end, before the drain). Median "
+             "run by worker CPU: **%.1f us of worker CPU per email**, %s "
+             "emails/s, %d emails; broker (beam.smp) %.1f us and "
+             "redis-server %.1f us of CPU per email.\n" % (
+                 p["groups"], p["members"], p["posts"], 2 * p["workers"],
+                 p["max_length"], ae["worker_cpu_us_per_email"],
+                 fmt(ae["emails_per_sec"]), ae["emails"],
+                 ae["broker_cpu_us_per_email"] or 0,
+                 ae["redis_cpu_us_per_email"]))
+    L.append("| run | emails | seconds | emails/s | worker us/email | "
+             "broker us/email | redis us/email | restarts | load (end) |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for x in ae["runs"]:
+        L.append("| %d | %d | %.2f | %s | %.1f | %.1f | %.1f | %d | %s |" % (
+            x["run"] + 1, x["emails"], x["seconds"],
+            fmt(x["emails_per_sec"]), x["worker_cpu_us_per_email"],
+            x["broker_cpu_us_per_email"] or 0, x["redis_cpu_us_per_email"],
+            x["restarts"] + (1 if x["workers_replaced"] else 0),
+            " ".join("%.1f" % v for v in x["loadavg_end"])))
+    L.append("")
+
+
 def report(r, f, profiles, started, took):
     m = r["machine"]
     L = []
@@ -617,7 +657,7 @@ def report(r, f, profiles, started, took):
     L.append("| --- | --- | --- | --- | --- |")
     num = {"own_cpu_us": 2, "cursor_write_us": 2,
            "e2e_ratio": 1, "e2e_relay_ratio": 1, "worker_cpu_us": 1,
-           "amqp_cpu_us": 1, "render_per_core": 2,
+           "amqp_cpu_us": 1, "amqp_e2e_cpu_us": 1, "render_per_core": 2,
            "redis_rtt_per_email": 3, "worker_hwm_mb": 4,
            "supervisor_hwm_mb": 4, "fork_p99_ms": 5, "ready_p99_ms": 5,
            "scrape_p99_ms": 6, "scrape_speedup": 6, "smtp_path_ratio": 1}
@@ -658,6 +698,7 @@ def report(r, f, profiles, started, took):
                      fmt(am["emails_per_sec"]), len(am["runs"])))
     else:
         L.append("Not measured: %s\n" % am.get("error", "skipped"))
+    report_amqp_e2e(r.get("amqp_e2e", {}), L)
 
     rr = r.get("render", {})
     L.append("## 2. Render\n")
@@ -872,7 +913,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only",
                     default="render,checkpoint,smtp,worker,e2e,amqp,"
-                    "memory,supervisor,scrape,profile")
+                    "amqp_e2e,memory,supervisor,scrape,profile")
     ap.add_argument("--report", action="store_true",
                     help="write REPORT.md and the plot again from "
                     "results.json, measuring nothing")
@@ -922,6 +963,11 @@ def main():
     if "amqp" in only:
         a = ["--jobs", "4", "--runs", "1"] if q else []
         r["amqp"] = run_json("amqp", [PY, os.path.join(HERE, "bench_amqp.py")] + a, 600)
+    if "amqp_e2e" in only:
+        a = ["--groups", "500", "--members", "50000", "--posts", "5000",
+             "--deadline", "540"] if q else ["--deadline", "1140"]
+        r["amqp_e2e"] = run_json("amqp_e2e", [PY, os.path.join(
+            HERE, "bench_e2e_amqp.py")] + a, 600 if q else 1200)
     if "memory" in only:
         a = ["--members", "100000"] if q else []
         r["memory"] = run_json("memory", [PY, os.path.join(HERE, "bench_memory.py")] + a, 420)
