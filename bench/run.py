@@ -757,13 +757,16 @@ def report(r, f, profiles, started, took):
         L.append("INFO stats before and after the end-to-end run (the "
                  "median one against smtp-sink; our own "
                  "INFO and XINFO calls taken out): %d commands, %d client "
-                 "reads (total_reads_processed, a stand-in for round trips) "
-                 "for %d emails in %d jobs: **%.3f commands and %.3f round "
+                 "reads (total_reads_processed) for %d emails in %d jobs: "
+                 "%.3f commands and %.3f reads per email; less the one "
+                 "progress write per email sent, which no worker waits "
+                 "for (its reply is read with the flush's), **%.3f round "
                  "trips per email**, %.1f reads per job. It includes "
                  "`digestctl schedule` (%s reads) and the queue "
                  "sampler.\n" % (
                      rd["commands"], rd["reads"], dd["emails"],
                      dd["jobs_ok"], rd["commands_per_email"],
+                     rd.get("reads_per_email", rd["round_trips_per_email"]),
                      rd["round_trips_per_email"],
                      rd["reads"] / max(1, dd["jobs_ok"]),
                      rd.get("schedule_reads", "?")))
