@@ -20,6 +20,7 @@
 #include <netdb.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,7 @@ struct http_server {
 	int64_t paused_until;		/* after accept() failed, in ms */
 	uint64_t nofile;		/* RLIMIT_NOFILE at start */
 	int cap_configured;
+	int closing;			/* told to go: accepts no more */
 	struct http_ratelimit rl_accept, rl_full;
 	SLIST_ENTRY(http_server) entry;
 };
@@ -274,6 +276,11 @@ http_gate(struct http_server *hs)
 	int64_t now = http_now(), wake;
 	enum http_gate state;
 
+	if (hs->closing) {
+		http_gate_set(hs, HTTP_GATE_SHUT);
+		evtimer_del(hs->gate_ev);
+		return;
+	}
 	state = http_conns_gate(&hs->book, http_cap(hs), now,
 	    hs->paused_until, &wake);
 	http_gate_set(hs, state);
@@ -687,12 +694,56 @@ http_peer_loopback(struct evhttp_request *req)
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 }
 
+/*
+ * Told to go (SIGTERM: a reload replaces this child): accept no more and
+ * go once the connections in hand are answered, or after
+ * HTTP_CLOSE_GRACE_MS.  The listening sockets stay open in the
+ * supervisor, so a client that connects meanwhile waits in the backlog
+ * for the next child.  Ends by SIGTERM, as the supervisor expects of a
+ * child it replaced.
+ */
+#define HTTP_CLOSE_GRACE_MS	2000
+#define HTTP_CLOSE_POLL_MS	20
+
+static struct http_server *serving;
+static int64_t closing_since;
+
+static void
+http_close_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct event *ev = arg;
+	struct timeval tv;
+
+	if (serving->book.open > 0 &&
+	    http_now() - closing_since < HTTP_CLOSE_GRACE_MS) {
+		evtimer_add(ev, tv_ms(&tv, HTTP_CLOSE_POLL_MS));
+		return;
+	}
+	signal(SIGTERM, SIG_DFL);
+	raise(SIGTERM);
+	_exit(0);
+}
+
+static void
+http_term_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event *poll = arg;
+
+	if (serving->closing)
+		return;
+	serving->closing = 1;
+	closing_since = http_now();
+	http_gate(serving);
+	http_close_poll_cb(-1, 0, poll);
+}
+
 void
 http_server_serve(const char *name, const int *fds, int nfds,
     http_handler handler, http_cap_fn cap, void *arg)
 {
 	struct event_base *base;
 	struct http_server *hs;
+	struct event *term, *poll;
 	char err[256];
 	int i;
 
@@ -710,6 +761,14 @@ http_server_serve(const char *name, const int *fds, int nfds,
 			log_warnx("%s: %s", name, err);
 			_exit(1);
 		}
+	serving = hs;
+	if ((poll = evtimer_new(base, http_close_poll_cb,
+	    event_self_cbarg())) == NULL ||
+	    (term = evsignal_new(base, SIGTERM, http_term_cb, poll)) == NULL ||
+	    evsignal_add(term, NULL) == -1) {
+		log_warnx("%s: cannot watch SIGTERM", name);
+		_exit(1);
+	}
 	event_base_dispatch(base);
 	_exit(0);
 }

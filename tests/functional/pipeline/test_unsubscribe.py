@@ -269,3 +269,44 @@ def test_unsubscribe_endpoint_holds_the_connection_cap(tmp_path, redis_tcp, smtp
         for s in idle:
             s.close()
         proc.kill()
+
+
+def test_reload_answers_a_request_in_flight(tmp_path, redis_tcp, smtp_sink):
+    """A reload replaces the endpoint's child; a request the old child has
+    begun to read is still answered, not reset, and the next one is
+    served by the new child."""
+    port = free_port()
+    cfg = unsub_config(tmp_path, redis_tcp, smtp_sink, port)
+    proc = Digestd(cfg, tmp_path)
+    proc.start()
+    try:
+        url = "http://127.0.0.1:%d/unsubscribe?u=5&g=6&t=%s" % (port, token(5, 6))
+        wait_for(lambda: request(url)[0] == 200, timeout=10, interval=0.1,
+                 what="the unsubscribe endpoint")
+        first = unsub_child(proc.pid())
+        base = socket_fds(first)
+        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        try:
+            path = urlsplit(url)
+            s.sendall(b"GET %s?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % (
+                path.path.encode(), path.query.encode()))
+            # The old child holds the connection: it read part of it.
+            wait_for(lambda: socket_fds(first) > base, timeout=10,
+                     interval=0.05, what="the connection accepted")
+            os.kill(proc.pid(), signal.SIGHUP)
+            time.sleep(0.3)     # the child has been told to go by now
+            s.sendall(b"Connection: close\r\n\r\n")
+            got = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got += b
+        finally:
+            s.close()
+        assert got.startswith(b"HTTP/1.1 200"), got[:200]
+        wait_for(lambda: unsub_child(proc.pid()) not in (None, first),
+                 timeout=15, interval=0.1, what="a new unsubscribe child")
+        assert request(url)[0] == 200
+    finally:
+        proc.kill()
