@@ -23,7 +23,6 @@
  */
 static int cp_outage;
 
-static char *cp_bulk(char *, const char *, size_t);
 
 /* The checkpoint's key.  Every call starts here: a fresh failure kind. */
 static int
@@ -96,26 +95,12 @@ cp_replies(redisContext *c, int n, redisReply **out)
 static int
 cp_argv(redisContext *q, int argc, const char *const *argv)
 {
-	size_t len[12], need = 16;
-	char buf[2048], *p = buf;
-	int i, rc;
+	size_t len[12];
+	int i;
 
-	for (i = 0; i < argc; i++) {
+	for (i = 0; i < argc; i++)
 		len[i] = strlen(argv[i]);
-		need += len[i] + 8 + FMT_I64_MAX;
-	}
-	if (need > sizeof(buf))
-		rc = redisAppendCommandArgv(q, argc, (const char **)argv, len);
-	else {
-		*p++ = '*';
-		p += fmt_i64(p, argc);
-		*p++ = '\r';
-		*p++ = '\n';
-		for (i = 0; i < argc; i++)
-			p = cp_bulk(p, argv[i], len[i]);
-		rc = redisAppendFormattedCommand(q, buf, (size_t)(p - buf));
-	}
-	if (rc != REDIS_OK) {
+	if (rconn_append_argv(q, argc, argv, len) != REDIS_OK) {
 		if (q->err == REDIS_ERR_OOM)
 			worker_oom();
 		return -1;
@@ -291,28 +276,13 @@ static struct {
 	size_t headlen;
 } cp_head;
 
-/* Append "$len\r\ns\r\n" at p; returns the end. */
-static char *
-cp_bulk(char *p, const char *s, size_t len)
-{
-	*p++ = '$';
-	p += fmt_i64(p, (int64_t)len);
-	*p++ = '\r';
-	*p++ = '\n';
-	memcpy(p, s, len);
-	p += len;
-	*p++ = '\r';
-	*p++ = '\n';
-	return p;
-}
-
 /* A bulk string of v in decimal. */
 static char *
 cp_bulk_i64(char *p, int64_t v)
 {
 	char num[FMT_I64_MAX];
 
-	return cp_bulk(p, num, fmt_i64(num, v));
+	return rconn_resp_bulk(p, num, fmt_i64(num, v));
 }
 
 /* The command's start up to the key, for j; 0, or -1 if too long. */
@@ -334,7 +304,7 @@ cp_head_for(const struct config *cfg, const struct job *j)
 	/* "$4\r\nHSET\r\n" (10) and the key's "$N\r\n...\r\n". */
 	if (10 + klen + 8 > sizeof(cp_head.head))
 		return -1;
-	cp_head.headlen = (size_t)(cp_bulk(cp_bulk(cp_head.head, "HSET", 4),
+	cp_head.headlen = (size_t)(rconn_resp_bulk(rconn_resp_bulk(cp_head.head, "HSET", 4),
 	    key, klen) - cp_head.head);
 	cp_head.cfg = cfg;
 	return 0;
@@ -359,14 +329,14 @@ cp_format_progress(char *buf, const struct config *cfg, const struct job *j,
 	p += cp_head.headlen;
 	if (cp->cursor.set) {
 		cursor_score_str(cp->cursor.score, score, sizeof(score));
-		p = cp_bulk(p, "cursor", 6);
+		p = rconn_resp_bulk(p, "cursor", 6);
 		p = cp_bulk_i64(p, cp->cursor.uid);
-		p = cp_bulk(p, "cursor_score", 12);
-		p = cp_bulk(p, score, strlen(score));
+		p = rconn_resp_bulk(p, "cursor_score", 12);
+		p = rconn_resp_bulk(p, score, strlen(score));
 	}
-	p = cp_bulk(p, "sent", 4);
+	p = rconn_resp_bulk(p, "sent", 4);
 	p = cp_bulk_i64(p, cp->sent);
-	p = cp_bulk(p, "skipped", 7);
+	p = rconn_resp_bulk(p, "skipped", 7);
 	p = cp_bulk_i64(p, cp->skipped);
 	return (size_t)(p - buf);
 }
@@ -407,13 +377,13 @@ cp_append_touch(redisContext *q, const struct config *cfg,
 	p += 4;
 	memcpy(p, cp_head.head, cp_head.headlen);
 	p += cp_head.headlen;
-	p = cp_bulk(p, "updated_at", 10);
+	p = rconn_resp_bulk(p, "updated_at", 10);
 	n = fmt_i64(t, ms / 1000);
 	t[n++] = '.';
 	t[n++] = (char)('0' + ms % 1000 / 100);
 	t[n++] = (char)('0' + ms % 100 / 10);
 	t[n++] = (char)('0' + ms % 10);
-	p = cp_bulk(p, t, n);
+	p = rconn_resp_bulk(p, t, n);
 	/* EXPIRE: the key's bulk string follows "$4\r\nHSET\r\n" in head. */
 	memcpy(p, "*3\r\n$6\r\nEXPIRE\r\n", 16);
 	p += 16;

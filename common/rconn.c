@@ -414,3 +414,44 @@ rconn_cap_cut(const redisReply *e, const redisReply **prefix)
 		*prefix = e->element[0];
 	return e->element[1]->integer;
 }
+
+char *
+rconn_resp_bulk(char *p, const char *s, size_t len)
+{
+	*p++ = '$';
+	p += fmt_i64(p, (int64_t)len);
+	*p++ = '\r';
+	*p++ = '\n';
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+int
+rconn_append_argv(redisContext *c, int argc, const char *const *argv,
+    const size_t *len)
+{
+	char stack[2048], *buf = stack, *p;
+	size_t need = FMT_I64_MAX + 4;
+	int i, rc;
+
+	for (i = 0; i < argc; i++)
+		need += len[i] + FMT_I64_MAX + 5;
+	/* Without memory for the buffer, hiredis says out of memory. */
+	if (need > sizeof(stack) && (buf = malloc(need)) == NULL)
+		return redisAppendCommandArgv(c, argc, (const char **)argv,
+		    len);
+	p = buf;
+	*p++ = '*';
+	p += fmt_i64(p, argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (i = 0; i < argc; i++)
+		p = rconn_resp_bulk(p, argv[i], len[i]);
+	rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	if (buf != stack)
+		free(buf);
+	return rc;
+}

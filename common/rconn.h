@@ -87,4 +87,15 @@ int rconn_cap_feed(struct rconn_cap *, redisReader *r, const char *buf,
  */
 long long rconn_cap_cut(const redisReply *e, const redisReply **prefix);
 
+/* Append "$len\r\ns\r\n" at p; returns the end. */
+char	*rconn_resp_bulk(char *p, const char *s, size_t len);
+/*
+ * Append argv[0..argc) (lengths in len) to c as one command, written as
+ * RESP here rather than through hiredis's format parser, which costs more
+ * than the rest of a hot read or write.  REDIS_OK, or REDIS_ERR with
+ * c->err set.
+ */
+int	 rconn_append_argv(redisContext *c, int argc, const char *const *argv,
+	    const size_t *len);
+
 #endif

@@ -234,32 +234,8 @@ activity_append_resp(struct activity *ar, const char *what, int argc,
     const char *const *argv, const size_t *len)
 {
 	redisContext *c = ar->c;
-	char buf[2048], *p = buf;
-	size_t need = 16;
-	int i, rc;
 
-	for (i = 0; i < argc; i++)
-		need += len[i] + 8 + FMT_I64_MAX;
-	if (need > sizeof(buf))
-		rc = redisAppendCommandArgv(c, argc, (const char **)argv, len);
-	else {
-		*p++ = '*';
-		p += fmt_i64(p, argc);
-		*p++ = '\r';
-		*p++ = '\n';
-		for (i = 0; i < argc; i++) {
-			*p++ = '$';
-			p += fmt_i64(p, (int64_t)len[i]);
-			*p++ = '\r';
-			*p++ = '\n';
-			memcpy(p, argv[i], len[i]);
-			p += len[i];
-			*p++ = '\r';
-			*p++ = '\n';
-		}
-		rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
-	}
-	if (rc != REDIS_OK) {
+	if (rconn_append_argv(c, argc, argv, len) != REDIS_OK) {
 		if (c->err == REDIS_ERR_OOM)
 			worker_oom();
 		activity_error(ar, c, what, NULL);
@@ -531,36 +507,21 @@ static int
 activity_append_argv(struct activity *ar, redisContext *c, const char *what,
     const char *cmd, const char *key, const char **args, size_t n)
 {
-	size_t i, need, cl = strlen(cmd), kl = strlen(key), *al;
-	char *buf, *p;
+	const char **av;
+	size_t i, *al;
 	int rc;
 
-	al = wcalloc(n + 1, sizeof(*al));
-	need = 3 * (FMT_I64_MAX + 6) + cl + kl;
-	for (i = 0; i < n; i++) {
-		al[i] = strlen(args[i]);
-		need += al[i] + FMT_I64_MAX + 6;
-	}
-	p = buf = wmalloc(need);
-	*p++ = '*';
-	p += fmt_i64(p, (int64_t)(n + 2));
-	*p++ = '\r';
-	*p++ = '\n';
+	av = wcalloc(n + 2, sizeof(*av));
+	al = wcalloc(n + 2, sizeof(*al));
+	av[0] = cmd;
+	av[1] = key;
 	for (i = 0; i < n + 2; i++) {
-		const char *a = i == 0 ? cmd : i == 1 ? key : args[i - 2];
-		size_t l = i == 0 ? cl : i == 1 ? kl : al[i - 2];
-
-		*p++ = '$';
-		p += fmt_i64(p, (int64_t)l);
-		*p++ = '\r';
-		*p++ = '\n';
-		memcpy(p, a, l);
-		p += l;
-		*p++ = '\r';
-		*p++ = '\n';
+		if (i >= 2)
+			av[i] = args[i - 2];
+		al[i] = strlen(av[i]);
 	}
-	rc = redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
-	free(buf);
+	rc = rconn_append_argv(c, (int)(n + 2), av, al);
+	free(av);
 	free(al);
 	if (rc != REDIS_OK) {
 		if (c->err == REDIS_ERR_OOM)
